@@ -1,0 +1,25 @@
+# The README's quick start: `make demo` runs the main job, `make test` runs the tests.
+# Both install missing system packages first (see .ci/install-deps) and say what they install.
+
+.PHONY: deps demo test lint bench schema
+
+deps:
+	@.ci/install-deps
+
+demo: deps
+	cargo build --release --quiet
+	./target/release/plan validate examples/lab.yml
+	./target/release/plan graph examples/lab.yml --format text
+
+test: deps
+	cargo test --all-targets
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+
+bench: deps
+	cargo bench --bench validate
+
+schema:
+	cargo run --quiet -- schema > schemas/plan.schema.json

@@ -1,0 +1,240 @@
+//! The command line: flags, dispatch, and how results and problems are printed.
+//! No plan logic lives here; it calls `manifest` and `graph` and renders what they return.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::diagnostics::{Problem, Rendered, Severity, SourceText};
+use crate::graph::{self, GraphFormat};
+use crate::manifest::model::Kind;
+use crate::manifest::{self, format, LoadFailure, Loaded, Options, Overrides};
+
+/// Exit status for any error: bad input, or a failure to do what was asked.
+const EXIT_ERROR: u8 = 1;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "plan",
+    version,
+    about = "Declarative plan/apply for virtual labs, in kcli's plan format"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command that reads a plan takes.
+#[derive(clap::Args, Debug)]
+struct PlanArgs {
+    /// The plan file (YAML, rendered as a Jinja template first)
+    file: PathBuf,
+    /// Set a parameter, overriding the plan and parameter files (repeatable): -P memory=4096
+    #[arg(short = 'P', long = "param", value_name = "KEY=VALUE")]
+    params: Vec<String>,
+    /// Read parameters from a YAML file (repeatable; later files win).
+    /// Default: kcli_parameters.yml beside the plan, if it exists
+    #[arg(long = "paramfile", value_name = "FILE")]
+    paramfiles: Vec<PathBuf>,
+}
+
+impl PlanArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            paramfiles: self.paramfiles.clone(),
+            sets: self.params.clone(),
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Check a plan and report every problem in it at once
+    Validate {
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// Treat warnings (kcli keys siteplan ignores) as errors
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Print the plan after templating, as siteplan reads it
+    Render {
+        #[command(flatten)]
+        plan: PlanArgs,
+    },
+    /// Print the plan's dependency graph
+    Graph {
+        #[command(flatten)]
+        plan: PlanArgs,
+        #[arg(long, value_enum, default_value = "text")]
+        format: GraphFormat,
+    },
+    /// Print the JSON Schema of the plan format
+    Schema,
+    /// Print a shell completion script: plan completions bash > /etc/bash_completion.d/plan
+    Completions { shell: clap_complete::Shell },
+}
+
+/// Runs the command line and returns the process's exit status.
+pub fn run() -> ExitCode {
+    install_report_handler();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_ERROR)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match cli.command {
+        Command::Validate { plan, strict } => validate(&plan, strict),
+        Command::Render { plan } => match manifest::render(&plan.file, &plan.overrides()) {
+            Ok(text) => print(&text),
+            Err(failure) => report_failure(&failure),
+        },
+        Command::Graph { plan, format } => match load(&plan, false) {
+            Ok(loaded) => print(&graph::render(&loaded.graph, format)),
+            Err(code) => code,
+        },
+        Command::Schema => print(&format::schema_text()),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "plan", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn install_report_handler() {
+    let _ = miette::set_hook(Box::new(|_| {
+        let terminal = std::io::stderr().is_terminal();
+        let color = terminal && std::env::var_os("NO_COLOR").is_none();
+        let mut opts = miette::MietteHandlerOpts::new()
+            .terminal_links(false)
+            .unicode(true)
+            .color(color)
+            .context_lines(1);
+        if !terminal {
+            // Same output whatever runs it: CI logs and tests see one layout.
+            opts = opts.width(100);
+        }
+        Box::new(opts.build())
+    }));
+}
+
+/// Writes to stdout; a closed pipe (`plan graph x | head`) is not an error.
+fn print(text: &str) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: cannot write output: {e}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn load(plan: &PlanArgs, strict: bool) -> Result<Loaded, ExitCode> {
+    match manifest::load(&plan.file, &plan.overrides(), Options { strict }) {
+        Ok(loaded) => {
+            report_problems(&loaded.warnings, &loaded.source);
+            Ok(loaded)
+        }
+        Err(failure) => Err(report_failure(&failure)),
+    }
+}
+
+fn validate(plan: &PlanArgs, strict: bool) -> ExitCode {
+    let loaded = match load(plan, strict) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let mut counts = Vec::new();
+    for kind in Kind::ALL {
+        let n = loaded
+            .manifest
+            .entries
+            .iter()
+            .filter(|e| e.kind.kind() == kind)
+            .count();
+        if n > 0 {
+            counts.push(format!("{n} {kind}{}", if n == 1 { "" } else { "s" }));
+        }
+    }
+    let external = loaded
+        .graph
+        .graph
+        .node_weights()
+        .filter(|n| n.external)
+        .count();
+    let mut line = format!(
+        "{} is valid: {}",
+        display_name(&plan.file),
+        if counts.is_empty() {
+            "no entries".to_string()
+        } else {
+            counts.join(", ")
+        }
+    );
+    line.push_str(&format!("; {} dependencies", loaded.graph.edge_count()));
+    if external > 0 {
+        line.push_str(&format!(
+            "; {external} external reference{} to check against the provider",
+            if external == 1 { "" } else { "s" }
+        ));
+    }
+    if !loaded.warnings.is_empty() {
+        line.push_str(&format!(
+            " ({} warning{})",
+            loaded.warnings.len(),
+            if loaded.warnings.len() == 1 { "" } else { "s" }
+        ));
+    }
+    line.push('\n');
+    print(&line)
+}
+
+fn display_name(path: &Path) -> String {
+    path.display().to_string()
+}
+
+fn report_problems(problems: &[Problem], source: &SourceText) {
+    let mut err = std::io::stderr().lock();
+    for problem in problems {
+        let report = miette::Report::new(Rendered::new(problem.clone(), source));
+        let _ = writeln!(err, "{report:?}");
+    }
+}
+
+fn report_failure(failure: &LoadFailure) -> ExitCode {
+    report_problems(&failure.problems, &failure.source);
+    let errors = failure
+        .problems
+        .iter()
+        .filter(|p| p.severity == Severity::Error)
+        .count();
+    let warnings = failure.problems.len() - errors;
+    let mut summary = format!(
+        "error: {} has {errors} error{}",
+        failure
+            .source
+            .name
+            .split(" (")
+            .next()
+            .unwrap_or(&failure.source.name),
+        if errors == 1 { "" } else { "s" }
+    );
+    if warnings > 0 {
+        summary.push_str(&format!(
+            " and {warnings} warning{}",
+            if warnings == 1 { "" } else { "s" }
+        ));
+    }
+    eprintln!("{summary}");
+    ExitCode::from(EXIT_ERROR)
+}

@@ -1,0 +1,232 @@
+//! Problems found in a plan, collected rather than thrown, and rendered with miette.
+//!
+//! Every check appends to a `Diagnostics` list and carries on, so a user sees every mistake in
+//! one run. A problem points into the text that was parsed: the plan after templating.
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+use miette::{Diagnostic, LabeledSpan, NamedSource, SourceSpan};
+
+/// A byte range in the rendered plan text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Span {
+    pub offset: usize,
+    pub len: usize,
+}
+
+impl Span {
+    pub fn new(offset: usize, len: usize) -> Self {
+        Span { offset, len }
+    }
+
+    pub fn range(&self) -> Range<usize> {
+        self.offset..self.offset + self.len
+    }
+
+    pub fn shifted(self, by: usize) -> Self {
+        Span::new(self.offset + by, self.len)
+    }
+}
+
+impl From<Span> for SourceSpan {
+    fn from(span: Span) -> Self {
+        SourceSpan::new(span.offset.into(), span.len)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Warning,
+    Error,
+}
+
+/// One problem: what is wrong, where, and what to do about it.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub severity: Severity,
+    /// A stable code such as `plan::unknown-key`, for tests and for searching docs.
+    pub code: &'static str,
+    pub message: String,
+    pub labels: Vec<(Span, String)>,
+    pub help: Option<String>,
+}
+
+impl Problem {
+    pub fn error(code: &'static str, message: impl Into<String>) -> Self {
+        Problem {
+            severity: Severity::Error,
+            code,
+            message: message.into(),
+            labels: Vec::new(),
+            help: None,
+        }
+    }
+
+    pub fn warning(code: &'static str, message: impl Into<String>) -> Self {
+        Problem {
+            severity: Severity::Warning,
+            ..Problem::error(code, message)
+        }
+    }
+
+    pub fn label(mut self, span: Span, text: impl Into<String>) -> Self {
+        self.labels.push((span, text.into()));
+        self
+    }
+
+    pub fn help(mut self, text: impl Into<String>) -> Self {
+        self.help = Some(text.into());
+        self
+    }
+
+    /// The first labelled position, which orders problems by where they are in the file.
+    pub fn offset(&self) -> usize {
+        self.labels.first().map_or(0, |(s, _)| s.offset)
+    }
+}
+
+/// Problems found so far, in the order found.
+#[derive(Debug, Default)]
+pub struct Diagnostics {
+    problems: Vec<Problem>,
+}
+
+impl Diagnostics {
+    /// Adds a problem, unless the same one was already found at the same place: a profile's
+    /// keys are read once for the profile and again for each VM that uses it.
+    pub fn push(&mut self, problem: Problem) {
+        let seen = self.problems.iter().any(|p| {
+            p.code == problem.code
+                && !p.labels.is_empty()
+                && p.labels
+                    .iter()
+                    .map(|l| l.0)
+                    .eq(problem.labels.iter().map(|l| l.0))
+        });
+        if !seen {
+            self.problems.push(problem);
+        }
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.problems.iter().any(|p| p.severity == Severity::Error)
+    }
+
+    pub fn error_count(&self) -> usize {
+        self.problems
+            .iter()
+            .filter(|p| p.severity == Severity::Error)
+            .count()
+    }
+
+    pub fn warning_count(&self) -> usize {
+        self.problems.len() - self.error_count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    /// Turns every warning into an error (`--strict`).
+    pub fn escalate_warnings(&mut self) {
+        for p in &mut self.problems {
+            p.severity = Severity::Error;
+        }
+    }
+
+    /// The problems sorted by position, errors and warnings interleaved as they appear.
+    pub fn into_sorted(mut self) -> Vec<Problem> {
+        self.problems.sort_by_key(|p| p.offset());
+        self.problems
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Problem> {
+        self.problems.iter()
+    }
+}
+
+/// The text problems point into, and what to call it.
+#[derive(Debug, Clone)]
+pub struct SourceText {
+    pub name: String,
+    pub text: Arc<String>,
+}
+
+/// A problem bound to its source text, ready for miette to render.
+#[derive(Debug)]
+pub struct Rendered {
+    problem: Problem,
+    source: NamedSource<Arc<String>>,
+}
+
+impl Rendered {
+    pub fn new(problem: Problem, source: &SourceText) -> Self {
+        Rendered {
+            problem,
+            source: NamedSource::new(source.name.clone(), source.text.clone()),
+        }
+    }
+}
+
+impl fmt::Display for Rendered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.problem.message)
+    }
+}
+
+impl std::error::Error for Rendered {}
+
+impl Diagnostic for Rendered {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        Some(Box::new(self.problem.code))
+    }
+
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(match self.problem.severity {
+            Severity::Warning => miette::Severity::Warning,
+            Severity::Error => miette::Severity::Error,
+        })
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.problem
+            .help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
+    }
+
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        if self.problem.labels.is_empty() {
+            None
+        } else {
+            Some(&self.source)
+        }
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        let len = self.source.inner().len();
+        Some(Box::new(self.problem.labels.iter().map(
+            move |(span, text)| {
+                // Clamp so a span can never point past the text, whatever produced it.
+                let offset = span.offset.min(len);
+                let span = Span::new(offset, span.len.min(len - offset));
+                LabeledSpan::new_with_span(Some(text.clone()), span)
+            },
+        )))
+    }
+}
+
+/// Suggests the closest of `candidates` to a misspelt `word`, if any is close enough.
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(word, c), c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}

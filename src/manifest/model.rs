@@ -1,0 +1,271 @@
+//! The typed plan: every entry with kcli's defaults applied and sizes in one unit.
+//!
+//! Names that refer to other entries are kept as `Ref`s with their position, so that later stages
+//! (the graph, the planner) can still point at the line that made the reference.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::diagnostics::Span;
+
+/// A validated plan.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    /// Final parameter values after every override, in name order.
+    pub parameters: BTreeMap<String, serde_json::Value>,
+    /// Entries in the order they appear in the rendered plan. Profiles are already merged into
+    /// the VMs that use them, and kept here too so that the graph can show them.
+    pub entries: Vec<Entry>,
+}
+
+impl Manifest {
+    pub fn get(&self, name: &str) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.name == name)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub name: String,
+    /// Where the entry's name is written.
+    pub span: Span,
+    pub kind: EntryKind,
+    /// siteplan's extension: explicit ordering edges to other entries of the plan.
+    pub depends_on: Vec<Ref>,
+}
+
+#[derive(Debug, Clone)]
+pub enum EntryKind {
+    Vm(Box<Vm>),
+    Network(Network),
+    Pool(Pool),
+    Image(Image),
+    Disk(SharedDisk),
+    Profile,
+}
+
+/// The kinds of entries a plan can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Network,
+    Pool,
+    Image,
+    Profile,
+    Vm,
+    Disk,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 6] = [
+        Kind::Network,
+        Kind::Pool,
+        Kind::Image,
+        Kind::Profile,
+        Kind::Vm,
+        Kind::Disk,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Network => "network",
+            Kind::Pool => "pool",
+            Kind::Image => "image",
+            Kind::Profile => "profile",
+            Kind::Vm => "vm",
+            Kind::Disk => "disk",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl EntryKind {
+    pub fn kind(&self) -> Kind {
+        match self {
+            EntryKind::Vm(_) => Kind::Vm,
+            EntryKind::Network(_) => Kind::Network,
+            EntryKind::Pool(_) => Kind::Pool,
+            EntryKind::Image(_) => Kind::Image,
+            EntryKind::Disk(_) => Kind::Disk,
+            EntryKind::Profile => Kind::Profile,
+        }
+    }
+}
+
+/// A name that refers to another entry, or to something that may already exist on a provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ref {
+    pub name: String,
+    pub span: Span,
+}
+
+/// A value that must never be shown: it prints as `(sensitive)`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Secret(value)
+    }
+
+    /// The clear value, for the one place that must send it to a backend.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("(sensitive)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VirtType {
+    Qemu,
+    Kvm,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskBus {
+    Virtio,
+    Scsi,
+    Sata,
+    Ide,
+}
+
+#[derive(Debug, Clone)]
+pub struct Vm {
+    pub profile: Option<Ref>,
+    pub numcpus: u32,
+    pub memory_mib: u64,
+    pub cpumodel: String,
+    pub virttype: Option<VirtType>,
+    pub uefi: bool,
+    pub pool: Ref,
+    pub image: Option<Ref>,
+    pub disks: Vec<VmDisk>,
+    pub diskinterface: DiskBus,
+    pub diskthin: bool,
+    pub nets: Vec<Nic>,
+    pub start: bool,
+    pub autostart: bool,
+    pub cloudinit: bool,
+    pub keys: Vec<String>,
+    pub cmds: Vec<String>,
+    pub scripts: Vec<String>,
+    pub files: Vec<GuestFile>,
+    pub domain: Option<String>,
+    pub dns: Option<IpAddr>,
+    /// Which provider the VM goes to (kcli's `client`); `None` means the default one.
+    pub client: Option<String>,
+    pub rootpassword: Option<Secret>,
+    pub reservedns: bool,
+    pub reserveip: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct VmDisk {
+    pub size_bytes: u64,
+    pub pool: Ref,
+    pub thin: bool,
+    pub interface: DiskBus,
+    pub name: Option<String>,
+    pub image: Option<Ref>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub struct Nic {
+    pub network: Ref,
+    pub mac: Option<String>,
+    pub ip: Option<Located<IpAddr>>,
+    pub prefix: Option<u8>,
+    pub gateway: Option<Located<IpAddr>>,
+    pub dns: Option<IpAddr>,
+    /// The NIC model (kcli's `type`), such as virtio or e1000.
+    pub model: String,
+    pub noconf: bool,
+    pub span: Span,
+}
+
+/// A value with the position it was read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located<T> {
+    pub value: T,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub struct GuestFile {
+    pub path: String,
+    pub source: FileSource,
+    pub owner: Option<String>,
+    pub mode: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub enum FileSource {
+    Content(String),
+    /// A path on the machine running `plan`, read at apply time.
+    Origin(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkMode {
+    Nat,
+    Route,
+    Open,
+    /// Attached to an existing host bridge.
+    Bridge,
+    /// No forwarding at all (kcli's `nat: false`).
+    Isolated,
+}
+
+#[derive(Debug, Clone)]
+pub struct Network {
+    pub cidr: Option<Located<IpNet>>,
+    pub mode: NetworkMode,
+    pub dhcp: bool,
+    pub domain: String,
+    pub dhcp_start: Option<Located<IpAddr>>,
+    pub dhcp_end: Option<Located<IpAddr>>,
+    /// The Linux bridge name; libvirt refuses names over 15 characters.
+    pub bridgename: String,
+    pub mtu: Option<u32>,
+    pub dns: bool,
+    pub pxe: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Pool {
+    pub path: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Image {
+    /// Where to fetch it from; `None` means it must already be in the pool.
+    pub url: Option<String>,
+    pub pool: Ref,
+    pub size_bytes: Option<u64>,
+    pub sha256: Option<String>,
+}
+
+/// A disk of its own, attached to several VMs.
+#[derive(Debug, Clone)]
+pub struct SharedDisk {
+    pub size_bytes: u64,
+    pub pool: Ref,
+    pub thin: bool,
+    pub image: Option<Ref>,
+    pub vms: Vec<Ref>,
+}
+
+pub const GIB: u64 = 1024 * 1024 * 1024;

@@ -1,0 +1,355 @@
+//! Template parameters and their precedence, lowest first: the plan's own `parameters:` block,
+//! parameter files, then `-P key=value` on the command line. This is kcli's order.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::yaml::{self, Node, Value, YamlProblem};
+use crate::diagnostics::{Diagnostics, Problem, Span};
+
+/// The file kcli reads beside a plan when no parameter file is given.
+pub const DEFAULT_PARAMFILE: &str = "kcli_parameters.yml";
+
+/// The value that says "this parameter must be given by the user".
+pub const REQUIRED: &str = "?required";
+
+/// Parameter overrides from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub paramfiles: Vec<PathBuf>,
+    /// `key=value` strings, in the order given.
+    pub sets: Vec<String>,
+}
+
+/// A parameter's value and where it was set.
+#[derive(Debug, Clone)]
+pub struct Param {
+    pub value: serde_json::Value,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Origin {
+    /// In the plan's `parameters:` block, at this span of the plan source.
+    Plan(Span),
+    File(PathBuf),
+    CommandLine,
+}
+
+/// Finds the top-level `parameters:` block in the raw (unrendered) plan, as kcli does: the line
+/// `parameters:` and the indented lines after it. Returns the block's text and its byte offset.
+pub fn parameters_block(source: &str) -> Option<(usize, &str)> {
+    let mut offset = 0;
+    let mut start = None;
+    for line in source.split_inclusive('\n') {
+        let content = line.trim_end();
+        match start {
+            None => {
+                let is_header = content.strip_prefix("parameters:").is_some_and(|rest| {
+                    rest.trim().is_empty()
+                        || rest.trim_start().starts_with('#')
+                        || rest.trim_start().starts_with('{')
+                });
+                if is_header {
+                    start = Some(offset);
+                }
+            }
+            Some(s) => {
+                let continues = content.is_empty()
+                    || content.starts_with(' ')
+                    || content.starts_with('\t')
+                    || content.starts_with('#');
+                if !continues {
+                    return Some((s, &source[s..offset]));
+                }
+            }
+        }
+        offset += line.len();
+    }
+    start.map(|s| (s, &source[s..]))
+}
+
+/// Reads the plan's own parameters. Problems point into the plan source.
+pub fn plan_parameters(source: &str, d: &mut Diagnostics) -> BTreeMap<String, Param> {
+    let Some((offset, block)) = parameters_block(source) else {
+        return BTreeMap::new();
+    };
+    let (root, problems) = match yaml::parse(block) {
+        Ok(parsed) => parsed,
+        Err(problem) => {
+            report_yaml(problem, offset, d);
+            return BTreeMap::new();
+        }
+    };
+    for p in problems {
+        report_yaml(p, offset, d);
+    }
+    let Some(node) = root.get("parameters") else {
+        return BTreeMap::new();
+    };
+    match &node.value {
+        Value::Map(entries) => entries
+            .iter()
+            .filter_map(|(k, v)| {
+                Some((
+                    k.key_text()?,
+                    Param {
+                        value: v.to_json(),
+                        origin: Origin::Plan(k.span.shifted(offset)),
+                    },
+                ))
+            })
+            .collect(),
+        Value::Null => BTreeMap::new(),
+        _ => {
+            d.push(
+                Problem::error(
+                    "plan::bad-parameters",
+                    "`parameters` must be a map of names to values",
+                )
+                .label(
+                    node.span.shifted(offset),
+                    format!("this is {}", node.kind_name()),
+                ),
+            );
+            BTreeMap::new()
+        }
+    }
+}
+
+pub fn report_yaml(problem: YamlProblem, offset: usize, d: &mut Diagnostics) {
+    match problem {
+        YamlProblem::Syntax { message, span } => d.push(
+            Problem::error("plan::yaml", format!("invalid YAML: {message}"))
+                .label(span.shifted(offset), message)
+                .help("check the indentation and quoting around this line"),
+        ),
+        YamlProblem::DuplicateKey { key, first, again } => d.push(
+            Problem::error("plan::duplicate-key", format!("`{key}` is defined twice"))
+                .label(first.shifted(offset), "first defined here")
+                .label(again.shifted(offset), "defined again here")
+                .help("names and keys must be unique; rename or remove one of them"),
+        ),
+        YamlProblem::TooLarge { span } => d.push(
+            Problem::error("plan::too-large", "the document expands to too many nodes")
+                .label(span.shifted(offset), "YAML aliases expand here")
+                .help("YAML aliases that nest aliases grow exponentially; write the values out"),
+        ),
+    }
+}
+
+/// Reads a parameter file: a map of names to values, or a map with a `parameters` key.
+/// Its problems have no span in the plan, so they name the file and line instead.
+pub fn file_parameters(path: &Path, d: &mut Diagnostics) -> BTreeMap<String, Param> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) => {
+            d.push(Problem::error(
+                "plan::paramfile",
+                format!("cannot read parameter file {}: {e}", path.display()),
+            ));
+            return BTreeMap::new();
+        }
+    };
+    let line_of = |span: Span| text[..span.offset.min(text.len())].matches('\n').count() + 1;
+    let root = match yaml::parse(&text) {
+        Ok((root, problems)) => {
+            for p in problems {
+                if let YamlProblem::DuplicateKey { key, again, .. } = p {
+                    d.push(Problem::error(
+                        "plan::paramfile",
+                        format!(
+                            "{}:{}: `{key}` is defined twice",
+                            path.display(),
+                            line_of(again)
+                        ),
+                    ));
+                }
+            }
+            root
+        }
+        Err(YamlProblem::Syntax { message, span }) => {
+            d.push(Problem::error(
+                "plan::paramfile",
+                format!(
+                    "{}:{}: invalid YAML: {message}",
+                    path.display(),
+                    line_of(span)
+                ),
+            ));
+            return BTreeMap::new();
+        }
+        Err(_) => {
+            d.push(Problem::error(
+                "plan::paramfile",
+                format!("{}: the document is too large", path.display()),
+            ));
+            return BTreeMap::new();
+        }
+    };
+    let map: &Node = root.get("parameters").unwrap_or(&root);
+    match &map.value {
+        Value::Map(entries) => entries
+            .iter()
+            .filter_map(|(k, v)| {
+                Some((
+                    k.key_text()?,
+                    Param {
+                        value: v.to_json(),
+                        origin: Origin::File(path.to_path_buf()),
+                    },
+                ))
+            })
+            .collect(),
+        Value::Null => BTreeMap::new(),
+        _ => {
+            d.push(Problem::error(
+                "plan::paramfile",
+                format!(
+                    "{}: a parameter file is a map of names to values",
+                    path.display()
+                ),
+            ));
+            BTreeMap::new()
+        }
+    }
+}
+
+/// Parses `-P key=value`, typing the value as kcli does: digits are integers, true/false are
+/// booleans, `[a,b]` is a list (its items typed the same way), `{...}` is parsed as YAML.
+pub fn parse_set(set: &str) -> Result<(String, serde_json::Value), String> {
+    let Some((key, value)) = set.split_once('=') else {
+        return Err(format!("`-P {set}` is not key=value"));
+    };
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(format!("`-P {set}` has no parameter name before `=`"));
+    }
+    Ok((key.to_string(), typed_value(value)))
+}
+
+fn typed_value(value: &str) -> serde_json::Value {
+    let trimmed = value.trim();
+    if !trimmed.is_empty() && trimmed.bytes().all(|b| b.is_ascii_digit()) {
+        if let Ok(n) = trimmed.parse::<i64>() {
+            return n.into();
+        }
+    }
+    match trimmed.to_ascii_lowercase().as_str() {
+        "true" | "yes" => return true.into(),
+        "false" | "no" => return false.into(),
+        "none" | "null" => return serde_json::Value::Null,
+        _ => {}
+    }
+    if let Some(inner) = trimmed.strip_prefix('[').and_then(|v| v.strip_suffix(']')) {
+        if inner.trim().is_empty() {
+            return serde_json::Value::Array(Vec::new());
+        }
+        return inner
+            .split(',')
+            .map(|item| typed_value(item.trim().trim_matches(['"', '\''])))
+            .collect();
+    }
+    if trimmed.starts_with('{') && trimmed.ends_with('}') {
+        if let Ok((node, problems)) = yaml::parse(trimmed) {
+            if problems.is_empty() {
+                return node.to_json();
+            }
+        }
+    }
+    serde_json::Value::String(value.to_string())
+}
+
+/// Merges every source of parameters in precedence order and checks `?required` ones.
+pub fn resolve(
+    plan_source: &str,
+    plan_path: &Path,
+    overrides: &Overrides,
+    d: &mut Diagnostics,
+) -> BTreeMap<String, Param> {
+    let mut params = plan_parameters(plan_source, d);
+    let paramfiles: Vec<PathBuf> = if overrides.paramfiles.is_empty() {
+        let beside = plan_path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(DEFAULT_PARAMFILE);
+        if beside.is_file() {
+            vec![beside]
+        } else {
+            Vec::new()
+        }
+    } else {
+        overrides.paramfiles.clone()
+    };
+    for file in &paramfiles {
+        params.extend(file_parameters(file, d));
+    }
+    for set in &overrides.sets {
+        match parse_set(set) {
+            Ok((key, value)) => {
+                params.insert(
+                    key,
+                    Param {
+                        value,
+                        origin: Origin::CommandLine,
+                    },
+                );
+            }
+            Err(message) => d.push(
+                Problem::error("plan::bad-override", message)
+                    .help("write `-P name=value`, for example `-P memory=4096`"),
+            ),
+        }
+    }
+    for (name, param) in &params {
+        if param.value.as_str() != Some(REQUIRED) {
+            continue;
+        }
+        let mut problem = Problem::error(
+            "plan::required-parameter",
+            format!("parameter `{name}` is required but has no value"),
+        )
+        .help(format!(
+            "give it with `-P {name}=VALUE`, or in a parameter file (--paramfile or {DEFAULT_PARAMFILE})"
+        ));
+        match &param.origin {
+            Origin::Plan(span) => problem = problem.label(*span, "declared `?required` here"),
+            Origin::File(path) => problem
+                .message
+                .push_str(&format!(" (set to ?required in {})", path.display())),
+            Origin::CommandLine => {}
+        }
+        d.push(problem);
+    }
+    params
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn types_command_line_values_as_kcli_does() {
+        assert_eq!(parse_set("n=3").unwrap().1, json!(3));
+        assert_eq!(parse_set("b=True").unwrap().1, json!(true));
+        assert_eq!(parse_set("l=[a,b,3]").unwrap().1, json!(["a", "b", 3]));
+        assert_eq!(parse_set("s=4G").unwrap().1, json!("4G"));
+        assert_eq!(parse_set("m={a: 1}").unwrap().1, json!({"a": 1}));
+        assert_eq!(parse_set("e=").unwrap().1, json!(""));
+        assert!(parse_set("novalue").is_err());
+        assert!(parse_set("=x").is_err());
+    }
+
+    #[test]
+    fn finds_the_parameters_block_before_templating() {
+        let source = "parameters:\n  n: 2\n  # comment\n\n  image: centos\n{% for i in range(n) %}\nvm{{ i }}: {}\n{% endfor %}\n";
+        let (offset, block) = parameters_block(source).unwrap();
+        assert_eq!(offset, 0);
+        assert!(block.ends_with("image: centos\n"));
+        let mut d = Diagnostics::default();
+        let params = plan_parameters(source, &mut d);
+        assert_eq!(params["n"].value, json!(2));
+        assert!(d.is_empty());
+    }
+}

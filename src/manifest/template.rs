@@ -1,0 +1,251 @@
+//! Renders a plan as a Jinja template, with kcli's settings: undefined variables are errors, and
+//! block tags do not leave blank lines or indentation behind (trim_blocks, lstrip_blocks).
+
+use std::collections::{BTreeMap, HashSet};
+
+use minijinja::syntax::SyntaxConfig;
+use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
+
+use crate::diagnostics::{Problem, Span};
+
+/// Bounds the work a template may do, so that a runaway loop is an error rather than a hang.
+const FUEL: u64 = 200_000_000;
+
+/// Functions and names a template may use without declaring them.
+const BUILTIN_NAMES: &[&str] = &[
+    "range",
+    "dict",
+    "namespace",
+    "loop",
+    "self",
+    "debug",
+    "cycler",
+    "joiner",
+    "env",
+];
+
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(FUEL));
+    if let Ok(syntax) = SyntaxConfig::builder()
+        .trim_blocks(true)
+        .lstrip_blocks(true)
+        .keep_trailing_newline(true)
+        .build()
+    {
+        env.set_syntax(syntax);
+    }
+    // Filters kcli adds that plans commonly use.
+    env.add_filter("basename", |path: String| {
+        path.rsplit('/').next().unwrap_or_default().to_string()
+    });
+    env.add_filter("dirname", |path: String| match path.rfind('/') {
+        Some(0) => "/".to_string(),
+        Some(i) => path[..i].to_string(),
+        None => String::new(),
+    });
+    env
+}
+
+/// Renders `source` with `params`. A failure is one problem pointing into `source`.
+pub fn render(
+    source: &str,
+    params: &BTreeMap<String, serde_json::Value>,
+) -> Result<String, Problem> {
+    let env = environment();
+    let template = env
+        .template_from_named_str("plan", source)
+        .map_err(|e| template_problem(&e, source, params))?;
+    let ctx = Value::from(minijinja::value::Serde(params));
+    template
+        .render(ctx)
+        .map_err(|e| template_problem(&e, source, params))
+}
+
+fn template_problem(
+    e: &minijinja::Error,
+    source: &str,
+    params: &BTreeMap<String, serde_json::Value>,
+) -> Problem {
+    let span = e
+        .range()
+        .map(|r| Span::new(r.start, r.end.saturating_sub(r.start)));
+    match e.kind() {
+        ErrorKind::UndefinedError => undefined_problem(e, source, params, span),
+        ErrorKind::SyntaxError
+        | ErrorKind::UnknownFilter
+        | ErrorKind::UnknownTest
+        | ErrorKind::UnknownFunction => {
+            let detail = e.detail().unwrap_or("syntax error");
+            let help = if detail.contains("expected end of") {
+                "a `{% for %}` or `{% if %}` block is never closed: add its `{% endfor %}` or `{% endif %}`"
+            } else {
+                "the plan is a Jinja template; check the `{{ }}` and `{% %}` tags here"
+            };
+            let mut p =
+                Problem::error("plan::template-syntax", format!("template error: {detail}"))
+                    .help(help);
+            if let Some(span) = span.or_else(|| line_span(source, e.line())) {
+                p = p.label(span, detail.to_string());
+            }
+            p
+        }
+        ErrorKind::OutOfFuel => {
+            Problem::error("plan::template-too-long", "the template does too much work")
+                .help("a loop runs far too many times; check its `range`")
+        }
+        _ => {
+            let detail = e
+                .detail()
+                .map_or_else(|| e.kind().to_string(), str::to_string);
+            let mut p = Problem::error("plan::template", format!("template error: {detail}"));
+            if let Some(span) = span.or_else(|| line_span(source, e.line())) {
+                p = p.label(span, e.kind().to_string());
+            }
+            p
+        }
+    }
+}
+
+/// minijinja reports "undefined value" without the name, so find which names the template uses
+/// that nothing defines, and prefer the one on the failing line.
+fn undefined_problem(
+    e: &minijinja::Error,
+    source: &str,
+    params: &BTreeMap<String, serde_json::Value>,
+    span: Option<Span>,
+) -> Problem {
+    let env = environment();
+    let undeclared: HashSet<String> = env
+        .template_from_str(source)
+        .map(|t| t.undeclared_variables(false))
+        .unwrap_or_default();
+    let mut missing: Vec<String> = undeclared
+        .into_iter()
+        .filter(|name| !params.contains_key(name) && !BUILTIN_NAMES.contains(&name.as_str()))
+        .collect();
+    missing.sort();
+
+    let failing_text =
+        span.map(|s| &source[s.range().start.min(source.len())..s.range().end.min(source.len())]);
+    let line = e.line().and_then(|l| {
+        source
+            .lines()
+            .nth(l.saturating_sub(1))
+            .map(|text| (l, text))
+    });
+    let culprit = missing
+        .iter()
+        .find(|name| failing_text.is_some_and(|t| contains_word(t, name)))
+        .or_else(|| {
+            missing
+                .iter()
+                .find(|name| line.is_some_and(|(_, text)| contains_word(text, name)))
+        })
+        .cloned();
+
+    let (message, label_span) = match &culprit {
+        Some(name) => {
+            let at = line.and_then(|(l, text)| {
+                find_word(text, name).map(|col| Span::new(line_offset(source, l) + col, name.len()))
+            });
+            (format!("undefined variable `{name}`"), at.or(span))
+        }
+        None => (
+            "undefined value in template".to_string(),
+            span.or_else(|| line_span(source, e.line())),
+        ),
+    };
+    let help = match &culprit {
+        Some(name) => format!(
+            "define `{name}` under `parameters:`, in a parameter file, or with `-P {name}=VALUE`"
+        ),
+        None if !missing.is_empty() => {
+            format!("names used but never defined: {}", missing.join(", "))
+        }
+        None => "an attribute or item looked up here does not exist".to_string(),
+    };
+    let mut p = Problem::error("plan::undefined-variable", message).help(help);
+    if let Some(s) = label_span {
+        p = p.label(s, "not defined");
+    }
+    p
+}
+
+fn contains_word(text: &str, word: &str) -> bool {
+    find_word(text, word).is_some()
+}
+
+/// The byte column of `word` in `text` as a whole identifier.
+fn find_word(text: &str, word: &str) -> Option<usize> {
+    let is_ident = |c: char| c.is_alphanumeric() || c == '_';
+    text.match_indices(word).map(|(i, _)| i).find(|&i| {
+        let before = text[..i].chars().next_back();
+        let after = text[i + word.len()..].chars().next();
+        !before.is_some_and(is_ident) && !after.is_some_and(is_ident)
+    })
+}
+
+fn line_offset(source: &str, line: usize) -> usize {
+    source
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum()
+}
+
+fn line_span(source: &str, line: Option<usize>) -> Option<Span> {
+    let line = line?;
+    let text = source.lines().nth(line.checked_sub(1)?)?;
+    Some(Span::new(line_offset(source, line), text.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn params(pairs: &[(&str, serde_json::Value)]) -> BTreeMap<String, serde_json::Value> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn loops_generate_entries_without_blank_lines() {
+        let out = render(
+            "{% for i in range(n) %}\nvm{{ i }}:\n  memory: {{ mem }}\n{% endfor %}\n",
+            &params(&[("n", json!(2)), ("mem", json!(1024))]),
+        )
+        .unwrap();
+        assert_eq!(out, "vm0:\n  memory: 1024\nvm1:\n  memory: 1024\n");
+    }
+
+    #[test]
+    fn names_the_undefined_variable() {
+        let source = "vm1:\n  memory: {{ mem }}\n  numcpus: {{ cpus }}\n";
+        let p = render(source, &params(&[("mem", json!(1))])).unwrap_err();
+        assert_eq!(p.message, "undefined variable `cpus`");
+        let span = p.labels[0].0;
+        assert_eq!(&source[span.range()], "cpus");
+    }
+
+    #[test]
+    fn syntax_errors_point_at_the_tag() {
+        let p = render("a: {% if %}\n", &BTreeMap::new()).unwrap_err();
+        assert_eq!(p.code, "plan::template-syntax");
+        assert!(!p.labels.is_empty());
+    }
+
+    #[test]
+    fn kcli_filters() {
+        let out = render(
+            "{{ '/a/b/c.img' | basename }} {{ '/a/b/c.img' | dirname }}",
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        assert_eq!(out, "c.img /a/b");
+    }
+}

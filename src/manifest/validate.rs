@@ -1,0 +1,229 @@
+//! Checks that need more than one key: addresses against their network, names that backends would
+//! refuse, and values that must be unique across the plan. References between entries are checked
+//! where the graph is built (`crate::graph`).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::model::*;
+use crate::diagnostics::{Diagnostics, Problem, Span};
+
+/// Linux refuses interface names of 16 bytes or more (IFNAMSIZ), and a libvirt network's bridge is
+/// an interface.
+const MAX_BRIDGE_NAME: usize = 15;
+
+pub fn validate(manifest: &Manifest, d: &mut Diagnostics) {
+    let networks: HashMap<&str, &Network> = manifest
+        .entries
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EntryKind::Network(n) => Some((e.name.as_str(), n)),
+            _ => None,
+        })
+        .collect();
+
+    let mut macs: HashMap<&str, Span> = HashMap::new();
+    let mut ips: HashMap<(&str, IpAddr), Span> = HashMap::new();
+
+    for entry in &manifest.entries {
+        check_name(entry, d);
+        match &entry.kind {
+            EntryKind::Network(net) => check_network(entry, net, d),
+            EntryKind::Vm(vm) => {
+                for nic in &vm.nets {
+                    check_nic(nic, networks.get(nic.network.name.as_str()).copied(), d);
+                    if let Some(mac) = &nic.mac {
+                        if let Some(first) = macs.insert(mac, nic.span) {
+                            d.push(
+                                Problem::error("plan::duplicate-mac", format!("MAC address {mac} is used twice"))
+                                    .label(first, "first here")
+                                    .label(nic.span, "again here")
+                                    .help("every NIC needs its own MAC; leave `mac` out to get a generated one"),
+                            );
+                        }
+                    }
+                    if let Some(ip) = &nic.ip {
+                        let key = (nic.network.name.as_str(), ip.value);
+                        if let Some(first) = ips.insert(key, ip.span) {
+                            d.push(
+                                Problem::error(
+                                    "plan::duplicate-ip",
+                                    format!(
+                                        "{} is given to two NICs on network `{}`",
+                                        ip.value, nic.network.name
+                                    ),
+                                )
+                                .label(first, "first here")
+                                .label(ip.span, "again here"),
+                            );
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn check_name(entry: &Entry, d: &mut Diagnostics) {
+    let name = entry.name.as_str();
+    let valid_chars = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if name.is_empty() || !valid_chars || name.starts_with(['-', '.']) {
+        d.push(
+            Problem::error("plan::bad-name", format!("`{name}` is not a usable name"))
+                .label(
+                    entry.span,
+                    "names become host names, file names and bridge names",
+                )
+                .help("use letters, digits, `-`, `_` and `.`, starting with a letter or digit"),
+        );
+        return;
+    }
+    if entry.kind.kind() == Kind::Vm && name.len() > 63 {
+        d.push(
+            Problem::error(
+                "plan::name-too-long",
+                format!("VM name `{name}` is longer than 63 characters"),
+            )
+            .label(entry.span, "a host name label has at most 63 characters"),
+        );
+    }
+}
+
+fn check_network(entry: &Entry, net: &Network, d: &mut Diagnostics) {
+    if net.bridgename.len() > MAX_BRIDGE_NAME {
+        let from_name = net.bridgename == entry.name;
+        d.push(
+            Problem::error(
+                "plan::bridge-name-too-long",
+                format!(
+                    "bridge name `{}` has {} characters; Linux allows at most {MAX_BRIDGE_NAME}",
+                    net.bridgename,
+                    net.bridgename.len()
+                ),
+            )
+            .label(
+                entry.span,
+                if from_name {
+                    "the network's name is its bridge's name"
+                } else {
+                    "its `bridgename` is too long"
+                },
+            )
+            .help(if from_name {
+                "shorten the network's name, or set a short `bridgename`"
+            } else {
+                "shorten `bridgename`"
+            }),
+        );
+    }
+    let Some(cidr) = &net.cidr else {
+        return;
+    };
+    if cidr.value.prefix_len() >= cidr.value.max_prefix_len() - 1 {
+        d.push(
+            Problem::error(
+                "plan::cidr-too-small",
+                format!("{} leaves no room for guests", cidr.value),
+            )
+            .label(
+                cidr.span,
+                "the host's bridge takes one address and guests need more",
+            )
+            .help("use a prefix of /30 or shorter"),
+        );
+    }
+    for bound in [&net.dhcp_start, &net.dhcp_end].into_iter().flatten() {
+        check_in_network(bound, &cidr.value, "DHCP range", d);
+    }
+    if let (Some(start), Some(end)) = (&net.dhcp_start, &net.dhcp_end) {
+        if start.value > end.value {
+            d.push(
+                Problem::error(
+                    "plan::bad-dhcp-range",
+                    "the DHCP range ends before it starts",
+                )
+                .label(start.span, "start")
+                .label(end.span, "end"),
+            );
+        }
+    }
+}
+
+fn check_nic(nic: &Nic, network: Option<&Network>, d: &mut Diagnostics) {
+    let cidr = network.and_then(|n| n.cidr.as_ref()).map(|c| c.value);
+    if let Some(ip) = &nic.ip {
+        match cidr {
+            Some(cidr) => check_in_network(ip, &cidr, "address", d),
+            None if nic.prefix.is_none() && network.is_none() => d.push(
+                Problem::warning(
+                    "plan::ip-without-prefix",
+                    format!(
+                        "{} is on network `{}`, which this plan does not declare, and has no prefix",
+                        ip.value, nic.network.name
+                    ),
+                )
+                .label(ip.span, "its prefix length cannot be known here")
+                .help("add `prefix: 24` (or `netmask`) so the guest's network config is complete"),
+            ),
+            None => {}
+        }
+    }
+    if let (Some(gateway), Some(cidr)) = (&nic.gateway, cidr) {
+        check_in_network(gateway, &cidr, "gateway", d);
+    }
+}
+
+fn check_in_network(ip: &Located<IpAddr>, cidr: &IpNet, what: &str, d: &mut Diagnostics) {
+    if !cidr.contains(&ip.value) {
+        d.push(
+            Problem::error(
+                "plan::ip-outside-network",
+                format!("{what} {} is outside {cidr}", ip.value),
+            )
+            .label(ip.span, format!("not in {cidr}"))
+            .help(format!(
+                "use an address between {} and {}",
+                first_host(cidr),
+                last_host(cidr)
+            )),
+        );
+    } else if is_reserved(cidr, ip.value) {
+        d.push(
+            Problem::error(
+                "plan::reserved-ip",
+                format!(
+                    "{what} {} is the network or broadcast address of {cidr}",
+                    ip.value
+                ),
+            )
+            .label(ip.span, "not usable by a host"),
+        );
+    }
+}
+
+fn is_reserved(cidr: &IpNet, ip: IpAddr) -> bool {
+    match cidr {
+        IpNet::V4(net) if net.prefix_len() < 31 => ip == cidr.network() || ip == cidr.broadcast(),
+        IpNet::V6(_) => ip == cidr.network(),
+        _ => false,
+    }
+}
+
+fn first_host(cidr: &IpNet) -> IpAddr {
+    cidr.hosts().next().unwrap_or(cidr.network())
+}
+
+/// The last usable address: below the broadcast address in IPv4 networks that have one.
+fn last_host(cidr: &IpNet) -> IpAddr {
+    match cidr {
+        IpNet::V4(net) if net.prefix_len() < 31 => {
+            IpAddr::V4((u32::from(net.broadcast()) - 1).into())
+        }
+        _ => cidr.broadcast(),
+    }
+}
