@@ -12,7 +12,7 @@ demo: deps
 	./target/release/plan graph examples/lab.yml --format text
 
 test: deps
-	cargo test --all-targets
+	cargo test
 
 lint:
 	cargo fmt --all -- --check

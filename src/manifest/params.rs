@@ -88,18 +88,7 @@ pub fn plan_parameters(source: &str, d: &mut Diagnostics) -> BTreeMap<String, Pa
         return BTreeMap::new();
     };
     match &node.value {
-        Value::Map(entries) => entries
-            .iter()
-            .filter_map(|(k, v)| {
-                Some((
-                    k.key_text()?,
-                    Param {
-                        value: v.to_json(),
-                        origin: Origin::Plan(k.span.shifted(offset)),
-                    },
-                ))
-            })
-            .collect(),
+        Value::Map(entries) => params_from(entries, |key| Origin::Plan(key.span.shifted(offset))),
         Value::Null => BTreeMap::new(),
         _ => {
             d.push(
@@ -115,6 +104,22 @@ pub fn plan_parameters(source: &str, d: &mut Diagnostics) -> BTreeMap<String, Pa
             BTreeMap::new()
         }
     }
+}
+
+fn params_from(
+    entries: &[(Node, Node)],
+    origin: impl Fn(&Node) -> Origin,
+) -> BTreeMap<String, Param> {
+    entries
+        .iter()
+        .filter_map(|(key, value)| {
+            let param = Param {
+                value: value.to_json(),
+                origin: origin(key),
+            };
+            Some((key.key_text()?, param))
+        })
+        .collect()
 }
 
 pub fn report_yaml(problem: YamlProblem, offset: usize, d: &mut Diagnostics) {
@@ -189,18 +194,7 @@ pub fn file_parameters(path: &Path, d: &mut Diagnostics) -> BTreeMap<String, Par
     };
     let map: &Node = root.get("parameters").unwrap_or(&root);
     match &map.value {
-        Value::Map(entries) => entries
-            .iter()
-            .filter_map(|(k, v)| {
-                Some((
-                    k.key_text()?,
-                    Param {
-                        value: v.to_json(),
-                        origin: Origin::File(path.to_path_buf()),
-                    },
-                ))
-            })
-            .collect(),
+        Value::Map(entries) => params_from(entries, |_| Origin::File(path.to_path_buf())),
         Value::Null => BTreeMap::new(),
         _ => {
             d.push(Problem::error(
