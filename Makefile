@@ -1,7 +1,7 @@
 # The README's quick start: `make demo` runs the main job, `make test` runs the tests.
 # Both install missing system packages first (see .ci/install-deps) and say what they install.
 
-.PHONY: deps demo test lint bench schema
+.PHONY: deps demo test test-libvirt lint bench schema
 
 deps:
 	@.ci/install-deps
@@ -13,6 +13,13 @@ demo: deps
 
 test: deps
 	cargo test
+
+# The same tests, plus those that need a real libvirtd: installs libvirt and QEMU, starts the
+# daemon (this needs root), and points the tests at it.
+test-libvirt: deps
+	.ci/install-libvirt
+	.ci/libvirtd start
+	SITEPLAN_TEST_LIBVIRT_URI=qemu:///system cargo test
 
 lint:
 	cargo fmt --all -- --check

@@ -7,3 +7,4 @@ pub mod cli;
 pub mod diagnostics;
 pub mod graph;
 pub mod manifest;
+pub mod provider;

@@ -1,0 +1,1015 @@
+//! The libvirt provider: networks, dir pools, volumes and domains through the libvirt API.
+//!
+//! libvirt's API blocks, so every call runs on tokio's blocking threads through `blocking`, never
+//! on the executor. One connection is shared: libvirt connections are thread-safe.
+//!
+//! Ownership: domains and networks carry a `<metadata>` mark (plan and created-from spec, plus
+//! kcli's `plan` so `kcli list plan` shows them); pools and volumes are recorded in each pool's
+//! ledger volume (`ledger.rs`).
+
+pub mod content;
+pub mod ledger;
+pub mod xml;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use virt::connect::Connect;
+use virt::domain::Domain;
+use virt::storage_pool::StoragePool;
+use virt::storage_vol::StorageVol;
+use virt::sys;
+
+use super::fetch;
+use super::spec::*;
+use super::{
+    Health, HealthStatus, LiveResource, Observed, Outcome, Owner, OwnerMark, Provider,
+    ProviderError, Scope,
+};
+use content::ContentStore;
+use ledger::{Ledger, LEDGER_CAPACITY, LEDGER_VOLUME};
+use xml::DomainFlavor;
+
+/// How long a graceful shutdown may take before the domain is forced off.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct LibvirtProvider {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: Connect,
+    uri: String,
+    test_driver: bool,
+    content: ContentStore,
+    /// Ledger writes of one pool must not interleave.
+    ledger_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    shutdown_timeout: Duration,
+}
+
+/// libvirt prints every error to stderr by default, including lookups that are expected to fail;
+/// errors are returned to the caller instead.
+pub(crate) fn quiet_libvirt() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(virt::error::clear_error_callback);
+}
+
+fn err(e: virt::error::Error) -> String {
+    e.message().to_string()
+}
+
+impl LibvirtProvider {
+    /// Connects to `uri` (qemu:///system, qemu+ssh://host/system, test:///default...).
+    pub fn connect(uri: &str) -> Result<Self, ProviderError> {
+        quiet_libvirt();
+        let conn = Connect::open(Some(uri)).map_err(|e| {
+            ProviderError::Connection(format!("cannot connect to {uri}: {}", err(e)))
+        })?;
+        let test_driver = uri.starts_with("test:");
+        let content = if test_driver {
+            // The test driver keeps no bytes; without a directory, uploads are dropped.
+            ContentStore::Files(
+                std::env::temp_dir().join(format!("siteplan-test-{}", std::process::id())),
+            )
+        } else {
+            ContentStore::Streams
+        };
+        Ok(Self::with(conn, uri, content))
+    }
+
+    /// A provider over an open connection, keeping volume bytes in `content`.
+    pub(crate) fn with(conn: Connect, uri: &str, content: ContentStore) -> Self {
+        LibvirtProvider {
+            inner: Arc::new(Inner {
+                test_driver: uri.starts_with("test:"),
+                conn,
+                uri: uri.to_string(),
+                content,
+                ledger_locks: Mutex::new(HashMap::new()),
+                shutdown_timeout: SHUTDOWN_TIMEOUT,
+            }),
+        }
+    }
+
+    /// The connection, for the sandbox's state file.
+    pub(crate) fn connection(&self) -> &Connect {
+        &self.inner.conn
+    }
+
+    /// How long a VM may take to shut down when asked before it is forced off (default 60 s).
+    pub fn with_shutdown_timeout(mut self, timeout: Duration) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.shutdown_timeout = timeout;
+        }
+        self
+    }
+
+    async fn blocking<T, F>(&self, f: F) -> Result<T, ProviderError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T, ProviderError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| ProviderError::Connection(format!("a libvirt call panicked: {e}")))?
+    }
+}
+
+#[async_trait]
+impl Provider for LibvirtProvider {
+    fn kind(&self) -> &'static str {
+        "libvirt"
+    }
+
+    fn endpoint(&self) -> String {
+        self.inner.uri.clone()
+    }
+
+    async fn health(&self) -> Health {
+        let result = self
+            .blocking(|inner| {
+                inner
+                    .conn
+                    .is_alive()
+                    .map_err(|e| ProviderError::Connection(err(e)))?;
+                inner
+                    .conn
+                    .lib_version()
+                    .map_err(|e| ProviderError::Connection(err(e)))?;
+                Ok(())
+            })
+            .await;
+        match result {
+            Ok(()) => Health {
+                status: HealthStatus::Ready,
+                reason: None,
+            },
+            Err(e) => Health {
+                status: HealthStatus::Unavailable,
+                reason: Some(e.to_string()),
+            },
+        }
+    }
+
+    async fn observe(&self, scope: &Scope) -> Result<Observed, ProviderError> {
+        let scope = scope.clone();
+        self.blocking(move |inner| inner.observe(&scope)).await
+    }
+
+    async fn create(&self, spec: &Spec, owner: &Owner) -> Result<Outcome, ProviderError> {
+        let (spec, owner) = (spec.clone(), owner.clone());
+        self.blocking(move |inner| inner.create(&spec, &owner))
+            .await
+    }
+
+    async fn update(&self, spec: &Spec, owner: &Owner) -> Result<Outcome, ProviderError> {
+        let (spec, owner) = (spec.clone(), owner.clone());
+        self.blocking(move |inner| inner.update(&spec, &owner))
+            .await
+    }
+
+    async fn delete(&self, id: &ResourceId, owner: &Owner) -> Result<Outcome, ProviderError> {
+        let (id, owner) = (id.clone(), owner.clone());
+        self.blocking(move |inner| inner.delete(&id, &owner)).await
+    }
+
+    async fn addresses(&self, vm: &str) -> Result<Vec<IpAddr>, ProviderError> {
+        let vm = vm.to_string();
+        self.blocking(move |inner| inner.addresses(&vm)).await
+    }
+
+    async fn read_volume(&self, pool: &str, name: &str) -> Result<Vec<u8>, ProviderError> {
+        let (pool, name) = (pool.to_string(), name.to_string());
+        self.blocking(move |inner| {
+            let id = ResourceId::volume(&pool, &name);
+            let vol = inner.volume(&pool, &name)?;
+            inner
+                .content
+                .read(&inner.conn, &pool, &vol)
+                .map_err(|e| ProviderError::backend(&id, e))
+        })
+        .await
+    }
+}
+
+fn mark(owner: &Owner, spec: &Spec) -> OwnerMark {
+    OwnerMark {
+        plan: owner.plan.clone(),
+        spec: spec.clone(),
+    }
+}
+
+fn check_owner(
+    id: &ResourceId,
+    found: Option<&OwnerMark>,
+    owner: &Owner,
+) -> Result<(), ProviderError> {
+    match found {
+        Some(m) if m.plan == owner.plan => Ok(()),
+        _ => Err(ProviderError::NotOwned {
+            id: id.clone(),
+            plan: owner.plan.clone(),
+        }),
+    }
+}
+
+impl Inner {
+    fn flavor(&self) -> DomainFlavor {
+        DomainFlavor {
+            test_driver: self.test_driver,
+        }
+    }
+
+    /// The format of each volume a VM uses, as libvirt records it.
+    fn formats(&self, vm: &VmSpec) -> xml::VolumeFormats {
+        vm.disks
+            .iter()
+            .filter_map(|d| {
+                let vol = self.volume(&d.pool, &d.volume).ok()?;
+                let info = xml::parse_volume(&vol.xml_desc(0).ok()?).ok()?;
+                Some(((d.pool.clone(), d.volume.clone()), info.format))
+            })
+            .collect()
+    }
+
+    fn pool(&self, name: &str) -> Result<StoragePool, ProviderError> {
+        self.conn
+            .lookup_storage_pool_by_name(name)
+            .map_err(|_| ProviderError::NotFound(ResourceId::pool(name)))
+    }
+
+    fn volume(&self, pool: &str, name: &str) -> Result<StorageVol, ProviderError> {
+        self.pool(pool)?
+            .lookup_storage_vol_by_name(name)
+            .map_err(|_| ProviderError::NotFound(ResourceId::volume(pool, name)))
+    }
+
+    fn domain(&self, name: &str) -> Result<Domain, ProviderError> {
+        self.conn
+            .lookup_domain_by_name(name)
+            .map_err(|_| ProviderError::NotFound(ResourceId::vm(name)))
+    }
+
+    fn network(&self, name: &str) -> Result<virt::network::Network, ProviderError> {
+        self.conn
+            .lookup_network_by_name(name)
+            .map_err(|_| ProviderError::NotFound(ResourceId::network(name)))
+    }
+
+    // ---- observing ----
+
+    fn observe(&self, scope: &Scope) -> Result<Observed, ProviderError> {
+        let wanted = |id: &ResourceId, owner: Option<&OwnerMark>| {
+            owner.is_some_and(|o| o.plan == scope.plan) || scope.ids.contains(id)
+        };
+        let conn_err =
+            |e: virt::error::Error| ProviderError::Connection(format!("{}: {}", self.uri, err(e)));
+        let mut observed = Observed::default();
+
+        for net in self.conn.list_all_networks(0).map_err(conn_err)? {
+            let (Ok(xml), autostart, active) = (
+                net.xml_desc(0),
+                net.autostart().unwrap_or(false),
+                net.is_active().unwrap_or(false),
+            ) else {
+                continue; // deleted while listing
+            };
+            let (spec, owner) =
+                xml::parse_network(&xml, autostart).map_err(ProviderError::Connection)?;
+            let id = ResourceId::network(&spec.name);
+            if wanted(&id, owner.as_ref()) {
+                observed.resources.insert(
+                    id,
+                    LiveResource {
+                        spec: Spec::Network(spec),
+                        owner,
+                        active,
+                    },
+                );
+            }
+        }
+
+        // Volume paths, to resolve backing files and disks given by path.
+        let mut by_path: HashMap<String, (String, String)> = HashMap::new();
+        let mut volumes: Vec<(String, xml::VolumeInfo, Option<OwnerMark>)> = Vec::new();
+        for pool in self.conn.list_all_storage_pools(0).map_err(conn_err)? {
+            let Ok(xml) = pool.xml_desc(0) else { continue };
+            let spec = xml::parse_pool(&xml, pool.autostart().unwrap_or(false))
+                .map_err(ProviderError::Connection)?;
+            let active = pool.is_active().unwrap_or(false);
+            let ledger = if active {
+                self.read_ledger(&pool, &spec.name)?
+            } else {
+                Ledger::default()
+            };
+            let id = ResourceId::pool(&spec.name);
+            if active {
+                for vol in pool.list_all_volumes(0).unwrap_or_default() {
+                    let Ok(vxml) = vol.xml_desc(0) else { continue };
+                    let info = xml::parse_volume(&vxml).map_err(ProviderError::Connection)?;
+                    if info.name == LEDGER_VOLUME {
+                        continue;
+                    }
+                    by_path.insert(info.path.clone(), (spec.name.clone(), info.name.clone()));
+                    let vmark = ledger.volumes.get(&info.name).cloned();
+                    volumes.push((spec.name.clone(), info, vmark));
+                }
+            }
+            if wanted(&id, ledger.pool.as_ref()) {
+                observed.resources.insert(
+                    id,
+                    LiveResource {
+                        spec: Spec::Pool(spec),
+                        owner: ledger.pool,
+                        active,
+                    },
+                );
+            }
+        }
+        for (pool, info, owner) in volumes {
+            let id = ResourceId::volume(&pool, &info.name);
+            if !wanted(&id, owner.as_ref()) {
+                continue;
+            }
+            let created_from = owner.as_ref().and_then(|m| match &m.spec {
+                Spec::Volume(v) => Some(v),
+                _ => None,
+            });
+            let spec = VolumeSpec {
+                name: info.name.clone(),
+                pool: pool.clone(),
+                // An image keeps its own size unless the plan set one.
+                capacity_bytes: match created_from {
+                    Some(v) if v.capacity_bytes.is_none() => None,
+                    _ => Some(info.capacity),
+                },
+                format: info.format,
+                backing: info.backing_path.as_ref().map(|p| {
+                    by_path
+                        .get(p)
+                        .cloned()
+                        .unwrap_or_else(|| (String::new(), p.clone()))
+                }),
+                source: created_from.map_or(VolumeSource::Blank, |v| v.source.clone()),
+            };
+            observed.resources.insert(
+                id,
+                LiveResource {
+                    spec: Spec::Volume(spec),
+                    owner,
+                    active: true,
+                },
+            );
+        }
+
+        for dom in self.conn.list_all_domains(0).map_err(conn_err)? {
+            let Ok(xml) = dom.xml_desc(sys::VIR_DOMAIN_XML_INACTIVE) else {
+                continue;
+            };
+            let running = dom.is_active().unwrap_or(false);
+            let autostart = dom.autostart().unwrap_or(false);
+            let mut info =
+                xml::parse_domain(&xml, running, autostart).map_err(ProviderError::Connection)?;
+            for (index, path) in &info.file_disks {
+                if let (Some(disk), Some((pool, volume))) =
+                    (info.spec.disks.get_mut(*index), by_path.get(path))
+                {
+                    disk.pool = pool.clone();
+                    disk.volume = volume.clone();
+                }
+            }
+            let id = ResourceId::vm(&info.spec.name);
+            if wanted(&id, info.mark.as_ref()) {
+                observed.resources.insert(
+                    id,
+                    LiveResource {
+                        spec: Spec::Vm(info.spec),
+                        owner: info.mark,
+                        active: running,
+                    },
+                );
+            }
+        }
+        Ok(observed)
+    }
+
+    // ---- the ledger ----
+
+    fn ledger_lock(&self, pool: &str) -> Arc<Mutex<()>> {
+        let mut locks = self.ledger_locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(pool.to_string()).or_default().clone()
+    }
+
+    fn read_ledger(&self, pool: &StoragePool, pool_name: &str) -> Result<Ledger, ProviderError> {
+        let Ok(vol) = pool.lookup_storage_vol_by_name(LEDGER_VOLUME) else {
+            return Ok(Ledger::default());
+        };
+        let bytes = self
+            .content
+            .read(&self.conn, pool_name, &vol)
+            .map_err(|e| {
+                ProviderError::backend(
+                    &ResourceId::pool(pool_name),
+                    format!("reading its ledger: {e}"),
+                )
+            })?;
+        Ledger::from_bytes(&bytes)
+            .map_err(|e| ProviderError::backend(&ResourceId::pool(pool_name), e))
+    }
+
+    /// Read-modify-write of a pool's ledger, serialised per pool.
+    fn edit_ledger(
+        &self,
+        pool_name: &str,
+        edit: impl FnOnce(&mut Ledger),
+    ) -> Result<(), ProviderError> {
+        let lock = self.ledger_lock(pool_name);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let id = ResourceId::pool(pool_name);
+        let pool = self.pool(pool_name)?;
+        let mut ledger = self.read_ledger(&pool, pool_name)?;
+        edit(&mut ledger);
+        let bytes = ledger.to_bytes();
+        let vol = match pool.lookup_storage_vol_by_name(LEDGER_VOLUME) {
+            Ok(vol) => vol,
+            Err(_) => {
+                let vxml = xml::volume_xml(LEDGER_VOLUME, LEDGER_CAPACITY, VolumeFormat::Raw, None)
+                    .map_err(|e| ProviderError::backend(&id, e))?;
+                StorageVol::create_xml(&pool, &vxml, 0).map_err(|e| {
+                    ProviderError::backend(&id, format!("creating its ledger: {}", err(e)))
+                })?
+            }
+        };
+        if bytes.len() as u64 > LEDGER_CAPACITY {
+            vol.resize(bytes.len() as u64, 0)
+                .map_err(|e| ProviderError::backend(&id, err(e)))?;
+        }
+        let mut padded = bytes;
+        let size = (padded.len() as u64).max(LEDGER_CAPACITY) as usize;
+        if matches!(self.content, ContentStore::Streams) {
+            padded.resize(size, 0);
+        }
+        self.content
+            .write(&self.conn, pool_name, &vol, &padded)
+            .map_err(|e| ProviderError::backend(&id, format!("writing its ledger: {e}")))
+    }
+
+    // ---- creating ----
+
+    fn create(&self, spec: &Spec, owner: &Owner) -> Result<Outcome, ProviderError> {
+        let id = spec.id();
+        let mark = mark(owner, spec);
+        let fail = |e: virt::error::Error| ProviderError::backend(&id, err(e));
+        let io = |e: std::io::Error| ProviderError::backend(&id, e);
+        let summary = match spec {
+            Spec::Network(net) => {
+                if self.network(&net.name).is_ok() {
+                    return Err(ProviderError::backend(&id, "already exists"));
+                }
+                let n = self
+                    .conn
+                    .define_network_xml(&xml::network_xml(net, Some(&mark)).map_err(io)?)
+                    .map_err(fail)?;
+                if let Err(e) = n.create() {
+                    let _ = n.undefine();
+                    return Err(fail(e));
+                }
+                n.set_autostart(net.autostart).map_err(fail)?;
+                format!("network {} is active on bridge {}", net.name, net.bridge)
+            }
+            Spec::Pool(pool) => {
+                if self.pool(&pool.name).is_ok() {
+                    return Err(ProviderError::backend(&id, "already exists"));
+                }
+                let p = self
+                    .conn
+                    .define_storage_pool_xml(&xml::pool_xml(pool).map_err(io)?, 0)
+                    .map_err(fail)?;
+                let started = p.build(0).and_then(|_| p.create(0));
+                if let Err(e) = started {
+                    let _ = p.undefine();
+                    return Err(fail(e));
+                }
+                p.set_autostart(pool.autostart).map_err(fail)?;
+                self.edit_ledger(&pool.name, |l| l.pool = Some(mark.clone()))?;
+                format!("pool {} is active at {}", pool.name, pool.path)
+            }
+            Spec::Volume(vol) => self.create_volume(vol, &mark)?,
+            Spec::Vm(vm) => {
+                if self.domain(&vm.name).is_ok() {
+                    return Err(ProviderError::backend(&id, "already exists"));
+                }
+                let xml = xml::domain_xml(vm, Some(&mark), None, self.flavor(), &self.formats(vm))
+                    .map_err(io)?;
+                let d = self.conn.define_domain_xml(&xml).map_err(fail)?;
+                d.set_autostart(vm.autostart).map_err(fail)?;
+                if vm.running {
+                    d.create().map_err(fail)?;
+                    format!("vm {} is defined and running", vm.name)
+                } else {
+                    format!("vm {} is defined", vm.name)
+                }
+            }
+        };
+        Ok(Outcome {
+            id,
+            summary,
+            needs_reboot: false,
+        })
+    }
+
+    fn create_volume(&self, vol: &VolumeSpec, mark: &OwnerMark) -> Result<String, ProviderError> {
+        let id = ResourceId::volume(&vol.pool, &vol.name);
+        let fail = |e: virt::error::Error| ProviderError::backend(&id, err(e));
+        let pool = self.pool(&vol.pool)?;
+        if pool.lookup_storage_vol_by_name(&vol.name).is_ok() {
+            return Err(ProviderError::backend(&id, "already exists"));
+        }
+        // Content first: a failed download must leave nothing behind.
+        let content = match &vol.source {
+            VolumeSource::Blank => None,
+            VolumeSource::Fetch { url, sha256 } => Some(
+                fetch::fetch(url, sha256.as_deref()).map_err(|e| ProviderError::backend(&id, e))?,
+            ),
+            VolumeSource::Generated { bytes, .. } => Some(bytes.clone()),
+        };
+        let backing = match &vol.backing {
+            Some((bpool, bname)) => {
+                let b = self.volume(bpool, bname)?;
+                let info = xml::parse_volume(&b.xml_desc(0).map_err(fail)?)
+                    .map_err(|e| ProviderError::backend(&id, e))?;
+                Some(info)
+            }
+            None => None,
+        };
+        let (format, capacity) = match &content {
+            Some(bytes) => {
+                let format = if fetch::is_qcow2(bytes) {
+                    VolumeFormat::Qcow2
+                } else {
+                    vol.format
+                };
+                (format, bytes.len() as u64)
+            }
+            None => {
+                let from_backing = backing.as_ref().map_or(0, |b| b.capacity);
+                (
+                    vol.format,
+                    vol.capacity_bytes.unwrap_or(from_backing).max(from_backing),
+                )
+            }
+        };
+        let vxml = xml::volume_xml(
+            &vol.name,
+            capacity.max(1),
+            format,
+            backing.as_ref().map(|b| (b.path.as_str(), b.format)),
+        )
+        .map_err(|e| ProviderError::backend(&id, e))?;
+        let created = StorageVol::create_xml(&pool, &vxml, 0).map_err(fail)?;
+        if let Some(bytes) = &content {
+            if let Err(e) = self.content.write(&self.conn, &vol.pool, &created, bytes) {
+                let _ = created.delete(0);
+                return Err(ProviderError::backend(&id, format!("upload failed: {e}")));
+            }
+            // Let libvirt read the image's own header (its virtual size).
+            let _ = pool.refresh(0);
+            if let Some(wanted) = vol.capacity_bytes {
+                let size = fetch::qcow2_virtual_size(bytes).unwrap_or(bytes.len() as u64);
+                if wanted > size {
+                    self.resize(&vol.pool, &vol.name, wanted)?;
+                }
+            }
+        }
+        self.edit_ledger(&vol.pool, |l| {
+            l.volumes.insert(vol.name.clone(), mark.clone());
+        })?;
+        Ok(match &vol.source {
+            VolumeSource::Fetch { url, .. } => format!("image {} imported from {url}", vol.name),
+            _ => format!("volume {} created in pool {}", vol.name, vol.pool),
+        })
+    }
+
+    /// Grows a volume. libvirt's test driver cannot resize, but its volumes hold no bytes (the
+    /// sandbox keeps them elsewhere), so there the volume is defined again with the new size.
+    fn resize(&self, pool: &str, name: &str, capacity: u64) -> Result<(), ProviderError> {
+        let id = ResourceId::volume(pool, name);
+        let fail = |e: virt::error::Error| ProviderError::backend(&id, err(e));
+        let vol = self.volume(pool, name)?;
+        if !self.test_driver {
+            return vol.resize(capacity, 0).map_err(fail);
+        }
+        let info = xml::parse_volume(&vol.xml_desc(0).map_err(fail)?)
+            .map_err(|e| ProviderError::backend(&id, e))?;
+        let p = self.pool(pool)?;
+        let backing = info
+            .backing_path
+            .as_ref()
+            .map(|path| (path.as_str(), self.format_of_path(&p, path)));
+        let redefined = xml::volume_xml(name, capacity, info.format, backing)
+            .map_err(|e| ProviderError::backend(&id, e))?;
+        vol.delete(0).map_err(fail)?;
+        StorageVol::create_xml(&p, &redefined, 0).map_err(fail)?;
+        Ok(())
+    }
+
+    fn format_of_path(&self, pool: &StoragePool, path: &str) -> VolumeFormat {
+        pool.list_all_volumes(0)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|v| v.xml_desc(0).ok())
+            .filter_map(|x| xml::parse_volume(&x).ok())
+            .find(|info| info.path == path)
+            .map_or(VolumeFormat::Qcow2, |info| info.format)
+    }
+
+    // ---- updating ----
+
+    fn update(&self, spec: &Spec, owner: &Owner) -> Result<Outcome, ProviderError> {
+        let id = spec.id();
+        let current = self.observe(&Scope {
+            plan: owner.plan.clone(),
+            ids: vec![id.clone()],
+        })?;
+        let live = current
+            .get(&id)
+            .ok_or_else(|| ProviderError::NotFound(id.clone()))?;
+        check_owner(&id, live.owner.as_ref(), owner)?;
+        let mark = mark(owner, spec);
+        let fail = |e: virt::error::Error| ProviderError::backend(&id, err(e));
+        let io = |e: std::io::Error| ProviderError::backend(&id, e);
+        let replace_needed = |what: &str| {
+            ProviderError::Unsupported(format!(
+                "{id}: changing {what} needs the resource to be replaced"
+            ))
+        };
+        let mut needs_reboot = false;
+        let summary = match (spec, &live.spec) {
+            (Spec::Network(want), Spec::Network(have)) => {
+                let comparable = |n: &NetworkSpec| NetworkSpec {
+                    hosts: Vec::new(),
+                    autostart: false,
+                    ..n.clone()
+                };
+                if comparable(want) != comparable(have) {
+                    return Err(replace_needed("a network's addressing or forwarding"));
+                }
+                let net = self.network(&want.name)?;
+                if live.active {
+                    let flags = sys::VIR_NETWORK_UPDATE_AFFECT_LIVE;
+                    for gone in have.hosts.iter().filter(|h| !want.hosts.contains(h)) {
+                        net.update(
+                            sys::VIR_NETWORK_UPDATE_COMMAND_DELETE,
+                            sys::VIR_NETWORK_SECTION_IP_DHCP_HOST,
+                            -1,
+                            &xml::dhcp_host_xml(gone).map_err(io)?,
+                            flags,
+                        )
+                        .map_err(fail)?;
+                    }
+                    for new in want.hosts.iter().filter(|h| !have.hosts.contains(h)) {
+                        net.update(
+                            sys::VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
+                            sys::VIR_NETWORK_SECTION_IP_DHCP_HOST,
+                            -1,
+                            &xml::dhcp_host_xml(new).map_err(io)?,
+                            flags,
+                        )
+                        .map_err(fail)?;
+                    }
+                }
+                // Redefining saves the new reservations and the new mark.
+                let uuid = net.uuid_string().map_err(fail)?;
+                let defined = xml::network_xml(want, Some(&mark)).map_err(io)?;
+                let defined = with_uuid(&defined, "network", &uuid).map_err(io)?;
+                self.conn.define_network_xml(&defined).map_err(fail)?;
+                net.set_autostart(want.autostart).map_err(fail)?;
+                format!("network {} updated", want.name)
+            }
+            (Spec::Pool(want), Spec::Pool(have)) => {
+                if want.path != have.path {
+                    return Err(replace_needed("a pool's path"));
+                }
+                self.pool(&want.name)?
+                    .set_autostart(want.autostart)
+                    .map_err(fail)?;
+                self.edit_ledger(&want.name, |l| l.pool = Some(mark.clone()))?;
+                format!("pool {} updated", want.name)
+            }
+            (Spec::Volume(want), Spec::Volume(have)) => {
+                if want.format != have.format
+                    || want.backing != have.backing
+                    || want.source != have.source
+                {
+                    return Err(replace_needed("a volume's format, backing image or source"));
+                }
+                if let (Some(w), Some(h)) = (want.capacity_bytes, have.capacity_bytes) {
+                    if w < h {
+                        return Err(ProviderError::Unsupported(format!(
+                            "{id}: shrinking a volume loses data; it must be replaced"
+                        )));
+                    }
+                    if w > h {
+                        self.resize(&want.pool, &want.name, w)?;
+                    }
+                }
+                self.edit_ledger(&want.pool, |l| {
+                    l.volumes.insert(want.name.clone(), mark.clone());
+                })?;
+                format!("volume {} updated", want.name)
+            }
+            (Spec::Vm(want), Spec::Vm(have)) => {
+                let d = self.domain(&want.name)?;
+                let uuid = d.uuid_string().map_err(fail)?;
+                let xml = xml::domain_xml(
+                    want,
+                    Some(&mark),
+                    Some(&uuid),
+                    self.flavor(),
+                    &self.formats(want),
+                )
+                .map_err(io)?;
+                self.conn.define_domain_xml(&xml).map_err(fail)?;
+                if live.active && want.running {
+                    self.hotplug(&d, &xml, have, want)?;
+                    let rest = |v: &VmSpec| VmSpec {
+                        disks: Vec::new(),
+                        nics: Vec::new(),
+                        running: false,
+                        autostart: false,
+                        ..v.clone()
+                    };
+                    needs_reboot = rest(want) != rest(have);
+                }
+                d.set_autostart(want.autostart).map_err(fail)?;
+                match (live.active, want.running) {
+                    (false, true) => d.create().map_err(fail)?,
+                    (true, false) => self.stop(&d).map_err(|e| ProviderError::backend(&id, e))?,
+                    _ => {}
+                }
+                if needs_reboot {
+                    format!(
+                        "vm {} updated; the change takes effect when it restarts",
+                        want.name
+                    )
+                } else {
+                    format!("vm {} updated", want.name)
+                }
+            }
+            _ => return Err(ProviderError::Invalid(format!("{id}: kind mismatch"))),
+        };
+        Ok(Outcome {
+            id,
+            summary,
+            needs_reboot,
+        })
+    }
+
+    /// Attaches and detaches disks and NICs of a running domain to match `want`, using the device
+    /// elements of the domain XML just defined.
+    fn hotplug(
+        &self,
+        d: &Domain,
+        defined_xml: &str,
+        have: &VmSpec,
+        want: &VmSpec,
+    ) -> Result<(), ProviderError> {
+        let id = ResourceId::vm(&want.name);
+        let live = sys::VIR_DOMAIN_AFFECT_LIVE;
+        let doc =
+            roxmltree::Document::parse(defined_xml).map_err(|e| ProviderError::backend(&id, e))?;
+        let device = |tag: &str, matches: &dyn Fn(roxmltree::Node) -> bool| {
+            doc.descendants()
+                .find(|n| n.has_tag_name(tag) && matches(*n))
+                .map(|n| defined_xml[n.range()].to_string())
+        };
+        for disk in want.disks.iter().filter(|d| !have.disks.contains(d)) {
+            let found = device("disk", &|n| {
+                n.children().any(|c| {
+                    c.has_tag_name("source")
+                        && c.attribute("pool") == Some(disk.pool.as_str())
+                        && c.attribute("volume") == Some(disk.volume.as_str())
+                })
+            });
+            if let Some(xml) = found {
+                d.attach_device_flags(&xml, live)
+                    .map_err(|e| ProviderError::backend(&id, err(e)))?;
+            }
+        }
+        for nic in want.nics.iter().filter(|n| {
+            !have
+                .nics
+                .iter()
+                .any(|h| h.mac == n.mac && h.network == n.network)
+        }) {
+            let found = device("interface", &|n| {
+                n.children()
+                    .any(|c| c.has_tag_name("mac") && c.attribute("address") == nic.mac.as_deref())
+            });
+            if let Some(xml) = found {
+                d.attach_device_flags(&xml, live)
+                    .map_err(|e| ProviderError::backend(&id, err(e)))?;
+            }
+        }
+        // Detaching needs the running domain's own device XML.
+        let running_xml = d
+            .xml_desc(0)
+            .map_err(|e| ProviderError::backend(&id, err(e)))?;
+        let running =
+            roxmltree::Document::parse(&running_xml).map_err(|e| ProviderError::backend(&id, e))?;
+        for disk in have.disks.iter().filter(|d| !want.disks.contains(d)) {
+            let found = running.descendants().find(|n| {
+                n.has_tag_name("disk")
+                    && n.children().any(|c| {
+                        c.has_tag_name("source")
+                            && c.attribute("pool") == Some(disk.pool.as_str())
+                            && c.attribute("volume") == Some(disk.volume.as_str())
+                    })
+            });
+            if let Some(n) = found {
+                d.detach_device_flags(&running_xml[n.range()], live)
+                    .map_err(|e| ProviderError::backend(&id, err(e)))?;
+            }
+        }
+        for nic in have.nics.iter().filter(|h| {
+            !want
+                .nics
+                .iter()
+                .any(|n| n.mac == h.mac && n.network == h.network)
+        }) {
+            let found = running.descendants().find(|n| {
+                n.has_tag_name("interface")
+                    && n.children().any(|c| {
+                        c.has_tag_name("mac") && c.attribute("address") == nic.mac.as_deref()
+                    })
+            });
+            if let Some(n) = found {
+                d.detach_device_flags(&running_xml[n.range()], live)
+                    .map_err(|e| ProviderError::backend(&id, err(e)))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks the guest to shut down, and forces it off after the timeout.
+    fn stop(&self, d: &Domain) -> Result<(), String> {
+        if d.shutdown().is_ok() {
+            let deadline = Instant::now() + self.shutdown_timeout;
+            while Instant::now() < deadline {
+                if !d.is_active().unwrap_or(false) {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        }
+        match d.destroy() {
+            Ok(()) => Ok(()),
+            Err(_) if !d.is_active().unwrap_or(true) => Ok(()),
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    // ---- deleting ----
+
+    fn delete(&self, id: &ResourceId, owner: &Owner) -> Result<Outcome, ProviderError> {
+        let fail = |e: virt::error::Error| ProviderError::backend(id, err(e));
+        let summary = match id.kind {
+            ResourceKind::Vm => {
+                let d = self.domain(&id.name)?;
+                let xml = d.xml_desc(sys::VIR_DOMAIN_XML_INACTIVE).map_err(fail)?;
+                let info = xml::parse_domain(&xml, false, false)
+                    .map_err(|e| ProviderError::backend(id, e))?;
+                check_owner(id, info.mark.as_ref(), owner)?;
+                if d.is_active().unwrap_or(false) {
+                    d.destroy().map_err(fail)?;
+                }
+                if d.undefine_flags(sys::VIR_DOMAIN_UNDEFINE_NVRAM).is_err() {
+                    d.undefine().map_err(fail)?;
+                }
+                format!("vm {} deleted", id.name)
+            }
+            ResourceKind::Network => {
+                let n = self.network(&id.name)?;
+                let (_, mark) = xml::parse_network(&n.xml_desc(0).map_err(fail)?, false)
+                    .map_err(|e| ProviderError::backend(id, e))?;
+                check_owner(id, mark.as_ref(), owner)?;
+                if n.is_active().unwrap_or(false) {
+                    n.destroy().map_err(fail)?;
+                }
+                n.undefine().map_err(fail)?;
+                format!("network {} deleted", id.name)
+            }
+            ResourceKind::Pool => {
+                let p = self.pool(&id.name)?;
+                let ledger = self.read_ledger(&p, &id.name)?;
+                check_owner(id, ledger.pool.as_ref(), owner)?;
+                let left: Vec<String> = p
+                    .list_volumes()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|v| v != LEDGER_VOLUME)
+                    .collect();
+                if !left.is_empty() {
+                    return Err(ProviderError::backend(
+                        id,
+                        format!(
+                            "still holds volumes ({}); delete them first",
+                            left.join(", ")
+                        ),
+                    ));
+                }
+                if let Ok(vol) = p.lookup_storage_vol_by_name(LEDGER_VOLUME) {
+                    vol.delete(0).map_err(fail)?;
+                    self.content.forget(&id.name, LEDGER_VOLUME);
+                }
+                if p.is_active().unwrap_or(false) {
+                    p.destroy().map_err(fail)?;
+                }
+                // Removes the directory if it is empty; a non-empty one is left alone.
+                let _ = p.delete(0);
+                p.undefine().map_err(fail)?;
+                format!("pool {} deleted", id.name)
+            }
+            ResourceKind::Volume => {
+                let pool_name = id.pool.clone().unwrap_or_default();
+                let p = self.pool(&pool_name)?;
+                let ledger = self.read_ledger(&p, &pool_name)?;
+                check_owner(id, ledger.volumes.get(&id.name), owner)?;
+                let vol = self.volume(&pool_name, &id.name)?;
+                vol.delete(0).map_err(fail)?;
+                self.content.forget(&pool_name, &id.name);
+                self.edit_ledger(&pool_name, |l| {
+                    l.volumes.remove(&id.name);
+                })?;
+                format!("volume {} deleted from pool {pool_name}", id.name)
+            }
+        };
+        Ok(Outcome {
+            id: id.clone(),
+            summary,
+            needs_reboot: false,
+        })
+    }
+
+    fn addresses(&self, vm: &str) -> Result<Vec<IpAddr>, ProviderError> {
+        let d = self.domain(vm)?;
+        if !d.is_active().unwrap_or(false) {
+            return Ok(Vec::new());
+        }
+        let mut found = Vec::new();
+        for source in [
+            sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE,
+            sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT,
+        ] {
+            if let Ok(ifaces) = d.interface_addresses(source, 0) {
+                for iface in ifaces {
+                    found.extend(
+                        iface
+                            .addrs
+                            .iter()
+                            .filter_map(|a| a.addr.parse::<IpAddr>().ok()),
+                    );
+                }
+            }
+            if !found.is_empty() {
+                break;
+            }
+        }
+        found.retain(|ip| !ip.is_loopback());
+        found.sort();
+        found.dedup();
+        Ok(found)
+    }
+}
+
+/// Puts `<uuid>` into a just-built definition, so redefining updates the existing object.
+fn with_uuid(xml: &str, root: &str, uuid: &str) -> std::io::Result<String> {
+    use quick_xml::events::{BytesText, Event};
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut w = quick_xml::Writer::new(Vec::new());
+    let mut depth = 0usize;
+    loop {
+        match reader.read_event().map_err(std::io::Error::other)? {
+            Event::Start(s) => {
+                depth += 1;
+                let is_root = depth == 1 && s.name().as_ref() == root;
+                w.write_event(Event::Start(s))?;
+                if is_root {
+                    w.create_element("uuid")
+                        .write_text_content(BytesText::new(uuid))?;
+                }
+            }
+            Event::End(e) => {
+                depth = depth.saturating_sub(1);
+                w.write_event(Event::End(e))?;
+            }
+            Event::Eof => break,
+            other => w.write_event(other)?,
+        }
+    }
+    Ok(String::from_utf8(w.into_inner()).unwrap_or_default())
+}

@@ -1,0 +1,920 @@
+//! libvirt XML: built with an XML writer from specs, and parsed back into specs.
+//!
+//! Parsing reads only what a spec holds, so what libvirt adds (UUIDs, bridge MACs, NAT port
+//! ranges, PCI addresses) never shows up as a difference.
+
+use std::io;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use quick_xml::events::{BytesStart, BytesText, Event};
+use quick_xml::{Reader, Writer};
+
+use crate::provider::spec::*;
+use crate::provider::OwnerMark;
+
+/// The namespace of siteplan's ownership mark in `<metadata>`.
+pub const OWNER_NS: &str = "urn:siteplan:owner:1";
+/// kcli's namespace, written too so that `kcli list plan` shows siteplan's VMs.
+pub const KCLI_NS: &str = "kvirt";
+/// libvirt keeps user aliases that start with `ua-`: this one marks the cloud-init seed disk.
+pub const SEED_ALIAS: &str = "ua-siteplan-seed";
+
+type W = Writer<Vec<u8>>;
+
+fn writer() -> W {
+    Writer::new_with_indent(Vec::new(), b' ', 2)
+}
+
+fn finish(w: W) -> String {
+    String::from_utf8(w.into_inner()).unwrap_or_default()
+}
+
+fn text(w: &mut W, name: &str, value: &str) -> io::Result<()> {
+    w.create_element(name)
+        .write_text_content(BytesText::new(value))?;
+    Ok(())
+}
+
+fn metadata(w: &mut W, mark: Option<&OwnerMark>) -> io::Result<()> {
+    let Some(mark) = mark else {
+        return Ok(());
+    };
+    let spec = serde_json::to_string(&mark.spec).map_err(io::Error::other)?;
+    w.create_element("metadata").write_inner_content(|w| {
+        w.create_element("siteplan:owner")
+            .with_attribute(("xmlns:siteplan", OWNER_NS))
+            .with_attribute(("plan", mark.plan.as_str()))
+            .write_text_content(BytesText::new(&spec))?;
+        w.create_element("kvirt:info")
+            .with_attribute(("xmlns:kvirt", KCLI_NS))
+            .write_inner_content(|w| text(w, "kvirt:plan", &mark.plan))?;
+        Ok(())
+    })?;
+    Ok(())
+}
+
+pub fn network_xml(spec: &NetworkSpec, mark: Option<&OwnerMark>) -> io::Result<String> {
+    let mut w = writer();
+    w.create_element("network").write_inner_content(|w| {
+        text(w, "name", &spec.name)?;
+        metadata(w, mark)?;
+        let mode = match spec.mode {
+            ForwardMode::Nat => Some("nat"),
+            ForwardMode::Route => Some("route"),
+            ForwardMode::Open => Some("open"),
+            ForwardMode::Bridge => Some("bridge"),
+            ForwardMode::Isolated => None,
+        };
+        if let Some(mode) = mode {
+            w.create_element("forward")
+                .with_attribute(("mode", mode))
+                .write_empty()?;
+        }
+        w.create_element("bridge")
+            .with_attribute(("name", spec.bridge.as_str()))
+            .write_empty()?;
+        if let Some(mtu) = spec.mtu {
+            w.create_element("mtu")
+                .with_attribute(("size", mtu.to_string().as_str()))
+                .write_empty()?;
+        }
+        if spec.mode == ForwardMode::Bridge {
+            return Ok(());
+        }
+        if let Some(domain) = &spec.domain {
+            w.create_element("domain")
+                .with_attribute(("name", domain.as_str()))
+                .write_empty()?;
+        }
+        if !spec.dns {
+            w.create_element("dns")
+                .with_attribute(("enable", "no"))
+                .write_empty()?;
+        }
+        if let Some(cidr) = &spec.cidr {
+            let host = cidr.hosts().next().unwrap_or(cidr.network());
+            let prefix = cidr.prefix_len().to_string();
+            let mut ip = w
+                .create_element("ip")
+                .with_attribute(("address", host.to_string().as_str()))
+                .with_attribute(("prefix", prefix.as_str()));
+            if cidr.addr().is_ipv6() {
+                ip = ip.with_attribute(("family", "ipv6"));
+            }
+            ip.write_inner_content(|w| {
+                if spec.dhcp.is_none() && spec.hosts.is_empty() {
+                    return Ok(());
+                }
+                w.create_element("dhcp").write_inner_content(|w| {
+                    if let Some((start, end)) = spec.dhcp {
+                        w.create_element("range")
+                            .with_attribute(("start", start.to_string().as_str()))
+                            .with_attribute(("end", end.to_string().as_str()))
+                            .write_empty()?;
+                    }
+                    for host in &spec.hosts {
+                        dhcp_host(w, host)?;
+                    }
+                    Ok(())
+                })?;
+                Ok(())
+            })?;
+        }
+        Ok(())
+    })?;
+    Ok(finish(w))
+}
+
+fn dhcp_host(w: &mut W, host: &DhcpHost) -> io::Result<()> {
+    w.create_element("host")
+        .with_attribute(("mac", host.mac.as_str()))
+        .with_attribute(("name", host.name.as_str()))
+        .with_attribute(("ip", host.ip.to_string().as_str()))
+        .write_empty()?;
+    Ok(())
+}
+
+/// One `<host>` element, for live updates of a network's DHCP reservations.
+pub fn dhcp_host_xml(host: &DhcpHost) -> io::Result<String> {
+    let mut w = Writer::new(Vec::new());
+    dhcp_host(&mut w, host)?;
+    Ok(finish(w))
+}
+
+pub fn pool_xml(spec: &PoolSpec) -> io::Result<String> {
+    let mut w = writer();
+    w.create_element("pool")
+        .with_attribute(("type", "dir"))
+        .write_inner_content(|w| {
+            text(w, "name", &spec.name)?;
+            w.create_element("target")
+                .write_inner_content(|w| text(w, "path", &spec.path))?;
+            Ok(())
+        })?;
+    Ok(finish(w))
+}
+
+/// A volume; `backing` is the backing volume's path and format, already looked up.
+pub fn volume_xml(
+    name: &str,
+    capacity: u64,
+    format: VolumeFormat,
+    backing: Option<(&str, VolumeFormat)>,
+) -> io::Result<String> {
+    let mut w = writer();
+    w.create_element("volume")
+        .with_attribute(("type", "file"))
+        .write_inner_content(|w| {
+            text(w, "name", name)?;
+            w.create_element("capacity")
+                .with_attribute(("unit", "bytes"))
+                .write_text_content(BytesText::new(&capacity.to_string()))?;
+            w.create_element("target").write_inner_content(|w| {
+                w.create_element("format")
+                    .with_attribute(("type", format.as_str()))
+                    .write_empty()?;
+                Ok(())
+            })?;
+            if let Some((path, backing_format)) = backing {
+                w.create_element("backingStore").write_inner_content(|w| {
+                    text(w, "path", path)?;
+                    w.create_element("format")
+                        .with_attribute(("type", backing_format.as_str()))
+                        .write_empty()?;
+                    Ok(())
+                })?;
+            }
+            Ok(())
+        })?;
+    Ok(finish(w))
+}
+
+/// Device names in attachment order for each bus.
+fn target_dev(bus: Bus, index: usize) -> String {
+    let prefix = match bus {
+        Bus::Virtio => "vd",
+        Bus::Scsi | Bus::Sata => "sd",
+        Bus::Ide => "hd",
+    };
+    let mut suffix = String::new();
+    let mut n = index;
+    loop {
+        suffix.insert(0, (b'a' + (n % 26) as u8) as char);
+        if n < 26 {
+            break;
+        }
+        n = n / 26 - 1;
+    }
+    format!("{prefix}{suffix}")
+}
+
+/// How the domain is built on this connection.
+#[derive(Debug, Clone, Copy)]
+pub struct DomainFlavor {
+    /// libvirt's test driver: domain type `test`, no firmware or CPU model choices.
+    pub test_driver: bool,
+}
+
+/// Formats of the volumes a domain uses, by (pool, volume): a disk's driver must name its format,
+/// or QEMU opens a qcow2 volume as raw.
+pub type VolumeFormats = std::collections::HashMap<(String, String), VolumeFormat>;
+
+pub fn domain_xml(
+    spec: &VmSpec,
+    mark: Option<&OwnerMark>,
+    uuid: Option<&str>,
+    flavor: DomainFlavor,
+    formats: &VolumeFormats,
+) -> io::Result<String> {
+    let format_of = |pool: &str, volume: &str| {
+        formats
+            .get(&(pool.to_string(), volume.to_string()))
+            .copied()
+    };
+    let mut w = writer();
+    let kind = if flavor.test_driver {
+        "test"
+    } else {
+        match spec.virt_type {
+            VirtType::Qemu => "qemu",
+            VirtType::Kvm => "kvm",
+        }
+    };
+    w.create_element("domain")
+        .with_attribute(("type", kind))
+        .write_inner_content(|w| {
+            text(w, "name", &spec.name)?;
+            if let Some(uuid) = uuid {
+                text(w, "uuid", uuid)?;
+            }
+            metadata(w, mark)?;
+            w.create_element("memory")
+                .with_attribute(("unit", "MiB"))
+                .write_text_content(BytesText::new(&spec.memory_mib.to_string()))?;
+            text(w, "vcpu", &spec.vcpus.to_string())?;
+            let mut os = w.create_element("os");
+            if spec.uefi && !flavor.test_driver {
+                os = os.with_attribute(("firmware", "efi"));
+            }
+            os.write_inner_content(|w| {
+                w.create_element("type")
+                    .with_attribute(("arch", "x86_64"))
+                    .write_text_content(BytesText::new("hvm"))?;
+                w.create_element("boot")
+                    .with_attribute(("dev", "hd"))
+                    .write_empty()?;
+                Ok(())
+            })?;
+            // QEMU 10 with libvirt 9 refuses to start a domain without ACPI; guests want it anyway.
+            w.create_element("features").write_inner_content(|w| {
+                w.create_element("acpi").write_empty()?;
+                w.create_element("apic").write_empty()?;
+                Ok(())
+            })?;
+            if !flavor.test_driver {
+                match spec.cpu_model.as_str() {
+                    "host-model" | "host-passthrough" | "maximum" => {
+                        w.create_element("cpu")
+                            .with_attribute(("mode", spec.cpu_model.as_str()))
+                            .write_empty()?;
+                    }
+                    model => {
+                        w.create_element("cpu")
+                            .with_attribute(("mode", "custom"))
+                            .write_inner_content(|w| text(w, "model", model))?;
+                    }
+                }
+            }
+            w.create_element("devices").write_inner_content(|w| {
+                let mut per_bus = std::collections::HashMap::new();
+                let mut next_dev = |bus: Bus| {
+                    let key = match bus {
+                        Bus::Scsi | Bus::Sata => Bus::Scsi,
+                        other => other,
+                    };
+                    let n = per_bus.entry(key).or_insert(0usize);
+                    *n += 1;
+                    target_dev(bus, *n - 1)
+                };
+                for disk in &spec.disks {
+                    let dev = next_dev(disk.bus);
+                    volume_disk(
+                        w,
+                        &disk.pool,
+                        &disk.volume,
+                        disk.bus,
+                        &dev,
+                        None,
+                        format_of(&disk.pool, &disk.volume),
+                    )?;
+                }
+                if let Some((pool, volume)) = &spec.seed {
+                    let dev = next_dev(Bus::Virtio);
+                    volume_disk(
+                        w,
+                        pool,
+                        volume,
+                        Bus::Virtio,
+                        &dev,
+                        Some(SEED_ALIAS),
+                        Some(VolumeFormat::Raw),
+                    )?;
+                }
+                for nic in &spec.nics {
+                    w.create_element("interface")
+                        .with_attribute(("type", "network"))
+                        .write_inner_content(|w| {
+                            if let Some(mac) = &nic.mac {
+                                w.create_element("mac")
+                                    .with_attribute(("address", mac.as_str()))
+                                    .write_empty()?;
+                            }
+                            w.create_element("source")
+                                .with_attribute(("network", nic.network.as_str()))
+                                .write_empty()?;
+                            w.create_element("model")
+                                .with_attribute(("type", nic.model.as_str()))
+                                .write_empty()?;
+                            Ok(())
+                        })?;
+                }
+                if !flavor.test_driver {
+                    w.create_element("serial")
+                        .with_attribute(("type", "pty"))
+                        .write_empty()?;
+                    w.create_element("console")
+                        .with_attribute(("type", "pty"))
+                        .write_empty()?;
+                    w.create_element("graphics")
+                        .with_attribute(("type", "vnc"))
+                        .with_attribute(("autoport", "yes"))
+                        .with_attribute(("listen", "127.0.0.1"))
+                        .write_empty()?;
+                }
+                Ok(())
+            })?;
+            Ok(())
+        })?;
+    Ok(finish(w))
+}
+
+fn volume_disk(
+    w: &mut W,
+    pool: &str,
+    volume: &str,
+    bus: Bus,
+    dev: &str,
+    alias: Option<&str>,
+    format: Option<VolumeFormat>,
+) -> io::Result<()> {
+    w.create_element("disk")
+        .with_attribute(("type", "volume"))
+        .with_attribute(("device", "disk"))
+        .write_inner_content(|w| {
+            let mut driver = w.create_element("driver").with_attribute(("name", "qemu"));
+            if let Some(format) = format {
+                driver = driver.with_attribute(("type", format.as_str()));
+            }
+            driver.write_empty()?;
+            w.create_element("source")
+                .with_attribute(("pool", pool))
+                .with_attribute(("volume", volume))
+                .write_empty()?;
+            w.create_element("target")
+                .with_attribute(("dev", dev))
+                .with_attribute(("bus", bus.as_str()))
+                .write_empty()?;
+            if let Some(alias) = alias {
+                w.create_element("readonly").write_empty()?;
+                w.create_element("alias")
+                    .with_attribute(("name", alias))
+                    .write_empty()?;
+            }
+            Ok(())
+        })?;
+    Ok(())
+}
+
+/// Wraps a domain's XML for a test-driver node file, recording whether it runs
+/// (`<test:runstate>`: 1 running, 5 shut off). Copies the XML event by event.
+pub fn test_driver_domain(xml: &str, running: bool) -> io::Result<String> {
+    let mut reader = Reader::from_str(xml);
+    let mut w = Writer::new(Vec::new());
+    let mut depth = 0usize;
+    loop {
+        let event = reader.read_event().map_err(io::Error::other)?;
+        match event {
+            Event::Start(start) if depth == 0 && start.name().as_ref() == "domain" => {
+                depth += 1;
+                let mut with_ns = BytesStart::new("domain");
+                with_ns.extend_attributes(start.attributes().filter_map(Result::ok));
+                with_ns
+                    .push_attribute(("xmlns:test", "http://libvirt.org/schemas/domain/test/1.0"));
+                w.write_event(Event::Start(with_ns))?;
+            }
+            Event::Start(start) => {
+                depth += 1;
+                w.write_event(Event::Start(start))?;
+            }
+            Event::End(end) => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    w.create_element("test:runstate")
+                        .write_text_content(BytesText::new(if running { "1" } else { "5" }))?;
+                }
+                w.write_event(Event::End(end))?;
+            }
+            Event::Eof => break,
+            other => w.write_event(other)?,
+        }
+    }
+    Ok(finish(w))
+}
+
+/// Copies one XML document's root element into `w` (for assembling a node file).
+pub fn copy_element(w: &mut W, xml: &str) -> io::Result<()> {
+    let mut reader = Reader::from_str(xml);
+    loop {
+        match reader.read_event().map_err(io::Error::other)? {
+            Event::Eof => return Ok(()),
+            Event::Decl(_) | Event::DocType(_) => {}
+            other => w.write_event(other)?,
+        }
+    }
+}
+
+/// Builds a test-driver node file from object XMLs.
+pub fn node_xml(
+    networks: &[String],
+    pools: &[(String, Vec<String>)],
+    domains: &[String],
+) -> io::Result<String> {
+    let mut w = writer();
+    w.create_element("node").write_inner_content(|w| {
+        for n in networks {
+            copy_element(w, n)?;
+        }
+        for (pool, volumes) in pools {
+            // The pool's XML, with its volumes inside: the test driver reads them from there.
+            let mut reader = Reader::from_str(pool);
+            let mut depth = 0usize;
+            loop {
+                match reader.read_event().map_err(io::Error::other)? {
+                    Event::Start(s) => {
+                        depth += 1;
+                        w.write_event(Event::Start(s))?;
+                    }
+                    Event::End(e) => {
+                        depth = depth.saturating_sub(1);
+                        if depth == 0 {
+                            for v in volumes {
+                                copy_element(w, v)?;
+                            }
+                        }
+                        w.write_event(Event::End(e))?;
+                    }
+                    Event::Eof => break,
+                    Event::Decl(_) => {}
+                    other => w.write_event(other)?,
+                }
+            }
+        }
+        for d in domains {
+            copy_element(w, d)?;
+        }
+        Ok(())
+    })?;
+    Ok(finish(w))
+}
+
+// ---- parsing ----
+
+fn child<'a, 'i>(node: roxmltree::Node<'a, 'i>, name: &str) -> Option<roxmltree::Node<'a, 'i>> {
+    node.children().find(|c| c.has_tag_name(name))
+}
+
+fn child_text(node: roxmltree::Node, name: &str) -> Option<String> {
+    child(node, name)
+        .and_then(|c| c.text())
+        .map(|t| t.trim().to_string())
+}
+
+fn attr(node: Option<roxmltree::Node>, name: &str) -> Option<String> {
+    node.and_then(|n| n.attribute(name)).map(str::to_string)
+}
+
+fn parse(xml: &str) -> Result<roxmltree::Document<'_>, String> {
+    roxmltree::Document::parse(xml)
+        .map_err(|e| format!("libvirt returned XML that does not parse: {e}"))
+}
+
+/// The siteplan mark in a `<metadata>` element, if any.
+fn owner_mark(root: roxmltree::Node) -> Option<OwnerMark> {
+    let owner = child(root, "metadata")?
+        .children()
+        .find(|c| c.tag_name().namespace() == Some(OWNER_NS) && c.tag_name().name() == "owner")?;
+    let plan = owner.attribute("plan")?.to_string();
+    let spec = serde_json::from_str(owner.text()?).ok()?;
+    Some(OwnerMark { plan, spec })
+}
+
+pub fn parse_network(
+    xml: &str,
+    autostart: bool,
+) -> Result<(NetworkSpec, Option<OwnerMark>), String> {
+    let doc = parse(xml)?;
+    let root = doc.root_element();
+    let name = child_text(root, "name").unwrap_or_default();
+    let mode = match attr(child(root, "forward"), "mode").as_deref() {
+        None => ForwardMode::Isolated,
+        Some("nat") => ForwardMode::Nat,
+        Some("route") => ForwardMode::Route,
+        Some("open") => ForwardMode::Open,
+        Some(_) => ForwardMode::Bridge,
+    };
+    let bridge = attr(child(root, "bridge"), "name").unwrap_or_default();
+    let mtu = attr(child(root, "mtu"), "size").and_then(|s| s.parse().ok());
+    let domain = attr(child(root, "domain"), "name");
+    let dns = attr(child(root, "dns"), "enable").as_deref() != Some("no");
+    let ip = child(root, "ip");
+    let cidr = ip.and_then(|ip| {
+        let address: IpAddr = ip.attribute("address")?.parse().ok()?;
+        let prefix = match ip.attribute("prefix") {
+            Some(p) => p.parse().ok()?,
+            None => match ip.attribute("netmask")?.parse::<IpAddr>().ok()? {
+                IpAddr::V4(mask) => ipnet::ipv4_mask_to_prefix(mask).ok()?,
+                IpAddr::V6(_) => return None,
+            },
+        };
+        IpNet::new(address, prefix).ok().map(|n| n.trunc())
+    });
+    let dhcp_node = ip.and_then(|ip| child(ip, "dhcp"));
+    let dhcp = dhcp_node.and_then(|d| child(d, "range")).and_then(|r| {
+        Some((
+            r.attribute("start")?.parse().ok()?,
+            r.attribute("end")?.parse().ok()?,
+        ))
+    });
+    let mut hosts: Vec<DhcpHost> = dhcp_node
+        .map(|d| {
+            d.children()
+                .filter(|c| c.has_tag_name("host"))
+                .filter_map(|h| {
+                    Some(DhcpHost {
+                        mac: h.attribute("mac")?.to_ascii_lowercase(),
+                        ip: h.attribute("ip")?.parse().ok()?,
+                        name: h.attribute("name").unwrap_or_default().to_string(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    hosts.sort_by(|a, b| a.mac.cmp(&b.mac));
+    let spec = NetworkSpec {
+        name,
+        mode,
+        bridge,
+        cidr,
+        dhcp,
+        hosts,
+        domain,
+        mtu,
+        dns,
+        autostart,
+    };
+    Ok((spec, owner_mark(root)))
+}
+
+pub fn parse_pool(xml: &str, autostart: bool) -> Result<PoolSpec, String> {
+    let doc = parse(xml)?;
+    let root = doc.root_element();
+    Ok(PoolSpec {
+        name: child_text(root, "name").unwrap_or_default(),
+        path: child(root, "target")
+            .and_then(|t| child_text(t, "path"))
+            .unwrap_or_default(),
+        autostart,
+    })
+}
+
+/// A volume as libvirt describes it: name, capacity, format, and its backing file's path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VolumeInfo {
+    pub name: String,
+    pub path: String,
+    pub capacity: u64,
+    pub format: VolumeFormat,
+    pub backing_path: Option<String>,
+}
+
+pub fn parse_volume(xml: &str) -> Result<VolumeInfo, String> {
+    let doc = parse(xml)?;
+    let root = doc.root_element();
+    let capacity_node = child(root, "capacity");
+    let unit = capacity_node
+        .and_then(|c| c.attribute("unit"))
+        .unwrap_or("bytes");
+    let amount: u64 = capacity_node
+        .and_then(|c| c.text())
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0);
+    let factor: u64 = match unit {
+        "bytes" | "B" => 1,
+        "KiB" | "K" | "k" => 1 << 10,
+        "MiB" | "M" => 1 << 20,
+        "GiB" | "G" => 1 << 30,
+        "TiB" | "T" => 1 << 40,
+        _ => 1,
+    };
+    let target = child(root, "target");
+    let format = match attr(target.and_then(|t| child(t, "format")), "type").as_deref() {
+        Some("qcow2") => VolumeFormat::Qcow2,
+        _ => VolumeFormat::Raw,
+    };
+    Ok(VolumeInfo {
+        name: child_text(root, "name").unwrap_or_default(),
+        path: target
+            .and_then(|t| child_text(t, "path"))
+            .unwrap_or_default(),
+        capacity: amount.saturating_mul(factor),
+        format,
+        backing_path: child(root, "backingStore").and_then(|b| child_text(b, "path")),
+    })
+}
+
+/// A domain as parsed: its spec (with disks still by pool and volume) and its UUID.
+pub struct DomainInfo {
+    pub spec: VmSpec,
+    pub mark: Option<OwnerMark>,
+    pub uuid: Option<String>,
+    /// Disks given by file path rather than pool and volume, to resolve against observed volumes.
+    pub file_disks: Vec<(usize, String)>,
+}
+
+pub fn parse_domain(xml: &str, running: bool, autostart: bool) -> Result<DomainInfo, String> {
+    let doc = parse(xml)?;
+    let root = doc.root_element();
+    let mark = owner_mark(root);
+    let memory = child(root, "memory");
+    let memory_kib: u64 = memory
+        .and_then(|m| m.text())
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0);
+    let memory_mib = match memory.and_then(|m| m.attribute("unit")).unwrap_or("KiB") {
+        "MiB" | "M" => memory_kib,
+        "GiB" | "G" => memory_kib * 1024,
+        "bytes" | "b" => memory_kib / (1 << 20),
+        _ => memory_kib / 1024,
+    };
+    let virt_type = match root.attribute("type") {
+        Some("kvm") => VirtType::Kvm,
+        Some("test") => mark
+            .as_ref()
+            .and_then(|m| match &m.spec {
+                Spec::Vm(v) => Some(v.virt_type),
+                _ => None,
+            })
+            .unwrap_or(VirtType::Qemu),
+        _ => VirtType::Qemu,
+    };
+    let cpu = child(root, "cpu");
+    let cpu_model = match attr(cpu, "mode").as_deref() {
+        Some("custom") | None => cpu
+            .and_then(|c| child_text(c, "model"))
+            .or_else(|| {
+                // The test driver keeps no CPU element: report what was asked for.
+                mark.as_ref().and_then(|m| match &m.spec {
+                    Spec::Vm(v) => Some(v.cpu_model.clone()),
+                    _ => None,
+                })
+            })
+            .unwrap_or_else(|| "host-model".into()),
+        Some(mode) => mode.to_string(),
+    };
+    let os = child(root, "os");
+    let uefi = attr(os, "firmware").as_deref() == Some("efi")
+        || os.and_then(|o| child(o, "loader")).is_some()
+        || (root.attribute("type") == Some("test")
+            && mark
+                .as_ref()
+                .is_some_and(|m| matches!(&m.spec, Spec::Vm(v) if v.uefi)));
+    let mut disks = Vec::new();
+    let mut seed = None;
+    let mut file_disks = Vec::new();
+    let mut nics = Vec::new();
+    if let Some(devices) = child(root, "devices") {
+        for disk in devices.children().filter(|c| c.has_tag_name("disk")) {
+            if disk.attribute("device").unwrap_or("disk") != "disk" {
+                continue;
+            }
+            let source = child(disk, "source");
+            let bus = match attr(child(disk, "target"), "bus").as_deref() {
+                Some("scsi") => Bus::Scsi,
+                Some("sata") => Bus::Sata,
+                Some("ide") => Bus::Ide,
+                _ => Bus::Virtio,
+            };
+            let is_seed = attr(child(disk, "alias"), "name").as_deref() == Some(SEED_ALIAS);
+            match (
+                attr(source, "pool"),
+                attr(source, "volume"),
+                attr(source, "file"),
+            ) {
+                (Some(pool), Some(volume), _) => {
+                    if is_seed {
+                        seed = Some((pool, volume));
+                    } else {
+                        disks.push(DiskSpec { pool, volume, bus });
+                    }
+                }
+                (_, _, Some(file)) if !is_seed => {
+                    file_disks.push((disks.len(), file.clone()));
+                    disks.push(DiskSpec {
+                        pool: String::new(),
+                        volume: file,
+                        bus,
+                    });
+                }
+                _ => {}
+            }
+        }
+        for iface in devices.children().filter(|c| c.has_tag_name("interface")) {
+            nics.push(NicSpec {
+                network: attr(child(iface, "source"), "network")
+                    .or_else(|| attr(child(iface, "source"), "bridge"))
+                    .unwrap_or_default(),
+                mac: attr(child(iface, "mac"), "address").map(|m| m.to_ascii_lowercase()),
+                model: attr(child(iface, "model"), "type").unwrap_or_else(|| "virtio".into()),
+            });
+        }
+    }
+    let spec = VmSpec {
+        name: child_text(root, "name").unwrap_or_default(),
+        memory_mib,
+        vcpus: child_text(root, "vcpu")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1),
+        cpu_model,
+        virt_type,
+        uefi,
+        disks,
+        nics,
+        seed,
+        running,
+        autostart,
+    };
+    Ok(DomainInfo {
+        spec,
+        mark,
+        uuid: child_text(root, "uuid"),
+        file_disks,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::Spec;
+
+    fn vm() -> VmSpec {
+        VmSpec {
+            name: "web1".into(),
+            memory_mib: 2048,
+            vcpus: 2,
+            cpu_model: "host-model".into(),
+            virt_type: VirtType::Qemu,
+            uefi: false,
+            disks: vec![
+                DiskSpec {
+                    pool: "lab".into(),
+                    volume: "web1_0.qcow2".into(),
+                    bus: Bus::Virtio,
+                },
+                DiskSpec {
+                    pool: "lab".into(),
+                    volume: "web1_1.qcow2".into(),
+                    bus: Bus::Virtio,
+                },
+            ],
+            nics: vec![NicSpec {
+                network: "labnet".into(),
+                mac: Some("52:54:00:00:00:01".into()),
+                model: "virtio".into(),
+            }],
+            seed: Some(("lab".into(), "web1-cidata.img".into())),
+            running: true,
+            autostart: false,
+        }
+    }
+
+    #[test]
+    fn domain_xml_round_trips() {
+        let spec = vm();
+        let mark = OwnerMark {
+            plan: "lab".into(),
+            spec: Spec::Vm(spec.clone()),
+        };
+        let formats = [
+            (
+                ("lab".to_string(), "web1_0.qcow2".to_string()),
+                VolumeFormat::Qcow2,
+            ),
+            (
+                ("lab".to_string(), "web1_1.qcow2".to_string()),
+                VolumeFormat::Qcow2,
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let xml = domain_xml(
+            &spec,
+            Some(&mark),
+            None,
+            DomainFlavor { test_driver: false },
+            &formats,
+        )
+        .unwrap();
+        insta::assert_snapshot!("domain_xml", xml);
+        assert!(
+            xml.contains(r#"<driver name="qemu" type="qcow2"/>"#),
+            "{xml}"
+        );
+        let parsed = parse_domain(&xml, true, false).unwrap();
+        assert_eq!(parsed.spec, spec);
+        assert_eq!(parsed.mark, Some(mark));
+    }
+
+    #[test]
+    fn network_xml_round_trips() {
+        let spec = NetworkSpec {
+            name: "labnet".into(),
+            mode: ForwardMode::Nat,
+            bridge: "labnet".into(),
+            cidr: Some("192.168.150.0/24".parse().unwrap()),
+            dhcp: Some((
+                "192.168.150.100".parse().unwrap(),
+                "192.168.150.200".parse().unwrap(),
+            )),
+            hosts: vec![DhcpHost {
+                mac: "52:54:00:00:00:01".into(),
+                ip: "192.168.150.11".parse().unwrap(),
+                name: "web1".into(),
+            }],
+            domain: Some("lab.local".into()),
+            mtu: Some(1500),
+            dns: true,
+            autostart: true,
+        };
+        let xml = network_xml(&spec, None).unwrap();
+        insta::assert_snapshot!("network_xml", xml);
+        let (parsed, mark) = parse_network(&xml, true).unwrap();
+        assert_eq!(parsed, spec);
+        assert_eq!(mark, None);
+    }
+
+    #[test]
+    fn names_are_escaped_not_concatenated() {
+        let mut spec = vm();
+        spec.name = "a<b>&\"c".into();
+        let xml = domain_xml(
+            &spec,
+            None,
+            None,
+            DomainFlavor { test_driver: true },
+            &VolumeFormats::new(),
+        )
+        .unwrap();
+        assert!(xml.contains("<name>a&lt;b&gt;&amp;&quot;c</name>"), "{xml}");
+        assert_eq!(
+            parse_domain(&xml, false, false).unwrap().spec.name,
+            spec.name
+        );
+    }
+
+    #[test]
+    fn target_devices() {
+        assert_eq!(target_dev(Bus::Virtio, 0), "vda");
+        assert_eq!(target_dev(Bus::Virtio, 25), "vdz");
+        assert_eq!(target_dev(Bus::Virtio, 26), "vdaa");
+        assert_eq!(target_dev(Bus::Sata, 1), "sdb");
+    }
+
+    #[test]
+    fn runstate_is_added_to_test_driver_domains() {
+        let xml = domain_xml(
+            &vm(),
+            None,
+            None,
+            DomainFlavor { test_driver: true },
+            &VolumeFormats::new(),
+        )
+        .unwrap();
+        let wrapped = test_driver_domain(&xml, false).unwrap();
+        assert!(
+            wrapped.contains("<test:runstate>5</test:runstate></domain>"),
+            "{wrapped}"
+        );
+        assert!(roxmltree::Document::parse(&wrapped).is_ok());
+    }
+}

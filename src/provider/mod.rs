@@ -1,0 +1,203 @@
+//! Backends behind one interface: what exists, what a change costs, and making changes.
+//!
+//! A provider reports live state as `Spec`s normalised like the planner's desired specs, and says
+//! which resources a plan owns through ownership marks it keeps on the backend itself (there is no
+//! state file). It never deletes what the plan does not own.
+//!
+//! Providers: `libvirt` (qemu:///system, qemu+ssh://, test:///) and `sandbox` (the libvirt
+//! provider on libvirt's in-process test driver, with its state saved in a file).
+//! See docs/providers.md for how to add one.
+
+pub mod cloudinit;
+pub mod fetch;
+#[cfg(feature = "libvirt")]
+pub mod libvirt;
+#[cfg(feature = "libvirt")]
+pub mod sandbox;
+pub mod spec;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+pub use spec::{ResourceId, ResourceKind, Spec};
+
+/// Which plan a change is made for. Written into every mark the provider keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    pub plan: String,
+}
+
+/// The ownership mark found on a live resource: which plan created it, from which spec.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OwnerMark {
+    pub plan: String,
+    /// The spec the resource was created (or last updated) from; comparing it with the live spec
+    /// tells a change made outside siteplan (drift) from a change to the plan.
+    pub spec: Spec,
+}
+
+/// One resource as observed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveResource {
+    pub spec: Spec,
+    pub owner: Option<OwnerMark>,
+    /// Active network or pool, running VM. Volumes are always active.
+    pub active: bool,
+}
+
+/// What a provider saw: resources by id.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pub resources: BTreeMap<ResourceId, LiveResource>,
+}
+
+impl Observed {
+    pub fn get(&self, id: &ResourceId) -> Option<&LiveResource> {
+        self.resources.get(id)
+    }
+
+    /// Everything marked as created by `plan`.
+    pub fn owned_by<'a>(
+        &'a self,
+        plan: &'a str,
+    ) -> impl Iterator<Item = (&'a ResourceId, &'a LiveResource)> {
+        self.resources
+            .iter()
+            .filter(move |(_, r)| r.owner.as_ref().is_some_and(|o| o.plan == plan))
+    }
+}
+
+/// What observing should cover.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    /// Resources marked with this plan are always included.
+    pub plan: String,
+    /// Resources the plan refers to or declares, owned or not.
+    pub ids: Vec<ResourceId>,
+}
+
+/// How disruptive changing one attribute is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Disruption {
+    /// Applied to the running resource.
+    Live,
+    /// Saved now, effective when the VM restarts.
+    Reboot,
+    /// Only by deleting and creating the resource again: its data is lost.
+    Replace,
+}
+
+/// What a create, update or delete did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub id: ResourceId,
+    pub summary: String,
+    /// The change is saved but takes effect only after the VM restarts.
+    pub needs_reboot: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    Ready,
+    Unhealthy,
+    Unavailable,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    pub status: HealthStatus,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("{0} does not exist")]
+    NotFound(ResourceId),
+    #[error("{id} was not created by plan `{plan}`; siteplan never changes or deletes what a plan does not own")]
+    NotOwned { id: ResourceId, plan: String },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{id}: {message}")]
+    Backend { id: ResourceId, message: String },
+    /// The backend itself failed (connecting, listing), not one resource.
+    #[error("{0}")]
+    Connection(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ProviderError {
+    pub fn backend(id: &ResourceId, message: impl std::fmt::Display) -> Self {
+        ProviderError::Backend {
+            id: id.clone(),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// The interface every backend implements.
+///
+/// Methods are async so that backends with async clients (Kubernetes) fit; backends with blocking
+/// APIs (libvirt) run them on blocking threads, never on the executor's.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// The provider's type, such as `libvirt` or `sandbox`.
+    fn kind(&self) -> &'static str;
+
+    /// Where it connects, for display (a URI or a path).
+    fn endpoint(&self) -> String;
+
+    /// Whether the backend answers and can be used.
+    async fn health(&self) -> Health;
+
+    /// Everything in `scope`, in as few round trips as the backend allows.
+    async fn observe(&self, scope: &Scope) -> Result<Observed, ProviderError>;
+
+    /// What changing `attribute` of a resource of `kind` costs on this backend.
+    fn disruption(&self, kind: ResourceKind, attribute: &str) -> Disruption {
+        default_disruption(kind, attribute)
+    }
+
+    async fn create(&self, spec: &Spec, owner: &Owner) -> Result<Outcome, ProviderError>;
+
+    /// Brings an owned resource to `spec` without replacing it. Attributes whose disruption is
+    /// `Replace` are refused: the planner replaces instead.
+    async fn update(&self, spec: &Spec, owner: &Owner) -> Result<Outcome, ProviderError>;
+
+    /// Deletes a resource `owner` owns; refuses anything else.
+    async fn delete(&self, id: &ResourceId, owner: &Owner) -> Result<Outcome, ProviderError>;
+
+    /// Addresses of a VM's NICs, from DHCP leases or the guest agent. Empty when unknown yet.
+    async fn addresses(&self, vm: &str) -> Result<Vec<IpAddr>, ProviderError>;
+
+    /// A volume's content (optional: for tests and inspection).
+    async fn read_volume(&self, pool: &str, name: &str) -> Result<Vec<u8>, ProviderError> {
+        let _ = (pool, name);
+        Err(ProviderError::Unsupported(format!(
+            "reading volumes is not supported by the {} provider",
+            self.kind()
+        )))
+    }
+}
+
+/// The libvirt family's costs, which most backends share.
+pub fn default_disruption(kind: ResourceKind, attribute: &str) -> Disruption {
+    use Disruption::*;
+    match (kind, attribute) {
+        (ResourceKind::Network, "hosts" | "autostart") => Live,
+        (ResourceKind::Network, _) => Replace,
+        (ResourceKind::Pool, "autostart") => Live,
+        (ResourceKind::Pool, _) => Replace,
+        // Growing is live; the planner treats shrinking as a replace (see volume_resize).
+        (ResourceKind::Volume, "capacity_bytes") => Live,
+        (ResourceKind::Volume, _) => Replace,
+        (ResourceKind::Vm, "running" | "autostart" | "disks" | "nics") => Live,
+        (ResourceKind::Vm, "name") => Replace,
+        (ResourceKind::Vm, _) => Reboot,
+    }
+}

@@ -1,0 +1,211 @@
+//! The sandbox: the libvirt provider on libvirt's in-process test driver, saved to a directory.
+//!
+//! libvirt's test driver reads a node file (`test:///path/node.xml`) but never writes it, and
+//! keeps no volume content. The sandbox writes the node file itself after every change (domains
+//! with their run state, networks, pools with their volumes) and keeps volume bytes beside it, so
+//! its state survives from one `plan` run to the next. Nothing else needs to be installed.
+
+use std::fs::File;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use virt::connect::Connect;
+use virt::sys;
+
+use super::libvirt::content::ContentStore;
+use super::libvirt::{xml, LibvirtProvider};
+use super::spec::*;
+use super::{
+    Health, HealthStatus, Observed, Outcome, Owner, Provider, ProviderError, ResourceId, Scope,
+};
+
+const NODE_FILE: &str = "node.xml";
+
+pub struct Sandbox {
+    inner: LibvirtProvider,
+    dir: PathBuf,
+    /// Held for the sandbox's lifetime: two processes must not write one sandbox at once.
+    _lock: File,
+}
+
+/// Where the sandbox lives: `$SITEPLAN_SANDBOX_DIR`, else the XDG state directory.
+pub fn default_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SITEPLAN_SANDBOX_DIR") {
+        return PathBuf::from(dir);
+    }
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(std::env::temp_dir);
+    state.join("siteplan/sandbox")
+}
+
+impl Sandbox {
+    /// Opens the sandbox in `dir`, creating it (with a `default` network and pool) if new.
+    pub fn open(dir: &Path) -> Result<Self, ProviderError> {
+        let fail = |what: &str, e: std::io::Error| {
+            ProviderError::Connection(format!("sandbox {}: {what}: {e}", dir.display()))
+        };
+        std::fs::create_dir_all(dir).map_err(|e| fail("cannot create it", e))?;
+        let dir = dir
+            .canonicalize()
+            .map_err(|e| fail("cannot resolve it", e))?;
+        let lock = File::create(dir.join("lock")).map_err(|e| fail("cannot create its lock", e))?;
+        lock.try_lock().map_err(|_| {
+            ProviderError::Connection(format!(
+                "sandbox {} is in use by another plan process",
+                dir.display()
+            ))
+        })?;
+        let node = dir.join(NODE_FILE);
+        if !node.exists() {
+            write_atomically(
+                &node,
+                &initial_node().map_err(|e| fail("cannot build its first state", e))?,
+            )
+            .map_err(|e| fail("cannot write its state", e))?;
+        }
+        let uri = format!("test://{}", node.display());
+        super::libvirt::quiet_libvirt();
+        let conn = Connect::open(Some(&uri)).map_err(|e| {
+            ProviderError::Connection(format!("cannot open the sandbox {uri}: {}", e.message()))
+        })?;
+        let inner = LibvirtProvider::with(conn, &uri, ContentStore::Files(dir.join("volumes")));
+        Ok(Sandbox {
+            inner,
+            dir,
+            _lock: lock,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Writes everything the test driver holds to the node file.
+    fn save(&self) -> Result<(), ProviderError> {
+        let conn = self.inner.connection();
+        let fail = |e: virt::error::Error| {
+            ProviderError::Connection(format!("saving the sandbox: {}", e.message()))
+        };
+        let io = |e: std::io::Error| ProviderError::Connection(format!("saving the sandbox: {e}"));
+        let mut networks = Vec::new();
+        for net in conn.list_all_networks(0).map_err(fail)? {
+            networks.push(net.xml_desc(0).map_err(fail)?);
+        }
+        let mut pools = Vec::new();
+        for pool in conn.list_all_storage_pools(0).map_err(fail)? {
+            let volumes = pool
+                .list_all_volumes(0)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|v| v.xml_desc(0).ok())
+                .collect();
+            pools.push((pool.xml_desc(0).map_err(fail)?, volumes));
+        }
+        let mut domains = Vec::new();
+        for dom in conn.list_all_domains(0).map_err(fail)? {
+            let xml = dom.xml_desc(sys::VIR_DOMAIN_XML_INACTIVE).map_err(fail)?;
+            domains
+                .push(xml::test_driver_domain(&xml, dom.is_active().unwrap_or(false)).map_err(io)?);
+        }
+        let node = xml::node_xml(&networks, &pools, &domains).map_err(io)?;
+        write_atomically(&self.dir.join(NODE_FILE), &node).map_err(io)
+    }
+
+    async fn saved<T>(&self, result: Result<T, ProviderError>) -> Result<T, ProviderError> {
+        // Save even after a failure: part of the change may have happened.
+        let saved = self.save();
+        let value = result?;
+        saved?;
+        Ok(value)
+    }
+}
+
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("xml.tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// A new sandbox has what a fresh libvirt host has: a `default` NAT network and a `default` pool.
+fn initial_node() -> std::io::Result<String> {
+    let network = xml::network_xml(
+        &NetworkSpec {
+            name: "default".into(),
+            mode: ForwardMode::Nat,
+            bridge: "virbr0".into(),
+            cidr: "192.168.122.0/24".parse().ok(),
+            dhcp: Some((
+                "192.168.122.2"
+                    .parse()
+                    .unwrap_or(IpAddr::from([0, 0, 0, 0])),
+                "192.168.122.254"
+                    .parse()
+                    .unwrap_or(IpAddr::from([0, 0, 0, 0])),
+            )),
+            hosts: Vec::new(),
+            domain: None,
+            mtu: None,
+            dns: true,
+            autostart: true,
+        },
+        None,
+    )?;
+    let pool = xml::pool_xml(&PoolSpec {
+        name: "default".into(),
+        path: "/var/lib/libvirt/images".into(),
+        autostart: true,
+    })?;
+    xml::node_xml(&[network], &[(pool, Vec::new())], &[])
+}
+
+#[async_trait]
+impl Provider for Sandbox {
+    fn kind(&self) -> &'static str {
+        "sandbox"
+    }
+
+    fn endpoint(&self) -> String {
+        self.dir.display().to_string()
+    }
+
+    async fn health(&self) -> Health {
+        let health = self.inner.health().await;
+        if health.status == HealthStatus::Ready {
+            return health;
+        }
+        Health {
+            status: HealthStatus::Unhealthy,
+            reason: health.reason,
+        }
+    }
+
+    async fn observe(&self, scope: &Scope) -> Result<Observed, ProviderError> {
+        self.inner.observe(scope).await
+    }
+
+    async fn create(&self, spec: &Spec, owner: &Owner) -> Result<Outcome, ProviderError> {
+        let result = self.inner.create(spec, owner).await;
+        self.saved(result).await
+    }
+
+    async fn update(&self, spec: &Spec, owner: &Owner) -> Result<Outcome, ProviderError> {
+        let result = self.inner.update(spec, owner).await;
+        self.saved(result).await
+    }
+
+    async fn delete(&self, id: &ResourceId, owner: &Owner) -> Result<Outcome, ProviderError> {
+        let result = self.inner.delete(id, owner).await;
+        self.saved(result).await
+    }
+
+    async fn addresses(&self, vm: &str) -> Result<Vec<IpAddr>, ProviderError> {
+        self.inner.addresses(vm).await
+    }
+
+    async fn read_volume(&self, pool: &str, name: &str) -> Result<Vec<u8>, ProviderError> {
+        self.inner.read_volume(pool, name).await
+    }
+}
