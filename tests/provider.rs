@@ -105,6 +105,7 @@ impl Lab {
             pool: self.pool_name(),
             capacity_bytes: None,
             format: VolumeFormat::Qcow2,
+            thin: true,
             backing: None,
             source: VolumeSource::Fetch {
                 url: self.image_url.clone(),
@@ -119,6 +120,7 @@ impl Lab {
             pool: self.pool_name(),
             capacity_bytes: Some(GIB),
             format: VolumeFormat::Qcow2,
+            thin: true,
             backing: Some((self.pool_name(), "tiny.qcow2".into())),
             source: VolumeSource::Blank,
         }
@@ -130,6 +132,7 @@ impl Lab {
             pool: self.pool_name(),
             capacity_bytes: Some(256 * MIB),
             format: VolumeFormat::Raw,
+            thin: false,
             backing: None,
             source: VolumeSource::Blank,
         }
@@ -161,6 +164,7 @@ impl Lab {
             pool: self.pool_name(),
             capacity_bytes: Some(bytes.len() as u64),
             format: VolumeFormat::Raw,
+            thin: true,
             backing: None,
             source: VolumeSource::Generated {
                 sha256: hex::encode(sha2::Sha256::digest(&bytes)),
@@ -238,7 +242,32 @@ struct Foreign {
     volume: (String, String),
 }
 
+/// Deletes whatever an earlier, failed run of plan `lab` left behind: found by its marks alone.
+async fn clear_leftovers(provider: &dyn Provider) {
+    let observed = provider
+        .observe(&Scope {
+            plan: "lab".into(),
+            ids: Vec::new(),
+        })
+        .await
+        .expect("observe leftovers");
+    for kind in [
+        ResourceKind::Vm,
+        ResourceKind::Volume,
+        ResourceKind::Pool,
+        ResourceKind::Network,
+    ] {
+        for (id, _) in observed.owned_by("lab").filter(|(id, _)| id.kind == kind) {
+            provider
+                .delete(id, &owner())
+                .await
+                .unwrap_or_else(|e| panic!("clearing {id}: {e}"));
+        }
+    }
+}
+
 async fn exercise(provider: &dyn Provider, lab: &Lab, foreign: &Foreign) {
+    clear_leftovers(provider).await;
     let owner = owner();
     for spec in lab.specs() {
         let outcome = provider

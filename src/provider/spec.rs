@@ -182,6 +182,8 @@ pub struct VolumeSpec {
     /// Virtual size. For a fetched image, `None` keeps the image's own size.
     pub capacity_bytes: Option<u64>,
     pub format: VolumeFormat,
+    /// Allocate space only as it is written (kcli's `thin`); otherwise all of it up front.
+    pub thin: bool,
     /// A qcow2 overlay on another volume (an image), by pool and name.
     pub backing: Option<(String, String)>,
     pub source: VolumeSource,

@@ -348,6 +348,7 @@ impl Inner {
                     _ => Some(info.capacity),
                 },
                 format: info.format,
+                thin: info.thin,
                 backing: info.backing_path.as_ref().map(|p| {
                     by_path
                         .get(p)
@@ -437,8 +438,14 @@ impl Inner {
         let vol = match pool.lookup_storage_vol_by_name(LEDGER_VOLUME) {
             Ok(vol) => vol,
             Err(_) => {
-                let vxml = xml::volume_xml(LEDGER_VOLUME, LEDGER_CAPACITY, VolumeFormat::Raw, None)
-                    .map_err(|e| ProviderError::backend(&id, e))?;
+                let vxml = xml::volume_xml(
+                    LEDGER_VOLUME,
+                    LEDGER_CAPACITY,
+                    VolumeFormat::Raw,
+                    true,
+                    None,
+                )
+                .map_err(|e| ProviderError::backend(&id, e))?;
                 StorageVol::create_xml(&pool, &vxml, 0).map_err(|e| {
                     ProviderError::backend(&id, format!("creating its ledger: {}", err(e)))
                 })?
@@ -567,6 +574,7 @@ impl Inner {
             &vol.name,
             capacity.max(1),
             format,
+            vol.thin,
             backing.as_ref().map(|b| (b.path.as_str(), b.format)),
         )
         .map_err(|e| ProviderError::backend(&id, e))?;
@@ -581,7 +589,7 @@ impl Inner {
             if let Some(wanted) = vol.capacity_bytes {
                 let size = fetch::qcow2_virtual_size(bytes).unwrap_or(bytes.len() as u64);
                 if wanted > size {
-                    self.resize(&vol.pool, &vol.name, wanted)?;
+                    self.resize(&vol.pool, &vol.name, wanted, vol.thin)?;
                 }
             }
         }
@@ -596,12 +604,24 @@ impl Inner {
 
     /// Grows a volume. libvirt's test driver cannot resize, but its volumes hold no bytes (the
     /// sandbox keeps them elsewhere), so there the volume is defined again with the new size.
-    fn resize(&self, pool: &str, name: &str, capacity: u64) -> Result<(), ProviderError> {
+    fn resize(
+        &self,
+        pool: &str,
+        name: &str,
+        capacity: u64,
+        thin: bool,
+    ) -> Result<(), ProviderError> {
         let id = ResourceId::volume(pool, name);
         let fail = |e: virt::error::Error| ProviderError::backend(&id, err(e));
         let vol = self.volume(pool, name)?;
         if !self.test_driver {
-            return vol.resize(capacity, 0).map_err(fail);
+            // A thick volume stays thick: allocate the space it grows by.
+            let flags = if thin {
+                0
+            } else {
+                sys::VIR_STORAGE_VOL_RESIZE_ALLOCATE
+            };
+            return vol.resize(capacity, flags).map_err(fail);
         }
         let info = xml::parse_volume(&vol.xml_desc(0).map_err(fail)?)
             .map_err(|e| ProviderError::backend(&id, e))?;
@@ -610,7 +630,7 @@ impl Inner {
             .backing_path
             .as_ref()
             .map(|path| (path.as_str(), self.format_of_path(&p, path)));
-        let redefined = xml::volume_xml(name, capacity, info.format, backing)
+        let redefined = xml::volume_xml(name, capacity, info.format, thin, backing)
             .map_err(|e| ProviderError::backend(&id, e))?;
         vol.delete(0).map_err(fail)?;
         StorageVol::create_xml(&p, &redefined, 0).map_err(fail)?;
@@ -702,6 +722,7 @@ impl Inner {
             }
             (Spec::Volume(want), Spec::Volume(have)) => {
                 if want.format != have.format
+                    || want.thin != have.thin
                     || want.backing != have.backing
                     || want.source != have.source
                 {
@@ -714,7 +735,7 @@ impl Inner {
                         )));
                     }
                     if w > h {
-                        self.resize(&want.pool, &want.name, w)?;
+                        self.resize(&want.pool, &want.name, w, want.thin)?;
                     }
                 }
                 self.edit_ledger(&want.pool, |l| {

@@ -156,10 +156,12 @@ pub fn pool_xml(spec: &PoolSpec) -> io::Result<String> {
 }
 
 /// A volume; `backing` is the backing volume's path and format, already looked up.
+/// A thin volume has no allocation up front.
 pub fn volume_xml(
     name: &str,
     capacity: u64,
     format: VolumeFormat,
+    thin: bool,
     backing: Option<(&str, VolumeFormat)>,
 ) -> io::Result<String> {
     let mut w = writer();
@@ -170,6 +172,10 @@ pub fn volume_xml(
             w.create_element("capacity")
                 .with_attribute(("unit", "bytes"))
                 .write_text_content(BytesText::new(&capacity.to_string()))?;
+            let allocation = if thin { 0 } else { capacity };
+            w.create_element("allocation")
+                .with_attribute(("unit", "bytes"))
+                .write_text_content(BytesText::new(&allocation.to_string()))?;
             w.create_element("target").write_inner_content(|w| {
                 w.create_element("format")
                     .with_attribute(("type", format.as_str()))
@@ -605,6 +611,8 @@ pub struct VolumeInfo {
     pub path: String,
     pub capacity: u64,
     pub format: VolumeFormat,
+    /// Less allocated than its capacity.
+    pub thin: bool,
     pub backing_path: Option<String>,
 }
 
@@ -619,14 +627,13 @@ pub fn parse_volume(xml: &str) -> Result<VolumeInfo, String> {
         .and_then(|c| c.text())
         .and_then(|t| t.trim().parse().ok())
         .unwrap_or(0);
-    let factor: u64 = match unit {
-        "bytes" | "B" => 1,
-        "KiB" | "K" | "k" => 1 << 10,
-        "MiB" | "M" => 1 << 20,
-        "GiB" | "G" => 1 << 30,
-        "TiB" | "T" => 1 << 40,
-        _ => 1,
-    };
+    let factor = unit_factor(unit);
+    let allocation: Option<u64> = child(root, "allocation").and_then(|a| {
+        Some(
+            a.text()?.trim().parse::<u64>().ok()?
+                * unit_factor(a.attribute("unit").unwrap_or("bytes")),
+        )
+    });
     let target = child(root, "target");
     let format = match attr(target.and_then(|t| child(t, "format")), "type").as_deref() {
         Some("qcow2") => VolumeFormat::Qcow2,
@@ -638,9 +645,20 @@ pub fn parse_volume(xml: &str) -> Result<VolumeInfo, String> {
             .and_then(|t| child_text(t, "path"))
             .unwrap_or_default(),
         capacity: amount.saturating_mul(factor),
+        thin: allocation.is_none_or(|a| a < amount.saturating_mul(factor)),
         format,
         backing_path: child(root, "backingStore").and_then(|b| child_text(b, "path")),
     })
+}
+
+fn unit_factor(unit: &str) -> u64 {
+    match unit {
+        "KiB" | "K" | "k" | "KB" => 1 << 10,
+        "MiB" | "M" | "MB" => 1 << 20,
+        "GiB" | "G" | "GB" => 1 << 30,
+        "TiB" | "T" | "TB" => 1 << 40,
+        _ => 1,
+    }
 }
 
 /// A domain as parsed: its spec (with disks still by pool and volume) and its UUID.
