@@ -7,4 +7,5 @@ pub mod cli;
 pub mod diagnostics;
 pub mod graph;
 pub mod manifest;
+pub mod plan;
 pub mod provider;

@@ -87,6 +87,39 @@ impl Lab {
         }
     }
 
+    /// An isolated network with jumbo frames, and a routed one: the other forward modes.
+    fn extra_networks(&self) -> Vec<NetworkSpec> {
+        vec![
+            NetworkSpec {
+                name: format!("{}iso", self.prefix),
+                mode: ForwardMode::Isolated,
+                bridge: format!("{}br1", self.prefix),
+                cidr: Some("192.168.215.0/24".parse().expect("cidr")),
+                dhcp: None,
+                hosts: Vec::new(),
+                domain: None,
+                mtu: Some(9000),
+                dns: false,
+                autostart: false,
+            },
+            NetworkSpec {
+                name: format!("{}rt", self.prefix),
+                mode: ForwardMode::Route,
+                bridge: format!("{}br2", self.prefix),
+                cidr: Some("192.168.216.0/24".parse().expect("cidr")),
+                dhcp: Some((
+                    "192.168.216.10".parse().expect("ip"),
+                    "192.168.216.20".parse().expect("ip"),
+                )),
+                hosts: Vec::new(),
+                domain: None,
+                mtu: None,
+                dns: true,
+                autostart: true,
+            },
+        ]
+    }
+
     fn pool(&self) -> PoolSpec {
         PoolSpec {
             name: format!("{}pool", self.prefix),
@@ -180,7 +213,6 @@ impl Lab {
             vcpus: 1,
             cpu_model: "qemu64".into(),
             virt_type: VirtType::Qemu,
-            uefi: false,
             disks: vec![
                 DiskSpec {
                     pool: self.pool_name(),
@@ -193,24 +225,34 @@ impl Lab {
                     bus: Bus::Virtio,
                 },
             ],
-            nics: vec![NicSpec {
-                network: self.network().name,
-                mac: Some(format!("52:54:00:5e:00:0{vm}")),
-                model: "virtio".into(),
-            }],
+            nics: {
+                let mut nics = vec![NicSpec {
+                    network: self.network().name,
+                    mac: Some(format!("52:54:00:5e:00:0{vm}")),
+                    model: "virtio".into(),
+                }];
+                if vm == 2 {
+                    nics.push(NicSpec {
+                        network: format!("{}iso", self.prefix),
+                        mac: Some("52:54:00:5e:01:02".into()),
+                        model: "e1000".into(),
+                    });
+                }
+                nics
+            },
             seed: Some((self.pool_name(), self.seed(vm).name)),
             running: true,
-            autostart: false,
+            // One VM boots with UEFI firmware.
+            uefi: vm == 3,
+            autostart: vm == 1,
         }
     }
 
     /// Everything, in creation order.
     fn specs(&self) -> Vec<Spec> {
-        let mut specs = vec![
-            Spec::Network(self.network()),
-            Spec::Pool(self.pool()),
-            Spec::Volume(self.image()),
-        ];
+        let mut specs = vec![Spec::Network(self.network())];
+        specs.extend(self.extra_networks().into_iter().map(Spec::Network));
+        specs.extend([Spec::Pool(self.pool()), Spec::Volume(self.image())]);
         for vm in 1..=3 {
             specs.push(Spec::Volume(self.root_disk(vm)));
             specs.push(Spec::Volume(self.data_disk(vm)));
@@ -266,7 +308,8 @@ async fn clear_leftovers(provider: &dyn Provider) {
     }
 }
 
-async fn exercise(provider: &dyn Provider, lab: &Lab, foreign: &Foreign) {
+/// `real`: a real libvirtd, whose networks have bridges on this host.
+async fn exercise(provider: &dyn Provider, lab: &Lab, foreign: &Foreign, real: bool) {
     clear_leftovers(provider).await;
     let owner = owner();
     for spec in lab.specs() {
@@ -285,6 +328,22 @@ async fn exercise(provider: &dyn Provider, lab: &Lab, foreign: &Foreign) {
     assert!(net.active, "network is active");
     assert_eq!(net.spec, Spec::Network(lab.network()));
     assert_eq!(net.owner.as_ref().map(|o| o.plan.as_str()), Some("lab"));
+    for extra in lab.extra_networks() {
+        let live = observed
+            .get(&ResourceId::network(&extra.name))
+            .expect("extra network");
+        assert!(live.active);
+        assert_eq!(live.spec, Spec::Network(extra.clone()));
+    }
+    if real {
+        for bridge in ["br0", "br1", "br2"] {
+            let dev = format!("/sys/class/net/{}{bridge}", lab.prefix);
+            assert!(
+                Path::new(&dev).exists(),
+                "the network's bridge {dev} exists on the host"
+            );
+        }
+    }
     let pool = observed
         .get(&ResourceId::pool(&lab.pool_name()))
         .expect("pool observed");
@@ -525,7 +584,7 @@ async fn sandbox_manages_every_resource_kind() {
     foreign_node(&dir);
     let sandbox = Sandbox::open(&dir).expect("sandbox opens");
     let lab = lab("sp", Path::new("/srv/sandbox/lab"), tmp.path());
-    exercise(&sandbox, &lab, &foreign()).await;
+    exercise(&sandbox, &lab, &foreign(), false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -566,7 +625,7 @@ async fn sandbox_state_survives_across_processes() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("child saw 3 vms (2 running), 1 network, 10 volumes, seed ok"),
+        stdout.contains("child saw 3 vms (2 running), 3 networks, 10 volumes, seed ok"),
         "{stdout}"
     );
 }
@@ -603,7 +662,7 @@ async fn sandbox_child_process() {
         .expect("seed");
     let seed_ok = cloudinit::read_seed_file(&seed, "user-data").is_ok_and(|u| u.contains("spvm1"));
     println!(
-        "child saw {} vms ({running} running), {} network, {} volumes, seed {}",
+        "child saw {} vms ({running} running), {} networks, {} volumes, seed {}",
         count(ResourceKind::Vm),
         count(ResourceKind::Network),
         count(ResourceKind::Volume),
@@ -646,7 +705,7 @@ async fn real_libvirtd_manages_every_resource_kind() {
     let _ = std::fs::create_dir_all(&root);
     let foreign = make_foreign_libvirt(&uri, &root);
     let lab = lab("spt", &root.join("lab"), tmp.path());
-    exercise(&provider, &lab, &foreign).await;
+    exercise(&provider, &lab, &foreign, true).await;
     remove_foreign_libvirt(&uri, &foreign);
 }
 

@@ -1,0 +1,265 @@
+//! Plans: what must change for the providers to match the plan file, and why.
+//!
+//! `plan()` is a pure function of the desired state and the observed state: no I/O, so the same
+//! inputs give the same plan, and it can be tested without a backend. Apply does exactly what
+//! the plan's changes say.
+
+pub mod desired;
+pub mod render;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::provider::spec::{ResourceId, ResourceKind, Spec, VolumeSpec};
+use crate::provider::{Disruption, Observed};
+use desired::Desired;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Create,
+    Update,
+    /// Delete, then create again.
+    Replace,
+    Delete,
+}
+
+/// One attribute that differs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AttributeChange {
+    pub name: String,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+    pub disruption: Disruption,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Change {
+    pub id: ResourceId,
+    /// The plan entry this resource belongs to (`vm/web1`).
+    pub entry: Option<String>,
+    pub action: Action,
+    pub attributes: Vec<AttributeChange>,
+    /// Why a replace or a delete happens.
+    pub reason: Option<String>,
+    /// The most disruptive attribute change (updates and replaces).
+    pub disruption: Option<Disruption>,
+    /// Attributes changed outside siteplan since the resource was created or last updated.
+    pub drift: Vec<AttributeChange>,
+    /// What to create or update to.
+    #[serde(skip)]
+    pub desired: Option<Spec>,
+    /// What exists now (for deletes and replaces).
+    #[serde(skip)]
+    pub live: Option<Spec>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Plan {
+    pub name: String,
+    pub changes: Vec<Change>,
+    /// Resources already as declared.
+    pub unchanged: usize,
+}
+
+impl Plan {
+    pub fn count(&self, action: Action) -> usize {
+        self.changes.iter().filter(|c| c.action == action).count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
+/// Computes the changes that bring `observed` to `desired` for plan `name`.
+/// `disruption` says what changing an attribute costs on the provider.
+pub fn plan(
+    name: &str,
+    desired: &Desired,
+    observed: &Observed,
+    disruption: &dyn Fn(ResourceKind, &str) -> Disruption,
+) -> Result<Plan, Vec<String>> {
+    let mut problems = Vec::new();
+    for id in &desired.external {
+        if observed.get(id).is_none() {
+            problems.push(format!(
+                "the plan uses {id}, which it does not declare and which does not exist on the provider"
+            ));
+        }
+    }
+
+    let mut changes = Vec::new();
+    let mut unchanged = 0;
+    for want in &desired.resources {
+        let id = want.spec.id();
+        let Some(live) = observed.get(&id) else {
+            changes.push(Change {
+                attributes: attributes(None, Some(&want.spec), |_| Disruption::Live),
+                id,
+                entry: Some(want.entry.clone()),
+                action: Action::Create,
+                reason: None,
+                disruption: None,
+                drift: Vec::new(),
+                desired: Some(want.spec.clone()),
+                live: None,
+            });
+            continue;
+        };
+        match &live.owner {
+            Some(mark) if mark.plan == name => {}
+            Some(mark) => {
+                problems.push(format!(
+                    "{id} already exists and belongs to plan `{}`",
+                    mark.plan
+                ));
+                continue;
+            }
+            None => {
+                problems.push(format!(
+                    "{id} already exists and was not created by siteplan; rename it in the plan, or remove it"
+                ));
+                continue;
+            }
+        }
+        let drift = live
+            .owner
+            .as_ref()
+            .map(|mark| attributes(Some(&mark.spec), Some(&live.spec), |_| Disruption::Live))
+            .unwrap_or_default();
+        let kind = id.kind;
+        let attrs = attributes(Some(&live.spec), Some(&want.spec), |attr| {
+            cost(kind, attr, &live.spec, &want.spec, live.active, disruption)
+        });
+        if attrs.is_empty() {
+            unchanged += 1;
+            continue;
+        }
+        let worst = attrs.iter().map(|a| a.disruption).max();
+        let (action, reason) = if worst == Some(Disruption::Replace) {
+            let forcing: Vec<&str> = attrs
+                .iter()
+                .filter(|a| a.disruption == Disruption::Replace)
+                .map(|a| a.name.as_str())
+                .collect();
+            (
+                Action::Replace,
+                Some(format!(
+                    "{} forces replacement",
+                    forcing
+                        .iter()
+                        .map(|a| format!("`{a}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            )
+        } else {
+            (Action::Update, None)
+        };
+        changes.push(Change {
+            id,
+            entry: Some(want.entry.clone()),
+            action,
+            attributes: attrs,
+            reason,
+            disruption: worst,
+            drift,
+            desired: Some(want.spec.clone()),
+            live: Some(live.spec.clone()),
+        });
+    }
+
+    // What this plan created and no longer declares goes.
+    for (id, live) in observed.owned_by(name) {
+        if desired.get(id).is_some() {
+            continue;
+        }
+        changes.push(Change {
+            id: id.clone(),
+            entry: None,
+            action: Action::Delete,
+            attributes: attributes(Some(&live.spec), None, |_| Disruption::Replace),
+            reason: Some("created by this plan, no longer declared in it".into()),
+            disruption: Some(Disruption::Replace),
+            drift: Vec::new(),
+            desired: None,
+            live: Some(live.spec.clone()),
+        });
+    }
+
+    if problems.is_empty() {
+        Ok(Plan {
+            name: name.to_string(),
+            changes,
+            unchanged,
+        })
+    } else {
+        Err(problems)
+    }
+}
+
+/// What changing one attribute costs, with the rules no table can hold.
+fn cost(
+    kind: ResourceKind,
+    attr: &str,
+    live: &Spec,
+    want: &Spec,
+    active: bool,
+    table: &dyn Fn(ResourceKind, &str) -> Disruption,
+) -> Disruption {
+    if let (
+        Spec::Volume(VolumeSpec {
+            capacity_bytes: Some(have),
+            ..
+        }),
+        Spec::Volume(VolumeSpec {
+            capacity_bytes: Some(wanted),
+            ..
+        }),
+    ) = (live, want)
+    {
+        if attr == "capacity_bytes" && wanted < have {
+            return Disruption::Replace; // shrinking loses data
+        }
+    }
+    match table(kind, attr) {
+        // A stopped VM takes the change when it next starts: nothing to restart.
+        Disruption::Reboot if !active => Disruption::Live,
+        other => other,
+    }
+}
+
+/// The attributes that differ between two specs (either may be absent: create or delete).
+fn attributes(
+    before: Option<&Spec>,
+    after: Option<&Spec>,
+    cost: impl Fn(&str) -> Disruption,
+) -> Vec<AttributeChange> {
+    let fields = |s: Option<&Spec>| -> BTreeMap<String, serde_json::Value> {
+        match s.map(serde_json::to_value) {
+            Some(Ok(serde_json::Value::Object(map))) => {
+                map.into_iter().filter(|(k, _)| k != "kind").collect()
+            }
+            _ => BTreeMap::new(),
+        }
+    };
+    let (b, a) = (fields(before), fields(after));
+    let mut names: Vec<&String> = b.keys().chain(a.keys()).collect();
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .filter(|n| b.get(*n) != a.get(*n))
+        .map(|n| AttributeChange {
+            name: n.clone(),
+            before: b.get(n).cloned(),
+            after: a.get(n).cloned(),
+            disruption: cost(n),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,206 @@
+//! The planner on hand-made states: no backend needed.
+
+use super::desired::{Desired, DesiredResource};
+use super::*;
+use crate::provider::spec::*;
+use crate::provider::{default_disruption, LiveResource, Observed, OwnerMark};
+
+fn network(cidr: &str) -> Spec {
+    Spec::Network(NetworkSpec {
+        name: "labnet".into(),
+        mode: ForwardMode::Nat,
+        bridge: "labnet".into(),
+        cidr: cidr.parse().ok(),
+        dhcp: None,
+        hosts: Vec::new(),
+        domain: None,
+        mtu: None,
+        dns: true,
+        autostart: true,
+    })
+}
+
+fn vm(memory: u64) -> Spec {
+    vm_named("web1", memory)
+}
+
+fn vm_named(name: &str, memory: u64) -> Spec {
+    Spec::Vm(VmSpec {
+        name: name.into(),
+        memory_mib: memory,
+        vcpus: 2,
+        cpu_model: "host-model".into(),
+        virt_type: VirtType::Qemu,
+        uefi: false,
+        disks: Vec::new(),
+        nics: Vec::new(),
+        seed: None,
+        running: true,
+        autostart: false,
+    })
+}
+
+fn volume(capacity: u64) -> Spec {
+    Spec::Volume(VolumeSpec {
+        name: "web1_0.img".into(),
+        pool: "default".into(),
+        capacity_bytes: Some(capacity),
+        format: VolumeFormat::Qcow2,
+        thin: true,
+        backing: None,
+        source: VolumeSource::Blank,
+    })
+}
+
+fn desired(specs: &[Spec]) -> Desired {
+    Desired {
+        resources: specs
+            .iter()
+            .map(|s| DesiredResource {
+                spec: s.clone(),
+                entry: format!("{}", s.id()),
+                depends_on: Vec::new(),
+            })
+            .collect(),
+        external: Vec::new(),
+    }
+}
+
+fn owned(specs: &[Spec], plan: &str) -> Observed {
+    let mut o = Observed::default();
+    for s in specs {
+        o.resources.insert(
+            s.id(),
+            LiveResource {
+                spec: s.clone(),
+                owner: Some(OwnerMark {
+                    plan: plan.into(),
+                    spec: s.clone(),
+                }),
+                active: true,
+            },
+        );
+    }
+    o
+}
+
+fn run(d: &Desired, o: &Observed) -> Result<Plan, Vec<String>> {
+    plan("lab", d, o, &default_disruption)
+}
+
+#[test]
+fn nothing_exists_so_everything_is_created() {
+    let p = run(
+        &desired(&[network("10.0.0.0/24"), vm(1024)]),
+        &Observed::default(),
+    )
+    .unwrap();
+    assert_eq!(p.count(Action::Create), 2);
+    assert!(p.changes.iter().all(|c| !c.attributes.is_empty()));
+}
+
+#[test]
+fn matching_state_is_no_change() {
+    let specs = [network("10.0.0.0/24"), vm(1024)];
+    let p = run(&desired(&specs), &owned(&specs, "lab")).unwrap();
+    assert!(p.is_empty());
+    assert_eq!(p.unchanged, 2);
+}
+
+#[test]
+fn memory_change_of_a_running_vm_needs_a_reboot() {
+    let p = run(&desired(&[vm(2048)]), &owned(&[vm(1024)], "lab")).unwrap();
+    let c = &p.changes[0];
+    assert_eq!(c.action, Action::Update);
+    assert_eq!(c.disruption, Some(Disruption::Reboot));
+    assert_eq!(c.attributes[0].name, "memory_mib");
+    assert_eq!(c.attributes[0].before, Some(1024.into()));
+    assert_eq!(c.attributes[0].after, Some(2048.into()));
+}
+
+#[test]
+fn a_stopped_vm_changes_live() {
+    let mut o = owned(&[vm(1024)], "lab");
+    o.resources.values_mut().for_each(|r| r.active = false);
+    let p = run(&desired(&[vm(2048)]), &o).unwrap();
+    assert_eq!(p.changes[0].disruption, Some(Disruption::Live));
+}
+
+#[test]
+fn cidr_change_replaces_the_network_and_says_why() {
+    let p = run(
+        &desired(&[network("10.0.1.0/24")]),
+        &owned(&[network("10.0.0.0/24")], "lab"),
+    )
+    .unwrap();
+    let c = &p.changes[0];
+    assert_eq!(c.action, Action::Replace);
+    assert_eq!(c.reason.as_deref(), Some("`cidr` forces replacement"));
+}
+
+#[test]
+fn growing_a_volume_is_live_and_shrinking_replaces() {
+    let grow = run(&desired(&[volume(20)]), &owned(&[volume(10)], "lab")).unwrap();
+    assert_eq!(grow.changes[0].action, Action::Update);
+    let shrink = run(&desired(&[volume(5)]), &owned(&[volume(10)], "lab")).unwrap();
+    assert_eq!(shrink.changes[0].action, Action::Replace);
+}
+
+#[test]
+fn what_the_plan_no_longer_declares_is_deleted_and_nothing_else() {
+    let mut o = owned(&[network("10.0.0.0/24"), vm(1024)], "lab");
+    // Another plan's VM and an unmarked volume are never touched.
+    let other = owned(&[volume(10)], "other");
+    o.resources.extend(other.resources);
+    let p = run(&desired(&[network("10.0.0.0/24")]), &o).unwrap();
+    assert_eq!(p.changes.len(), 1);
+    assert_eq!(p.changes[0].action, Action::Delete);
+    assert_eq!(p.changes[0].id, ResourceId::vm("web1"));
+    assert!(p.changes[0]
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("no longer declared"));
+}
+
+#[test]
+fn drift_is_reported_and_undone() {
+    let mut o = owned(&[vm(1024)], "lab");
+    // Someone changed the memory by hand.
+    o.resources.values_mut().for_each(|r| r.spec = vm(4096));
+    let p = run(&desired(&[vm(1024)]), &o).unwrap();
+    let c = &p.changes[0];
+    assert_eq!(c.drift[0].name, "memory_mib");
+    assert_eq!(c.attributes[0].after, Some(1024.into()));
+}
+
+#[test]
+fn missing_external_references_and_foreign_names_are_errors() {
+    let mut d = desired(&[vm(1024)]);
+    d.external.push(ResourceId::network("default"));
+    let mut o = owned(&[vm(1024)], "lab");
+    o.resources.values_mut().for_each(|r| r.owner = None);
+    let problems = run(&d, &o).unwrap_err();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(problems[0].contains("network/default"));
+    assert!(problems[1].contains("not created by siteplan"));
+}
+
+#[test]
+fn rendering() {
+    let mut o = owned(&[network("10.0.0.0/24"), vm(1024), volume(10)], "lab");
+    o.resources
+        .extend(owned(&[vm_named("old", 512)], "lab").resources);
+    let mut d = desired(&[network("10.0.1.0/24"), vm(2048), volume(20)]);
+    d.resources.push(DesiredResource {
+        spec: Spec::Pool(PoolSpec {
+            name: "images".into(),
+            path: "/srv/images".into(),
+            autostart: true,
+        }),
+        entry: "pool/images".into(),
+        depends_on: Vec::new(),
+    });
+    let p = run(&d, &o).unwrap();
+    insta::assert_snapshot!("plan_human", render::human(&p));
+}
