@@ -3,6 +3,7 @@
 //! A plan file (kcli's format) is loaded by `manifest`, turned into a dependency graph by `graph`,
 //! and driven from the command line by `cli`. See ARCHITECTURE.md for the map.
 
+pub mod apply;
 pub mod cli;
 pub mod diagnostics;
 pub mod graph;

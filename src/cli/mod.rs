@@ -1,5 +1,7 @@
 //! The command line: flags, dispatch, and how results and problems are printed.
-//! No plan logic lives here; it calls `manifest` and `graph` and renders what they return.
+//! No plan logic lives here; it calls `manifest`, `graph`, `plan` and `apply`.
+
+mod lifecycle;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -49,6 +51,18 @@ impl PlanArgs {
     }
 }
 
+/// Where a plan goes.
+#[derive(clap::Args, Debug)]
+struct TargetArgs {
+    /// `sandbox`, or a libvirt URI (qemu:///system, qemu+ssh://host/system).
+    /// Default: the local libvirt when it answers, else the sandbox
+    #[arg(long)]
+    provider: Option<String>,
+    /// The plan's name, which marks what it creates. Default: the file's name without extension
+    #[arg(long)]
+    name: Option<String>,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Check a plan and report every problem in it at once
@@ -70,6 +84,38 @@ enum Command {
         plan: PlanArgs,
         #[arg(long, value_enum, default_value = "text")]
         format: GraphFormat,
+    },
+    /// Show what apply would change on the provider
+    Diff {
+        #[command(flatten)]
+        plan: PlanArgs,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Make the provider match the plan
+    Apply {
+        #[command(flatten)]
+        plan: PlanArgs,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Apply without asking (required when stdin is not a terminal)
+        #[arg(long, visible_alias = "auto-approve")]
+        yes: bool,
+        /// How many changes may run at once
+        #[arg(long, default_value_t = 10)]
+        parallelism: usize,
+    },
+    /// Delete everything the plan created, and nothing else
+    Destroy {
+        #[command(flatten)]
+        plan: PlanArgs,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Destroy without asking (required when stdin is not a terminal)
+        #[arg(long, visible_alias = "auto-approve")]
+        yes: bool,
+        #[arg(long, default_value_t = 10)]
+        parallelism: usize,
     },
     /// Print the JSON Schema of the plan format
     Schema,
@@ -101,12 +147,48 @@ pub fn run() -> ExitCode {
             Ok(loaded) => print(&graph::render(&loaded.graph, format)),
             Err(code) => code,
         },
+        Command::Diff { plan, target } => {
+            lifecycle_command(&plan, target, lifecycle::Mode::Diff, false, 1)
+        }
+        Command::Apply {
+            plan,
+            target,
+            yes,
+            parallelism,
+        } => lifecycle_command(&plan, target, lifecycle::Mode::Apply, yes, parallelism),
+        Command::Destroy {
+            plan,
+            target,
+            yes,
+            parallelism,
+        } => lifecycle_command(&plan, target, lifecycle::Mode::Destroy, yes, parallelism),
         Command::Schema => print(&format::schema_text()),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "plan", &mut std::io::stdout());
             ExitCode::SUCCESS
         }
     }
+}
+
+fn lifecycle_command(
+    plan: &PlanArgs,
+    target: TargetArgs,
+    mode: lifecycle::Mode,
+    yes: bool,
+    parallelism: usize,
+) -> ExitCode {
+    let loaded = match load(plan, false) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let options = lifecycle::Options {
+        mode,
+        provider: target.provider,
+        name: target.name,
+        yes,
+        parallelism,
+    };
+    lifecycle::run(&loaded, &plan.file, &options)
 }
 
 fn install_report_handler() {

@@ -144,17 +144,7 @@ pub fn plan(
                 .filter(|a| a.disruption == Disruption::Replace)
                 .map(|a| a.name.as_str())
                 .collect();
-            (
-                Action::Replace,
-                Some(format!(
-                    "{} forces replacement",
-                    forcing
-                        .iter()
-                        .map(|a| format!("`{a}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )),
-            )
+            (Action::Replace, Some(forces_replacement(&forcing)))
         } else {
             (Action::Update, None)
         };
@@ -197,6 +187,16 @@ pub fn plan(
         })
     } else {
         Err(problems)
+    }
+}
+
+/// "`cidr` forces replacement", "`cidr` and `dhcp` force replacement".
+fn forces_replacement(attributes: &[&str]) -> String {
+    let quoted: Vec<String> = attributes.iter().map(|a| format!("`{a}`")).collect();
+    match quoted.as_slice() {
+        [one] => format!("{one} forces replacement"),
+        [rest @ .., last] => format!("{} and {last} force replacement", rest.join(", ")),
+        [] => "forces replacement".into(),
     }
 }
 

@@ -21,12 +21,23 @@ use super::{
 };
 
 const NODE_FILE: &str = "node.xml";
+/// The node file has no place for autostart flags: they are kept here.
+const AUTOSTART_FILE: &str = "autostart.json";
+
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Autostart {
+    networks: Vec<String>,
+    pools: Vec<String>,
+    domains: Vec<String>,
+}
 
 pub struct Sandbox {
     inner: LibvirtProvider,
     dir: PathBuf,
     /// Held for the sandbox's lifetime: two processes must not write one sandbox at once.
     _lock: File,
+    /// Changes run in parallel; their saves must not interleave.
+    saving: std::sync::Mutex<()>,
 }
 
 /// Where the sandbox lives: `$SITEPLAN_SANDBOX_DIR`, else the XDG state directory.
@@ -71,11 +82,14 @@ impl Sandbox {
         let conn = Connect::open(Some(&uri)).map_err(|e| {
             ProviderError::Connection(format!("cannot open the sandbox {uri}: {}", e.message()))
         })?;
-        let inner = LibvirtProvider::with(conn, &uri, ContentStore::Files(dir.join("volumes")));
+        restore_autostart(&conn, &dir);
+        let inner = LibvirtProvider::with(conn, &uri, ContentStore::Files(dir.join("volumes")))
+            .without_image_downloads();
         Ok(Sandbox {
             inner,
             dir,
             _lock: lock,
+            saving: std::sync::Mutex::new(()),
         })
     }
 
@@ -85,6 +99,7 @@ impl Sandbox {
 
     /// Writes everything the test driver holds to the node file.
     fn save(&self) -> Result<(), ProviderError> {
+        let _one_at_a_time = self.saving.lock().unwrap_or_else(|p| p.into_inner());
         let conn = self.inner.connection();
         let fail = |e: virt::error::Error| {
             ProviderError::Connection(format!("saving the sandbox: {}", e.message()))
@@ -111,6 +126,31 @@ impl Sandbox {
                 .push(xml::test_driver_domain(&xml, dom.is_active().unwrap_or(false)).map_err(io)?);
         }
         let node = xml::node_xml(&networks, &pools, &domains).map_err(io)?;
+        let autostart = Autostart {
+            networks: conn
+                .list_all_networks(0)
+                .unwrap_or_default()
+                .iter()
+                .filter(|n| n.autostart().unwrap_or(false))
+                .filter_map(|n| n.name().ok())
+                .collect(),
+            pools: conn
+                .list_all_storage_pools(0)
+                .unwrap_or_default()
+                .iter()
+                .filter(|p| p.autostart().unwrap_or(false))
+                .filter_map(|p| p.name().ok())
+                .collect(),
+            domains: conn
+                .list_all_domains(0)
+                .unwrap_or_default()
+                .iter()
+                .filter(|d| d.autostart().unwrap_or(false))
+                .filter_map(|d| d.name().ok())
+                .collect(),
+        };
+        let flags = serde_json::to_string_pretty(&autostart).unwrap_or_default();
+        write_atomically(&self.dir.join(AUTOSTART_FILE), &flags).map_err(io)?;
         write_atomically(&self.dir.join(NODE_FILE), &node).map_err(io)
     }
 
@@ -123,8 +163,32 @@ impl Sandbox {
     }
 }
 
+fn restore_autostart(conn: &Connect, dir: &Path) {
+    let Ok(text) = std::fs::read_to_string(dir.join(AUTOSTART_FILE)) else {
+        return;
+    };
+    let flags: Autostart = serde_json::from_str(&text).unwrap_or_default();
+    for name in &flags.networks {
+        if let Ok(n) = conn.lookup_network_by_name(name) {
+            let _ = n.set_autostart(true);
+        }
+    }
+    for name in &flags.pools {
+        if let Ok(p) = conn.lookup_storage_pool_by_name(name) {
+            let _ = p.set_autostart(true);
+        }
+    }
+    for name in &flags.domains {
+        if let Ok(d) = conn.lookup_domain_by_name(name) {
+            let _ = d.set_autostart(true);
+        }
+    }
+}
+
 fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension("xml.tmp");
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, path)
 }

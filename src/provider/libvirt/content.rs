@@ -48,7 +48,12 @@ impl ContentStore {
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
                 }
-                std::fs::write(&path, bytes)
+                // Written aside and renamed, so a reader never sees half a file.
+                let mut tmp = path.as_os_str().to_owned();
+                tmp.push(".tmp");
+                let tmp = PathBuf::from(tmp);
+                std::fs::write(&tmp, bytes)
+                    .and_then(|_| std::fs::rename(&tmp, &path))
                     .map_err(|e| format!("cannot write {}: {e}", path.display()))
             }
         }

@@ -48,6 +48,8 @@ struct Inner {
     /// Ledger writes of one pool must not interleave.
     ledger_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     shutdown_timeout: Duration,
+    /// Download images. The sandbox does not: its volumes hold no data worth a download.
+    fetch_images: bool,
 }
 
 /// libvirt prints every error to stderr by default, including lookups that are expected to fail;
@@ -90,6 +92,7 @@ impl LibvirtProvider {
                 content,
                 ledger_locks: Mutex::new(HashMap::new()),
                 shutdown_timeout: SHUTDOWN_TIMEOUT,
+                fetch_images: true,
             }),
         }
     }
@@ -97,6 +100,14 @@ impl LibvirtProvider {
     /// The connection, for the sandbox's state file.
     pub(crate) fn connection(&self) -> &Connect {
         &self.inner.conn
+    }
+
+    /// Records images without downloading them (the sandbox).
+    pub(crate) fn without_image_downloads(mut self) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.fetch_images = false;
+        }
+        self
     }
 
     /// How long a VM may take to shut down when asked before it is forced off (default 60 s).
@@ -405,7 +416,18 @@ impl Inner {
         locks.entry(pool.to_string()).or_default().clone()
     }
 
+    /// Reads a pool's ledger, waiting for any write of it in progress.
     fn read_ledger(&self, pool: &StoragePool, pool_name: &str) -> Result<Ledger, ProviderError> {
+        let lock = self.ledger_lock(pool_name);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.read_ledger_locked(pool, pool_name)
+    }
+
+    fn read_ledger_locked(
+        &self,
+        pool: &StoragePool,
+        pool_name: &str,
+    ) -> Result<Ledger, ProviderError> {
         let Ok(vol) = pool.lookup_storage_vol_by_name(LEDGER_VOLUME) else {
             return Ok(Ledger::default());
         };
@@ -432,7 +454,7 @@ impl Inner {
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         let id = ResourceId::pool(pool_name);
         let pool = self.pool(pool_name)?;
-        let mut ledger = self.read_ledger(&pool, pool_name)?;
+        let mut ledger = self.read_ledger_locked(&pool, pool_name)?;
         edit(&mut ledger);
         let bytes = ledger.to_bytes();
         let vol = match pool.lookup_storage_vol_by_name(LEDGER_VOLUME) {
@@ -539,6 +561,7 @@ impl Inner {
         // Content first: a failed download must leave nothing behind.
         let content = match &vol.source {
             VolumeSource::Blank => None,
+            VolumeSource::Fetch { .. } if !self.fetch_images => None,
             VolumeSource::Fetch { url, sha256 } => Some(
                 fetch::fetch(url, sha256.as_deref()).map_err(|e| ProviderError::backend(&id, e))?,
             ),
@@ -756,7 +779,10 @@ impl Inner {
                 .map_err(io)?;
                 self.conn.define_domain_xml(&xml).map_err(fail)?;
                 if live.active && want.running {
-                    self.hotplug(&d, &xml, have, want)?;
+                    // The test driver cannot hot-plug; its saved definition is all there is.
+                    if !self.test_driver {
+                        self.hotplug(&d, &xml, have, want)?;
+                    }
                     let rest = |v: &VmSpec| VmSpec {
                         disks: Vec::new(),
                         nics: Vec::new(),
