@@ -6,10 +6,18 @@
 deps:
 	@.ci/install-deps
 
+# Applies every example to the embedded sandbox (kept in target/demo-sandbox, apart from your own
+# sandbox) and shows the result. Run it twice: the second time there is nothing to change.
+DEMO_SANDBOX := $(CURDIR)/target/demo-sandbox
 demo: deps
 	cargo build --release --quiet
-	./target/release/plan validate examples/lab.yml
-	./target/release/plan graph examples/lab.yml --format text
+	@for plan in examples/*.yml; do \
+	  echo "== plan apply $$plan --provider sandbox --yes"; \
+	  SITEPLAN_SANDBOX_DIR=$(DEMO_SANDBOX) ./target/release/plan apply $$plan --provider sandbox --yes || exit 1; \
+	  echo; \
+	done
+	@echo "== plan diff examples/lab.yml --provider sandbox"
+	@SITEPLAN_SANDBOX_DIR=$(DEMO_SANDBOX) ./target/release/plan diff examples/lab.yml --provider sandbox
 
 test: deps
 	cargo test

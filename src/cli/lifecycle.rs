@@ -115,7 +115,7 @@ pub fn run(loaded: &Loaded, file: &Path, options: &Options) -> ExitCode {
         let _ = std::io::stdout().write_all(render::human(&plan).as_bytes());
         if options.mode == Mode::Diff || plan.is_empty() {
             if plan.is_empty() && options.mode == Mode::Apply {
-                vm_table(provider.as_ref(), &desired).await;
+                vm_table(provider.as_ref(), &desired, loaded).await;
             }
             return ExitCode::SUCCESS;
         }
@@ -144,7 +144,7 @@ pub fn run(loaded: &Loaded, file: &Path, options: &Options) -> ExitCode {
             report.skipped()
         );
         if options.mode == Mode::Apply {
-            vm_table(provider.as_ref(), &desired).await;
+            vm_table(provider.as_ref(), &desired, loaded).await;
         }
         if report.failed() > 0 {
             ExitCode::from(EXIT_ERROR)
@@ -242,8 +242,9 @@ impl Progress for Lines {
     }
 }
 
-/// The plan's VMs: where they run, whether they run, and their addresses.
-async fn vm_table(provider: &dyn Provider, desired: &Desired) {
+/// The plan's VMs: where they run, whether they run, and their addresses (from the provider;
+/// else the plan's static ones, marked as such).
+async fn vm_table(provider: &dyn Provider, desired: &Desired, loaded: &Loaded) {
     let vms: Vec<&str> = desired
         .resources
         .iter()
@@ -273,7 +274,20 @@ async fn vm_table(provider: &dyn Provider, desired: &Desired) {
         };
         let ips = provider.addresses(vm).await.unwrap_or_default();
         let ips = if ips.is_empty() {
-            "-".to_string()
+            let fixed: Vec<String> = match loaded.manifest.get(vm).map(|e| &e.kind) {
+                Some(crate::manifest::model::EntryKind::Vm(v)) => v
+                    .nets
+                    .iter()
+                    .filter_map(|n| n.ip.as_ref())
+                    .map(|ip| format!("{} (static)", ip.value))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            if fixed.is_empty() {
+                "-".to_string()
+            } else {
+                fixed.join(", ")
+            }
         } else {
             ips.iter()
                 .map(ToString::to_string)

@@ -265,8 +265,10 @@ impl Provider for Sandbox {
         self.saved(result).await
     }
 
+    /// The test driver invents addresses; the sandbox reports none rather than wrong ones.
     async fn addresses(&self, vm: &str) -> Result<Vec<IpAddr>, ProviderError> {
-        self.inner.addresses(vm).await
+        let _ = vm;
+        Ok(Vec::new())
     }
 
     async fn read_volume(&self, pool: &str, name: &str) -> Result<Vec<u8>, ProviderError> {

@@ -359,7 +359,11 @@ impl Inner {
                     _ => Some(info.capacity),
                 },
                 format: info.format,
-                thin: info.thin,
+                // Written content fills a volume, thin or not: only a blank one shows it.
+                thin: match created_from {
+                    Some(v) if v.source != VolumeSource::Blank => v.thin,
+                    _ => info.thin,
+                },
                 backing: info.backing_path.as_ref().map(|p| {
                     by_path
                         .get(p)
@@ -620,7 +624,13 @@ impl Inner {
             l.volumes.insert(vol.name.clone(), mark.clone());
         })?;
         Ok(match &vol.source {
-            VolumeSource::Fetch { url, .. } => format!("image {} imported from {url}", vol.name),
+            VolumeSource::Fetch { url, .. } if self.fetch_images => {
+                format!("image {} imported from {url}", vol.name)
+            }
+            VolumeSource::Fetch { .. } => format!(
+                "image {} recorded (the sandbox downloads nothing)",
+                vol.name
+            ),
             _ => format!("volume {} created in pool {}", vol.name, vol.pool),
         })
     }

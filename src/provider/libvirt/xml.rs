@@ -19,6 +19,8 @@ pub const OWNER_NS: &str = "urn:siteplan:owner:1";
 pub const KCLI_NS: &str = "kvirt";
 /// libvirt keeps user aliases that start with `ua-`: this one marks the cloud-init seed disk.
 pub const SEED_ALIAS: &str = "ua-siteplan-seed";
+/// The seed's device index on the virtio bus: `vdz`.
+const SEED_INDEX: usize = 25;
 
 type W = Writer<Vec<u8>>;
 
@@ -300,6 +302,11 @@ pub fn domain_xml(
                         other => other,
                     };
                     let n = per_bus.entry(key).or_insert(0usize);
+                    // The seed keeps `vdz` whatever disks come and go, so a disk added to a
+                    // running VM never takes the name the running seed has.
+                    if key == Bus::Virtio && *n == SEED_INDEX {
+                        *n += 1;
+                    }
                     *n += 1;
                     target_dev(bus, *n - 1)
                 };
@@ -316,7 +323,7 @@ pub fn domain_xml(
                     )?;
                 }
                 if let Some((pool, volume)) = &spec.seed {
-                    let dev = next_dev(Bus::Virtio);
+                    let dev = target_dev(Bus::Virtio, SEED_INDEX);
                     volume_disk(
                         w,
                         pool,
@@ -916,6 +923,18 @@ mod tests {
         assert_eq!(target_dev(Bus::Virtio, 25), "vdz");
         assert_eq!(target_dev(Bus::Virtio, 26), "vdaa");
         assert_eq!(target_dev(Bus::Sata, 1), "sdb");
+        let xml = domain_xml(
+            &vm(),
+            None,
+            None,
+            DomainFlavor { test_driver: false },
+            &VolumeFormats::new(),
+        )
+        .unwrap();
+        assert!(
+            xml.contains(r#"<target dev="vdz" bus="virtio"/>"#),
+            "the seed keeps vdz: {xml}"
+        );
     }
 
     #[test]
