@@ -267,3 +267,6 @@ fn skip_dependents(
         stack.extend(dependents[d].iter().copied());
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -130,9 +130,18 @@ pub fn plan(
             .map(|mark| attributes(Some(&mark.spec), Some(&live.spec), |_| Disruption::Live))
             .unwrap_or_default();
         let kind = id.kind;
-        let attrs = attributes(Some(&live.spec), Some(&want.spec), |attr| {
+        let mut attrs = attributes(Some(&live.spec), Some(&want.spec), |attr| {
             cost(kind, attr, &live.spec, &want.spec, live.active, disruption)
         });
+        // A network or pool that exists but is stopped (an interrupted run, or by hand) is started.
+        if !live.active && matches!(kind, ResourceKind::Network | ResourceKind::Pool) {
+            attrs.push(AttributeChange {
+                name: "active".into(),
+                before: Some(false.into()),
+                after: Some(true.into()),
+                disruption: Disruption::Live,
+            });
+        }
         if attrs.is_empty() {
             unchanged += 1;
             continue;

@@ -204,3 +204,12 @@ fn rendering() {
     let p = run(&d, &o).unwrap();
     insta::assert_snapshot!("plan_human", render::human(&p));
 }
+
+#[test]
+fn a_stopped_network_is_started() {
+    let mut o = owned(&[network("10.0.0.0/24")], "lab");
+    o.resources.values_mut().for_each(|r| r.active = false);
+    let p = run(&desired(&[network("10.0.0.0/24")]), &o).unwrap();
+    assert_eq!(p.changes[0].action, Action::Update);
+    assert_eq!(p.changes[0].attributes[0].name, "active");
+}

@@ -605,10 +605,27 @@ impl Inner {
             backing.as_ref().map(|b| (b.path.as_str(), b.format)),
         )
         .map_err(|e| ProviderError::backend(&id, e))?;
-        let created = StorageVol::create_xml(&pool, &vxml, 0).map_err(fail)?;
+        // The mark goes first: if the process dies after the volume exists, the next run still
+        // knows it as the plan's own. A mark without a volume is ignored.
+        self.edit_ledger(&vol.pool, |l| {
+            l.volumes.insert(vol.name.clone(), mark.clone());
+        })?;
+        let unmark = || {
+            let _ = self.edit_ledger(&vol.pool, |l| {
+                l.volumes.remove(&vol.name);
+            });
+        };
+        let created = match StorageVol::create_xml(&pool, &vxml, 0) {
+            Ok(v) => v,
+            Err(e) => {
+                unmark();
+                return Err(fail(e));
+            }
+        };
         if let Some(bytes) = &content {
             if let Err(e) = self.content.write(&self.conn, &vol.pool, &created, bytes) {
                 let _ = created.delete(0);
+                unmark();
                 return Err(ProviderError::backend(&id, format!("upload failed: {e}")));
             }
             // Let libvirt read the image's own header (its virtual size).
@@ -620,9 +637,6 @@ impl Inner {
                 }
             }
         }
-        self.edit_ledger(&vol.pool, |l| {
-            l.volumes.insert(vol.name.clone(), mark.clone());
-        })?;
         Ok(match &vol.source {
             VolumeSource::Fetch { url, .. } if self.fetch_images => {
                 format!("image {} imported from {url}", vol.name)
@@ -712,6 +726,9 @@ impl Inner {
                     return Err(replace_needed("a network's addressing or forwarding"));
                 }
                 let net = self.network(&want.name)?;
+                if !live.active {
+                    net.create().map_err(fail)?;
+                }
                 if live.active {
                     let flags = sys::VIR_NETWORK_UPDATE_AFFECT_LIVE;
                     for gone in have.hosts.iter().filter(|h| !want.hosts.contains(h)) {
@@ -747,9 +764,11 @@ impl Inner {
                 if want.path != have.path {
                     return Err(replace_needed("a pool's path"));
                 }
-                self.pool(&want.name)?
-                    .set_autostart(want.autostart)
-                    .map_err(fail)?;
+                let p = self.pool(&want.name)?;
+                if !live.active {
+                    p.create(0).map_err(fail)?;
+                }
+                p.set_autostart(want.autostart).map_err(fail)?;
                 self.edit_ledger(&want.name, |l| l.pool = Some(mark.clone()))?;
                 format!("pool {} updated", want.name)
             }

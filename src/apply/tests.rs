@@ -1,0 +1,194 @@
+//! The executor with a provider that fails on demand and counts how many calls overlap.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::*;
+use crate::plan::desired::DesiredResource;
+use crate::provider::spec::*;
+use crate::provider::{Health, HealthStatus, Observed, ProviderError, Scope};
+
+#[derive(Default)]
+struct Fake {
+    fail: Vec<ResourceId>,
+    order: Mutex<Vec<ResourceId>>,
+    running: AtomicUsize,
+    most: AtomicUsize,
+}
+
+#[async_trait]
+impl Provider for Fake {
+    fn kind(&self) -> &'static str {
+        "fake"
+    }
+    fn endpoint(&self) -> String {
+        "memory".into()
+    }
+    async fn health(&self) -> Health {
+        Health {
+            status: HealthStatus::Ready,
+            reason: None,
+        }
+    }
+    async fn observe(&self, _: &Scope) -> Result<Observed, ProviderError> {
+        Ok(Observed::default())
+    }
+    async fn create(
+        &self,
+        spec: &Spec,
+        _: &Owner,
+    ) -> Result<crate::provider::Outcome, ProviderError> {
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        let id = spec.id();
+        self.order.lock().unwrap().push(id.clone());
+        if self.fail.contains(&id) {
+            return Err(ProviderError::backend(&id, "injected failure"));
+        }
+        Ok(crate::provider::Outcome {
+            id,
+            summary: "made".into(),
+            needs_reboot: false,
+        })
+    }
+    async fn update(
+        &self,
+        spec: &Spec,
+        owner: &Owner,
+    ) -> Result<crate::provider::Outcome, ProviderError> {
+        self.create(spec, owner).await
+    }
+    async fn delete(
+        &self,
+        id: &ResourceId,
+        _: &Owner,
+    ) -> Result<crate::provider::Outcome, ProviderError> {
+        Err(ProviderError::Unsupported(format!("{id}")))
+    }
+    async fn addresses(&self, _: &str) -> Result<Vec<IpAddr>, ProviderError> {
+        Ok(Vec::new())
+    }
+}
+
+fn volume(name: &str) -> Spec {
+    Spec::Volume(VolumeSpec {
+        name: name.into(),
+        pool: "default".into(),
+        capacity_bytes: Some(1),
+        format: VolumeFormat::Qcow2,
+        thin: true,
+        backing: None,
+        source: VolumeSource::Blank,
+    })
+}
+
+fn vm(name: &str, disk: &str) -> Spec {
+    Spec::Vm(VmSpec {
+        name: name.into(),
+        memory_mib: 64,
+        vcpus: 1,
+        cpu_model: "qemu64".into(),
+        virt_type: VirtType::Qemu,
+        uefi: false,
+        disks: vec![DiskSpec {
+            pool: "default".into(),
+            volume: disk.into(),
+            bus: Bus::Virtio,
+        }],
+        nics: Vec::new(),
+        seed: None,
+        running: true,
+        autostart: false,
+    })
+}
+
+/// Ten VMs, each on its own volume; volume 3's creation fails.
+fn lab() -> (Plan, Desired) {
+    let mut desired = Desired::default();
+    for i in 0..10 {
+        let disk = format!("d{i}");
+        desired.resources.push(DesiredResource {
+            spec: volume(&disk),
+            entry: format!("vm/v{i}"),
+            depends_on: Vec::new(),
+        });
+        desired.resources.push(DesiredResource {
+            spec: vm(&format!("v{i}"), &disk),
+            entry: format!("vm/v{i}"),
+            depends_on: vec![ResourceId::volume("default", &disk)],
+        });
+    }
+    let plan = crate::plan::plan(
+        "lab",
+        &desired,
+        &Observed::default(),
+        &crate::provider::default_disruption,
+    )
+    .expect("plan");
+    (plan, desired)
+}
+
+struct Quiet;
+impl Progress for Quiet {
+    fn started(&self, _: &Change) {}
+    fn finished(&self, _: &Outcome) {}
+}
+
+#[tokio::test]
+async fn a_failure_skips_only_its_dependents() {
+    let (plan, desired) = lab();
+    let fake = Arc::new(Fake {
+        fail: vec![ResourceId::volume("default", "d3")],
+        ..Fake::default()
+    });
+    let report = apply(&plan, &desired, fake.clone(), 4, Arc::new(Quiet)).await;
+    assert_eq!(report.failed(), 1);
+    assert_eq!(report.skipped(), 1, "only vm/v3 waits on d3");
+    assert_eq!(report.succeeded(), 18, "every other volume and VM is made");
+    let v3 = report
+        .outcomes
+        .iter()
+        .find(|o| o.id == ResourceId::vm("v3"))
+        .unwrap();
+    assert_eq!(
+        v3.status,
+        Status::Skipped(ResourceId::volume("default", "d3"))
+    );
+    // Each VM came after its own volume.
+    let order = fake.order.lock().unwrap().clone();
+    for i in 0..10 {
+        if i == 3 {
+            assert!(!order.contains(&ResourceId::vm("v3")));
+            continue;
+        }
+        let disk = order
+            .iter()
+            .position(|id| *id == ResourceId::volume("default", &format!("d{i}")))
+            .unwrap();
+        let machine = order
+            .iter()
+            .position(|id| *id == ResourceId::vm(&format!("v{i}")))
+            .unwrap();
+        assert!(disk < machine, "v{i} before its disk");
+    }
+}
+
+#[tokio::test]
+async fn parallelism_bounds_concurrent_changes() {
+    for limit in [1, 3] {
+        let (plan, desired) = lab();
+        let fake = Arc::new(Fake::default());
+        let report = apply(&plan, &desired, fake.clone(), limit, Arc::new(Quiet)).await;
+        assert_eq!(report.succeeded(), 20);
+        assert_eq!(
+            fake.most.load(Ordering::SeqCst),
+            limit,
+            "at most {limit} at once, and that many used"
+        );
+    }
+}
