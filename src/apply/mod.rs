@@ -3,6 +3,7 @@
 //! while independent changes go on.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,6 +21,8 @@ pub enum Status {
     Failed(String),
     /// Not attempted because a change it depends on failed.
     Skipped(ResourceId),
+    /// Not started because the run was interrupted (Ctrl-C).
+    Interrupted,
 }
 
 #[derive(Debug, Clone)]
@@ -47,6 +50,13 @@ impl Report {
         self.outcomes
             .iter()
             .filter(|o| matches!(o.status, Status::Skipped(_)))
+            .count()
+    }
+
+    pub fn interrupted(&self) -> usize {
+        self.outcomes
+            .iter()
+            .filter(|o| o.status == Status::Interrupted)
             .count()
     }
 
@@ -167,6 +177,27 @@ pub async fn apply(
     parallelism: usize,
     progress: Arc<dyn Progress>,
 ) -> Report {
+    apply_until(
+        plan,
+        desired,
+        provider,
+        parallelism,
+        progress,
+        Arc::new(AtomicBool::new(false)),
+    )
+    .await
+}
+
+/// As `apply`, but once `stop` is set no further change starts: changes in flight finish, and
+/// the rest are reported as interrupted. Nothing is left half done by siteplan itself.
+pub async fn apply_until(
+    plan: &Plan,
+    desired: &Desired,
+    provider: Arc<dyn Provider>,
+    parallelism: usize,
+    progress: Arc<dyn Progress>,
+    stop: Arc<AtomicBool>,
+) -> Report {
     let deps = ordering(plan, desired);
     let mut dependents = vec![Vec::new(); plan.changes.len()];
     for (i, ds) in deps.iter().enumerate() {
@@ -191,9 +222,19 @@ pub async fn apply(
             changes.clone(),
             progress.clone(),
         );
+        let stop = stop.clone();
         running.spawn(async move {
             let _permit = limit.acquire_owned().await;
             let change = &changes[i];
+            if stop.load(Ordering::SeqCst) {
+                let outcome = Outcome {
+                    id: change.id.clone(),
+                    action: change.action,
+                    status: Status::Interrupted,
+                    seconds: 0.0,
+                };
+                return (i, outcome);
+            }
             progress.started(change);
             let start = Instant::now();
             let status = match run_change(provider.as_ref(), change, &owner).await {
@@ -217,9 +258,26 @@ pub async fn apply(
         }
     }
     while let Some(joined) = running.join_next().await {
+        if stop.load(Ordering::SeqCst) {
+            // Whatever has not started yet will not start.
+            for (j, outcome) in outcomes.iter_mut().enumerate() {
+                if outcome.is_none() && waiting[j] > 0 {
+                    *outcome = Some(Outcome {
+                        id: plan.changes[j].id.clone(),
+                        action: plan.changes[j].action,
+                        status: Status::Interrupted,
+                        seconds: 0.0,
+                    });
+                }
+            }
+        }
         let Ok((i, outcome)) = joined else { continue };
         let failed = !matches!(outcome.status, Status::Done(_));
+        let interrupted = outcome.status == Status::Interrupted;
         outcomes[i] = Some(outcome);
+        if interrupted {
+            continue;
+        }
         if failed {
             skip_dependents(
                 i,

@@ -1,7 +1,7 @@
 //! The executor with a provider that fails on demand and counts how many calls overlap.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -191,4 +191,29 @@ async fn parallelism_bounds_concurrent_changes() {
             "at most {limit} at once, and that many used"
         );
     }
+}
+
+#[tokio::test]
+async fn an_interrupted_run_starts_nothing_more() {
+    let (plan, desired) = lab();
+    let fake = Arc::new(Fake::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopper = stop.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        stopper.store(true, Ordering::SeqCst);
+    });
+    let report = apply_until(&plan, &desired, fake.clone(), 2, Arc::new(Quiet), stop).await;
+    assert_eq!(report.outcomes.len(), 20, "every change is accounted for");
+    assert!(
+        report.succeeded() >= 2 && report.succeeded() < 20,
+        "{} done",
+        report.succeeded()
+    );
+    assert_eq!(report.succeeded() + report.interrupted(), 20);
+    assert_eq!(
+        fake.order.lock().unwrap().len(),
+        report.succeeded(),
+        "nothing started after the stop but what finished"
+    );
 }

@@ -124,12 +124,24 @@ pub fn run(loaded: &Loaded, file: &Path, options: &Options) -> ExitCode {
             return ExitCode::from(EXIT_ERROR);
         }
         let progress: Arc<dyn Progress> = Arc::new(Lines::new(plan.changes.len()));
-        let report = apply::apply(
+        // Ctrl-C: start nothing more, let what runs finish, report, exit 130.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let on_signal = stop.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!(
+                    "\nInterrupted: starting nothing more; waiting for the changes in progress."
+                );
+                on_signal.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        let report = apply::apply_until(
             &plan,
             &desired,
             provider.clone(),
             options.parallelism,
             progress,
+            stop,
         )
         .await;
         eprintln!(
@@ -146,7 +158,14 @@ pub fn run(loaded: &Loaded, file: &Path, options: &Options) -> ExitCode {
         if options.mode == Mode::Apply {
             vm_table(provider.as_ref(), &desired, loaded).await;
         }
-        if report.failed() > 0 {
+        if report.interrupted() > 0 {
+            eprintln!(
+                "{} change{} not started; run the same command again to finish.",
+                report.interrupted(),
+                if report.interrupted() == 1 { "" } else { "s" }
+            );
+            ExitCode::from(130)
+        } else if report.failed() > 0 {
             ExitCode::from(EXIT_ERROR)
         } else {
             ExitCode::SUCCESS
@@ -237,6 +256,7 @@ impl Progress for Lines {
             Status::Done(summary) => format!("ok: {summary} ({:.1}s)", outcome.seconds),
             Status::Failed(message) => format!("FAILED: {message}"),
             Status::Skipped(cause) => format!("skipped, because {cause} failed"),
+            Status::Interrupted => "not started (interrupted)".to_string(),
         };
         eprintln!("[{}] {}/{} {} {}", now(), n, self.total, outcome.id, line);
     }
