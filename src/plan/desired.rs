@@ -183,15 +183,7 @@ pub fn desired(manifest: &Manifest, plan: &str, base: &Path) -> Result<Desired, 
                 let mut depends_on = vec![ResourceId::pool(&disk.pool.name)];
                 depends_on.extend(backing.iter().map(|(p, n)| ResourceId::volume(p, n)));
                 out.resources.push(DesiredResource {
-                    spec: Spec::Volume(VolumeSpec {
-                        name: name.clone(),
-                        pool: disk.pool.name.clone(),
-                        capacity_bytes: Some(disk.size_bytes),
-                        format: VolumeFormat::Qcow2,
-                        thin: disk.thin,
-                        backing,
-                        source: VolumeSource::Blank,
-                    }),
+                    spec: blank_disk(&name, &disk.pool.name, disk.size_bytes, disk.thin, backing),
                     entry: address,
                     depends_on,
                 });
@@ -237,15 +229,7 @@ pub fn desired(manifest: &Manifest, plan: &str, base: &Path) -> Result<Desired, 
             }
             let id = ResourceId::volume(&disk.pool.name, &name);
             out.resources.push(DesiredResource {
-                spec: Spec::Volume(VolumeSpec {
-                    name: name.clone(),
-                    pool: disk.pool.name.clone(),
-                    capacity_bytes: Some(disk.size_bytes),
-                    format: VolumeFormat::Qcow2,
-                    thin: disk.thin,
-                    backing,
-                    source: VolumeSource::Blank,
-                }),
+                spec: blank_disk(&name, &disk.pool.name, disk.size_bytes, disk.thin, backing),
                 entry: address.clone(),
                 depends_on,
             });
@@ -364,6 +348,25 @@ pub fn desired(manifest: &Manifest, plan: &str, base: &Path) -> Result<Desired, 
         });
     }
     Ok(out)
+}
+
+/// A disk: qcow2, empty or an overlay on an image.
+fn blank_disk(
+    name: &str,
+    pool: &str,
+    size: u64,
+    thin: bool,
+    backing: Option<(String, String)>,
+) -> Spec {
+    Spec::Volume(VolumeSpec {
+        name: name.to_string(),
+        pool: pool.to_string(),
+        capacity_bytes: Some(size),
+        format: VolumeFormat::Qcow2,
+        thin,
+        backing,
+        source: VolumeSource::Blank,
+    })
 }
 
 /// The resources an entry became, for `depends_on` between entries.
