@@ -219,3 +219,48 @@ fn real_libvirtd_lifecycle() {
     let _ = lab.plan(&["destroy", "--yes"], &[]);
     lifecycle(&lab);
 }
+
+#[test]
+fn every_example_applies_and_then_diffs_clean_on_the_sandbox() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut examples: Vec<PathBuf> = std::fs::read_dir(root.join("examples"))
+        .expect("examples")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yml"))
+        .collect();
+    examples.sort();
+    assert!(examples.len() >= 3);
+    for example in &examples {
+        let run = |command: &[&str]| {
+            let out = Command::cargo_bin("plan")
+                .expect("binary")
+                .current_dir(root)
+                .env("SITEPLAN_SANDBOX_DIR", tmp.path().join("sandbox"))
+                .args(command)
+                .arg(example)
+                .args(["--provider", "sandbox"])
+                .output()
+                .expect("runs");
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                out.status.success(),
+                "{command:?} {}:\n{text}",
+                example.display()
+            );
+            text
+        };
+        let applied = run(&["apply", "--yes"]);
+        assert!(applied.contains(", 0 failed, 0 skipped"), "{applied}");
+        let diff = run(&["diff"]);
+        assert!(
+            diff.contains("No changes."),
+            "{} did not converge:\n{diff}",
+            example.display()
+        );
+    }
+}
