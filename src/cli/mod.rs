@@ -63,6 +63,17 @@ struct TargetArgs {
     name: Option<String>,
 }
 
+/// How changes are made.
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// Go ahead without asking (required when stdin is not a terminal)
+    #[arg(long, visible_alias = "auto-approve")]
+    yes: bool,
+    /// How many changes may run at once
+    #[arg(long, default_value_t = 10)]
+    parallelism: usize,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Check a plan and report every problem in it at once
@@ -98,12 +109,8 @@ enum Command {
         plan: PlanArgs,
         #[command(flatten)]
         target: TargetArgs,
-        /// Apply without asking (required when stdin is not a terminal)
-        #[arg(long, visible_alias = "auto-approve")]
-        yes: bool,
-        /// How many changes may run at once
-        #[arg(long, default_value_t = 10)]
-        parallelism: usize,
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Delete everything the plan created, and nothing else
     Destroy {
@@ -111,11 +118,8 @@ enum Command {
         plan: PlanArgs,
         #[command(flatten)]
         target: TargetArgs,
-        /// Destroy without asking (required when stdin is not a terminal)
-        #[arg(long, visible_alias = "auto-approve")]
-        yes: bool,
-        #[arg(long, default_value_t = 10)]
-        parallelism: usize,
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Print the JSON Schema of the plan format
     Schema,
@@ -150,18 +154,20 @@ pub fn run() -> ExitCode {
         Command::Diff { plan, target } => {
             lifecycle_command(&plan, target, lifecycle::Mode::Diff, false, 1)
         }
-        Command::Apply {
-            plan,
+        Command::Apply { plan, target, run } => lifecycle_command(
+            &plan,
             target,
-            yes,
-            parallelism,
-        } => lifecycle_command(&plan, target, lifecycle::Mode::Apply, yes, parallelism),
-        Command::Destroy {
-            plan,
+            lifecycle::Mode::Apply,
+            run.yes,
+            run.parallelism,
+        ),
+        Command::Destroy { plan, target, run } => lifecycle_command(
+            &plan,
             target,
-            yes,
-            parallelism,
-        } => lifecycle_command(&plan, target, lifecycle::Mode::Destroy, yes, parallelism),
+            lifecycle::Mode::Destroy,
+            run.yes,
+            run.parallelism,
+        ),
         Command::Schema => print(&format::schema_text()),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "plan", &mut std::io::stdout());
