@@ -114,17 +114,6 @@ impl Diagnostics {
         self.problems.iter().any(|p| p.severity == Severity::Error)
     }
 
-    pub fn error_count(&self) -> usize {
-        self.problems
-            .iter()
-            .filter(|p| p.severity == Severity::Error)
-            .count()
-    }
-
-    pub fn warning_count(&self) -> usize {
-        self.problems.len() - self.error_count()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.problems.is_empty()
     }
@@ -140,10 +129,6 @@ impl Diagnostics {
     pub fn into_sorted(mut self) -> Vec<Problem> {
         self.problems.sort_by_key(|p| p.offset());
         self.problems
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &Problem> {
-        self.problems.iter()
     }
 }
 
