@@ -201,6 +201,7 @@ impl Lab {
             backing: None,
             source: VolumeSource::Generated {
                 sha256: hex::encode(sha2::Sha256::digest(&bytes)),
+                review: String::new(),
                 bytes,
             },
         }

@@ -308,6 +308,7 @@ pub fn desired(manifest: &Manifest, plan: &str, base: &Path) -> Result<Desired, 
                     backing: None,
                     source: VolumeSource::Generated {
                         sha256: digest,
+                        review: cloudinit::review_text(&input),
                         bytes,
                     },
                 }),

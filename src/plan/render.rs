@@ -44,6 +44,9 @@ fn attribute_line(out: &mut String, a: &AttributeChange, width: usize, action: A
     } else {
         ""
     };
+    if has_text(&a.before) || has_text(&a.after) {
+        return text_attribute(out, a, forces);
+    }
     let _ = match action {
         Action::Create => writeln!(
             out,
@@ -65,6 +68,94 @@ fn attribute_line(out: &mut String, a: &AttributeChange, width: usize, action: A
             value(&a.after)
         ),
     };
+}
+
+/// Whether a value holds multi-line text somewhere (a cloud-init seed, a script).
+fn has_text(v: &Option<serde_json::Value>) -> bool {
+    v.as_ref()
+        .is_some_and(|v| leaves(v, "").iter().any(|(_, l)| is_text(l)))
+}
+
+fn is_text(v: &serde_json::Value) -> bool {
+    v.as_str().is_some_and(|s| s.contains('\n'))
+}
+
+/// A value's leaves with their dotted paths (`generated.sha256`); arrays count as leaves.
+fn leaves(v: &serde_json::Value, path: &str) -> Vec<(String, serde_json::Value)> {
+    match v {
+        serde_json::Value::Object(map) => map
+            .iter()
+            .flat_map(|(k, v)| {
+                let path = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                leaves(v, &path)
+            })
+            .collect(),
+        other => vec![(path.to_string(), other.clone())],
+    }
+}
+
+/// An attribute holding multi-line text, leaf by leaf: short leaves as `old → new`, text as a
+/// unified diff (or the whole text, indented, when it is new or gone).
+fn text_attribute(out: &mut String, a: &AttributeChange, forces: &str) {
+    let split = |v: &Option<serde_json::Value>| -> Vec<(String, serde_json::Value)> {
+        v.as_ref().map(|v| leaves(v, "")).unwrap_or_default()
+    };
+    let (before, after) = (split(&a.before), split(&a.after));
+    let mut paths: Vec<&String> = before.iter().chain(after.iter()).map(|(p, _)| p).collect();
+    paths.sort();
+    paths.dedup();
+    let find = |side: &[(String, serde_json::Value)], path: &str| {
+        side.iter().find(|(p, _)| p == path).map(|(_, v)| v.clone())
+    };
+    for path in paths {
+        let (old, new) = (find(&before, path), find(&after, path));
+        if old == new {
+            continue;
+        }
+        let name = if path.is_empty() {
+            a.name.clone()
+        } else {
+            format!("{}.{path}", a.name)
+        };
+        let text = |v: &Option<serde_json::Value>| {
+            v.as_ref()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        };
+        if old.as_ref().is_some_and(is_text) || new.as_ref().is_some_and(is_text) {
+            let _ = writeln!(out, "      {name}:{forces}");
+            let (old, new) = (text(&old), text(&new));
+            let diff = similar::TextDiff::from_lines(&old, &new);
+            let unified = diff
+                .unified_diff()
+                .context_radius(3)
+                .missing_newline_hint(false)
+                .to_string();
+            // A hunk header says nothing when all of the text is new or gone.
+            let whole = old.is_empty() || new.is_empty();
+            for line in unified.lines() {
+                if whole && line.starts_with("@@") {
+                    continue;
+                }
+                let _ = writeln!(out, "        {line}");
+            }
+        } else {
+            let _ = match (&old, &new) {
+                (None, _) => writeln!(out, "      {name}: {}", value(&new)),
+                (_, None) => writeln!(out, "      {name}: {} → (none){forces}", value(&old)),
+                _ => writeln!(
+                    out,
+                    "      {name}: {} → {}{forces}",
+                    value(&old),
+                    value(&new)
+                ),
+            };
+        }
+    }
 }
 
 pub fn human(plan: &Plan) -> String {

@@ -213,3 +213,34 @@ fn a_stopped_network_is_started() {
     assert_eq!(p.changes[0].action, Action::Update);
     assert_eq!(p.changes[0].attributes[0].name, "active");
 }
+
+fn seed(review: &str, sha256: &str) -> Spec {
+    Spec::Volume(VolumeSpec {
+        name: "web1-cidata.img".into(),
+        pool: "default".into(),
+        capacity_bytes: Some(1024),
+        format: VolumeFormat::Raw,
+        thin: true,
+        backing: None,
+        source: VolumeSource::Generated {
+            sha256: sha256.into(),
+            review: review.into(),
+            bytes: Vec::new(),
+        },
+    })
+}
+
+#[test]
+fn multi_line_values_render_as_unified_diffs() {
+    let before = "#cloud-config\nhostname: web1\nruncmd:\n- echo one\n- echo two\n- echo three\n- echo four\n- echo five\n";
+    let after = before.replace("echo three", "echo 3");
+    let o = owned(&[seed(before, "aaaa")], "lab");
+    let p = run(&desired(&[seed(&after, "bbbb")]), &o).unwrap();
+    assert_eq!(p.changes[0].action, Action::Replace);
+    let text = render::human(&p);
+    assert!(
+        text.contains("        -- echo three\n        +- echo 3\n"),
+        "{text}"
+    );
+    insta::assert_snapshot!("plan_human_multi_line", text);
+}

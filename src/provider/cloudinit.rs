@@ -97,6 +97,24 @@ struct WriteFile {
 /// Where scripts are written in the guest before they run.
 const SCRIPT_DIR: &str = "/var/lib/siteplan/scripts";
 
+/// The documents as a reviewer may see them: the user-data and network-config, with the root
+/// password replaced by `(sensitive)`.
+pub fn review_text(input: &SeedInput) -> String {
+    let shown = SeedInput {
+        root_password: input.root_password.as_ref().map(|_| SENSITIVE.to_string()),
+        ..input.clone()
+    };
+    let docs = documents(&shown);
+    format!(
+        "# user-data\n{}\n# network-config\n{}",
+        docs.user_data.trim_end(),
+        docs.network_config.trim_end()
+    )
+}
+
+/// What a secret shows as, wherever siteplan prints or records it.
+pub const SENSITIVE: &str = "(sensitive)";
+
 pub fn documents(input: &SeedInput) -> SeedDocuments {
     let mut write_files: Vec<WriteFile> = input
         .files
@@ -269,6 +287,17 @@ mod tests {
                 },
             ],
         }
+    }
+
+    #[test]
+    fn the_review_text_hides_the_password_but_shows_the_rest() {
+        let text = review_text(&input());
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("password: (sensitive)"), "{text}");
+        assert!(
+            text.contains("echo hi") && text.contains("192.168.150.11/24"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -170,6 +170,10 @@ pub enum VolumeSource {
     /// may hold a password.
     Generated {
         sha256: String,
+        /// The bytes as text for review, secrets replaced by `(sensitive)`; a change to a
+        /// secret alone still changes `sha256`.
+        #[serde(default)]
+        review: String,
         #[serde(skip)]
         bytes: Vec<u8>,
     },
