@@ -156,6 +156,89 @@ fn sandbox_lifecycle() {
 }
 
 #[test]
+fn wait_waits_for_addresses_and_fails_when_none_comes() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let lab = Lab {
+        provider: "sandbox".into(),
+        sandbox: tmp.path().join("sandbox"),
+        name: "life",
+    };
+    // The sandbox leases addresses from the network's DHCP range, as dnsmasq would.
+    let (out, stdout, stderr) =
+        lab.plan(&["apply", "--yes", "--wait", "--wait-timeout", "10"], &[]);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("life0  sandbox     running   192.168.231."),
+        "{stdout}"
+    );
+    // The same leases the next time.
+    let (_, again, _) = lab.plan(&["apply", "--yes", "--wait"], &[]);
+    assert_eq!(
+        again
+            .lines()
+            .filter(|l| l.starts_with("life"))
+            .collect::<Vec<_>>(),
+        stdout
+            .lines()
+            .filter(|l| l.starts_with("life"))
+            .collect::<Vec<_>>()
+    );
+
+    // A VM on a network without DHCP, and no static address: nothing to wait for, so it fails.
+    let plan = tmp.path().join("nodhcp.yml");
+    std::fs::write(
+        &plan,
+        "quiet:\n  type: network\n  cidr: 10.231.0.0/24\n  dhcp: false\n\
+         lonely:\n  virttype: qemu\n  nets: [quiet]\n",
+    )
+    .expect("plan");
+    let out = Command::cargo_bin("plan")
+        .expect("binary")
+        .env("SITEPLAN_SANDBOX_DIR", &lab.sandbox)
+        .args([
+            "apply",
+            "--yes",
+            "--provider",
+            "sandbox",
+            "--wait",
+            "--wait-timeout",
+            "1",
+        ])
+        .arg(&plan)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no address after 1s for: lonely"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn quiet_says_only_the_counts_and_the_summary() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let lab = Lab {
+        provider: "sandbox".into(),
+        sandbox: tmp.path().join("sandbox"),
+        name: "life",
+    };
+    let (out, stdout, stderr) = lab.plan(&["apply", "--yes", "-q"], &[]);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(
+        stdout,
+        "Plan: 9 to add, 0 to change, 0 to replace, 0 to destroy.\n"
+    );
+    assert_eq!(stderr, "\nApply: 9 done, 0 failed, 0 skipped.\n");
+    let (_, stdout, _) = lab.plan(&["diff", "-q"], &[]);
+    assert_eq!(stdout, "No changes to plan `life`.\n");
+    // -v says what each change sets.
+    let (_, _, stderr) = lab.plan(&["apply", "--yes", "-v"], &["memory=300"]);
+    assert!(stderr.contains("Observed "), "{stderr}");
+    assert!(stderr.contains("memory_mib: 256 → 300"), "{stderr}");
+}
+
+#[test]
 fn apply_refuses_without_yes_when_not_on_a_terminal() {
     let tmp = tempfile::tempdir().expect("tmp");
     let lab = Lab {
@@ -198,6 +281,7 @@ fn a_missing_external_reference_changes_nothing() {
 }
 
 #[test]
+#[cfg(feature = "libvirt")]
 fn real_libvirtd_lifecycle() {
     let Some(uri) = std::env::var("SITEPLAN_TEST_LIBVIRT_URI")
         .ok()
@@ -211,13 +295,81 @@ fn real_libvirtd_lifecycle() {
     };
     let tmp = tempfile::tempdir().expect("tmp");
     let lab = Lab {
-        provider: uri,
+        provider: uri.clone(),
         sandbox: tmp.path().join("unused"),
         name: "life",
     };
     // Whatever an earlier failed run left is the plan's own: destroy finds it by its marks.
     let _ = lab.plan(&["destroy", "--yes"], &[]);
+    let theirs = Unrelated::define(&uri);
     lifecycle(&lab);
+    theirs.assert_still_there();
+}
+
+/// A domain, network and pool made by hand beside the plan's: no `plan` command may touch them.
+#[cfg(feature = "libvirt")]
+struct Unrelated {
+    conn: virt::connect::Connect,
+}
+
+#[cfg(feature = "libvirt")]
+const THEIR_NET: &str = "<network><name>life-theirs-net</name><bridge name='lifetheirs0'/>\
+    <ip address='192.168.239.1' prefix='24'/></network>";
+#[cfg(feature = "libvirt")]
+const THEIR_POOL: &str = "<pool type='dir'><name>life-theirs-pool</name>\
+    <target><path>/var/lib/libvirt/siteplan-life-theirs</path></target></pool>";
+#[cfg(feature = "libvirt")]
+const THEIR_VM: &str = "<domain type='qemu'><name>life-theirs-vm</name>\
+    <memory unit='MiB'>64</memory><os><type arch='x86_64'>hvm</type></os></domain>";
+
+#[cfg(feature = "libvirt")]
+impl Unrelated {
+    fn define(uri: &str) -> Self {
+        let conn = virt::connect::Connect::open(Some(uri)).expect("connect");
+        let unrelated = Unrelated { conn };
+        unrelated.remove();
+        let net = unrelated.conn.define_network_xml(THEIR_NET).expect("net");
+        net.create().expect("start net");
+        let pool = unrelated
+            .conn
+            .define_storage_pool_xml(THEIR_POOL, 0)
+            .expect("pool");
+        pool.build(0).expect("build pool");
+        pool.create(0).expect("start pool");
+        unrelated.conn.define_domain_xml(THEIR_VM).expect("vm");
+        unrelated
+    }
+
+    fn assert_still_there(&self) {
+        assert!(self.conn.lookup_network_by_name("life-theirs-net").is_ok());
+        assert!(self
+            .conn
+            .lookup_storage_pool_by_name("life-theirs-pool")
+            .is_ok());
+        assert!(self.conn.lookup_domain_by_name("life-theirs-vm").is_ok());
+    }
+
+    fn remove(&self) {
+        if let Ok(n) = self.conn.lookup_network_by_name("life-theirs-net") {
+            let _ = n.destroy();
+            let _ = n.undefine();
+        }
+        if let Ok(p) = self.conn.lookup_storage_pool_by_name("life-theirs-pool") {
+            let _ = p.destroy();
+            let _ = p.delete(0);
+            let _ = p.undefine();
+        }
+        if let Ok(d) = self.conn.lookup_domain_by_name("life-theirs-vm") {
+            let _ = d.undefine();
+        }
+    }
+}
+
+#[cfg(feature = "libvirt")]
+impl Drop for Unrelated {
+    fn drop(&mut self) {
+        self.remove();
+    }
 }
 
 #[test]

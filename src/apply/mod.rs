@@ -169,7 +169,8 @@ async fn run_change(
     .map_err(|e| e.to_string())
 }
 
-/// Applies every change of `plan`, in dependency order, at most `parallelism` at once.
+/// Applies every change of `plan`, in dependency order, at most `parallelism` at once (and no
+/// more than the provider takes).
 pub async fn apply(
     plan: &Plan,
     desired: &Desired,
@@ -207,7 +208,9 @@ pub async fn apply_until(
     }
     let mut waiting: Vec<usize> = deps.iter().map(Vec::len).collect();
     let mut outcomes: Vec<Option<Outcome>> = vec![None; plan.changes.len()];
-    let limit = Arc::new(Semaphore::new(parallelism.max(1)));
+    // One provider per run for now; with several, each gets its own semaphore.
+    let per_provider = provider.parallelism().unwrap_or(usize::MAX);
+    let limit = Arc::new(Semaphore::new(parallelism.min(per_provider).max(1)));
     let owner = Owner {
         plan: plan.name.clone(),
     };

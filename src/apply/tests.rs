@@ -14,6 +14,8 @@ use crate::provider::{Health, HealthStatus, Observed, ProviderError, Scope};
 #[derive(Default)]
 struct Fake {
     fail: Vec<ResourceId>,
+    /// The provider's own limit.
+    takes: Option<usize>,
     order: Mutex<Vec<ResourceId>>,
     running: AtomicUsize,
     most: AtomicUsize,
@@ -26,6 +28,9 @@ impl Provider for Fake {
     }
     fn endpoint(&self) -> String {
         "memory".into()
+    }
+    fn parallelism(&self) -> Option<usize> {
+        self.takes
     }
     async fn health(&self) -> Health {
         Health {
@@ -191,6 +196,18 @@ async fn parallelism_bounds_concurrent_changes() {
             "at most {limit} at once, and that many used"
         );
     }
+}
+
+#[tokio::test]
+async fn the_providers_own_limit_holds_whatever_parallelism_says() {
+    let (plan, desired) = lab();
+    let fake = Arc::new(Fake {
+        takes: Some(2),
+        ..Fake::default()
+    });
+    let report = apply(&plan, &desired, fake.clone(), 32, Arc::new(Quiet)).await;
+    assert_eq!(report.succeeded(), 20);
+    assert_eq!(fake.most.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]

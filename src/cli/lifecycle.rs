@@ -1,15 +1,19 @@
 //! `plan diff`, `plan apply` and `plan destroy`: observe, plan, show, confirm, apply, report.
 
 use std::io::{IsTerminal, Write};
+use std::net::IpAddr;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crate::apply::{self, Outcome, Progress, Status};
+use super::progress::{self, Verbosity};
+use crate::apply::{self, Progress};
+use crate::manifest::model::EntryKind;
 use crate::manifest::Loaded;
 use crate::plan::desired::{self, Desired};
-use crate::plan::{self, render, Action, Change, Plan};
-use crate::provider::spec::{ResourceKind, Spec};
+use crate::plan::{self, render, Action, Plan};
+use crate::provider::spec::{ResourceId, ResourceKind, Spec};
 use crate::provider::{Provider, Scope};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +29,9 @@ pub struct Options {
     pub name: Option<String>,
     pub yes: bool,
     pub parallelism: usize,
+    pub verbosity: Verbosity,
+    /// Wait this long for every running VM to have an address (`--wait`).
+    pub wait: Option<Duration>,
 }
 
 const EXIT_ERROR: u8 = 1;
@@ -81,7 +88,9 @@ pub fn run(loaded: &Loaded, file: &Path, options: &Options) -> ExitCode {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
-    eprintln!("Provider: {} ({})", provider.kind(), provider.endpoint());
+    if options.verbosity > Verbosity::Quiet {
+        eprintln!("Provider: {} ({})", provider.kind(), provider.endpoint());
+    }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -97,10 +106,18 @@ pub fn run(loaded: &Loaded, file: &Path, options: &Options) -> ExitCode {
             plan: name.clone(),
             ids,
         };
+        let started = Instant::now();
         let observed = match provider.observe(&scope).await {
             Ok(o) => o,
             Err(e) => return fail(e),
         };
+        if options.verbosity == Verbosity::Verbose {
+            eprintln!(
+                "Observed {} resources in {} ms.",
+                observed.resources.len(),
+                started.elapsed().as_millis()
+            );
+        }
         let table = |kind: ResourceKind, attr: &str| provider.disruption(kind, attr);
         let plan = match plan::plan(&name, &desired, &observed, &table) {
             Ok(p) => p,
@@ -112,10 +129,20 @@ pub fn run(loaded: &Loaded, file: &Path, options: &Options) -> ExitCode {
                 return ExitCode::from(EXIT_ERROR);
             }
         };
-        let _ = std::io::stdout().write_all(render::human(&plan).as_bytes());
+        // Quiet still shows the whole diff when it is about to ask about it.
+        let asking = options.mode != Mode::Diff && !options.yes && !plan.is_empty();
+        let shown = if options.verbosity == Verbosity::Quiet && !asking {
+            format!("{}\n", render::summary(&plan))
+        } else {
+            render::human(&plan)
+        };
+        let _ = std::io::stdout().write_all(shown.as_bytes());
         if options.mode == Mode::Diff || plan.is_empty() {
             if plan.is_empty() && options.mode == Mode::Apply {
-                vm_table(provider.as_ref(), &desired, loaded).await;
+                if let Err(code) = finish_apply(provider.as_ref(), &desired, loaded, options).await
+                {
+                    return code;
+                }
             }
             return ExitCode::SUCCESS;
         }
@@ -123,7 +150,11 @@ pub fn run(loaded: &Loaded, file: &Path, options: &Options) -> ExitCode {
             eprintln!("Nothing was changed.");
             return ExitCode::from(EXIT_ERROR);
         }
-        let progress: Arc<dyn Progress> = Arc::new(Lines::new(plan.changes.len()));
+        let progress: Arc<dyn Progress> = Arc::from(progress::for_run(
+            plan.changes.len(),
+            options.verbosity,
+            std::io::stderr().is_terminal(),
+        ));
         // Ctrl-C: start nothing more, let what runs finish, report, exit 130.
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let on_signal = stop.clone();
@@ -155,9 +186,11 @@ pub fn run(loaded: &Loaded, file: &Path, options: &Options) -> ExitCode {
             report.failed(),
             report.skipped()
         );
-        if options.mode == Mode::Apply {
-            vm_table(provider.as_ref(), &desired, loaded).await;
-        }
+        let finished = if options.mode == Mode::Apply && report.interrupted() == 0 {
+            finish_apply(provider.as_ref(), &desired, loaded, options).await
+        } else {
+            Ok(())
+        };
         if report.interrupted() > 0 {
             eprintln!(
                 "{} change{} not started; run the same command again to finish.",
@@ -168,7 +201,7 @@ pub fn run(loaded: &Loaded, file: &Path, options: &Options) -> ExitCode {
         } else if report.failed() > 0 {
             ExitCode::from(EXIT_ERROR)
         } else {
-            ExitCode::SUCCESS
+            finished.err().unwrap_or(ExitCode::SUCCESS)
         }
     })
 }
@@ -205,66 +238,25 @@ fn confirm(plan: &Plan, mode: Mode) -> bool {
     std::io::stdin().read_line(&mut answer).is_ok() && answer.trim() == "yes"
 }
 
-/// Progress as timestamped lines: readable in CI logs and on terminals alike.
-struct Lines {
-    total: usize,
-    done: Mutex<usize>,
+/// One row of the table `apply` ends with.
+struct VmRow {
+    name: String,
+    state: &'static str,
+    /// Reported by the provider.
+    addresses: Vec<IpAddr>,
+    /// Declared in the plan, for VMs the provider reports none for.
+    fixed: Vec<String>,
 }
 
-impl Lines {
-    fn new(total: usize) -> Self {
-        Lines {
-            total,
-            done: Mutex::new(0),
-        }
+impl VmRow {
+    /// A running VM with nothing to reach it at yet (`--wait` waits for these).
+    fn unreachable(&self) -> bool {
+        self.state == "running" && self.addresses.is_empty() && self.fixed.is_empty()
     }
 }
 
-fn now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    format!(
-        "{:02}:{:02}:{:02}",
-        (secs / 3600) % 24,
-        (secs / 60) % 60,
-        secs % 60
-    )
-}
-
-fn verb(action: Action) -> &'static str {
-    match action {
-        Action::Create => "creating",
-        Action::Update => "updating",
-        Action::Replace => "replacing",
-        Action::Delete => "deleting",
-    }
-}
-
-impl Progress for Lines {
-    fn started(&self, change: &Change) {
-        eprintln!("[{}] {} {}", now(), verb(change.action), change.id);
-    }
-
-    fn finished(&self, outcome: &Outcome) {
-        let n = {
-            let mut done = self.done.lock().unwrap_or_else(|p| p.into_inner());
-            *done += 1;
-            *done
-        };
-        let line = match &outcome.status {
-            Status::Done(summary) => format!("ok: {summary} ({:.1}s)", outcome.seconds),
-            Status::Failed(message) => format!("FAILED: {message}"),
-            Status::Skipped(cause) => format!("skipped, because {cause} failed"),
-            Status::Interrupted => "not started (interrupted)".to_string(),
-        };
-        eprintln!("[{}] {}/{} {} {}", now(), n, self.total, outcome.id, line);
-    }
-}
-
-/// The plan's VMs: where they run, whether they run, and their addresses (from the provider;
-/// else the plan's static ones, marked as such).
-async fn vm_table(provider: &dyn Provider, desired: &Desired, loaded: &Loaded) {
+/// The plan's VMs: where they run, whether they run, and their addresses.
+async fn vm_rows(provider: &dyn Provider, desired: &Desired, loaded: &Loaded) -> Vec<VmRow> {
     let vms: Vec<&str> = desired
         .resources
         .iter()
@@ -273,51 +265,126 @@ async fn vm_table(provider: &dyn Provider, desired: &Desired, loaded: &Loaded) {
             _ => None,
         })
         .collect();
-    if vms.is_empty() {
-        return;
-    }
     let scope = Scope {
         plan: String::new(),
-        ids: vms
-            .iter()
-            .map(|v| crate::provider::ResourceId::vm(v))
-            .collect(),
+        ids: vms.iter().map(|v| ResourceId::vm(v)).collect(),
     };
     let observed = provider.observe(&scope).await.unwrap_or_default();
-    let width = vms.iter().map(|v| v.len()).max().unwrap_or(2).max(2);
-    let mut out = format!("\n{:width$}  {:10}  {:8}  IP\n", "VM", "PROVIDER", "STATE");
+    let mut rows = Vec::new();
     for vm in vms {
-        let state = match observed.get(&crate::provider::ResourceId::vm(vm)) {
+        let state = match observed.get(&ResourceId::vm(vm)) {
             Some(r) if r.active => "running",
             Some(_) => "stopped",
             None => "missing",
         };
-        let ips = provider.addresses(vm).await.unwrap_or_default();
-        let ips = if ips.is_empty() {
-            let fixed: Vec<String> = match loaded.manifest.get(vm).map(|e| &e.kind) {
-                Some(crate::manifest::model::EntryKind::Vm(v)) => v
-                    .nets
-                    .iter()
-                    .filter_map(|n| n.ip.as_ref())
-                    .map(|ip| format!("{} (static)", ip.value))
-                    .collect(),
-                _ => Vec::new(),
-            };
-            if fixed.is_empty() {
-                "-".to_string()
-            } else {
-                fixed.join(", ")
+        let addresses = provider.addresses(vm).await.unwrap_or_default();
+        let fixed = match loaded.manifest.get(vm).map(|e| &e.kind) {
+            Some(EntryKind::Vm(v)) => v
+                .nets
+                .iter()
+                .filter_map(|n| n.ip.as_ref())
+                .map(|ip| format!("{} (static)", ip.value))
+                .collect(),
+            _ => Vec::new(),
+        };
+        rows.push(VmRow {
+            name: vm.to_string(),
+            state,
+            addresses,
+            fixed,
+        });
+    }
+    rows
+}
+
+/// With `--wait`, polls until every running VM has an address or the time is up.
+/// Returns the rows and the VMs still without an address.
+async fn wait_for_addresses(
+    provider: &dyn Provider,
+    desired: &Desired,
+    loaded: &Loaded,
+    wait: Option<Duration>,
+    verbosity: Verbosity,
+) -> (Vec<VmRow>, Vec<String>) {
+    let deadline = wait.map(|w| Instant::now() + w);
+    let spinner =
+        (wait.is_some() && verbosity > Verbosity::Quiet && std::io::stderr().is_terminal())
+            .then(indicatif::ProgressBar::new_spinner);
+    loop {
+        let rows = vm_rows(provider, desired, loaded).await;
+        let pending: Vec<String> = rows
+            .iter()
+            .filter(|r| r.unreachable())
+            .map(|r| r.name.clone())
+            .collect();
+        let out_of_time = deadline.is_none_or(|d| Instant::now() >= d);
+        if pending.is_empty() || out_of_time {
+            if let Some(s) = &spinner {
+                s.finish_and_clear();
             }
-        } else {
-            ips.iter()
+            let pending = if wait.is_some() { pending } else { Vec::new() };
+            return (rows, pending);
+        }
+        let message = format!("waiting for an address: {}", pending.join(", "));
+        match &spinner {
+            Some(s) => {
+                s.set_message(message);
+                s.tick();
+            }
+            None if verbosity == Verbosity::Verbose => eprintln!("{message}"),
+            None => {}
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+fn print_vm_table(rows: &[VmRow], provider: &dyn Provider) {
+    if rows.is_empty() {
+        return;
+    }
+    let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(2).max(2);
+    let mut out = format!("\n{:width$}  {:10}  {:8}  IP\n", "VM", "PROVIDER", "STATE");
+    for row in rows {
+        let ips = if !row.addresses.is_empty() {
+            row.addresses
+                .iter()
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join(", ")
+        } else if !row.fixed.is_empty() {
+            row.fixed.join(", ")
+        } else {
+            "-".to_string()
         };
         out.push_str(&format!(
-            "{vm:width$}  {:10}  {state:8}  {ips}\n",
-            provider.kind()
+            "{:width$}  {:10}  {:8}  {ips}\n",
+            row.name,
+            provider.kind(),
+            row.state
         ));
     }
     let _ = std::io::stdout().write_all(out.as_bytes());
+}
+
+/// Ends an apply: the VM table, and with `--wait` an error for VMs that got no address in time.
+async fn finish_apply(
+    provider: &dyn Provider,
+    desired: &Desired,
+    loaded: &Loaded,
+    options: &Options,
+) -> Result<(), ExitCode> {
+    let (rows, pending) =
+        wait_for_addresses(provider, desired, loaded, options.wait, options.verbosity).await;
+    if options.verbosity > Verbosity::Quiet {
+        print_vm_table(&rows, provider);
+    }
+    if pending.is_empty() {
+        return Ok(());
+    }
+    eprintln!(
+        "error: no address after {}s for: {} (is the guest booting? is DHCP on its network?)",
+        options.wait.unwrap_or_default().as_secs(),
+        pending.join(", ")
+    );
+    Err(ExitCode::from(EXIT_ERROR))
 }

@@ -2,6 +2,7 @@
 //! No plan logic lives here; it calls `manifest`, `graph`, `plan` and `apply`.
 
 mod lifecycle;
+mod progress;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -74,6 +75,27 @@ struct RunArgs {
     parallelism: usize,
 }
 
+/// How much is said.
+#[derive(clap::Args, Debug)]
+struct OutputArgs {
+    /// Say only the counts, errors and the final summary
+    #[arg(short, long, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Also say what each change sets as it starts, and how long observing took
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+impl OutputArgs {
+    fn verbosity(&self) -> progress::Verbosity {
+        match (self.quiet, self.verbose) {
+            (true, _) => progress::Verbosity::Quiet,
+            (_, true) => progress::Verbosity::Verbose,
+            _ => progress::Verbosity::Normal,
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Check a plan and report every problem in it at once
@@ -102,6 +124,8 @@ enum Command {
         plan: PlanArgs,
         #[command(flatten)]
         target: TargetArgs,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Make the provider match the plan
     Apply {
@@ -111,6 +135,14 @@ enum Command {
         target: TargetArgs,
         #[command(flatten)]
         run: RunArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+        /// Wait until every running VM has an IP address; fail if one has none in time
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits, in seconds
+        #[arg(long, value_name = "SECONDS", default_value_t = 300, requires = "wait")]
+        wait_timeout: u64,
     },
     /// Delete everything the plan created, and nothing else
     Destroy {
@@ -120,6 +152,8 @@ enum Command {
         target: TargetArgs,
         #[command(flatten)]
         run: RunArgs,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Print the JSON Schema of the plan format
     Schema,
@@ -151,22 +185,39 @@ pub fn run() -> ExitCode {
             Ok(loaded) => print(&graph::render(&loaded.graph, format)),
             Err(code) => code,
         },
-        Command::Diff { plan, target } => {
-            lifecycle_command(&plan, target, lifecycle::Mode::Diff, false, 1)
-        }
-        Command::Apply { plan, target, run } => lifecycle_command(
-            &plan,
+        Command::Diff {
+            plan,
             target,
-            lifecycle::Mode::Apply,
-            run.yes,
-            run.parallelism,
+            output,
+        } => lifecycle_command(
+            &plan,
+            options(lifecycle::Mode::Diff, target, &output, None, None),
         ),
-        Command::Destroy { plan, target, run } => lifecycle_command(
-            &plan,
+        Command::Apply {
+            plan,
             target,
-            lifecycle::Mode::Destroy,
-            run.yes,
-            run.parallelism,
+            run,
+            output,
+            wait,
+            wait_timeout,
+        } => lifecycle_command(
+            &plan,
+            options(
+                lifecycle::Mode::Apply,
+                target,
+                &output,
+                Some(run),
+                wait.then(|| std::time::Duration::from_secs(wait_timeout)),
+            ),
+        ),
+        Command::Destroy {
+            plan,
+            target,
+            run,
+            output,
+        } => lifecycle_command(
+            &plan,
+            options(lifecycle::Mode::Destroy, target, &output, Some(run), None),
         ),
         Command::Schema => print(&format::schema_text()),
         Command::Completions { shell } => {
@@ -176,23 +227,28 @@ pub fn run() -> ExitCode {
     }
 }
 
-fn lifecycle_command(
-    plan: &PlanArgs,
-    target: TargetArgs,
+fn options(
     mode: lifecycle::Mode,
-    yes: bool,
-    parallelism: usize,
-) -> ExitCode {
-    let loaded = match load(plan, false) {
-        Ok(loaded) => loaded,
-        Err(code) => return code,
-    };
-    let options = lifecycle::Options {
+    target: TargetArgs,
+    output: &OutputArgs,
+    run: Option<RunArgs>,
+    wait: Option<std::time::Duration>,
+) -> lifecycle::Options {
+    lifecycle::Options {
         mode,
         provider: target.provider,
         name: target.name,
-        yes,
-        parallelism,
+        yes: run.as_ref().is_some_and(|r| r.yes),
+        parallelism: run.map_or(1, |r| r.parallelism),
+        verbosity: output.verbosity(),
+        wait,
+    }
+}
+
+fn lifecycle_command(plan: &PlanArgs, options: lifecycle::Options) -> ExitCode {
+    let loaded = match load(plan, false) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
     };
     lifecycle::run(&loaded, &plan.file, &options)
 }

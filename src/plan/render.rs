@@ -200,13 +200,20 @@ pub fn human(plan: &Plan) -> String {
             );
         }
     }
-    let _ = writeln!(
-        out,
-        "\nPlan: {} to add, {} to change, {} to replace, {} to destroy.",
+    let _ = writeln!(out, "\n{}", summary(plan));
+    out
+}
+
+/// The plan's counts in one line: the footer of `human`, and all `-q` shows.
+pub fn summary(plan: &Plan) -> String {
+    if plan.is_empty() {
+        return format!("No changes to plan `{}`.", plan.name);
+    }
+    format!(
+        "Plan: {} to add, {} to change, {} to replace, {} to destroy.",
         plan.count(Action::Create),
         plan.count(Action::Update),
         plan.count(Action::Replace),
         plan.count(Action::Delete)
-    );
-    out
+    )
 }

@@ -152,6 +152,12 @@ pub trait Provider: Send + Sync {
     /// Where it connects, for display (a URI or a path).
     fn endpoint(&self) -> String;
 
+    /// How many changes this backend takes at once, whatever `--parallelism` says; `None` for
+    /// no limit of its own.
+    fn parallelism(&self) -> Option<usize> {
+        None
+    }
+
     /// Whether the backend answers and can be used.
     async fn health(&self) -> Health;
 

@@ -5,6 +5,7 @@
 //! with their run state, networks, pools with their volumes) and keeps volume bytes beside it, so
 //! its state survives from one `plan` run to the next. Nothing else needs to be installed.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,8 @@ use super::{
 const NODE_FILE: &str = "node.xml";
 /// The node file has no place for autostart flags: they are kept here.
 const AUTOSTART_FILE: &str = "autostart.json";
+/// Simulated DHCP leases (see `simulated_addresses`).
+const LEASES_FILE: &str = "leases.json";
 
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Autostart {
@@ -163,6 +166,110 @@ impl Sandbox {
     }
 }
 
+impl Sandbox {
+    /// A running VM's addresses as dnsmasq would hand them out: the reservation for its MAC, else
+    /// the lease that MAC already holds, else the first free address of the network's DHCP range.
+    /// Leases are kept in `leases.json`, so they stay put from run to run; the leases of MACs no VM
+    /// has any more are freed.
+    async fn simulated_addresses(&self, vm: &str) -> Result<Vec<IpAddr>, ProviderError> {
+        let conn = self.inner.connection();
+        let mut ids: Vec<ResourceId> = conn
+            .list_all_domains(0)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|d| d.name().ok())
+            .map(|n| ResourceId::vm(&n))
+            .collect();
+        ids.extend(
+            conn.list_all_networks(0)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|n| n.name().ok())
+                .map(|n| ResourceId::network(&n)),
+        );
+        let seen = self
+            .inner
+            .observe(&Scope {
+                plan: String::new(),
+                ids,
+            })
+            .await?;
+        let id = ResourceId::vm(vm);
+        let live = seen.get(&id).ok_or(ProviderError::NotFound(id))?;
+        let Spec::Vm(spec) = &live.spec else {
+            return Ok(Vec::new());
+        };
+        if !live.active {
+            return Ok(Vec::new());
+        }
+        let in_use: BTreeSet<String> = seen
+            .resources
+            .values()
+            .filter_map(|r| match &r.spec {
+                Spec::Vm(v) => Some(v.nics.iter().filter_map(|n| n.mac.clone())),
+                _ => None,
+            })
+            .flatten()
+            .map(|m| m.to_ascii_lowercase())
+            .collect();
+
+        let _one_at_a_time = self.saving.lock().unwrap_or_else(|p| p.into_inner());
+        let path = self.dir.join(LEASES_FILE);
+        let mut leases: Leases = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        for held in leases.values_mut() {
+            held.retain(|mac, _| in_use.contains(mac));
+        }
+        let mut found = Vec::new();
+        for nic in &spec.nics {
+            let (Some(mac), Some(Spec::Network(net))) = (
+                nic.mac.as_ref().map(|m| m.to_ascii_lowercase()),
+                seen.get(&ResourceId::network(&nic.network))
+                    .map(|r| &r.spec),
+            ) else {
+                continue;
+            };
+            if let Some(host) = net.hosts.iter().find(|h| h.mac.eq_ignore_ascii_case(&mac)) {
+                found.push(host.ip);
+                continue;
+            }
+            let held = leases.entry(net.name.clone()).or_default();
+            if let Some(ip) = held.get(&mac) {
+                found.push(*ip);
+                continue;
+            }
+            if let Some(ip) = first_free(net, held) {
+                held.insert(mac, ip);
+                found.push(ip);
+            }
+        }
+        let text = serde_json::to_string_pretty(&leases).unwrap_or_default();
+        write_atomically(&path, &text)
+            .map_err(|e| ProviderError::Connection(format!("saving the sandbox's leases: {e}")))?;
+        Ok(found)
+    }
+}
+
+/// Simulated DHCP leases: network name → MAC → address.
+type Leases = BTreeMap<String, BTreeMap<String, IpAddr>>;
+
+/// The lowest address of the network's IPv4 DHCP range that is neither reserved nor leased.
+fn first_free(net: &NetworkSpec, held: &BTreeMap<String, IpAddr>) -> Option<IpAddr> {
+    let Some((IpAddr::V4(start), IpAddr::V4(end))) = net.dhcp else {
+        return None;
+    };
+    let taken: BTreeSet<IpAddr> = held
+        .values()
+        .copied()
+        .chain(net.hosts.iter().map(|h| h.ip))
+        .collect();
+    (u32::from(start)..=u32::from(end))
+        .map(|n| IpAddr::V4(n.into()))
+        .find(|ip| !taken.contains(ip))
+}
+
 fn restore_autostart(conn: &Connect, dir: &Path) {
     let Ok(text) = std::fs::read_to_string(dir.join(AUTOSTART_FILE)) else {
         return;
@@ -265,10 +372,10 @@ impl Provider for Sandbox {
         self.saved(result).await
     }
 
-    /// The test driver invents addresses; the sandbox reports none rather than wrong ones.
+    /// The test driver invents addresses unrelated to the networks; the sandbox gives the
+    /// leases a DHCP server on those networks would.
     async fn addresses(&self, vm: &str) -> Result<Vec<IpAddr>, ProviderError> {
-        let _ = vm;
-        Ok(Vec::new())
+        self.simulated_addresses(vm).await
     }
 
     async fn read_volume(&self, pool: &str, name: &str) -> Result<Vec<u8>, ProviderError> {

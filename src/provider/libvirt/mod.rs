@@ -36,6 +36,9 @@ use xml::DomainFlavor;
 /// How long a graceful shutdown may take before the domain is forced off.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// libvirtd's default `max_client_requests`.
+const LIBVIRTD_CLIENT_REQUESTS: usize = 5;
+
 pub struct LibvirtProvider {
     inner: Arc<Inner>,
 }
@@ -134,6 +137,12 @@ impl LibvirtProvider {
 impl Provider for LibvirtProvider {
     fn kind(&self) -> &'static str {
         "libvirt"
+    }
+
+    /// libvirtd serves at most `max_client_requests` (5 by default) calls of one client at once
+    /// and makes the rest wait unseen; holding them here keeps the progress display truthful.
+    fn parallelism(&self) -> Option<usize> {
+        (!self.inner.test_driver).then_some(LIBVIRTD_CLIENT_REQUESTS)
     }
 
     fn endpoint(&self) -> String {
