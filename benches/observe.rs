@@ -94,7 +94,14 @@ fn lab(prefix: &str, vms: usize, pool_path: &str) -> Vec<Spec> {
     specs
 }
 
-async fn measure(provider: &dyn Provider, specs: &[Spec], uri: &str, label: &str) {
+/// `node_file` is for the sandbox, whose baseline reads the test driver's node file.
+async fn measure(
+    provider: &dyn Provider,
+    specs: &[Spec],
+    uri: &str,
+    label: &str,
+    node_file: Option<&Sandbox>,
+) {
     let owner = Owner {
         plan: "bench".into(),
     };
@@ -119,6 +126,9 @@ async fn measure(provider: &dyn Provider, specs: &[Spec], uri: &str, label: &str
         seen = observed.resources.len();
     }
     let ours = median(times);
+    if let Some(sandbox) = node_file {
+        sandbox.write_node_file().expect("node file");
+    }
     let base = baseline(uri);
     let vms = specs.iter().filter(|s| matches!(s, Spec::Vm(_))).count();
     println!(
@@ -148,15 +158,14 @@ async fn main() {
     let sandbox = Sandbox::open(&tmp.path().join("sandbox")).expect("sandbox");
     let uri = format!("test://{}", sandbox.dir().join("node.xml").display());
     let specs = lab("bn", 200, "/srv/bench");
-    // The baseline's second connection reads the node file, so measure after it is written.
-    measure(&sandbox, &specs, &uri, "sandbox").await;
+    measure(&sandbox, &specs, &uri, "sandbox", Some(&sandbox)).await;
 
     match std::env::var("SITEPLAN_BENCH_LIBVIRT_URI").ok().filter(|u| !u.is_empty()) {
         Some(uri) => {
             let provider = LibvirtProvider::connect(&uri).expect("connect");
             let dir = std::env::var("SITEPLAN_BENCH_POOL_DIR").unwrap_or_else(|_| "/var/lib/libvirt/siteplan-bench".into());
             let specs = lab("bnl", 50, &dir);
-            measure(&provider, &specs, &uri, &format!("libvirt {uri}")).await;
+            measure(&provider, &specs, &uri, &format!("libvirt {uri}"), None).await;
         }
         None => println!("libvirt: skipped (set SITEPLAN_BENCH_LIBVIRT_URI=qemu:///system to measure a real libvirtd)"),
     }

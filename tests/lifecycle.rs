@@ -151,7 +151,7 @@ fn sandbox_lifecycle() {
     };
     lifecycle(&lab);
     // The sandbox's own default network and pool, which no plan created, are still there.
-    let node = std::fs::read_to_string(lab.sandbox.join("node.xml")).expect("node file");
+    let node = std::fs::read_to_string(lab.sandbox.join("state.json")).expect("state file");
     assert!(node.contains("<name>default</name>"), "{node}");
 }
 

@@ -151,6 +151,21 @@ async fn run_change(
             .clone()
             .ok_or_else(|| format!("{}: no desired spec", change.id))
     };
+    if change.claim {
+        // Take it over first; for an update that is the whole change.
+        let claimed = change
+            .desired
+            .clone()
+            .or_else(|| change.live.clone())
+            .ok_or_else(|| format!("{}: nothing to take over", change.id))?;
+        let taken = provider
+            .claim(&claimed, owner)
+            .await
+            .map_err(|e| e.to_string())?;
+        if change.action != Action::Delete {
+            return Ok(taken.summary);
+        }
+    }
     match change.action {
         Action::Create => provider.create(&spec()?, owner).await.map(|o| o.summary),
         Action::Update => provider.update(&spec()?, owner).await.map(|o| o.summary),

@@ -76,13 +76,15 @@ pub fn run(loaded: &Loaded, file: &Path, options: &Options) -> ExitCode {
             .map_or_else(|| "plan".into(), |s| s.to_string_lossy().into_owned())
     });
     let base = file.parent().unwrap_or(Path::new("."));
-    let desired = if options.mode == Mode::Destroy {
-        Desired::default()
-    } else {
-        match desired::desired(&loaded.manifest, &name, base) {
-            Ok(d) => d,
-            Err(e) => return fail(e),
-        }
+    let desired = match (
+        options.mode,
+        desired::desired(&loaded.manifest, &name, base),
+    ) {
+        (Mode::Destroy, Ok(d)) => d.nothing_but_leftovers(),
+        // Destroy needs nothing from the plan but its name.
+        (Mode::Destroy, Err(_)) => Desired::default(),
+        (_, Ok(d)) => d,
+        (_, Err(e)) => return fail(e),
     };
     let provider = match open_provider(options.provider.as_deref()) {
         Ok(p) => p,
@@ -102,6 +104,7 @@ pub fn run(loaded: &Loaded, file: &Path, options: &Options) -> ExitCode {
     runtime.block_on(async {
         let mut ids: Vec<_> = desired.resources.iter().map(|r| r.spec.id()).collect();
         ids.extend(desired.external.iter().cloned());
+        ids.extend(desired.claimable.iter().map(Spec::id));
         let scope = Scope {
             plan: name.clone(),
             ids,

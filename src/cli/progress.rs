@@ -76,9 +76,14 @@ fn details(change: &Change) -> Vec<String> {
 
 struct Silent;
 
+/// Quiet: only failures.
 impl Progress for Silent {
     fn started(&self, _: &Change) {}
-    fn finished(&self, _: &Outcome) {}
+    fn finished(&self, outcome: &Outcome) {
+        if let Status::Failed(message) = &outcome.status {
+            eprintln!("{} FAILED: {message}", outcome.id);
+        }
+    }
 }
 
 /// Timestamped lines: one when a change starts, one when it ends, numbered.

@@ -33,6 +33,19 @@ pub struct Desired {
     pub resources: Vec<DesiredResource>,
     /// Things the plan uses without declaring them: they must already exist.
     pub external: Vec<ResourceId>,
+    /// What the plan declares that a killed run can leave unmarked (pools), to recognise and
+    /// take over. Kept for `destroy` too, whose `resources` are empty.
+    pub claimable: Vec<Spec>,
+}
+
+impl Desired {
+    /// What `destroy` wants: nothing, but leftovers of killed runs still recognised.
+    pub fn nothing_but_leftovers(self) -> Desired {
+        Desired {
+            claimable: self.claimable,
+            ..Desired::default()
+        }
+    }
 }
 
 impl Desired {
@@ -348,6 +361,12 @@ pub fn desired(manifest: &Manifest, plan: &str, base: &Path) -> Result<Desired, 
             depends_on: vm_deps,
         });
     }
+    out.claimable = out
+        .resources
+        .iter()
+        .filter(|r| matches!(r.spec, Spec::Pool(_)))
+        .map(|r| r.spec.clone())
+        .collect();
     Ok(out)
 }
 

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::provider::spec::{ResourceId, ResourceKind, Spec, VolumeSpec};
-use crate::provider::{Disruption, Observed};
+use crate::provider::{Disruption, LiveResource, Observed};
 use desired::Desired;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -47,6 +47,9 @@ pub struct Change {
     pub disruption: Option<Disruption>,
     /// Attributes changed outside siteplan since the resource was created or last updated.
     pub drift: Vec<AttributeChange>,
+    /// The resource exists without siteplan's mark, as a killed run leaves it: it is taken over
+    /// (marked) first.
+    pub claim: bool,
     /// What to create or update to.
     #[serde(skip)]
     pub desired: Option<Spec>,
@@ -103,6 +106,7 @@ pub fn plan(
                 reason: None,
                 disruption: None,
                 drift: Vec::new(),
+                claim: false,
                 desired: Some(want.spec.clone()),
                 live: None,
             });
@@ -110,6 +114,25 @@ pub fn plan(
         };
         match &live.owner {
             Some(mark) if mark.plan == name => {}
+            None if leftover(live, &want.spec) => {
+                let mut attrs = vec![owner_change(name)];
+                attrs.extend(attributes(Some(&live.spec), Some(&want.spec), |_| {
+                    Disruption::Live
+                }));
+                changes.push(Change {
+                    id,
+                    entry: Some(want.entry.clone()),
+                    action: Action::Update,
+                    attributes: attrs,
+                    reason: Some(LEFTOVER.into()),
+                    disruption: Some(Disruption::Live),
+                    drift: Vec::new(),
+                    claim: true,
+                    desired: Some(want.spec.clone()),
+                    live: Some(live.spec.clone()),
+                });
+                continue;
+            }
             Some(mark) => {
                 problems.push(format!(
                     "{id} already exists and belongs to plan `{}`",
@@ -165,6 +188,7 @@ pub fn plan(
             reason,
             disruption: worst,
             drift,
+            claim: false,
             desired: Some(want.spec.clone()),
             live: Some(live.spec.clone()),
         });
@@ -183,6 +207,29 @@ pub fn plan(
             reason: Some("created by this plan, no longer declared in it".into()),
             disruption: Some(Disruption::Replace),
             drift: Vec::new(),
+            claim: false,
+            desired: None,
+            live: Some(live.spec.clone()),
+        });
+    }
+    // Leftovers of a killed run of this plan that it no longer wants (destroy).
+    for spec in &desired.claimable {
+        let id = spec.id();
+        let Some(live) = observed.get(&id) else {
+            continue;
+        };
+        if desired.get(&id).is_some() || live.owner.is_some() || !leftover(live, spec) {
+            continue;
+        }
+        changes.push(Change {
+            id,
+            entry: None,
+            action: Action::Delete,
+            attributes: vec![owner_change(name)],
+            reason: Some(format!("{LEFTOVER}, then deleted")),
+            disruption: Some(Disruption::Replace),
+            drift: Vec::new(),
+            claim: true,
             desired: None,
             live: Some(live.spec.clone()),
         });
@@ -196,6 +243,27 @@ pub fn plan(
         })
     } else {
         Err(problems)
+    }
+}
+
+const LEFTOVER: &str =
+    "exists empty and without a mark where the plan puts it, as a killed run leaves it: taken over";
+
+/// Whether an unmarked resource is what a killed run of this plan leaves: a pool at the plan's
+/// path that holds nothing (or is stopped, so the provider checks that when it takes it over).
+fn leftover(live: &LiveResource, want: &Spec) -> bool {
+    match (&live.spec, want) {
+        (Spec::Pool(have), Spec::Pool(want)) => have.path == want.path && live.empty != Some(false),
+        _ => false,
+    }
+}
+
+fn owner_change(plan: &str) -> AttributeChange {
+    AttributeChange {
+        name: "owner".into(),
+        before: None,
+        after: Some(format!("plan {plan}").into()),
+        disruption: Disruption::Live,
     }
 }
 

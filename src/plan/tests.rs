@@ -63,6 +63,7 @@ fn desired(specs: &[Spec]) -> Desired {
             })
             .collect(),
         external: Vec::new(),
+        claimable: Vec::new(),
     }
 }
 
@@ -78,6 +79,7 @@ fn owned(specs: &[Spec], plan: &str) -> Observed {
                     spec: s.clone(),
                 }),
                 active: true,
+                empty: None,
             },
         );
     }
@@ -243,4 +245,54 @@ fn multi_line_values_render_as_unified_diffs() {
         "{text}"
     );
     insta::assert_snapshot!("plan_human_multi_line", text);
+}
+
+fn pool(path: &str) -> Spec {
+    Spec::Pool(PoolSpec {
+        name: "labpool".into(),
+        path: path.into(),
+        autostart: true,
+    })
+}
+
+fn unmarked(spec: Spec, empty: Option<bool>) -> Observed {
+    let mut o = Observed::default();
+    o.resources.insert(
+        spec.id(),
+        LiveResource {
+            spec,
+            owner: None,
+            active: empty.is_some(),
+            empty,
+        },
+    );
+    o
+}
+
+#[test]
+fn an_unmarked_empty_pool_where_the_plan_puts_it_is_taken_over() {
+    let want = desired(&[pool("/srv/lab")]);
+    for empty in [Some(true), None] {
+        let p = run(&want, &unmarked(pool("/srv/lab"), empty)).unwrap();
+        assert_eq!(p.changes[0].action, Action::Update);
+        assert!(p.changes[0].claim);
+        assert!(p.changes[0].reason.as_deref().unwrap().contains("killed run"));
+    }
+    // Holding volumes, or somewhere else: someone else's pool.
+    assert!(run(&want, &unmarked(pool("/srv/lab"), Some(false))).is_err());
+    assert!(run(&want, &unmarked(pool("/srv/other"), Some(true))).is_err());
+}
+
+#[test]
+fn destroy_deletes_a_leftover_pool_and_nothing_unmarked_else() {
+    let mut nothing = desired(&[]);
+    nothing.claimable = vec![pool("/srv/lab")];
+    let p = run(&nothing, &unmarked(pool("/srv/lab"), Some(true))).unwrap();
+    assert_eq!(p.changes.len(), 1);
+    assert_eq!(p.changes[0].action, Action::Delete);
+    assert!(p.changes[0].claim);
+    let p = run(&nothing, &unmarked(pool("/srv/lab"), Some(false))).unwrap();
+    assert!(p.is_empty(), "a pool that holds volumes is not touched");
+    let p = run(&desired(&[]), &unmarked(pool("/srv/lab"), Some(true))).unwrap();
+    assert!(p.is_empty(), "nor one the plan does not declare");
 }

@@ -9,6 +9,7 @@
 //! See docs/providers.md for how to add one.
 
 pub mod cloudinit;
+pub mod crashpoint;
 pub mod fetch;
 #[cfg(feature = "libvirt")]
 pub mod libvirt;
@@ -46,6 +47,9 @@ pub struct LiveResource {
     pub owner: Option<OwnerMark>,
     /// Active network or pool, running VM. Volumes are always active.
     pub active: bool,
+    /// Whether it holds nothing (a pool without volumes), when the provider can tell: an
+    /// unmarked empty pool is what an interrupted run leaves, and taking it over loses nothing.
+    pub empty: Option<bool>,
 }
 
 /// What a provider saw: resources by id.
@@ -180,6 +184,17 @@ pub trait Provider: Send + Sync {
 
     /// Addresses of a VM's NICs, from DHCP leases or the guest agent. Empty when unknown yet.
     async fn addresses(&self, vm: &str) -> Result<Vec<IpAddr>, ProviderError>;
+
+    /// Takes over a resource that exists unmarked, as a run killed between creating it and
+    /// marking it leaves it, and brings it to `spec`. Refuses anything that holds something or
+    /// carries another plan's mark. Only pools have such a window.
+    async fn claim(&self, spec: &Spec, owner: &Owner) -> Result<Outcome, ProviderError> {
+        let _ = owner;
+        Err(ProviderError::Unsupported(format!(
+            "{}: this provider cannot take over unmarked resources",
+            spec.id()
+        )))
+    }
 
     /// A volume's content (optional: for tests and inspection).
     async fn read_volume(&self, pool: &str, name: &str) -> Result<Vec<u8>, ProviderError> {

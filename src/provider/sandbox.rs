@@ -1,9 +1,11 @@
 //! The sandbox: the libvirt provider on libvirt's in-process test driver, saved to a directory.
 //!
 //! libvirt's test driver reads a node file (`test:///path/node.xml`) but never writes it, and
-//! keeps no volume content. The sandbox writes the node file itself after every change (domains
-//! with their run state, networks, pools with their volumes) and keeps volume bytes beside it, so
-//! its state survives from one `plan` run to the next. Nothing else needs to be installed.
+//! keeps no volume content. The sandbox keeps its whole state in `state.json`: the node (domains
+//! with their run state, networks, pools with their volumes), autostart flags, and which file
+//! holds each volume's bytes. It is rewritten atomically after every change, so a change is
+//! saved whole or not at all, however the process ends; `node.xml` is made from it on opening.
+//! Nothing else needs to be installed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -14,18 +16,33 @@ use async_trait::async_trait;
 use virt::connect::Connect;
 use virt::sys;
 
-use super::libvirt::content::ContentStore;
+use sha2::Digest;
+
+use super::libvirt::content::{self, ContentStore};
 use super::libvirt::{xml, LibvirtProvider};
 use super::spec::*;
 use super::{
     Health, HealthStatus, Observed, Outcome, Owner, Provider, ProviderError, ResourceId, Scope,
 };
 
+/// Everything the sandbox holds (`State`).
+const STATE_FILE: &str = "state.json";
+/// What the test driver reads, made from the state on opening.
 const NODE_FILE: &str = "node.xml";
-/// The node file has no place for autostart flags: they are kept here.
-const AUTOSTART_FILE: &str = "autostart.json";
+/// Volume bytes, one file per distinct content.
+const BLOB_DIR: &str = "blobs";
 /// Simulated DHCP leases (see `simulated_addresses`).
 const LEASES_FILE: &str = "leases.json";
+
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct State {
+    /// The test driver's node file.
+    node: String,
+    /// The node file has no place for autostart flags.
+    autostart: Autostart,
+    /// Which blob holds each volume's bytes.
+    volumes: content::Index,
+}
 
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Autostart {
@@ -72,22 +89,18 @@ impl Sandbox {
                 dir.display()
             ))
         })?;
+        let state = load_state(&dir).map_err(|e| fail("cannot read its state", e))?;
         let node = dir.join(NODE_FILE);
-        if !node.exists() {
-            write_atomically(
-                &node,
-                &initial_node().map_err(|e| fail("cannot build its first state", e))?,
-            )
-            .map_err(|e| fail("cannot write its state", e))?;
-        }
+        write_atomically(&node, &state.node).map_err(|e| fail("cannot write its node file", e))?;
         let uri = format!("test://{}", node.display());
         super::libvirt::quiet_libvirt();
         let conn = Connect::open(Some(&uri)).map_err(|e| {
             ProviderError::Connection(format!("cannot open the sandbox {uri}: {}", e.message()))
         })?;
-        restore_autostart(&conn, &dir);
-        let inner = LibvirtProvider::with(conn, &uri, ContentStore::Files(dir.join("volumes")))
-            .without_image_downloads();
+        restore_autostart(&conn, &state.autostart);
+        let blobs = content::Blobs::new(dir.join(BLOB_DIR), state.volumes);
+        let inner =
+            LibvirtProvider::with(conn, &uri, ContentStore::Files(blobs)).without_image_downloads();
         Ok(Sandbox {
             inner,
             dir,
@@ -100,9 +113,29 @@ impl Sandbox {
         &self.dir
     }
 
-    /// Writes everything the test driver holds to the node file.
+    /// Saves everything the sandbox holds, in one atomic write.
     fn save(&self) -> Result<(), ProviderError> {
         let _one_at_a_time = self.saving.lock().unwrap_or_else(|p| p.into_inner());
+        let state = self.snapshot()?;
+        let text = serde_json::to_string(&state).unwrap_or_default();
+        write_atomically(&self.dir.join(STATE_FILE), &text)
+            .map_err(|e| ProviderError::Connection(format!("saving the sandbox: {e}")))?;
+        if let ContentStore::Files(blobs) = self.inner.content() {
+            blobs.collect_garbage();
+        }
+        Ok(())
+    }
+
+    /// Writes `node.xml` as the sandbox is now, for tools that read libvirt's test driver
+    /// files (`virsh -c test:///DIR/node.xml`), and returns its path.
+    pub fn write_node_file(&self) -> Result<PathBuf, ProviderError> {
+        let path = self.dir.join(NODE_FILE);
+        write_atomically(&path, &self.snapshot()?.node)
+            .map_err(|e| ProviderError::Connection(format!("writing the node file: {e}")))?;
+        Ok(path)
+    }
+
+    fn snapshot(&self) -> Result<State, ProviderError> {
         let conn = self.inner.connection();
         let fail = |e: virt::error::Error| {
             ProviderError::Connection(format!("saving the sandbox: {}", e.message()))
@@ -152,12 +185,19 @@ impl Sandbox {
                 .filter_map(|d| d.name().ok())
                 .collect(),
         };
-        let flags = serde_json::to_string_pretty(&autostart).unwrap_or_default();
-        write_atomically(&self.dir.join(AUTOSTART_FILE), &flags).map_err(io)?;
-        write_atomically(&self.dir.join(NODE_FILE), &node).map_err(io)
+        let volumes = match self.inner.content() {
+            ContentStore::Files(blobs) => blobs.index(),
+            ContentStore::Streams => content::Index::new(),
+        };
+        Ok(State {
+            node,
+            autostart,
+            volumes,
+        })
     }
 
     async fn saved<T>(&self, result: Result<T, ProviderError>) -> Result<T, ProviderError> {
+        super::crashpoint::point("change made, sandbox not saved yet");
         // Save even after a failure: part of the change may have happened.
         let saved = self.save();
         let value = result?;
@@ -270,11 +310,58 @@ fn first_free(net: &NetworkSpec, held: &BTreeMap<String, IpAddr>) -> Option<IpAd
         .find(|ip| !taken.contains(ip))
 }
 
-fn restore_autostart(conn: &Connect, dir: &Path) {
-    let Ok(text) = std::fs::read_to_string(dir.join(AUTOSTART_FILE)) else {
-        return;
+/// The saved state; for a sandbox saved before `state.json` existed (or a node file written by
+/// hand), the node file, autostart flags and volume files it had; for a new one, the first state.
+fn load_state(dir: &Path) -> std::io::Result<State> {
+    match std::fs::read_to_string(dir.join(STATE_FILE)) {
+        Ok(text) => return serde_json::from_str(&text).map_err(std::io::Error::other),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        Err(_) => {}
+    }
+    let node = match std::fs::read_to_string(dir.join(NODE_FILE)) {
+        Ok(node) => node,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return initial_state(),
+        Err(e) => return Err(e),
     };
-    let flags: Autostart = serde_json::from_str(&text).unwrap_or_default();
+    let autostart = std::fs::read_to_string(dir.join("autostart.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    // Volume bytes were kept as volumes/POOL/NAME.
+    let mut volumes = content::Index::new();
+    let blobs = dir.join(BLOB_DIR);
+    for pool in std::fs::read_dir(dir.join("volumes"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for vol in std::fs::read_dir(pool.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let bytes = std::fs::read(vol.path())?;
+            let digest = hex::encode(sha2::Sha256::digest(&bytes));
+            std::fs::create_dir_all(&blobs)?;
+            std::fs::write(blobs.join(&digest), &bytes)?;
+            volumes.insert(
+                format!(
+                    "{}/{}",
+                    pool.file_name().to_string_lossy(),
+                    vol.file_name().to_string_lossy()
+                ),
+                digest,
+            );
+        }
+    }
+    Ok(State {
+        node,
+        autostart,
+        volumes,
+    })
+}
+
+fn restore_autostart(conn: &Connect, flags: &Autostart) {
     for name in &flags.networks {
         if let Ok(n) = conn.lookup_network_by_name(name) {
             let _ = n.set_autostart(true);
@@ -298,6 +385,13 @@ fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     let tmp = std::path::PathBuf::from(tmp);
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, path)
+}
+
+fn initial_state() -> std::io::Result<State> {
+    Ok(State {
+        node: initial_node()?,
+        ..State::default()
+    })
 }
 
 /// A new sandbox has what a fresh libvirt host has: a `default` NAT network and a `default` pool.
@@ -369,6 +463,11 @@ impl Provider for Sandbox {
 
     async fn delete(&self, id: &ResourceId, owner: &Owner) -> Result<Outcome, ProviderError> {
         let result = self.inner.delete(id, owner).await;
+        self.saved(result).await
+    }
+
+    async fn claim(&self, spec: &Spec, owner: &Owner) -> Result<Outcome, ProviderError> {
+        let result = self.inner.claim(spec, owner).await;
         self.saved(result).await
     }
 

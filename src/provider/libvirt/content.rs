@@ -4,7 +4,11 @@
 //! hosts too. libvirt's test driver has no volume content at all, so the sandbox keeps each
 //! volume's bytes in a file of its own state directory instead.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::Mutex;
+
+use sha2::{Digest, Sha256};
 
 use virt::connect::Connect;
 use virt::storage_vol::StorageVol;
@@ -14,7 +18,7 @@ const CHUNK: usize = 256 * 1024;
 
 pub enum ContentStore {
     Streams,
-    Files(PathBuf),
+    Files(Blobs),
 }
 
 impl ContentStore {
@@ -42,19 +46,9 @@ impl ContentStore {
                 }
                 stream.finish().map_err(|e| e.to_string())
             }
-            ContentStore::Files(dir) => {
+            ContentStore::Files(blobs) => {
                 let name = vol.name().map_err(|e| e.to_string())?;
-                let path = dir.join(pool).join(&name);
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
-                }
-                // Written aside and renamed, so a reader never sees half a file.
-                let mut tmp = path.as_os_str().to_owned();
-                tmp.push(".tmp");
-                let tmp = PathBuf::from(tmp);
-                std::fs::write(&tmp, bytes)
-                    .and_then(|_| std::fs::rename(&tmp, &path))
-                    .map_err(|e| format!("cannot write {}: {e}", path.display()))
+                blobs.put(pool, &name, bytes)
             }
         }
     }
@@ -76,20 +70,87 @@ impl ContentStore {
                 stream.finish().map_err(|e| e.to_string())?;
                 Ok(out)
             }
-            ContentStore::Files(dir) => {
+            ContentStore::Files(blobs) => {
                 let name = vol.name().map_err(|e| e.to_string())?;
-                match std::fs::read(dir.join(pool).join(name)) {
-                    Ok(bytes) => Ok(bytes),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-                    Err(e) => Err(e.to_string()),
-                }
+                blobs.get(pool, &name)
             }
         }
     }
 
     pub fn forget(&self, pool: &str, name: &str) {
-        if let ContentStore::Files(dir) = self {
-            let _ = std::fs::remove_file(dir.join(pool).join(name));
+        if let ContentStore::Files(blobs) = self {
+            blobs.forget(pool, name);
+        }
+    }
+}
+
+/// Volume bytes in files named by their SHA-256, and an index from volume to file. Files are
+/// written once and never changed, so writing one early does no harm: a volume's content
+/// changes only when its index does, which the sandbox saves in one atomic write together with
+/// everything else it holds.
+pub struct Blobs {
+    dir: PathBuf,
+    index: Mutex<Index>,
+}
+
+/// `pool/volume` → SHA-256 of its content.
+pub type Index = BTreeMap<String, String>;
+
+impl Blobs {
+    pub fn new(dir: PathBuf, index: Index) -> Self {
+        Blobs {
+            dir,
+            index: Mutex::new(index),
+        }
+    }
+
+    fn key(pool: &str, name: &str) -> String {
+        format!("{pool}/{name}")
+    }
+
+    fn put(&self, pool: &str, name: &str, bytes: &[u8]) -> Result<(), String> {
+        let digest = hex::encode(Sha256::digest(bytes));
+        let path = self.dir.join(&digest);
+        if !path.exists() {
+            std::fs::create_dir_all(&self.dir).map_err(|e| e.to_string())?;
+            // Written aside and renamed, so a reader never sees half a file.
+            let tmp = self.dir.join(format!("{digest}.tmp"));
+            std::fs::write(&tmp, bytes)
+                .and_then(|_| std::fs::rename(&tmp, &path))
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        }
+        self.lock().insert(Self::key(pool, name), digest);
+        Ok(())
+    }
+
+    fn get(&self, pool: &str, name: &str) -> Result<Vec<u8>, String> {
+        let Some(digest) = self.lock().get(&Self::key(pool, name)).cloned() else {
+            return Ok(Vec::new());
+        };
+        std::fs::read(self.dir.join(&digest)).map_err(|e| e.to_string())
+    }
+
+    fn forget(&self, pool: &str, name: &str) {
+        self.lock().remove(&Self::key(pool, name));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The index as it is now, to be saved.
+    pub fn index(&self) -> Index {
+        self.lock().clone()
+    }
+
+    /// Removes the files no volume refers to (after the index that dropped them is saved).
+    pub fn collect_garbage(&self) {
+        let used: BTreeSet<String> = self.lock().values().cloned().collect();
+        for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !used.contains(&name) {
+                let _ = std::fs::remove_file(entry.path());
+            }
         }
     }
 }

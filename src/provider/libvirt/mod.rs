@@ -23,6 +23,7 @@ use virt::storage_pool::StoragePool;
 use virt::storage_vol::StorageVol;
 use virt::sys;
 
+use super::crashpoint;
 use super::fetch;
 use super::spec::*;
 use super::{
@@ -76,9 +77,10 @@ impl LibvirtProvider {
         let test_driver = uri.starts_with("test:");
         let content = if test_driver {
             // The test driver keeps no bytes; without a directory, uploads are dropped.
-            ContentStore::Files(
+            ContentStore::Files(content::Blobs::new(
                 std::env::temp_dir().join(format!("siteplan-test-{}", std::process::id())),
-            )
+                content::Index::new(),
+            ))
         } else {
             ContentStore::Streams
         };
@@ -103,6 +105,10 @@ impl LibvirtProvider {
     /// The connection, for the sandbox's state file.
     pub(crate) fn connection(&self) -> &Connect {
         &self.inner.conn
+    }
+
+    pub(crate) fn content(&self) -> &ContentStore {
+        &self.inner.content
     }
 
     /// Records images without downloading them (the sandbox).
@@ -195,6 +201,11 @@ impl Provider for LibvirtProvider {
     async fn delete(&self, id: &ResourceId, owner: &Owner) -> Result<Outcome, ProviderError> {
         let (id, owner) = (id.clone(), owner.clone());
         self.blocking(move |inner| inner.delete(&id, &owner)).await
+    }
+
+    async fn claim(&self, spec: &Spec, owner: &Owner) -> Result<Outcome, ProviderError> {
+        let (spec, owner) = (spec.clone(), owner.clone());
+        self.blocking(move |inner| inner.claim(&spec, &owner)).await
     }
 
     async fn addresses(&self, vm: &str) -> Result<Vec<IpAddr>, ProviderError> {
@@ -308,6 +319,7 @@ impl Inner {
                         spec: Spec::Network(spec),
                         owner,
                         active,
+                        empty: None,
                     },
                 );
             }
@@ -327,6 +339,7 @@ impl Inner {
                 Ledger::default()
             };
             let id = ResourceId::pool(&spec.name);
+            let mut holds = 0;
             if active {
                 for vol in pool.list_all_volumes(0).unwrap_or_default() {
                     let Ok(vxml) = vol.xml_desc(0) else { continue };
@@ -334,6 +347,7 @@ impl Inner {
                     if info.name == LEDGER_VOLUME {
                         continue;
                     }
+                    holds += 1;
                     by_path.insert(info.path.clone(), (spec.name.clone(), info.name.clone()));
                     let vmark = ledger.volumes.get(&info.name).cloned();
                     volumes.push((spec.name.clone(), info, vmark));
@@ -346,6 +360,7 @@ impl Inner {
                         spec: Spec::Pool(spec),
                         owner: ledger.pool,
                         active,
+                        empty: active.then_some(holds == 0),
                     },
                 );
             }
@@ -387,6 +402,7 @@ impl Inner {
                     spec: Spec::Volume(spec),
                     owner,
                     active: true,
+                    empty: None,
                 },
             );
         }
@@ -415,6 +431,7 @@ impl Inner {
                         spec: Spec::Vm(info.spec),
                         owner: info.mark,
                         active: running,
+                        empty: None,
                     },
                 );
             }
@@ -486,6 +503,7 @@ impl Inner {
                 })?
             }
         };
+        crashpoint::point("ledger volume ready");
         if bytes.len() as u64 > LEDGER_CAPACITY {
             vol.resize(bytes.len() as u64, 0)
                 .map_err(|e| ProviderError::backend(&id, err(e)))?;
@@ -516,10 +534,12 @@ impl Inner {
                     .conn
                     .define_network_xml(&xml::network_xml(net, Some(&mark)).map_err(io)?)
                     .map_err(fail)?;
+                crashpoint::point("network defined");
                 if let Err(e) = n.create() {
                     let _ = n.undefine();
                     return Err(fail(e));
                 }
+                crashpoint::point("network started");
                 n.set_autostart(net.autostart).map_err(fail)?;
                 format!("network {} is active on bridge {}", net.name, net.bridge)
             }
@@ -531,11 +551,13 @@ impl Inner {
                     .conn
                     .define_storage_pool_xml(&xml::pool_xml(pool).map_err(io)?, 0)
                     .map_err(fail)?;
+                crashpoint::point("pool defined");
                 let started = p.build(0).and_then(|_| p.create(0));
                 if let Err(e) = started {
                     let _ = p.undefine();
                     return Err(fail(e));
                 }
+                crashpoint::point("pool started");
                 p.set_autostart(pool.autostart).map_err(fail)?;
                 self.edit_ledger(&pool.name, |l| l.pool = Some(mark.clone()))?;
                 format!("pool {} is active at {}", pool.name, pool.path)
@@ -548,7 +570,9 @@ impl Inner {
                 let xml = xml::domain_xml(vm, Some(&mark), None, self.flavor(), &self.formats(vm))
                     .map_err(io)?;
                 let d = self.conn.define_domain_xml(&xml).map_err(fail)?;
+                crashpoint::point("vm defined");
                 d.set_autostart(vm.autostart).map_err(fail)?;
+                crashpoint::point("vm autostart set");
                 if vm.running {
                     d.create().map_err(fail)?;
                     format!("vm {} is defined and running", vm.name)
@@ -615,10 +639,23 @@ impl Inner {
         )
         .map_err(|e| ProviderError::backend(&id, e))?;
         // The mark goes first: if the process dies after the volume exists, the next run still
-        // knows it as the plan's own. A mark without a volume is ignored.
+        // knows it as the plan's own. A mark without a volume is ignored. Until the content is
+        // written, the mark says the volume is blank, so a run killed before that sees the
+        // source differ and replaces the volume.
+        let first = match (&content, &mark.spec) {
+            (Some(_), Spec::Volume(spec)) => OwnerMark {
+                plan: mark.plan.clone(),
+                spec: Spec::Volume(VolumeSpec {
+                    source: VolumeSource::Blank,
+                    ..spec.clone()
+                }),
+            },
+            _ => mark.clone(),
+        };
         self.edit_ledger(&vol.pool, |l| {
-            l.volumes.insert(vol.name.clone(), mark.clone());
+            l.volumes.insert(vol.name.clone(), first);
         })?;
+        crashpoint::point("volume marked");
         let unmark = || {
             let _ = self.edit_ledger(&vol.pool, |l| {
                 l.volumes.remove(&vol.name);
@@ -631,12 +668,14 @@ impl Inner {
                 return Err(fail(e));
             }
         };
+        crashpoint::point("volume created");
         if let Some(bytes) = &content {
             if let Err(e) = self.content.write(&self.conn, &vol.pool, &created, bytes) {
                 let _ = created.delete(0);
                 unmark();
                 return Err(ProviderError::backend(&id, format!("upload failed: {e}")));
             }
+            crashpoint::point("volume filled");
             // Let libvirt read the image's own header (its virtual size).
             let _ = pool.refresh(0);
             if let Some(wanted) = vol.capacity_bytes {
@@ -645,6 +684,9 @@ impl Inner {
                     self.resize(&vol.pool, &vol.name, wanted, vol.thin)?;
                 }
             }
+            self.edit_ledger(&vol.pool, |l| {
+                l.volumes.insert(vol.name.clone(), mark.clone());
+            })?;
         }
         Ok(match &vol.source {
             VolumeSource::Fetch { url, .. } if self.fetch_images => {
@@ -766,6 +808,7 @@ impl Inner {
                 let defined = xml::network_xml(want, Some(&mark)).map_err(io)?;
                 let defined = with_uuid(&defined, "network", &uuid).map_err(io)?;
                 self.conn.define_network_xml(&defined).map_err(fail)?;
+                crashpoint::point("network redefined");
                 net.set_autostart(want.autostart).map_err(fail)?;
                 format!("network {} updated", want.name)
             }
@@ -816,6 +859,7 @@ impl Inner {
                 )
                 .map_err(io)?;
                 self.conn.define_domain_xml(&xml).map_err(fail)?;
+                crashpoint::point("vm redefined");
                 if live.active && want.running {
                     // The test driver cannot hot-plug; its saved definition is all there is.
                     if !self.test_driver {
@@ -958,6 +1002,64 @@ impl Inner {
         }
     }
 
+    // ---- taking over ----
+
+    /// A pool is defined before its ledger can exist (the ledger lives in it), and its ledger
+    /// goes before it on deletion, so a killed run can leave a pool without a mark. Such a pool
+    /// is taken over only if it is exactly where the plan puts it and holds no volume.
+    fn claim(&self, spec: &Spec, owner: &Owner) -> Result<Outcome, ProviderError> {
+        let id = spec.id();
+        let Spec::Pool(want) = spec else {
+            return Err(ProviderError::Unsupported(format!(
+                "{id}: only pools are taken over"
+            )));
+        };
+        let fail = |e: virt::error::Error| ProviderError::backend(&id, err(e));
+        let p = self.pool(&want.name)?;
+        let have = xml::parse_pool(&p.xml_desc(0).map_err(fail)?, false)
+            .map_err(|e| ProviderError::backend(&id, e))?;
+        let not_ours = || ProviderError::NotOwned {
+            id: id.clone(),
+            plan: owner.plan.clone(),
+        };
+        if have.path != want.path {
+            return Err(not_ours());
+        }
+        if !p.is_active().unwrap_or(false) {
+            // Killed before its directory was made, perhaps: building an existing one is harmless.
+            p.build(0).and_then(|_| p.create(0)).map_err(fail)?;
+        }
+        let ledger = self.read_ledger(&p, &want.name)?;
+        match &ledger.pool {
+            Some(mark) if mark.plan != owner.plan => return Err(not_ours()),
+            Some(_) => {}
+            None => {
+                let held: Vec<String> = p
+                    .list_volumes()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|v| v != LEDGER_VOLUME)
+                    .collect();
+                if !held.is_empty() {
+                    return Err(ProviderError::backend(
+                        &id,
+                        format!(
+                            "exists without siteplan's mark and holds volumes ({}): not taking it over",
+                            held.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        p.set_autostart(want.autostart).map_err(fail)?;
+        self.edit_ledger(&want.name, |l| l.pool = Some(mark(owner, spec)))?;
+        Ok(Outcome {
+            id,
+            summary: format!("pool {} taken over and marked", want.name),
+            needs_reboot: false,
+        })
+    }
+
     // ---- deleting ----
 
     fn delete(&self, id: &ResourceId, owner: &Owner) -> Result<Outcome, ProviderError> {
@@ -972,6 +1074,7 @@ impl Inner {
                 if d.is_active().unwrap_or(false) {
                     d.destroy().map_err(fail)?;
                 }
+                crashpoint::point("vm stopped for deletion");
                 if d.undefine_flags(sys::VIR_DOMAIN_UNDEFINE_NVRAM).is_err() {
                     d.undefine().map_err(fail)?;
                 }
@@ -985,6 +1088,7 @@ impl Inner {
                 if n.is_active().unwrap_or(false) {
                     n.destroy().map_err(fail)?;
                 }
+                crashpoint::point("network stopped for deletion");
                 n.undefine().map_err(fail)?;
                 format!("network {} deleted", id.name)
             }
@@ -1011,9 +1115,11 @@ impl Inner {
                     vol.delete(0).map_err(fail)?;
                     self.content.forget(&id.name, LEDGER_VOLUME);
                 }
+                crashpoint::point("pool ledger deleted");
                 if p.is_active().unwrap_or(false) {
                     p.destroy().map_err(fail)?;
                 }
+                crashpoint::point("pool stopped for deletion");
                 // Removes the directory if it is empty; a non-empty one is left alone.
                 let _ = p.delete(0);
                 p.undefine().map_err(fail)?;
@@ -1027,6 +1133,7 @@ impl Inner {
                 let vol = self.volume(&pool_name, &id.name)?;
                 vol.delete(0).map_err(fail)?;
                 self.content.forget(&pool_name, &id.name);
+                crashpoint::point("volume deleted, mark kept");
                 self.edit_ledger(&pool_name, |l| {
                     l.volumes.remove(&id.name);
                 })?;

@@ -1,0 +1,24 @@
+//! A test hook for crash consistency: with `SITEPLAN_CRASH_AT=N`, the process aborts at the N-th
+//! crash point it reaches, as `kill -9` would stop it there: no destructor runs, nothing is
+//! flushed. Crash points sit between the backend writes of one change, where a real kill could
+//! fall. Tests run `plan apply` with N = 1, 2, … and check that the next apply finishes the job.
+//! Without the variable a crash point costs one atomic load.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+static REACHED: AtomicUsize = AtomicUsize::new(0);
+
+fn target() -> Option<usize> {
+    static AT: OnceLock<Option<usize>> = OnceLock::new();
+    *AT.get_or_init(|| std::env::var("SITEPLAN_CRASH_AT").ok()?.parse().ok())
+}
+
+/// One place where a kill could fall; `what` says which, for the test's log.
+pub fn point(what: &str) {
+    let Some(at) = target() else { return };
+    if REACHED.fetch_add(1, Ordering::SeqCst) + 1 == at {
+        eprintln!("siteplan: crash point {at} ({what}): aborting");
+        std::process::abort();
+    }
+}
