@@ -276,7 +276,11 @@ fn an_unmarked_empty_pool_where_the_plan_puts_it_is_taken_over() {
         let p = run(&want, &unmarked(pool("/srv/lab"), empty)).unwrap();
         assert_eq!(p.changes[0].action, Action::Update);
         assert!(p.changes[0].claim);
-        assert!(p.changes[0].reason.as_deref().unwrap().contains("killed run"));
+        assert!(p.changes[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("killed run"));
     }
     // Holding volumes, or somewhere else: someone else's pool.
     assert!(run(&want, &unmarked(pool("/srv/lab"), Some(false))).is_err());

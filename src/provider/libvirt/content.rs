@@ -110,6 +110,9 @@ impl Blobs {
 
     fn put(&self, pool: &str, name: &str, bytes: &[u8]) -> Result<(), String> {
         let digest = hex::encode(Sha256::digest(bytes));
+        // Held while the file is written: a concurrent put of the same bytes, or a garbage
+        // collection, must not see the file before the index names it.
+        let mut index = self.lock();
         let path = self.dir.join(&digest);
         if !path.exists() {
             std::fs::create_dir_all(&self.dir).map_err(|e| e.to_string())?;
@@ -119,7 +122,7 @@ impl Blobs {
                 .and_then(|_| std::fs::rename(&tmp, &path))
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         }
-        self.lock().insert(Self::key(pool, name), digest);
+        index.insert(Self::key(pool, name), digest);
         Ok(())
     }
 
@@ -145,7 +148,8 @@ impl Blobs {
 
     /// Removes the files no volume refers to (after the index that dropped them is saved).
     pub fn collect_garbage(&self) {
-        let used: BTreeSet<String> = self.lock().values().cloned().collect();
+        let index = self.lock();
+        let used: BTreeSet<&String> = index.values().collect();
         for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if !used.contains(&name) {

@@ -384,8 +384,9 @@ impl Inner {
                 },
                 format: info.format,
                 // Written content fills a volume, thin or not: only a blank one shows it.
+                // The test driver's volumes are all thin (see `create_volume`).
                 thin: match created_from {
-                    Some(v) if v.source != VolumeSource::Blank => v.thin,
+                    Some(v) if v.source != VolumeSource::Blank || self.test_driver => v.thin,
                     _ => info.thin,
                 },
                 backing: info.backing_path.as_ref().map(|p| {
@@ -634,7 +635,9 @@ impl Inner {
             &vol.name,
             capacity.max(1),
             format,
-            vol.thin,
+            // The test driver's pools have a fixed size and its volumes hold no bytes: allocating
+            // space there would only make large thick disks fail for nothing.
+            vol.thin || self.test_driver,
             backing.as_ref().map(|b| (b.path.as_str(), b.format)),
         )
         .map_err(|e| ProviderError::backend(&id, e))?;
