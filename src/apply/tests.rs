@@ -1,6 +1,5 @@
 //! The executor with a provider that fails on demand and counts how many calls overlap.
 
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -75,8 +74,8 @@ impl Provider for Fake {
     ) -> Result<crate::provider::Outcome, ProviderError> {
         Err(ProviderError::Unsupported(format!("{id}")))
     }
-    async fn addresses(&self, _: &str) -> Result<Vec<IpAddr>, ProviderError> {
-        Ok(Vec::new())
+    async fn addresses(&self, _: &[String]) -> Result<crate::provider::Addresses, ProviderError> {
+        Ok(Default::default())
     }
 }
 

@@ -273,6 +273,8 @@ async fn vm_rows(provider: &dyn Provider, desired: &Desired, loaded: &Loaded) ->
         ids: vms.iter().map(|v| ResourceId::vm(v)).collect(),
     };
     let observed = provider.observe(&scope).await.unwrap_or_default();
+    let names: Vec<String> = vms.iter().map(|v| v.to_string()).collect();
+    let mut addresses = provider.addresses(&names).await.unwrap_or_default();
     let mut rows = Vec::new();
     for vm in vms {
         let state = match observed.get(&ResourceId::vm(vm)) {
@@ -280,7 +282,7 @@ async fn vm_rows(provider: &dyn Provider, desired: &Desired, loaded: &Loaded) ->
             Some(_) => "stopped",
             None => "missing",
         };
-        let addresses = provider.addresses(vm).await.unwrap_or_default();
+        let addresses = addresses.remove(vm).unwrap_or_default();
         let fixed = match loaded.manifest.get(vm).map(|e| &e.kind) {
             Some(EntryKind::Vm(v)) => v
                 .nets

@@ -40,6 +40,9 @@ pub struct OwnerMark {
     pub spec: Spec,
 }
 
+/// Addresses by VM name.
+pub type Addresses = BTreeMap<String, Vec<IpAddr>>;
+
 /// One resource as observed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LiveResource {
@@ -182,8 +185,10 @@ pub trait Provider: Send + Sync {
     /// Deletes a resource `owner` owns; refuses anything else.
     async fn delete(&self, id: &ResourceId, owner: &Owner) -> Result<Outcome, ProviderError>;
 
-    /// Addresses of a VM's NICs, from DHCP leases or the guest agent. Empty when unknown yet.
-    async fn addresses(&self, vm: &str) -> Result<Vec<IpAddr>, ProviderError>;
+    /// Addresses of the NICs of each of `vms` that runs, from DHCP leases or the guest agent.
+    /// A VM is absent (or has none) when they are not known yet. One call for all, so a
+    /// provider can look once.
+    async fn addresses(&self, vms: &[String]) -> Result<Addresses, ProviderError>;
 
     /// Takes over a resource that exists unmarked, as a run killed between creating it and
     /// marking it leaves it, and brings it to `spec`. Refuses anything that holds something or

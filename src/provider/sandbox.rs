@@ -16,13 +16,12 @@ use async_trait::async_trait;
 use virt::connect::Connect;
 use virt::sys;
 
-use sha2::Digest;
-
 use super::libvirt::content::{self, ContentStore};
 use super::libvirt::{xml, LibvirtProvider};
 use super::spec::*;
 use super::{
-    Health, HealthStatus, Observed, Outcome, Owner, Provider, ProviderError, ResourceId, Scope,
+    Addresses, Health, HealthStatus, LiveResource, Observed, Outcome, Owner, Provider,
+    ProviderError, ResourceId, Scope,
 };
 
 /// Everything the sandbox holds (`State`).
@@ -56,7 +55,10 @@ pub struct Sandbox {
     dir: PathBuf,
     /// Held for the sandbox's lifetime: two processes must not write one sandbox at once.
     _lock: File,
-    /// Changes run in parallel; their saves must not interleave.
+    /// One change at a time, each saved before the next starts: the saved state then never
+    /// holds half of a change. (The test driver serialises its calls anyway.)
+    changing: tokio::sync::Mutex<()>,
+    /// Saves and lease updates must not interleave.
     saving: std::sync::Mutex<()>,
 }
 
@@ -105,6 +107,7 @@ impl Sandbox {
             inner,
             dir,
             _lock: lock,
+            changing: tokio::sync::Mutex::new(()),
             saving: std::sync::Mutex::new(()),
         })
     }
@@ -211,7 +214,7 @@ impl Sandbox {
     /// the lease that MAC already holds, else the first free address of the network's DHCP range.
     /// Leases are kept in `leases.json`, so they stay put from run to run; the leases of MACs no VM
     /// has any more are freed.
-    async fn simulated_addresses(&self, vm: &str) -> Result<Vec<IpAddr>, ProviderError> {
+    async fn simulated_addresses(&self, vms: &[String]) -> Result<Addresses, ProviderError> {
         let conn = self.inner.connection();
         let mut ids: Vec<ResourceId> = conn
             .list_all_domains(0)
@@ -234,14 +237,6 @@ impl Sandbox {
                 ids,
             })
             .await?;
-        let id = ResourceId::vm(vm);
-        let live = seen.get(&id).ok_or(ProviderError::NotFound(id))?;
-        let Spec::Vm(spec) = &live.spec else {
-            return Ok(Vec::new());
-        };
-        if !live.active {
-            return Ok(Vec::new());
-        }
         let in_use: BTreeSet<String> = seen
             .resources
             .values()
@@ -262,7 +257,29 @@ impl Sandbox {
         for held in leases.values_mut() {
             held.retain(|mac, _| in_use.contains(mac));
         }
-        let mut found = Vec::new();
+        let mut all = Addresses::new();
+        for vm in vms {
+            let running = match seen.get(&ResourceId::vm(vm)) {
+                Some(LiveResource {
+                    spec: Spec::Vm(spec),
+                    active: true,
+                    ..
+                }) => spec,
+                _ => continue,
+            };
+            let found = all.entry(vm.clone()).or_default();
+            lease(running, &seen, &mut leases, found);
+        }
+        let text = serde_json::to_string_pretty(&leases).unwrap_or_default();
+        write_atomically(&path, &text)
+            .map_err(|e| ProviderError::Connection(format!("saving the sandbox's leases: {e}")))?;
+        Ok(all)
+    }
+}
+
+/// A VM's addresses: reserved, already leased, or newly leased.
+fn lease(spec: &VmSpec, seen: &Observed, leases: &mut Leases, found: &mut Vec<IpAddr>) {
+    {
         for nic in &spec.nics {
             let (Some(mac), Some(Spec::Network(net))) = (
                 nic.mac.as_ref().map(|m| m.to_ascii_lowercase()),
@@ -285,10 +302,6 @@ impl Sandbox {
                 found.push(ip);
             }
         }
-        let text = serde_json::to_string_pretty(&leases).unwrap_or_default();
-        write_atomically(&path, &text)
-            .map_err(|e| ProviderError::Connection(format!("saving the sandbox's leases: {e}")))?;
-        Ok(found)
     }
 }
 
@@ -340,17 +353,20 @@ fn load_state(dir: &Path) -> std::io::Result<State> {
             .flatten()
             .flatten()
         {
-            let bytes = std::fs::read(vol.path())?;
-            let digest = hex::encode(sha2::Sha256::digest(&bytes));
+            let file = format!(
+                "imported-{}-{}",
+                pool.file_name().to_string_lossy(),
+                vol.file_name().to_string_lossy()
+            );
             std::fs::create_dir_all(&blobs)?;
-            std::fs::write(blobs.join(&digest), &bytes)?;
+            std::fs::copy(vol.path(), blobs.join(&file))?;
             volumes.insert(
                 format!(
                     "{}/{}",
                     pool.file_name().to_string_lossy(),
                     vol.file_name().to_string_lossy()
                 ),
-                digest,
+                file,
             );
         }
     }
@@ -452,29 +468,33 @@ impl Provider for Sandbox {
     }
 
     async fn create(&self, spec: &Spec, owner: &Owner) -> Result<Outcome, ProviderError> {
+        let _one_change_at_a_time = self.changing.lock().await;
         let result = self.inner.create(spec, owner).await;
         self.saved(result).await
     }
 
     async fn update(&self, spec: &Spec, owner: &Owner) -> Result<Outcome, ProviderError> {
+        let _one_change_at_a_time = self.changing.lock().await;
         let result = self.inner.update(spec, owner).await;
         self.saved(result).await
     }
 
     async fn delete(&self, id: &ResourceId, owner: &Owner) -> Result<Outcome, ProviderError> {
+        let _one_change_at_a_time = self.changing.lock().await;
         let result = self.inner.delete(id, owner).await;
         self.saved(result).await
     }
 
     async fn claim(&self, spec: &Spec, owner: &Owner) -> Result<Outcome, ProviderError> {
+        let _one_change_at_a_time = self.changing.lock().await;
         let result = self.inner.claim(spec, owner).await;
         self.saved(result).await
     }
 
     /// The test driver invents addresses unrelated to the networks; the sandbox gives the
     /// leases a DHCP server on those networks would.
-    async fn addresses(&self, vm: &str) -> Result<Vec<IpAddr>, ProviderError> {
-        self.simulated_addresses(vm).await
+    async fn addresses(&self, vms: &[String]) -> Result<Addresses, ProviderError> {
+        self.simulated_addresses(vms).await
     }
 
     async fn read_volume(&self, pool: &str, name: &str) -> Result<Vec<u8>, ProviderError> {

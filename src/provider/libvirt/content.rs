@@ -6,9 +6,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use sha2::{Digest, Sha256};
 
 use virt::connect::Connect;
 use virt::storage_vol::StorageVol;
@@ -84,16 +84,17 @@ impl ContentStore {
     }
 }
 
-/// Volume bytes in files named by their SHA-256, and an index from volume to file. Files are
-/// written once and never changed, so writing one early does no harm: a volume's content
+/// Volume bytes in files of their own, and an index from volume to file. A file is written once
+/// under a new name and never changed, so writing one early does no harm: a volume's content
 /// changes only when its index does, which the sandbox saves in one atomic write together with
-/// everything else it holds.
+/// everything else it holds. (New names rather than digests: hashing every seed and ledger
+/// write cost a third of a large apply.)
 pub struct Blobs {
     dir: PathBuf,
     index: Mutex<Index>,
 }
 
-/// `pool/volume` → SHA-256 of its content.
+/// `pool/volume` → the file holding its content.
 pub type Index = BTreeMap<String, String>;
 
 impl Blobs {
@@ -109,21 +110,28 @@ impl Blobs {
     }
 
     fn put(&self, pool: &str, name: &str, bytes: &[u8]) -> Result<(), String> {
-        let digest = hex::encode(Sha256::digest(bytes));
-        // Held while the file is written: a concurrent put of the same bytes, or a garbage
-        // collection, must not see the file before the index names it.
+        // Held while the file is written: a garbage collection must not see the file before
+        // the index names it.
         let mut index = self.lock();
-        let path = self.dir.join(&digest);
-        if !path.exists() {
-            std::fs::create_dir_all(&self.dir).map_err(|e| e.to_string())?;
-            // Written aside and renamed, so a reader never sees half a file.
-            let tmp = self.dir.join(format!("{digest}.tmp"));
-            std::fs::write(&tmp, bytes)
-                .and_then(|_| std::fs::rename(&tmp, &path))
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        }
-        index.insert(Self::key(pool, name), digest);
+        let file = Self::new_name();
+        let path = self.dir.join(&file);
+        std::fs::create_dir_all(&self.dir).map_err(|e| e.to_string())?;
+        std::fs::write(&path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        index.insert(Self::key(pool, name), file);
         Ok(())
+    }
+
+    /// A name no file of this or an earlier process has: the time, and a counter within it.
+    fn new_name() -> String {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        format!(
+            "{nanos:x}-{:x}-{:x}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        )
     }
 
     fn get(&self, pool: &str, name: &str) -> Result<Vec<u8>, String> {

@@ -27,7 +27,7 @@ use super::crashpoint;
 use super::fetch;
 use super::spec::*;
 use super::{
-    Health, HealthStatus, LiveResource, Observed, Outcome, Owner, OwnerMark, Provider,
+    Addresses, Health, HealthStatus, LiveResource, Observed, Outcome, Owner, OwnerMark, Provider,
     ProviderError, Scope,
 };
 use content::ContentStore;
@@ -208,9 +208,17 @@ impl Provider for LibvirtProvider {
         self.blocking(move |inner| inner.claim(&spec, &owner)).await
     }
 
-    async fn addresses(&self, vm: &str) -> Result<Vec<IpAddr>, ProviderError> {
-        let vm = vm.to_string();
-        self.blocking(move |inner| inner.addresses(&vm)).await
+    async fn addresses(&self, vms: &[String]) -> Result<Addresses, ProviderError> {
+        let vms = vms.to_vec();
+        self.blocking(move |inner| {
+            let mut found = Addresses::new();
+            for vm in vms {
+                let ips = inner.addresses(&vm)?;
+                found.insert(vm, ips);
+            }
+            Ok(found)
+        })
+        .await
     }
 
     async fn read_volume(&self, pool: &str, name: &str) -> Result<Vec<u8>, ProviderError> {
@@ -227,10 +235,20 @@ impl Provider for LibvirtProvider {
     }
 }
 
+/// The mark a resource carries: the plan, and the spec it was made from, without generated
+/// bytes (never recorded, and a megabyte each to copy around).
 fn mark(owner: &Owner, spec: &Spec) -> OwnerMark {
+    let mut spec = spec.clone();
+    if let Spec::Volume(VolumeSpec {
+        source: VolumeSource::Generated { bytes, .. },
+        ..
+    }) = &mut spec
+    {
+        *bytes = Vec::new();
+    }
     OwnerMark {
         plan: owner.plan.clone(),
-        spec: spec.clone(),
+        spec,
     }
 }
 
