@@ -33,12 +33,13 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 
-# Observation is also measured on a real libvirtd when one answers on qemu:///system.
+# Observation and apply are also measured on a real libvirtd when one answers on qemu:///system.
 bench: deps
 	cargo bench --bench validate
 	if virsh -c qemu:///system version >/dev/null 2>&1; then \
 	  SITEPLAN_BENCH_LIBVIRT_URI=qemu:///system cargo bench --bench observe; \
-	else cargo bench --bench observe; fi
+	  SITEPLAN_BENCH_LIBVIRT_URI=qemu:///system cargo bench --bench apply; \
+	else cargo bench --bench observe; cargo bench --bench apply; fi
 
 schema:
 	cargo run --quiet -- schema > schemas/plan.schema.json

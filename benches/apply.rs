@@ -98,7 +98,7 @@ fn main() {
     let plan = tmp.path().join("bench200.yml");
     std::fs::write(&plan, generated_plan(10, 200, "/srv/bench", "ba")).expect("plan");
     report(
-        "sandbox: 10 networks, 200 VMs with one disk and a seed each (601 resources)",
+        "sandbox: 10 networks, 200 VMs with one disk and a seed each (611 resources)",
         &Target {
             provider: "sandbox",
             sandbox: &sandbox,

@@ -215,6 +215,51 @@ fn wait_waits_for_addresses_and_fails_when_none_comes() {
     );
 }
 
+/// A change that fails skips what depends on it, the rest is applied, the exit status says so,
+/// and the next run finishes the job.
+#[test]
+fn a_failed_change_skips_its_dependents_and_the_next_run_finishes() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let lab = Lab {
+        provider: "sandbox".into(),
+        sandbox: tmp.path().join("sandbox"),
+        name: "life",
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::cargo_bin("plan")
+        .expect("binary")
+        .current_dir(root)
+        .env("SITEPLAN_SANDBOX_DIR", &lab.sandbox)
+        .env("SITEPLAN_FAIL_ON", "volume/lifepool/life0_0.img")
+        .args(["apply", "--yes", "tests/fixtures/lifecycle/site.yml"])
+        .args(["--provider", "sandbox", "--name", "life"])
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "volume/lifepool/life0_0.img FAILED: volume/lifepool/life0_0.img: injected failure"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("vm/life0 skipped, because volume/lifepool/life0_0.img failed"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Apply: 7 done, 1 failed, 1 skipped."),
+        "{stderr}"
+    );
+    // The other VM is there; the next run makes only what is missing.
+    let diff = lab.diff(&[]);
+    assert!(diff.contains("+ volume/lifepool/life0_0.img"), "{diff}");
+    assert!(diff.contains("+ vm/life0"), "{diff}");
+    assert!(diff.contains("Plan: 2 to add, 0 to change"), "{diff}");
+    lab.apply(&[]);
+    lab.assert_converged(&[]);
+}
+
 #[test]
 fn quiet_says_only_the_counts_and_the_summary() {
     let tmp = tempfile::tempdir().expect("tmp");

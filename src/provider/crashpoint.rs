@@ -3,6 +3,9 @@
 //! flushed. Crash points sit between the backend writes of one change, where a real kill could
 //! fall. Tests run `plan apply` with N = 1, 2, … and check that the next apply finishes the job.
 //! Without the variable a crash point costs one atomic load.
+//!
+//! Its sibling, `SITEPLAN_FAIL_ON=ADDRESS[,ADDRESS…]`, makes the changes of those resources fail
+//! (`volume/default/web1_0.img`), for tests of what a failure does to the rest of a run.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -21,4 +24,18 @@ pub fn point(what: &str) {
         eprintln!("siteplan: crash point {at} ({what}): aborting");
         std::process::abort();
     }
+}
+
+/// The injected failure for `address`, if `SITEPLAN_FAIL_ON` names it.
+pub fn injected_failure(address: &str) -> Option<String> {
+    static FAIL_ON: OnceLock<Vec<String>> = OnceLock::new();
+    let fail_on = FAIL_ON.get_or_init(|| {
+        std::env::var("SITEPLAN_FAIL_ON")
+            .map(|v| v.split(',').map(|a| a.trim().to_string()).collect())
+            .unwrap_or_default()
+    });
+    fail_on
+        .iter()
+        .any(|a| a == address)
+        .then(|| "injected failure (SITEPLAN_FAIL_ON)".to_string())
 }

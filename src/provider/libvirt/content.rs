@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-
 use virt::connect::Connect;
 use virt::storage_vol::StorageVol;
 use virt::stream::Stream;
@@ -116,7 +115,8 @@ impl Blobs {
         let file = Self::new_name();
         let path = self.dir.join(&file);
         std::fs::create_dir_all(&self.dir).map_err(|e| e.to_string())?;
-        std::fs::write(&path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        std::fs::write(&path, bytes)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         index.insert(Self::key(pool, name), file);
         Ok(())
     }

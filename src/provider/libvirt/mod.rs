@@ -541,6 +541,9 @@ impl Inner {
 
     fn create(&self, spec: &Spec, owner: &Owner) -> Result<Outcome, ProviderError> {
         let id = spec.id();
+        if let Some(message) = crashpoint::injected_failure(&id.to_string()) {
+            return Err(ProviderError::backend(&id, message));
+        }
         let mark = mark(owner, spec);
         let fail = |e: virt::error::Error| ProviderError::backend(&id, err(e));
         let io = |e: std::io::Error| ProviderError::backend(&id, e);
@@ -770,6 +773,9 @@ impl Inner {
 
     fn update(&self, spec: &Spec, owner: &Owner) -> Result<Outcome, ProviderError> {
         let id = spec.id();
+        if let Some(message) = crashpoint::injected_failure(&id.to_string()) {
+            return Err(ProviderError::backend(&id, message));
+        }
         let current = self.observe(&Scope {
             plan: owner.plan.clone(),
             ids: vec![id.clone()],
@@ -1084,6 +1090,9 @@ impl Inner {
     // ---- deleting ----
 
     fn delete(&self, id: &ResourceId, owner: &Owner) -> Result<Outcome, ProviderError> {
+        if let Some(message) = crashpoint::injected_failure(&id.to_string()) {
+            return Err(ProviderError::backend(id, message));
+        }
         let fail = |e: virt::error::Error| ProviderError::backend(id, err(e));
         let summary = match id.kind {
             ResourceKind::Vm => {
