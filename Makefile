@@ -42,4 +42,5 @@ bench: deps
 	else cargo bench --bench observe; cargo bench --bench apply; fi
 
 schema:
-	cargo run --quiet -- schema > schemas/plan.schema.json
+	cargo run --quiet -- schema plan > schemas/plan.schema.json
+	cargo run --quiet -- schema diff > schemas/diff.schema.json

@@ -280,6 +280,25 @@ fn checked_in_schema_is_current() {
 }
 
 #[test]
+fn checked_in_diff_schema_is_current() {
+    let out = plan(&["schema", "diff"]);
+    assert!(out.status.success());
+    let generated = text(&out.stdout);
+    let path = root().join("schemas/diff.schema.json");
+    if std::env::var_os("UPDATE_SCHEMAS").is_some() {
+        std::fs::write(&path, &generated).expect("schema written");
+    }
+    let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        checked_in == generated,
+        "schemas/diff.schema.json is stale: run `UPDATE_SCHEMAS=1 cargo test --test cli checked_in_diff_schema_is_current`"
+    );
+    let schema: serde_json::Value = serde_json::from_str(&generated).expect("schema is JSON");
+    let required = schema["required"].as_array().expect("required fields");
+    assert!(required.contains(&"format_version".into()), "{schema}");
+}
+
+#[test]
 fn shell_completions_are_generated() {
     for shell in ["bash", "zsh", "fish"] {
         let out = plan(&["completions", shell]);

@@ -261,6 +261,34 @@ fn a_failed_change_skips_its_dependents_and_the_next_run_finishes() {
 }
 
 #[test]
+fn detailed_exitcode_says_whether_there_are_changes() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let lab = Lab {
+        provider: "sandbox".into(),
+        sandbox: tmp.path().join("sandbox"),
+        name: "life",
+    };
+    let (out, stdout, _) = lab.plan(&["diff", "--detailed-exitcode"], &[]);
+    assert_eq!(out.status.code(), Some(2), "changes: {stdout}");
+    lab.apply(&[]);
+    let (out, stdout, _) = lab.plan(&["diff", "--detailed-exitcode"], &[]);
+    assert_eq!(out.status.code(), Some(0), "no changes: {stdout}");
+    let (out, _, stderr) = lab.plan(&["diff", "--detailed-exitcode"], &["memory=oops"]);
+    assert_eq!(out.status.code(), Some(1), "an error: {stderr}");
+    // The other formats, from the binary.
+    let (out, json, _) = lab.plan(&["diff", "--format", "json"], &["memory=300"]);
+    assert!(out.status.success());
+    let doc: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(doc["format_version"], "1");
+    assert_eq!(doc["summary"]["update"], 2, "{json}");
+    let (_, markdown, _) = lab.plan(&["diff", "--format", "markdown"], &["memory=300"]);
+    assert!(
+        markdown.starts_with("### `plan diff` for `life`: 0 to add, 2 to change"),
+        "{markdown}"
+    );
+}
+
+#[test]
 fn quiet_says_only_the_counts_and_the_summary() {
     let tmp = tempfile::tempdir().expect("tmp");
     let lab = Lab {

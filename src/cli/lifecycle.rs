@@ -32,7 +32,21 @@ pub struct Options {
     pub verbosity: Verbosity,
     /// Wait this long for every running VM to have an address (`--wait`).
     pub wait: Option<Duration>,
+    /// How `diff` prints the plan.
+    pub format: DiffFormat,
+    /// `diff` exits 2 when there are changes.
+    pub detailed_exitcode: bool,
 }
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiffFormat {
+    Human,
+    Markdown,
+    Json,
+}
+
+/// `diff --detailed-exitcode` when there is something to change.
+const EXIT_CHANGES: u8 = 2;
 
 const EXIT_ERROR: u8 = 1;
 
@@ -134,12 +148,18 @@ pub fn run(loaded: &Loaded, file: &Path, options: &Options) -> ExitCode {
         };
         // Quiet still shows the whole diff when it is about to ask about it.
         let asking = options.mode != Mode::Diff && !options.yes && !plan.is_empty();
-        let shown = if options.verbosity == Verbosity::Quiet && !asking {
-            format!("{}\n", render::summary(&plan))
-        } else {
-            render::human(&plan)
+        let shown = match options.format {
+            DiffFormat::Markdown if options.mode == Mode::Diff => render::markdown(&plan),
+            DiffFormat::Json if options.mode == Mode::Diff => render::json::json(&plan),
+            _ if options.verbosity == Verbosity::Quiet && !asking => {
+                format!("{}\n", render::summary(&plan))
+            }
+            _ => render::human(&plan),
         };
         let _ = std::io::stdout().write_all(shown.as_bytes());
+        if options.mode == Mode::Diff && options.detailed_exitcode && !plan.is_empty() {
+            return ExitCode::from(EXIT_CHANGES);
+        }
         if options.mode == Mode::Diff || plan.is_empty() {
             if plan.is_empty() && options.mode == Mode::Apply {
                 if let Err(code) = finish_apply(provider.as_ref(), &desired, loaded, options).await

@@ -75,6 +75,12 @@ struct RunArgs {
     parallelism: usize,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum SchemaOf {
+    Plan,
+    Diff,
+}
+
 /// How much is said.
 #[derive(clap::Args, Debug)]
 struct OutputArgs {
@@ -126,6 +132,13 @@ enum Command {
         target: TargetArgs,
         #[command(flatten)]
         output: OutputArgs,
+        /// human (a terminal), markdown (a pull-request comment) or json (versioned; see
+        /// `plan schema diff`)
+        #[arg(long, value_enum, default_value = "human")]
+        format: lifecycle::DiffFormat,
+        /// Exit 0 when there is nothing to change, 2 when there is, 1 on error
+        #[arg(long)]
+        detailed_exitcode: bool,
     },
     /// Make the provider match the plan
     Apply {
@@ -155,8 +168,11 @@ enum Command {
         #[command(flatten)]
         output: OutputArgs,
     },
-    /// Print the JSON Schema of the plan format
-    Schema,
+    /// Print a JSON Schema: of plan files (the default), or of `plan diff --format json`
+    Schema {
+        #[arg(value_enum, default_value = "plan")]
+        of: SchemaOf,
+    },
     /// Print a shell completion script: plan completions bash > /etc/bash_completion.d/plan
     Completions { shell: clap_complete::Shell },
 }
@@ -189,9 +205,15 @@ pub fn run() -> ExitCode {
             plan,
             target,
             output,
+            format,
+            detailed_exitcode,
         } => lifecycle_command(
             &plan,
-            options(lifecycle::Mode::Diff, target, &output, None, None),
+            lifecycle::Options {
+                format,
+                detailed_exitcode,
+                ..options(lifecycle::Mode::Diff, target, &output, None, None)
+            },
         ),
         Command::Apply {
             plan,
@@ -219,7 +241,10 @@ pub fn run() -> ExitCode {
             &plan,
             options(lifecycle::Mode::Destroy, target, &output, Some(run), None),
         ),
-        Command::Schema => print(&format::schema_text()),
+        Command::Schema { of } => print(&match of {
+            SchemaOf::Plan => format::schema_text(),
+            SchemaOf::Diff => crate::plan::render::json::schema_text(),
+        }),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "plan", &mut std::io::stdout());
             ExitCode::SUCCESS
@@ -242,6 +267,8 @@ fn options(
         parallelism: run.map_or(1, |r| r.parallelism),
         verbosity: output.verbosity(),
         wait,
+        format: lifecycle::DiffFormat::Human,
+        detailed_exitcode: false,
     }
 }
 

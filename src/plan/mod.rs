@@ -9,13 +9,13 @@ pub mod render;
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::provider::spec::{ResourceId, ResourceKind, Spec, VolumeSpec};
 use crate::provider::{Disruption, LiveResource, Observed};
 use desired::Desired;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     Create,

@@ -300,3 +300,85 @@ fn destroy_deletes_a_leftover_pool_and_nothing_unmarked_else() {
     let p = run(&desired(&[]), &unmarked(pool("/srv/lab"), Some(true))).unwrap();
     assert!(p.is_empty(), "nor one the plan does not declare");
 }
+
+/// A plan with every kind of change: create, update live, update with a reboot, replace with a
+/// reason, delete, drift, and a multi-line value.
+fn every_kind_of_change() -> Plan {
+    let mut o = owned(
+        &[
+            network("10.0.0.0/24"),
+            vm(1024),
+            volume(10),
+            seed("#cloud-config\nruncmd:\n- echo one\n- echo two\n", "aaaa"),
+        ],
+        "lab",
+    );
+    o.resources
+        .extend(owned(&[vm_named("old", 512)], "lab").resources);
+    // Drift: the volume was grown by hand after siteplan made it.
+    if let Some(live) = o.resources.get_mut(&volume(10).id()) {
+        live.spec = volume(15);
+    }
+    let mut d = desired(&[
+        network("10.0.1.0/24"),
+        vm(2048),
+        volume(20),
+        seed("#cloud-config\nruncmd:\n- echo one\n- echo 2\n", "bbbb"),
+    ]);
+    d.resources.push(DesiredResource {
+        spec: Spec::Pool(PoolSpec {
+            name: "images".into(),
+            path: "/srv/images".into(),
+            autostart: true,
+        }),
+        entry: "pool/images".into(),
+        depends_on: Vec::new(),
+    });
+    run(&d, &o).unwrap()
+}
+
+#[test]
+fn every_format_of_every_kind_of_change() {
+    let p = every_kind_of_change();
+    let kinds: Vec<Action> = p.changes.iter().map(|c| c.action).collect();
+    for action in [
+        Action::Create,
+        Action::Update,
+        Action::Replace,
+        Action::Delete,
+    ] {
+        assert!(kinds.contains(&action), "{kinds:?}");
+    }
+    assert!(p.changes.iter().any(|c| !c.drift.is_empty()));
+    insta::assert_snapshot!("every_kind_human", render::human(&p));
+    insta::assert_snapshot!("every_kind_markdown", render::markdown(&p));
+    insta::assert_snapshot!("every_kind_json", render::json::json(&p));
+    // The JSON is what its schema says.
+    let doc: render::json::DiffDocument =
+        serde_json::from_str(&render::json::json(&p)).expect("parses back");
+    assert_eq!(doc.format_version, "1");
+    assert_eq!(doc.changes.len(), p.changes.len());
+    assert_eq!(doc.drift.len(), 1);
+}
+
+#[test]
+fn the_markdown_renders_to_a_table_folded_details_and_diff_blocks() {
+    let markdown = render::markdown(&every_kind_of_change());
+    let mut options = pulldown_cmark::Options::empty();
+    options.insert(pulldown_cmark::Options::ENABLE_TABLES);
+    let mut html = String::new();
+    pulldown_cmark::html::push_html(
+        &mut html,
+        pulldown_cmark::Parser::new_ext(&markdown, options),
+    );
+    assert!(html.contains("<table>"), "{html}");
+    assert_eq!(
+        html.matches("<tr>").count(),
+        7,
+        "a header and six changes: {html}"
+    );
+    assert_eq!(html.matches("<details>").count(), 6, "{html}");
+    assert!(html.contains(r#"<code class="language-diff">"#), "{html}");
+    assert!(html.contains("<blockquote>"), "the warning: {html}");
+    assert!(html.contains("-     - echo two\n+     - echo 2"), "{html}");
+}

@@ -1,42 +1,11 @@
-//! Plans for people: Terraform's symbols, a reason for every replace and delete, and how
+//! The terminal diff: Terraform's symbols, a reason for every replace and delete, and how
 //! disruptive each change is.
 
 use std::fmt::Write;
 
-use super::{Action, AttributeChange, Change, Plan};
-use crate::provider::spec::ResourceKind;
+use super::{has_text, is_text, leaves, summary, symbol, unified, value, Impact};
+use crate::plan::{Action, AttributeChange, Plan};
 use crate::provider::Disruption;
-
-fn symbol(action: Action) -> &'static str {
-    match action {
-        Action::Create => "+",
-        Action::Update => "~",
-        Action::Replace => "-/+",
-        Action::Delete => "-",
-    }
-}
-
-fn value(v: &Option<serde_json::Value>) -> String {
-    match v {
-        None | Some(serde_json::Value::Null) => "(none)".into(),
-        Some(v) => serde_json::to_string(v).unwrap_or_default(),
-    }
-}
-
-/// What a change costs, in words.
-fn cost(change: &Change) -> Option<&'static str> {
-    let holds_data = matches!(
-        change.id.kind,
-        ResourceKind::Volume | ResourceKind::Vm | ResourceKind::Pool
-    );
-    match (change.action, change.disruption) {
-        (Action::Delete | Action::Replace, _) if holds_data => Some("data loss"),
-        (Action::Delete | Action::Replace, _) => Some("recreated"),
-        (Action::Update, Some(Disruption::Reboot)) => Some("needs a reboot"),
-        (Action::Update, _) => Some("live"),
-        (Action::Create, _) => None,
-    }
-}
 
 fn attribute_line(out: &mut String, a: &AttributeChange, width: usize, action: Action) {
     let forces = if action == Action::Replace && a.disruption == Disruption::Replace {
@@ -70,34 +39,6 @@ fn attribute_line(out: &mut String, a: &AttributeChange, width: usize, action: A
     };
 }
 
-/// Whether a value holds multi-line text somewhere (a cloud-init seed, a script).
-fn has_text(v: &Option<serde_json::Value>) -> bool {
-    v.as_ref()
-        .is_some_and(|v| leaves(v, "").iter().any(|(_, l)| is_text(l)))
-}
-
-fn is_text(v: &serde_json::Value) -> bool {
-    v.as_str().is_some_and(|s| s.contains('\n'))
-}
-
-/// A value's leaves with their dotted paths (`generated.sha256`); arrays count as leaves.
-fn leaves(v: &serde_json::Value, path: &str) -> Vec<(String, serde_json::Value)> {
-    match v {
-        serde_json::Value::Object(map) => map
-            .iter()
-            .flat_map(|(k, v)| {
-                let path = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
-                leaves(v, &path)
-            })
-            .collect(),
-        other => vec![(path.to_string(), other.clone())],
-    }
-}
-
 /// An attribute holding multi-line text, leaf by leaf: short leaves as `old → new`, text as a
 /// unified diff (or the whole text, indented, when it is new or gone).
 fn text_attribute(out: &mut String, a: &AttributeChange, forces: &str) {
@@ -129,18 +70,7 @@ fn text_attribute(out: &mut String, a: &AttributeChange, forces: &str) {
         if old.as_ref().is_some_and(is_text) || new.as_ref().is_some_and(is_text) {
             let _ = writeln!(out, "      {name}:{forces}");
             let (old, new) = (text(&old), text(&new));
-            let diff = similar::TextDiff::from_lines(&old, &new);
-            let unified = diff
-                .unified_diff()
-                .context_radius(3)
-                .missing_newline_hint(false)
-                .to_string();
-            // A hunk header says nothing when all of the text is new or gone.
-            let whole = old.is_empty() || new.is_empty();
-            for line in unified.lines() {
-                if whole && line.starts_with("@@") {
-                    continue;
-                }
+            for line in unified(&old, &new).lines() {
                 let _ = writeln!(out, "        {line}");
             }
         } else {
@@ -176,7 +106,7 @@ pub fn human(plan: &Plan) -> String {
         if let Some(reason) = &change.reason {
             let _ = write!(head, ": {reason}");
         }
-        if let Some(cost) = cost(change) {
+        if let Some(cost) = Impact::of(change).words() {
             let _ = write!(head, " ({cost})");
         }
         let _ = writeln!(out, "{head}");
@@ -202,18 +132,4 @@ pub fn human(plan: &Plan) -> String {
     }
     let _ = writeln!(out, "\n{}", summary(plan));
     out
-}
-
-/// The plan's counts in one line: the footer of `human`, and all `-q` shows.
-pub fn summary(plan: &Plan) -> String {
-    if plan.is_empty() {
-        return format!("No changes to plan `{}`.", plan.name);
-    }
-    format!(
-        "Plan: {} to add, {} to change, {} to replace, {} to destroy.",
-        plan.count(Action::Create),
-        plan.count(Action::Update),
-        plan.count(Action::Replace),
-        plan.count(Action::Delete)
-    )
 }

@@ -1,0 +1,204 @@
+//! The diff as a pull-request comment: a one-line summary, a warning when anything is deleted,
+//! replaced or loses data, a table of changes, and each resource's details folded away, with
+//! multi-line values as unified diffs (GitHub, GitLab and Gitea render all of it).
+
+use std::fmt::Write;
+
+use super::{is_text, leaves, summary, symbol, unified, value, Impact};
+use crate::plan::{Action, AttributeChange, Change, Plan};
+use crate::provider::Disruption;
+
+/// Text safe inside a table cell.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+/// A code block fence longer than any run of backticks in `text`.
+fn fence(text: &str) -> String {
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    "`".repeat(longest.max(2) + 1)
+}
+
+/// The attribute's lines for a ```diff block: `-` before, `+` after, unified diffs for text.
+fn diff_lines(out: &mut String, a: &AttributeChange, action: Action) {
+    let forces = if action == Action::Replace && a.disruption == Disruption::Replace {
+        "  # forces replacement"
+    } else {
+        ""
+    };
+    let split =
+        |v: &Option<serde_json::Value>| v.as_ref().map(|v| leaves(v, "")).unwrap_or_default();
+    let (before, after) = (split(&a.before), split(&a.after));
+    let has_text = before.iter().chain(after.iter()).any(|(_, v)| is_text(v));
+    if !has_text {
+        if a.before.is_some() {
+            let _ = writeln!(out, "- {}: {}", a.name, value(&a.before));
+        }
+        if a.after.is_some() {
+            let _ = writeln!(out, "+ {}: {}{forces}", a.name, value(&a.after));
+        }
+        return;
+    }
+    let mut paths: Vec<&String> = before.iter().chain(after.iter()).map(|(p, _)| p).collect();
+    paths.sort();
+    paths.dedup();
+    let find = |side: &[(String, serde_json::Value)], path: &str| {
+        side.iter().find(|(p, _)| p == path).map(|(_, v)| v.clone())
+    };
+    for path in paths {
+        let (old, new) = (find(&before, path), find(&after, path));
+        if old == new {
+            continue;
+        }
+        let name = if path.is_empty() {
+            a.name.clone()
+        } else {
+            format!("{}.{path}", a.name)
+        };
+        let text = |v: &Option<serde_json::Value>| {
+            v.as_ref()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        };
+        if old.as_ref().is_some_and(is_text) || new.as_ref().is_some_and(is_text) {
+            let _ = writeln!(out, "  {name}:{forces}");
+            for line in unified(&text(&old), &text(&new)).lines() {
+                if line.starts_with("@@") {
+                    let _ = writeln!(out, "{line}");
+                    continue;
+                }
+                // `-`/`+` first, so the block's diff colouring applies.
+                let (sign, rest) = line.split_at(line.len().min(1));
+                let _ = writeln!(out, "{sign}     {rest}");
+            }
+        } else {
+            if old.is_some() {
+                let _ = writeln!(out, "- {name}: {}", value(&old));
+            }
+            if new.is_some() {
+                let _ = writeln!(out, "+ {name}: {}{forces}", value(&new));
+            }
+        }
+    }
+}
+
+fn details(out: &mut String, change: &Change) {
+    let mut title = format!(
+        "<code>{} {}</code>: {}",
+        symbol(change.action),
+        change.id,
+        match change.action {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Replace => "replace",
+            Action::Delete => "delete",
+        }
+    );
+    if let Some(words) = Impact::of(change).words() {
+        let _ = write!(title, " ({words})");
+    }
+    let _ = writeln!(out, "<details><summary>{title}</summary>\n");
+    if let Some(reason) = &change.reason {
+        let _ = writeln!(out, "{}\n", cell(reason));
+    }
+    if !change.drift.is_empty() {
+        let names: Vec<String> = change
+            .drift
+            .iter()
+            .map(|a| format!("`{}`", a.name))
+            .collect();
+        let _ = writeln!(
+            out,
+            "Changed outside siteplan since it was applied: {}. This plan sets it back.\n",
+            names.join(", ")
+        );
+    }
+    if change.action != Action::Delete && !change.attributes.is_empty() {
+        let mut block = String::new();
+        for a in &change.attributes {
+            diff_lines(&mut block, a, change.action);
+        }
+        let fence = fence(&block);
+        let _ = writeln!(out, "{fence}diff\n{block}{fence}\n");
+    }
+    let _ = writeln!(out, "</details>\n");
+}
+
+pub fn markdown(plan: &Plan) -> String {
+    let mut out = String::new();
+    if plan.is_empty() {
+        let _ = writeln!(
+            out,
+            "### `plan diff` for `{}`: no changes\n\nThe providers match the plan ({} resource{} up to date).",
+            plan.name,
+            plan.unchanged,
+            if plan.unchanged == 1 { "" } else { "s" }
+        );
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "### `plan diff` for `{}`: {}\n",
+        plan.name,
+        summary(plan)
+            .trim_start_matches("Plan: ")
+            .trim_end_matches('.')
+    );
+
+    let destructive: Vec<&Change> = plan
+        .changes
+        .iter()
+        .filter(|c| matches!(c.action, Action::Delete | Action::Replace))
+        .collect();
+    let losing: Vec<String> = plan
+        .changes
+        .iter()
+        .filter(|c| Impact::of(c) == Impact::DataLoss)
+        .map(|c| format!("`{}`", c.id))
+        .collect();
+    if !destructive.is_empty() {
+        let _ = writeln!(out, "> [!WARNING]");
+        let _ = writeln!(
+            out,
+            "> This plan deletes or replaces {} resource{}.{}",
+            destructive.len(),
+            if destructive.len() == 1 { "" } else { "s" },
+            if losing.is_empty() {
+                String::new()
+            } else {
+                format!(" Data is lost in: {}.", losing.join(", "))
+            }
+        );
+        let _ = writeln!(out);
+    }
+
+    let _ = writeln!(out, "| | Resource | Action | Impact | Why |");
+    let _ = writeln!(out, "|:-:|---|---|---|---|");
+    for change in &plan.changes {
+        let action = match change.action {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Replace => "**replace**",
+            Action::Delete => "**delete**",
+        };
+        let impact = Impact::of(change).words().unwrap_or("");
+        let mut why = change.reason.as_deref().map(cell).unwrap_or_default();
+        if !change.drift.is_empty() {
+            if !why.is_empty() {
+                why.push_str("; ");
+            }
+            why.push_str("changed outside siteplan");
+        }
+        let _ = writeln!(
+            out,
+            "| `{}` | `{}` | {action} | {impact} | {why} |",
+            symbol(change.action),
+            change.id
+        );
+    }
+    let _ = writeln!(out);
+    for change in &plan.changes {
+        details(&mut out, change);
+    }
+    out
+}

@@ -1,0 +1,145 @@
+//! Plans for people and programs: the terminal diff (`human`), a pull-request comment
+//! (`markdown`) and a versioned document for tools (`json`). All three say the same things: the
+//! action, the reason, how disruptive, and each attribute's old and new value.
+
+mod human;
+pub mod json;
+mod markdown;
+
+pub use human::human;
+pub use markdown::markdown;
+
+use crate::plan::{Action, Change, Plan};
+use crate::provider::spec::ResourceKind;
+use crate::provider::Disruption;
+
+pub(crate) fn symbol(action: Action) -> &'static str {
+    match action {
+        Action::Create => "+",
+        Action::Update => "~",
+        Action::Replace => "-/+",
+        Action::Delete => "-",
+    }
+}
+
+pub(crate) fn value(v: &Option<serde_json::Value>) -> String {
+    match v {
+        None | Some(serde_json::Value::Null) => "(none)".into(),
+        Some(v) => serde_json::to_string(v).unwrap_or_default(),
+    }
+}
+
+/// What a change costs the things that run on it.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Impact {
+    /// Nothing exists yet.
+    None,
+    /// Applied to the running resource.
+    Live,
+    /// Takes effect when the VM restarts.
+    Reboot,
+    /// Deleted and made again; it holds no data.
+    Recreate,
+    /// Deleted (and perhaps made again): what it holds is lost.
+    DataLoss,
+}
+
+impl Impact {
+    pub fn of(change: &Change) -> Impact {
+        let holds_data = matches!(
+            change.id.kind,
+            ResourceKind::Volume | ResourceKind::Vm | ResourceKind::Pool
+        );
+        match (change.action, change.disruption) {
+            (Action::Delete | Action::Replace, _) if holds_data => Impact::DataLoss,
+            (Action::Delete | Action::Replace, _) => Impact::Recreate,
+            (Action::Update, Some(Disruption::Reboot)) => Impact::Reboot,
+            (Action::Update, _) => Impact::Live,
+            (Action::Create, _) => Impact::None,
+        }
+    }
+
+    /// In words, for people; `None` says nothing.
+    pub fn words(self) -> Option<&'static str> {
+        match self {
+            Impact::None => None,
+            Impact::Live => Some("live"),
+            Impact::Reboot => Some("needs a reboot"),
+            Impact::Recreate => Some("recreated"),
+            Impact::DataLoss => Some("data loss"),
+        }
+    }
+}
+
+/// Whether a value holds multi-line text somewhere (a cloud-init seed, a script).
+pub(crate) fn has_text(v: &Option<serde_json::Value>) -> bool {
+    v.as_ref()
+        .is_some_and(|v| leaves(v, "").iter().any(|(_, l)| is_text(l)))
+}
+
+pub(crate) fn is_text(v: &serde_json::Value) -> bool {
+    v.as_str().is_some_and(|s| s.contains('\n'))
+}
+
+/// A value's leaves with their dotted paths (`generated.sha256`); arrays count as leaves.
+pub(crate) fn leaves(v: &serde_json::Value, path: &str) -> Vec<(String, serde_json::Value)> {
+    match v {
+        serde_json::Value::Object(map) => map
+            .iter()
+            .flat_map(|(k, v)| {
+                let path = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                leaves(v, &path)
+            })
+            .collect(),
+        other => vec![(path.to_string(), other.clone())],
+    }
+}
+
+/// A unified diff of two texts, three lines of context; hunk headers left out when one side is
+/// empty (all of it is new, or all gone).
+pub(crate) fn unified(old: &str, new: &str) -> String {
+    let diff = similar::TextDiff::from_lines(old, new);
+    let text = diff
+        .unified_diff()
+        .context_radius(3)
+        .missing_newline_hint(false)
+        .to_string();
+    if old.is_empty() || new.is_empty() {
+        text.lines()
+            .filter(|l| !l.starts_with("@@"))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    } else {
+        text
+    }
+}
+
+/// The plan's counts in one line: the footer of `human`, and all `-q` shows.
+pub fn summary(plan: &Plan) -> String {
+    if plan.is_empty() {
+        return format!("No changes to plan `{}`.", plan.name);
+    }
+    format!(
+        "Plan: {} to add, {} to change, {} to replace, {} to destroy.",
+        plan.count(Action::Create),
+        plan.count(Action::Update),
+        plan.count(Action::Replace),
+        plan.count(Action::Delete)
+    )
+}
