@@ -10,3 +10,4 @@ pub mod graph;
 pub mod manifest;
 pub mod plan;
 pub mod provider;
+pub mod secrets;

@@ -15,6 +15,7 @@ use crate::plan::desired::{self, Desired};
 use crate::plan::{self, render, Action, Plan};
 use crate::provider::spec::{ResourceId, ResourceKind, Spec};
 use crate::provider::{Provider, Scope};
+use crate::secrets;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -51,7 +52,7 @@ const EXIT_CHANGES: u8 = 2;
 const EXIT_ERROR: u8 = 1;
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {message}");
+    eprintln!("error: {}", secrets::scrub(&message.to_string()));
     ExitCode::from(EXIT_ERROR)
 }
 
@@ -140,7 +141,7 @@ pub fn run(loaded: &Loaded, file: &Path, options: &Options) -> ExitCode {
             Ok(p) => p,
             Err(problems) => {
                 for p in &problems {
-                    eprintln!("error: {p}");
+                    eprintln!("error: {}", secrets::scrub(p));
                 }
                 eprintln!("Nothing was changed.");
                 return ExitCode::from(EXIT_ERROR);
@@ -156,7 +157,7 @@ pub fn run(loaded: &Loaded, file: &Path, options: &Options) -> ExitCode {
             }
             _ => render::human(&plan),
         };
-        let _ = std::io::stdout().write_all(shown.as_bytes());
+        let _ = std::io::stdout().write_all(secrets::scrub(&shown).as_bytes());
         if options.mode == Mode::Diff && options.detailed_exitcode && !plan.is_empty() {
             return ExitCode::from(EXIT_CHANGES);
         }

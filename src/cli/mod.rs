@@ -193,7 +193,7 @@ pub fn run() -> ExitCode {
     };
     match cli.command {
         Command::Validate { plan, strict } => validate(&plan, strict),
-        Command::Render { plan } => match manifest::render(&plan.file, &plan.overrides()) {
+        Command::Render { plan } => match render(&plan) {
             Ok(text) => print(&text),
             Err(failure) => report_failure(&failure),
         },
@@ -272,6 +272,13 @@ fn options(
     }
 }
 
+/// The plan after templating. Reading the plan first registers its secrets (root passwords,
+/// keys), which the rendered text must not show; its problems are `validate`'s to report.
+fn render(plan: &PlanArgs) -> Result<String, LoadFailure> {
+    let _ = manifest::load(&plan.file, &plan.overrides(), Options::default());
+    manifest::render(&plan.file, &plan.overrides())
+}
+
 fn lifecycle_command(plan: &PlanArgs, options: lifecycle::Options) -> ExitCode {
     let loaded = match load(plan, false) {
         Ok(loaded) => loaded,
@@ -299,6 +306,7 @@ fn install_report_handler() {
 
 /// Writes to stdout; a closed pipe (`plan graph x | head`) is not an error.
 fn print(text: &str) -> ExitCode {
+    let text = crate::secrets::scrub(text);
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         Ok(()) => ExitCode::SUCCESS,
@@ -375,10 +383,16 @@ fn display_name(path: &Path) -> String {
 }
 
 fn report_problems(problems: &[Problem], source: &SourceText) {
+    // Secrets are masked in the source (same length, so spans still hold) and scrubbed from
+    // the messages.
+    let source = SourceText {
+        name: source.name.clone(),
+        text: std::sync::Arc::new(crate::secrets::mask(&source.text)),
+    };
     let mut err = std::io::stderr().lock();
     for problem in problems {
-        let report = miette::Report::new(Rendered::new(problem.clone(), source));
-        let _ = writeln!(err, "{report:?}");
+        let report = miette::Report::new(Rendered::new(problem.clone(), &source));
+        let _ = writeln!(err, "{}", crate::secrets::scrub(&format!("{report:?}")));
     }
 }
 

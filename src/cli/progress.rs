@@ -10,6 +10,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::apply::{Outcome, Progress, Status};
 use crate::plan::{Action, Change};
 use crate::provider::spec::ResourceId;
+use crate::secrets;
 
 /// How much `plan` says while it works.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -40,12 +41,12 @@ fn verb(action: Action) -> &'static str {
 }
 
 fn result(outcome: &Outcome) -> String {
-    match &outcome.status {
+    secrets::scrub(&match &outcome.status {
         Status::Done(summary) => format!("ok: {summary} ({:.1}s)", outcome.seconds),
         Status::Failed(message) => format!("FAILED: {message}"),
         Status::Skipped(cause) => format!("skipped, because {cause} failed"),
         Status::Interrupted => "not started (interrupted)".to_string(),
-    }
+    })
 }
 
 /// What `-v` adds when a change starts: the attributes it sets.
@@ -66,10 +67,10 @@ fn details(change: &Change) -> Vec<String> {
                     }
                 }
             };
-            match change.action {
+            secrets::scrub(&match change.action {
                 Action::Create => format!("{}: {}", a.name, show(&a.after)),
                 _ => format!("{}: {} → {}", a.name, show(&a.before), show(&a.after)),
-            }
+            })
         })
         .collect()
 }
@@ -81,7 +82,7 @@ impl Progress for Silent {
     fn started(&self, _: &Change) {}
     fn finished(&self, outcome: &Outcome) {
         if let Status::Failed(message) = &outcome.status {
-            eprintln!("{} FAILED: {message}", outcome.id);
+            eprintln!("{} FAILED: {}", outcome.id, secrets::scrub(message));
         }
     }
 }
@@ -205,7 +206,9 @@ impl Progress for Bars {
             Status::Skipped(_) | Status::Interrupted => "·",
         };
         let said = match &outcome.status {
-            Status::Done(summary) => format!("{summary} ({:.1}s)", outcome.seconds),
+            Status::Done(summary) => {
+                format!("{} ({:.1}s)", secrets::scrub(summary), outcome.seconds)
+            }
             _ => result(outcome),
         };
         let _ = self.multi.println(format!("{mark} {} {said}", outcome.id));

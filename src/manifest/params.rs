@@ -315,7 +315,23 @@ pub fn resolve(
         }
         d.push(problem);
     }
+    for (name, param) in &params {
+        if crate::secrets::is_sensitive_name(name) {
+            register_leaves(&param.value);
+        }
+    }
     params
+}
+
+/// Registers every scalar in a sensitive parameter's value as a secret.
+fn register_leaves(value: &serde_json::Value) {
+    match value {
+        serde_json::Value::String(s) => crate::secrets::register(s),
+        serde_json::Value::Number(n) => crate::secrets::register(&n.to_string()),
+        serde_json::Value::Array(items) => items.iter().for_each(register_leaves),
+        serde_json::Value::Object(map) => map.values().for_each(register_leaves),
+        _ => {}
+    }
 }
 
 #[cfg(test)]

@@ -322,7 +322,10 @@ fn read_vm<'a>(
     let domain = r.string("domain", d).map(|s| s.value);
     let dns = r.ip("dns", d).map(|l| l.value);
     let client = r.string("client", d).map(|s| s.value);
-    let rootpassword = r.string("rootpassword", d).map(|s| Secret::new(s.value));
+    let rootpassword = r.string("rootpassword", d).map(|s| {
+        crate::secrets::register(&s.value);
+        Secret::new(s.value)
+    });
     let reservedns = r.bool("reservedns", false, d);
     let reserveip = r.bool("reserveip", false, d);
     Vm {
@@ -624,7 +627,10 @@ fn read_files(node: &Node, d: &mut Diagnostics) -> Vec<GuestFile> {
                     }
                 };
                 let source = match (content, origin) {
-                    (Some(c), None) => FileSource::Content(c.value),
+                    (Some(c), None) => {
+                        crate::secrets::register_private_keys(&c.value);
+                        FileSource::Content(c.value)
+                    }
                     (None, Some(o)) => FileSource::Origin(o.value),
                     (Some(c), Some(_)) => {
                         d.push(

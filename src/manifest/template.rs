@@ -36,6 +36,11 @@ fn environment() -> Environment<'static> {
     {
         env.set_syntax(syntax);
     }
+    // `{{ token | sensitive }}`: the value is used as it is, and hidden wherever siteplan prints.
+    env.add_filter("sensitive", |value: Value| {
+        crate::secrets::register(&value.to_string());
+        value
+    });
     // Filters kcli adds that plans commonly use.
     env.add_filter("basename", |path: String| {
         path.rsplit('/').next().unwrap_or_default().to_string()

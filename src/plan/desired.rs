@@ -456,6 +456,7 @@ fn seed_input(
             m::FileSource::Content(c) => c.clone(),
             m::FileSource::Origin(path) => read(path)?,
         };
+        crate::secrets::register_private_keys(&content);
         files.push(SeedFile {
             path: f.path.clone(),
             content,
@@ -468,7 +469,9 @@ fn seed_input(
         let file = Path::new(script)
             .file_name()
             .map_or(script.clone(), |f| f.to_string_lossy().into_owned());
-        scripts.push((file, read(script)?));
+        let content = read(script)?;
+        crate::secrets::register_private_keys(&content);
+        scripts.push((file, content));
     }
     Ok(SeedInput {
         hostname: name.to_string(),

@@ -105,15 +105,14 @@ pub fn review_text(input: &SeedInput) -> String {
         ..input.clone()
     };
     let docs = documents(&shown);
-    format!(
+    crate::secrets::scrub(&format!(
         "# user-data\n{}\n# network-config\n{}",
         docs.user_data.trim_end(),
         docs.network_config.trim_end()
-    )
+    ))
 }
 
-/// What a secret shows as, wherever siteplan prints or records it.
-pub const SENSITIVE: &str = "(sensitive)";
+use crate::secrets::SENSITIVE;
 
 pub fn documents(input: &SeedInput) -> SeedDocuments {
     let mut write_files: Vec<WriteFile> = input
