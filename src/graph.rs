@@ -13,6 +13,8 @@ use petgraph::algo::{tarjan_scc, toposort};
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 
+use std::collections::BTreeSet;
+
 use crate::diagnostics::{did_you_mean, Diagnostics, Problem, Span};
 use crate::manifest::model::{EntryKind, Kind, Manifest, Ref};
 
@@ -82,6 +84,35 @@ impl PlanGraph {
 
     pub fn node_count(&self) -> usize {
         self.graph.node_count()
+    }
+
+    /// The entries named (by name or address) and everything they need, transitively
+    /// (`towards` = Outgoing), or everything that needs them (Incoming); `Err` names the first
+    /// name that is no entry of the plan.
+    pub fn closure(
+        &self,
+        names: &[String],
+        towards: petgraph::Direction,
+    ) -> Result<BTreeSet<String>, String> {
+        let mut stack = Vec::new();
+        for name in names {
+            let found = self.graph.node_indices().find(|&i| {
+                let node = &self.graph[i];
+                !node.external && (node.name == *name || node.address() == *name)
+            });
+            match found {
+                Some(i) => stack.push(i),
+                None => return Err(name.clone()),
+            }
+        }
+        let mut seen = BTreeSet::new();
+        while let Some(i) = stack.pop() {
+            if !seen.insert(self.graph[i].address()) {
+                continue;
+            }
+            stack.extend(self.graph.neighbors_directed(i, towards));
+        }
+        Ok(seen)
     }
 
     pub fn edge_count(&self) -> usize {

@@ -566,3 +566,87 @@ fn every_good_fixture_applies_and_then_diffs_clean_on_the_sandbox() {
         );
     }
 }
+
+/// `prevent_destroy`, `ignore_changes`, `--replace` and `--target`, through the binary.
+#[test]
+fn guards_and_targets() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let sandbox = tmp.path().join("sandbox");
+    let run = |args: &[&str]| {
+        let out = Command::cargo_bin("plan")
+            .expect("binary")
+            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")))
+            .env("SITEPLAN_SANDBOX_DIR", &sandbox)
+            .args(args)
+            .args(["tests/fixtures/guards/site.yml", "--provider", "sandbox"])
+            .output()
+            .expect("runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+    let (code, text) = run(&["apply", "--yes"]);
+    assert_eq!(code, Some(0), "{text}");
+
+    // ignore_changes: [memory]
+    let (_, text) = run(&["diff", "-P", "memory=512"]);
+    assert!(text.contains("No changes."), "{text}");
+
+    // prevent_destroy: a replace, and destroy, are refused, and nothing changes.
+    let (code, text) = run(&[
+        "apply",
+        "--yes",
+        "-P",
+        "protect=true",
+        "-P",
+        "cidr=192.168.238.0/24",
+    ]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("network/gnet has `prevent_destroy`, and this plan would replace it"),
+        "{text}"
+    );
+    let (code, text) = run(&["destroy", "--yes", "-P", "protect=true"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("would delete it"), "{text}");
+
+    // --replace
+    let (_, text) = run(&["diff", "--replace", "g0"]);
+    assert!(
+        text.contains("-/+ vm/g0: replacement requested with --replace"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Plan: 0 to add, 0 to change, 1 to replace"),
+        "{text}"
+    );
+    let (code, text) = run(&["diff", "--replace", "nothing-such"]);
+    assert_eq!(code, Some(1), "{text}");
+
+    // --target: g0 and what it needs (gnet), not gother.
+    let moved = [
+        "-P",
+        "cidr=192.168.238.0/24",
+        "-P",
+        "othercidr=192.168.239.0/24",
+    ];
+    let (_, text) = run(&[&["diff", "--target", "g0"][..], &moved[..]].concat());
+    assert!(text.contains("-/+ network/gnet"), "{text}");
+    assert!(!text.contains("gother"), "{text}");
+    // destroy --target gnet: gnet and what needs it (g0, g1), not gother.
+    let (code, text) = run(&["destroy", "--yes", "--target", "gnet"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("Plan: 0 to add, 0 to change, 0 to replace, 7 to destroy."),
+        "gnet, and each VM with its disk and seed: {text}"
+    );
+    assert!(text.contains("- vm/g0: destroyed with the plan"), "{text}");
+    let (_, text) = run(&["diff"]);
+    assert!(
+        text.contains("Plan: 7 to add, 0 to change"),
+        "gother stayed: {text}"
+    );
+}

@@ -1,5 +1,6 @@
 //! `plan diff`, `plan apply` and `plan destroy`: observe, plan, show, confirm, apply, report.
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::net::IpAddr;
 use std::path::Path;
@@ -37,6 +38,10 @@ pub struct Options {
     pub format: DiffFormat,
     /// `diff` exits 2 when there are changes.
     pub detailed_exitcode: bool,
+    /// `--target`: entry names or addresses.
+    pub targets: Vec<String>,
+    /// `--replace`: entry names or resource addresses.
+    pub replace: Vec<String>,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,12 +100,52 @@ pub fn run(loaded: &Loaded, file: &Path, options: &Options) -> ExitCode {
         options.mode,
         desired::desired(&loaded.manifest, &name, base),
     ) {
-        (Mode::Destroy, Ok(d)) => d.nothing_but_leftovers(),
+        (_, Ok(d)) => d,
         // Destroy needs nothing from the plan but its name.
         (Mode::Destroy, Err(_)) => Desired::default(),
-        (_, Ok(d)) => d,
         (_, Err(e)) => return fail(e),
     };
+    // --target: the entries named and what they need (for destroy: what needs them).
+    let targeted = if options.targets.is_empty() {
+        None
+    } else {
+        let towards = if options.mode == Mode::Destroy {
+            petgraph::Direction::Incoming
+        } else {
+            petgraph::Direction::Outgoing
+        };
+        match loaded.graph.closure(&options.targets, towards) {
+            Ok(entries) => Some(entries),
+            Err(unknown) => {
+                return fail(format!(
+                    "--target names `{unknown}`, which is no entry of the plan"
+                ))
+            }
+        }
+    };
+    let mut desired = desired;
+    match replacements(&desired, &options.replace) {
+        Ok(ids) => desired.replace = ids,
+        Err(e) => return fail(e),
+    }
+    // Resource → entry, for deciding what --target keeps after planning.
+    let entries: BTreeMap<ResourceId, String> = desired
+        .resources
+        .iter()
+        .map(|r| (r.spec.id(), r.entry.clone()))
+        .collect();
+    let desired = match (options.mode, &targeted) {
+        // Everything outside the targets stays as it is.
+        (Mode::Destroy, Some(targeted)) => desired.without(targeted),
+        (Mode::Destroy, None) => desired.nothing_but_leftovers(),
+        _ => desired,
+    };
+    if let (Some(targeted), true) = (&targeted, options.verbosity > Verbosity::Quiet) {
+        eprintln!(
+            "Targeting {}: other changes are left out.",
+            targeted.iter().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
     let provider = match open_provider(options.provider.as_deref()) {
         Ok(p) => p,
         Err(e) => return fail(e),
@@ -138,7 +183,20 @@ pub fn run(loaded: &Loaded, file: &Path, options: &Options) -> ExitCode {
         }
         let table = |kind: ResourceKind, attr: &str| provider.disruption(kind, attr);
         let plan = match plan::plan(&name, &desired, &observed, &table) {
-            Ok(p) => p,
+            Ok(p) => {
+                let mut p = match &targeted {
+                    Some(targeted) => only_targeted(p, targeted, &entries, options.mode),
+                    None => p,
+                };
+                if options.mode == Mode::Destroy {
+                    for c in &mut p.changes {
+                        if c.reason.as_deref() == Some(plan::NO_LONGER_DECLARED) {
+                            c.reason = Some("destroyed with the plan".into());
+                        }
+                    }
+                }
+                p
+            }
             Err(problems) => {
                 for p in &problems {
                     eprintln!("error: {}", secrets::scrub(p));
@@ -228,6 +286,48 @@ pub fn run(loaded: &Loaded, file: &Path, options: &Options) -> ExitCode {
             finished.err().unwrap_or(ExitCode::SUCCESS)
         }
     })
+}
+
+/// `--replace` names: an address (`vm/web1`, `volume/default/web1_0.img`) or an entry's name,
+/// which means the resource named after it.
+fn replacements(desired: &Desired, names: &[String]) -> Result<Vec<ResourceId>, String> {
+    names
+        .iter()
+        .map(|name| {
+            desired
+                .resources
+                .iter()
+                .map(|r| r.spec.id())
+                .find(|id| id.to_string() == *name)
+                .or_else(|| {
+                    desired
+                        .resources
+                        .iter()
+                        .find(|r| {
+                            r.spec.id().name == *name && r.entry.ends_with(&format!("/{name}"))
+                        })
+                        .map(|r| r.spec.id())
+                })
+                .ok_or_else(|| {
+                    format!("--replace names `{name}`, which is no resource of the plan")
+                })
+        })
+        .collect()
+}
+
+/// The changes `--target` keeps: those of the targeted entries (for destroy, only deletes).
+fn only_targeted(
+    mut plan: Plan,
+    targeted: &std::collections::BTreeSet<String>,
+    entries: &BTreeMap<ResourceId, String>,
+    mode: Mode,
+) -> Plan {
+    plan.changes.retain(|c| {
+        let entry = c.entry.as_ref().or_else(|| entries.get(&c.id));
+        let ours = entry.is_some_and(|e| targeted.contains(e));
+        ours && (mode != Mode::Destroy || c.action == Action::Delete)
+    });
+    plan
 }
 
 /// Asks on a terminal; refuses without one (use --yes).

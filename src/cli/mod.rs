@@ -62,6 +62,10 @@ struct TargetArgs {
     /// The plan's name, which marks what it creates. Default: the file's name without extension
     #[arg(long)]
     name: Option<String>,
+    /// Consider only this entry (name or address, repeatable) and what it needs; for destroy,
+    /// this entry and what needs it
+    #[arg(long = "target", value_name = "NAME")]
+    targets: Vec<String>,
 }
 
 /// How changes are made.
@@ -139,6 +143,9 @@ enum Command {
         /// Exit 0 when there is nothing to change, 2 when there is, 1 on error
         #[arg(long)]
         detailed_exitcode: bool,
+        /// Replace this resource (entry name or address, repeatable) even if unchanged
+        #[arg(long = "replace", value_name = "NAME")]
+        replace: Vec<String>,
     },
     /// Make the provider match the plan
     Apply {
@@ -156,6 +163,9 @@ enum Command {
         /// How long --wait waits, in seconds
         #[arg(long, value_name = "SECONDS", default_value_t = 300, requires = "wait")]
         wait_timeout: u64,
+        /// Replace this resource (entry name or address, repeatable) even if unchanged
+        #[arg(long = "replace", value_name = "NAME")]
+        replace: Vec<String>,
     },
     /// Delete everything the plan created, and nothing else
     Destroy {
@@ -207,11 +217,13 @@ pub fn run() -> ExitCode {
             output,
             format,
             detailed_exitcode,
+            replace,
         } => lifecycle_command(
             &plan,
             lifecycle::Options {
                 format,
                 detailed_exitcode,
+                replace,
                 ..options(lifecycle::Mode::Diff, target, &output, None, None)
             },
         ),
@@ -222,15 +234,19 @@ pub fn run() -> ExitCode {
             output,
             wait,
             wait_timeout,
+            replace,
         } => lifecycle_command(
             &plan,
-            options(
-                lifecycle::Mode::Apply,
-                target,
-                &output,
-                Some(run),
-                wait.then(|| std::time::Duration::from_secs(wait_timeout)),
-            ),
+            lifecycle::Options {
+                replace,
+                ..options(
+                    lifecycle::Mode::Apply,
+                    target,
+                    &output,
+                    Some(run),
+                    wait.then(|| std::time::Duration::from_secs(wait_timeout)),
+                )
+            },
         ),
         Command::Destroy {
             plan,
@@ -269,6 +285,8 @@ fn options(
         wait,
         format: lifecycle::DiffFormat::Human,
         detailed_exitcode: false,
+        targets: target.targets,
+        replace: Vec::new(),
     }
 }
 

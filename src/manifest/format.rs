@@ -166,6 +166,26 @@ struct VmKeys {
     /// siteplan's extension: names of entries to create before this one, beyond what its keys
     /// already refer to.
     depends_on: Option<Names>,
+    #[schemars(flatten)]
+    guards: GuardKeys,
+}
+
+/// siteplan's extensions that guard an entry's resources.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct GuardKeys {
+    /// Refuse any plan that would delete or replace this entry's resources (including
+    /// `plan destroy`). Default false.
+    prevent_destroy: Option<bool>,
+    /// Create the replacement before deleting the old resource. libvirt names are unique, so a
+    /// replacement of the same name cannot exist beside the old one: a plan that would replace
+    /// such a resource is refused with this set, rather than silently deleting first.
+    create_before_destroy: Option<bool>,
+    /// Plan keys whose changes are not applied to what already exists (they still apply when
+    /// it is created): for a VM `memory`, `numcpus`, `cpumodel`, `start`, `autostart`, `nets`,
+    /// `disks`, `cmds`, `files`, `scripts`, `keys`, `rootpassword`...; for a network `cidr`,
+    /// `dhcp`, `domain`, `mtu`, `nat`; for a pool `path`; for an image `url`; for a disk `size`.
+    ignore_changes: Option<Vec<String>>,
 }
 
 /// Named settings that VMs inherit with `profile: NAME`.
@@ -309,6 +329,8 @@ struct NetworkFormat {
     /// PXE boot server address.
     pxe: Option<String>,
     depends_on: Option<Names>,
+    #[schemars(flatten)]
+    guards: GuardKeys,
 }
 
 #[derive(JsonSchema)]
@@ -333,6 +355,8 @@ struct PoolFormat {
     /// Only `dir` is supported.
     pooltype: Option<String>,
     depends_on: Option<Names>,
+    #[schemars(flatten)]
+    guards: GuardKeys,
 }
 
 /// A disk image, downloaded into a pool.
@@ -351,6 +375,8 @@ struct ImageFormat {
     /// siteplan's extension: expected SHA-256 of the download.
     sha256: Option<String>,
     depends_on: Option<Names>,
+    #[schemars(flatten)]
+    guards: GuardKeys,
 }
 
 /// A disk of its own, shared between VMs.
@@ -370,6 +396,8 @@ struct DiskFormat {
     /// VMs the disk is attached to.
     vms: Option<Names>,
     depends_on: Option<Names>,
+    #[schemars(flatten)]
+    guards: GuardKeys,
 }
 
 /// The schema, with kcli keys that siteplan ignores added so that editors accept them.

@@ -140,3 +140,39 @@ pub const POOL_UNIMPLEMENTED: &[&str] = &["thinpool", "user"];
 pub const IMAGE_UNIMPLEMENTED: &[&str] = &["cmds", "convert", "name"];
 
 pub const DISK_UNIMPLEMENTED: &[&str] = &["interface", "shareable"];
+
+/// Plan keys an entry may list in `ignore_changes` (`plan::desired` maps them to attributes).
+pub fn ignorable(kind: super::model::Kind) -> &'static [&'static str] {
+    use super::model::Kind;
+    match kind {
+        Kind::Vm | Kind::Profile => &[
+            "memory",
+            "numcpus",
+            "cpumodel",
+            "virttype",
+            "uefi",
+            "start",
+            "autostart",
+            "nets",
+            "disks",
+            "image",
+            "cmds",
+            "scripts",
+            "files",
+            "keys",
+            "rootpassword",
+        ],
+        Kind::Network => &[
+            "cidr",
+            "dhcp",
+            "domain",
+            "mtu",
+            "nat",
+            "autostart",
+            "reservations",
+        ],
+        Kind::Pool => &["path", "autostart"],
+        Kind::Image => &["url", "sha256", "size"],
+        Kind::Disk => &["size"],
+    }
+}

@@ -35,6 +35,17 @@ pub struct Entry {
     pub kind: EntryKind,
     /// siteplan's extension: explicit ordering edges to other entries of the plan.
     pub depends_on: Vec<Ref>,
+    /// siteplan's extension: what may not happen to the entry's resources.
+    pub guards: Guards,
+}
+
+/// Guards on an entry (siteplan's extension; see the schema).
+#[derive(Debug, Clone, Default)]
+pub struct Guards {
+    pub prevent_destroy: bool,
+    pub create_before_destroy: bool,
+    /// Plan keys whose changes to existing resources are ignored.
+    pub ignore_changes: Vec<Ref>,
 }
 
 #[derive(Debug, Clone)]

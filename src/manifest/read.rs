@@ -97,6 +97,12 @@ pub fn read_entries(root: &Node, d: &mut Diagnostics) -> ReadEntries {
                 Kind::Disk => EntryKind::Disk(read_shared_disk(&mut r, d)),
             };
             let depends_on = r.refs("depends_on", d);
+            let guards = Guards {
+                prevent_destroy: r.bool("prevent_destroy", false, d),
+                create_before_destroy: r.bool("create_before_destroy", false, d),
+                ignore_changes: r.refs("ignore_changes", d),
+            };
+            check_ignorable(*kind, &guards.ignore_changes, d);
             r.take("type");
             r.finish(unimplemented_keys(*kind), d);
             Entry {
@@ -104,6 +110,7 @@ pub fn read_entries(root: &Node, d: &mut Diagnostics) -> ReadEntries {
                 span: key.span,
                 kind: entry_kind,
                 depends_on,
+                guards,
             }
         })
         .collect();
@@ -142,8 +149,34 @@ pub fn keys_read_for(kind: Kind) -> Vec<&'static str> {
         }
     }
     r.take("depends_on");
+    for guard in ["prevent_destroy", "create_before_destroy", "ignore_changes"] {
+        r.take(guard);
+    }
     r.take("type");
     r.asked
+}
+
+/// `ignore_changes` names plan keys that siteplan can leave alone on existing resources.
+fn check_ignorable(kind: Kind, names: &[Ref], d: &mut Diagnostics) {
+    let known = keys::ignorable(kind);
+    for name in names {
+        if known.contains(&name.name.as_str()) {
+            continue;
+        }
+        let mut p = Problem::error(
+            "plan::unknown-ignore",
+            format!(
+                "`ignore_changes` names `{}`, which a {kind} cannot ignore",
+                name.name
+            ),
+        )
+        .label(name.span, "not an ignorable key");
+        p = match did_you_mean(&name.name, known.iter().copied()) {
+            Some(close) => p.help(format!("did you mean `{close}`?")),
+            None => p.help(format!("a {kind} can ignore: {}", known.join(", "))),
+        };
+        d.push(p);
+    }
 }
 
 fn unimplemented_keys(kind: Kind) -> &'static [&'static str] {

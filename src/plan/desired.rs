@@ -36,15 +36,41 @@ pub struct Desired {
     /// What the plan declares that a killed run can leave unmarked (pools), to recognise and
     /// take over. Kept for `destroy` too, whose `resources` are empty.
     pub claimable: Vec<Spec>,
+    /// Each resource's guards, from its entry. Kept for `destroy` too.
+    pub guards: BTreeMap<ResourceId, ResourceGuards>,
+    /// Resources to replace even when nothing about them changed (`--replace`).
+    pub replace: Vec<ResourceId>,
+}
+
+/// What may not happen to one resource (its entry's guards, in spec terms).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResourceGuards {
+    pub prevent_destroy: bool,
+    pub create_before_destroy: bool,
+    /// Spec attributes whose changes are not applied to the existing resource.
+    pub ignore: Vec<&'static str>,
 }
 
 impl Desired {
-    /// What `destroy` wants: nothing, but leftovers of killed runs still recognised.
+    /// What `destroy` wants: nothing, but leftovers of killed runs still recognised, and the
+    /// guards still in force.
     pub fn nothing_but_leftovers(self) -> Desired {
         Desired {
             claimable: self.claimable,
+            guards: self.guards,
             ..Desired::default()
         }
+    }
+
+    /// Leaves out the resources of `entries` (addresses like `vm/web1`): `destroy --target`
+    /// wants everything else to stay as it is.
+    pub fn without(mut self, entries: &std::collections::BTreeSet<String>) -> Desired {
+        self.resources.retain(|r| !entries.contains(&r.entry));
+        self
+    }
+
+    pub fn guards_of(&self, id: &ResourceId) -> ResourceGuards {
+        self.guards.get(id).cloned().unwrap_or_default()
     }
 }
 
@@ -367,7 +393,69 @@ pub fn desired(manifest: &Manifest, plan: &str, base: &Path) -> Result<Desired, 
         .filter(|r| matches!(r.spec, Spec::Pool(_)))
         .map(|r| r.spec.clone())
         .collect();
+    for r in &out.resources {
+        let name = r.entry.split_once('/').map_or(r.entry.as_str(), |(_, n)| n);
+        let Some(entry) = manifest.get(name) else {
+            continue;
+        };
+        let g = &entry.guards;
+        let guards = ResourceGuards {
+            prevent_destroy: g.prevent_destroy,
+            create_before_destroy: g.create_before_destroy,
+            ignore: g
+                .ignore_changes
+                .iter()
+                .flat_map(|key| ignored_attributes(entry.kind.kind(), &key.name, &r.spec))
+                .collect(),
+        };
+        if guards != ResourceGuards::default() {
+            out.guards.insert(r.spec.id(), guards);
+        }
+    }
     Ok(out)
+}
+
+/// The spec attributes of `resource` that an entry's `ignore_changes: [key]` leaves alone.
+fn ignored_attributes(entry: m::Kind, key: &str, resource: &Spec) -> Vec<&'static str> {
+    use m::Kind as K;
+    let seed = matches!(
+        resource,
+        Spec::Volume(VolumeSpec {
+            source: VolumeSource::Generated { .. },
+            ..
+        })
+    );
+    let attrs: &[&'static str] = match (entry, resource, key) {
+        (K::Vm, Spec::Vm(_), "memory") => &["memory_mib"],
+        (K::Vm, Spec::Vm(_), "numcpus") => &["vcpus"],
+        (K::Vm, Spec::Vm(_), "cpumodel") => &["cpu_model"],
+        (K::Vm, Spec::Vm(_), "virttype") => &["virt_type"],
+        (K::Vm, Spec::Vm(_), "uefi") => &["uefi"],
+        (K::Vm, Spec::Vm(_), "start") => &["running"],
+        (K::Vm, Spec::Vm(_), "autostart") => &["autostart"],
+        (K::Vm, Spec::Vm(_), "nets") => &["nics"],
+        (K::Vm, Spec::Vm(_), "disks") => &["disks"],
+        // The seed holds the commands, files, keys, password and network config.
+        (
+            K::Vm,
+            Spec::Volume(_),
+            "cmds" | "scripts" | "files" | "keys" | "rootpassword" | "nets",
+        ) if seed => &["source"],
+        (K::Vm, Spec::Volume(_), "disks") if !seed => &["capacity_bytes"],
+        (K::Vm, Spec::Volume(_), "image") if !seed => &["backing"],
+        (K::Network, _, "cidr") => &["cidr"],
+        (K::Network, _, "dhcp") => &["dhcp"],
+        (K::Network, _, "domain") => &["domain"],
+        (K::Network, _, "mtu") => &["mtu"],
+        (K::Network, _, "nat") => &["mode"],
+        (K::Network, _, "reservations") => &["hosts"],
+        (K::Network | K::Pool, _, "autostart") => &["autostart"],
+        (K::Pool, _, "path") => &["path"],
+        (K::Image, _, "url" | "sha256") => &["source"],
+        (K::Image | K::Disk, _, "size") => &["capacity_bytes"],
+        _ => &[],
+    };
+    attrs.to_vec()
 }
 
 /// A disk: qcow2, empty or an overlay on an image.

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::provider::spec::{ResourceId, ResourceKind, Spec, VolumeSpec};
+use crate::provider::spec::{ResourceId, ResourceKind, Spec, VolumeSource, VolumeSpec};
 use crate::provider::{Disruption, LiveResource, Observed};
 use desired::Desired;
 
@@ -153,8 +153,11 @@ pub fn plan(
             .map(|mark| attributes(Some(&mark.spec), Some(&live.spec), |_| Disruption::Live))
             .unwrap_or_default();
         let kind = id.kind;
-        let mut attrs = attributes(Some(&live.spec), Some(&want.spec), |attr| {
-            cost(kind, attr, &live.spec, &want.spec, live.active, disruption)
+        let guards = desired.guards_of(&id);
+        // `ignore_changes`: those attributes keep their live values in what is applied.
+        let kept = keep_ignored(&want.spec, &live.spec, &guards.ignore);
+        let mut attrs = attributes(Some(&live.spec), Some(&kept), |attr| {
+            cost(kind, attr, &live.spec, &kept, live.active, disruption)
         });
         // A network or pool that exists but is stopped (an interrupted run, or by hand) is started.
         if !live.active && matches!(kind, ResourceKind::Network | ResourceKind::Pool) {
@@ -165,7 +168,8 @@ pub fn plan(
                 disruption: Disruption::Live,
             });
         }
-        if attrs.is_empty() {
+        let forced = desired.replace.contains(&id);
+        if attrs.is_empty() && !forced {
             unchanged += 1;
             continue;
         }
@@ -177,8 +181,21 @@ pub fn plan(
                 .map(|a| a.name.as_str())
                 .collect();
             (Action::Replace, Some(forces_replacement(&forcing)))
+        } else if forced {
+            (Action::Replace, Some(REPLACE_REQUESTED.to_string()))
         } else {
             (Action::Update, None)
+        };
+        let worst = if forced {
+            Some(Disruption::Replace)
+        } else {
+            worst
+        };
+        // What is made again is made as the plan says, ignored attributes included.
+        let applied = if action == Action::Replace {
+            want.spec.clone()
+        } else {
+            kept
         };
         changes.push(Change {
             id,
@@ -189,7 +206,7 @@ pub fn plan(
             disruption: worst,
             drift,
             claim: false,
-            desired: Some(want.spec.clone()),
+            desired: Some(applied),
             live: Some(live.spec.clone()),
         });
     }
@@ -204,7 +221,7 @@ pub fn plan(
             entry: None,
             action: Action::Delete,
             attributes: attributes(Some(&live.spec), None, |_| Disruption::Replace),
-            reason: Some("created by this plan, no longer declared in it".into()),
+            reason: Some(NO_LONGER_DECLARED.into()),
             disruption: Some(Disruption::Replace),
             drift: Vec::new(),
             claim: false,
@@ -235,6 +252,7 @@ pub fn plan(
         });
     }
 
+    problems.extend(guard_problems(&changes, desired));
     if problems.is_empty() {
         Ok(Plan {
             name: name.to_string(),
@@ -244,6 +262,77 @@ pub fn plan(
     } else {
         Err(problems)
     }
+}
+
+pub const NO_LONGER_DECLARED: &str = "created by this plan, no longer declared in it";
+
+const REPLACE_REQUESTED: &str = "replacement requested with --replace";
+
+/// What the plan's guards forbid among `changes`.
+fn guard_problems(changes: &[Change], desired: &Desired) -> Vec<String> {
+    let mut problems = Vec::new();
+    for c in changes {
+        let guards = desired.guards_of(&c.id);
+        let doing = match c.action {
+            Action::Delete => "delete",
+            Action::Replace => "replace",
+            _ => continue,
+        };
+        let why = c
+            .reason
+            .as_deref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
+        if guards.prevent_destroy {
+            problems.push(format!(
+                "{} has `prevent_destroy`, and this plan would {doing} it{why}; \
+                 if that is what you want, remove `prevent_destroy` from the plan first",
+                c.id
+            ));
+        } else if guards.create_before_destroy && c.action == Action::Replace {
+            problems.push(format!(
+                "{} has `create_before_destroy`, but it must be replaced{why}, and libvirt names \
+                 are unique: its replacement cannot exist beside it. Rename it in the plan \
+                 (the new one is then made first), or remove `create_before_destroy`",
+                c.id
+            ));
+        }
+    }
+    problems
+}
+
+/// `want` with the `ignore`d attributes taken from `live`.
+fn keep_ignored(want: &Spec, live: &Spec, ignore: &[&str]) -> Spec {
+    if ignore.is_empty() {
+        return want.clone();
+    }
+    let (Ok(serde_json::Value::Object(mut merged)), Ok(serde_json::Value::Object(have))) =
+        (serde_json::to_value(want), serde_json::to_value(live))
+    else {
+        return want.clone();
+    };
+    for attr in ignore {
+        match have.get(*attr) {
+            Some(value) => merged.insert((*attr).to_string(), value.clone()),
+            None => merged.remove(*attr),
+        };
+    }
+    let Ok(mut kept) = serde_json::from_value::<Spec>(serde_json::Value::Object(merged)) else {
+        return want.clone();
+    };
+    // Generated bytes are not serialised: carry them over when the source itself was kept.
+    if let (Spec::Volume(kept), Spec::Volume(want)) = (&mut kept, want) {
+        if let (
+            VolumeSource::Generated { sha256: ours, .. },
+            VolumeSource::Generated { sha256: wanted, .. },
+        ) = (&kept.source, &want.source)
+        {
+            if ours == wanted {
+                kept.source = want.source.clone();
+            }
+        }
+    }
+    kept
 }
 
 const LEFTOVER: &str =

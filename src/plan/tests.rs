@@ -1,6 +1,6 @@
 //! The planner on hand-made states: no backend needed.
 
-use super::desired::{Desired, DesiredResource};
+use super::desired::{Desired, DesiredResource, ResourceGuards};
 use super::*;
 use crate::provider::spec::*;
 use crate::provider::{default_disruption, LiveResource, Observed, OwnerMark};
@@ -63,7 +63,7 @@ fn desired(specs: &[Spec]) -> Desired {
             })
             .collect(),
         external: Vec::new(),
-        claimable: Vec::new(),
+        ..Desired::default()
     }
 }
 
@@ -381,4 +381,99 @@ fn the_markdown_renders_to_a_table_folded_details_and_diff_blocks() {
     assert!(html.contains(r#"<code class="language-diff">"#), "{html}");
     assert!(html.contains("<blockquote>"), "the warning: {html}");
     assert!(html.contains("-     - echo two\n+     - echo 2"), "{html}");
+}
+
+fn guarded(specs: &[Spec], guards: ResourceGuards) -> Desired {
+    let mut d = desired(specs);
+    for s in specs {
+        d.guards.insert(s.id(), guards.clone());
+    }
+    d
+}
+
+#[test]
+fn prevent_destroy_refuses_deletes_and_replaces() {
+    let protect = ResourceGuards {
+        prevent_destroy: true,
+        ..ResourceGuards::default()
+    };
+    let o = owned(&[network("10.0.0.0/24")], "lab");
+    let problems = run(&guarded(&[network("10.0.1.0/24")], protect.clone()), &o).unwrap_err();
+    assert!(problems[0].contains("has `prevent_destroy`, and this plan would replace it"));
+    // Destroy keeps the guards.
+    let mut gone = guarded(&[network("10.0.0.0/24")], protect).nothing_but_leftovers();
+    gone.resources.clear();
+    let problems = run(&gone, &o).unwrap_err();
+    assert!(problems[0].contains("would delete it"), "{problems:?}");
+    // An update is fine.
+    let o = owned(&[vm(1024)], "lab");
+    let p = run(
+        &guarded(
+            &[vm(2048)],
+            ResourceGuards {
+                prevent_destroy: true,
+                ..ResourceGuards::default()
+            },
+        ),
+        &o,
+    )
+    .unwrap();
+    assert_eq!(p.changes[0].action, Action::Update);
+}
+
+#[test]
+fn create_before_destroy_refuses_a_replace_it_cannot_do() {
+    let o = owned(&[network("10.0.0.0/24")], "lab");
+    let d = guarded(
+        &[network("10.0.1.0/24")],
+        ResourceGuards {
+            create_before_destroy: true,
+            ..ResourceGuards::default()
+        },
+    );
+    let problems = run(&d, &o).unwrap_err();
+    assert!(
+        problems[0].contains("libvirt names are unique"),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn ignored_changes_keep_the_live_value_in_what_is_applied() {
+    let o = owned(&[vm(1024)], "lab");
+    let ignore_memory = ResourceGuards {
+        ignore: vec!["memory_mib"],
+        ..ResourceGuards::default()
+    };
+    let p = run(&guarded(&[vm(2048)], ignore_memory.clone()), &o).unwrap();
+    assert!(p.is_empty(), "memory is ignored");
+    // Another change still applies, with the live memory.
+    let Spec::Vm(mut more) = vm(2048) else {
+        unreachable!()
+    };
+    more.vcpus = 4;
+    let p = run(&guarded(&[Spec::Vm(more)], ignore_memory), &o).unwrap();
+    assert_eq!(
+        p.changes[0].attributes.len(),
+        1,
+        "{:?}",
+        p.changes[0].attributes
+    );
+    let Some(Spec::Vm(applied)) = &p.changes[0].desired else {
+        panic!("a VM")
+    };
+    assert_eq!((applied.memory_mib, applied.vcpus), (1024, 4));
+}
+
+#[test]
+fn replace_requested_replaces_an_unchanged_resource() {
+    let o = owned(&[vm(1024)], "lab");
+    let mut d = desired(&[vm(1024)]);
+    d.replace = vec![vm(1024).id()];
+    let p = run(&d, &o).unwrap();
+    assert_eq!(p.changes[0].action, Action::Replace);
+    assert_eq!(
+        p.changes[0].reason.as_deref(),
+        Some("replacement requested with --replace")
+    );
 }
