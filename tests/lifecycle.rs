@@ -650,3 +650,89 @@ fn guards_and_targets() {
         "gother stayed: {text}"
     );
 }
+
+/// `plan diff --against`: two files, and a git revision against the working file, with no
+/// provider at all (no sandbox directory is ever made).
+#[test]
+fn diff_against_another_version_needs_no_provider() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let original =
+        std::fs::read_to_string(root.join("tests/fixtures/lifecycle/site.yml")).expect("fixture");
+    let repo_dir = tmp.path().join("repo");
+    std::fs::create_dir_all(&repo_dir).expect("repo dir");
+    let site = repo_dir.join("site.yml");
+    std::fs::write(&site, &original).expect("site");
+    let old_copy = tmp.path().join("old.yml");
+    std::fs::write(&old_copy, &original).expect("old");
+
+    // Commit the original, then change the working file.
+    let repo = git2::Repository::init(&repo_dir).expect("git init");
+    let mut index = repo.index().expect("index");
+    index.add_path(Path::new("site.yml")).expect("add");
+    let tree = repo
+        .find_tree(index.write_tree().expect("tree"))
+        .expect("tree");
+    let who = git2::Signature::now("siteplan tests", "tests@siteplan.invalid").expect("sig");
+    repo.commit(Some("HEAD"), &who, &who, "lab", &tree, &[])
+        .expect("commit");
+    let changed = original
+        .replace("memory: 256", "memory: 512")
+        .replace("cidr: 192.168.231.0/24", "cidr: 192.168.240.0/24");
+    std::fs::write(&site, &changed).expect("changed");
+
+    let run = |args: &[&str]| {
+        let out = Command::cargo_bin("plan")
+            .expect("binary")
+            .current_dir(&repo_dir)
+            .env("SITEPLAN_SANDBOX_DIR", tmp.path().join("never-made"))
+            .args(args)
+            .output()
+            .expect("runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let old_path = old_copy.to_string_lossy().into_owned();
+    for old in [old_path.as_str(), "HEAD:site.yml", "HEAD:./site.yml"] {
+        let (code, stdout, stderr) =
+            run(&["diff", "--against", old, "site.yml", "--detailed-exitcode"]);
+        assert_eq!(code, Some(2), "{old}: {stdout}{stderr}");
+        assert!(
+            stdout.contains("~ vm/life0 (needs a reboot)"),
+            "{old}: {stdout}"
+        );
+        assert!(stdout.contains("memory_mib: 256 → 512"), "{stdout}");
+        assert!(
+            stdout.contains("-/+ network/lifenet: `cidr` and `dhcp` force replacement"),
+            "{stdout}"
+        );
+        assert!(!stderr.contains("Provider:"), "no provider: {stderr}");
+    }
+    let (_, json, _) = run(&[
+        "diff",
+        "--against",
+        "HEAD:site.yml",
+        "site.yml",
+        "--format",
+        "json",
+    ]);
+    let doc: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(doc["summary"]["replace"], 1, "{json}");
+    // The same version: nothing.
+    let (code, stdout, _) = run(&[
+        "diff",
+        "--against",
+        "site.yml",
+        "site.yml",
+        "--detailed-exitcode",
+    ]);
+    assert_eq!(code, Some(0), "{stdout}");
+    // A revision that does not exist.
+    let (code, _, stderr) = run(&["diff", "--against", "nosuchbranch:site.yml", "site.yml"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("`nosuchbranch` is no revision"), "{stderr}");
+    assert!(!tmp.path().join("never-made").exists());
+}

@@ -15,7 +15,7 @@ use crate::manifest::Loaded;
 use crate::plan::desired::{self, Desired};
 use crate::plan::{self, render, Action, Plan};
 use crate::provider::spec::{ResourceId, ResourceKind, Spec};
-use crate::provider::{Provider, Scope};
+use crate::provider::{default_disruption, Provider, Scope};
 use crate::secrets;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -286,6 +286,46 @@ pub fn run(loaded: &Loaded, file: &Path, options: &Options) -> ExitCode {
             finished.err().unwrap_or(ExitCode::SUCCESS)
         }
     })
+}
+
+/// `plan diff --against`: what applying `new` would change where `old` was applied, without
+/// asking any provider.
+pub fn run_against(old: &Loaded, new: &Loaded, file: &Path, options: &Options) -> ExitCode {
+    let name = options.name.clone().unwrap_or_else(|| {
+        file.file_stem()
+            .map_or_else(|| "plan".into(), |s| s.to_string_lossy().into_owned())
+    });
+    let base = file.parent().unwrap_or(Path::new("."));
+    let (old_desired, new_desired) = match (
+        desired::desired(&old.manifest, &name, base),
+        desired::desired(&new.manifest, &name, base),
+    ) {
+        (Ok(o), Ok(n)) => (o, n),
+        (Err(e), _) => return fail(format!("the old version: {e}")),
+        (_, Err(e)) => return fail(e),
+    };
+    let plan = match plan::between(&name, &old_desired, &new_desired, &default_disruption) {
+        Ok(p) => p,
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("error: {}", secrets::scrub(p));
+            }
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    let shown = match options.format {
+        DiffFormat::Markdown => render::markdown(&plan),
+        DiffFormat::Json => render::json::json(&plan),
+        DiffFormat::Human if options.verbosity == Verbosity::Quiet => {
+            format!("{}\n", render::summary(&plan))
+        }
+        DiffFormat::Human => render::human(&plan),
+    };
+    let _ = std::io::stdout().write_all(secrets::scrub(&shown).as_bytes());
+    if options.detailed_exitcode && !plan.is_empty() {
+        return ExitCode::from(EXIT_CHANGES);
+    }
+    ExitCode::SUCCESS
 }
 
 /// `--replace` names: an address (`vm/web1`, `volume/default/web1_0.img`) or an entry's name,

@@ -146,6 +146,10 @@ enum Command {
         /// Replace this resource (entry name or address, repeatable) even if unchanged
         #[arg(long = "replace", value_name = "NAME")]
         replace: Vec<String>,
+        /// Compare FILE with another version of the plan instead of with a provider: a file, or
+        /// a git revision and path (`origin/main:site.yml`; `HEAD~1:./site.yml` from here)
+        #[arg(long, value_name = "OLD", conflicts_with_all = ["provider", "replace", "targets"])]
+        against: Option<String>,
     },
     /// Make the provider match the plan
     Apply {
@@ -218,15 +222,19 @@ pub fn run() -> ExitCode {
             format,
             detailed_exitcode,
             replace,
-        } => lifecycle_command(
-            &plan,
-            lifecycle::Options {
+            against,
+        } => {
+            let options = lifecycle::Options {
                 format,
                 detailed_exitcode,
                 replace,
                 ..options(lifecycle::Mode::Diff, target, &output, None, None)
-            },
-        ),
+            };
+            match against {
+                Some(old) => diff_against(&plan, &old, &options),
+                None => lifecycle_command(&plan, options),
+            }
+        }
         Command::Apply {
             plan,
             target,
@@ -295,6 +303,42 @@ fn options(
 fn render(plan: &PlanArgs) -> Result<String, LoadFailure> {
     let _ = manifest::load(&plan.file, &plan.overrides(), Options::default());
     manifest::render(&plan.file, &plan.overrides())
+}
+
+/// `plan diff --against OLD FILE`: two versions of the plan, no provider.
+fn diff_against(plan: &PlanArgs, old: &str, options: &lifecycle::Options) -> ExitCode {
+    let new = match load(plan, false) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let source = manifest::revision::Source::parse(old);
+    let text = match manifest::revision::read(&source, &plan.file) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("error: {}", crate::secrets::scrub(&e));
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    // The old version takes the same parameters, including the default parameter file beside
+    // the new one.
+    let mut overrides = plan.overrides();
+    let beside = plan
+        .file
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("kcli_parameters.yml");
+    if overrides.paramfiles.is_empty() && beside.is_file() {
+        overrides.paramfiles.push(beside);
+    }
+    let label = match &source {
+        manifest::revision::Source::File(path) => path.clone(),
+        manifest::revision::Source::Revision { .. } => PathBuf::from(old),
+    };
+    let old = match manifest::load_text(&text, &label, &overrides, Options::default()) {
+        Ok(loaded) => loaded,
+        Err(failure) => return report_failure(&failure),
+    };
+    lifecycle::run_against(&old, &new, &plan.file, options)
 }
 
 fn lifecycle_command(plan: &PlanArgs, options: lifecycle::Options) -> ExitCode {

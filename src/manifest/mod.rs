@@ -8,6 +8,7 @@ pub mod keys;
 pub mod model;
 pub mod params;
 pub mod read;
+pub mod revision;
 pub mod template;
 pub mod validate;
 pub mod yaml;

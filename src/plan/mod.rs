@@ -356,6 +356,36 @@ fn owner_change(plan: &str) -> AttributeChange {
     }
 }
 
+/// What changes between two versions of a plan, as if `old` had been applied: no provider is
+/// asked. References to things neither version declares are taken to exist.
+pub fn between(
+    name: &str,
+    old: &Desired,
+    new: &Desired,
+    disruption: &dyn Fn(ResourceKind, &str) -> Disruption,
+) -> Result<Plan, Vec<String>> {
+    let mut applied = Observed::default();
+    for r in &old.resources {
+        applied.resources.insert(
+            r.spec.id(),
+            LiveResource {
+                spec: r.spec.clone(),
+                owner: Some(crate::provider::OwnerMark {
+                    plan: name.to_string(),
+                    spec: r.spec.clone(),
+                }),
+                active: true,
+                empty: None,
+            },
+        );
+    }
+    let new = Desired {
+        external: Vec::new(),
+        ..new.clone()
+    };
+    plan(name, &new, &applied, disruption)
+}
+
 /// "`cidr` forces replacement", "`cidr` and `dhcp` force replacement".
 fn forces_replacement(attributes: &[&str]) -> String {
     let quoted: Vec<String> = attributes.iter().map(|a| format!("`{a}`")).collect();
