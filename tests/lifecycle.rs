@@ -736,3 +736,128 @@ fn diff_against_another_version_needs_no_provider() {
     assert!(stderr.contains("`nosuchbranch` is no revision"), "{stderr}");
     assert!(!tmp.path().join("never-made").exists());
 }
+
+/// `plan diff --out` then `plan apply PLANFILE`: applied as reviewed, and refused once the live
+/// state, the plan file or a parameter has changed since.
+#[test]
+fn saved_plans_apply_as_reviewed_or_not_at_all() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let site = tmp.path().join("site.yml");
+    std::fs::copy(root.join("tests/fixtures/lifecycle/site.yml"), &site).expect("copy");
+    let params = tmp.path().join("params.yml");
+    std::fs::write(&params, "cpus: 1\n").expect("params");
+    let saved = tmp.path().join("reviewed.plan");
+    let sandbox = tmp.path().join("sandbox");
+    let run = |args: &[&str]| {
+        let out = Command::cargo_bin("plan")
+            .expect("binary")
+            .current_dir(tmp.path())
+            .env("SITEPLAN_SANDBOX_DIR", &sandbox)
+            .args(args)
+            .output()
+            .expect("runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+    let diff_out = |extra: &[&str]| {
+        let mut args = vec![
+            "diff",
+            "site.yml",
+            "--provider",
+            "sandbox",
+            "--paramfile",
+            "params.yml",
+            "--out",
+            "reviewed.plan",
+        ];
+        args.extend_from_slice(extra);
+        let (code, text) = run(&args);
+        assert_eq!(code, Some(0), "{text}");
+        assert!(text.contains("Saved the plan to reviewed.plan"), "{text}");
+    };
+
+    // Reviewed, then applied as reviewed, without asking.
+    diff_out(&[]);
+    let saved_text = std::fs::read_to_string(&saved).expect("saved");
+    assert!(
+        saved_text.contains("\"saved_plan_version\": 1"),
+        "{saved_text}"
+    );
+    let (code, text) = run(&["apply", "reviewed.plan"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("Apply: 9 done, 0 failed, 0 skipped."),
+        "{text}"
+    );
+    let (_, text) = run(&[
+        "diff",
+        "site.yml",
+        "--provider",
+        "sandbox",
+        "--paramfile",
+        "params.yml",
+    ]);
+    assert!(text.contains("No changes."), "{text}");
+
+    // The live state changed since: refused.
+    diff_out(&["-P", "memory=300"]);
+    let (code, text) = run(&[
+        "apply",
+        "--yes",
+        "site.yml",
+        "--provider",
+        "sandbox",
+        "--paramfile",
+        "params.yml",
+        "-P",
+        "memory=320",
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = run(&["apply", "reviewed.plan"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("the provider's resources have changed since the plan was saved"),
+        "{text}"
+    );
+
+    // The plan file changed since: refused.
+    diff_out(&["-P", "memory=300"]);
+    let changed = std::fs::read_to_string(&site)
+        .expect("site")
+        .replace("cpus: 1", "cpus: 1 # edited");
+    std::fs::write(&site, changed).expect("edit");
+    let (code, text) = run(&["apply", "reviewed.plan"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("site.yml has changed since the plan was saved"),
+        "{text}"
+    );
+
+    // A parameter changed since: refused.
+    diff_out(&["-P", "memory=300"]);
+    std::fs::write(&params, "cpus: 2\n").expect("params");
+    let (code, text) = run(&["apply", "reviewed.plan"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("parameters have changed since the plan was saved"),
+        "{text}"
+    );
+
+    // Nothing of those three refused plans was applied.
+    let (_, text) = run(&[
+        "diff",
+        "site.yml",
+        "--provider",
+        "sandbox",
+        "--paramfile",
+        "params.yml",
+        "-P",
+        "memory=320",
+    ]);
+    assert!(text.contains("vcpus: 1 → 2"), "{text}");
+}

@@ -91,6 +91,28 @@ fn planted_secrets_appear_in_no_output() {
     let broken = &seen[10];
     assert!(!broken.1, "the broken plan fails: {}", broken.2);
     assert!(broken.2.contains("memory"), "{}", broken.2);
+    // A saved plan keeps no secret, and asks for the ones given with -P again.
+    let saved = tmp.path().join("saved.plan");
+    let saved_arg = saved.to_string_lossy().into_owned();
+    let token = ["-P", "api_token=tok-PLANTED-api-0001"];
+    let mut args = with(&["diff", "-P", "memory=300"]);
+    args.extend_from_slice(&token);
+    args.extend(["--out", saved_arg.as_str()]);
+    let (ok, text) = plan(&sandbox, &args);
+    assert!(ok, "{text}");
+    assert_hidden("plan diff --out", &text);
+    let file = std::fs::read_to_string(&saved).expect("saved plan");
+    assert_hidden("the saved plan", &file);
+    assert!(
+        file.contains("\"sensitive_params\": [\n    \"api_token\""),
+        "{file}"
+    );
+    let (ok, text) = plan(&sandbox, &["apply", saved_arg.as_str()]);
+    assert!(!ok && text.contains("give it again with -P"), "{text}");
+    let (ok, text) = plan(&sandbox, &["apply", saved_arg.as_str(), token[0], token[1]]);
+    assert!(ok, "{text}");
+    assert_hidden("plan apply PLANFILE", &text);
+
     // What the sandbox saved on disk holds no secret either (the seed image itself excepted:
     // the guest needs its password).
     let state = std::fs::read_to_string(sandbox.join("state.json")).expect("state");

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +12,9 @@ use super::progress::{self, Verbosity};
 use crate::apply::{self, Progress};
 use crate::manifest::model::EntryKind;
 use crate::manifest::Loaded;
+use crate::manifest::Overrides;
 use crate::plan::desired::{self, Desired};
+use crate::plan::saved::{self, SavedPlan};
 use crate::plan::{self, render, Action, Plan};
 use crate::provider::spec::{ResourceId, ResourceKind, Spec};
 use crate::provider::{default_disruption, Provider, Scope};
@@ -42,6 +44,12 @@ pub struct Options {
     pub targets: Vec<String>,
     /// `--replace`: entry names or resource addresses.
     pub replace: Vec<String>,
+    /// `diff --out`: where to save the plan.
+    pub out: Option<PathBuf>,
+    /// The parameter files and `-P` values, for a saved plan to record.
+    pub overrides: Overrides,
+    /// `apply PLANFILE`: what was reviewed, and the fingerprints to check.
+    pub saved: Option<SavedPlan>,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,6 +182,17 @@ pub fn run(loaded: &Loaded, file: &Path, options: &Options) -> ExitCode {
             Ok(o) => o,
             Err(e) => return fail(e),
         };
+        let live = saved::live_fingerprint(&observed);
+        if let Some(saved) = &options.saved {
+            if saved.fingerprints.live != live {
+                eprintln!(
+                    "error: the provider's resources have changed since the plan was saved; \
+                     nothing was changed. Review the plan again: `plan diff {} --out PLANFILE`",
+                    file.display()
+                );
+                return ExitCode::from(EXIT_ERROR);
+            }
+        }
         if options.verbosity == Verbosity::Verbose {
             eprintln!(
                 "Observed {} resources in {} ms.",
@@ -216,6 +235,49 @@ pub fn run(loaded: &Loaded, file: &Path, options: &Options) -> ExitCode {
             _ => render::human(&plan),
         };
         let _ = std::io::stdout().write_all(secrets::scrub(&shown).as_bytes());
+        if let Some(saved) = &options.saved {
+            if !saved.same_changes(&plan) {
+                eprintln!(
+                    "error: planning again gives other changes than the saved plan's; nothing \
+                     was changed. Review the plan again: `plan diff {} --out PLANFILE`",
+                    file.display()
+                );
+                return ExitCode::from(EXIT_ERROR);
+            }
+        }
+        if let Some(out) = &options.out {
+            let (params, sensitive_params) = saved::split_params(&options.overrides.sets);
+            let record = SavedPlan {
+                saved_plan_version: saved::VERSION,
+                file: std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf()),
+                name: name.clone(),
+                provider: options.provider.clone(),
+                paramfiles: options
+                    .overrides
+                    .paramfiles
+                    .iter()
+                    .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+                    .collect(),
+                params,
+                sensitive_params,
+                targets: options.targets.clone(),
+                replace: options.replace.clone(),
+                fingerprints: saved::Fingerprints {
+                    source: saved::source_fingerprint(&loaded.text),
+                    parameters: saved::parameters_fingerprint(&loaded.manifest.parameters),
+                    live: live.clone(),
+                },
+                changes: serde_json::to_value(render::json::document(&plan)).unwrap_or_default(),
+            };
+            if let Err(e) = std::fs::write(out, record.to_text()) {
+                return fail(format!("cannot save the plan to {}: {e}", out.display()));
+            }
+            eprintln!(
+                "Saved the plan to {}: `plan apply {}` applies exactly these changes.",
+                out.display(),
+                out.display()
+            );
+        }
         if options.mode == Mode::Diff && options.detailed_exitcode && !plan.is_empty() {
             return ExitCode::from(EXIT_CHANGES);
         }

@@ -14,6 +14,7 @@ use crate::diagnostics::{Problem, Rendered, Severity, SourceText};
 use crate::graph::{self, GraphFormat};
 use crate::manifest::model::Kind;
 use crate::manifest::{self, format, LoadFailure, Loaded, Options, Overrides};
+use crate::plan::saved::{self, SavedPlan};
 
 /// Exit status for any error: bad input, or a failure to do what was asked.
 const EXIT_ERROR: u8 = 1;
@@ -146,12 +147,15 @@ enum Command {
         /// Replace this resource (entry name or address, repeatable) even if unchanged
         #[arg(long = "replace", value_name = "NAME")]
         replace: Vec<String>,
+        /// Save the plan to PLANFILE, for `plan apply PLANFILE` to apply exactly these changes
+        #[arg(long, value_name = "PLANFILE")]
+        out: Option<PathBuf>,
         /// Compare FILE with another version of the plan instead of with a provider: a file, or
         /// a git revision and path (`origin/main:site.yml`; `HEAD~1:./site.yml` from here)
         #[arg(long, value_name = "OLD", conflicts_with_all = ["provider", "replace", "targets"])]
         against: Option<String>,
     },
-    /// Make the provider match the plan
+    /// Make the provider match the plan (FILE may be a plan saved by `plan diff --out`)
     Apply {
         #[command(flatten)]
         plan: PlanArgs,
@@ -223,11 +227,13 @@ pub fn run() -> ExitCode {
             detailed_exitcode,
             replace,
             against,
+            out,
         } => {
             let options = lifecycle::Options {
                 format,
                 detailed_exitcode,
                 replace,
+                out,
                 ..options(lifecycle::Mode::Diff, target, &output, None, None)
             };
             match against {
@@ -243,9 +249,8 @@ pub fn run() -> ExitCode {
             wait,
             wait_timeout,
             replace,
-        } => lifecycle_command(
-            &plan,
-            lifecycle::Options {
+        } => {
+            let options = lifecycle::Options {
                 replace,
                 ..options(
                     lifecycle::Mode::Apply,
@@ -254,8 +259,16 @@ pub fn run() -> ExitCode {
                     Some(run),
                     wait.then(|| std::time::Duration::from_secs(wait_timeout)),
                 )
-            },
-        ),
+            };
+            match saved_plan(&plan.file) {
+                Some(Ok(saved)) => apply_saved(&plan, saved, options),
+                Some(Err(e)) => {
+                    eprintln!("error: {}: {e}", plan.file.display());
+                    ExitCode::from(EXIT_ERROR)
+                }
+                None => lifecycle_command(&plan, options),
+            }
+        }
         Command::Destroy {
             plan,
             target,
@@ -295,6 +308,9 @@ fn options(
         detailed_exitcode: false,
         targets: target.targets,
         replace: Vec::new(),
+        out: None,
+        overrides: Overrides::default(),
+        saved: None,
     }
 }
 
@@ -346,7 +362,96 @@ fn lifecycle_command(plan: &PlanArgs, options: lifecycle::Options) -> ExitCode {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
+    let options = lifecycle::Options {
+        overrides: plan.overrides(),
+        ..options
+    };
     lifecycle::run(&loaded, &plan.file, &options)
+}
+
+/// `Some` when `file` is a plan saved by `plan diff --out`.
+fn saved_plan(file: &Path) -> Option<Result<SavedPlan, String>> {
+    let text = std::fs::read_to_string(file).ok()?;
+    SavedPlan::parse(&text)
+}
+
+/// `plan apply PLANFILE`: the reviewed changes, or a refusal saying what changed since.
+fn apply_saved(args: &PlanArgs, saved: SavedPlan, options: lifecycle::Options) -> ExitCode {
+    let refuse = |what: String| {
+        eprintln!(
+            "error: {}; nothing was changed. Review the plan again: `plan diff {} --out {}`",
+            crate::secrets::scrub(&what),
+            saved.file.display(),
+            args.file.display()
+        );
+        ExitCode::from(EXIT_ERROR)
+    };
+    let text = match std::fs::read_to_string(&saved.file) {
+        Ok(text) => text,
+        Err(e) => return refuse(format!("cannot read {}: {e}", saved.file.display())),
+    };
+    if saved::source_fingerprint(&text) != saved.fingerprints.source {
+        return refuse(format!(
+            "{} has changed since the plan was saved",
+            saved.file.display()
+        ));
+    }
+    // Secrets were not saved: they come from this command line.
+    let (_, given_sensitive) = saved::split_params(&args.params);
+    let missing: Vec<&String> = saved
+        .sensitive_params
+        .iter()
+        .filter(|p| !given_sensitive.contains(p))
+        .collect();
+    if !missing.is_empty() {
+        eprintln!(
+            "error: the plan was saved with {}, which a saved plan does not keep: give {} again with -P",
+            missing.iter().map(|m| format!("`-P {m}=…`")).collect::<Vec<_>>().join(", "),
+            if missing.len() == 1 { "it" } else { "them" }
+        );
+        return ExitCode::from(EXIT_ERROR);
+    }
+    let plan_args = PlanArgs {
+        file: saved.file.clone(),
+        params: saved
+            .params
+            .iter()
+            .cloned()
+            .chain(
+                args.params
+                    .iter()
+                    .filter(|p| saved::split_params(std::slice::from_ref(p)).0.is_empty())
+                    .cloned(),
+            )
+            .collect(),
+        paramfiles: saved.paramfiles.clone(),
+    };
+    let loaded = match load(&plan_args, false) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    if saved::parameters_fingerprint(&loaded.manifest.parameters) != saved.fingerprints.parameters {
+        return refuse("the plan's parameters have changed since the plan was saved".into());
+    }
+    let options = lifecycle::Options {
+        provider: saved.provider.clone(),
+        name: Some(saved.name.clone()),
+        targets: saved.targets.clone(),
+        replace: saved.replace.clone(),
+        // Reviewed already: that is what a saved plan is for.
+        yes: true,
+        overrides: plan_args.overrides(),
+        ..options
+    };
+    let file = saved.file.clone();
+    lifecycle::run(
+        &loaded,
+        &file,
+        &lifecycle::Options {
+            saved: Some(saved),
+            ..options
+        },
+    )
 }
 
 fn install_report_handler() {

@@ -30,6 +30,8 @@ pub struct Loaded {
     /// The rendered text, which spans point into.
     pub source: SourceText,
     pub warnings: Vec<Problem>,
+    /// The plan file's text, before templating.
+    pub text: String,
 }
 
 /// Why a plan could not be loaded: every problem found, and the text they point into.
@@ -164,5 +166,6 @@ pub fn load_text(
         graph,
         source,
         warnings: d.into_sorted(),
+        text: text.to_string(),
     })
 }

@@ -6,6 +6,7 @@
 
 pub mod desired;
 pub mod render;
+pub mod saved;
 
 use std::collections::BTreeMap;
 
