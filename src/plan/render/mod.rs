@@ -10,7 +10,7 @@ pub use human::human;
 pub use markdown::markdown;
 
 use crate::plan::{Action, Change, Plan};
-use crate::provider::spec::ResourceKind;
+use crate::provider::spec::{ResourceKind, Spec, VolumeSource, VolumeSpec};
 use crate::provider::Disruption;
 
 pub(crate) fn symbol(action: Action) -> &'static str {
@@ -58,10 +58,21 @@ pub enum Impact {
 
 impl Impact {
     pub fn of(change: &Change) -> Impact {
-        let holds_data = matches!(
-            change.id.kind,
-            ResourceKind::Volume | ResourceKind::Vm | ResourceKind::Pool
-        );
+        // A seed holds only what siteplan generates: making it again loses nothing.
+        let generated = [&change.live, &change.desired].iter().any(|s| {
+            matches!(
+                s,
+                Some(Spec::Volume(VolumeSpec {
+                    source: VolumeSource::Generated { .. },
+                    ..
+                }))
+            )
+        });
+        let holds_data = !generated
+            && matches!(
+                change.id.kind,
+                ResourceKind::Volume | ResourceKind::Vm | ResourceKind::Pool
+            );
         match (change.action, change.disruption) {
             (Action::Delete | Action::Replace, _) if holds_data => Impact::DataLoss,
             (Action::Delete | Action::Replace, _) => Impact::Recreate,
