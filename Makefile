@@ -44,3 +44,4 @@ bench: deps
 schema:
 	cargo run --quiet -- schema plan > schemas/plan.schema.json
 	cargo run --quiet -- schema diff > schemas/diff.schema.json
+	cargo run --quiet -- schema providers > schemas/providers.schema.json

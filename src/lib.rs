@@ -10,4 +10,5 @@ pub mod graph;
 pub mod manifest;
 pub mod plan;
 pub mod provider;
+pub mod registry;
 pub mod secrets;

@@ -299,6 +299,22 @@ fn checked_in_diff_schema_is_current() {
 }
 
 #[test]
+fn checked_in_providers_schema_is_current() {
+    let out = plan(&["schema", "providers"]);
+    assert!(out.status.success());
+    let generated = text(&out.stdout);
+    let path = root().join("schemas/providers.schema.json");
+    if std::env::var_os("UPDATE_SCHEMAS").is_some() {
+        std::fs::write(&path, &generated).expect("schema written");
+    }
+    let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        checked_in == generated,
+        "schemas/providers.schema.json is stale: run `UPDATE_SCHEMAS=1 cargo test --test cli checked_in_providers_schema_is_current`"
+    );
+}
+
+#[test]
 fn shell_completions_are_generated() {
     for shell in ["bash", "zsh", "fish"] {
         let out = plan(&["completions", shell]);

@@ -17,7 +17,8 @@ use crate::plan::desired::{self, Desired};
 use crate::plan::saved::{self, SavedPlan};
 use crate::plan::{self, render, Action, Plan};
 use crate::provider::spec::{ResourceId, ResourceKind, Spec};
-use crate::provider::{default_disruption, Provider, Scope};
+use crate::provider::{backends, default_disruption, Provider, Scope};
+use crate::registry;
 use crate::secrets;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,32 +70,74 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(EXIT_ERROR)
 }
 
-/// Opens the provider named on the command line, or the default one: the local libvirt when it
-/// answers, else the sandbox. Says which.
-fn open_provider(choice: Option<&str>) -> Result<Arc<dyn Provider>, String> {
-    #[cfg(feature = "libvirt")]
-    {
-        use crate::provider::libvirt::LibvirtProvider;
-        use crate::provider::sandbox::{self, Sandbox};
-        let sandbox = || -> Result<Arc<dyn Provider>, String> {
-            let dir = sandbox::default_dir();
-            Ok(Arc::new(Sandbox::open(&dir).map_err(|e| e.to_string())?))
-        };
-        match choice {
-            Some("sandbox") => sandbox(),
-            Some(uri) => Ok(Arc::new(
-                LibvirtProvider::connect(uri).map_err(|e| e.to_string())?,
-            )),
-            None => match LibvirtProvider::connect("qemu:///system") {
-                Ok(p) => Ok(Arc::new(p)),
-                Err(_) => sandbox(),
-            },
+/// A provider to use, and its own limit on parallel changes from the providers file.
+struct Chosen {
+    provider: Arc<dyn Provider>,
+    parallelism: Option<usize>,
+    /// Its name in the providers file, if it is there.
+    name: Option<String>,
+}
+
+/// Opens the provider named on the command line (a name from the providers file, `sandbox`, or
+/// a libvirt URI), or the default: the providers file's `default` (or its first enabled one);
+/// without a file, the local libvirt when it answers, else the sandbox.
+fn open_provider(choice: Option<&str>) -> Result<Chosen, String> {
+    let (file, found) = registry::config::load()?;
+    let open = |config: &registry::config::ProviderConfig| -> Result<Chosen, String> {
+        if !config.enabled {
+            return Err(format!(
+                "provider `{}` is disabled in the providers file",
+                config.name
+            ));
         }
+        Ok(Chosen {
+            provider: backends::open(config).map_err(|e| e.to_string())?,
+            parallelism: config.parallelism,
+            name: Some(config.name.clone()),
+        })
+    };
+    let unnamed = |config: registry::config::ProviderConfig| -> Result<Chosen, String> {
+        Ok(Chosen {
+            name: None,
+            ..open(&config)?
+        })
+    };
+    let configured = |name: &str| {
+        (found != registry::config::Found::Defaults)
+            .then(|| file.providers.iter().find(|p| p.name == name))
+            .flatten()
+    };
+    if let Some(config) = choice.and_then(configured) {
+        return open(config);
     }
-    #[cfg(not(feature = "libvirt"))]
-    {
-        let _ = choice;
-        Err("this build of siteplan has no provider (build it with the `libvirt` feature)".into())
+    match choice {
+        Some("sandbox") => unnamed(registry::config::ProviderConfig::sandbox("sandbox")),
+        Some(uri) if uri.contains(':') => {
+            unnamed(registry::config::ProviderConfig::libvirt("uri", uri))
+        }
+        Some(other) => Err(format!(
+            "no provider is named `{other}` (the providers file has: {}); give a name from it, \
+             `sandbox`, or a libvirt URI",
+            file.providers
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        None if found == registry::config::Found::Defaults => unnamed(
+            registry::config::ProviderConfig::libvirt("local", "qemu:///system"),
+        )
+        .or_else(|_| unnamed(registry::config::ProviderConfig::sandbox("sandbox"))),
+        None => {
+            let default = match &file.default {
+                Some(name) => file.providers.iter().find(|p| &p.name == name),
+                None => file.providers.iter().find(|p| p.enabled),
+            };
+            match default {
+                Some(config) => open(config),
+                None => Err("the providers file has no enabled provider".into()),
+            }
+        }
     }
 }
 
@@ -154,12 +197,20 @@ pub fn run(loaded: &Loaded, file: &Path, options: &Options) -> ExitCode {
             targeted.iter().cloned().collect::<Vec<_>>().join(", ")
         );
     }
-    let provider = match open_provider(options.provider.as_deref()) {
+    let chosen = match open_provider(options.provider.as_deref()) {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
+    let provider = chosen.provider;
     if options.verbosity > Verbosity::Quiet {
-        eprintln!("Provider: {} ({})", provider.kind(), provider.endpoint());
+        match &chosen.name {
+            Some(name) => eprintln!(
+                "Provider: {name}, {} ({})",
+                provider.kind(),
+                provider.endpoint()
+            ),
+            None => eprintln!("Provider: {} ({})", provider.kind(), provider.endpoint()),
+        }
     }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -314,7 +365,9 @@ pub fn run(loaded: &Loaded, file: &Path, options: &Options) -> ExitCode {
             &plan,
             &desired,
             provider.clone(),
-            options.parallelism,
+            options
+                .parallelism
+                .min(chosen.parallelism.unwrap_or(usize::MAX)),
             progress,
             stop,
         )

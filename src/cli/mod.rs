@@ -3,6 +3,7 @@
 
 mod lifecycle;
 mod progress;
+mod providers;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -84,6 +85,31 @@ struct RunArgs {
 enum SchemaOf {
     Plan,
     Diff,
+    Providers,
+}
+
+#[derive(Subcommand, Debug)]
+enum ProviderCommand {
+    /// List providers, checking each one's health (in parallel; 5 s at most each)
+    List {
+        /// Only providers of this service type (siteplan's are all `vm`)
+        #[arg(long = "type", value_name = "TYPE")]
+        service_type: Option<String>,
+        /// At most this many (1 to 100)
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=100))]
+        page_size: u16,
+        /// The token a previous page ended with
+        #[arg(long)]
+        page_token: Option<String>,
+        #[arg(short, long = "output", value_enum, default_value = "table")]
+        output: providers::Output,
+    },
+    /// One provider, by id or name
+    Get {
+        id_or_name: String,
+        #[arg(short, long = "output", value_enum, default_value = "json")]
+        output: providers::Output,
+    },
 }
 
 /// How much is said.
@@ -186,6 +212,11 @@ enum Command {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// The providers you have (see the providers file), with their health
+    Provider {
+        #[command(subcommand)]
+        command: ProviderCommand,
+    },
     /// Print a JSON Schema: of plan files (the default), or of `plan diff --format json`
     Schema {
         #[arg(value_enum, default_value = "plan")]
@@ -281,7 +312,22 @@ pub fn run() -> ExitCode {
         Command::Schema { of } => print(&match of {
             SchemaOf::Plan => format::schema_text(),
             SchemaOf::Diff => crate::plan::render::json::schema_text(),
+            SchemaOf::Providers => crate::registry::config::schema_text(),
         }),
+        Command::Provider { command } => match command {
+            ProviderCommand::List {
+                service_type,
+                page_size,
+                page_token,
+                output,
+            } => providers::list(
+                service_type.as_deref(),
+                usize::from(page_size),
+                page_token.as_deref(),
+                output,
+            ),
+            ProviderCommand::Get { id_or_name, output } => providers::get(&id_or_name, output),
+        },
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "plan", &mut std::io::stdout());
             ExitCode::SUCCESS

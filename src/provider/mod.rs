@@ -8,6 +8,7 @@
 //! provider on libvirt's in-process test driver, with its state saved in a file).
 //! See docs/providers.md for how to add one.
 
+pub mod backends;
 pub mod cloudinit;
 pub mod crashpoint;
 pub mod fetch;

@@ -1,0 +1,174 @@
+//! `plan provider list|get`: the configured providers with their live health, as DCM's CLI
+//! shows its providers (same columns, fields and paging).
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use crate::registry::{self, config, ProviderView};
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Json,
+    Yaml,
+}
+
+const EXIT_ERROR: u8 = 1;
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(EXIT_ERROR)
+}
+
+/// Every provider, checked. The checks may leave a blocked connection attempt behind (an
+/// unreachable host): the runtime is shut down without waiting for it.
+fn all_views() -> Result<Vec<ProviderView>, String> {
+    let (file, _) = config::load()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let views = runtime.block_on(registry::views(&file.providers));
+    runtime.shutdown_background();
+    views
+}
+
+/// An opaque token for the page that starts after `last`.
+fn token_after(last: &ProviderView) -> String {
+    hex::encode(format!("{}|{}", last.create_time, last.id))
+}
+
+fn after_token(token: &str) -> Option<(String, String)> {
+    let text = String::from_utf8(hex::decode(token).ok()?).ok()?;
+    let (time, id) = text.split_once('|')?;
+    Some((time.to_string(), id.to_string()))
+}
+
+pub fn list(
+    service_type: Option<&str>,
+    page_size: usize,
+    page_token: Option<&str>,
+    output: Output,
+) -> ExitCode {
+    let views = match all_views() {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    let mut matching: Vec<ProviderView> = views
+        .into_iter()
+        .filter(|v| service_type.is_none_or(|t| v.service_type == t))
+        .collect();
+    if let Some(token) = page_token {
+        let Some(after) = after_token(token) else {
+            return fail(format!("`{token}` is not a page token this command gave"));
+        };
+        matching.retain(|v| (v.create_time.clone(), v.id.clone()) > after);
+    }
+    let more = matching.len() > page_size;
+    matching.truncate(page_size);
+    let next = more.then(|| matching.last().map(token_after)).flatten();
+    let text = match output {
+        Output::Json => {
+            let doc = serde_json::json!({ "results": matching, "next_page_token": next });
+            format!(
+                "{}\n",
+                serde_json::to_string_pretty(&doc).unwrap_or_default()
+            )
+        }
+        Output::Yaml => {
+            let doc = serde_json::json!({ "results": matching, "next_page_token": next });
+            serde_norway::to_string(&doc).unwrap_or_default()
+        }
+        Output::Table => table(&matching, next.as_deref(), service_type, page_size),
+    };
+    let _ = std::io::stdout().write_all(text.as_bytes());
+    ExitCode::SUCCESS
+}
+
+fn table(
+    views: &[ProviderView],
+    next: Option<&str>,
+    service_type: Option<&str>,
+    page_size: usize,
+) -> String {
+    let mut rows = vec![[
+        "ID".to_string(),
+        "NAME".into(),
+        "SERVICE TYPE".into(),
+        "STATUS".into(),
+        "HEALTH".into(),
+        "CREATED".into(),
+    ]];
+    for v in views {
+        rows.push([
+            v.id.clone(),
+            v.name.clone(),
+            v.service_type.clone(),
+            v.status.to_uppercase(),
+            v.health_status.to_uppercase(),
+            // Seconds are enough in a table.
+            v.create_time
+                .get(..19)
+                .map_or(v.create_time.clone(), |t| format!("{t}Z")),
+        ]);
+    }
+    let widths: Vec<usize> = (0..6)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:w$}"))
+            .collect();
+        out.push_str(line.join("   ").trim_end());
+        out.push('\n');
+    }
+    for v in views.iter().filter(|v| v.health_reason.is_some()) {
+        out.push_str(&format!(
+            "\n{}: {}: {}",
+            v.name,
+            v.health_status,
+            v.health_reason.as_deref().unwrap_or_default()
+        ));
+    }
+    if views.iter().any(|v| v.health_reason.is_some()) {
+        out.push('\n');
+    }
+    if let Some(token) = next {
+        let type_flag = service_type
+            .map(|t| format!(" --type {t}"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "\nNext page: plan provider list{type_flag} --page-size {page_size} --page-token {token}\n"
+        ));
+    }
+    out
+}
+
+pub fn get(which: &str, output: Output) -> ExitCode {
+    let views = match all_views() {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    let Some(view) = views.iter().find(|v| v.id == which || v.name == which) else {
+        let names: Vec<&str> = views.iter().map(|v| v.name.as_str()).collect();
+        return fail(format!(
+            "no provider has the id or name `{which}` (there are: {})",
+            names.join(", ")
+        ));
+    };
+    let text = match output {
+        Output::Yaml => serde_norway::to_string(view).unwrap_or_default(),
+        // A table of one is its fields, one per line.
+        Output::Json | Output::Table => {
+            format!(
+                "{}\n",
+                serde_json::to_string_pretty(view).unwrap_or_default()
+            )
+        }
+    };
+    let _ = std::io::stdout().write_all(text.as_bytes());
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,191 @@
+//! The providers a user has: configured in the providers file (`config`), remembered with a
+//! stable id (`store`), and checked live, in parallel and with a timeout, for `plan provider
+//! list|get`. The views use DCM's field names.
+
+pub mod config;
+pub mod store;
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::provider::spec::ResourceId;
+use crate::provider::{backends, HealthStatus, Scope};
+use config::ProviderConfig;
+
+/// The schema version of the provider views (`schema_version`).
+pub const SCHEMA_VERSION: &str = "v1alpha1";
+
+/// How long one health check may take.
+pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A health check's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    pub status: HealthStatus,
+    pub reason: Option<String>,
+}
+
+impl Checked {
+    fn new(status: HealthStatus, reason: impl Into<String>) -> Self {
+        Checked {
+            status,
+            reason: Some(reason.into()),
+        }
+    }
+
+    /// Whether the backend answered at all.
+    pub fn reached(&self) -> bool {
+        self.status != HealthStatus::Unavailable
+    }
+}
+
+/// One provider as `plan provider list|get` shows it (DCM's fields).
+#[derive(Debug, Clone, Serialize)]
+pub struct ProviderView {
+    pub id: String,
+    pub name: String,
+    /// What it hosts: `vm` for every siteplan backend.
+    pub service_type: String,
+    /// `libvirt`, `sandbox`.
+    pub provider_type: String,
+    pub endpoint: String,
+    pub schema_version: String,
+    /// `registered` once reached, `configured` before.
+    pub status: String,
+    /// `ready`, `unhealthy` or `unavailable`.
+    pub health_status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_reason: Option<String>,
+    pub enabled: bool,
+    pub create_time: String,
+    pub update_time: String,
+}
+
+/// Checks one provider: it must answer within `timeout`, and hold its pool (and network, if
+/// the file names one), active.
+pub async fn check(config: &ProviderConfig, timeout: Duration) -> Checked {
+    if !config.enabled {
+        return Checked::new(HealthStatus::Unavailable, "disabled in the providers file");
+    }
+    let opening = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || backends::open(&config))
+    };
+    let provider = match tokio::time::timeout(timeout, opening).await {
+        Err(_) => {
+            return Checked::new(
+                HealthStatus::Unavailable,
+                format!("no answer within {} s", timeout.as_secs()),
+            )
+        }
+        Ok(Err(e)) => return Checked::new(HealthStatus::Unavailable, e.to_string()),
+        Ok(Ok(Err(e))) => return Checked::new(HealthStatus::Unavailable, e.to_string()),
+        Ok(Ok(Ok(p))) => p,
+    };
+    let mut ids = vec![ResourceId::pool(&config.pool)];
+    if let Some(net) = &config.network {
+        ids.push(ResourceId::network(net));
+    }
+    let looking = async {
+        let health = provider.health().await;
+        if health.status != HealthStatus::Ready {
+            return Checked {
+                status: health.status,
+                reason: health.reason,
+            };
+        }
+        let seen = match provider
+            .observe(&Scope {
+                plan: String::new(),
+                ids: ids.clone(),
+            })
+            .await
+        {
+            Ok(seen) => seen,
+            Err(e) => return Checked::new(HealthStatus::Unhealthy, e.to_string()),
+        };
+        for id in &ids {
+            match seen.get(id) {
+                None => {
+                    return Checked::new(HealthStatus::Unhealthy, format!("{id} does not exist"))
+                }
+                Some(r) if !r.active => {
+                    return Checked::new(HealthStatus::Unhealthy, format!("{id} is not active"))
+                }
+                Some(_) => {}
+            }
+        }
+        Checked {
+            status: HealthStatus::Ready,
+            reason: None,
+        }
+    };
+    match tokio::time::timeout(timeout, looking).await {
+        Ok(checked) => checked,
+        Err(_) => Checked::new(
+            HealthStatus::Unavailable,
+            format!("no answer within {} s", timeout.as_secs()),
+        ),
+    }
+}
+
+fn health_name(status: HealthStatus) -> &'static str {
+    match status {
+        HealthStatus::Ready => "ready",
+        HealthStatus::Unhealthy => "unhealthy",
+        HealthStatus::Unavailable => "unavailable",
+    }
+}
+
+/// Every configured provider, checked in parallel, registered, in a stable order (creation
+/// time, then id).
+pub async fn views(configs: &[ProviderConfig]) -> Result<Vec<ProviderView>, String> {
+    let mut checks = tokio::task::JoinSet::new();
+    for (i, config) in configs.iter().enumerate() {
+        let config = config.clone();
+        checks.spawn(async move { (i, check(&config, HEALTH_TIMEOUT).await) });
+    }
+    let mut checked = vec![None; configs.len()];
+    while let Some(done) = checks.join_next().await {
+        if let Ok((i, c)) = done {
+            checked[i] = Some(c);
+        }
+    }
+    let checked: Vec<Checked> = checked
+        .into_iter()
+        .map(|c| c.unwrap_or_else(|| Checked::new(HealthStatus::Unavailable, "the check failed")))
+        .collect();
+    let seen: Vec<store::Seen> = configs
+        .iter()
+        .zip(&checked)
+        .map(|(c, h)| store::Seen {
+            name: &c.name,
+            provider_type: c.kind.as_str(),
+            endpoint: c.endpoint(),
+            reached: h.reached(),
+        })
+        .collect();
+    let records = store::sync(&seen)?;
+    let mut views: Vec<ProviderView> = configs
+        .iter()
+        .zip(checked)
+        .zip(records)
+        .map(|((config, health), record)| ProviderView {
+            id: record.id,
+            name: config.name.clone(),
+            service_type: "vm".into(),
+            provider_type: record.provider_type,
+            endpoint: record.endpoint,
+            schema_version: SCHEMA_VERSION.into(),
+            status: record.status,
+            health_status: health_name(health.status).into(),
+            health_reason: health.reason,
+            enabled: config.enabled,
+            create_time: record.create_time,
+            update_time: record.update_time,
+        })
+        .collect();
+    views.sort_by(|a, b| (&a.create_time, &a.id).cmp(&(&b.create_time, &b.id)));
+    Ok(views)
+}
