@@ -231,6 +231,9 @@ fn sandbox_runs_killed_at_every_point_are_finished_by_the_next_run() {
     every_step_killed_everywhere(&backend);
 }
 
+/// The libvirtd tests use the same names: one at a time.
+static LIBVIRTD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn libvirt_uri() -> Option<String> {
     let uri = std::env::var("SITEPLAN_TEST_LIBVIRT_URI")
         .ok()
@@ -247,6 +250,7 @@ fn libvirt_uri() -> Option<String> {
 #[test]
 fn real_libvirtd_runs_killed_at_every_point_are_finished_by_the_next_run() {
     let Some(uri) = libvirt_uri() else { return };
+    let _one_at_a_time = LIBVIRTD.lock().unwrap_or_else(|p| p.into_inner());
     let tmp = tempfile::tempdir().expect("tmp");
     let backend = Backend {
         provider: uri,
@@ -259,6 +263,7 @@ fn real_libvirtd_runs_killed_at_every_point_are_finished_by_the_next_run() {
 #[test]
 fn real_libvirtd_apply_killed_on_a_timer_is_finished_by_the_next_run() {
     let Some(uri) = libvirt_uri() else { return };
+    let _one_at_a_time = LIBVIRTD.lock().unwrap_or_else(|p| p.into_inner());
     let tmp = tempfile::tempdir().expect("tmp");
     let backend = Backend {
         provider: uri,

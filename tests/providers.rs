@@ -216,3 +216,103 @@ fn plans_go_to_a_provider_named_in_the_file() {
         "{err}"
     );
 }
+
+/// One plan, its VMs on two providers (`client:`): applied, diffed clean and destroyed in one
+/// run each, each provider holding its VM and a copy of what the VM needs.
+fn spread_over(env: &Env, second: &str) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let site = root.join("tests/fixtures/spread/site.yml");
+    let site = site.to_string_lossy();
+    let second = format!("second={second}");
+    let args = |command: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = command.iter().map(|s| s.to_string()).collect();
+        a.extend([site.to_string(), "-P".into(), second.clone()]);
+        a
+    };
+    let run = |command: &[&str]| {
+        let a = args(command);
+        let strs: Vec<&str> = a.iter().map(String::as_str).collect();
+        plan(env, &strs)
+    };
+    let _ = run(&["destroy", "--yes"]);
+    let (ok, out, err) = run(&["diff"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("+ vm/spread0 on play"), "{out}");
+    assert!(out.contains("+ network/spreadnet on play"), "{out}");
+    let second_name = second.trim_start_matches("second=");
+    assert!(
+        out.contains(&format!("+ vm/spread1 on {second_name}")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("+ network/spreadnet on {second_name}")),
+        "{out}"
+    );
+    let (ok, out, err) = run(&["apply", "--yes"]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        err.contains("Apply: 10 done, 0 failed, 0 skipped."),
+        "{err}"
+    );
+    assert!(
+        out.contains("spread0  play "),
+        "the VM table says where: {out}"
+    );
+    let (ok, out, err) = run(&["diff", "--format", "json"]);
+    assert!(ok, "{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(doc["summary"]["unchanged"], 10, "{out}");
+    assert_eq!(doc["changes"].as_array().map(Vec::len), Some(0), "{out}");
+    let (ok, out, err) = run(&["destroy", "--yes"]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        err.contains("Destroy: 10 done, 0 failed, 0 skipped."),
+        "{err}"
+    );
+    let (_, out, _) = run(&["diff"]);
+    assert!(out.contains("Plan: 10 to add"), "{out}");
+}
+
+#[test]
+fn a_plan_spread_over_two_sandboxes() {
+    let env = env();
+    spread_over(&env, "play2");
+
+    // A failure on one provider stops nothing on the other.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::cargo_bin("plan")
+        .expect("binary")
+        .env("SITEPLAN_PROVIDERS", &env.file)
+        .env("XDG_STATE_HOME", &env.state)
+        .env("SITEPLAN_FAIL_ON", "vm/spread0")
+        .args(["apply", "--yes"])
+        .arg(root.join("tests/fixtures/spread/site.yml"))
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("vm/spread0 on play FAILED"), "{err}");
+    assert!(err.contains("vm/spread1 on play2 ok"), "{err}");
+    assert!(err.contains("Apply: 9 done, 1 failed, 0 skipped."), "{err}");
+}
+
+#[test]
+fn a_plan_spread_over_a_sandbox_and_a_real_libvirtd() {
+    let Some(uri) = std::env::var("SITEPLAN_TEST_LIBVIRT_URI")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        eprintln!(
+            "SKIPPED a_plan_spread_over_a_sandbox_and_a_real_libvirtd: SITEPLAN_TEST_LIBVIRT_URI \
+             is not set (.ci/run starts libvirtd and sets it to qemu:///system)"
+        );
+        return;
+    };
+    let env = env();
+    let mut file = std::fs::read_to_string(&env.file).expect("providers file");
+    file.push_str(&format!(
+        "  - {{name: real, type: libvirt, uri: '{uri}'}}\n"
+    ));
+    std::fs::write(&env.file, file).expect("providers file");
+    spread_over(&env, "real");
+}

@@ -28,6 +28,8 @@ pub enum Status {
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub id: ResourceId,
+    /// `vm/web1`, or `vm/web1 on lab2` when the plan spans providers.
+    pub address: String,
     pub action: Action,
     pub status: Status,
     pub seconds: f64,
@@ -247,6 +249,7 @@ pub async fn apply_until(
             if stop.load(Ordering::SeqCst) {
                 let outcome = Outcome {
                     id: change.id.clone(),
+                    address: crate::plan::render::address(change),
                     action: change.action,
                     status: Status::Interrupted,
                     seconds: 0.0,
@@ -261,6 +264,7 @@ pub async fn apply_until(
             };
             let outcome = Outcome {
                 id: change.id.clone(),
+                address: crate::plan::render::address(change),
                 action: change.action,
                 status,
                 seconds: start.elapsed().as_secs_f64(),
@@ -282,6 +286,7 @@ pub async fn apply_until(
                 if outcome.is_none() && waiting[j] > 0 {
                     *outcome = Some(Outcome {
                         id: plan.changes[j].id.clone(),
+                        address: crate::plan::render::address(&plan.changes[j]),
                         action: plan.changes[j].action,
                         status: Status::Interrupted,
                         seconds: 0.0,
@@ -334,6 +339,7 @@ fn skip_dependents(
         }
         let outcome = Outcome {
             id: changes[d].id.clone(),
+            address: crate::plan::render::address(&changes[d]),
             action: changes[d].action,
             status: Status::Skipped(cause.clone()),
             seconds: 0.0,

@@ -102,11 +102,9 @@ fn open_provider(choice: Option<&str>) -> Result<Chosen, String> {
             ..open(&config)?
         })
     };
-    let configured = |name: &str| {
-        (found != registry::config::Found::Defaults)
-            .then(|| file.providers.iter().find(|p| p.name == name))
-            .flatten()
-    };
+    // Without a file, the defaults are named too: `local` (kcli's name for the local host) and
+    // `sandbox`.
+    let configured = |name: &str| file.providers.iter().find(|p| p.name == name);
     if let Some(config) = choice.and_then(configured) {
         return open(config);
     }
@@ -185,32 +183,48 @@ pub fn run(loaded: &Loaded, file: &Path, options: &Options) -> ExitCode {
         .iter()
         .map(|r| (r.spec.id(), r.entry.clone()))
         .collect();
-    let desired = match (options.mode, &targeted) {
-        // Everything outside the targets stays as it is.
-        (Mode::Destroy, Some(targeted)) => desired.without(targeted),
-        (Mode::Destroy, None) => desired.nothing_but_leftovers(),
-        _ => desired,
-    };
+    // One part per provider the plan uses (`client:`); most plans have one.
+    let parts = desired.by_provider(&loaded.manifest);
+    let spans = parts.len() > 1;
+    let mut sites = Vec::new();
+    for (client, part) in parts {
+        let part = match (options.mode, &targeted) {
+            // Everything outside the targets stays as it is.
+            (Mode::Destroy, Some(targeted)) => part.without(targeted),
+            (Mode::Destroy, None) => part.nothing_but_leftovers(),
+            _ => part,
+        };
+        // A VM's `client:` names a provider of the providers file; the rest go to --provider.
+        let choice = client.clone().or_else(|| options.provider.clone());
+        let chosen = match open_provider(choice.as_deref()) {
+            Ok(p) => p,
+            Err(e) => return fail(e),
+        };
+        let label = spans.then(|| {
+            chosen
+                .name
+                .clone()
+                .or(client)
+                .unwrap_or_else(|| chosen.provider.kind().to_string())
+        });
+        if options.verbosity > Verbosity::Quiet {
+            let p = &chosen.provider;
+            match &chosen.name {
+                Some(name) => eprintln!("Provider: {name}, {} ({})", p.kind(), p.endpoint()),
+                None => eprintln!("Provider: {} ({})", p.kind(), p.endpoint()),
+            }
+        }
+        sites.push(Site {
+            label,
+            chosen,
+            desired: part,
+        });
+    }
     if let (Some(targeted), true) = (&targeted, options.verbosity > Verbosity::Quiet) {
         eprintln!(
             "Targeting {}: other changes are left out.",
             targeted.iter().cloned().collect::<Vec<_>>().join(", ")
         );
-    }
-    let chosen = match open_provider(options.provider.as_deref()) {
-        Ok(p) => p,
-        Err(e) => return fail(e),
-    };
-    let provider = chosen.provider;
-    if options.verbosity > Verbosity::Quiet {
-        match &chosen.name {
-            Some(name) => eprintln!(
-                "Provider: {name}, {} ({})",
-                provider.kind(),
-                provider.endpoint()
-            ),
-            None => eprintln!("Provider: {} ({})", provider.kind(), provider.endpoint()),
-        }
     }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -220,187 +234,296 @@ pub fn run(loaded: &Loaded, file: &Path, options: &Options) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(format!("cannot start the runtime: {e}")),
     };
-    runtime.block_on(async {
-        let mut ids: Vec<_> = desired.resources.iter().map(|r| r.spec.id()).collect();
-        ids.extend(desired.external.iter().cloned());
-        ids.extend(desired.claimable.iter().map(Spec::id));
+    let code = runtime.block_on(run_sites(
+        loaded, file, options, &name, &sites, &targeted, &entries,
+    ));
+    runtime.shutdown_background();
+    code
+}
+
+/// The plan's resources on one provider.
+struct Site {
+    /// The provider's name in diffs, when the plan spans several.
+    label: Option<String>,
+    chosen: Chosen,
+    desired: Desired,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_sites(
+    loaded: &Loaded,
+    file: &Path,
+    options: &Options,
+    name: &str,
+    sites: &[Site],
+    targeted: &Option<std::collections::BTreeSet<String>>,
+    entries: &BTreeMap<ResourceId, String>,
+) -> ExitCode {
+    // Observe every provider at once.
+    let started = Instant::now();
+    let observing = sites.iter().map(|site| {
+        let mut ids: Vec<_> = site.desired.resources.iter().map(|r| r.spec.id()).collect();
+        ids.extend(site.desired.external.iter().cloned());
+        ids.extend(site.desired.claimable.iter().map(Spec::id));
         let scope = Scope {
-            plan: name.clone(),
+            plan: name.to_string(),
             ids,
         };
-        let started = Instant::now();
-        let observed = match provider.observe(&scope).await {
-            Ok(o) => o,
+        let provider = site.chosen.provider.clone();
+        async move { provider.observe(&scope).await }
+    });
+    let mut observed = Vec::new();
+    for result in futures_join(observing).await {
+        match result {
+            Ok(o) => observed.push(o),
             Err(e) => return fail(e),
-        };
-        let live = saved::live_fingerprint(&observed);
-        if let Some(saved) = &options.saved {
-            if saved.fingerprints.live != live {
-                eprintln!(
-                    "error: the provider's resources have changed since the plan was saved; \
-                     nothing was changed. Review the plan again: `plan diff {} --out PLANFILE`",
-                    file.display()
-                );
-                return ExitCode::from(EXIT_ERROR);
-            }
         }
-        if options.verbosity == Verbosity::Verbose {
+    }
+    let live = if sites.len() == 1 {
+        saved::live_fingerprint(&observed[0])
+    } else {
+        let each: Vec<String> = sites
+            .iter()
+            .zip(&observed)
+            .map(|(s, o)| format!("{:?}={}", s.label, saved::live_fingerprint(o)))
+            .collect();
+        saved::source_fingerprint(&each.join("\n"))
+    };
+    if let Some(saved) = &options.saved {
+        if saved.fingerprints.live != live {
             eprintln!(
-                "Observed {} resources in {} ms.",
-                observed.resources.len(),
-                started.elapsed().as_millis()
+                "error: the provider's resources have changed since the plan was saved; \
+                 nothing was changed. Review the plan again: `plan diff {} --out PLANFILE`",
+                file.display()
             );
-        }
-        let table = |kind: ResourceKind, attr: &str| provider.disruption(kind, attr);
-        let plan = match plan::plan(&name, &desired, &observed, &table) {
-            Ok(p) => {
-                let mut p = match &targeted {
-                    Some(targeted) => only_targeted(p, targeted, &entries, options.mode),
-                    None => p,
-                };
-                if options.mode == Mode::Destroy {
-                    for c in &mut p.changes {
-                        if c.reason.as_deref() == Some(plan::NO_LONGER_DECLARED) {
-                            c.reason = Some("destroyed with the plan".into());
-                        }
-                    }
-                }
-                p
-            }
-            Err(problems) => {
-                for p in &problems {
-                    eprintln!("error: {}", secrets::scrub(p));
-                }
-                eprintln!("Nothing was changed.");
-                return ExitCode::from(EXIT_ERROR);
-            }
-        };
-        // Quiet still shows the whole diff when it is about to ask about it.
-        let asking = options.mode != Mode::Diff && !options.yes && !plan.is_empty();
-        let shown = match options.format {
-            DiffFormat::Markdown if options.mode == Mode::Diff => render::markdown(&plan),
-            DiffFormat::Json if options.mode == Mode::Diff => render::json::json(&plan),
-            _ if options.verbosity == Verbosity::Quiet && !asking => {
-                format!("{}\n", render::summary(&plan))
-            }
-            _ => render::human(&plan),
-        };
-        let _ = std::io::stdout().write_all(secrets::scrub(&shown).as_bytes());
-        if let Some(saved) = &options.saved {
-            if !saved.same_changes(&plan) {
-                eprintln!(
-                    "error: planning again gives other changes than the saved plan's; nothing \
-                     was changed. Review the plan again: `plan diff {} --out PLANFILE`",
-                    file.display()
-                );
-                return ExitCode::from(EXIT_ERROR);
-            }
-        }
-        if let Some(out) = &options.out {
-            let (params, sensitive_params) = saved::split_params(&options.overrides.sets);
-            let record = SavedPlan {
-                saved_plan_version: saved::VERSION,
-                file: std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf()),
-                name: name.clone(),
-                provider: options.provider.clone(),
-                paramfiles: options
-                    .overrides
-                    .paramfiles
-                    .iter()
-                    .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
-                    .collect(),
-                params,
-                sensitive_params,
-                targets: options.targets.clone(),
-                replace: options.replace.clone(),
-                fingerprints: saved::Fingerprints {
-                    source: saved::source_fingerprint(&loaded.text),
-                    parameters: saved::parameters_fingerprint(&loaded.manifest.parameters),
-                    live: live.clone(),
-                },
-                changes: serde_json::to_value(render::json::document(&plan)).unwrap_or_default(),
-            };
-            if let Err(e) = std::fs::write(out, record.to_text()) {
-                return fail(format!("cannot save the plan to {}: {e}", out.display()));
-            }
-            eprintln!(
-                "Saved the plan to {}: `plan apply {}` applies exactly these changes.",
-                out.display(),
-                out.display()
-            );
-        }
-        if options.mode == Mode::Diff && options.detailed_exitcode && !plan.is_empty() {
-            return ExitCode::from(EXIT_CHANGES);
-        }
-        if options.mode == Mode::Diff || plan.is_empty() {
-            if plan.is_empty() && options.mode == Mode::Apply {
-                if let Err(code) = finish_apply(provider.as_ref(), &desired, loaded, options).await
-                {
-                    return code;
-                }
-            }
-            return ExitCode::SUCCESS;
-        }
-        if !options.yes && !confirm(&plan, options.mode) {
-            eprintln!("Nothing was changed.");
             return ExitCode::from(EXIT_ERROR);
         }
-        let progress: Arc<dyn Progress> = Arc::from(progress::for_run(
-            plan.changes.len(),
-            options.verbosity,
-            std::io::stderr().is_terminal(),
-        ));
-        // Ctrl-C: start nothing more, let what runs finish, report, exit 130.
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let on_signal = stop.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!(
-                    "\nInterrupted: starting nothing more; waiting for the changes in progress."
-                );
-                on_signal.store(true, std::sync::atomic::Ordering::SeqCst);
-            }
-        });
-        let report = apply::apply_until(
-            &plan,
-            &desired,
-            provider.clone(),
-            options
-                .parallelism
-                .min(chosen.parallelism.unwrap_or(usize::MAX)),
-            progress,
-            stop,
-        )
-        .await;
+    }
+    if options.verbosity == Verbosity::Verbose {
+        let count: usize = observed.iter().map(|o| o.resources.len()).sum();
         eprintln!(
-            "\n{}: {} done, {} failed, {} skipped.",
-            if options.mode == Mode::Destroy {
-                "Destroy"
-            } else {
-                "Apply"
-            },
-            report.succeeded(),
-            report.failed(),
-            report.skipped()
+            "Observed {count} resources in {} ms.",
+            started.elapsed().as_millis()
         );
-        let finished = if options.mode == Mode::Apply && report.interrupted() == 0 {
-            finish_apply(provider.as_ref(), &desired, loaded, options).await
-        } else {
-            Ok(())
-        };
-        if report.interrupted() > 0 {
+    }
+
+    // Plan each part; show them as one.
+    let mut plans = Vec::new();
+    let mut problems = Vec::new();
+    for (site, observed) in sites.iter().zip(&observed) {
+        let provider = &site.chosen.provider;
+        let table = |kind: ResourceKind, attr: &str| provider.disruption(kind, attr);
+        match plan::plan(name, &site.desired, observed, &table) {
+            Ok(p) => {
+                let mut p = match targeted {
+                    Some(targeted) => only_targeted(p, targeted, entries, options.mode),
+                    None => p,
+                };
+                for c in &mut p.changes {
+                    c.provider = site.label.clone();
+                    if options.mode == Mode::Destroy
+                        && c.reason.as_deref() == Some(plan::NO_LONGER_DECLARED)
+                    {
+                        c.reason = Some("destroyed with the plan".into());
+                    }
+                }
+                plans.push(p);
+            }
+            Err(found) => problems.extend(found.into_iter().map(|p| match &site.label {
+                Some(label) => format!("{label}: {p}"),
+                None => p,
+            })),
+        }
+    }
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("error: {}", secrets::scrub(p));
+        }
+        eprintln!("Nothing was changed.");
+        return ExitCode::from(EXIT_ERROR);
+    }
+    let plan = Plan {
+        name: name.to_string(),
+        changes: plans.iter().flat_map(|p| p.changes.clone()).collect(),
+        unchanged: plans.iter().map(|p| p.unchanged).sum(),
+    };
+    // Quiet still shows the whole diff when it is about to ask about it.
+    let asking = options.mode != Mode::Diff && !options.yes && !plan.is_empty();
+    let shown = match options.format {
+        DiffFormat::Markdown if options.mode == Mode::Diff => render::markdown(&plan),
+        DiffFormat::Json if options.mode == Mode::Diff => render::json::json(&plan),
+        _ if options.verbosity == Verbosity::Quiet && !asking => {
+            format!("{}\n", render::summary(&plan))
+        }
+        _ => render::human(&plan),
+    };
+    let _ = std::io::stdout().write_all(secrets::scrub(&shown).as_bytes());
+    if let Some(saved) = &options.saved {
+        if !saved.same_changes(&plan) {
             eprintln!(
-                "{} change{} not started; run the same command again to finish.",
-                report.interrupted(),
-                if report.interrupted() == 1 { "" } else { "s" }
+                "error: planning again gives other changes than the saved plan's; nothing \
+                 was changed. Review the plan again: `plan diff {} --out PLANFILE`",
+                file.display()
             );
-            ExitCode::from(130)
-        } else if report.failed() > 0 {
-            ExitCode::from(EXIT_ERROR)
+            return ExitCode::from(EXIT_ERROR);
+        }
+    }
+    if let Err(code) = save(loaded, file, options, name, &plan, &live) {
+        return code;
+    }
+    if options.mode == Mode::Diff && options.detailed_exitcode && !plan.is_empty() {
+        return ExitCode::from(EXIT_CHANGES);
+    }
+    if options.mode == Mode::Diff || plan.is_empty() {
+        if plan.is_empty() && options.mode == Mode::Apply {
+            if let Err(code) = finish_apply(sites, loaded, options).await {
+                return code;
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+    if !options.yes && !confirm(&plan, options.mode) {
+        eprintln!("Nothing was changed.");
+        return ExitCode::from(EXIT_ERROR);
+    }
+    let progress: Arc<dyn Progress> = Arc::from(progress::for_run(
+        plan.changes.len(),
+        options.verbosity,
+        std::io::stderr().is_terminal(),
+    ));
+    // Ctrl-C: start nothing more, let what runs finish, report, exit 130.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\nInterrupted: starting nothing more; waiting for the changes in progress.");
+            on_signal.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    // Each provider at once, each within its own limit; a failure on one stops nothing on
+    // the others (no resource on one depends on another's).
+    let applying = sites.iter().zip(&plans).map(|(site, part)| {
+        let parallelism = options
+            .parallelism
+            .min(site.chosen.parallelism.unwrap_or(usize::MAX));
+        apply::apply_until(
+            part,
+            &site.desired,
+            site.chosen.provider.clone(),
+            parallelism,
+            progress.clone(),
+            stop.clone(),
+        )
+    });
+    let reports = futures_join(applying).await;
+    let report = apply::Report {
+        outcomes: reports.into_iter().flat_map(|r| r.outcomes).collect(),
+    };
+    drop(progress);
+    eprintln!(
+        "\n{}: {} done, {} failed, {} skipped.",
+        if options.mode == Mode::Destroy {
+            "Destroy"
         } else {
-            finished.err().unwrap_or(ExitCode::SUCCESS)
+            "Apply"
+        },
+        report.succeeded(),
+        report.failed(),
+        report.skipped()
+    );
+    let finished = if options.mode == Mode::Apply && report.interrupted() == 0 {
+        finish_apply(sites, loaded, options).await
+    } else {
+        Ok(())
+    };
+    if report.interrupted() > 0 {
+        eprintln!(
+            "{} change{} not started; run the same command again to finish.",
+            report.interrupted(),
+            if report.interrupted() == 1 { "" } else { "s" }
+        );
+        ExitCode::from(130)
+    } else if report.failed() > 0 {
+        ExitCode::from(EXIT_ERROR)
+    } else {
+        finished.err().unwrap_or(ExitCode::SUCCESS)
+    }
+}
+
+/// Runs futures concurrently on this task and returns their outputs in order.
+async fn futures_join<F: std::future::Future>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut pending: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut done: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut all = true;
+        for (i, f) in pending.iter_mut().enumerate() {
+            if done[i].is_some() {
+                continue;
+            }
+            match f.as_mut().poll(cx) {
+                std::task::Poll::Ready(v) => done[i] = Some(v),
+                std::task::Poll::Pending => all = false,
+            }
+        }
+        if all {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
         }
     })
+    .await;
+    done.into_iter().flatten().collect()
+}
+
+/// `diff --out`: what was reviewed, with the fingerprints `apply PLANFILE` checks.
+fn save(
+    loaded: &Loaded,
+    file: &Path,
+    options: &Options,
+    name: &str,
+    plan: &Plan,
+    live: &str,
+) -> Result<(), ExitCode> {
+    let Some(out) = &options.out else {
+        return Ok(());
+    };
+    let (params, sensitive_params) = saved::split_params(&options.overrides.sets);
+    let record = SavedPlan {
+        saved_plan_version: saved::VERSION,
+        file: std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf()),
+        name: name.to_string(),
+        provider: options.provider.clone(),
+        paramfiles: options
+            .overrides
+            .paramfiles
+            .iter()
+            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+            .collect(),
+        params,
+        sensitive_params,
+        targets: options.targets.clone(),
+        replace: options.replace.clone(),
+        fingerprints: saved::Fingerprints {
+            source: saved::source_fingerprint(&loaded.text),
+            parameters: saved::parameters_fingerprint(&loaded.manifest.parameters),
+            live: live.to_string(),
+        },
+        changes: serde_json::to_value(render::json::document(plan)).unwrap_or_default(),
+    };
+    if let Err(e) = std::fs::write(out, record.to_text()) {
+        return Err(fail(format!(
+            "cannot save the plan to {}: {e}",
+            out.display()
+        )));
+    }
+    eprintln!(
+        "Saved the plan to {}: `plan apply {}` applies exactly these changes.",
+        out.display(),
+        out.display()
+    );
+    Ok(())
 }
 
 /// `plan diff --against`: what applying `new` would change where `old` was applied, without
@@ -520,6 +643,8 @@ fn confirm(plan: &Plan, mode: Mode) -> bool {
 /// One row of the table `apply` ends with.
 struct VmRow {
     name: String,
+    /// The provider's name (or type).
+    provider: String,
     state: &'static str,
     /// Reported by the provider.
     addresses: Vec<IpAddr>,
@@ -535,8 +660,15 @@ impl VmRow {
 }
 
 /// The plan's VMs: where they run, whether they run, and their addresses.
-async fn vm_rows(provider: &dyn Provider, desired: &Desired, loaded: &Loaded) -> Vec<VmRow> {
-    let vms: Vec<&str> = desired
+async fn vm_rows(site: &Site, loaded: &Loaded) -> Vec<VmRow> {
+    let provider = site.chosen.provider.as_ref();
+    let shown = site
+        .label
+        .clone()
+        .or_else(|| site.chosen.name.clone())
+        .unwrap_or_else(|| provider.kind().to_string());
+    let vms: Vec<&str> = site
+        .desired
         .resources
         .iter()
         .filter_map(|r| match &r.spec {
@@ -570,6 +702,7 @@ async fn vm_rows(provider: &dyn Provider, desired: &Desired, loaded: &Loaded) ->
         };
         rows.push(VmRow {
             name: vm.to_string(),
+            provider: shown.clone(),
             state,
             addresses,
             fixed,
@@ -581,8 +714,7 @@ async fn vm_rows(provider: &dyn Provider, desired: &Desired, loaded: &Loaded) ->
 /// With `--wait`, polls until every running VM has an address or the time is up.
 /// Returns the rows and the VMs still without an address.
 async fn wait_for_addresses(
-    provider: &dyn Provider,
-    desired: &Desired,
+    sites: &[Site],
     loaded: &Loaded,
     wait: Option<Duration>,
     verbosity: Verbosity,
@@ -592,7 +724,10 @@ async fn wait_for_addresses(
         (wait.is_some() && verbosity > Verbosity::Quiet && std::io::stderr().is_terminal())
             .then(indicatif::ProgressBar::new_spinner);
     loop {
-        let rows = vm_rows(provider, desired, loaded).await;
+        let mut rows = Vec::new();
+        for site in sites {
+            rows.extend(vm_rows(site, loaded).await);
+        }
         let pending: Vec<String> = rows
             .iter()
             .filter(|r| r.unreachable())
@@ -619,7 +754,7 @@ async fn wait_for_addresses(
     }
 }
 
-fn print_vm_table(rows: &[VmRow], provider: &dyn Provider) {
+fn print_vm_table(rows: &[VmRow]) {
     if rows.is_empty() {
         return;
     }
@@ -639,25 +774,17 @@ fn print_vm_table(rows: &[VmRow], provider: &dyn Provider) {
         };
         out.push_str(&format!(
             "{:width$}  {:10}  {:8}  {ips}\n",
-            row.name,
-            provider.kind(),
-            row.state
+            row.name, row.provider, row.state
         ));
     }
     let _ = std::io::stdout().write_all(out.as_bytes());
 }
 
 /// Ends an apply: the VM table, and with `--wait` an error for VMs that got no address in time.
-async fn finish_apply(
-    provider: &dyn Provider,
-    desired: &Desired,
-    loaded: &Loaded,
-    options: &Options,
-) -> Result<(), ExitCode> {
-    let (rows, pending) =
-        wait_for_addresses(provider, desired, loaded, options.wait, options.verbosity).await;
+async fn finish_apply(sites: &[Site], loaded: &Loaded, options: &Options) -> Result<(), ExitCode> {
+    let (rows, pending) = wait_for_addresses(sites, loaded, options.wait, options.verbosity).await;
     if options.verbosity > Verbosity::Quiet {
-        print_vm_table(&rows, provider);
+        print_vm_table(&rows);
     }
     if pending.is_empty() {
         return Ok(());

@@ -9,7 +9,6 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::apply::{Outcome, Progress, Status};
 use crate::plan::{Action, Change};
-use crate::provider::spec::ResourceId;
 use crate::secrets;
 
 /// How much `plan` says while it works.
@@ -82,7 +81,7 @@ impl Progress for Silent {
     fn started(&self, _: &Change) {}
     fn finished(&self, outcome: &Outcome) {
         if let Status::Failed(message) = &outcome.status {
-            eprintln!("{} FAILED: {}", outcome.id, secrets::scrub(message));
+            eprintln!("{} FAILED: {}", outcome.address, secrets::scrub(message));
         }
     }
 }
@@ -119,7 +118,12 @@ fn now() -> String {
 
 impl Progress for Lines {
     fn started(&self, change: &Change) {
-        eprintln!("[{}] {} {}", now(), verb(change.action), change.id);
+        eprintln!(
+            "[{}] {} {}",
+            now(),
+            verb(change.action),
+            crate::plan::render::address(change)
+        );
         if self.verbosity == Verbosity::Verbose {
             for line in details(change) {
                 eprintln!("[{}]     {line}", now());
@@ -138,7 +142,7 @@ impl Progress for Lines {
             now(),
             n,
             self.total,
-            outcome.id,
+            outcome.address,
             result(outcome)
         );
     }
@@ -149,7 +153,7 @@ struct Bars {
     multi: MultiProgress,
     overall: ProgressBar,
     verbosity: Verbosity,
-    spinners: Mutex<HashMap<ResourceId, ProgressBar>>,
+    spinners: Mutex<HashMap<String, ProgressBar>>,
 }
 
 impl Bars {
@@ -177,7 +181,11 @@ impl Progress for Bars {
         if let Ok(style) = ProgressStyle::with_template("  {spinner} {msg} ({elapsed})") {
             spinner.set_style(style);
         }
-        spinner.set_message(format!("{} {}", verb(change.action), change.id));
+        spinner.set_message(format!(
+            "{} {}",
+            verb(change.action),
+            crate::plan::render::address(change)
+        ));
         spinner.enable_steady_tick(Duration::from_millis(120));
         if self.verbosity == Verbosity::Verbose {
             for line in details(change) {
@@ -187,7 +195,7 @@ impl Progress for Bars {
         self.spinners
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(change.id.clone(), spinner);
+            .insert(crate::plan::render::address(change), spinner);
     }
 
     fn finished(&self, outcome: &Outcome) {
@@ -195,7 +203,7 @@ impl Progress for Bars {
             .spinners
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&outcome.id);
+            .remove(&outcome.address);
         if let Some(spinner) = spinner {
             spinner.finish_and_clear();
             self.multi.remove(&spinner);
@@ -211,7 +219,9 @@ impl Progress for Bars {
             }
             _ => result(outcome),
         };
-        let _ = self.multi.println(format!("{mark} {} {said}", outcome.id));
+        let _ = self
+            .multi
+            .println(format!("{mark} {} {said}", outcome.address));
         self.overall.inc(1);
         if self.overall.position() >= self.overall.length().unwrap_or(0) {
             self.overall.finish_and_clear();

@@ -292,11 +292,10 @@ pub fn desired(manifest: &Manifest, plan: &str, base: &Path) -> Result<Desired, 
                 .mac
                 .clone()
                 .unwrap_or_else(|| derived_mac(plan, &entry.name, i));
-            if declared(&nic.network.name, m::Kind::Network) {
-                vm_deps.push(ResourceId::network(&nic.network.name));
-            } else {
+            if !declared(&nic.network.name, m::Kind::Network) {
                 external(ResourceId::network(&nic.network.name), &mut out);
             }
+            vm_deps.push(ResourceId::network(&nic.network.name));
             let prefix = nic.prefix.or_else(|| {
                 let net = manifest.get(&nic.network.name)?;
                 match &net.kind {
@@ -571,4 +570,106 @@ fn seed_input(
         root_password: vm.rootpassword.as_ref().map(|s| s.expose().to_string()),
         nics,
     })
+}
+
+impl Desired {
+    /// Splits the desired state by provider: a VM goes where its `client` says (`None`: the
+    /// default provider), with everything it needs; a network or pool that VMs on two providers
+    /// use exists on both; what no VM needs goes to the default. Each part keeps the guards and
+    /// the `--replace` list, and the external references its own resources make. Resources on
+    /// different providers never depend on each other, so the parts can be planned and applied
+    /// independently.
+    pub fn by_provider(&self, manifest: &Manifest) -> Vec<(Option<String>, Desired)> {
+        use std::collections::{BTreeSet, HashMap};
+        let index: HashMap<ResourceId, usize> = self
+            .resources
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.spec.id(), i))
+            .collect();
+        let mut homes: Vec<BTreeSet<Option<String>>> = vec![BTreeSet::new(); self.resources.len()];
+        let mut externals: BTreeMap<Option<String>, Vec<ResourceId>> = BTreeMap::new();
+        for (i, r) in self.resources.iter().enumerate() {
+            let Spec::Vm(vm) = &r.spec else { continue };
+            let client = match manifest.get(&vm.name).map(|e| &e.kind) {
+                Some(EntryKind::Vm(v)) => v.client.clone(),
+                _ => None,
+            };
+            // Everything this VM needs, transitively, goes where it goes.
+            let mut stack = vec![i];
+            while let Some(j) = stack.pop() {
+                if !homes[j].insert(client.clone()) {
+                    continue;
+                }
+                for need in &self.resources[j].depends_on {
+                    match index.get(need) {
+                        Some(&k) => stack.push(k),
+                        None => externals
+                            .entry(client.clone())
+                            .or_default()
+                            .push(need.clone()),
+                    }
+                }
+            }
+        }
+        for home in homes.iter_mut().filter(|h| h.is_empty()) {
+            home.insert(None);
+        }
+        let providers: BTreeSet<Option<String>> = homes.iter().flatten().cloned().collect();
+        if providers.is_empty() {
+            return vec![(None, self.clone())];
+        }
+        providers
+            .into_iter()
+            .map(|provider| {
+                let resources: Vec<DesiredResource> = self
+                    .resources
+                    .iter()
+                    .zip(&homes)
+                    .filter(|(_, h)| h.contains(&provider))
+                    .map(|(r, _)| r.clone())
+                    .collect();
+                let ids: BTreeSet<ResourceId> = resources.iter().map(|r| r.spec.id()).collect();
+                let mut external: Vec<ResourceId> =
+                    externals.get(&provider).cloned().unwrap_or_default();
+                // Externals of resources no VM needs (an image's pool, say) stay with them.
+                for r in &resources {
+                    for need in &r.depends_on {
+                        if !ids.contains(need) && self.external.contains(need) {
+                            external.push(need.clone());
+                        }
+                    }
+                }
+                // Externals nothing refers to (there should be none) go with the default.
+                if provider.is_none() {
+                    let referred: BTreeSet<&ResourceId> = self
+                        .resources
+                        .iter()
+                        .flat_map(|r| r.depends_on.iter())
+                        .collect();
+                    external.extend(
+                        self.external
+                            .iter()
+                            .filter(|e| !referred.contains(e))
+                            .cloned(),
+                    );
+                }
+                external.sort();
+                external.dedup();
+                let part = Desired {
+                    claimable: self
+                        .claimable
+                        .iter()
+                        .filter(|s| ids.contains(&s.id()))
+                        .cloned()
+                        .collect(),
+                    guards: self.guards.clone(),
+                    replace: self.replace.clone(),
+                    resources,
+                    external,
+                };
+                (provider, part)
+            })
+            .collect()
+    }
 }

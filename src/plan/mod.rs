@@ -40,6 +40,9 @@ pub struct Change {
     pub id: ResourceId,
     /// The plan entry this resource belongs to (`vm/web1`).
     pub entry: Option<String>,
+    /// The provider it is on, when a plan spans several (`client:`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
     pub action: Action,
     pub attributes: Vec<AttributeChange>,
     /// Why a replace or a delete happens.
@@ -100,6 +103,7 @@ pub fn plan(
         let id = want.spec.id();
         let Some(live) = observed.get(&id) else {
             changes.push(Change {
+                provider: None,
                 attributes: attributes(None, Some(&want.spec), |_| Disruption::Live),
                 id,
                 entry: Some(want.entry.clone()),
@@ -121,6 +125,7 @@ pub fn plan(
                     Disruption::Live
                 }));
                 changes.push(Change {
+                    provider: None,
                     id,
                     entry: Some(want.entry.clone()),
                     action: Action::Update,
@@ -199,6 +204,7 @@ pub fn plan(
             kept
         };
         changes.push(Change {
+            provider: None,
             id,
             entry: Some(want.entry.clone()),
             action,
@@ -218,6 +224,7 @@ pub fn plan(
             continue;
         }
         changes.push(Change {
+            provider: None,
             id: id.clone(),
             entry: None,
             action: Action::Delete,
@@ -240,6 +247,7 @@ pub fn plan(
             continue;
         }
         changes.push(Change {
+            provider: None,
             id,
             entry: None,
             action: Action::Delete,

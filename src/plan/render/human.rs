@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::{has_text, is_text, leaves, summary, symbol, unified, value, Impact};
+use super::{address, has_text, is_text, leaves, summary, symbol, unified, value, Impact};
 use crate::plan::{Action, AttributeChange, Plan};
 use crate::provider::Disruption;
 
@@ -102,7 +102,7 @@ pub fn human(plan: &Plan) -> String {
     }
     let _ = writeln!(out, "Plan `{}` will make these changes:\n", plan.name);
     for change in &plan.changes {
-        let mut head = format!("  {} {}", symbol(change.action), change.id);
+        let mut head = format!("  {} {}", symbol(change.action), address(change));
         if let Some(reason) = &change.reason {
             let _ = write!(head, ": {reason}");
         }

@@ -46,6 +46,9 @@ pub struct ResourceChange {
     /// A volume's pool.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pool: Option<String>,
+    /// The provider it is on, when the plan spans several (`client:`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
     /// The plan entry it comes from (`vm/web1`); absent for deletes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entry: Option<String>,
@@ -98,6 +101,7 @@ fn resource_change(change: &Change) -> ResourceChange {
         kind: change.id.kind.to_string(),
         name: change.id.name.clone(),
         pool: change.id.pool.clone(),
+        provider: change.provider.clone(),
         entry: change.entry.clone(),
         action: change.action,
         reason: change.reason.clone(),

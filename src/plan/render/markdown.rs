@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::{is_text, leaves, summary, symbol, unified, value, Impact};
+use super::{address, is_text, leaves, summary, symbol, unified, value, Impact};
 use crate::plan::{Action, AttributeChange, Change, Plan};
 use crate::provider::Disruption;
 
@@ -86,7 +86,7 @@ fn details(out: &mut String, change: &Change) {
     let mut title = format!(
         "<code>{} {}</code>: {}",
         symbol(change.action),
-        change.id,
+        address(change),
         match change.action {
             Action::Create => "create",
             Action::Update => "update",
@@ -154,7 +154,7 @@ pub fn markdown(plan: &Plan) -> String {
         .changes
         .iter()
         .filter(|c| Impact::of(c) == Impact::DataLoss)
-        .map(|c| format!("`{}`", c.id))
+        .map(|c| format!("`{}`", address(c)))
         .collect();
     if !destructive.is_empty() {
         let _ = writeln!(out, "> [!WARNING]");
@@ -193,7 +193,7 @@ pub fn markdown(plan: &Plan) -> String {
             out,
             "| `{}` | `{}` | {action} | {impact} | {why} |",
             symbol(change.action),
-            change.id
+            address(change)
         );
     }
     let _ = writeln!(out);

@@ -124,6 +124,14 @@ pub(crate) fn leaves(v: &serde_json::Value, path: &str) -> Vec<(String, serde_js
 
 /// A unified diff of two texts, three lines of context; hunk headers left out when one side is
 /// empty (all of it is new, or all gone).
+/// `vm/web1`, or `vm/web1 on lab2` when the plan spans providers.
+pub(crate) fn address(change: &Change) -> String {
+    match &change.provider {
+        Some(p) => format!("{} on {p}", change.id),
+        None => change.id.to_string(),
+    }
+}
+
 pub(crate) fn unified(old: &str, new: &str) -> String {
     let diff = similar::TextDiff::from_lines(old, new);
     let text = diff
