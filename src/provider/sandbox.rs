@@ -64,14 +64,7 @@ pub struct Sandbox {
 
 /// Where the sandbox lives: `$SITEPLAN_SANDBOX_DIR`, else the XDG state directory.
 pub fn default_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("SITEPLAN_SANDBOX_DIR") {
-        return PathBuf::from(dir);
-    }
-    let state = std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-        .unwrap_or_else(std::env::temp_dir);
-    state.join("siteplan/sandbox")
+    crate::registry::config::default_sandbox_dir()
 }
 
 impl Sandbox {

@@ -68,6 +68,18 @@ impl ProviderType {
     }
 }
 
+/// Where the sandbox lives by default: `$SITEPLAN_SANDBOX_DIR`, else the XDG state directory.
+pub fn default_sandbox_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SITEPLAN_SANDBOX_DIR") {
+        return PathBuf::from(dir);
+    }
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(std::env::temp_dir);
+    state.join("siteplan/sandbox")
+}
+
 fn default_pool() -> String {
     "default".into()
 }
@@ -116,7 +128,7 @@ impl ProviderConfig {
             ProviderType::Sandbox => self
                 .dir
                 .clone()
-                .unwrap_or_else(crate::provider::sandbox::default_dir)
+                .unwrap_or_else(default_sandbox_dir)
                 .display()
                 .to_string(),
         }
