@@ -316,3 +316,45 @@ fn a_plan_spread_over_a_sandbox_and_a_real_libvirtd() {
     std::fs::write(&env.file, file).expect("providers file");
     spread_over(&env, "real");
 }
+
+#[test]
+fn a_provider_without_its_pool_is_unhealthy_and_says_why() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = tmp.path().join("providers.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "providers:\n  - {{name: nopool, type: sandbox, dir: {}/s, pool: images}}\n  - {{name: off, type: sandbox, dir: {}/o, enabled: false}}\n",
+            tmp.path().display(),
+            tmp.path().display()
+        ),
+    )
+    .expect("file");
+    let out = Command::cargo_bin("plan")
+        .expect("binary")
+        .env("SITEPLAN_PROVIDERS", &file)
+        .env("XDG_STATE_HOME", tmp.path().join("state"))
+        .args(["provider", "get", "nopool"])
+        .output()
+        .expect("runs");
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{json}");
+    assert!(json.contains("\"health_status\": \"unhealthy\""), "{json}");
+    assert!(
+        json.contains("\"health_reason\": \"pool/images does not exist\""),
+        "{json}"
+    );
+    assert!(
+        json.contains("\"status\": \"registered\""),
+        "it answered: {json}"
+    );
+    let out = Command::cargo_bin("plan")
+        .expect("binary")
+        .env("SITEPLAN_PROVIDERS", &file)
+        .env("XDG_STATE_HOME", tmp.path().join("state"))
+        .args(["provider", "get", "off"])
+        .output()
+        .expect("runs");
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert!(json.contains("disabled in the providers file"), "{json}");
+}

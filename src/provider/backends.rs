@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use super::{Provider, ProviderError};
+use crate::registry::config::ProviderConfig;
 #[cfg(feature = "libvirt")]
 use crate::registry::config::ProviderType;
-use crate::registry::config::ProviderConfig;
 
 /// The backends compiled in, and the cargo feature each needs.
 pub const COMPILED: &[(&str, &str, bool)] = &[
