@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::{address, has_text, is_text, leaves, summary, symbol, unified, value, Impact};
+use super::{address, changed_leaves, has_text, summary, symbol, value, Impact, Leaf};
 use crate::plan::{Action, AttributeChange, Plan};
 use crate::provider::Disruption;
 
@@ -42,49 +42,30 @@ fn attribute_line(out: &mut String, a: &AttributeChange, width: usize, action: A
 /// An attribute holding multi-line text, leaf by leaf: short leaves as `old → new`, text as a
 /// unified diff (or the whole text, indented, when it is new or gone).
 fn text_attribute(out: &mut String, a: &AttributeChange, forces: &str) {
-    let split = |v: &Option<serde_json::Value>| -> Vec<(String, serde_json::Value)> {
-        v.as_ref().map(|v| leaves(v, "")).unwrap_or_default()
-    };
-    let (before, after) = (split(&a.before), split(&a.after));
-    let mut paths: Vec<&String> = before.iter().chain(after.iter()).map(|(p, _)| p).collect();
-    paths.sort();
-    paths.dedup();
-    let find = |side: &[(String, serde_json::Value)], path: &str| {
-        side.iter().find(|(p, _)| p == path).map(|(_, v)| v.clone())
-    };
-    for path in paths {
-        let (old, new) = (find(&before, path), find(&after, path));
-        if old == new {
-            continue;
-        }
-        let name = if path.is_empty() {
-            a.name.clone()
-        } else {
-            format!("{}.{path}", a.name)
-        };
-        let text = |v: &Option<serde_json::Value>| {
-            v.as_ref()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default()
-        };
-        if old.as_ref().is_some_and(is_text) || new.as_ref().is_some_and(is_text) {
-            let _ = writeln!(out, "      {name}:{forces}");
-            let (old, new) = (text(&old), text(&new));
-            for line in unified(&old, &new).lines() {
-                let _ = writeln!(out, "        {line}");
+    for leaf in changed_leaves(a) {
+        let _ = match leaf {
+            Leaf::Text { name, diff } => {
+                let _ = writeln!(out, "      {name}:{forces}");
+                diff.lines()
+                    .try_for_each(|line| writeln!(out, "        {line}"))
             }
-        } else {
-            let _ = match (&old, &new) {
-                (None, _) => writeln!(out, "      {name}: {}", value(&new)),
-                (_, None) => writeln!(out, "      {name}: {} → (none){forces}", value(&old)),
-                _ => writeln!(
-                    out,
-                    "      {name}: {} → {}{forces}",
-                    value(&old),
-                    value(&new)
-                ),
-            };
-        }
+            Leaf::Value {
+                name,
+                old: None,
+                new,
+            } => writeln!(out, "      {name}: {}", value(&new)),
+            Leaf::Value {
+                name,
+                old,
+                new: None,
+            } => writeln!(out, "      {name}: {} → (none){forces}", value(&old)),
+            Leaf::Value { name, old, new } => writeln!(
+                out,
+                "      {name}: {} → {}{forces}",
+                value(&old),
+                value(&new)
+            ),
+        };
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::{address, is_text, leaves, summary, symbol, unified, value, Impact};
+use super::{address, changed_leaves, is_text, leaves, summary, symbol, value, Impact, Leaf};
 use crate::plan::{Action, AttributeChange, Change, Plan};
 use crate::provider::Disruption;
 
@@ -39,44 +39,27 @@ fn diff_lines(out: &mut String, a: &AttributeChange, action: Action) {
         }
         return;
     }
-    let mut paths: Vec<&String> = before.iter().chain(after.iter()).map(|(p, _)| p).collect();
-    paths.sort();
-    paths.dedup();
-    let find = |side: &[(String, serde_json::Value)], path: &str| {
-        side.iter().find(|(p, _)| p == path).map(|(_, v)| v.clone())
-    };
-    for path in paths {
-        let (old, new) = (find(&before, path), find(&after, path));
-        if old == new {
-            continue;
-        }
-        let name = if path.is_empty() {
-            a.name.clone()
-        } else {
-            format!("{}.{path}", a.name)
-        };
-        let text = |v: &Option<serde_json::Value>| {
-            v.as_ref()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default()
-        };
-        if old.as_ref().is_some_and(is_text) || new.as_ref().is_some_and(is_text) {
-            let _ = writeln!(out, "  {name}:{forces}");
-            for line in unified(&text(&old), &text(&new)).lines() {
-                if line.starts_with("@@") {
-                    let _ = writeln!(out, "{line}");
-                    continue;
+    for leaf in changed_leaves(a) {
+        match leaf {
+            Leaf::Text { name, diff } => {
+                let _ = writeln!(out, "  {name}:{forces}");
+                for line in diff.lines() {
+                    if line.starts_with("@@") {
+                        let _ = writeln!(out, "{line}");
+                        continue;
+                    }
+                    // `-`/`+` first, so the block's diff colouring applies.
+                    let (sign, rest) = line.split_at(line.len().min(1));
+                    let _ = writeln!(out, "{sign}     {rest}");
                 }
-                // `-`/`+` first, so the block's diff colouring applies.
-                let (sign, rest) = line.split_at(line.len().min(1));
-                let _ = writeln!(out, "{sign}     {rest}");
             }
-        } else {
-            if old.is_some() {
-                let _ = writeln!(out, "- {name}: {}", value(&old));
-            }
-            if new.is_some() {
-                let _ = writeln!(out, "+ {name}: {}{forces}", value(&new));
+            Leaf::Value { name, old, new } => {
+                if old.is_some() {
+                    let _ = writeln!(out, "- {name}: {}", value(&old));
+                }
+                if new.is_some() {
+                    let _ = writeln!(out, "+ {name}: {}{forces}", value(&new));
+                }
             }
         }
     }

@@ -122,6 +122,59 @@ pub(crate) fn leaves(v: &serde_json::Value, path: &str) -> Vec<(String, serde_js
     }
 }
 
+/// One leaf of an attribute that holds multi-line text: its dotted name, and either a unified
+/// diff of its text or its old and new values.
+pub(crate) enum Leaf {
+    Text {
+        name: String,
+        diff: String,
+    },
+    Value {
+        name: String,
+        old: Option<serde_json::Value>,
+        new: Option<serde_json::Value>,
+    },
+}
+
+/// The leaves of `a` that differ (for attributes where `has_text` holds).
+pub(crate) fn changed_leaves(a: &crate::plan::AttributeChange) -> Vec<Leaf> {
+    let split =
+        |v: &Option<serde_json::Value>| v.as_ref().map(|v| leaves(v, "")).unwrap_or_default();
+    let (before, after) = (split(&a.before), split(&a.after));
+    let mut paths: Vec<&String> = before.iter().chain(after.iter()).map(|(p, _)| p).collect();
+    paths.sort();
+    paths.dedup();
+    let find = |side: &[(String, serde_json::Value)], path: &str| {
+        side.iter().find(|(p, _)| p == path).map(|(_, v)| v.clone())
+    };
+    let text = |v: &Option<serde_json::Value>| {
+        v.as_ref()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    let mut out = Vec::new();
+    for path in paths {
+        let (old, new) = (find(&before, path), find(&after, path));
+        if old == new {
+            continue;
+        }
+        let name = if path.is_empty() {
+            a.name.clone()
+        } else {
+            format!("{}.{path}", a.name)
+        };
+        if old.as_ref().is_some_and(is_text) || new.as_ref().is_some_and(is_text) {
+            out.push(Leaf::Text {
+                name,
+                diff: unified(&text(&old), &text(&new)),
+            });
+        } else {
+            out.push(Leaf::Value { name, old, new });
+        }
+    }
+    out
+}
+
 /// A unified diff of two texts, three lines of context; hunk headers left out when one side is
 /// empty (all of it is new, or all gone).
 /// `vm/web1`, or `vm/web1 on lab2` when the plan spans providers.
