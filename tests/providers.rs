@@ -26,7 +26,7 @@ fn env() -> Env {
     std::fs::write(
         &file,
         format!(
-            "default: play\nproviders:\n\
+            "default: play\nhealth_timeout: 2\nproviders:\n\
              \x20 - {{name: play, type: sandbox, dir: {dir}/play}}\n\
              \x20 - {{name: play2, type: sandbox, dir: {dir}/play2, parallelism: 2}}\n\
              \x20 - {{name: gone, type: libvirt, uri: 'qemu+tcp://127.0.0.1:{refused_port}/system'}}\n\
@@ -85,7 +85,7 @@ fn list_shows_every_provider_with_its_health_and_never_hangs() {
         "{table}"
     );
     assert!(
-        table.contains("mute: unavailable: no answer within 5 s"),
+        table.contains("mute: unavailable: no answer within 2 s"),
         "{table}"
     );
 

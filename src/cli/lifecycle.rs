@@ -210,8 +210,10 @@ pub fn run(loaded: &Loaded, file: &Path, options: &Options) -> ExitCode {
         if options.verbosity > Verbosity::Quiet {
             let p = &chosen.provider;
             match &chosen.name {
-                Some(name) => eprintln!("Provider: {name}, {} ({})", p.kind(), p.endpoint()),
-                None => eprintln!("Provider: {} ({})", p.kind(), p.endpoint()),
+                Some(name) if name != p.kind() => {
+                    eprintln!("Provider: {name}, {} ({})", p.kind(), p.endpoint())
+                }
+                _ => eprintln!("Provider: {} ({})", p.kind(), p.endpoint()),
             }
         }
         sites.push(Site {

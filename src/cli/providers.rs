@@ -28,7 +28,10 @@ fn all_views() -> Result<Vec<ProviderView>, String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let views = runtime.block_on(registry::views(&file.providers));
+    let timeout = file
+        .health_timeout
+        .map_or(registry::HEALTH_TIMEOUT, std::time::Duration::from_secs);
+    let views = runtime.block_on(registry::views(&file.providers, timeout));
     runtime.shutdown_background();
     views
 }

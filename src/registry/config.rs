@@ -17,6 +17,9 @@ pub struct ProvidersFile {
     /// The provider for entries that name none (`client:`); default: the first enabled one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<String>,
+    /// How long a health check may take, in seconds. Default 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_timeout: Option<u64>,
     pub providers: Vec<ProviderConfig>,
 }
 
@@ -203,6 +206,7 @@ pub fn parse(text: &str) -> Result<ProvidersFile, String> {
 pub fn defaults() -> ProvidersFile {
     ProvidersFile {
         default: None,
+        health_timeout: None,
         providers: vec![
             ProviderConfig::libvirt("local", "qemu:///system"),
             ProviderConfig::sandbox("sandbox"),

@@ -16,7 +16,7 @@ use config::ProviderConfig;
 /// The schema version of the provider views (`schema_version`).
 pub const SCHEMA_VERSION: &str = "v1alpha1";
 
-/// How long one health check may take.
+/// How long one health check may take, unless the providers file says otherwise.
 pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A health check's outcome.
@@ -140,11 +140,14 @@ fn health_name(status: HealthStatus) -> &'static str {
 
 /// Every configured provider, checked in parallel, registered, in a stable order (creation
 /// time, then id).
-pub async fn views(configs: &[ProviderConfig]) -> Result<Vec<ProviderView>, String> {
+pub async fn views(
+    configs: &[ProviderConfig],
+    timeout: Duration,
+) -> Result<Vec<ProviderView>, String> {
     let mut checks = tokio::task::JoinSet::new();
     for (i, config) in configs.iter().enumerate() {
         let config = config.clone();
-        checks.spawn(async move { (i, check(&config, HEALTH_TIMEOUT).await) });
+        checks.spawn(async move { (i, check(&config, timeout).await) });
     }
     let mut checked = vec![None; configs.len()];
     while let Some(done) = checks.join_next().await {
