@@ -261,6 +261,7 @@ pub fn plan(
         });
     }
 
+    seeds_need_reboots(&mut changes, desired, observed, &mut unchanged);
     problems.extend(guard_problems(&changes, desired));
     if problems.is_empty() {
         Ok(Plan {
@@ -274,6 +275,74 @@ pub fn plan(
 }
 
 pub const NO_LONGER_DECLARED: &str = "created by this plan, no longer declared in it";
+
+/// A running VM reads its cloud-init seed when it boots: when the seed is made again, the VM
+/// takes it at its next restart, and the plan says so (an update of the VM that needs a reboot,
+/// unless the VM changes anyway).
+fn seeds_need_reboots(
+    changes: &mut Vec<Change>,
+    desired: &Desired,
+    observed: &Observed,
+    unchanged: &mut usize,
+) {
+    let replaced: Vec<(ResourceId, AttributeChange)> = changes
+        .iter()
+        .filter(|c| c.action == Action::Replace)
+        .filter_map(|c| {
+            let source = c.attributes.iter().find(|a| a.name == "source")?;
+            matches!(
+                c.desired,
+                Some(Spec::Volume(VolumeSpec {
+                    source: VolumeSource::Generated { .. },
+                    ..
+                }))
+            )
+            .then(|| (c.id.clone(), source.clone()))
+        })
+        .collect();
+    for (seed, source) in replaced {
+        let Some(vm) = desired.resources.iter().find(|r| {
+            matches!(&r.spec, Spec::Vm(v) if v.seed.as_ref().is_some_and(|(p, n)| ResourceId::volume(p, n) == seed))
+        }) else {
+            continue;
+        };
+        let id = vm.spec.id();
+        let running = observed
+            .get(&id)
+            .is_some_and(|l| l.active && l.owner.is_some());
+        if !running || changes.iter().any(|c| c.id == id) {
+            continue;
+        }
+        *unchanged = unchanged.saturating_sub(1);
+        changes.push(Change {
+            provider: None,
+            id,
+            entry: Some(vm.entry.clone()),
+            action: Action::Update,
+            attributes: vec![AttributeChange {
+                name: "seed".into(),
+                before: digest(&source.before),
+                after: digest(&source.after),
+                disruption: Disruption::Reboot,
+            }],
+            reason: Some(format!("its cloud-init seed {seed} is made again")),
+            disruption: Some(Disruption::Reboot),
+            drift: Vec::new(),
+            claim: false,
+            desired: Some(vm.spec.clone()),
+            live: observed.get(&vm.spec.id()).map(|l| l.spec.clone()),
+        });
+    }
+}
+
+/// A generated source's digest, which says the seed changed without repeating its text.
+fn digest(source: &Option<serde_json::Value>) -> Option<serde_json::Value> {
+    source
+        .as_ref()
+        .and_then(|s| s.get("generated"))
+        .and_then(|g| g.get("sha256"))
+        .cloned()
+}
 
 const REPLACE_REQUESTED: &str = "replacement requested with --replace";
 

@@ -477,3 +477,33 @@ fn replace_requested_replaces_an_unchanged_resource() {
         Some("replacement requested with --replace")
     );
 }
+
+#[test]
+fn a_running_vm_whose_seed_is_made_again_needs_a_reboot() {
+    let Spec::Vm(mut with_seed) = vm(1024) else {
+        unreachable!()
+    };
+    with_seed.seed = Some(("default".into(), "web1-cidata.img".into()));
+    let o = owned(
+        &[
+            Spec::Vm(with_seed.clone()),
+            seed("#cloud-config\nruncmd: [a]\n", "aaaa"),
+        ],
+        "lab",
+    );
+    let d = desired(&[
+        Spec::Vm(with_seed),
+        seed("#cloud-config\nruncmd: [b]\n", "bbbb"),
+    ]);
+    let p = run(&d, &o).unwrap();
+    let vm_change = p
+        .changes
+        .iter()
+        .find(|c| c.id == ResourceId::vm("web1"))
+        .expect("the VM is in the plan");
+    assert_eq!(vm_change.action, Action::Update);
+    assert_eq!(vm_change.disruption, Some(Disruption::Reboot));
+    assert_eq!(vm_change.attributes[0].after, Some("bbbb".into()));
+    assert!(render::human(&p).contains("~ vm/web1: its cloud-init seed volume/default/web1-cidata.img is made again (needs a reboot)"), "{}", render::human(&p));
+    assert_eq!(p.unchanged, 0);
+}
