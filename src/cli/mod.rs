@@ -57,8 +57,9 @@ impl PlanArgs {
 /// Where a plan goes.
 #[derive(clap::Args, Debug)]
 struct TargetArgs {
-    /// `sandbox`, or a libvirt URI (qemu:///system, qemu+ssh://host/system).
-    /// Default: the local libvirt when it answers, else the sandbox
+    /// A provider's name from the providers file, `sandbox`, or a libvirt URI
+    /// (qemu:///system, qemu+ssh://host/system). Default: the file's default; without a file,
+    /// the local libvirt when it answers, else the sandbox. A VM's `client:` overrides it
     #[arg(long)]
     provider: Option<String>,
     /// The plan's name, which marks what it creates. Default: the file's name without extension
@@ -217,7 +218,8 @@ enum Command {
         #[command(subcommand)]
         command: ProviderCommand,
     },
-    /// Print a JSON Schema: of plan files (the default), or of `plan diff --format json`
+    /// Print a JSON Schema: of plan files (the default), of `plan diff --format json`, or of the
+    /// providers file
     Schema {
         #[arg(value_enum, default_value = "plan")]
         of: SchemaOf,
