@@ -861,3 +861,49 @@ fn saved_plans_apply_as_reviewed_or_not_at_all() {
     ]);
     assert!(text.contains("vcpus: 1 → 2"), "{text}");
 }
+
+/// `--against REV:PATH` reads the old version's scripts from the revision too, so a changed
+/// script shows, though the plan file is the same.
+#[test]
+fn diff_against_a_revision_reads_its_scripts_from_it() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let repo_dir = tmp.path().join("repo");
+    std::fs::create_dir_all(repo_dir.join("scripts")).expect("dirs");
+    std::fs::write(
+        repo_dir.join("site.yml"),
+        "scripted:\n  virttype: qemu\n  scripts: [scripts/setup.sh]\n",
+    )
+    .expect("site");
+    std::fs::write(repo_dir.join("scripts/setup.sh"), "#!/bin/sh\necho one\n").expect("script");
+    let repo = git2::Repository::init(&repo_dir).expect("git init");
+    let mut index = repo.index().expect("index");
+    for file in ["site.yml", "scripts/setup.sh"] {
+        index.add_path(Path::new(file)).expect("add");
+    }
+    let tree = repo
+        .find_tree(index.write_tree().expect("tree"))
+        .expect("tree");
+    let who = git2::Signature::now("siteplan tests", "tests@siteplan.invalid").expect("sig");
+    repo.commit(Some("HEAD"), &who, &who, "lab", &tree, &[])
+        .expect("commit");
+    std::fs::write(repo_dir.join("scripts/setup.sh"), "#!/bin/sh\necho two\n").expect("edit");
+
+    let out = Command::cargo_bin("plan")
+        .expect("binary")
+        .current_dir(&repo_dir)
+        .args(["diff", "--against", "HEAD:site.yml", "site.yml"])
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("-/+ volume/default/scripted-cidata.img"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("-    echo one\n"), "{stdout}");
+    assert!(stdout.contains("+    echo two\n"), "{stdout}");
+}

@@ -530,14 +530,25 @@ fn save(
 
 /// `plan diff --against`: what applying `new` would change where `old` was applied, without
 /// asking any provider.
-pub fn run_against(old: &Loaded, new: &Loaded, file: &Path, options: &Options) -> ExitCode {
+/// `old_files` reads the files the old version names (from its git revision); without it,
+/// they are read from disk.
+pub fn run_against(
+    old: &Loaded,
+    new: &Loaded,
+    file: &Path,
+    options: &Options,
+    old_files: Option<desired::ReadFile>,
+) -> ExitCode {
     let name = options.name.clone().unwrap_or_else(|| {
         file.file_stem()
             .map_or_else(|| "plan".into(), |s| s.to_string_lossy().into_owned())
     });
     let base = file.parent().unwrap_or(Path::new("."));
     let (old_desired, new_desired) = match (
-        desired::desired(&old.manifest, &name, base),
+        match old_files {
+            Some(read) => desired::desired_reading(&old.manifest, &name, base, read),
+            None => desired::desired(&old.manifest, &name, base),
+        },
         desired::desired(&new.manifest, &name, base),
     ) {
         (Ok(o), Ok(n)) => (o, n),

@@ -402,7 +402,14 @@ fn diff_against(plan: &PlanArgs, old: &str, options: &lifecycle::Options) -> Exi
         Ok(loaded) => loaded,
         Err(failure) => return report_failure(&failure),
     };
-    lifecycle::run_against(&old, &new, &plan.file, options)
+    let old_files = match manifest::revision::file_reader(&source, &plan.file) {
+        Ok(reader) => reader,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    lifecycle::run_against(&old, &new, &plan.file, options, old_files.as_deref())
 }
 
 fn lifecycle_command(plan: &PlanArgs, options: lifecycle::Options) -> ExitCode {

@@ -40,6 +40,52 @@ pub fn read(source: &Source, near: &Path) -> Result<String, String> {
     }
 }
 
+/// Reads a file by its path in the working tree, as it is at some revision.
+pub type FileReader = Box<dyn Fn(&Path) -> std::io::Result<String>>;
+
+/// A reader of files as they are at `source`'s revision, for the files a plan names
+/// (`scripts`, `files: origin`); `None` for a plain file, whose neighbours are read from disk.
+pub fn file_reader(source: &Source, near: &Path) -> Result<Option<FileReader>, String> {
+    let Source::Revision { rev, .. } = source else {
+        return Ok(None);
+    };
+    let start = near
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let repo = git2::Repository::discover(start).map_err(|e| e.message().to_string())?;
+    let root = repo
+        .workdir()
+        .and_then(|w| w.canonicalize().ok())
+        .ok_or_else(|| "the repository has no working directory".to_string())?;
+    let rev = rev.clone();
+    Ok(Some(Box::new(move |path: &Path| {
+        let not_found = |what: String| std::io::Error::new(std::io::ErrorKind::NotFound, what);
+        let full = std::path::absolute(path)?;
+        let full = full
+            .parent()
+            .and_then(|p| p.canonicalize().ok())
+            .map(|p| p.join(full.file_name().unwrap_or_default()))
+            .unwrap_or(full);
+        let inside = full
+            .strip_prefix(&root)
+            .map_err(|_| not_found(format!("{} is outside the repository", path.display())))?;
+        let tree = repo
+            .revparse_single(&rev)
+            .and_then(|o| o.peel_to_commit())
+            .and_then(|c| c.tree())
+            .map_err(|e| not_found(e.message().to_string()))?;
+        let entry = tree
+            .get_path(inside)
+            .map_err(|_| not_found(format!("it does not exist at `{rev}`")))?;
+        let blob = repo
+            .find_blob(entry.id())
+            .map_err(|_| not_found(format!("it is not a file at `{rev}`")))?;
+        String::from_utf8(blob.content().to_vec())
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not text"))
+    })))
+}
+
 fn read_revision(rev: &str, path: &str, near: &Path) -> Result<String, String> {
     let start = near
         .parent()

@@ -98,8 +98,22 @@ pub fn derived_mac(plan: &str, vm: &str, index: usize) -> String {
     )
 }
 
+/// Reads a file the plan names (`scripts`, `files` with `origin`), given its full path.
+pub type ReadFile<'a> = &'a dyn Fn(&Path) -> std::io::Result<String>;
+
 /// Builds the desired state. `base` is the plan file's directory, for relative file paths.
 pub fn desired(manifest: &Manifest, plan: &str, base: &Path) -> Result<Desired, String> {
+    desired_reading(manifest, plan, base, &|path| std::fs::read_to_string(path))
+}
+
+/// As `desired`, reading the files the plan names with `read_file` (from a git revision, for
+/// `plan diff --against`). Paths under `~/` are always read from this machine.
+pub fn desired_reading(
+    manifest: &Manifest,
+    plan: &str,
+    base: &Path,
+    read_file: ReadFile,
+) -> Result<Desired, String> {
     let mut out = Desired::default();
     let declared =
         |name: &str, kind: m::Kind| manifest.get(name).is_some_and(|e| e.kind.kind() == kind);
@@ -322,7 +336,7 @@ pub fn desired(manifest: &Manifest, plan: &str, base: &Path) -> Result<Desired, 
             });
         }
         let seed = if vm.cloudinit {
-            let input = seed_input(&entry.name, vm, seed_nics, base)?;
+            let input = seed_input(&entry.name, vm, seed_nics, base, read_file)?;
             let docs = cloudinit::documents(&input);
             let bytes = cloudinit::seed_image(&docs)
                 .map_err(|e| format!("vm {}: cannot build its cloud-init seed: {e}", entry.name))?;
@@ -526,16 +540,22 @@ fn seed_input(
     vm: &m::Vm,
     nics: Vec<SeedNic>,
     base: &Path,
+    read_file: ReadFile,
 ) -> Result<SeedInput, String> {
     let read = |path: &str| {
-        let expanded = match path.strip_prefix("~/") {
-            Some(rest) => std::env::var_os("HOME")
-                .map(|h| Path::new(&h).join(rest))
-                .unwrap_or_else(|| base.join(path)),
-            None => base.join(path),
+        let (expanded, here) = match path.strip_prefix("~/") {
+            Some(rest) => match std::env::var_os("HOME") {
+                Some(h) => (Path::new(&h).join(rest), true),
+                None => (base.join(path), false),
+            },
+            None => (base.join(path), false),
         };
-        std::fs::read_to_string(&expanded)
-            .map_err(|e| format!("vm {name}: cannot read {}: {e}", expanded.display()))
+        let text = if here {
+            std::fs::read_to_string(&expanded)
+        } else {
+            read_file(&expanded)
+        };
+        text.map_err(|e| format!("vm {name}: cannot read {}: {e}", expanded.display()))
     };
     let mut files = Vec::new();
     for f in &vm.files {
