@@ -247,14 +247,22 @@ fn libvirt_uri() -> Option<String> {
     uri
 }
 
-#[test]
-fn real_libvirtd_runs_killed_at_every_point_are_finished_by_the_next_run() {
-    let Some(uri) = libvirt_uri() else { return };
-    let _one_at_a_time = LIBVIRTD.lock().unwrap_or_else(|p| p.into_inner());
-    let tmp = tempfile::tempdir().expect("tmp");
+/// The real libvirtd, held by one test at a time; `None` (the test is skipped) without one.
+fn libvirtd() -> Option<(std::sync::MutexGuard<'static, ()>, Backend)> {
+    let uri = libvirt_uri()?;
+    let held = LIBVIRTD.lock().unwrap_or_else(|p| p.into_inner());
     let backend = Backend {
         provider: uri,
-        sandbox: tmp.path().join("unused"),
+        // Never made: a libvirt provider has no sandbox.
+        sandbox: std::env::temp_dir().join("siteplan-crash-unused"),
+    };
+    Some((held, backend))
+}
+
+#[test]
+fn real_libvirtd_runs_killed_at_every_point_are_finished_by_the_next_run() {
+    let Some((_one_at_a_time, backend)) = libvirtd() else {
+        return;
     };
     every_step_killed_everywhere(&backend);
 }
@@ -262,12 +270,8 @@ fn real_libvirtd_runs_killed_at_every_point_are_finished_by_the_next_run() {
 /// SIGKILL from outside, at moments a crash point cannot choose (inside a libvirt call).
 #[test]
 fn real_libvirtd_apply_killed_on_a_timer_is_finished_by_the_next_run() {
-    let Some(uri) = libvirt_uri() else { return };
-    let _one_at_a_time = LIBVIRTD.lock().unwrap_or_else(|p| p.into_inner());
-    let tmp = tempfile::tempdir().expect("tmp");
-    let backend = Backend {
-        provider: uri,
-        sandbox: tmp.path().join("unused"),
+    let Some((_one_at_a_time, backend)) = libvirtd() else {
+        return;
     };
     let destroy = || {
         let out = backend.plan("destroy", STEPS[0].1, None);

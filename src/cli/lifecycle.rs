@@ -323,11 +323,6 @@ async fn run_sites(
                 };
                 for c in &mut p.changes {
                     c.provider = site.label.clone();
-                    if options.mode == Mode::Destroy
-                        && c.reason.as_deref() == Some(plan::NO_LONGER_DECLARED)
-                    {
-                        c.reason = Some("destroyed with the plan".into());
-                    }
                 }
                 plans.push(p);
             }

@@ -40,6 +40,8 @@ pub struct Desired {
     pub guards: BTreeMap<ResourceId, ResourceGuards>,
     /// Resources to replace even when nothing about them changed (`--replace`).
     pub replace: Vec<ResourceId>,
+    /// `plan destroy`: what goes, goes because the plan is destroyed.
+    pub destroying: bool,
 }
 
 /// What may not happen to one resource (its entry's guards, in spec terms).
@@ -58,6 +60,7 @@ impl Desired {
         Desired {
             claimable: self.claimable,
             guards: self.guards,
+            destroying: true,
             ..Desired::default()
         }
     }
@@ -66,6 +69,7 @@ impl Desired {
     /// wants everything else to stay as it is.
     pub fn without(mut self, entries: &std::collections::BTreeSet<String>) -> Desired {
         self.resources.retain(|r| !entries.contains(&r.entry));
+        self.destroying = true;
         self
     }
 
@@ -685,6 +689,7 @@ impl Desired {
                         .collect(),
                     guards: self.guards.clone(),
                     replace: self.replace.clone(),
+                    destroying: self.destroying,
                     resources,
                     external,
                 };

@@ -229,7 +229,11 @@ pub fn plan(
             entry: None,
             action: Action::Delete,
             attributes: attributes(Some(&live.spec), None, |_| Disruption::Replace),
-            reason: Some(NO_LONGER_DECLARED.into()),
+            reason: Some(if desired.destroying {
+                DESTROYED.into()
+            } else {
+                NO_LONGER_DECLARED.into()
+            }),
             disruption: Some(Disruption::Replace),
             drift: Vec::new(),
             claim: false,
@@ -274,7 +278,8 @@ pub fn plan(
     }
 }
 
-pub const NO_LONGER_DECLARED: &str = "created by this plan, no longer declared in it";
+const NO_LONGER_DECLARED: &str = "created by this plan, no longer declared in it";
+const DESTROYED: &str = "destroyed with the plan";
 
 /// A running VM reads its cloud-init seed when it boots: when the seed is made again, the VM
 /// takes it at its next restart, and the plan says so (an update of the VM that needs a reboot,

@@ -9,12 +9,6 @@ use crate::registry::config::ProviderConfig;
 #[cfg(feature = "libvirt")]
 use crate::registry::config::ProviderType;
 
-/// The backends compiled in, and the cargo feature each needs.
-pub const COMPILED: &[(&str, &str, bool)] = &[
-    ("libvirt", "libvirt", cfg!(feature = "libvirt")),
-    ("sandbox", "libvirt", cfg!(feature = "libvirt")),
-];
-
 /// Connects to the provider `config` describes. Blocking: call it off the async executor.
 pub fn open(config: &ProviderConfig) -> Result<Arc<dyn Provider>, ProviderError> {
     match config.kind {
