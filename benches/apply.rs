@@ -8,6 +8,8 @@
 //!
 //! Run: `make bench` (or `cargo bench --bench apply`).
 
+#![allow(clippy::disallowed_macros, clippy::disallowed_methods)] // a test's own report, not plan output
+
 use std::fmt::Write;
 use std::path::Path;
 use std::process::Command;

@@ -5,6 +5,8 @@
 //! observer needs (list all domains, networks and pools, and fetch each one's XML). The ratio is
 //! what siteplan's observation costs on top: volumes, ledgers, parsing and ownership.
 
+#![allow(clippy::disallowed_macros, clippy::disallowed_methods)] // a test's own report, not plan output
+
 use std::time::{Duration, Instant};
 
 use siteplan::provider::libvirt::LibvirtProvider;
@@ -102,9 +104,7 @@ async fn measure(
     label: &str,
     node_file: Option<&Sandbox>,
 ) {
-    let owner = Owner {
-        plan: "bench".into(),
-    };
+    let owner = Owner::plan("bench");
     let created = Instant::now();
     for spec in specs {
         provider

@@ -6,6 +6,8 @@
 //!
 //! Run: `make bench` (or `cargo bench --bench validate`).
 
+#![allow(clippy::disallowed_macros, clippy::disallowed_methods)] // a test's own report, not plan output
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::fmt::Write;
 use std::hint::black_box;

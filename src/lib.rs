@@ -6,8 +6,10 @@
 pub mod apply;
 pub mod cli;
 pub mod diagnostics;
+pub mod files;
 pub mod graph;
 pub mod manifest;
+pub mod ops;
 pub mod plan;
 pub mod provider;
 pub mod registry;

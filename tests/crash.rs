@@ -3,6 +3,8 @@
 //! the second run must finish the job, leaving exactly what an uninterrupted run leaves, with
 //! no duplicate and no orphan. On the sandbox always; on a real libvirtd when
 //! SITEPLAN_TEST_LIBVIRT_URI names one, where `plan apply` is also killed with SIGKILL on a timer.
+
+#![allow(clippy::disallowed_macros, clippy::disallowed_methods)] // a test's own report, not plan output
 #![cfg(feature = "libvirt")]
 
 use std::collections::BTreeSet;

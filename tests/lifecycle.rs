@@ -1,6 +1,8 @@
 //! `plan diff`, `apply` and `destroy` end to end: the binary against the sandbox, and against a
 //! real libvirtd when SITEPLAN_TEST_LIBVIRT_URI names one (CI); skipped, saying why, elsewhere.
 
+#![allow(clippy::disallowed_macros, clippy::disallowed_methods)] // a test's own report, not plan output
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -167,10 +169,17 @@ fn wait_waits_for_addresses_and_fails_when_none_comes() {
     let (out, stdout, stderr) =
         lab.plan(&["apply", "--yes", "--wait", "--wait-timeout", "10"], &[]);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(
-        stdout.contains("life0  sandbox     running   192.168.231."),
+    let row: Vec<&str> = stdout
+        .lines()
+        .find(|l| l.starts_with("life0 "))
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default();
+    assert_eq!(
+        row.get(..3),
+        Some(&["life0", "sandbox", "running"][..]),
         "{stdout}"
     );
+    assert!(row[3].starts_with("192.168.231."), "{stdout}");
     // The same leases the next time.
     let (_, again, _) = lab.plan(&["apply", "--yes", "--wait"], &[]);
     assert_eq!(
@@ -906,4 +915,84 @@ fn diff_against_a_revision_reads_its_scripts_from_it() {
     );
     assert!(stdout.contains("-    echo one\n"), "{stdout}");
     assert!(stdout.contains("+    echo two\n"), "{stdout}");
+}
+
+/// The guard is recorded on the resource: destroy honours `prevent_destroy` when the plan can
+/// no longer be read in full (a script it names is gone) and when the plan file itself is gone.
+#[test]
+fn prevent_destroy_holds_without_the_plan_file() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("lab");
+    std::fs::create_dir(&dir).expect("dir");
+    let sandbox = tmp.path().join("sandbox");
+    let site = dir.join("site.yml");
+    let script = dir.join("s.sh");
+    let write_plan = |protect: bool| {
+        std::fs::write(
+            &site,
+            format!(
+                "pdnet:\n  type: network\n  cidr: 192.168.241.0/24\n  prevent_destroy: {protect}\n\
+                 pd0:\n  virttype: qemu\n  memory: 128\n  nets: [pdnet]\n  scripts: [s.sh]\n"
+            ),
+        )
+        .expect("plan")
+    };
+    write_plan(true);
+    std::fs::write(&script, "#!/bin/sh\necho hello\n").expect("script");
+    let run = |args: &[&str]| {
+        let out = Command::cargo_bin("plan")
+            .expect("binary")
+            .current_dir(&dir)
+            .env("SITEPLAN_SANDBOX_DIR", &sandbox)
+            .env("NO_COLOR", "1")
+            .args(args)
+            .args(["site.yml", "--provider", "sandbox"])
+            .output()
+            .expect("runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+    let (code, text) = run(&["apply", "--yes"]);
+    assert_eq!(code, Some(0), "{text}");
+    let refused = "network/pdnet was created with `prevent_destroy` (recorded on the resource)";
+
+    // The script is gone: the plan cannot be read in full.
+    std::fs::remove_file(&script).expect("rm script");
+    let (code, text) = run(&["destroy", "--yes"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains(refused), "{text}");
+    assert!(text.contains("Nothing was changed."), "{text}");
+
+    // The plan file is gone too.
+    std::fs::remove_file(&site).expect("rm plan");
+    let (code, text) = run(&["destroy", "--yes"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("site.yml does not exist"), "{text}");
+    assert!(text.contains(refused), "{text}");
+
+    // Everything is still there.
+    write_plan(true);
+    std::fs::write(&script, "#!/bin/sh\necho hello\n").expect("script");
+    let (code, text) = run(&["diff"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("No changes."), "{text}");
+
+    // Taking the guard off the plan updates the marks; then the plan goes, file or not.
+    write_plan(false);
+    let (_, text) = run(&["diff"]);
+    assert!(text.contains("prevent_destroy: true → false"), "{text}");
+    let (code, text) = run(&["apply", "--yes"]);
+    assert_eq!(code, Some(0), "{text}");
+    std::fs::remove_file(&site).expect("rm plan");
+    let (code, text) = run(&["destroy", "--yes"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("- network/pdnet: destroyed with the plan"),
+        "{text}"
+    );
+    assert!(text.contains("- vm/pd0: destroyed with the plan"), "{text}");
 }

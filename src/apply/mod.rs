@@ -3,30 +3,34 @@
 //! while independent changes go on.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::plan::desired::Desired;
 use crate::plan::{Action, Change, Plan};
 use crate::provider::spec::{ResourceId, Spec};
-use crate::provider::{Owner, Provider};
+use crate::provider::{Done, Owner, Provider, ProviderError};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How one change went.
+#[derive(Debug, Clone)]
 pub enum Status {
-    Done(String),
-    Failed(String),
+    /// Made; what the provider says it did (and whether it waits for a restart).
+    Done(Done),
+    /// The backend's error.
+    Failed(Arc<ProviderError>),
     /// Not attempted because a change it depends on failed.
     Skipped(ResourceId),
     /// Not started because the run was interrupted (Ctrl-C).
     Interrupted,
 }
 
+/// One change of a run, and how it went.
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub struct Step {
     pub id: ResourceId,
     /// `vm/web1`, or `vm/web1 on lab2` when the plan spans providers.
     pub address: String,
@@ -37,33 +41,41 @@ pub struct Outcome {
 
 #[derive(Debug, Default)]
 pub struct Report {
-    pub outcomes: Vec<Outcome>,
+    pub steps: Vec<Step>,
 }
 
 impl Report {
     pub fn failed(&self) -> usize {
-        self.outcomes
+        self.steps
             .iter()
             .filter(|o| matches!(o.status, Status::Failed(_)))
             .count()
     }
 
     pub fn skipped(&self) -> usize {
-        self.outcomes
+        self.steps
             .iter()
             .filter(|o| matches!(o.status, Status::Skipped(_)))
             .count()
     }
 
     pub fn interrupted(&self) -> usize {
-        self.outcomes
+        self.steps
             .iter()
-            .filter(|o| o.status == Status::Interrupted)
+            .filter(|o| matches!(o.status, Status::Interrupted))
             .count()
     }
 
+    /// The changes that are made but take effect only when their VM restarts.
+    pub fn waiting_for_restart(&self) -> Vec<&Step> {
+        self.steps
+            .iter()
+            .filter(|o| matches!(&o.status, Status::Done(done) if done.needs_reboot))
+            .collect()
+    }
+
     pub fn succeeded(&self) -> usize {
-        self.outcomes
+        self.steps
             .iter()
             .filter(|o| matches!(o.status, Status::Done(_)))
             .count()
@@ -73,7 +85,7 @@ impl Report {
 /// Hears about each change as it starts and ends.
 pub trait Progress: Send + Sync {
     fn started(&self, change: &Change);
-    fn finished(&self, outcome: &Outcome);
+    fn finished(&self, outcome: &Step);
 }
 
 /// What a live resource needs to exist, for ordering deletes (the reverse of creates).
@@ -146,12 +158,12 @@ async fn run_change(
     provider: &dyn Provider,
     change: &Change,
     owner: &Owner,
-) -> Result<String, String> {
+) -> Result<Done, ProviderError> {
     let spec = || {
         change
             .desired
             .clone()
-            .ok_or_else(|| format!("{}: no desired spec", change.id))
+            .ok_or_else(|| ProviderError::Invalid(format!("{}: no desired spec", change.id)))
     };
     if change.claim {
         // Take it over first; for an update that is the whole change.
@@ -159,31 +171,27 @@ async fn run_change(
             .desired
             .clone()
             .or_else(|| change.live.clone())
-            .ok_or_else(|| format!("{}: nothing to take over", change.id))?;
-        let taken = provider
-            .claim(&claimed, owner)
-            .await
-            .map_err(|e| e.to_string())?;
+            .ok_or_else(|| {
+                ProviderError::Invalid(format!("{}: nothing to take over", change.id))
+            })?;
+        let taken = provider.claim(&claimed, owner).await?;
         if change.action != Action::Delete {
-            return Ok(taken.summary);
+            return Ok(taken);
         }
     }
     match change.action {
-        Action::Create => provider.create(&spec()?, owner).await.map(|o| o.summary),
-        Action::Update => provider.update(&spec()?, owner).await.map(|o| o.summary),
-        Action::Delete => provider.delete(&change.id, owner).await.map(|o| o.summary),
+        Action::Create => provider.create(&spec()?, owner).await,
+        Action::Update => provider.update(&spec()?, owner).await,
+        Action::Delete => provider.delete(&change.id, owner).await,
         Action::Replace => {
-            provider
-                .delete(&change.id, owner)
-                .await
-                .map_err(|e| e.to_string())?;
-            provider
-                .create(&spec()?, owner)
-                .await
-                .map(|o| format!("replaced: {}", o.summary))
+            provider.delete(&change.id, owner).await?;
+            let made = provider.create(&spec()?, owner).await?;
+            Ok(Done {
+                summary: format!("replaced: {}", made.summary),
+                ..made
+            })
         }
     }
-    .map_err(|e| e.to_string())
 }
 
 /// Applies every change of `plan`, in dependency order, at most `parallelism` at once (and no
@@ -201,12 +209,12 @@ pub async fn apply(
         provider,
         parallelism,
         progress,
-        Arc::new(AtomicBool::new(false)),
+        CancellationToken::new(),
     )
     .await
 }
 
-/// As `apply`, but once `stop` is set no further change starts: changes in flight finish, and
+/// As `apply`, but once `stop` is cancelled no further change starts: changes in flight finish, and
 /// the rest are reported as interrupted. Nothing is left half done by siteplan itself.
 pub async fn apply_until(
     plan: &Plan,
@@ -214,7 +222,7 @@ pub async fn apply_until(
     provider: Arc<dyn Provider>,
     parallelism: usize,
     progress: Arc<dyn Progress>,
-    stop: Arc<AtomicBool>,
+    stop: CancellationToken,
 ) -> Report {
     let deps = ordering(plan, desired);
     let mut dependents = vec![Vec::new(); plan.changes.len()];
@@ -224,30 +232,35 @@ pub async fn apply_until(
         }
     }
     let mut waiting: Vec<usize> = deps.iter().map(Vec::len).collect();
-    let mut outcomes: Vec<Option<Outcome>> = vec![None; plan.changes.len()];
+    let mut outcomes: Vec<Option<Step>> = vec![None; plan.changes.len()];
     // One provider per run for now; with several, each gets its own semaphore.
     let per_provider = provider.parallelism().unwrap_or(usize::MAX);
     let limit = Arc::new(Semaphore::new(parallelism.min(per_provider).max(1)));
-    let owner = Owner {
-        plan: plan.name.clone(),
-    };
+    let owner = Owner::plan(&plan.name);
     let changes: Arc<Vec<Change>> = Arc::new(plan.changes.clone());
+    let guarded: Arc<Vec<bool>> = Arc::new(
+        plan.changes
+            .iter()
+            .map(|c| desired.guards_of(&c.id).prevent_destroy)
+            .collect(),
+    );
     let mut running = JoinSet::new();
 
-    let spawn = |i: usize, running: &mut JoinSet<(usize, Outcome)>| {
-        let (provider, limit, owner, changes, progress) = (
+    let spawn = |i: usize, running: &mut JoinSet<(usize, Step)>| {
+        let (provider, limit, owner, changes, guarded, progress) = (
             provider.clone(),
             limit.clone(),
             owner.clone(),
             changes.clone(),
+            guarded.clone(),
             progress.clone(),
         );
         let stop = stop.clone();
         running.spawn(async move {
             let _permit = limit.acquire_owned().await;
             let change = &changes[i];
-            if stop.load(Ordering::SeqCst) {
-                let outcome = Outcome {
+            if stop.is_cancelled() {
+                let outcome = Step {
                     id: change.id.clone(),
                     address: crate::plan::render::address(change),
                     action: change.action,
@@ -258,11 +271,16 @@ pub async fn apply_until(
             }
             progress.started(change);
             let start = Instant::now();
-            let status = match run_change(provider.as_ref(), change, &owner).await {
-                Ok(summary) => Status::Done(summary),
-                Err(message) => Status::Failed(message),
+            // The mark records the resource's guard as the plan declares it.
+            let owner = Owner {
+                prevent_destroy: guarded[i],
+                ..owner
             };
-            let outcome = Outcome {
+            let status = match run_change(provider.as_ref(), change, &owner).await {
+                Ok(done) => Status::Done(done),
+                Err(error) => Status::Failed(Arc::new(error)),
+            };
+            let outcome = Step {
                 id: change.id.clone(),
                 address: crate::plan::render::address(change),
                 action: change.action,
@@ -280,11 +298,11 @@ pub async fn apply_until(
         }
     }
     while let Some(joined) = running.join_next().await {
-        if stop.load(Ordering::SeqCst) {
+        if stop.is_cancelled() {
             // Whatever has not started yet will not start.
             for (j, outcome) in outcomes.iter_mut().enumerate() {
                 if outcome.is_none() && waiting[j] > 0 {
-                    *outcome = Some(Outcome {
+                    *outcome = Some(Step {
                         id: plan.changes[j].id.clone(),
                         address: crate::plan::render::address(&plan.changes[j]),
                         action: plan.changes[j].action,
@@ -296,7 +314,7 @@ pub async fn apply_until(
         }
         let Ok((i, outcome)) = joined else { continue };
         let failed = !matches!(outcome.status, Status::Done(_));
-        let interrupted = outcome.status == Status::Interrupted;
+        let interrupted = matches!(outcome.status, Status::Interrupted);
         outcomes[i] = Some(outcome);
         if interrupted {
             continue;
@@ -319,7 +337,7 @@ pub async fn apply_until(
         }
     }
     Report {
-        outcomes: outcomes.into_iter().flatten().collect(),
+        steps: outcomes.into_iter().flatten().collect(),
     }
 }
 
@@ -328,7 +346,7 @@ fn skip_dependents(
     failed: usize,
     dependents: &[Vec<usize>],
     changes: &[Change],
-    outcomes: &mut [Option<Outcome>],
+    outcomes: &mut [Option<Step>],
     progress: &dyn Progress,
 ) {
     let cause = changes[failed].id.clone();
@@ -337,7 +355,7 @@ fn skip_dependents(
         if outcomes[d].is_some() {
             continue;
         }
-        let outcome = Outcome {
+        let outcome = Step {
             id: changes[d].id.clone(),
             address: crate::plan::render::address(&changes[d]),
             action: changes[d].action,

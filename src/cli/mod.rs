@@ -1,11 +1,13 @@
 //! The command line: flags, dispatch, and how results and problems are printed.
-//! No plan logic lives here; it calls `manifest`, `graph`, `plan` and `apply`.
+//! No plan logic lives here: flags become one resolved request per command, the library
+//! (`manifest`, `graph`, `ops`) does the work, and `view` renders what it reports.
 
-mod lifecycle;
+pub(crate) mod out;
 mod progress;
 mod providers;
+mod table;
+mod view;
 
-use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -15,7 +17,11 @@ use crate::diagnostics::{Problem, Rendered, Severity, SourceText};
 use crate::graph::{self, GraphFormat};
 use crate::manifest::model::Kind;
 use crate::manifest::{self, format, LoadFailure, Loaded, Options, Overrides};
-use crate::plan::saved::{self, SavedPlan};
+use crate::ops::{self, Request, RunOptions};
+use crate::plan::saved::SavedPlan;
+use out::say;
+use progress::Verbosity;
+use view::{DiffFormat, Terminal};
 
 /// Exit status for any error: bad input, or a failure to do what was asked.
 const EXIT_ERROR: u8 = 1;
@@ -125,11 +131,11 @@ struct OutputArgs {
 }
 
 impl OutputArgs {
-    fn verbosity(&self) -> progress::Verbosity {
+    fn verbosity(&self) -> Verbosity {
         match (self.quiet, self.verbose) {
-            (true, _) => progress::Verbosity::Quiet,
-            (_, true) => progress::Verbosity::Verbose,
-            _ => progress::Verbosity::Normal,
+            (true, _) => Verbosity::Quiet,
+            (_, true) => Verbosity::Verbose,
+            _ => Verbosity::Normal,
         }
     }
 }
@@ -167,7 +173,7 @@ enum Command {
         /// human (a terminal), markdown (a pull-request comment) or json (versioned; see
         /// `plan schema diff`)
         #[arg(long, value_enum, default_value = "human")]
-        format: lifecycle::DiffFormat,
+        format: DiffFormat,
         /// Exit 0 when there is nothing to change, 2 when there is, 1 on error
         #[arg(long)]
         detailed_exitcode: bool,
@@ -262,17 +268,22 @@ pub fn run() -> ExitCode {
             against,
             out,
         } => {
-            let options = lifecycle::Options {
-                format,
-                detailed_exitcode,
+            let view = Terminal::new(output.verbosity(), format, false, false);
+            let request = Request {
                 replace,
-                out,
-                ..options(lifecycle::Mode::Diff, target, &output, None, None)
+                ..request(&plan, target)
             };
-            match against {
-                Some(old) => diff_against(&plan, &old, &options),
-                None => lifecycle_command(&plan, options),
-            }
+            let Ok(loaded) = load(&plan, false) else {
+                return ExitCode::from(EXIT_ERROR);
+            };
+            let outcome = match against {
+                Some(old) => ops::diff_against(&request, &old, &loaded, &view),
+                None => match block_on(ops::diff(&request, &loaded, out.as_deref(), &view)) {
+                    Ok(outcome) => outcome,
+                    Err(code) => return code,
+                },
+            };
+            view::finish(outcome, &view, detailed_exitcode, &plan.file, None)
         }
         Command::Apply {
             plan,
@@ -283,23 +294,37 @@ pub fn run() -> ExitCode {
             wait_timeout,
             replace,
         } => {
-            let options = lifecycle::Options {
-                replace,
-                ..options(
-                    lifecycle::Mode::Apply,
-                    target,
-                    &output,
-                    Some(run),
-                    wait.then(|| std::time::Duration::from_secs(wait_timeout)),
-                )
+            let options = RunOptions {
+                parallelism: run.parallelism,
+                wait: wait.then(|| std::time::Duration::from_secs(wait_timeout)),
             };
+            let view = Terminal::new(output.verbosity(), DiffFormat::Human, true, run.yes);
             match saved_plan(&plan.file) {
-                Some(Ok(saved)) => apply_saved(&plan, saved, options),
+                Some(Ok(saved)) => {
+                    let file = saved.file.clone();
+                    let outcome = block_on(ops::apply_saved(saved, &plan.params, options, &view));
+                    match outcome {
+                        Ok(outcome) => view::finish(outcome, &view, false, &file, Some(&plan.file)),
+                        Err(code) => code,
+                    }
+                }
                 Some(Err(e)) => {
-                    eprintln!("error: {}: {e}", plan.file.display());
+                    say!("error: {}: {e}", plan.file.display());
                     ExitCode::from(EXIT_ERROR)
                 }
-                None => lifecycle_command(&plan, options),
+                None => {
+                    let request = Request {
+                        replace,
+                        ..request(&plan, target)
+                    };
+                    let Ok(loaded) = load(&plan, false) else {
+                        return ExitCode::from(EXIT_ERROR);
+                    };
+                    match block_on(ops::apply(&request, &loaded, options, &view)) {
+                        Ok(outcome) => view::finish(outcome, &view, false, &plan.file, None),
+                        Err(code) => code,
+                    }
+                }
             }
         }
         Command::Destroy {
@@ -307,10 +332,34 @@ pub fn run() -> ExitCode {
             target,
             run,
             output,
-        } => lifecycle_command(
-            &plan,
-            options(lifecycle::Mode::Destroy, target, &output, Some(run), None),
-        ),
+        } => {
+            let options = RunOptions {
+                parallelism: run.parallelism,
+                wait: None,
+            };
+            let view = Terminal::new(output.verbosity(), DiffFormat::Human, true, run.yes);
+            let request = request(&plan, target);
+            let loaded = if plan.file.exists() {
+                load(&plan, false)
+            } else {
+                // A plan whose file is gone can still be destroyed: what goes is what carries
+                // its mark, guarded by what the marks recorded.
+                say!(
+                    "warning: {} does not exist; destroying what the provider's marks say its \
+                     plan created, with the guards recorded on each resource",
+                    plan.file.display()
+                );
+                manifest::load_text("", &plan.file, &Overrides::default(), Options::default())
+                    .map_err(|failure| report_failure(&failure))
+            };
+            let Ok(loaded) = loaded else {
+                return ExitCode::from(EXIT_ERROR);
+            };
+            match block_on(ops::destroy(&request, &loaded, options, &view)) {
+                Ok(outcome) => view::finish(outcome, &view, false, &plan.file, None),
+                Err(code) => code,
+            }
+        }
         Command::Schema { of } => print(&match of {
             SchemaOf::Plan => format::schema_text(),
             SchemaOf::Diff => crate::plan::render::json::schema_text(),
@@ -331,34 +380,9 @@ pub fn run() -> ExitCode {
             ProviderCommand::Get { id_or_name, output } => providers::get(&id_or_name, output),
         },
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "plan", &mut std::io::stdout());
+            clap_complete::generate(shell, &mut Cli::command(), "plan", &mut out::raw_stdout());
             ExitCode::SUCCESS
         }
-    }
-}
-
-fn options(
-    mode: lifecycle::Mode,
-    target: TargetArgs,
-    output: &OutputArgs,
-    run: Option<RunArgs>,
-    wait: Option<std::time::Duration>,
-) -> lifecycle::Options {
-    lifecycle::Options {
-        mode,
-        provider: target.provider,
-        name: target.name,
-        yes: run.as_ref().is_some_and(|r| r.yes),
-        parallelism: run.map_or(1, |r| r.parallelism),
-        verbosity: output.verbosity(),
-        wait,
-        format: lifecycle::DiffFormat::Human,
-        detailed_exitcode: false,
-        targets: target.targets,
-        replace: Vec::new(),
-        out: None,
-        overrides: Overrides::default(),
-        saved: None,
     }
 }
 
@@ -369,149 +393,40 @@ fn render(plan: &PlanArgs) -> Result<String, LoadFailure> {
     manifest::render(&plan.file, &plan.overrides())
 }
 
-/// `plan diff --against OLD FILE`: two versions of the plan, no provider.
-fn diff_against(plan: &PlanArgs, old: &str, options: &lifecycle::Options) -> ExitCode {
-    let new = match load(plan, false) {
-        Ok(loaded) => loaded,
-        Err(code) => return code,
-    };
-    let source = manifest::revision::Source::parse(old);
-    let text = match manifest::revision::read(&source, &plan.file) {
-        Ok(text) => text,
-        Err(e) => {
-            eprintln!("error: {}", crate::secrets::scrub(&e));
-            return ExitCode::from(EXIT_ERROR);
-        }
-    };
-    // The old version takes the same parameters, including the default parameter file beside
-    // the new one.
-    let mut overrides = plan.overrides();
-    let beside = plan
-        .file
-        .parent()
-        .unwrap_or(Path::new("."))
-        .join("kcli_parameters.yml");
-    if overrides.paramfiles.is_empty() && beside.is_file() {
-        overrides.paramfiles.push(beside);
-    }
-    let label = match &source {
-        manifest::revision::Source::File(path) => path.clone(),
-        manifest::revision::Source::Revision { .. } => PathBuf::from(old),
-    };
-    let old = match manifest::load_text(&text, &label, &overrides, Options::default()) {
-        Ok(loaded) => loaded,
-        Err(failure) => return report_failure(&failure),
-    };
-    let old_files = match manifest::revision::file_reader(&source, &plan.file) {
-        Ok(reader) => reader,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_ERROR);
-        }
-    };
-    lifecycle::run_against(&old, &new, &plan.file, options, old_files.as_deref())
-}
-
-fn lifecycle_command(plan: &PlanArgs, options: lifecycle::Options) -> ExitCode {
-    let loaded = match load(plan, false) {
-        Ok(loaded) => loaded,
-        Err(code) => return code,
-    };
-    let options = lifecycle::Options {
-        overrides: plan.overrides(),
-        ..options
-    };
-    lifecycle::run(&loaded, &plan.file, &options)
-}
-
 /// `Some` when `file` is a plan saved by `plan diff --out`.
 fn saved_plan(file: &Path) -> Option<Result<SavedPlan, String>> {
     let text = std::fs::read_to_string(file).ok()?;
     SavedPlan::parse(&text)
 }
 
-/// `plan apply PLANFILE`: the reviewed changes, or a refusal saying what changed since.
-fn apply_saved(args: &PlanArgs, saved: SavedPlan, options: lifecycle::Options) -> ExitCode {
-    let refuse = |what: String| {
-        eprintln!(
-            "error: {}; nothing was changed. Review the plan again: `plan diff {} --out {}`",
-            crate::secrets::scrub(&what),
-            saved.file.display(),
-            args.file.display()
-        );
-        ExitCode::from(EXIT_ERROR)
-    };
-    let text = match std::fs::read_to_string(&saved.file) {
-        Ok(text) => text,
-        Err(e) => return refuse(format!("cannot read {}: {e}", saved.file.display())),
-    };
-    if saved::source_fingerprint(&text) != saved.fingerprints.source {
-        return refuse(format!(
-            "{} has changed since the plan was saved",
-            saved.file.display()
-        ));
+/// The request a plan command makes: the plan, its parameters, and where it goes.
+fn request(plan: &PlanArgs, target: TargetArgs) -> Request {
+    Request {
+        provider: target.provider,
+        targets: target.targets,
+        overrides: plan.overrides(),
+        ..Request::new(&plan.file, target.name)
     }
-    // Secrets were not saved: they come from this command line.
-    let (_, given_sensitive) = saved::split_params(&args.params);
-    let missing: Vec<&String> = saved
-        .sensitive_params
-        .iter()
-        .filter(|p| !given_sensitive.contains(p))
-        .collect();
-    if !missing.is_empty() {
-        eprintln!(
-            "error: the plan was saved with {}, which a saved plan does not keep: give {} again with -P",
-            missing.iter().map(|m| format!("`-P {m}=…`")).collect::<Vec<_>>().join(", "),
-            if missing.len() == 1 { "it" } else { "them" }
-        );
-        return ExitCode::from(EXIT_ERROR);
-    }
-    let plan_args = PlanArgs {
-        file: saved.file.clone(),
-        params: saved
-            .params
-            .iter()
-            .cloned()
-            .chain(
-                args.params
-                    .iter()
-                    .filter(|p| saved::split_params(std::slice::from_ref(p)).0.is_empty())
-                    .cloned(),
-            )
-            .collect(),
-        paramfiles: saved.paramfiles.clone(),
-    };
-    let loaded = match load(&plan_args, false) {
-        Ok(loaded) => loaded,
-        Err(code) => return code,
-    };
-    if saved::parameters_fingerprint(&loaded.manifest.parameters) != saved.fingerprints.parameters {
-        return refuse("the plan's parameters have changed since the plan was saved".into());
-    }
-    let options = lifecycle::Options {
-        provider: saved.provider.clone(),
-        name: Some(saved.name.clone()),
-        targets: saved.targets.clone(),
-        replace: saved.replace.clone(),
-        // Reviewed already: that is what a saved plan is for.
-        yes: true,
-        overrides: plan_args.overrides(),
-        ..options
-    };
-    let file = saved.file.clone();
-    lifecycle::run(
-        &loaded,
-        &file,
-        &lifecycle::Options {
-            saved: Some(saved),
-            ..options
-        },
-    )
+}
+
+/// Runs an operation on a runtime of its own. Nothing is waited for at the end: a connection
+/// attempt to an unreachable host may still be blocked.
+fn block_on<F: std::future::Future>(operation: F) -> Result<F::Output, ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            say!("error: cannot start the runtime: {e}");
+            ExitCode::from(EXIT_ERROR)
+        })?;
+    let output = runtime.block_on(operation);
+    runtime.shutdown_background();
+    Ok(output)
 }
 
 fn install_report_handler() {
     let _ = miette::set_hook(Box::new(|_| {
-        let terminal = std::io::stderr().is_terminal();
+        let terminal = out::stderr_is_terminal();
         let color = terminal && std::env::var_os("NO_COLOR").is_none();
         let mut opts = miette::MietteHandlerOpts::new()
             .terminal_links(false)
@@ -528,13 +443,11 @@ fn install_report_handler() {
 
 /// Writes to stdout; a closed pipe (`plan graph x | head`) is not an error.
 fn print(text: &str) -> ExitCode {
-    let text = crate::secrets::scrub(text);
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+    match out::stdout(text) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: cannot write output: {e}");
+            say!("error: cannot write output: {e}");
             ExitCode::from(EXIT_ERROR)
         }
     }
@@ -611,10 +524,9 @@ fn report_problems(problems: &[Problem], source: &SourceText) {
         name: source.name.clone(),
         text: std::sync::Arc::new(crate::secrets::mask(&source.text)),
     };
-    let mut err = std::io::stderr().lock();
     for problem in problems {
         let report = miette::Report::new(Rendered::new(problem.clone(), &source));
-        let _ = writeln!(err, "{}", crate::secrets::scrub(&format!("{report:?}")));
+        say!("{report:?}");
     }
 }
 
@@ -642,6 +554,6 @@ fn report_failure(failure: &LoadFailure) -> ExitCode {
             if warnings == 1 { "" } else { "s" }
         ));
     }
-    eprintln!("{summary}");
+    say!("{summary}");
     ExitCode::from(EXIT_ERROR)
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::apply::{Outcome, Progress, Status};
+use super::out::say;
+use crate::apply::{Progress, Status, Step};
 use crate::plan::{Action, Change};
 use crate::secrets;
 
@@ -39,9 +40,9 @@ fn verb(action: Action) -> &'static str {
     }
 }
 
-fn result(outcome: &Outcome) -> String {
+fn result(outcome: &Step) -> String {
     secrets::scrub(&match &outcome.status {
-        Status::Done(summary) => format!("ok: {summary} ({:.1}s)", outcome.seconds),
+        Status::Done(done) => format!("ok: {} ({:.1}s)", done.summary, outcome.seconds),
         Status::Failed(message) => format!("FAILED: {message}"),
         Status::Skipped(cause) => format!("skipped, because {cause} failed"),
         Status::Interrupted => "not started (interrupted)".to_string(),
@@ -79,9 +80,9 @@ struct Silent;
 /// Quiet: only failures.
 impl Progress for Silent {
     fn started(&self, _: &Change) {}
-    fn finished(&self, outcome: &Outcome) {
+    fn finished(&self, outcome: &Step) {
         if let Status::Failed(message) = &outcome.status {
-            eprintln!("{} FAILED: {}", outcome.address, secrets::scrub(message));
+            say!("{} FAILED: {message}", outcome.address);
         }
     }
 }
@@ -118,7 +119,7 @@ fn now() -> String {
 
 impl Progress for Lines {
     fn started(&self, change: &Change) {
-        eprintln!(
+        say!(
             "[{}] {} {}",
             now(),
             verb(change.action),
@@ -126,18 +127,18 @@ impl Progress for Lines {
         );
         if self.verbosity == Verbosity::Verbose {
             for line in details(change) {
-                eprintln!("[{}]     {line}", now());
+                say!("[{}]     {line}", now());
             }
         }
     }
 
-    fn finished(&self, outcome: &Outcome) {
+    fn finished(&self, outcome: &Step) {
         let n = {
             let mut done = self.done.lock().unwrap_or_else(|p| p.into_inner());
             *done += 1;
             *done
         };
-        eprintln!(
+        say!(
             "[{}] {}/{} {} {}",
             now(),
             n,
@@ -198,7 +199,7 @@ impl Progress for Bars {
             .insert(crate::plan::render::address(change), spinner);
     }
 
-    fn finished(&self, outcome: &Outcome) {
+    fn finished(&self, outcome: &Step) {
         let spinner = self
             .spinners
             .lock()
@@ -214,8 +215,12 @@ impl Progress for Bars {
             Status::Skipped(_) | Status::Interrupted => "·",
         };
         let said = match &outcome.status {
-            Status::Done(summary) => {
-                format!("{} ({:.1}s)", secrets::scrub(summary), outcome.seconds)
+            Status::Done(done) => {
+                format!(
+                    "{} ({:.1}s)",
+                    secrets::scrub(&done.summary),
+                    outcome.seconds
+                )
             }
             _ => result(outcome),
         };

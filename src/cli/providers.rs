@@ -1,9 +1,9 @@
 //! `plan provider list|get`: the configured providers with their live health, as DCM's CLI
 //! shows its providers (same columns, fields and paging).
 
-use std::io::Write;
 use std::process::ExitCode;
 
+use super::out::{self, say};
 use crate::registry::{self, config, ProviderView};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,7 +16,7 @@ pub enum Output {
 const EXIT_ERROR: u8 = 1;
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {message}");
+    say!("error: {message}");
     ExitCode::from(EXIT_ERROR)
 }
 
@@ -84,7 +84,7 @@ pub fn list(
         }
         Output::Table => table(&matching, next.as_deref(), service_type, page_size),
     };
-    let _ = std::io::stdout().write_all(text.as_bytes());
+    let _ = out::stdout(&text);
     ExitCode::SUCCESS
 }
 
@@ -94,16 +94,10 @@ fn table(
     service_type: Option<&str>,
     page_size: usize,
 ) -> String {
-    let mut rows = vec![[
-        "ID".to_string(),
-        "NAME".into(),
-        "SERVICE TYPE".into(),
-        "STATUS".into(),
-        "HEALTH".into(),
-        "CREATED".into(),
-    ]];
+    let mut table =
+        super::table::new(&["ID", "NAME", "SERVICE TYPE", "STATUS", "HEALTH", "CREATED"]);
     for v in views {
-        rows.push([
+        table.add_row(vec![
             v.id.clone(),
             v.name.clone(),
             v.service_type.clone(),
@@ -115,19 +109,7 @@ fn table(
                 .map_or(v.create_time.clone(), |t| format!("{t}Z")),
         ]);
     }
-    let widths: Vec<usize> = (0..6)
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in &rows {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:w$}"))
-            .collect();
-        out.push_str(line.join("   ").trim_end());
-        out.push('\n');
-    }
+    let mut out = super::table::text(&mut table);
     for v in views.iter().filter(|v| v.health_reason.is_some()) {
         out.push_str(&format!(
             "\n{}: {}: {}",
@@ -172,6 +154,6 @@ pub fn get(which: &str, output: Output) -> ExitCode {
             )
         }
     };
-    let _ = std::io::stdout().write_all(text.as_bytes());
+    let _ = out::stdout(&text);
     ExitCode::SUCCESS
 }

@@ -36,7 +36,9 @@ pub struct Desired {
     /// What the plan declares that a killed run can leave unmarked (pools), to recognise and
     /// take over. Kept for `destroy` too, whose `resources` are empty.
     pub claimable: Vec<Spec>,
-    /// Each resource's guards, from its entry. Kept for `destroy` too.
+    /// Each declared resource's guards, from its entry. Kept for `destroy` too. A resource
+    /// absent here (the plan no longer declares it, or could not be read) is guarded by what
+    /// its ownership mark recorded.
     pub guards: BTreeMap<ResourceId, ResourceGuards>,
     /// Resources to replace even when nothing about them changed (`--replace`).
     pub replace: Vec<ResourceId>,
@@ -425,9 +427,9 @@ pub fn desired_reading(
                 .flat_map(|key| ignored_attributes(entry.kind.kind(), &key.name, &r.spec))
                 .collect(),
         };
-        if guards != ResourceGuards::default() {
-            out.guards.insert(r.spec.id(), guards);
-        }
+        // Recorded for every resource, guarded or not: the plan's word on a resource it
+        // declares wins over the guard recorded in the resource's mark.
+        out.guards.insert(r.spec.id(), guards);
     }
     Ok(out)
 }

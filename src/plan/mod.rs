@@ -174,6 +174,17 @@ pub fn plan(
                 disruption: Disruption::Live,
             });
         }
+        // The guard is recorded in the mark: a change to it is an update of the mark alone.
+        if let Some(mark) = &live.owner {
+            if mark.prevent_destroy != guards.prevent_destroy {
+                attrs.push(AttributeChange {
+                    name: "prevent_destroy".into(),
+                    before: Some(mark.prevent_destroy.into()),
+                    after: Some(guards.prevent_destroy.into()),
+                    disruption: Disruption::Live,
+                });
+            }
+        }
         let forced = desired.replace.contains(&id);
         if attrs.is_empty() && !forced {
             unchanged += 1;
@@ -266,7 +277,7 @@ pub fn plan(
     }
 
     seeds_need_reboots(&mut changes, desired, observed, &mut unchanged);
-    problems.extend(guard_problems(&changes, desired));
+    problems.extend(guard_problems(&changes, desired, observed));
     if problems.is_empty() {
         Ok(Plan {
             name: name.to_string(),
@@ -351,8 +362,9 @@ fn digest(source: &Option<serde_json::Value>) -> Option<serde_json::Value> {
 
 const REPLACE_REQUESTED: &str = "replacement requested with --replace";
 
-/// What the plan's guards forbid among `changes`.
-fn guard_problems(changes: &[Change], desired: &Desired) -> Vec<String> {
+/// What the guards forbid among `changes`: the plan's, for what it declares; for what it does
+/// not declare (or when it could not be read), the guard recorded in the resource's mark.
+fn guard_problems(changes: &[Change], desired: &Desired, observed: &Observed) -> Vec<String> {
     let mut problems = Vec::new();
     for c in changes {
         let guards = desired.guards_of(&c.id);
@@ -366,7 +378,19 @@ fn guard_problems(changes: &[Change], desired: &Desired) -> Vec<String> {
             .as_deref()
             .map(|r| format!(" ({r})"))
             .unwrap_or_default();
-        if guards.prevent_destroy {
+        let recorded = !desired.guards.contains_key(&c.id)
+            && observed
+                .get(&c.id)
+                .and_then(|l| l.owner.as_ref())
+                .is_some_and(|m| m.prevent_destroy);
+        if recorded {
+            problems.push(format!(
+                "{} was created with `prevent_destroy` (recorded on the resource), and this plan \
+                 would {doing} it{why}; if that is what you want, apply the plan with it still \
+                 declared but without `prevent_destroy` first",
+                c.id
+            ));
+        } else if guards.prevent_destroy {
             problems.push(format!(
                 "{} has `prevent_destroy`, and this plan would {doing} it{why}; \
                  if that is what you want, remove `prevent_destroy` from the plan first",
@@ -456,6 +480,7 @@ pub fn between(
                 owner: Some(crate::provider::OwnerMark {
                     plan: name.to_string(),
                     spec: r.spec.clone(),
+                    prevent_destroy: old.guards_of(&r.spec.id()).prevent_destroy,
                 }),
                 active: true,
                 empty: None,

@@ -121,6 +121,33 @@ impl SavedPlan {
         Some(serde_json::from_value(value).map_err(|e| format!("a damaged saved plan: {e}")))
     }
 
+    /// The parameters to read the plan with again: the saved ones, and the secret ones given
+    /// on this command line (`given`), which a saved plan does not keep; an error names those
+    /// that are missing.
+    pub fn overrides(&self, given: &[String]) -> Result<crate::manifest::Overrides, String> {
+        let (_, given_sensitive) = split_params(given);
+        let missing: Vec<String> = self
+            .sensitive_params
+            .iter()
+            .filter(|p| !given_sensitive.contains(p))
+            .map(|m| format!("`-P {m}=…`"))
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "the plan was saved with {}, which a saved plan does not keep: give {} again with -P",
+                missing.join(", "),
+                if missing.len() == 1 { "it" } else { "them" }
+            ));
+        }
+        let secret = given
+            .iter()
+            .filter(|p| split_params(std::slice::from_ref(p)).0.is_empty());
+        Ok(crate::manifest::Overrides {
+            paramfiles: self.paramfiles.clone(),
+            sets: self.params.iter().chain(secret).cloned().collect(),
+        })
+    }
+
     /// Whether planning again gave the changes that were reviewed.
     pub fn same_changes(&self, plan: &Plan) -> bool {
         // Compared as the saved file holds them: scrubbed.

@@ -77,6 +77,7 @@ fn owned(specs: &[Spec], plan: &str) -> Observed {
                 owner: Some(OwnerMark {
                     plan: plan.into(),
                     spec: s.clone(),
+                    prevent_destroy: false,
                 }),
                 active: true,
                 empty: None,

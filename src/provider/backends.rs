@@ -9,8 +9,17 @@ use crate::registry::config::ProviderConfig;
 #[cfg(feature = "libvirt")]
 use crate::registry::config::ProviderType;
 
-/// Connects to the provider `config` describes. Blocking: call it off the async executor.
-pub fn open(config: &ProviderConfig) -> Result<Arc<dyn Provider>, ProviderError> {
+/// Connects to the provider `config` describes: the one place a configured provider becomes a
+/// `Provider`. Backends whose clients block connect on a blocking thread; async clients
+/// (Kubernetes) connect here directly.
+pub async fn open(config: &ProviderConfig) -> Result<Arc<dyn Provider>, ProviderError> {
+    let config = config.clone();
+    tokio::task::spawn_blocking(move || open_blocking(&config))
+        .await
+        .map_err(|e| ProviderError::Connection(format!("opening the provider: {e}")))?
+}
+
+fn open_blocking(config: &ProviderConfig) -> Result<Arc<dyn Provider>, ProviderError> {
     match config.kind {
         #[cfg(feature = "libvirt")]
         ProviderType::Libvirt => {

@@ -3,7 +3,7 @@
 //! The whole image is fetched and checked before any provider is touched, so a bad download
 //! never leaves a half-written volume behind.
 
-use std::io::{IsTerminal, Read};
+use std::io::Read;
 
 use sha2::{Digest, Sha256};
 
@@ -39,18 +39,14 @@ fn download(url: &str) -> Result<Vec<u8>, String> {
         .call()
         .map_err(|e| format!("cannot download {url}: {e}"))?;
     let length = response.body().content_length();
-    let bar = if std::io::stderr().is_terminal() {
-        let bar = indicatif::ProgressBar::new(length.unwrap_or(0));
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        ) {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        bar.set_message(url.rsplit('/').next().unwrap_or(url).to_string());
-        Some(bar)
-    } else {
-        None
-    };
+    // indicatif draws only on a terminal: in a log the bar is silent.
+    let bar = indicatif::ProgressBar::new(length.unwrap_or(0));
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(crate::secrets::scrub(url.rsplit('/').next().unwrap_or(url)));
     let mut reader = response
         .body_mut()
         .with_config()
@@ -66,13 +62,9 @@ fn download(url: &str) -> Result<Vec<u8>, String> {
             break;
         }
         bytes.extend_from_slice(&buf[..n]);
-        if let Some(bar) = &bar {
-            bar.inc(n as u64);
-        }
+        bar.inc(n as u64);
     }
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
+    bar.finish_and_clear();
     Ok(bytes)
 }
 

@@ -26,10 +26,24 @@ use serde::{Deserialize, Serialize};
 
 pub use spec::{ResourceId, ResourceKind, Spec};
 
-/// Which plan a change is made for. Written into every mark the provider keeps.
+/// Which plan a change is made for, and the guard to record with it. Written into every mark
+/// the provider keeps.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Owner {
     pub plan: String,
+    /// The resource's `prevent_destroy`, recorded in its mark so that the guard holds even when
+    /// the plan file can no longer be read.
+    pub prevent_destroy: bool,
+}
+
+impl Owner {
+    /// The owner for changes that record no guard (deletes, and tests).
+    pub fn plan(plan: &str) -> Owner {
+        Owner {
+            plan: plan.to_string(),
+            prevent_destroy: false,
+        }
+    }
 }
 
 /// The ownership mark found on a live resource: which plan created it, from which spec.
@@ -39,6 +53,10 @@ pub struct OwnerMark {
     /// The spec the resource was created (or last updated) from; comparing it with the live spec
     /// tells a change made outside siteplan (drift) from a change to the plan.
     pub spec: Spec,
+    /// The plan had `prevent_destroy` on it when it was created or last updated. Destroy and
+    /// prune read it from here, so the guard cannot be lost with the plan file.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prevent_destroy: bool,
 }
 
 /// Addresses by VM name.
@@ -101,7 +119,7 @@ pub enum Disruption {
 
 /// What a create, update or delete did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
+pub struct Done {
     pub id: ResourceId,
     pub summary: String,
     /// The change is saved but takes effect only after the VM restarts.
@@ -177,14 +195,14 @@ pub trait Provider: Send + Sync {
         default_disruption(kind, attribute)
     }
 
-    async fn create(&self, spec: &Spec, owner: &Owner) -> Result<Outcome, ProviderError>;
+    async fn create(&self, spec: &Spec, owner: &Owner) -> Result<Done, ProviderError>;
 
     /// Brings an owned resource to `spec` without replacing it. Attributes whose disruption is
     /// `Replace` are refused: the planner replaces instead.
-    async fn update(&self, spec: &Spec, owner: &Owner) -> Result<Outcome, ProviderError>;
+    async fn update(&self, spec: &Spec, owner: &Owner) -> Result<Done, ProviderError>;
 
     /// Deletes a resource `owner` owns; refuses anything else.
-    async fn delete(&self, id: &ResourceId, owner: &Owner) -> Result<Outcome, ProviderError>;
+    async fn delete(&self, id: &ResourceId, owner: &Owner) -> Result<Done, ProviderError>;
 
     /// Addresses of the NICs of each of `vms` that runs, from DHCP leases or the guest agent.
     /// A VM is absent (or has none) when they are not known yet. One call for all, so a
@@ -194,7 +212,7 @@ pub trait Provider: Send + Sync {
     /// Takes over a resource that exists unmarked, as a run killed between creating it and
     /// marking it leaves it, and brings it to `spec`. Refuses anything that holds something or
     /// carries another plan's mark. Only pools have such a window.
-    async fn claim(&self, spec: &Spec, owner: &Owner) -> Result<Outcome, ProviderError> {
+    async fn claim(&self, spec: &Spec, owner: &Owner) -> Result<Done, ProviderError> {
         let _ = owner;
         Err(ProviderError::Unsupported(format!(
             "{}: this provider cannot take over unmarked resources",

@@ -20,8 +20,8 @@ use super::libvirt::content::{self, ContentStore};
 use super::libvirt::{xml, LibvirtProvider};
 use super::spec::*;
 use super::{
-    Addresses, Health, HealthStatus, LiveResource, Observed, Outcome, Owner, Provider,
-    ProviderError, ResourceId, Scope,
+    Addresses, Done, Health, HealthStatus, LiveResource, Observed, Owner, Provider, ProviderError,
+    ResourceId, Scope,
 };
 
 /// Everything the sandbox holds (`State`).
@@ -86,7 +86,8 @@ impl Sandbox {
         })?;
         let state = load_state(&dir).map_err(|e| fail("cannot read its state", e))?;
         let node = dir.join(NODE_FILE);
-        write_atomically(&node, &state.node).map_err(|e| fail("cannot write its node file", e))?;
+        crate::files::write_atomic(&node, state.node.as_bytes())
+            .map_err(|e| fail("cannot write its node file", e))?;
         let uri = format!("test://{}", node.display());
         super::libvirt::quiet_libvirt();
         let conn = Connect::open(Some(&uri)).map_err(|e| {
@@ -114,7 +115,7 @@ impl Sandbox {
         let _one_at_a_time = self.saving.lock().unwrap_or_else(|p| p.into_inner());
         let state = self.snapshot()?;
         let text = serde_json::to_string(&state).unwrap_or_default();
-        write_atomically(&self.dir.join(STATE_FILE), &text)
+        crate::files::write_atomic(&self.dir.join(STATE_FILE), text.as_bytes())
             .map_err(|e| ProviderError::Connection(format!("saving the sandbox: {e}")))?;
         if let ContentStore::Files(blobs) = self.inner.content() {
             blobs.collect_garbage();
@@ -126,7 +127,7 @@ impl Sandbox {
     /// files (`virsh -c test:///DIR/node.xml`), and returns its path.
     pub fn write_node_file(&self) -> Result<PathBuf, ProviderError> {
         let path = self.dir.join(NODE_FILE);
-        write_atomically(&path, &self.snapshot()?.node)
+        crate::files::write_atomic(&path, self.snapshot()?.node.as_bytes())
             .map_err(|e| ProviderError::Connection(format!("writing the node file: {e}")))?;
         Ok(path)
     }
@@ -264,7 +265,7 @@ impl Sandbox {
             lease(running, &seen, &mut leases, found);
         }
         let text = serde_json::to_string_pretty(&leases).unwrap_or_default();
-        write_atomically(&path, &text)
+        crate::files::write_atomic(&path, text.as_bytes())
             .map_err(|e| ProviderError::Connection(format!("saving the sandbox's leases: {e}")))?;
         Ok(all)
     }
@@ -388,14 +389,6 @@ fn restore_autostart(conn: &Connect, flags: &Autostart) {
     }
 }
 
-fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
-}
-
 fn initial_state() -> std::io::Result<State> {
     Ok(State {
         node: initial_node()?,
@@ -460,25 +453,25 @@ impl Provider for Sandbox {
         self.inner.observe(scope).await
     }
 
-    async fn create(&self, spec: &Spec, owner: &Owner) -> Result<Outcome, ProviderError> {
+    async fn create(&self, spec: &Spec, owner: &Owner) -> Result<Done, ProviderError> {
         let _one_change_at_a_time = self.changing.lock().await;
         let result = self.inner.create(spec, owner).await;
         self.saved(result).await
     }
 
-    async fn update(&self, spec: &Spec, owner: &Owner) -> Result<Outcome, ProviderError> {
+    async fn update(&self, spec: &Spec, owner: &Owner) -> Result<Done, ProviderError> {
         let _one_change_at_a_time = self.changing.lock().await;
         let result = self.inner.update(spec, owner).await;
         self.saved(result).await
     }
 
-    async fn delete(&self, id: &ResourceId, owner: &Owner) -> Result<Outcome, ProviderError> {
+    async fn delete(&self, id: &ResourceId, owner: &Owner) -> Result<Done, ProviderError> {
         let _one_change_at_a_time = self.changing.lock().await;
         let result = self.inner.delete(id, owner).await;
         self.saved(result).await
     }
 
-    async fn claim(&self, spec: &Spec, owner: &Owner) -> Result<Outcome, ProviderError> {
+    async fn claim(&self, spec: &Spec, owner: &Owner) -> Result<Done, ProviderError> {
         let _one_change_at_a_time = self.changing.lock().await;
         let result = self.inner.claim(spec, owner).await;
         self.saved(result).await

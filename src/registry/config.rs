@@ -76,11 +76,7 @@ pub fn default_sandbox_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("SITEPLAN_SANDBOX_DIR") {
         return PathBuf::from(dir);
     }
-    let state = std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-        .unwrap_or_else(std::env::temp_dir);
-    state.join("siteplan/sandbox")
+    crate::files::state_dir().join("sandbox")
 }
 
 fn default_pool() -> String {
@@ -171,11 +167,8 @@ fn candidates() -> Vec<PathBuf> {
         return paths;
     }
     paths.push(PathBuf::from("siteplan-providers.yml"));
-    let config = std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
-    if let Some(config) = config {
-        paths.push(config.join("siteplan/providers.yml"));
+    if let Some(config) = crate::files::config_dir() {
+        paths.push(config.join("providers.yml"));
     }
     paths
 }

@@ -68,11 +68,7 @@ pub async fn check(config: &ProviderConfig, timeout: Duration) -> Checked {
     if !config.enabled {
         return Checked::new(HealthStatus::Unavailable, "disabled in the providers file");
     }
-    let opening = {
-        let config = config.clone();
-        tokio::task::spawn_blocking(move || backends::open(&config))
-    };
-    let provider = match tokio::time::timeout(timeout, opening).await {
+    let provider = match tokio::time::timeout(timeout, backends::open(config)).await {
         Err(_) => {
             return Checked::new(
                 HealthStatus::Unavailable,
@@ -80,8 +76,7 @@ pub async fn check(config: &ProviderConfig, timeout: Duration) -> Checked {
             )
         }
         Ok(Err(e)) => return Checked::new(HealthStatus::Unavailable, e.to_string()),
-        Ok(Ok(Err(e))) => return Checked::new(HealthStatus::Unavailable, e.to_string()),
-        Ok(Ok(Ok(p))) => p,
+        Ok(Ok(p)) => p,
     };
     let mut ids = vec![ResourceId::pool(&config.pool)];
     if let Some(net) = &config.network {
@@ -191,4 +186,67 @@ pub async fn views(
         .collect();
     views.sort_by(|a, b| (&a.create_time, &a.id).cmp(&(&b.create_time, &b.id)));
     Ok(views)
+}
+
+/// A provider picked for (part of) a plan.
+#[derive(Debug, Clone)]
+pub struct Choice {
+    pub config: ProviderConfig,
+    /// Named in the providers file (or by a default name), rather than given as a URI.
+    pub named: bool,
+}
+
+/// The providers to try, in order, for `choice`: a name from the providers file, `sandbox`, or
+/// a libvirt URI; without one, the file's `default` (or its first enabled provider); without a
+/// file, the local libvirt, then the sandbox when the local libvirt does not answer.
+pub fn choose(choice: Option<&str>) -> Result<Vec<Choice>, String> {
+    let (file, found) = config::load()?;
+    let named = |config: &ProviderConfig| -> Result<Vec<Choice>, String> {
+        if !config.enabled {
+            return Err(format!(
+                "provider `{}` is disabled in the providers file",
+                config.name
+            ));
+        }
+        Ok(vec![Choice {
+            config: config.clone(),
+            named: true,
+        }])
+    };
+    let unnamed = |config: ProviderConfig| Choice {
+        config,
+        named: false,
+    };
+    // Without a file, the defaults are named too: `local` (kcli's name for the local host) and
+    // `sandbox`.
+    if let Some(config) = choice.and_then(|c| file.providers.iter().find(|p| p.name == c)) {
+        return named(config);
+    }
+    match choice {
+        Some("sandbox") => Ok(vec![unnamed(ProviderConfig::sandbox("sandbox"))]),
+        Some(uri) if uri.contains(':') => Ok(vec![unnamed(ProviderConfig::libvirt("uri", uri))]),
+        Some(other) => Err(format!(
+            "no provider is named `{other}` (the providers file has: {}); give a name from it, \
+             `sandbox`, or a libvirt URI",
+            file.providers
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        None if found == config::Found::Defaults => Ok(vec![
+            unnamed(ProviderConfig::libvirt("local", "qemu:///system")),
+            unnamed(ProviderConfig::sandbox("sandbox")),
+        ]),
+        None => {
+            let default = match &file.default {
+                Some(name) => file.providers.iter().find(|p| &p.name == name),
+                None => file.providers.iter().find(|p| p.enabled),
+            };
+            match default {
+                Some(config) => named(config),
+                None => Err("the providers file has no enabled provider".into()),
+            }
+        }
+    }
 }

@@ -29,11 +29,7 @@ pub struct Record {
 
 /// The store's file.
 pub fn path() -> PathBuf {
-    let state = std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-        .unwrap_or_else(std::env::temp_dir);
-    state.join("siteplan/providers.json")
+    crate::files::state_dir().join("providers.json")
 }
 
 pub fn now() -> String {
@@ -104,12 +100,7 @@ pub fn sync(seen: &[Seen]) -> Result<Vec<Record>, String> {
 }
 
 fn write(path: &std::path::Path, store: &StoreFile) -> Result<(), String> {
-    let fail = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(fail)?;
-    }
     let text = serde_json::to_string_pretty(store).unwrap_or_default();
-    let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, text).map_err(fail)?;
-    std::fs::rename(&tmp, path).map_err(fail)
+    crate::files::write_atomic(path, text.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }

@@ -44,10 +44,16 @@ fn metadata(w: &mut W, mark: Option<&OwnerMark>) -> io::Result<()> {
     };
     let spec = serde_json::to_string(&mark.spec).map_err(io::Error::other)?;
     w.create_element("metadata").write_inner_content(|w| {
-        w.create_element("siteplan:owner")
+        let owner = w
+            .create_element("siteplan:owner")
             .with_attribute(("xmlns:siteplan", OWNER_NS))
-            .with_attribute(("plan", mark.plan.as_str()))
-            .write_text_content(BytesText::new(&spec))?;
+            .with_attribute(("plan", mark.plan.as_str()));
+        let owner = if mark.prevent_destroy {
+            owner.with_attribute(("prevent_destroy", "true"))
+        } else {
+            owner
+        };
+        owner.write_text_content(BytesText::new(&spec))?;
         w.create_element("kvirt:info")
             .with_attribute(("xmlns:kvirt", KCLI_NS))
             .write_inner_content(|w| text(w, "kvirt:plan", &mark.plan))?;
@@ -529,7 +535,11 @@ fn owner_mark(root: roxmltree::Node) -> Option<OwnerMark> {
         .find(|c| c.tag_name().namespace() == Some(OWNER_NS) && c.tag_name().name() == "owner")?;
     let plan = owner.attribute("plan")?.to_string();
     let spec = serde_json::from_str(owner.text()?).ok()?;
-    Some(OwnerMark { plan, spec })
+    Some(OwnerMark {
+        plan,
+        spec,
+        prevent_destroy: owner.attribute("prevent_destroy") == Some("true"),
+    })
 }
 
 pub fn parse_network(
@@ -839,6 +849,7 @@ mod tests {
         let mark = OwnerMark {
             plan: "lab".into(),
             spec: Spec::Vm(spec.clone()),
+            prevent_destroy: true,
         };
         let formats = [
             (

@@ -1,0 +1,58 @@
+//! The one place `plan` writes to stdout and stderr, scrubbing secrets on the way: whatever is
+//! printed through here cannot show a registered secret. `clippy.toml` forbids `println!`,
+//! `eprintln!` and the raw streams everywhere else, so this stays the only way out.
+#![allow(clippy::disallowed_macros, clippy::disallowed_methods)]
+
+use std::io::{IsTerminal, Write};
+
+use crate::secrets;
+
+/// Writes to stdout. A closed pipe (`plan graph x | head`) is for the caller to forgive.
+pub fn stdout(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(secrets::scrub(text).as_bytes())
+        .and_then(|_| out.flush())
+}
+
+/// Writes a whole text to stderr.
+pub fn stderr(text: &str) {
+    let _ = std::io::stderr()
+        .lock()
+        .write_all(secrets::scrub(text).as_bytes());
+}
+
+/// One line on stderr.
+pub fn line(text: &str) {
+    stderr(&format!("{text}\n"));
+}
+
+/// Whether stderr is a terminal (bars, spinners, colours).
+pub fn stderr_is_terminal() -> bool {
+    std::io::stderr().is_terminal()
+}
+
+/// Whether stdin is a terminal (whether `plan` can ask).
+pub fn stdin_is_terminal() -> bool {
+    std::io::stdin().is_terminal()
+}
+
+/// Reads one line of an answer.
+pub fn read_answer() -> Option<String> {
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).ok()?;
+    Some(answer)
+}
+
+/// A raw stdout for writers that hold no secret by construction (shell completions).
+pub fn raw_stdout() -> std::io::Stdout {
+    std::io::stdout()
+}
+
+/// `say!("…", args)`: a line on stderr, scrubbed.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::cli::out::line(&format!($($arg)*))
+    };
+}
+pub(crate) use say;

@@ -1,0 +1,274 @@
+//! How `plan diff`, `apply` and `destroy` look on a terminal or in a log: the `View` the
+//! operations report through, and the words and exit status each `Outcome` ends with.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use super::out::{self, say};
+use super::progress::{self, Verbosity};
+use crate::apply::Progress;
+use crate::ops::{Answer, Event, Outcome, Refusal, View, Vms};
+use crate::plan::{render, Action, Plan};
+
+/// `diff --detailed-exitcode` when there is something to change.
+const EXIT_CHANGES: u8 = 2;
+const EXIT_ERROR: u8 = 1;
+const EXIT_INTERRUPTED: u8 = 130;
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiffFormat {
+    Human,
+    Markdown,
+    Json,
+}
+
+/// What a command shows, decided once from its flags.
+pub struct Terminal {
+    pub verbosity: Verbosity,
+    /// How the plan is printed (`diff --format`; apply and destroy print it for a person).
+    pub format: DiffFormat,
+    /// The command changes things, and asks first unless `yes`.
+    pub asks: bool,
+    pub yes: bool,
+    /// `--wait`'s spinner, while it waits.
+    spinner: Mutex<Option<indicatif::ProgressBar>>,
+}
+
+impl Terminal {
+    pub fn new(verbosity: Verbosity, format: DiffFormat, asks: bool, yes: bool) -> Terminal {
+        Terminal {
+            verbosity,
+            format,
+            asks,
+            yes,
+            spinner: Mutex::new(None),
+        }
+    }
+
+    fn talks(&self) -> bool {
+        self.verbosity > Verbosity::Quiet
+    }
+
+    fn show_plan(&self, plan: &Plan) {
+        // Quiet still shows the whole diff when it is about to ask about it.
+        let asking = self.asks && !self.yes && !plan.is_empty();
+        let shown = match self.format {
+            DiffFormat::Markdown => render::markdown(plan),
+            DiffFormat::Json => render::json::json(plan),
+            DiffFormat::Human if !self.talks() && !asking => {
+                format!("{}\n", render::summary(plan))
+            }
+            DiffFormat::Human => render::human(plan),
+        };
+        let _ = out::stdout(&shown);
+    }
+
+    fn waiting(&self, pending: &[String]) {
+        let message = format!("waiting for an address: {}", pending.join(", "));
+        if self.talks() && out::stderr_is_terminal() {
+            let mut spinner = self.spinner.lock().unwrap_or_else(|p| p.into_inner());
+            let spinner = spinner.get_or_insert_with(indicatif::ProgressBar::new_spinner);
+            spinner.set_message(crate::secrets::scrub(&message));
+            spinner.tick();
+        } else if self.verbosity == Verbosity::Verbose {
+            say!("{message}");
+        }
+    }
+}
+
+impl View for Terminal {
+    fn event(&self, event: Event<'_>) {
+        match event {
+            Event::Provider {
+                name,
+                kind,
+                endpoint,
+            } if self.talks() => match name {
+                Some(name) => say!("Provider: {name}, {kind} ({endpoint})"),
+                None => say!("Provider: {kind} ({endpoint})"),
+            },
+            Event::Targeting(entries) if self.talks() => {
+                say!(
+                    "Targeting {}: other changes are left out.",
+                    entries.join(", ")
+                )
+            }
+            Event::Observed { resources, took } if self.verbosity == Verbosity::Verbose => {
+                say!("Observed {resources} resources in {} ms.", took.as_millis())
+            }
+            Event::Plan(plan) => self.show_plan(plan),
+            Event::Saved(path) => say!(
+                "Saved the plan to {}: `plan apply {}` applies exactly these changes.",
+                path.display(),
+                path.display()
+            ),
+            Event::Warnings { problems, source } => super::report_problems(problems, source),
+            Event::Warning(text) => say!("warning: {text}"),
+            Event::Interrupted => {
+                say!("\nInterrupted: starting nothing more; waiting for the changes in progress.")
+            }
+            Event::Applied { report, destroying } => {
+                say!(
+                    "\n{}: {} done, {} failed, {} skipped.",
+                    if destroying { "Destroy" } else { "Apply" },
+                    report.succeeded(),
+                    report.failed(),
+                    report.skipped()
+                );
+                let waiting: Vec<String> = report
+                    .waiting_for_restart()
+                    .iter()
+                    .map(|step| step.address.clone())
+                    .collect();
+                if !waiting.is_empty() {
+                    say!(
+                        "Saved, and taking effect when the VM restarts: {}.",
+                        waiting.join(", ")
+                    );
+                }
+            }
+            Event::Waiting(pending) => self.waiting(pending),
+            Event::Waited => {
+                if let Some(s) = self
+                    .spinner
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take()
+                {
+                    s.finish_and_clear();
+                }
+            }
+            Event::Provider { .. } | Event::Targeting(_) | Event::Observed { .. } => {}
+        }
+    }
+
+    fn confirm(&self, plan: &Plan, destroying: bool) -> Answer {
+        if self.yes {
+            return Answer::Yes;
+        }
+        if !out::stdin_is_terminal() {
+            return Answer::CannotAsk;
+        }
+        let destructive = plan.count(Action::Delete) + plan.count(Action::Replace);
+        out::stderr(&format!(
+            "\nDo you want to {} these changes{}? Only 'yes' is accepted: ",
+            if destroying { "destroy with" } else { "apply" },
+            if destructive > 0 {
+                format!(" ({destructive} delete or replace)")
+            } else {
+                String::new()
+            }
+        ));
+        match out::read_answer() {
+            Some(answer) if answer.trim() == "yes" => Answer::Yes,
+            _ => Answer::No,
+        }
+    }
+
+    fn progress(&self, total: usize) -> Arc<dyn Progress> {
+        Arc::from(progress::for_run(
+            total,
+            self.verbosity,
+            out::stderr_is_terminal(),
+        ))
+    }
+}
+
+/// The words an outcome ends with, and the exit status: 0 done (or nothing to do), 1 any
+/// error, 2 changes to make (`diff --detailed-exitcode`), 130 interrupted. `planfile` is the
+/// saved plan a stale refusal asks to make again.
+pub fn finish(
+    outcome: Outcome,
+    view: &Terminal,
+    detailed_exitcode: bool,
+    file: &Path,
+    planfile: Option<&Path>,
+) -> ExitCode {
+    match outcome {
+        Outcome::UpToDate { vms: None } => ExitCode::SUCCESS,
+        Outcome::UpToDate { vms: Some(vms) } => show_vms(&vms, view),
+        Outcome::Planned(_) if detailed_exitcode => ExitCode::from(EXIT_CHANGES),
+        Outcome::Planned(_) => ExitCode::SUCCESS,
+        Outcome::Applied { report, vms } => {
+            let shown = vms.map_or(ExitCode::SUCCESS, |vms| show_vms(&vms, view));
+            let interrupted = report.interrupted();
+            if interrupted > 0 {
+                say!(
+                    "{interrupted} change{} not started; run the same command again to finish.",
+                    if interrupted == 1 { "" } else { "s" }
+                );
+                ExitCode::from(EXIT_INTERRUPTED)
+            } else if report.failed() > 0 {
+                ExitCode::from(EXIT_ERROR)
+            } else {
+                shown
+            }
+        }
+        Outcome::Refused(refusal) => {
+            refuse(refusal, file, planfile);
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn refuse(refusal: Refusal, file: &Path, planfile: Option<&Path>) {
+    match refusal {
+        Refusal::Invalid(message) => say!("error: {message}"),
+        Refusal::Problems(problems) => {
+            for p in &problems {
+                say!("error: {p}");
+            }
+            say!("Nothing was changed.");
+        }
+        Refusal::Declined => say!("Nothing was changed."),
+        Refusal::CannotAsk { destroying } => {
+            say!(
+                "error: not a terminal, so not asking: pass --yes to {}",
+                if destroying { "destroy" } else { "apply" }
+            );
+            say!("Nothing was changed.");
+        }
+        Refusal::Stale(what) => say!(
+            "error: {what}; nothing was changed. Review the plan again: `plan diff {} --out {}`",
+            file.display(),
+            planfile.map_or("PLANFILE".into(), |p| p.display().to_string())
+        ),
+        Refusal::Load(failure) => {
+            super::report_failure(&failure);
+        }
+    }
+}
+
+/// The VM table, and with `--wait` an error for VMs that got no address in time.
+fn show_vms(vms: &Vms, view: &Terminal) -> ExitCode {
+    if view.talks() && !vms.rows.is_empty() {
+        let mut table = super::table::new(&["VM", "PROVIDER", "STATE", "IP"]);
+        for row in &vms.rows {
+            let ips = if !row.addresses.is_empty() {
+                let shown: Vec<String> = row.addresses.iter().map(ToString::to_string).collect();
+                shown.join(", ")
+            } else if !row.fixed.is_empty() {
+                row.fixed.join(", ")
+            } else {
+                "-".to_string()
+            };
+            table.add_row(vec![
+                row.name.clone(),
+                row.provider.clone(),
+                row.state.as_str().to_string(),
+                ips,
+            ]);
+        }
+        let _ = out::stdout(&format!("\n{}", super::table::text(&mut table)));
+    }
+    if vms.unreachable.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    say!(
+        "error: no address after {}s for: {} (is the guest booting? is DHCP on its network?)",
+        vms.waited.unwrap_or_default().as_secs(),
+        vms.unreachable.join(", ")
+    );
+    ExitCode::from(EXIT_ERROR)
+}

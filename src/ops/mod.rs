@@ -1,0 +1,313 @@
+//! Operations: what `plan diff`, `apply` and `destroy` do, from a loaded plan to a typed
+//! `Outcome`.
+//!
+//! Each operation is a short function over the same steps (`Session`): open the providers the
+//! plan uses, observe them all at once, plan each part, merge the parts, and apply each part
+//! within its provider's limit. Everything a person sees is reported through a `View`, which
+//! the command line implements; this layer has no clap or terminal code and prints nothing.
+
+mod outcome;
+mod request;
+mod session;
+mod view;
+
+use std::path::Path;
+
+pub use outcome::{Outcome, Refusal, VmRow, VmState, Vms};
+pub use request::{Request, RunOptions};
+pub use session::{open_provider, Goal, Opened, Session};
+pub use view::{Answer, Event, View};
+
+use crate::manifest::{self, Loaded};
+use crate::plan::desired::{self, Desired};
+use crate::plan::render;
+use crate::plan::saved::{self, SavedPlan};
+use crate::plan::{self as planner, Plan};
+use crate::provider::default_disruption;
+
+/// `plan diff`: what apply would change. With `out`, the plan is saved for `apply PLANFILE`.
+pub async fn diff(
+    request: &Request,
+    loaded: &Loaded,
+    out: Option<&Path>,
+    view: &dyn View,
+) -> Outcome {
+    let result = async {
+        let desired = desired::desired(&loaded.manifest, &request.name, &request.base)?;
+        let session = Session::open(
+            &request.name,
+            loaded,
+            desired,
+            Goal::Converge,
+            request,
+            view,
+        )
+        .await?;
+        let observed = session.observe(view).await?;
+        let plan = merged(&request.name, session.plan(&observed)?);
+        view.event(Event::Plan(&plan));
+        if let Some(out) = out {
+            save(request, loaded, &plan, &session.fingerprint(&observed), out)?;
+            view.event(Event::Saved(out));
+        }
+        Ok::<_, Refusal>(plan)
+    };
+    match result.await {
+        Ok(plan) if plan.is_empty() => Outcome::UpToDate { vms: None },
+        Ok(plan) => Outcome::Planned(plan),
+        Err(refusal) => Outcome::Refused(refusal),
+    }
+}
+
+/// `plan apply`: makes the providers match the plan, after asking.
+pub async fn apply(
+    request: &Request,
+    loaded: &Loaded,
+    options: RunOptions,
+    view: &dyn View,
+) -> Outcome {
+    let desired = match desired::desired(&loaded.manifest, &request.name, &request.base) {
+        Ok(desired) => desired,
+        Err(e) => return Outcome::Refused(Refusal::Invalid(e)),
+    };
+    converge(
+        request,
+        loaded,
+        desired,
+        Goal::Converge,
+        None,
+        options,
+        view,
+    )
+    .await
+}
+
+/// `plan destroy`: deletes what the plan created, and nothing else, after asking. When the
+/// plan cannot be read in full (a script it names is gone), what goes is what carries its mark,
+/// and each resource's guard is the one its mark recorded.
+pub async fn destroy(
+    request: &Request,
+    loaded: &Loaded,
+    options: RunOptions,
+    view: &dyn View,
+) -> Outcome {
+    let desired = match desired::desired(&loaded.manifest, &request.name, &request.base) {
+        Ok(desired) => desired,
+        Err(e) => {
+            view.event(Event::Warning(format!(
+                "{e}; destroying what the provider's marks say plan `{}` created, with the \
+                 guards recorded on each resource",
+                request.name
+            )));
+            Desired::default()
+        }
+    };
+    converge(request, loaded, desired, Goal::Destroy, None, options, view).await
+}
+
+/// `plan apply PLANFILE`: the changes that were reviewed and saved, or a refusal saying what
+/// changed since. `given` are the `-P` values of this command line (secrets are never saved).
+pub async fn apply_saved(
+    saved: SavedPlan,
+    given: &[String],
+    options: RunOptions,
+    view: &dyn View,
+) -> Outcome {
+    let stale = |what: String| Outcome::Refused(Refusal::Stale(what));
+    let text = match std::fs::read_to_string(&saved.file) {
+        Ok(text) => text,
+        Err(e) => return stale(format!("cannot read {}: {e}", saved.file.display())),
+    };
+    if saved::source_fingerprint(&text) != saved.fingerprints.source {
+        return stale(format!(
+            "{} has changed since the plan was saved",
+            saved.file.display()
+        ));
+    }
+    let overrides = match saved.overrides(given) {
+        Ok(overrides) => overrides,
+        Err(e) => return Outcome::Refused(Refusal::Invalid(e)),
+    };
+    let loaded = match manifest::load(&saved.file, &overrides, manifest::Options::default()) {
+        Ok(loaded) => loaded,
+        Err(failure) => return Outcome::Refused(Refusal::Load(failure)),
+    };
+    view.event(Event::Warnings {
+        problems: &loaded.warnings,
+        source: &loaded.source,
+    });
+    if saved::parameters_fingerprint(&loaded.manifest.parameters) != saved.fingerprints.parameters {
+        return stale("the plan's parameters have changed since the plan was saved".into());
+    }
+    let request = Request {
+        provider: saved.provider.clone(),
+        targets: saved.targets.clone(),
+        replace: saved.replace.clone(),
+        overrides,
+        ..Request::new(&saved.file, Some(saved.name.clone()))
+    };
+    let desired = match desired::desired(&loaded.manifest, &request.name, &request.base) {
+        Ok(desired) => desired,
+        Err(e) => return Outcome::Refused(Refusal::Invalid(e)),
+    };
+    converge(
+        &request,
+        &loaded,
+        desired,
+        Goal::Converge,
+        Some(&saved),
+        options,
+        view,
+    )
+    .await
+}
+
+/// Observe, plan, show, ask (unless the plan was reviewed and saved), apply, and read back the
+/// VMs: the path `apply`, `destroy` and `apply PLANFILE` share.
+async fn converge(
+    request: &Request,
+    loaded: &Loaded,
+    desired: Desired,
+    goal: Goal,
+    reviewed: Option<&SavedPlan>,
+    options: RunOptions,
+    view: &dyn View,
+) -> Outcome {
+    let destroying = goal == Goal::Destroy;
+    let result = async {
+        let session = Session::open(&request.name, loaded, desired, goal, request, view).await?;
+        let observed = session.observe(view).await?;
+        if let Some(saved) = reviewed {
+            if saved.fingerprints.live != session.fingerprint(&observed) {
+                return Err(Refusal::Stale(
+                    "the provider's resources have changed since the plan was saved".into(),
+                ));
+            }
+        }
+        let parts = session.plan(&observed)?;
+        let plan = merged(&request.name, parts.clone());
+        view.event(Event::Plan(&plan));
+        if reviewed.is_some_and(|saved| !saved.same_changes(&plan)) {
+            return Err(Refusal::Stale(
+                "planning again gives other changes than the saved plan's".into(),
+            ));
+        }
+        // What apply ends with: the plan's VMs (destroy has none left to show).
+        let wants_vms = !destroying;
+        if plan.is_empty() {
+            let vms = match wants_vms {
+                true => Some(session.vms(options.wait, view).await),
+                false => None,
+            };
+            return Ok(Outcome::UpToDate { vms });
+        }
+        if reviewed.is_none() {
+            match view.confirm(&plan, destroying) {
+                Answer::Yes => {}
+                Answer::No => return Err(Refusal::Declined),
+                Answer::CannotAsk => return Err(Refusal::CannotAsk { destroying }),
+            }
+        }
+        let report = session.apply(&parts, options.parallelism, view).await;
+        view.event(Event::Applied {
+            report: &report,
+            destroying,
+        });
+        let vms = match wants_vms && report.interrupted() == 0 {
+            true => Some(session.vms(options.wait, view).await),
+            false => None,
+        };
+        Ok(Outcome::Applied { report, vms })
+    };
+    result.await.unwrap_or_else(Outcome::Refused)
+}
+
+/// `plan diff --against OLD`: what applying `new` would change where the old version was
+/// applied, without asking any provider. `old` is a file, or a git revision and path.
+pub fn diff_against(request: &Request, old: &str, new: &Loaded, view: &dyn View) -> Outcome {
+    let result = (|| {
+        let source = manifest::revision::Source::parse(old);
+        let text = manifest::revision::read(&source, &request.file)?;
+        // The old version takes the same parameters, including the default parameter file
+        // beside the new one.
+        let mut overrides = request.overrides.clone();
+        let beside = request.base.join("kcli_parameters.yml");
+        if overrides.paramfiles.is_empty() && beside.is_file() {
+            overrides.paramfiles.push(beside);
+        }
+        let label = match &source {
+            manifest::revision::Source::File(path) => path.clone(),
+            manifest::revision::Source::Revision { .. } => old.into(),
+        };
+        let old = manifest::load_text(&text, &label, &overrides, manifest::Options::default())
+            .map_err(Refusal::Load)?;
+        let old_files = manifest::revision::file_reader(&source, &request.file)?;
+        let old_desired = match old_files.as_deref() {
+            Some(read) => {
+                desired::desired_reading(&old.manifest, &request.name, &request.base, read)
+            }
+            None => desired::desired(&old.manifest, &request.name, &request.base),
+        }
+        .map_err(|e| format!("the old version: {e}"))?;
+        let new_desired = desired::desired(&new.manifest, &request.name, &request.base)?;
+        let plan = planner::between(
+            &request.name,
+            &old_desired,
+            &new_desired,
+            &default_disruption,
+        )
+        .map_err(Refusal::Problems)?;
+        view.event(Event::Plan(&plan));
+        Ok::<_, Refusal>(plan)
+    })();
+    match result {
+        Ok(plan) if plan.is_empty() => Outcome::UpToDate { vms: None },
+        Ok(plan) => Outcome::Planned(plan),
+        Err(refusal) => Outcome::Refused(refusal),
+    }
+}
+
+/// The parts' changes as one plan.
+fn merged(name: &str, parts: Vec<Plan>) -> Plan {
+    Plan {
+        name: name.to_string(),
+        unchanged: parts.iter().map(|p| p.unchanged).sum(),
+        changes: parts.into_iter().flat_map(|p| p.changes).collect(),
+    }
+}
+
+/// `diff --out`: what was reviewed, with the fingerprints `apply PLANFILE` checks.
+fn save(
+    request: &Request,
+    loaded: &Loaded,
+    plan: &Plan,
+    live: &str,
+    out: &Path,
+) -> Result<(), Refusal> {
+    let (params, sensitive_params) = saved::split_params(&request.overrides.sets);
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let record = SavedPlan {
+        saved_plan_version: saved::VERSION,
+        file: absolute(&request.file),
+        name: request.name.clone(),
+        provider: request.provider.clone(),
+        paramfiles: request
+            .overrides
+            .paramfiles
+            .iter()
+            .map(|p| absolute(p))
+            .collect(),
+        params,
+        sensitive_params,
+        targets: request.targets.clone(),
+        replace: request.replace.clone(),
+        fingerprints: saved::Fingerprints {
+            source: saved::source_fingerprint(&loaded.text),
+            parameters: saved::parameters_fingerprint(&loaded.manifest.parameters),
+            live: live.to_string(),
+        },
+        changes: serde_json::to_value(render::json::document(plan)).unwrap_or_default(),
+    };
+    crate::files::write_atomic(out, record.to_text().as_bytes())
+        .map_err(|e| Refusal::Invalid(format!("cannot save the plan to {}: {e}", out.display())))
+}

@@ -1,0 +1,89 @@
+//! What an operation ended with, as values: the command line turns them into words and an
+//! exit status.
+
+use std::net::IpAddr;
+
+use crate::apply::Report;
+use crate::manifest::LoadFailure;
+use crate::plan::Plan;
+
+#[derive(Debug)]
+pub enum Outcome {
+    /// The providers already match the plan. `apply` also reports the plan's VMs.
+    UpToDate { vms: Option<Vms> },
+    /// `plan diff`: these changes would be made; nothing was.
+    Planned(Plan),
+    /// `apply` or `destroy` made its changes, or tried to: the report says how each went.
+    Applied { report: Report, vms: Option<Vms> },
+    /// Nothing was changed, and why.
+    Refused(Refusal),
+}
+
+#[derive(Debug)]
+pub enum Refusal {
+    /// The request cannot be carried out as given (a provider, a name, a file).
+    Invalid(String),
+    /// Planning found problems: names taken, external references missing, guards.
+    Problems(Vec<String>),
+    /// The person said no.
+    Declined,
+    /// Nobody could be asked, and `--yes` was not given.
+    CannotAsk { destroying: bool },
+    /// A saved plan no longer holds: what changed since it was saved.
+    Stale(String),
+    /// A plan read along the way does not load.
+    Load(LoadFailure),
+}
+
+impl From<String> for Refusal {
+    fn from(message: String) -> Self {
+        Refusal::Invalid(message)
+    }
+}
+
+/// The plan's VMs as they are after a run.
+#[derive(Debug, Default)]
+pub struct Vms {
+    pub rows: Vec<VmRow>,
+    /// `--wait` ran out before these running VMs had an address.
+    pub unreachable: Vec<String>,
+    /// How long `--wait` would wait, when it was asked for.
+    pub waited: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VmState {
+    Running,
+    Stopped,
+    Missing,
+}
+
+impl VmState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VmState::Running => "running",
+            VmState::Stopped => "stopped",
+            VmState::Missing => "missing",
+        }
+    }
+}
+
+/// One VM: where it runs, whether it runs, and its addresses.
+#[derive(Debug, Clone)]
+pub struct VmRow {
+    pub name: String,
+    /// The provider's name (or type).
+    pub provider: String,
+    pub state: VmState,
+    /// Reported by the provider.
+    pub addresses: Vec<IpAddr>,
+    /// Declared in the plan, for VMs the provider reports none for.
+    pub fixed: Vec<String>,
+}
+
+impl VmRow {
+    /// A running VM with nothing to reach it at yet (`--wait` waits for these).
+    pub fn unreachable(&self) -> bool {
+        self.state == VmState::Running && self.addresses.is_empty() && self.fixed.is_empty()
+    }
+}

@@ -1,0 +1,53 @@
+//! What an operation is asked to do, decided once from the command line.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::manifest::Overrides;
+
+/// The plan an operation works on and where it goes.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The plan file, as given.
+    pub file: PathBuf,
+    /// The plan's name, which marks everything it creates: `--name`, else the file's stem.
+    pub name: String,
+    /// The plan file's directory, which relative paths in the plan start from.
+    pub base: PathBuf,
+    /// `--provider`: where entries without a `client:` go (the default provider if `None`).
+    pub provider: Option<String>,
+    /// `--target`: entry names or addresses.
+    pub targets: Vec<String>,
+    /// `--replace`: entry names or resource addresses.
+    pub replace: Vec<String>,
+    /// The parameter files and `-P` values the plan was read with, for a saved plan to record.
+    pub overrides: Overrides,
+}
+
+impl Request {
+    /// A request for `file`, named `name` or after the file.
+    pub fn new(file: &Path, name: Option<String>) -> Request {
+        let name = name.unwrap_or_else(|| {
+            file.file_stem()
+                .map_or_else(|| "plan".into(), |s| s.to_string_lossy().into_owned())
+        });
+        Request {
+            file: file.to_path_buf(),
+            name,
+            base: file.parent().unwrap_or(Path::new(".")).to_path_buf(),
+            provider: None,
+            targets: Vec::new(),
+            replace: Vec::new(),
+            overrides: Overrides::default(),
+        }
+    }
+}
+
+/// How `apply` and `destroy` make their changes.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    /// At most this many changes at once (each provider may take fewer).
+    pub parallelism: usize,
+    /// `--wait`: how long to wait for every running VM to have an address.
+    pub wait: Option<Duration>,
+}

@@ -1,0 +1,68 @@
+//! The one path from an operation to a person: operations report through a `View`, which the
+//! command line implements (and scrubs secrets in, in one place). An operation prints nothing
+//! itself.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::apply::{Progress, Report};
+use crate::diagnostics::{Problem, SourceText};
+use crate::plan::Plan;
+
+/// Something an operation tells as it goes. The view decides what of it to show, and how.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// Where a part of the plan goes: the provider's name in the providers file (if it has
+    /// one), its type and its endpoint.
+    Provider {
+        name: Option<&'a str>,
+        kind: &'a str,
+        endpoint: &'a str,
+    },
+    /// `--target` leaves every change outside these entries out.
+    Targeting(&'a [String]),
+    /// The providers were observed.
+    Observed { resources: usize, took: Duration },
+    /// What would change (diff), or is about to (apply, destroy).
+    Plan(&'a Plan),
+    /// `diff --out` saved the plan here.
+    Saved(&'a Path),
+    /// A plan read along the way (`apply PLANFILE`) has these warnings.
+    Warnings {
+        problems: &'a [Problem],
+        source: &'a SourceText,
+    },
+    /// Something that does not stop the operation.
+    Warning(String),
+    /// Ctrl-C: nothing more starts, and what runs finishes.
+    Interrupted,
+    /// The changes were made (or tried).
+    Applied {
+        report: &'a Report,
+        destroying: bool,
+    },
+    /// `--wait`: these running VMs have no address yet.
+    Waiting(&'a [String]),
+    /// Waiting is over.
+    Waited,
+}
+
+/// What the person said when asked to go ahead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    Yes,
+    No,
+    /// Nobody can be asked (no terminal) and nothing said yes beforehand.
+    CannotAsk,
+}
+
+pub trait View: Send + Sync {
+    fn event(&self, event: Event<'_>);
+
+    /// Asks before changing anything; `destroying` for `plan destroy`.
+    fn confirm(&self, plan: &Plan, destroying: bool) -> Answer;
+
+    /// Hears about each of `total` changes as it runs.
+    fn progress(&self, total: usize) -> Arc<dyn Progress>;
+}
