@@ -1,13 +1,13 @@
 //! The backends this build has, and how a configured provider becomes a `Provider`. A new
-//! backend adds its `ProviderType`, a match arm here behind its cargo feature, and nothing else
-//! (see docs/providers.md).
+//! backend adds its settings variant (`registry::config::Backend`), a match arm here behind its
+//! cargo feature, and nothing else (see docs/providers.md).
 
 use std::sync::Arc;
 
 use super::{Provider, ProviderError};
-use crate::registry::config::ProviderConfig;
 #[cfg(feature = "libvirt")]
-use crate::registry::config::ProviderType;
+use crate::registry::config::Backend;
+use crate::registry::config::ProviderConfig;
 
 /// Connects to the provider `config` describes: the one place a configured provider becomes a
 /// `Provider`. Backends whose clients block connect on a blocking thread; async clients
@@ -20,15 +20,14 @@ pub async fn open(config: &ProviderConfig) -> Result<Arc<dyn Provider>, Provider
 }
 
 fn open_blocking(config: &ProviderConfig) -> Result<Arc<dyn Provider>, ProviderError> {
-    match config.kind {
+    match &config.backend {
         #[cfg(feature = "libvirt")]
-        ProviderType::Libvirt => {
-            let uri = config.connect_uri().unwrap_or_default();
-            Ok(Arc::new(super::libvirt::LibvirtProvider::connect(&uri)?))
-        }
+        Backend::Libvirt(libvirt) => Ok(Arc::new(super::libvirt::LibvirtProvider::connect(
+            &libvirt.connect_uri(),
+        )?)),
         #[cfg(feature = "libvirt")]
-        ProviderType::Sandbox => {
-            let dir = config
+        Backend::Sandbox(sandbox) => {
+            let dir = sandbox
                 .dir
                 .clone()
                 .unwrap_or_else(super::sandbox::default_dir);

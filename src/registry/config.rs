@@ -23,20 +23,13 @@ pub struct ProvidersFile {
     pub providers: Vec<ProviderConfig>,
 }
 
-/// One provider.
+/// One provider: what every backend has, and its backend's own settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     /// How plans (`client:`) and commands (`--provider`) name it.
     pub name: String,
-    #[serde(rename = "type")]
-    pub kind: ProviderType,
-    /// libvirt: the connection URI (`qemu:///system`, `qemu+ssh://root@lab1/system`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uri: Option<String>,
-    /// sandbox: its directory; default `$XDG_STATE_HOME/siteplan/sandbox`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dir: Option<PathBuf>,
+    #[serde(flatten)]
+    pub backend: Backend,
     /// The pool whose absence makes the provider unhealthy. Default `default`.
     #[serde(default = "default_pool")]
     pub pool: String,
@@ -49,24 +42,40 @@ pub struct ProviderConfig {
     /// At most this many changes at once on this provider (besides `--parallelism`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parallelism: Option<usize>,
+}
+
+/// The backend a provider is, with the settings only that backend has (`type:` in the file).
+/// A new backend is a variant here and an arm in `provider::backends::open`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Backend {
+    Libvirt(LibvirtSettings),
+    Sandbox(SandboxSettings),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct LibvirtSettings {
+    /// The connection URI (`qemu:///system`, `qemu+ssh://root@lab1/system`).
+    pub uri: String,
     /// Over ssh, check the host's key against known_hosts. Default true; false adds
     /// `no_verify=1` to the URI.
     #[serde(default = "yes")]
     pub verify_host_key: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ProviderType {
-    Libvirt,
-    Sandbox,
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SandboxSettings {
+    /// Its directory; default `$XDG_STATE_HOME/siteplan/sandbox`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
 }
 
-impl ProviderType {
-    pub fn as_str(self) -> &'static str {
+impl Backend {
+    /// The backend's type, as the file's `type:` says it.
+    pub fn as_str(&self) -> &'static str {
         match self {
-            ProviderType::Libvirt => "libvirt",
-            ProviderType::Sandbox => "sandbox",
+            Backend::Libvirt(_) => "libvirt",
+            Backend::Sandbox(_) => "sandbox",
         }
     }
 }
@@ -88,49 +97,54 @@ fn yes() -> bool {
 }
 
 impl ProviderConfig {
-    pub fn sandbox(name: &str) -> Self {
+    fn new(name: &str, backend: Backend) -> Self {
         ProviderConfig {
             name: name.into(),
-            kind: ProviderType::Sandbox,
-            uri: None,
-            dir: None,
+            backend,
             pool: default_pool(),
             network: None,
             enabled: true,
             parallelism: None,
-            verify_host_key: true,
         }
+    }
+
+    pub fn sandbox(name: &str) -> Self {
+        ProviderConfig::new(name, Backend::Sandbox(SandboxSettings { dir: None }))
     }
 
     pub fn libvirt(name: &str, uri: &str) -> Self {
-        ProviderConfig {
-            kind: ProviderType::Libvirt,
-            uri: Some(uri.into()),
-            ..ProviderConfig::sandbox(name)
-        }
-    }
-
-    /// The URI to connect to (libvirt), with host-key checking turned off only when asked.
-    pub fn connect_uri(&self) -> Option<String> {
-        let uri = self.uri.clone()?;
-        if self.verify_host_key || !uri.contains("+ssh") || uri.contains("no_verify=") {
-            return Some(uri);
-        }
-        let joiner = if uri.contains('?') { '&' } else { '?' };
-        Some(format!("{uri}{joiner}no_verify=1"))
+        ProviderConfig::new(
+            name,
+            Backend::Libvirt(LibvirtSettings {
+                uri: uri.into(),
+                verify_host_key: true,
+            }),
+        )
     }
 
     /// Where it is, for display.
     pub fn endpoint(&self) -> String {
-        match self.kind {
-            ProviderType::Libvirt => self.uri.clone().unwrap_or_default(),
-            ProviderType::Sandbox => self
+        match &self.backend {
+            Backend::Libvirt(libvirt) => libvirt.uri.clone(),
+            Backend::Sandbox(sandbox) => sandbox
                 .dir
                 .clone()
                 .unwrap_or_else(default_sandbox_dir)
                 .display()
                 .to_string(),
         }
+    }
+}
+
+impl LibvirtSettings {
+    /// The URI to connect to, with host-key checking turned off only when asked.
+    pub fn connect_uri(&self) -> String {
+        let uri = &self.uri;
+        if self.verify_host_key || !uri.contains("+ssh") || uri.contains("no_verify=") {
+            return uri.clone();
+        }
+        let joiner = if uri.contains('?') { '&' } else { '?' };
+        format!("{uri}{joiner}no_verify=1")
     }
 }
 
@@ -173,16 +187,34 @@ fn candidates() -> Vec<PathBuf> {
     paths
 }
 
-/// Checks what serde cannot: unique names, a URI where one is needed, a known default.
+/// Checks what serde cannot: unknown keys (for the provider's own type), unique names, a
+/// known default.
 pub fn parse(text: &str) -> Result<ProvidersFile, String> {
     let file: ProvidersFile = serde_norway::from_str(text).map_err(|e| e.to_string())?;
+    let raw: serde_norway::Value = serde_norway::from_str(text).map_err(|e| e.to_string())?;
+    let entries = raw
+        .get("providers")
+        .and_then(|p| p.as_sequence())
+        .cloned()
+        .unwrap_or_default();
+    for (entry, provider) in entries.iter().zip(&file.providers) {
+        let known = keys_of(provider.backend.as_str());
+        for key in entry.as_mapping().into_iter().flat_map(|m| m.keys()) {
+            let key = key.as_str().unwrap_or_default();
+            if !known.iter().any(|k| k == key) {
+                return Err(format!(
+                    "provider `{}`: unknown field `{key}`; a {} provider takes: {}",
+                    provider.name,
+                    provider.backend.as_str(),
+                    known.join(", ")
+                ));
+            }
+        }
+    }
     let mut names = std::collections::BTreeSet::new();
     for p in &file.providers {
         if !names.insert(p.name.as_str()) {
             return Err(format!("provider `{}` is named twice", p.name));
-        }
-        if p.kind == ProviderType::Libvirt && p.uri.is_none() {
-            return Err(format!("provider `{}` (libvirt) has no `uri`", p.name));
         }
     }
     if let Some(default) = &file.default {
@@ -193,6 +225,43 @@ pub fn parse(text: &str) -> Result<ProvidersFile, String> {
         }
     }
     Ok(file)
+}
+
+/// The keys a provider of type `kind` may have, read from the schema so they cannot drift from
+/// the types: the common ones and its backend's own.
+fn keys_of(kind: &str) -> Vec<String> {
+    let schema = serde_json::to_value(schemars::schema_for!(ProviderConfig)).unwrap_or_default();
+    let names = |v: &serde_json::Value| -> Vec<String> {
+        v.get("properties")
+            .and_then(|p| p.as_object())
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    let mut keys = names(&schema);
+    for variant in schema
+        .get("oneOf")
+        .and_then(|o| o.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let tag = variant
+            .pointer("/properties/type/const")
+            .and_then(|t| t.as_str());
+        if tag == Some(kind) {
+            keys.extend(names(variant));
+            // The backend's own settings are a reference into the schema's definitions.
+            if let Some(settings) = variant
+                .get("$ref")
+                .and_then(|r| r.as_str())
+                .and_then(|r| schema.pointer(r.trim_start_matches('#')))
+            {
+                keys.extend(names(settings));
+            }
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    keys
 }
 
 /// No file: the local libvirt and the sandbox.
@@ -226,16 +295,16 @@ mod tests {
         )
         .expect("parses");
         assert_eq!(file.providers.len(), 2);
-        assert_eq!(
-            file.providers[0].connect_uri().as_deref(),
-            Some("qemu+ssh://root@lab1/system?no_verify=1")
-        );
+        let Backend::Libvirt(lab) = &file.providers[0].backend else {
+            panic!("lab is a libvirt provider: {:?}", file.providers[0]);
+        };
+        assert_eq!(lab.connect_uri(), "qemu+ssh://root@lab1/system?no_verify=1");
         assert_eq!(file.providers[1].parallelism, Some(4));
         assert!(file.providers[1].enabled);
         for (bad, says) in [
             (
                 "providers:\n  - name: a\n    type: libvirt\n",
-                "has no `uri`",
+                "missing field `uri`",
             ),
             (
                 "providers:\n  - {name: a, type: sandbox}\n  - {name: a, type: sandbox}\n",
@@ -251,7 +320,11 @@ mod tests {
             ),
             (
                 "providers:\n  - {name: a, type: sandbox, colour: red}\n",
-                "unknown field",
+                "provider `a`: unknown field `colour`; a sandbox provider takes: dir, enabled, name, network, parallelism, pool, type",
+            ),
+            (
+                "providers:\n  - {name: a, type: sandbox, uri: 'qemu:///system'}\n",
+                "unknown field `uri`",
             ),
         ] {
             let e = parse(bad).expect_err(bad);
@@ -261,7 +334,10 @@ mod tests {
 
     #[test]
     fn host_keys_are_checked_unless_told_not_to() {
-        let p = ProviderConfig::libvirt("a", "qemu+ssh://h/system");
-        assert_eq!(p.connect_uri().as_deref(), Some("qemu+ssh://h/system"));
+        let p = LibvirtSettings {
+            uri: "qemu+ssh://h/system".into(),
+            verify_host_key: true,
+        };
+        assert_eq!(p.connect_uri(), "qemu+ssh://h/system");
     }
 }

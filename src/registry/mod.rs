@@ -159,7 +159,7 @@ pub async fn views(
         .zip(&checked)
         .map(|(c, h)| store::Seen {
             name: &c.name,
-            provider_type: c.kind.as_str(),
+            provider_type: c.backend.as_str(),
             endpoint: c.endpoint(),
             reached: h.reached(),
         })
