@@ -409,9 +409,12 @@ fn request(plan: &PlanArgs, target: TargetArgs) -> Request {
     }
 }
 
-/// Runs an operation on a runtime of its own. Nothing is waited for at the end: a connection
-/// attempt to an unreachable host may still be blocked.
-fn block_on<F: std::future::Future>(operation: F) -> Result<F::Output, ExitCode> {
+/// Runs an operation on a runtime of its own, then waits (briefly) for the runtime's threads
+/// to end: a thread that made libvirt calls must not still be freeing its thread-local state
+/// while the process exits and OpenSSL's exit handler frees the same (a heap corruption
+/// otherwise, seen under load). A thread still blocked after the wait (a connection attempt to
+/// a host that never answers) is left behind: it frees nothing while it is blocked.
+pub(crate) fn block_on<F: std::future::Future>(operation: F) -> Result<F::Output, ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -420,7 +423,7 @@ fn block_on<F: std::future::Future>(operation: F) -> Result<F::Output, ExitCode>
             ExitCode::from(EXIT_ERROR)
         })?;
     let output = runtime.block_on(operation);
-    runtime.shutdown_background();
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     Ok(output)
 }
 

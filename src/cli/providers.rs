@@ -20,20 +20,14 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(EXIT_ERROR)
 }
 
-/// Every provider, checked. The checks may leave a blocked connection attempt behind (an
-/// unreachable host): the runtime is shut down without waiting for it.
+/// Every provider, checked.
 fn all_views() -> Result<Vec<ProviderView>, String> {
     let (file, _) = config::load()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let timeout = file
         .health_timeout
         .map_or(registry::HEALTH_TIMEOUT, std::time::Duration::from_secs);
-    let views = runtime.block_on(registry::views(&file.providers, timeout));
-    runtime.shutdown_background();
-    views
+    super::block_on(registry::views(&file.providers, timeout))
+        .map_err(|_| "cannot start the runtime".to_string())?
 }
 
 /// An opaque token for the page that starts after `last`.
