@@ -127,7 +127,7 @@ fn lab() -> (Plan, Desired) {
         "lab",
         &desired,
         &Observed::default(),
-        &crate::provider::default_disruption,
+        &crate::provider::rules::LibvirtRules,
     )
     .expect("plan");
     (plan, desired)

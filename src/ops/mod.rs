@@ -19,11 +19,12 @@ pub use session::{open_provider, Goal, Opened, Session};
 pub use view::{Answer, Event, View};
 
 use crate::manifest::{self, Loaded};
-use crate::plan::desired::{self, Desired};
+use crate::plan::intent::{self, Intents};
 use crate::plan::render;
 use crate::plan::saved::{self, SavedPlan};
 use crate::plan::{self as planner, Plan};
-use crate::provider::default_disruption;
+use crate::provider::lower;
+use crate::provider::rules::LibvirtRules;
 
 /// `plan diff`: what apply would change. With `out`, the plan is saved for `apply PLANFILE`.
 pub async fn diff(
@@ -33,16 +34,8 @@ pub async fn diff(
     view: &dyn View,
 ) -> Outcome {
     let result = async {
-        let desired = desired::desired(&loaded.manifest, &request.name, &request.base)?;
-        let session = Session::open(
-            &request.name,
-            loaded,
-            desired,
-            Goal::Converge,
-            request,
-            view,
-        )
-        .await?;
+        let intents = intent::intents(&loaded.manifest, &request.name, &request.base)?;
+        let session = Session::open(loaded, Some(&intents), Goal::Converge, request, view).await?;
         let observed = session.observe(view).await?;
         let plan = merged(&request.name, session.plan(&observed)?);
         view.event(Event::Plan(&plan));
@@ -66,14 +59,14 @@ pub async fn apply(
     options: RunOptions,
     view: &dyn View,
 ) -> Outcome {
-    let desired = match desired::desired(&loaded.manifest, &request.name, &request.base) {
-        Ok(desired) => desired,
+    let intents = match intent::intents(&loaded.manifest, &request.name, &request.base) {
+        Ok(intents) => intents,
         Err(e) => return Outcome::Refused(Refusal::Invalid(e)),
     };
     converge(
         request,
         loaded,
-        desired,
+        Some(&intents),
         Goal::Converge,
         None,
         options,
@@ -91,18 +84,27 @@ pub async fn destroy(
     options: RunOptions,
     view: &dyn View,
 ) -> Outcome {
-    let desired = match desired::desired(&loaded.manifest, &request.name, &request.base) {
-        Ok(desired) => desired,
+    let intents = match intent::intents(&loaded.manifest, &request.name, &request.base) {
+        Ok(intents) => Some(intents),
         Err(e) => {
             view.event(Event::Warning(format!(
                 "{e}; destroying what the provider's marks say plan `{}` created, with the \
                  guards recorded on each resource",
                 request.name
             )));
-            Desired::default()
+            None
         }
     };
-    converge(request, loaded, desired, Goal::Destroy, None, options, view).await
+    converge(
+        request,
+        loaded,
+        intents.as_ref(),
+        Goal::Destroy,
+        None,
+        options,
+        view,
+    )
+    .await
 }
 
 /// `plan apply PLANFILE`: the changes that were reviewed and saved, or a refusal saying what
@@ -146,14 +148,14 @@ pub async fn apply_saved(
         overrides,
         ..Request::new(&saved.file, Some(saved.name.clone()))
     };
-    let desired = match desired::desired(&loaded.manifest, &request.name, &request.base) {
-        Ok(desired) => desired,
+    let intents = match intent::intents(&loaded.manifest, &request.name, &request.base) {
+        Ok(intents) => intents,
         Err(e) => return Outcome::Refused(Refusal::Invalid(e)),
     };
     converge(
         &request,
         &loaded,
-        desired,
+        Some(&intents),
         Goal::Converge,
         Some(&saved),
         options,
@@ -167,7 +169,7 @@ pub async fn apply_saved(
 async fn converge(
     request: &Request,
     loaded: &Loaded,
-    desired: Desired,
+    intents: Option<&Intents>,
     goal: Goal,
     reviewed: Option<&SavedPlan>,
     options: RunOptions,
@@ -175,7 +177,7 @@ async fn converge(
 ) -> Outcome {
     let destroying = goal == Goal::Destroy;
     let result = async {
-        let session = Session::open(&request.name, loaded, desired, goal, request, view).await?;
+        let session = Session::open(loaded, intents, goal, request, view).await?;
         let observed = session.observe(view).await?;
         if let Some(saved) = reviewed {
             if saved.fingerprints.live != session.fingerprint(&observed) {
@@ -242,21 +244,20 @@ pub fn diff_against(request: &Request, old: &str, new: &Loaded, view: &dyn View)
         let old = manifest::load_text(&text, &label, &overrides, manifest::Options::default())
             .map_err(Refusal::Load)?;
         let old_files = manifest::revision::file_reader(&source, &request.file)?;
-        let old_desired = match old_files.as_deref() {
+        // No provider is asked: both versions are lowered as the libvirt family holds them.
+        let old_intents = match old_files.as_deref() {
             Some(read) => {
-                desired::desired_reading(&old.manifest, &request.name, &request.base, read)
+                intent::intents_reading(&old.manifest, &request.name, &request.base, read)
             }
-            None => desired::desired(&old.manifest, &request.name, &request.base),
-        }
-        .map_err(|e| format!("the old version: {e}"))?;
-        let new_desired = desired::desired(&new.manifest, &request.name, &request.base)?;
-        let plan = planner::between(
-            &request.name,
-            &old_desired,
-            &new_desired,
-            &default_disruption,
-        )
-        .map_err(Refusal::Problems)?;
+            None => intent::intents(&old.manifest, &request.name, &request.base),
+        };
+        let old_desired = old_intents
+            .and_then(|i| lower::libvirt(&i))
+            .map_err(|e| format!("the old version: {e}"))?;
+        let new_intents = intent::intents(&new.manifest, &request.name, &request.base)?;
+        let new_desired = lower::libvirt(&new_intents)?;
+        let plan = planner::between(&request.name, &old_desired, &new_desired, &LibvirtRules)
+            .map_err(Refusal::Problems)?;
         view.event(Event::Plan(&plan));
         Ok::<_, Refusal>(plan)
     })();

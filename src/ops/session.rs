@@ -13,9 +13,10 @@ use super::view::{Event, View};
 use crate::apply::{self, Report};
 use crate::manifest::model::EntryKind;
 use crate::manifest::Loaded;
-use crate::plan::desired::Desired;
+use crate::plan::desired::{Desired, DesiredResource};
+use crate::plan::intent::Intents;
 use crate::plan::{self, saved, Action, Change, Plan};
-use crate::provider::spec::{ResourceId, ResourceKind, Spec};
+use crate::provider::spec::{ResourceId, Spec};
 use crate::provider::{backends, Observed, Provider, Scope};
 use crate::registry;
 
@@ -76,12 +77,13 @@ pub async fn open_provider(choice: Option<&str>) -> Result<Opened, String> {
 }
 
 impl<'a> Session<'a> {
-    /// Splits `desired` by provider (a VM's `client:`, else `provider`), opens each provider,
-    /// and says where each part goes.
+    /// Splits the plan's intents by provider (a VM's `client:`, else `request.provider`),
+    /// opens each provider, has it lower its part into the resources it holds, and says where
+    /// each part goes. `intents` is `None` when the plan cannot be read in full (destroy then
+    /// works from the providers' marks alone).
     pub async fn open(
-        name: &str,
         loaded: &'a Loaded,
-        mut desired: Desired,
+        intents: Option<&Intents>,
         goal: Goal,
         request: &super::Request,
         view: &dyn View,
@@ -101,27 +103,29 @@ impl<'a> Session<'a> {
                 })?;
             Some(entries)
         };
-        desired.replace = replacements(&desired, &request.replace)?;
-        let entries = desired
-            .resources
-            .iter()
-            .map(|r| (r.spec.id(), r.entry.clone()))
-            .collect();
-        let parts = desired.by_provider(&loaded.manifest);
+        let parts = match intents {
+            Some(intents) => intents.by_provider(),
+            None => vec![(None, Intents::default())],
+        };
         let spans = parts.len() > 1;
         let mut sites = Vec::new();
         for (client, part) in parts {
-            let part = match (goal, &focus) {
-                // Everything outside the targets stays as it is.
-                (Goal::Destroy, Some(focus)) => part.without(focus),
-                (Goal::Destroy, None) => part.nothing_but_leftovers(),
-                (Goal::Converge, _) => part,
-            };
             // A VM's `client:` names a provider of the providers file; the rest go to
             // --provider.
             let choice = client.clone().or_else(|| request.provider.clone());
             let opened = open_provider(choice.as_deref()).await?;
             let provider = &opened.provider;
+            let refused = provider
+                .rules()
+                .capabilities()
+                .refusals(&part, opened.name.as_deref().unwrap_or(provider.kind()));
+            if !refused.is_empty() {
+                return Err(Refusal::Problems(refused));
+            }
+            let desired = match intents {
+                Some(_) => provider.lower(&part)?,
+                None => Desired::default(),
+            };
             view.event(Event::Provider {
                 name: opened.name.as_deref().filter(|n| *n != provider.kind()),
                 kind: provider.kind(),
@@ -137,15 +141,29 @@ impl<'a> Session<'a> {
             sites.push(Site {
                 label,
                 opened,
-                desired: part,
+                desired,
             });
+        }
+        // `--replace` names resources of any part.
+        let all: Vec<&DesiredResource> = sites.iter().flat_map(|s| &s.desired.resources).collect();
+        let replace = replacements(&all, &request.replace)?;
+        let entries = all.iter().map(|r| (r.spec.id(), r.entry.clone())).collect();
+        for site in &mut sites {
+            let part = std::mem::take(&mut site.desired);
+            site.desired = match (goal, &focus) {
+                // Everything outside the targets stays as it is.
+                (Goal::Destroy, Some(focus)) => part.without(focus),
+                (Goal::Destroy, None) => part.nothing_but_leftovers(),
+                (Goal::Converge, _) => part,
+            };
+            site.desired.replace = replace.clone();
         }
         if let Some(focus) = &focus {
             let entries: Vec<String> = focus.iter().cloned().collect();
             view.event(Event::Targeting(&entries));
         }
         Ok(Session {
-            name: name.to_string(),
+            name: request.name.clone(),
             loaded,
             goal,
             sites,
@@ -200,9 +218,8 @@ impl<'a> Session<'a> {
         let mut plans = Vec::new();
         let mut problems = Vec::new();
         for (site, observed) in self.sites.iter().zip(observed) {
-            let provider = &site.opened.provider;
-            let table = |kind: ResourceKind, attr: &str| provider.disruption(kind, attr);
-            match plan::plan(&self.name, &site.desired, observed, &table) {
+            let rules = site.opened.provider.rules();
+            match plan::plan(&self.name, &site.desired, observed, rules) {
                 Ok(mut p) => {
                     p.changes.retain(|c| self.in_focus(c));
                     for c in &mut p.changes {
@@ -351,16 +368,19 @@ impl<'a> Session<'a> {
 
 /// `--replace` names: an address (`vm/web1`, `volume/default/web1_0.img`) or an entry's name,
 /// which means the resource named after it.
-fn replacements(desired: &Desired, names: &[String]) -> Result<Vec<ResourceId>, String> {
+fn replacements(
+    resources: &[&DesiredResource],
+    names: &[String],
+) -> Result<Vec<ResourceId>, String> {
     names
         .iter()
         .map(|name| {
-            let ids = || desired.resources.iter().map(|r| r.spec.id());
-            ids()
+            resources
+                .iter()
+                .map(|r| r.spec.id())
                 .find(|id| id.to_string() == *name)
                 .or_else(|| {
-                    desired
-                        .resources
+                    resources
                         .iter()
                         .find(|r| {
                             r.spec.id().name == *name && r.entry.ends_with(&format!("/{name}"))

@@ -5,16 +5,19 @@
 //! the plan's changes say.
 
 pub mod desired;
+pub mod intent;
 pub mod render;
+pub mod rules;
 pub mod saved;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::provider::spec::{ResourceId, ResourceKind, Spec, VolumeSource, VolumeSpec};
+use crate::provider::spec::{ResourceId, Spec, VolumeSource};
 use crate::provider::{Disruption, LiveResource, Observed};
 use desired::Desired;
+use rules::Rules;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -80,13 +83,13 @@ impl Plan {
     }
 }
 
-/// Computes the changes that bring `observed` to `desired` for plan `name`.
-/// `disruption` says what changing an attribute costs on the provider.
+/// Computes the changes that bring `observed` to `desired` for plan `name`. `rules` are the
+/// provider's: what a change costs there, and what only it knows.
 pub fn plan(
     name: &str,
     desired: &Desired,
     observed: &Observed,
-    disruption: &dyn Fn(ResourceKind, &str) -> Disruption,
+    rules: &dyn Rules,
 ) -> Result<Plan, Vec<String>> {
     let mut problems = Vec::new();
     for id in &desired.external {
@@ -119,7 +122,7 @@ pub fn plan(
         };
         match &live.owner {
             Some(mark) if mark.plan == name => {}
-            None if leftover(live, &want.spec) => {
+            None if rules.leftover(live, &want.spec) => {
                 let mut attrs = vec![owner_change(name)];
                 attrs.extend(attributes(Some(&live.spec), Some(&want.spec), |_| {
                     Disruption::Live
@@ -158,15 +161,18 @@ pub fn plan(
             .as_ref()
             .map(|mark| attributes(Some(&mark.spec), Some(&live.spec), |_| Disruption::Live))
             .unwrap_or_default();
-        let kind = id.kind;
         let guards = desired.guards_of(&id);
         // `ignore_changes`: those attributes keep their live values in what is applied.
         let kept = keep_ignored(&want.spec, &live.spec, &guards.ignore);
         let mut attrs = attributes(Some(&live.spec), Some(&kept), |attr| {
-            cost(kind, attr, &live.spec, &kept, live.active, disruption)
+            match rules.disruption(attr, &live.spec, &kept) {
+                // A stopped VM takes the change when it next starts: nothing to restart.
+                Disruption::Reboot if !live.active => Disruption::Live,
+                other => other,
+            }
         });
         // A network or pool that exists but is stopped (an interrupted run, or by hand) is started.
-        if !live.active && matches!(kind, ResourceKind::Network | ResourceKind::Pool) {
+        if !live.active && rules.starts_when_stopped(id.kind) {
             attrs.push(AttributeChange {
                 name: "active".into(),
                 before: Some(false.into()),
@@ -258,7 +264,7 @@ pub fn plan(
         let Some(live) = observed.get(&id) else {
             continue;
         };
-        if desired.get(&id).is_some() || live.owner.is_some() || !leftover(live, spec) {
+        if desired.get(&id).is_some() || live.owner.is_some() || !rules.leftover(live, spec) {
             continue;
         }
         changes.push(Change {
@@ -276,8 +282,8 @@ pub fn plan(
         });
     }
 
-    seeds_need_reboots(&mut changes, desired, observed, &mut unchanged);
-    problems.extend(guard_problems(&changes, desired, observed));
+    restarts_to_see(&mut changes, desired, observed, rules, &mut unchanged);
+    problems.extend(guard_problems(&changes, desired, observed, rules));
     if problems.is_empty() {
         Ok(Plan {
             name: name.to_string(),
@@ -292,79 +298,57 @@ pub fn plan(
 const NO_LONGER_DECLARED: &str = "created by this plan, no longer declared in it";
 const DESTROYED: &str = "destroyed with the plan";
 
-/// A running VM reads its cloud-init seed when it boots: when the seed is made again, the VM
-/// takes it at its next restart, and the plan says so (an update of the VM that needs a reboot,
-/// unless the VM changes anyway).
-fn seeds_need_reboots(
+/// What a running VM reads only when it boots (its cloud-init seed) is made again: the VM
+/// takes it at its next restart, and the plan says so (an update of the VM that needs a
+/// reboot, unless the VM changes anyway).
+fn restarts_to_see(
     changes: &mut Vec<Change>,
     desired: &Desired,
     observed: &Observed,
+    rules: &dyn Rules,
     unchanged: &mut usize,
 ) {
-    let replaced: Vec<(ResourceId, AttributeChange)> = changes
+    let restarts: Vec<rules::RestartFor> = changes
         .iter()
         .filter(|c| c.action == Action::Replace)
-        .filter_map(|c| {
-            let source = c.attributes.iter().find(|a| a.name == "source")?;
-            matches!(
-                c.desired,
-                Some(Spec::Volume(VolumeSpec {
-                    source: VolumeSource::Generated { .. },
-                    ..
-                }))
-            )
-            .then(|| (c.id.clone(), source.clone()))
-        })
+        .filter_map(|c| rules.restart_to_see(c, desired))
         .collect();
-    for (seed, source) in replaced {
-        let Some(vm) = desired.resources.iter().find(|r| {
-            matches!(&r.spec, Spec::Vm(v) if v.seed.as_ref().is_some_and(|(p, n)| ResourceId::volume(p, n) == seed))
-        }) else {
-            continue;
-        };
-        let id = vm.spec.id();
+    for restart in restarts {
+        let id = restart.vm;
         let running = observed
             .get(&id)
             .is_some_and(|l| l.active && l.owner.is_some());
+        let Some(vm) = desired.get(&id) else { continue };
         if !running || changes.iter().any(|c| c.id == id) {
             continue;
         }
         *unchanged = unchanged.saturating_sub(1);
         changes.push(Change {
             provider: None,
-            id,
             entry: Some(vm.entry.clone()),
             action: Action::Update,
-            attributes: vec![AttributeChange {
-                name: "seed".into(),
-                before: digest(&source.before),
-                after: digest(&source.after),
-                disruption: Disruption::Reboot,
-            }],
-            reason: Some(format!("its cloud-init seed {seed} is made again")),
+            attributes: vec![restart.attribute],
+            reason: Some(restart.reason),
             disruption: Some(Disruption::Reboot),
             drift: Vec::new(),
             claim: false,
             desired: Some(vm.spec.clone()),
-            live: observed.get(&vm.spec.id()).map(|l| l.spec.clone()),
+            live: observed.get(&id).map(|l| l.spec.clone()),
+            id,
         });
     }
-}
-
-/// A generated source's digest, which says the seed changed without repeating its text.
-fn digest(source: &Option<serde_json::Value>) -> Option<serde_json::Value> {
-    source
-        .as_ref()
-        .and_then(|s| s.get("generated"))
-        .and_then(|g| g.get("sha256"))
-        .cloned()
 }
 
 const REPLACE_REQUESTED: &str = "replacement requested with --replace";
 
 /// What the guards forbid among `changes`: the plan's, for what it declares; for what it does
 /// not declare (or when it could not be read), the guard recorded in the resource's mark.
-fn guard_problems(changes: &[Change], desired: &Desired, observed: &Observed) -> Vec<String> {
+fn guard_problems(
+    changes: &[Change],
+    desired: &Desired,
+    observed: &Observed,
+    rules: &dyn Rules,
+) -> Vec<String> {
     let mut problems = Vec::new();
     for c in changes {
         let guards = desired.guards_of(&c.id);
@@ -396,11 +380,14 @@ fn guard_problems(changes: &[Change], desired: &Desired, observed: &Observed) ->
                  if that is what you want, remove `prevent_destroy` from the plan first",
                 c.id
             ));
-        } else if guards.create_before_destroy && c.action == Action::Replace {
+        } else if guards.create_before_destroy
+            && c.action == Action::Replace
+            && !rules.capabilities().replace_side_by_side
+        {
             problems.push(format!(
-                "{} has `create_before_destroy`, but it must be replaced{why}, and libvirt names \
-                 are unique: its replacement cannot exist beside it. Rename it in the plan \
-                 (the new one is then made first), or remove `create_before_destroy`",
+                "{} has `create_before_destroy`, but it must be replaced{why}, and names on \
+                 this provider are unique: its replacement cannot exist beside it. Rename it \
+                 in the plan (the new one is then made first), or remove `create_before_destroy`",
                 c.id
             ));
         }
@@ -445,15 +432,6 @@ fn keep_ignored(want: &Spec, live: &Spec, ignore: &[&str]) -> Spec {
 const LEFTOVER: &str =
     "exists empty and without a mark where the plan puts it, as a killed run leaves it: taken over";
 
-/// Whether an unmarked resource is what a killed run of this plan leaves: a pool at the plan's
-/// path that holds nothing (or is stopped, so the provider checks that when it takes it over).
-fn leftover(live: &LiveResource, want: &Spec) -> bool {
-    match (&live.spec, want) {
-        (Spec::Pool(have), Spec::Pool(want)) => have.path == want.path && live.empty != Some(false),
-        _ => false,
-    }
-}
-
 fn owner_change(plan: &str) -> AttributeChange {
     AttributeChange {
         name: "owner".into(),
@@ -469,7 +447,7 @@ pub fn between(
     name: &str,
     old: &Desired,
     new: &Desired,
-    disruption: &dyn Fn(ResourceKind, &str) -> Disruption,
+    rules: &dyn Rules,
 ) -> Result<Plan, Vec<String>> {
     let mut applied = Observed::default();
     for r in &old.resources {
@@ -491,7 +469,7 @@ pub fn between(
         external: Vec::new(),
         ..new.clone()
     };
-    plan(name, &new, &applied, disruption)
+    plan(name, &new, &applied, rules)
 }
 
 /// "`cidr` forces replacement", "`cidr` and `dhcp` force replacement".
@@ -501,37 +479,6 @@ fn forces_replacement(attributes: &[&str]) -> String {
         [one] => format!("{one} forces replacement"),
         [rest @ .., last] => format!("{} and {last} force replacement", rest.join(", ")),
         [] => "forces replacement".into(),
-    }
-}
-
-/// What changing one attribute costs, with the rules no table can hold.
-fn cost(
-    kind: ResourceKind,
-    attr: &str,
-    live: &Spec,
-    want: &Spec,
-    active: bool,
-    table: &dyn Fn(ResourceKind, &str) -> Disruption,
-) -> Disruption {
-    if let (
-        Spec::Volume(VolumeSpec {
-            capacity_bytes: Some(have),
-            ..
-        }),
-        Spec::Volume(VolumeSpec {
-            capacity_bytes: Some(wanted),
-            ..
-        }),
-    ) = (live, want)
-    {
-        if attr == "capacity_bytes" && wanted < have {
-            return Disruption::Replace; // shrinking loses data
-        }
-    }
-    match table(kind, attr) {
-        // A stopped VM takes the change when it next starts: nothing to restart.
-        Disruption::Reboot if !active => Disruption::Live,
-        other => other,
     }
 }
 

@@ -2,8 +2,9 @@
 
 use super::desired::{Desired, DesiredResource, ResourceGuards};
 use super::*;
+use crate::provider::rules::LibvirtRules;
 use crate::provider::spec::*;
-use crate::provider::{default_disruption, LiveResource, Observed, OwnerMark};
+use crate::provider::{LiveResource, Observed, OwnerMark};
 
 fn network(cidr: &str) -> Spec {
     Spec::Network(NetworkSpec {
@@ -88,7 +89,7 @@ fn owned(specs: &[Spec], plan: &str) -> Observed {
 }
 
 fn run(d: &Desired, o: &Observed) -> Result<Plan, Vec<String>> {
-    plan("lab", d, o, &default_disruption)
+    plan("lab", d, o, &LibvirtRules)
 }
 
 #[test]
@@ -434,7 +435,7 @@ fn create_before_destroy_refuses_a_replace_it_cannot_do() {
     );
     let problems = run(&d, &o).unwrap_err();
     assert!(
-        problems[0].contains("libvirt names are unique"),
+        problems[0].contains("names on this provider are unique"),
         "{problems:?}"
     );
 }

@@ -14,6 +14,8 @@ pub mod crashpoint;
 pub mod fetch;
 #[cfg(feature = "libvirt")]
 pub mod libvirt;
+pub mod lower;
+pub mod rules;
 #[cfg(feature = "libvirt")]
 pub mod sandbox;
 pub mod spec;
@@ -190,9 +192,19 @@ pub trait Provider: Send + Sync {
     /// Everything in `scope`, in as few round trips as the backend allows.
     async fn observe(&self, scope: &Scope) -> Result<Observed, ProviderError>;
 
-    /// What changing `attribute` of a resource of `kind` costs on this backend.
-    fn disruption(&self, kind: ResourceKind, attribute: &str) -> Disruption {
-        default_disruption(kind, attribute)
+    /// The resources this backend holds for a plan's intents (libvirt's family by default:
+    /// networks, dir pools, volumes, seed images and domains). Pure.
+    fn lower(
+        &self,
+        intents: &crate::plan::intent::Intents,
+    ) -> Result<crate::plan::desired::Desired, String> {
+        lower::libvirt(intents)
+    }
+
+    /// What only this backend knows about changing its resources (costs, leftovers, restarts)
+    /// and what it can do at all; the planner asks. The libvirt family's by default.
+    fn rules(&self) -> &dyn crate::plan::rules::Rules {
+        &rules::LibvirtRules
     }
 
     async fn create(&self, spec: &Spec, owner: &Owner) -> Result<Done, ProviderError>;
@@ -227,22 +239,5 @@ pub trait Provider: Send + Sync {
             "reading volumes is not supported by the {} provider",
             self.kind()
         )))
-    }
-}
-
-/// The libvirt family's costs, which most backends share.
-pub fn default_disruption(kind: ResourceKind, attribute: &str) -> Disruption {
-    use Disruption::*;
-    match (kind, attribute) {
-        (ResourceKind::Network, "hosts" | "autostart") => Live,
-        (ResourceKind::Network, _) => Replace,
-        (ResourceKind::Pool, "autostart") => Live,
-        (ResourceKind::Pool, _) => Replace,
-        // Growing is live; the planner treats shrinking as a replace (see volume_resize).
-        (ResourceKind::Volume, "capacity_bytes") => Live,
-        (ResourceKind::Volume, _) => Replace,
-        (ResourceKind::Vm, "running" | "autostart" | "disks" | "nics") => Live,
-        (ResourceKind::Vm, "name") => Replace,
-        (ResourceKind::Vm, _) => Reboot,
     }
 }

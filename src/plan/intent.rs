@@ -1,0 +1,568 @@
+//! What the plan asks for, in no backend's terms: intents.
+//!
+//! A plan's entries become intents with everything resolved that does not depend on the
+//! backend: profiles merged (by the reader), MAC addresses derived from the plan, DHCP ranges
+//! and static addresses worked out, the files a plan names read, cloud-init documents rendered
+//! as text, guards attached. Each backend then lowers intents into its own resources
+//! (`Provider::lower`): libvirt makes networks, pools, volumes, seed images and domains of them;
+//! another backend makes other things. This module reads the local files a plan names; lowering
+//! and planning do no I/O.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::Path;
+
+use ipnet::IpNet;
+use sha2::{Digest, Sha256};
+
+use crate::manifest::model::{self as m, EntryKind, Manifest};
+use crate::provider::cloudinit::{self, SeedDocuments, SeedFile, SeedInput, SeedNic};
+
+/// Everything a plan asks for.
+#[derive(Debug, Clone, Default)]
+pub struct Intents {
+    pub items: Vec<Intent>,
+}
+
+/// One entry of the plan, resolved.
+#[derive(Debug, Clone)]
+pub struct Intent {
+    /// The entry's name.
+    pub name: String,
+    /// The entry's address (`vm/web1`), for messages and `--target`.
+    pub entry: String,
+    pub guards: Guards,
+    /// Entries this one must come after (`depends_on`), beyond what its own keys imply.
+    pub after: Vec<String>,
+    pub what: What,
+}
+
+/// What may not happen to an entry's resources.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Guards {
+    pub prevent_destroy: bool,
+    pub create_before_destroy: bool,
+    /// Plan keys (`memory`, `cmds`) whose changes are not applied to what exists.
+    pub ignore_changes: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum What {
+    Network(NetworkIntent),
+    Storage(StorageIntent),
+    Image(ImageIntent),
+    /// A disk shared by VMs.
+    Disk(DiskIntent),
+    Vm(Box<VmIntent>),
+}
+
+/// A name the plan refers to: declared by it, or expected to exist already.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ref {
+    pub name: String,
+    pub declared: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct NetworkIntent {
+    /// NAT, routed, open, a host bridge, or isolated.
+    pub forwarding: m::NetworkMode,
+    /// The bridge's name on the host (kcli's `bridgename`).
+    pub bridge: String,
+    pub cidr: Option<IpNet>,
+    /// The DHCP range, when DHCP is on.
+    pub dhcp: Option<(IpAddr, IpAddr)>,
+    /// Fixed addresses handed out by DHCP (kcli's `reserveip`).
+    pub reservations: Vec<Reservation>,
+    /// The DNS domain; none on a bridge.
+    pub domain: Option<String>,
+    pub mtu: Option<u32>,
+    pub dns: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    pub mac: String,
+    pub ip: IpAddr,
+    pub host: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct StorageIntent {
+    /// Where on the host, for backends whose storage is a directory.
+    pub path: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ImageIntent {
+    pub storage: Ref,
+    /// Where to fetch it from (an absolute path or URL); `None`: it must exist already.
+    pub url: Option<String>,
+    pub sha256: Option<String>,
+    pub size_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DiskIntent {
+    pub storage: Ref,
+    pub size_bytes: u64,
+    pub thin: bool,
+    pub image: Option<Ref>,
+    /// The VMs it is attached to.
+    pub vms: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct VmDisk {
+    /// Its name, as kcli names it (`web1_0.img`) unless the plan names it.
+    pub name: String,
+    pub storage: Ref,
+    pub size_bytes: u64,
+    pub thin: bool,
+    pub bus: m::DiskBus,
+    /// The image it starts from (the VM's image, for its first disk).
+    pub image: Option<Ref>,
+}
+
+#[derive(Debug, Clone)]
+pub struct VmNic {
+    pub network: Ref,
+    /// The plan's MAC, or one derived from the plan, the VM and the NIC's position.
+    pub mac: String,
+    /// A static address and its prefix length; `None`: DHCP.
+    pub address: Option<(IpAddr, u8)>,
+    pub model: String,
+}
+
+/// cloud-init's NoCloud documents for a VM, and their text for review (secrets replaced).
+#[derive(Debug, Clone)]
+pub struct CloudInit {
+    pub documents: SeedDocuments,
+    pub review: String,
+    /// A digest of the documents: a changed password changes it, and it says nothing more.
+    pub sha256: String,
+    /// Where the backend should keep it, if it keeps it in storage (the VM's `pool`).
+    pub storage: Ref,
+}
+
+#[derive(Debug, Clone)]
+pub struct VmIntent {
+    /// kcli's `client:`: the provider it goes to (`None`: the default).
+    pub client: Option<String>,
+    pub cpus: u32,
+    pub memory_mib: u64,
+    pub cpu_model: String,
+    /// `qemu` (emulated) or `kvm` (kcli's default).
+    pub virt_type: m::VirtType,
+    pub uefi: bool,
+    pub disks: Vec<VmDisk>,
+    /// Shared disks (`type: disk` entries) attached to it, by entry name.
+    pub shared_disks: Vec<String>,
+    pub nics: Vec<VmNic>,
+    pub cloud_init: Option<CloudInit>,
+    pub start: bool,
+    pub autostart: bool,
+}
+
+impl Intents {
+    pub fn get(&self, name: &str) -> Option<&Intent> {
+        self.items.iter().find(|i| i.name == name)
+    }
+
+    /// Splits the plan by provider: a VM goes where its `client` says (`None`: the default
+    /// provider), with every entry it needs; a network or storage that VMs on two providers use
+    /// is asked of both; what no VM needs goes to the default. The parts never depend on each
+    /// other, so they can be planned and applied side by side.
+    pub fn by_provider(&self) -> Vec<(Option<String>, Intents)> {
+        let mut homes: BTreeMap<&str, BTreeSet<Option<String>>> = BTreeMap::new();
+        for item in &self.items {
+            let What::Vm(vm) = &item.what else { continue };
+            let mut stack = vec![item.name.as_str()];
+            while let Some(name) = stack.pop() {
+                if !homes.entry(name).or_default().insert(vm.client.clone()) {
+                    continue;
+                }
+                if let Some(needed) = self.get(name) {
+                    stack.extend(
+                        needed
+                            .needs()
+                            .into_iter()
+                            .filter_map(|n| self.get(n).map(|i| i.name.as_str())),
+                    );
+                }
+            }
+        }
+        let home = |item: &Intent| -> BTreeSet<Option<String>> {
+            homes
+                .get(item.name.as_str())
+                .cloned()
+                .unwrap_or_else(|| BTreeSet::from([None]))
+        };
+        let providers: BTreeSet<Option<String>> = self.items.iter().flat_map(home).collect();
+        if providers.len() <= 1 {
+            let only = providers.into_iter().next().unwrap_or(None);
+            return vec![(only, self.clone())];
+        }
+        providers
+            .into_iter()
+            .map(|provider| {
+                let items = self
+                    .items
+                    .iter()
+                    .filter(|i| home(i).contains(&provider))
+                    .cloned()
+                    .collect();
+                (provider, Intents { items })
+            })
+            .collect()
+    }
+}
+
+impl Intent {
+    /// The names of the entries (declared or not) this one refers to.
+    pub fn needs(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.after.iter().map(String::as_str).collect();
+        match &self.what {
+            What::Network(_) | What::Storage(_) => {}
+            What::Image(image) => names.push(&image.storage.name),
+            What::Disk(disk) => {
+                names.push(&disk.storage.name);
+                names.extend(disk.image.iter().map(|i| i.name.as_str()));
+            }
+            What::Vm(vm) => {
+                for d in &vm.disks {
+                    names.push(&d.storage.name);
+                    names.extend(d.image.iter().map(|i| i.name.as_str()));
+                }
+                names.extend(vm.shared_disks.iter().map(String::as_str));
+                names.extend(vm.nics.iter().map(|n| n.network.name.as_str()));
+                names.extend(vm.cloud_init.iter().map(|c| c.storage.name.as_str()));
+            }
+        }
+        names
+    }
+}
+
+/// A MAC address derived from the plan, the VM and the NIC's position: stable across runs.
+pub fn derived_mac(plan: &str, vm: &str, index: usize) -> String {
+    let digest = Sha256::digest(format!("{plan}/{vm}/{index}"));
+    format!(
+        "52:54:00:{:02x}:{:02x}:{:02x}",
+        digest[0], digest[1], digest[2]
+    )
+}
+
+/// The volume name of a VM's disk, as kcli names it.
+pub fn disk_volume(vm: &str, index: usize) -> String {
+    format!("{vm}_{index}.img")
+}
+
+/// Reads a file the plan names (`scripts`, `files` with `origin`), given its full path.
+pub type ReadFile<'a> = &'a dyn Fn(&Path) -> std::io::Result<String>;
+
+/// The plan's intents. `base` is the plan file's directory, for relative file paths.
+pub fn intents(manifest: &Manifest, plan: &str, base: &Path) -> Result<Intents, String> {
+    intents_reading(manifest, plan, base, &|path| std::fs::read_to_string(path))
+}
+
+/// As `intents`, reading the files the plan names with `read_file` (from a git revision, for
+/// `plan diff --against`). Paths under `~/` are always read from this machine.
+pub fn intents_reading(
+    manifest: &Manifest,
+    plan: &str,
+    base: &Path,
+    read_file: ReadFile,
+) -> Result<Intents, String> {
+    let refer = |r: &m::Ref, kind: m::Kind| refer(manifest, r, kind);
+
+    // Static addresses with `reserveip`, by network: reserved in the network's DHCP.
+    let mut reservations: BTreeMap<&str, Vec<Reservation>> = BTreeMap::new();
+    for entry in &manifest.entries {
+        let EntryKind::Vm(vm) = &entry.kind else {
+            continue;
+        };
+        for (i, nic) in vm.nets.iter().enumerate() {
+            if let (true, Some(ip)) = (vm.reserveip, &nic.ip) {
+                reservations
+                    .entry(nic.network.name.as_str())
+                    .or_default()
+                    .push(Reservation {
+                        mac: nic
+                            .mac
+                            .clone()
+                            .unwrap_or_else(|| derived_mac(plan, &entry.name, i)),
+                        ip: ip.value,
+                        host: entry.name.clone(),
+                    });
+            }
+        }
+    }
+    // Shared disks, by the VM they attach to.
+    let mut shared: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for entry in &manifest.entries {
+        if let EntryKind::Disk(disk) = &entry.kind {
+            for vm in &disk.vms {
+                shared
+                    .entry(vm.name.as_str())
+                    .or_default()
+                    .push(entry.name.clone());
+            }
+        }
+    }
+
+    let mut items = Vec::new();
+    for entry in &manifest.entries {
+        let what = match &entry.kind {
+            EntryKind::Profile => continue,
+            EntryKind::Network(net) => {
+                let mut reserved = reservations.remove(entry.name.as_str()).unwrap_or_default();
+                reserved.sort_by(|a, b| a.mac.cmp(&b.mac));
+                What::Network(network(net, reserved))
+            }
+            EntryKind::Pool(pool) => What::Storage(StorageIntent {
+                path: pool.path.clone(),
+            }),
+            EntryKind::Image(image) => What::Image(ImageIntent {
+                storage: refer(&image.pool, m::Kind::Pool),
+                url: image.url.as_ref().map(|url| absolute_url(url, base)),
+                sha256: image.sha256.clone(),
+                size_bytes: image.size_bytes,
+            }),
+            EntryKind::Disk(disk) => What::Disk(DiskIntent {
+                storage: refer(&disk.pool, m::Kind::Pool),
+                size_bytes: disk.size_bytes,
+                thin: disk.thin,
+                image: disk.image.as_ref().map(|i| refer(i, m::Kind::Image)),
+                vms: disk.vms.iter().map(|v| v.name.clone()).collect(),
+            }),
+            EntryKind::Vm(vm) => {
+                let mut vm = vm_intent(manifest, plan, &entry.name, vm, base, read_file)?;
+                vm.shared_disks = shared.remove(entry.name.as_str()).unwrap_or_default();
+                What::Vm(Box::new(vm))
+            }
+        };
+        items.push(Intent {
+            name: entry.name.clone(),
+            entry: format!("{}/{}", entry.kind.kind(), entry.name),
+            guards: Guards {
+                prevent_destroy: entry.guards.prevent_destroy,
+                create_before_destroy: entry.guards.create_before_destroy,
+                ignore_changes: entry
+                    .guards
+                    .ignore_changes
+                    .iter()
+                    .map(|k| k.name.clone())
+                    .collect(),
+            },
+            after: entry.depends_on.iter().map(|d| d.name.clone()).collect(),
+            what,
+        });
+    }
+    Ok(Intents { items })
+}
+
+/// A reference, and whether the plan declares what it names (as an entry of `kind`).
+fn refer(manifest: &Manifest, r: &m::Ref, kind: m::Kind) -> Ref {
+    Ref {
+        name: r.name.clone(),
+        declared: manifest.get(&r.name).is_some_and(|e| e.kind.kind() == kind),
+    }
+}
+
+fn network(net: &m::Network, reservations: Vec<Reservation>) -> NetworkIntent {
+    let cidr = net.cidr.as_ref().map(|c| c.value);
+    let bridged = net.mode == m::NetworkMode::Bridge;
+    let dhcp = match cidr {
+        Some(cidr) if net.dhcp && !bridged => {
+            let start = net
+                .dhcp_start
+                .as_ref()
+                .map(|l| l.value)
+                .or_else(|| cidr.hosts().nth(1));
+            let end = net
+                .dhcp_end
+                .as_ref()
+                .map(|l| l.value)
+                .or_else(|| last_host(&cidr));
+            start.zip(end)
+        }
+        _ => None,
+    };
+    NetworkIntent {
+        forwarding: net.mode,
+        bridge: net.bridgename.clone(),
+        cidr,
+        dhcp,
+        reservations,
+        domain: (!bridged).then(|| net.domain.clone()),
+        mtu: net.mtu,
+        dns: net.dns,
+    }
+}
+
+fn vm_intent(
+    manifest: &Manifest,
+    plan: &str,
+    name: &str,
+    vm: &m::Vm,
+    base: &Path,
+    read_file: ReadFile,
+) -> Result<VmIntent, String> {
+    let refer = |r: &m::Ref, kind: m::Kind| refer(manifest, r, kind);
+    let disks = vm
+        .disks
+        .iter()
+        .enumerate()
+        .map(|(i, disk)| VmDisk {
+            name: disk.name.clone().unwrap_or_else(|| disk_volume(name, i)),
+            storage: refer(&disk.pool, m::Kind::Pool),
+            size_bytes: disk.size_bytes,
+            thin: disk.thin,
+            bus: disk.interface,
+            // The first disk comes from the VM's image; others from their own, if any.
+            image: disk
+                .image
+                .as_ref()
+                .or(if i == 0 { vm.image.as_ref() } else { None })
+                .map(|img| refer(img, m::Kind::Image)),
+        })
+        .collect();
+    let mut nics = Vec::new();
+    let mut seed_nics = Vec::new();
+    for (i, nic) in vm.nets.iter().enumerate() {
+        let mac = nic
+            .mac
+            .clone()
+            .unwrap_or_else(|| derived_mac(plan, name, i));
+        let prefix = nic
+            .prefix
+            .or_else(|| match manifest.get(&nic.network.name)?.kind {
+                EntryKind::Network(ref n) => n.cidr.as_ref().map(|c| c.value.prefix_len()),
+                _ => None,
+            });
+        let address = nic.ip.as_ref().map(|ip| {
+            (
+                ip.value,
+                prefix.unwrap_or(if ip.value.is_ipv4() { 24 } else { 64 }),
+            )
+        });
+        seed_nics.push(SeedNic {
+            mac: mac.clone(),
+            address,
+            gateway: nic.gateway.as_ref().map(|g| g.value),
+            dns: nic.dns.or(vm.dns),
+            unconfigured: nic.noconf,
+        });
+        nics.push(VmNic {
+            network: refer(&nic.network, m::Kind::Network),
+            mac,
+            address,
+            model: nic.model.clone(),
+        });
+    }
+    let cloud_init = if vm.cloudinit {
+        let input = seed_input(name, vm, seed_nics, base, read_file)?;
+        let documents = cloudinit::documents(&input);
+        let sha256 = hex::encode(Sha256::digest(format!(
+            "{}\n{}\n{}",
+            documents.user_data, documents.meta_data, documents.network_config
+        )));
+        Some(CloudInit {
+            review: cloudinit::review_text(&input),
+            documents,
+            sha256,
+            storage: refer(&vm.pool, m::Kind::Pool),
+        })
+    } else {
+        None
+    };
+    Ok(VmIntent {
+        client: vm.client.clone(),
+        cpus: vm.numcpus,
+        memory_mib: vm.memory_mib,
+        cpu_model: vm.cpumodel.clone(),
+        // kcli's default is kvm.
+        virt_type: vm.virttype.unwrap_or(m::VirtType::Kvm),
+        uefi: vm.uefi,
+        disks,
+        shared_disks: Vec::new(),
+        nics,
+        cloud_init,
+        start: vm.start,
+        autostart: vm.autostart,
+    })
+}
+
+fn last_host(cidr: &IpNet) -> Option<IpAddr> {
+    match cidr {
+        IpNet::V4(net) if net.prefix_len() < 31 => {
+            Some(IpAddr::V4((u32::from(net.broadcast()) - 1).into()))
+        }
+        _ => cidr.hosts().last(),
+    }
+}
+
+/// A relative file path in an image URL is relative to the plan.
+fn absolute_url(url: &str, base: &Path) -> String {
+    if url.contains("://") || url.starts_with('/') {
+        url.to_string()
+    } else {
+        base.join(url).display().to_string()
+    }
+}
+fn seed_input(
+    name: &str,
+    vm: &m::Vm,
+    nics: Vec<SeedNic>,
+    base: &Path,
+    read_file: ReadFile,
+) -> Result<SeedInput, String> {
+    let read = |path: &str| {
+        let (expanded, here) = match path.strip_prefix("~/") {
+            Some(rest) => match std::env::var_os("HOME") {
+                Some(h) => (Path::new(&h).join(rest), true),
+                None => (base.join(path), false),
+            },
+            None => (base.join(path), false),
+        };
+        let text = if here {
+            std::fs::read_to_string(&expanded)
+        } else {
+            read_file(&expanded)
+        };
+        text.map_err(|e| format!("vm {name}: cannot read {}: {e}", expanded.display()))
+    };
+    let mut files = Vec::new();
+    for f in &vm.files {
+        let content = match &f.source {
+            m::FileSource::Content(c) => c.clone(),
+            m::FileSource::Origin(path) => read(path)?,
+        };
+        crate::secrets::register_private_keys(&content);
+        files.push(SeedFile {
+            path: f.path.clone(),
+            content,
+            owner: f.owner.clone(),
+            mode: f.mode,
+        });
+    }
+    let mut scripts = Vec::new();
+    for script in &vm.scripts {
+        let file = Path::new(script)
+            .file_name()
+            .map_or(script.clone(), |f| f.to_string_lossy().into_owned());
+        let content = read(script)?;
+        crate::secrets::register_private_keys(&content);
+        scripts.push((file, content));
+    }
+    Ok(SeedInput {
+        hostname: name.to_string(),
+        domain: vm.domain.clone(),
+        keys: vm.keys.clone(),
+        cmds: vm.cmds.clone(),
+        scripts,
+        files,
+        root_password: vm.rootpassword.as_ref().map(|s| s.expose().to_string()),
+        nics,
+    })
+}

@@ -1,0 +1,120 @@
+//! What only a backend knows about changing its resources, asked by the planner: what a change
+//! costs, which unmarked resources are leftovers of a killed run, which stopped resources are
+//! started, and which running VM must restart to see a resource that is made again. Each
+//! provider answers for its own resources (`Provider::rules`); the planner stays pure.
+
+use super::desired::Desired;
+use super::intent::{Intents, What};
+use super::{AttributeChange, Change};
+use crate::provider::spec::{ResourceId, ResourceKind, Spec};
+use crate::provider::{Disruption, LiveResource};
+
+pub trait Rules: Send + Sync {
+    /// What changing `attribute` of a resource from `live` to `want` costs (for a running VM;
+    /// the planner makes a restart of a stopped one free).
+    fn disruption(&self, attribute: &str, live: &Spec, want: &Spec) -> Disruption;
+
+    /// Whether `live`, which exists without any plan's mark, is what a killed run of this plan
+    /// leaves of `want`, and so is taken over.
+    fn leftover(&self, live: &LiveResource, want: &Spec) -> bool {
+        let _ = (live, want);
+        false
+    }
+
+    /// Whether an existing resource of `kind` that is stopped is started by apply.
+    fn starts_when_stopped(&self, kind: ResourceKind) -> bool {
+        let _ = kind;
+        false
+    }
+
+    /// The VM that reads what `replace` makes again only when it boots, and so must restart
+    /// to see it (a cloud-init seed), with the attribute that says what changed.
+    fn restart_to_see(&self, replace: &Change, desired: &Desired) -> Option<RestartFor> {
+        let _ = (replace, desired);
+        None
+    }
+
+    /// What the backend can do at all, checked before anything is planned.
+    fn capabilities(&self) -> Capabilities;
+}
+
+/// A running VM that must restart to see a resource made again.
+#[derive(Debug, Clone)]
+pub struct RestartFor {
+    pub vm: ResourceId,
+    /// Why, for the plan (`its cloud-init seed … is made again`).
+    pub reason: String,
+    /// What changed, as the VM's own attribute (its seed's digest, never its content).
+    pub attribute: AttributeChange,
+}
+
+/// What a backend can do, declared up front: a plan that needs more is refused before anything
+/// changes, naming what the backend cannot do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// A replacement can exist beside what it replaces (`create_before_destroy`).
+    pub replace_side_by_side: bool,
+    /// Storage is a directory on the host (a `pool` entry's `path`).
+    pub storage_paths: bool,
+    /// VMs can boot with UEFI firmware.
+    pub uefi: bool,
+}
+
+impl Capabilities {
+    /// What of `intents` a backend with these capabilities cannot do, one sentence each, for
+    /// `provider` (its name or type).
+    pub fn refusals(&self, intents: &Intents, provider: &str) -> Vec<String> {
+        let mut refused = Vec::new();
+        for item in &intents.items {
+            match &item.what {
+                What::Storage(storage) if !self.storage_paths => refused.push(format!(
+                    "{}: provider `{provider}` has no storage in host directories (`path: {}`); \
+                     name storage it has instead",
+                    item.entry, storage.path
+                )),
+                What::Vm(vm) if vm.uefi && !self.uefi => refused.push(format!(
+                    "{}: provider `{provider}` cannot boot VMs with UEFI firmware (`uefi: true`)",
+                    item.entry
+                )),
+                _ => {}
+            }
+        }
+        refused
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::intent::{Intent, StorageIntent};
+
+    #[test]
+    fn a_backend_refuses_up_front_what_it_cannot_do() {
+        let intents = Intents {
+            items: vec![Intent {
+                name: "lab".into(),
+                entry: "pool/lab".into(),
+                guards: Default::default(),
+                after: Vec::new(),
+                what: What::Storage(StorageIntent {
+                    path: "/srv/lab".into(),
+                }),
+            }],
+        };
+        let all = Capabilities {
+            replace_side_by_side: false,
+            storage_paths: true,
+            uefi: true,
+        };
+        assert!(all.refusals(&intents, "local").is_empty());
+        let no_dirs = Capabilities {
+            storage_paths: false,
+            ..all
+        };
+        assert_eq!(
+            no_dirs.refusals(&intents, "cluster"),
+            ["pool/lab: provider `cluster` has no storage in host directories (`path: /srv/lab`); \
+              name storage it has instead"]
+        );
+    }
+}
