@@ -1,0 +1,118 @@
+//! The planner, data-driven: each directory of `tests/plans/` is a case. `before.yml` (if any)
+//! is the version of the plan that was applied, `state.yml` (if any) says how the live state
+//! differs from that, `plan.yml` is the plan now; the plan's rendered diff (or its refusal) is
+//! checked against `diff.snap` beside them. A new case is a new directory;
+//! `cargo insta review` accepts its first snapshot.
+//!
+//! `state.yml` keys, each a list of addresses (`vm/web1`, `volume/default/web1_0.img`):
+//! `stopped` (not running), `guarded` (the mark recorded `prevent_destroy`), `unmarked` (exists
+//! with no plan's mark, empty), `holding` (unmarked and not empty), `foreign` (marked by plan
+//! `other`); and `drift`, a map from address to attributes whose live values differ from the
+//! mark's.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use siteplan::manifest::{self, Options, Overrides};
+use siteplan::plan::{self, intent, render};
+use siteplan::provider::rules::LibvirtRules;
+use siteplan::provider::{lower, LiveResource, Observed, OwnerMark, Spec};
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct State {
+    #[serde(default)]
+    stopped: Vec<String>,
+    #[serde(default)]
+    guarded: Vec<String>,
+    #[serde(default)]
+    unmarked: Vec<String>,
+    #[serde(default)]
+    holding: Vec<String>,
+    #[serde(default)]
+    foreign: Vec<String>,
+    #[serde(default)]
+    drift: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+}
+
+const PLAN: &str = "lab";
+
+fn desired(file: &Path) -> siteplan::plan::desired::Desired {
+    let loaded = manifest::load(file, &Overrides::default(), Options::default())
+        .unwrap_or_else(|f| panic!("{} does not load: {:?}", file.display(), f.problems));
+    let base = file.parent().unwrap_or(Path::new("."));
+    let intents = intent::intents(&loaded.manifest, PLAN, base).expect("intents");
+    lower::libvirt(&intents).expect("lowers")
+}
+
+/// The old version applied, then changed as `state` says.
+fn observed(before: Option<&Path>, state: &State) -> Observed {
+    let mut observed = Observed::default();
+    let Some(before) = before else {
+        return observed;
+    };
+    let has = |list: &[String], address: &str| list.iter().any(|a| a == address);
+    for r in desired(before).resources {
+        let id = r.spec.id();
+        let address = id.to_string();
+        let mut live = r.spec.clone();
+        if let Some(changed) = state.drift.get(&address) {
+            let mut fields = serde_json::to_value(&live).expect("spec");
+            for (k, v) in changed {
+                fields[k] = v.clone();
+            }
+            live = serde_json::from_value::<Spec>(fields).expect("drifted spec");
+        }
+        let unmarked = has(&state.unmarked, &address) || has(&state.holding, &address);
+        let owner = (!unmarked).then(|| OwnerMark {
+            plan: if has(&state.foreign, &address) {
+                "other".into()
+            } else {
+                PLAN.into()
+            },
+            spec: r.spec.clone(),
+            prevent_destroy: has(&state.guarded, &address),
+        });
+        observed.resources.insert(
+            id,
+            LiveResource {
+                spec: live,
+                owner,
+                active: !has(&state.stopped, &address),
+                empty: unmarked.then(|| !has(&state.holding, &address)),
+            },
+        );
+    }
+    observed
+}
+
+#[test]
+fn every_case_plans_as_its_snapshot_says() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/plans");
+    let mut cases: Vec<_> = std::fs::read_dir(&root)
+        .expect("tests/plans")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.join("plan.yml").is_file())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 8, "cases: {cases:?}");
+    for case in cases {
+        let before = case.join("before.yml");
+        let state: State = match std::fs::read_to_string(case.join("state.yml")) {
+            Ok(text) => serde_norway::from_str(&text).expect("state.yml"),
+            Err(_) => State::default(),
+        };
+        let observed = observed(before.is_file().then_some(before.as_path()), &state);
+        let wanted = desired(&case.join("plan.yml"));
+        let shown = match plan::plan(PLAN, &wanted, &observed, &LibvirtRules) {
+            Ok(p) => render::human(&p),
+            Err(problems) => format!("refused:\n{}\n", problems.join("\n")),
+        };
+        let mut settings = insta::Settings::clone_current();
+        settings.set_snapshot_path(&case);
+        settings.set_prepend_module_to_snapshot(false);
+        settings.set_omit_expression(true);
+        settings.bind(|| insta::assert_snapshot!("diff", shown));
+    }
+}
