@@ -1,0 +1,112 @@
+//! Running the real `plan` binary, one way for every test; and the real libvirtd, one test at
+//! a time.
+#![allow(clippy::disallowed_macros)] // a test's own report, not plan output
+
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::sync::{Mutex, MutexGuard};
+
+/// The repository's root, where `tests/fixtures` and `examples` are.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `plan ARGS`, run from the repository's root with colours off; add what the test needs.
+pub struct Plan {
+    cmd: std::process::Command,
+}
+
+impl Plan {
+    pub fn new(args: &[&str]) -> Plan {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("plan"));
+        cmd.current_dir(root()).env("NO_COLOR", "1").args(args);
+        Plan { cmd }
+    }
+
+    pub fn args(mut self, args: &[&str]) -> Plan {
+        self.cmd.args(args);
+        self
+    }
+
+    /// `-P` for each `key=value`.
+    pub fn params(mut self, params: &[&str]) -> Plan {
+        for p in params {
+            self.cmd.args(["-P", p]);
+        }
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Plan {
+        self.cmd.env(key, value);
+        self
+    }
+
+    /// The sandbox `plan` uses (`SITEPLAN_SANDBOX_DIR`).
+    pub fn sandbox(self, dir: &Path) -> Plan {
+        self.env("SITEPLAN_SANDBOX_DIR", dir)
+    }
+
+    pub fn current_dir(mut self, dir: &Path) -> Plan {
+        self.cmd.current_dir(dir);
+        self
+    }
+
+    /// Starts it and returns at once, its output thrown away (to kill it meanwhile).
+    pub fn spawn(mut self) -> std::process::Child {
+        self.cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("plan starts")
+    }
+
+    pub fn run(mut self) -> Ran {
+        let out = self.cmd.output().expect("plan runs");
+        Ran {
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// What a run of `plan` did.
+pub struct Ran {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    pub fn ok(&self) -> bool {
+        self.status.success()
+    }
+
+    /// stdout, then stderr.
+    pub fn text(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+static LIBVIRTD: Mutex<()> = Mutex::new(());
+
+/// The real libvirtd's URI, held by this test alone until the guard drops (the tests that use
+/// it share its networks, pools and names); `None`, saying so, when none is configured
+/// (`SITEPLAN_TEST_LIBVIRT_URI`), and the test is skipped.
+pub fn libvirtd(test: &str) -> Option<(MutexGuard<'static, ()>, String)> {
+    let Some(uri) = std::env::var("SITEPLAN_TEST_LIBVIRT_URI")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        eprintln!(
+            "SKIPPED {test}: SITEPLAN_TEST_LIBVIRT_URI is not set \
+             (.ci/run starts libvirtd and sets it to qemu:///system)"
+        );
+        return None;
+    };
+    Some((LIBVIRTD.lock().unwrap_or_else(|p| p.into_inner()), uri))
+}

@@ -1,0 +1,907 @@
+//! `plan diff`, `apply` and `destroy` end to end: the binary against the sandbox, and against a
+//! real libvirtd when SITEPLAN_TEST_LIBVIRT_URI names one (CI); skipped, saying why, elsewhere.
+
+#![allow(clippy::disallowed_macros, clippy::disallowed_methods)] // a test's own report, not plan output
+
+use std::path::{Path, PathBuf};
+
+use crate::harness::{Plan, Ran};
+
+struct Lab {
+    provider: String,
+    sandbox: PathBuf,
+    name: &'static str,
+}
+
+impl Lab {
+    fn plan(&self, args: &[&str], params: &[&str]) -> (Ran, String, String) {
+        let out = Plan::new(args)
+            .sandbox(&self.sandbox)
+            .args(&["tests/fixtures/lifecycle/site.yml"])
+            .args(&["--provider", &self.provider, "--name", self.name])
+            .params(params)
+            .run();
+        let (stdout, stderr) = (out.stdout.clone(), out.stderr.clone());
+        (out, stdout, stderr)
+    }
+
+    fn apply(&self, params: &[&str]) -> String {
+        let (out, stdout, stderr) = self.plan(&["apply", "--yes"], params);
+        assert!(
+            out.status.success(),
+            "apply {params:?} failed:\n{stdout}\n{stderr}"
+        );
+        assert!(
+            stderr.contains(", 0 failed, 0 skipped") || stdout.contains("No changes"),
+            "{stdout}\n{stderr}"
+        );
+        stdout
+    }
+
+    fn diff(&self, params: &[&str]) -> String {
+        let (out, stdout, stderr) = self.plan(&["diff"], params);
+        assert!(
+            out.status.success(),
+            "diff {params:?} failed:\n{stdout}\n{stderr}"
+        );
+        stdout
+    }
+
+    fn assert_converged(&self, params: &[&str]) {
+        let diff = self.diff(params);
+        assert!(
+            diff.starts_with("No changes."),
+            "applying {params:?} did not converge:\n{diff}"
+        );
+    }
+}
+
+fn lifecycle(lab: &Lab) {
+    // Create, then nothing left to do.
+    let first = lab.apply(&[]);
+    assert!(first.contains("Plan: 9 to add"), "{first}");
+    assert!(
+        first.contains("life0") && first.contains("running"),
+        "the VM table: {first}"
+    );
+    lab.assert_converged(&[]);
+
+    // Memory and cpus: an update that needs a reboot, with old and new values.
+    let bigger = ["memory=384", "cpus=2"];
+    let diff = lab.diff(&bigger);
+    assert!(diff.contains("~ vm/life0 (needs a reboot)"), "{diff}");
+    assert!(diff.contains("memory_mib: 256 → 384"), "{diff}");
+    assert!(diff.contains("vcpus:      1 → 2"), "{diff}");
+    lab.apply(&bigger);
+    lab.assert_converged(&bigger);
+
+    // A disk and a NIC more: new volumes, and the VMs updated in place.
+    let more = ["memory=384", "cpus=2", "disks=2", "nics=2"];
+    let diff = lab.diff(&more);
+    assert!(diff.contains("+ volume/lifepool/life0_1.img"), "{diff}");
+    assert!(diff.contains("~ vm/life0"), "{diff}");
+    assert!(
+        !diff.contains("-/+ vm/"),
+        "disks and NICs are added in place: {diff}"
+    );
+    lab.apply(&more);
+    lab.assert_converged(&more);
+
+    // A network's CIDR: replaced, and the reason says so.
+    let moved = [
+        "memory=384",
+        "cpus=2",
+        "disks=2",
+        "nics=2",
+        "cidr=192.168.233.0/24",
+    ];
+    let diff = lab.diff(&moved);
+    assert!(
+        diff.contains("-/+ network/lifenet: `cidr` and `dhcp` force replacement"),
+        "{diff}"
+    );
+    lab.apply(&moved);
+    lab.assert_converged(&moved);
+
+    // One VM fewer: deleted with its volumes, with the reason.
+    let fewer = [
+        "memory=384",
+        "cpus=2",
+        "disks=2",
+        "nics=2",
+        "cidr=192.168.233.0/24",
+        "vms=1",
+    ];
+    let diff = lab.diff(&fewer);
+    assert!(
+        diff.contains("- vm/life1: created by this plan, no longer declared in it"),
+        "{diff}"
+    );
+    assert!(diff.contains("- volume/lifepool/life1_0.img"), "{diff}");
+    assert!(
+        diff.contains("- volume/lifepool/life1-cidata.img"),
+        "{diff}"
+    );
+    lab.apply(&fewer);
+    lab.assert_converged(&fewer);
+
+    // Destroy: everything the plan owns, and nothing else.
+    let (out, stdout, stderr) = lab.plan(&["destroy", "--yes"], &fewer);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let after = lab.diff(&fewer);
+    assert!(
+        after.contains("Plan: 7 to add, 0 to change, 0 to replace, 0 to destroy."),
+        "all gone: {after}"
+    );
+}
+
+#[test]
+fn sandbox_lifecycle() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let lab = Lab {
+        provider: "sandbox".into(),
+        sandbox: tmp.path().join("sandbox"),
+        name: "life",
+    };
+    lifecycle(&lab);
+    // The sandbox's own default network and pool, which no plan created, are still there.
+    let node = std::fs::read_to_string(lab.sandbox.join("state.json")).expect("state file");
+    assert!(node.contains("<name>default</name>"), "{node}");
+}
+
+#[test]
+fn wait_waits_for_addresses_and_fails_when_none_comes() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let lab = Lab {
+        provider: "sandbox".into(),
+        sandbox: tmp.path().join("sandbox"),
+        name: "life",
+    };
+    // The sandbox leases addresses from the network's DHCP range, as dnsmasq would.
+    let (out, stdout, stderr) =
+        lab.plan(&["apply", "--yes", "--wait", "--wait-timeout", "10"], &[]);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let row: Vec<&str> = stdout
+        .lines()
+        .find(|l| l.starts_with("life0 "))
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default();
+    assert_eq!(
+        row.get(..3),
+        Some(&["life0", "sandbox", "running"][..]),
+        "{stdout}"
+    );
+    assert!(row[3].starts_with("192.168.231."), "{stdout}");
+    // The same leases the next time.
+    let (_, again, _) = lab.plan(&["apply", "--yes", "--wait"], &[]);
+    assert_eq!(
+        again
+            .lines()
+            .filter(|l| l.starts_with("life"))
+            .collect::<Vec<_>>(),
+        stdout
+            .lines()
+            .filter(|l| l.starts_with("life"))
+            .collect::<Vec<_>>()
+    );
+
+    // A VM on a network without DHCP, and no static address: nothing to wait for, so it fails.
+    let plan = tmp.path().join("nodhcp.yml");
+    std::fs::write(
+        &plan,
+        "quiet:\n  type: network\n  cidr: 10.231.0.0/24\n  dhcp: false\n\
+         lonely:\n  virttype: qemu\n  nets: [quiet]\n",
+    )
+    .expect("plan");
+    let out = Plan::new(&[
+        "apply",
+        "--yes",
+        "--provider",
+        "sandbox",
+        "--wait",
+        "--wait-timeout",
+        "1",
+    ])
+    .sandbox(&lab.sandbox)
+    .args(&[&plan.to_string_lossy()])
+    .run();
+    let stderr = &out.stderr;
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no address after 1s for: lonely"),
+        "{stderr}"
+    );
+}
+
+/// A change that fails skips what depends on it, the rest is applied, the exit status says so,
+/// and the next run finishes the job.
+#[test]
+fn a_failed_change_skips_its_dependents_and_the_next_run_finishes() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let lab = Lab {
+        provider: "sandbox".into(),
+        sandbox: tmp.path().join("sandbox"),
+        name: "life",
+    };
+    let out = Plan::new(&["apply", "--yes", "tests/fixtures/lifecycle/site.yml"])
+        .args(&["--provider", "sandbox", "--name", "life"])
+        .sandbox(&lab.sandbox)
+        .env("SITEPLAN_FAIL_ON", "volume/lifepool/life0_0.img")
+        .run();
+    let stderr = &out.stderr;
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "volume/lifepool/life0_0.img FAILED: volume/lifepool/life0_0.img: injected failure"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("vm/life0 skipped, because volume/lifepool/life0_0.img failed"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Apply: 7 done, 1 failed, 1 skipped."),
+        "{stderr}"
+    );
+    // The other VM is there; the next run makes only what is missing.
+    let diff = lab.diff(&[]);
+    assert!(diff.contains("+ volume/lifepool/life0_0.img"), "{diff}");
+    assert!(diff.contains("+ vm/life0"), "{diff}");
+    assert!(diff.contains("Plan: 2 to add, 0 to change"), "{diff}");
+    lab.apply(&[]);
+    lab.assert_converged(&[]);
+}
+
+#[test]
+fn detailed_exitcode_says_whether_there_are_changes() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let lab = Lab {
+        provider: "sandbox".into(),
+        sandbox: tmp.path().join("sandbox"),
+        name: "life",
+    };
+    let (out, stdout, _) = lab.plan(&["diff", "--detailed-exitcode"], &[]);
+    assert_eq!(out.status.code(), Some(2), "changes: {stdout}");
+    lab.apply(&[]);
+    let (out, stdout, _) = lab.plan(&["diff", "--detailed-exitcode"], &[]);
+    assert_eq!(out.status.code(), Some(0), "no changes: {stdout}");
+    let (out, _, stderr) = lab.plan(&["diff", "--detailed-exitcode"], &["memory=oops"]);
+    assert_eq!(out.status.code(), Some(1), "an error: {stderr}");
+    // The other formats, from the binary.
+    let (out, json, _) = lab.plan(&["diff", "--format", "json"], &["memory=300"]);
+    assert!(out.status.success());
+    let doc: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(doc["format_version"], "1");
+    assert_eq!(doc["summary"]["update"], 2, "{json}");
+    let (_, markdown, _) = lab.plan(&["diff", "--format", "markdown"], &["memory=300"]);
+    assert!(
+        markdown.starts_with("### `plan diff` for `life`: 0 to add, 2 to change"),
+        "{markdown}"
+    );
+}
+
+#[test]
+fn quiet_says_only_the_counts_and_the_summary() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let lab = Lab {
+        provider: "sandbox".into(),
+        sandbox: tmp.path().join("sandbox"),
+        name: "life",
+    };
+    let (out, stdout, stderr) = lab.plan(&["apply", "--yes", "-q"], &[]);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(
+        stdout,
+        "Plan: 9 to add, 0 to change, 0 to replace, 0 to destroy.\n"
+    );
+    assert_eq!(stderr, "\nApply: 9 done, 0 failed, 0 skipped.\n");
+    let (_, stdout, _) = lab.plan(&["diff", "-q"], &[]);
+    assert_eq!(stdout, "No changes to plan `life`.\n");
+    // -v says what each change sets.
+    let (_, _, stderr) = lab.plan(&["apply", "--yes", "-v"], &["memory=300"]);
+    assert!(stderr.contains("Observed "), "{stderr}");
+    assert!(stderr.contains("memory_mib: 256 → 300"), "{stderr}");
+}
+
+#[test]
+fn apply_refuses_without_yes_when_not_on_a_terminal() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let lab = Lab {
+        provider: "sandbox".into(),
+        sandbox: tmp.path().join("sandbox"),
+        name: "life",
+    };
+    let (out, _, stderr) = lab.plan(&["apply"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("pass --yes"), "{stderr}");
+    assert!(
+        lab.diff(&[]).contains("Plan: 9 to add"),
+        "nothing was created"
+    );
+}
+
+#[test]
+fn a_missing_external_reference_changes_nothing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let plan = tmp.path().join("missing.yml");
+    std::fs::write(
+        &plan,
+        "web1:\n  image: no-such-image\n  nets: [no-such-net]\n",
+    )
+    .expect("plan");
+    let out = Plan::new(&["apply", "--yes", "--provider", "sandbox"])
+        .args(&[&plan.to_string_lossy()])
+        .sandbox(&tmp.path().join("sandbox"))
+        .run();
+    let stderr = &out.stderr;
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("network/no-such-net"), "{stderr}");
+    assert!(stderr.contains("volume/default/no-such-image"), "{stderr}");
+    assert!(stderr.contains("Nothing was changed."), "{stderr}");
+}
+
+#[test]
+#[cfg(feature = "libvirt")]
+fn real_libvirtd_lifecycle() {
+    let Some((_held, uri)) = crate::harness::libvirtd("real_libvirtd_lifecycle") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let lab = Lab {
+        provider: uri.clone(),
+        sandbox: tmp.path().join("unused"),
+        name: "life",
+    };
+    // Whatever an earlier failed run left is the plan's own: destroy finds it by its marks.
+    let _ = lab.plan(&["destroy", "--yes"], &[]);
+    let theirs = Unrelated::define(&uri);
+    lifecycle(&lab);
+    theirs.assert_still_there();
+}
+
+/// A domain, network and pool made by hand beside the plan's: no `plan` command may touch them.
+#[cfg(feature = "libvirt")]
+struct Unrelated {
+    conn: virt::connect::Connect,
+}
+
+#[cfg(feature = "libvirt")]
+const THEIR_NET: &str = "<network><name>life-theirs-net</name><bridge name='lifetheirs0'/>\
+    <ip address='192.168.239.1' prefix='24'/></network>";
+#[cfg(feature = "libvirt")]
+const THEIR_POOL: &str = "<pool type='dir'><name>life-theirs-pool</name>\
+    <target><path>/var/lib/libvirt/siteplan-life-theirs</path></target></pool>";
+#[cfg(feature = "libvirt")]
+const THEIR_VM: &str = "<domain type='qemu'><name>life-theirs-vm</name>\
+    <memory unit='MiB'>64</memory><os><type arch='x86_64'>hvm</type></os></domain>";
+
+#[cfg(feature = "libvirt")]
+impl Unrelated {
+    fn define(uri: &str) -> Self {
+        let conn = virt::connect::Connect::open(Some(uri)).expect("connect");
+        let unrelated = Unrelated { conn };
+        unrelated.remove();
+        let net = unrelated.conn.define_network_xml(THEIR_NET).expect("net");
+        net.create().expect("start net");
+        let pool = unrelated
+            .conn
+            .define_storage_pool_xml(THEIR_POOL, 0)
+            .expect("pool");
+        pool.build(0).expect("build pool");
+        pool.create(0).expect("start pool");
+        unrelated.conn.define_domain_xml(THEIR_VM).expect("vm");
+        unrelated
+    }
+
+    fn assert_still_there(&self) {
+        assert!(self.conn.lookup_network_by_name("life-theirs-net").is_ok());
+        assert!(self
+            .conn
+            .lookup_storage_pool_by_name("life-theirs-pool")
+            .is_ok());
+        assert!(self.conn.lookup_domain_by_name("life-theirs-vm").is_ok());
+    }
+
+    fn remove(&self) {
+        if let Ok(n) = self.conn.lookup_network_by_name("life-theirs-net") {
+            let _ = n.destroy();
+            let _ = n.undefine();
+        }
+        if let Ok(p) = self.conn.lookup_storage_pool_by_name("life-theirs-pool") {
+            let _ = p.destroy();
+            let _ = p.delete(0);
+            let _ = p.undefine();
+        }
+        if let Ok(d) = self.conn.lookup_domain_by_name("life-theirs-vm") {
+            let _ = d.undefine();
+        }
+    }
+}
+
+#[cfg(feature = "libvirt")]
+impl Drop for Unrelated {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+#[test]
+fn every_example_applies_and_then_diffs_clean_on_the_sandbox() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut examples: Vec<PathBuf> = std::fs::read_dir(root.join("examples"))
+        .expect("examples")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yml"))
+        .collect();
+    examples.sort();
+    assert!(examples.len() >= 3);
+    for example in &examples {
+        let run = |command: &[&str]| {
+            let out = Plan::new(command)
+                .args(&[&example.to_string_lossy(), "--provider", "sandbox"])
+                .sandbox(&tmp.path().join("sandbox"))
+                .run();
+            let text = out.text();
+            assert!(out.ok(), "{command:?} {}:\n{text}", example.display());
+            text
+        };
+        let applied = run(&["apply", "--yes"]);
+        assert!(applied.contains(", 0 failed, 0 skipped"), "{applied}");
+        let diff = run(&["diff"]);
+        assert!(
+            diff.contains("No changes."),
+            "{} did not converge:\n{diff}",
+            example.display()
+        );
+    }
+}
+
+/// Every good fixture applies and then diffs clean, once what it uses without declaring (images
+/// already in a pool, networks) exists: those are created first by a plan of their own.
+#[test]
+fn every_good_fixture_applies_and_then_diffs_clean_on_the_sandbox() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tmp = tempfile::tempdir().expect("tmp");
+    // 09_cloudinit.yml copies ~/notes/local.txt into its VM.
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(home.join("notes")).expect("home");
+    std::fs::write(home.join("notes/local.txt"), "local\n").expect("local file");
+    let mut fixtures: Vec<PathBuf> = std::fs::read_dir(root.join("tests/fixtures/good"))
+        .expect("fixtures")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yml"))
+        .collect();
+    fixtures.sort();
+    assert!(fixtures.len() >= 13);
+    for (n, fixture) in fixtures.iter().enumerate() {
+        let sandbox = tmp.path().join(format!("sandbox{n}"));
+        let run = |command: &[&str], plan: &Path| {
+            let out = Plan::new(command)
+                .args(&[&plan.to_string_lossy(), "--provider", "sandbox"])
+                .sandbox(&sandbox)
+                .env("HOME", &home)
+                .run();
+            (out.ok(), out.text())
+        };
+        let (_, first) = run(&["diff"], fixture);
+        let mut externals = String::new();
+        for line in first.lines() {
+            let Some(rest) = line.strip_prefix("error: the plan uses ") else {
+                continue;
+            };
+            let id = rest.split(',').next().unwrap_or_default();
+            match id.split('/').collect::<Vec<_>>().as_slice() {
+                ["volume", pool, name] => externals.push_str(&format!(
+                    "{name}:\n  type: image\n  pool: {pool}\n  url: https://images.example/{name}.qcow2\n"
+                )),
+                ["network", name] => externals.push_str(&format!(
+                    "{name}:\n  type: network\n  cidr: 10.{}.0.0/24\n",
+                    100 + externals.len() % 100
+                )),
+                other => panic!("{}: unexpected external {other:?}", fixture.display()),
+            }
+        }
+        if !externals.is_empty() {
+            let plan = tmp.path().join(format!("externals{n}.yml"));
+            std::fs::write(&plan, &externals).expect("externals plan");
+            let (ok, text) = run(&["apply", "--yes"], &plan);
+            assert!(
+                ok,
+                "externals of {}:\n{externals}\n{text}",
+                fixture.display()
+            );
+        }
+        let (ok, applied) = run(&["apply", "--yes"], fixture);
+        assert!(ok, "{}:\n{applied}", fixture.display());
+        assert!(applied.contains(", 0 failed, 0 skipped"), "{applied}");
+        let (ok, diff) = run(&["diff"], fixture);
+        assert!(
+            ok && diff.contains("No changes."),
+            "{} did not converge:\n{diff}",
+            fixture.display()
+        );
+    }
+}
+
+/// `prevent_destroy`, `ignore_changes`, `--replace` and `--target`, through the binary.
+#[test]
+fn guards_and_targets() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let sandbox = tmp.path().join("sandbox");
+    let run = |args: &[&str]| {
+        let out = Plan::new(args)
+            .args(&["tests/fixtures/guards/site.yml", "--provider", "sandbox"])
+            .sandbox(&sandbox)
+            .run();
+        (out.code(), out.text())
+    };
+    let (code, text) = run(&["apply", "--yes"]);
+    assert_eq!(code, Some(0), "{text}");
+
+    // ignore_changes: [memory]
+    let (_, text) = run(&["diff", "-P", "memory=512"]);
+    assert!(text.contains("No changes."), "{text}");
+
+    // prevent_destroy: a replace, and destroy, are refused, and nothing changes.
+    let (code, text) = run(&[
+        "apply",
+        "--yes",
+        "-P",
+        "protect=true",
+        "-P",
+        "cidr=192.168.238.0/24",
+    ]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("network/gnet has `prevent_destroy`, and this plan would replace it"),
+        "{text}"
+    );
+    let (code, text) = run(&["destroy", "--yes", "-P", "protect=true"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("would delete it"), "{text}");
+
+    // --replace
+    let (_, text) = run(&["diff", "--replace", "g0"]);
+    assert!(
+        text.contains("-/+ vm/g0: replacement requested with --replace"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Plan: 0 to add, 0 to change, 1 to replace"),
+        "{text}"
+    );
+    let (code, text) = run(&["diff", "--replace", "nothing-such"]);
+    assert_eq!(code, Some(1), "{text}");
+
+    // --target: g0 and what it needs (gnet), not gother.
+    let moved = [
+        "-P",
+        "cidr=192.168.238.0/24",
+        "-P",
+        "othercidr=192.168.239.0/24",
+    ];
+    let (_, text) = run(&[&["diff", "--target", "g0"][..], &moved[..]].concat());
+    assert!(text.contains("-/+ network/gnet"), "{text}");
+    assert!(!text.contains("gother"), "{text}");
+    // destroy --target gnet: gnet and what needs it (g0, g1), not gother.
+    let (code, text) = run(&["destroy", "--yes", "--target", "gnet"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("Plan: 0 to add, 0 to change, 0 to replace, 7 to destroy."),
+        "gnet, and each VM with its disk and seed: {text}"
+    );
+    assert!(text.contains("- vm/g0: destroyed with the plan"), "{text}");
+    let (_, text) = run(&["diff"]);
+    assert!(
+        text.contains("Plan: 7 to add, 0 to change"),
+        "gother stayed: {text}"
+    );
+}
+
+/// `plan diff --against`: two files, and a git revision against the working file, with no
+/// provider at all (no sandbox directory is ever made).
+#[test]
+fn diff_against_another_version_needs_no_provider() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let original =
+        std::fs::read_to_string(root.join("tests/fixtures/lifecycle/site.yml")).expect("fixture");
+    let repo_dir = tmp.path().join("repo");
+    std::fs::create_dir_all(&repo_dir).expect("repo dir");
+    let site = repo_dir.join("site.yml");
+    std::fs::write(&site, &original).expect("site");
+    let old_copy = tmp.path().join("old.yml");
+    std::fs::write(&old_copy, &original).expect("old");
+
+    // Commit the original, then change the working file.
+    let repo = git2::Repository::init(&repo_dir).expect("git init");
+    let mut index = repo.index().expect("index");
+    index.add_path(Path::new("site.yml")).expect("add");
+    let tree = repo
+        .find_tree(index.write_tree().expect("tree"))
+        .expect("tree");
+    let who = git2::Signature::now("siteplan tests", "tests@siteplan.invalid").expect("sig");
+    repo.commit(Some("HEAD"), &who, &who, "lab", &tree, &[])
+        .expect("commit");
+    let changed = original
+        .replace("memory: 256", "memory: 512")
+        .replace("cidr: 192.168.231.0/24", "cidr: 192.168.240.0/24");
+    std::fs::write(&site, &changed).expect("changed");
+
+    let run = |args: &[&str]| {
+        let out = Plan::new(args)
+            .current_dir(&repo_dir)
+            .sandbox(&tmp.path().join("never-made"))
+            .run();
+        (out.code(), out.stdout, out.stderr)
+    };
+    let old_path = old_copy.to_string_lossy().into_owned();
+    for old in [old_path.as_str(), "HEAD:site.yml", "HEAD:./site.yml"] {
+        let (code, stdout, stderr) =
+            run(&["diff", "--against", old, "site.yml", "--detailed-exitcode"]);
+        assert_eq!(code, Some(2), "{old}: {stdout}{stderr}");
+        assert!(
+            stdout.contains("~ vm/life0 (needs a reboot)"),
+            "{old}: {stdout}"
+        );
+        assert!(stdout.contains("memory_mib: 256 → 512"), "{stdout}");
+        assert!(
+            stdout.contains("-/+ network/lifenet: `cidr` and `dhcp` force replacement"),
+            "{stdout}"
+        );
+        assert!(!stderr.contains("Provider:"), "no provider: {stderr}");
+    }
+    let (_, json, _) = run(&[
+        "diff",
+        "--against",
+        "HEAD:site.yml",
+        "site.yml",
+        "--format",
+        "json",
+    ]);
+    let doc: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(doc["summary"]["replace"], 1, "{json}");
+    // The same version: nothing.
+    let (code, stdout, _) = run(&[
+        "diff",
+        "--against",
+        "site.yml",
+        "site.yml",
+        "--detailed-exitcode",
+    ]);
+    assert_eq!(code, Some(0), "{stdout}");
+    // A revision that does not exist.
+    let (code, _, stderr) = run(&["diff", "--against", "nosuchbranch:site.yml", "site.yml"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("`nosuchbranch` is no revision"), "{stderr}");
+    assert!(!tmp.path().join("never-made").exists());
+}
+
+/// `plan diff --out` then `plan apply PLANFILE`: applied as reviewed, and refused once the live
+/// state, the plan file or a parameter has changed since.
+#[test]
+fn saved_plans_apply_as_reviewed_or_not_at_all() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let site = tmp.path().join("site.yml");
+    std::fs::copy(root.join("tests/fixtures/lifecycle/site.yml"), &site).expect("copy");
+    let params = tmp.path().join("params.yml");
+    std::fs::write(&params, "cpus: 1\n").expect("params");
+    let saved = tmp.path().join("reviewed.plan");
+    let sandbox = tmp.path().join("sandbox");
+    let run = |args: &[&str]| {
+        let out = Plan::new(args)
+            .current_dir(tmp.path())
+            .sandbox(&sandbox)
+            .run();
+        (out.code(), out.text())
+    };
+    let diff_out = |extra: &[&str]| {
+        let mut args = vec![
+            "diff",
+            "site.yml",
+            "--provider",
+            "sandbox",
+            "--paramfile",
+            "params.yml",
+            "--out",
+            "reviewed.plan",
+        ];
+        args.extend_from_slice(extra);
+        let (code, text) = run(&args);
+        assert_eq!(code, Some(0), "{text}");
+        assert!(text.contains("Saved the plan to reviewed.plan"), "{text}");
+    };
+
+    // Reviewed, then applied as reviewed, without asking.
+    diff_out(&[]);
+    let saved_text = std::fs::read_to_string(&saved).expect("saved");
+    assert!(
+        saved_text.contains("\"saved_plan_version\": 1"),
+        "{saved_text}"
+    );
+    let (code, text) = run(&["apply", "reviewed.plan"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("Apply: 9 done, 0 failed, 0 skipped."),
+        "{text}"
+    );
+    let (_, text) = run(&[
+        "diff",
+        "site.yml",
+        "--provider",
+        "sandbox",
+        "--paramfile",
+        "params.yml",
+    ]);
+    assert!(text.contains("No changes."), "{text}");
+
+    // The live state changed since: refused.
+    diff_out(&["-P", "memory=300"]);
+    let (code, text) = run(&[
+        "apply",
+        "--yes",
+        "site.yml",
+        "--provider",
+        "sandbox",
+        "--paramfile",
+        "params.yml",
+        "-P",
+        "memory=320",
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = run(&["apply", "reviewed.plan"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("the provider's resources have changed since the plan was saved"),
+        "{text}"
+    );
+
+    // The plan file changed since: refused.
+    diff_out(&["-P", "memory=300"]);
+    let changed = std::fs::read_to_string(&site)
+        .expect("site")
+        .replace("cpus: 1", "cpus: 1 # edited");
+    std::fs::write(&site, changed).expect("edit");
+    let (code, text) = run(&["apply", "reviewed.plan"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("site.yml has changed since the plan was saved"),
+        "{text}"
+    );
+
+    // A parameter changed since: refused.
+    diff_out(&["-P", "memory=300"]);
+    std::fs::write(&params, "cpus: 2\n").expect("params");
+    let (code, text) = run(&["apply", "reviewed.plan"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("parameters have changed since the plan was saved"),
+        "{text}"
+    );
+
+    // Nothing of those three refused plans was applied.
+    let (_, text) = run(&[
+        "diff",
+        "site.yml",
+        "--provider",
+        "sandbox",
+        "--paramfile",
+        "params.yml",
+        "-P",
+        "memory=320",
+    ]);
+    assert!(text.contains("vcpus: 1 → 2"), "{text}");
+}
+
+/// `--against REV:PATH` reads the old version's scripts from the revision too, so a changed
+/// script shows, though the plan file is the same.
+#[test]
+fn diff_against_a_revision_reads_its_scripts_from_it() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let repo_dir = tmp.path().join("repo");
+    std::fs::create_dir_all(repo_dir.join("scripts")).expect("dirs");
+    std::fs::write(
+        repo_dir.join("site.yml"),
+        "scripted:\n  virttype: qemu\n  scripts: [scripts/setup.sh]\n",
+    )
+    .expect("site");
+    std::fs::write(repo_dir.join("scripts/setup.sh"), "#!/bin/sh\necho one\n").expect("script");
+    let repo = git2::Repository::init(&repo_dir).expect("git init");
+    let mut index = repo.index().expect("index");
+    for file in ["site.yml", "scripts/setup.sh"] {
+        index.add_path(Path::new(file)).expect("add");
+    }
+    let tree = repo
+        .find_tree(index.write_tree().expect("tree"))
+        .expect("tree");
+    let who = git2::Signature::now("siteplan tests", "tests@siteplan.invalid").expect("sig");
+    repo.commit(Some("HEAD"), &who, &who, "lab", &tree, &[])
+        .expect("commit");
+    std::fs::write(repo_dir.join("scripts/setup.sh"), "#!/bin/sh\necho two\n").expect("edit");
+
+    let out = Plan::new(&["diff", "--against", "HEAD:site.yml", "site.yml"])
+        .current_dir(&repo_dir)
+        .run();
+    let stdout = &out.stdout;
+    assert!(out.ok(), "{}", out.text());
+    assert!(
+        stdout.contains("-/+ volume/default/scripted-cidata.img"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("-    echo one\n"), "{stdout}");
+    assert!(stdout.contains("+    echo two\n"), "{stdout}");
+}
+
+/// The guard is recorded on the resource: destroy honours `prevent_destroy` when the plan can
+/// no longer be read in full (a script it names is gone) and when the plan file itself is gone.
+#[test]
+fn prevent_destroy_holds_without_the_plan_file() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("lab");
+    std::fs::create_dir(&dir).expect("dir");
+    let sandbox = tmp.path().join("sandbox");
+    let site = dir.join("site.yml");
+    let script = dir.join("s.sh");
+    let write_plan = |protect: bool| {
+        std::fs::write(
+            &site,
+            format!(
+                "pdnet:\n  type: network\n  cidr: 192.168.241.0/24\n  prevent_destroy: {protect}\n\
+                 pd0:\n  virttype: qemu\n  memory: 128\n  nets: [pdnet]\n  scripts: [s.sh]\n"
+            ),
+        )
+        .expect("plan")
+    };
+    write_plan(true);
+    std::fs::write(&script, "#!/bin/sh\necho hello\n").expect("script");
+    let run = |args: &[&str]| {
+        let out = Plan::new(args)
+            .args(&["site.yml", "--provider", "sandbox"])
+            .current_dir(&dir)
+            .sandbox(&sandbox)
+            .run();
+        (out.code(), out.text())
+    };
+    let (code, text) = run(&["apply", "--yes"]);
+    assert_eq!(code, Some(0), "{text}");
+    let refused = "network/pdnet was created with `prevent_destroy` (recorded on the resource)";
+
+    // The script is gone: the plan cannot be read in full.
+    std::fs::remove_file(&script).expect("rm script");
+    let (code, text) = run(&["destroy", "--yes"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains(refused), "{text}");
+    assert!(text.contains("Nothing was changed."), "{text}");
+
+    // The plan file is gone too.
+    std::fs::remove_file(&site).expect("rm plan");
+    let (code, text) = run(&["destroy", "--yes"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("site.yml does not exist"), "{text}");
+    assert!(text.contains(refused), "{text}");
+
+    // Everything is still there.
+    write_plan(true);
+    std::fs::write(&script, "#!/bin/sh\necho hello\n").expect("script");
+    let (code, text) = run(&["diff"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("No changes."), "{text}");
+
+    // Taking the guard off the plan updates the marks; then the plan goes, file or not.
+    write_plan(false);
+    let (_, text) = run(&["diff"]);
+    assert!(text.contains("prevent_destroy: true → false"), "{text}");
+    let (code, text) = run(&["apply", "--yes"]);
+    assert_eq!(code, Some(0), "{text}");
+    std::fs::remove_file(&site).expect("rm plan");
+    let (code, text) = run(&["destroy", "--yes"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("- network/pdnet: destroyed with the plan"),
+        "{text}"
+    );
+    assert!(text.contains("- vm/pd0: destroyed with the plan"), "{text}");
+}

@@ -1,0 +1,14 @@
+//! Every integration test, in one binary: the `plan` binary driven end to end (`harness`
+//! builds each run), the provider interface on the sandbox and a real libvirtd, and the planner
+//! on the cases of `tests/plans/`.
+
+mod harness;
+
+mod cli;
+mod crash;
+mod lifecycle;
+mod planner;
+mod provider;
+mod providers;
+mod robustness;
+mod secrets;
