@@ -11,8 +11,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::plan::desired::Desired;
+use crate::plan::rules::Rules;
 use crate::plan::{Action, Change, Plan};
-use crate::provider::spec::{ResourceId, Spec};
+use crate::provider::spec::ResourceId;
 use crate::provider::{Done, Owner, Provider, ProviderError};
 
 /// How one change went.
@@ -88,32 +89,8 @@ pub trait Progress: Send + Sync {
     fn finished(&self, outcome: &Step);
 }
 
-/// What a live resource needs to exist, for ordering deletes (the reverse of creates).
-pub fn spec_dependencies(spec: &Spec) -> Vec<ResourceId> {
-    match spec {
-        Spec::Network(_) | Spec::Pool(_) => Vec::new(),
-        Spec::Volume(v) => {
-            let mut deps = vec![ResourceId::pool(&v.pool)];
-            if let Some((pool, name)) = &v.backing {
-                deps.push(ResourceId::volume(pool, name));
-            }
-            deps
-        }
-        Spec::Vm(vm) => {
-            let mut deps: Vec<ResourceId> = vm
-                .disks
-                .iter()
-                .map(|d| ResourceId::volume(&d.pool, &d.volume))
-                .collect();
-            deps.extend(vm.seed.iter().map(|(p, n)| ResourceId::volume(p, n)));
-            deps.extend(vm.nics.iter().map(|n| ResourceId::network(&n.network)));
-            deps
-        }
-    }
-}
-
 /// For each change, the changes that must finish first.
-fn ordering(plan: &Plan, desired: &Desired) -> Vec<Vec<usize>> {
+fn ordering(plan: &Plan, desired: &Desired, rules: &dyn Rules) -> Vec<Vec<usize>> {
     let index: HashMap<&ResourceId, usize> = plan
         .changes
         .iter()
@@ -143,7 +120,7 @@ fn ordering(plan: &Plan, desired: &Desired) -> Vec<Vec<usize>> {
                         && other
                             .live
                             .as_ref()
-                            .is_some_and(|s| spec_dependencies(s).contains(&change.id))
+                            .is_some_and(|s| rules.needs(s).contains(&change.id))
                     {
                         deps[i].push(j);
                     }
@@ -224,7 +201,7 @@ pub async fn apply_until(
     progress: Arc<dyn Progress>,
     stop: CancellationToken,
 ) -> Report {
-    let deps = ordering(plan, desired);
+    let deps = ordering(plan, desired, provider.rules());
     let mut dependents = vec![Vec::new(); plan.changes.len()];
     for (i, ds) in deps.iter().enumerate() {
         for &d in ds {

@@ -103,7 +103,7 @@ fn table(
                 .map_or(v.create_time.clone(), |t| format!("{t}Z")),
         ]);
     }
-    let mut out = super::table::text(&mut table);
+    let mut out = super::table::text(&mut table, 3);
     for v in views.iter().filter(|v| v.health_reason.is_some()) {
         out.push_str(&format!(
             "\n{}: {}: {}",

@@ -12,10 +12,10 @@ pub fn new(header: &[&str]) -> Table {
     table
 }
 
-/// The table's text: columns three spaces apart, no trailing spaces, ending in a newline.
-pub fn text(table: &mut Table) -> String {
+/// The table's text: columns `gap` spaces apart, no trailing spaces, ending in a newline.
+pub fn text(table: &mut Table, gap: u16) -> String {
     for column in table.column_iter_mut() {
-        column.set_padding((0, 3));
+        column.set_padding((0, gap));
     }
     let mut text = table.trim_fmt();
     text.push('\n');

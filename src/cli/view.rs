@@ -253,14 +253,16 @@ fn show_vms(vms: &Vms, view: &Terminal) -> ExitCode {
             } else {
                 "-".to_string()
             };
+            // Provider and state keep their width when short, so the table's columns stay
+            // put from one run to the next.
             table.add_row(vec![
                 row.name.clone(),
-                row.provider.clone(),
-                row.state.as_str().to_string(),
+                format!("{:10}", row.provider),
+                format!("{:8}", row.state.as_str()),
                 ips,
             ]);
         }
-        let _ = out::stdout(&format!("\n{}", super::table::text(&mut table)));
+        let _ = out::stdout(&format!("\n{}", super::table::text(&mut table, 2)));
     }
     if vms.unreachable.is_empty() {
         return ExitCode::SUCCESS;

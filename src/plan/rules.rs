@@ -34,6 +34,10 @@ pub trait Rules: Send + Sync {
         None
     }
 
+    /// What an existing resource needs to exist (its pool, its backing image, a VM's disks and
+    /// networks), read from its spec: deletes go in the reverse order.
+    fn needs(&self, live: &Spec) -> Vec<ResourceId>;
+
     /// What the backend can do at all, checked before anything is planned.
     fn capabilities(&self) -> Capabilities;
 }

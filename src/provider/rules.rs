@@ -77,6 +77,29 @@ impl Rules for LibvirtRules {
         })
     }
 
+    fn needs(&self, live: &Spec) -> Vec<ResourceId> {
+        match live {
+            Spec::Network(_) | Spec::Pool(_) => Vec::new(),
+            Spec::Volume(v) => {
+                let mut deps = vec![ResourceId::pool(&v.pool)];
+                if let Some((pool, name)) = &v.backing {
+                    deps.push(ResourceId::volume(pool, name));
+                }
+                deps
+            }
+            Spec::Vm(vm) => {
+                let mut deps: Vec<ResourceId> = vm
+                    .disks
+                    .iter()
+                    .map(|d| ResourceId::volume(&d.pool, &d.volume))
+                    .collect();
+                deps.extend(vm.seed.iter().map(|(p, n)| ResourceId::volume(p, n)));
+                deps.extend(vm.nics.iter().map(|n| ResourceId::network(&n.network)));
+                deps
+            }
+        }
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             // Names are unique on a libvirt host.

@@ -14,7 +14,7 @@ pub mod xml;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use virt::connect::Connect;
@@ -137,6 +137,25 @@ impl LibvirtProvider {
             .await
             .map_err(|e| ProviderError::Connection(format!("a libvirt call panicked: {e}")))?
     }
+
+    /// Waits for a VM asked to shut down to be off, polling with `tokio::time` (no blocking
+    /// thread sleeps), and forces it off when the shutdown timeout has passed.
+    async fn finish_stopping(&self, vm: &str) -> Result<(), ProviderError> {
+        let deadline = tokio::time::Instant::now() + self.inner.shutdown_timeout;
+        let mut ticks = tokio::time::interval(Duration::from_millis(250));
+        while tokio::time::Instant::now() < deadline {
+            ticks.tick().await;
+            let name = vm.to_string();
+            let active = self
+                .blocking(move |inner| Ok(inner.domain(&name)?.is_active().unwrap_or(false)))
+                .await?;
+            if !active {
+                return Ok(());
+            }
+        }
+        let name = vm.to_string();
+        self.blocking(move |inner| inner.force_off(&name)).await
+    }
 }
 
 #[async_trait]
@@ -194,8 +213,13 @@ impl Provider for LibvirtProvider {
 
     async fn update(&self, spec: &Spec, owner: &Owner) -> Result<Done, ProviderError> {
         let (spec, owner) = (spec.clone(), owner.clone());
-        self.blocking(move |inner| inner.update(&spec, &owner))
-            .await
+        let (done, stopping) = self
+            .blocking(move |inner| inner.update(&spec, &owner))
+            .await?;
+        if let Some(vm) = stopping {
+            self.finish_stopping(&vm).await?;
+        }
+        Ok(done)
     }
 
     async fn delete(&self, id: &ResourceId, owner: &Owner) -> Result<Done, ProviderError> {
@@ -779,7 +803,9 @@ impl Inner {
 
     // ---- updating ----
 
-    fn update(&self, spec: &Spec, owner: &Owner) -> Result<Done, ProviderError> {
+    /// Returns what it did, and the VM it asked to shut down, if any: waiting for that happens
+    /// off the blocking thread (`finish_stopping`).
+    fn update(&self, spec: &Spec, owner: &Owner) -> Result<(Done, Option<String>), ProviderError> {
         let id = spec.id();
         if let Some(message) = crashpoint::injected_failure(&id.to_string()) {
             return Err(ProviderError::backend(&id, message));
@@ -801,6 +827,7 @@ impl Inner {
             ))
         };
         let mut needs_reboot = false;
+        let mut stopping = None;
         let summary = match (spec, &live.spec) {
             (Spec::Network(want), Spec::Network(have)) => {
                 let comparable = |n: &NetworkSpec| NetworkSpec {
@@ -923,7 +950,11 @@ impl Inner {
                 d.set_autostart(want.autostart).map_err(fail)?;
                 match (live.active, want.running) {
                     (false, true) => d.create().map_err(fail)?,
-                    (true, false) => self.stop(&d).map_err(|e| ProviderError::backend(&id, e))?,
+                    // Asked to shut down; one that does not by the timeout is forced off.
+                    (true, false) => match d.shutdown() {
+                        Ok(()) => stopping = Some(want.name.clone()),
+                        Err(_) => self.force_off(&want.name)?,
+                    },
                     _ => {}
                 }
                 if needs_reboot {
@@ -937,11 +968,14 @@ impl Inner {
             }
             _ => return Err(ProviderError::Invalid(format!("{id}: kind mismatch"))),
         };
-        Ok(Done {
-            id,
-            summary,
-            needs_reboot,
-        })
+        Ok((
+            Done {
+                id,
+                summary,
+                needs_reboot,
+            },
+            stopping,
+        ))
     }
 
     /// Attaches and detaches disks and NICs of a running domain to match `want`, using the device
@@ -1030,21 +1064,13 @@ impl Inner {
         Ok(())
     }
 
-    /// Asks the guest to shut down, and forces it off after the timeout.
-    fn stop(&self, d: &Domain) -> Result<(), String> {
-        if d.shutdown().is_ok() {
-            let deadline = Instant::now() + self.shutdown_timeout;
-            while Instant::now() < deadline {
-                if !d.is_active().unwrap_or(false) {
-                    return Ok(());
-                }
-                std::thread::sleep(Duration::from_millis(250));
-            }
-        }
+    /// Forces a VM off, unless it is off already.
+    fn force_off(&self, name: &str) -> Result<(), ProviderError> {
+        let d = self.domain(name)?;
         match d.destroy() {
             Ok(()) => Ok(()),
             Err(_) if !d.is_active().unwrap_or(true) => Ok(()),
-            Err(e) => Err(err(e)),
+            Err(e) => Err(ProviderError::backend(&ResourceId::vm(name), err(e))),
         }
     }
 
