@@ -34,6 +34,12 @@ pub trait Rules: Send + Sync {
         None
     }
 
+    /// `want` with the `ignore`d attributes (`ignore_changes`) taken from `live`, as a merge of
+    /// their serialised forms; a backend whose specs hold unserialised values puts them back.
+    fn keep_ignored(&self, want: &Spec, live: &Spec, ignore: &[&str]) -> Spec {
+        merge_ignored(want, live, ignore).unwrap_or_else(|| want.clone())
+    }
+
     /// What an existing resource needs to exist (its pool, its backing image, a VM's disks and
     /// networks), read from its spec: deletes go in the reverse order.
     fn needs(&self, live: &Spec) -> Vec<ResourceId>;
@@ -85,6 +91,26 @@ impl Capabilities {
         }
         refused
     }
+}
+
+/// `want` with the `ignore`d attributes of `live`, through their serialised forms; `None`
+/// when there is nothing to ignore or the forms do not merge.
+pub fn merge_ignored(want: &Spec, live: &Spec, ignore: &[&str]) -> Option<Spec> {
+    if ignore.is_empty() {
+        return None;
+    }
+    let (Ok(serde_json::Value::Object(mut merged)), Ok(serde_json::Value::Object(have))) =
+        (serde_json::to_value(want), serde_json::to_value(live))
+    else {
+        return None;
+    };
+    for attr in ignore {
+        match have.get(*attr) {
+            Some(value) => merged.insert((*attr).to_string(), value.clone()),
+            None => merged.remove(*attr),
+        };
+    }
+    serde_json::from_value::<Spec>(serde_json::Value::Object(merged)).ok()
 }
 
 #[cfg(test)]
