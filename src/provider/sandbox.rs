@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use virt::connect::Connect;
@@ -52,12 +53,19 @@ struct Autostart {
 
 pub struct Sandbox {
     inner: LibvirtProvider,
-    dir: PathBuf,
-    /// Held for the sandbox's lifetime: two processes must not write one sandbox at once.
-    _lock: File,
+    /// What is saved, and the libvirt calls that read it: run on blocking threads.
+    disk: Arc<Disk>,
     /// One change at a time, each saved before the next starts: the saved state then never
     /// holds half of a change. (The test driver serialises its calls anyway.)
     changing: tokio::sync::Mutex<()>,
+}
+
+/// The sandbox's directory and the connection it saves from.
+struct Disk {
+    provider: LibvirtProvider,
+    dir: PathBuf,
+    /// Held for the sandbox's lifetime: two processes must not write one sandbox at once.
+    _lock: File,
     /// Saves and lease updates must not interleave.
     saving: std::sync::Mutex<()>,
 }
@@ -98,15 +106,43 @@ impl Sandbox {
         let inner =
             LibvirtProvider::with(conn, &uri, ContentStore::Files(blobs)).without_image_downloads();
         Ok(Sandbox {
+            disk: Arc::new(Disk {
+                provider: inner.clone(),
+                dir,
+                _lock: lock,
+                saving: std::sync::Mutex::new(()),
+            }),
             inner,
-            dir,
-            _lock: lock,
             changing: tokio::sync::Mutex::new(()),
-            saving: std::sync::Mutex::new(()),
         })
     }
 
     pub fn dir(&self) -> &Path {
+        &self.disk.dir
+    }
+
+    /// Writes `node.xml` as the sandbox is now, for tools that read libvirt's test driver
+    /// files (`virsh -c test:///DIR/node.xml`), and returns its path.
+    pub fn write_node_file(&self) -> Result<PathBuf, ProviderError> {
+        self.disk.write_node_file()
+    }
+
+    /// Runs `f` on the sandbox's disk on a blocking thread: libvirt calls and file writes stay
+    /// off the async executor.
+    async fn on_disk<T, F>(&self, f: F) -> Result<T, ProviderError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Disk) -> Result<T, ProviderError> + Send + 'static,
+    {
+        let disk = self.disk.clone();
+        tokio::task::spawn_blocking(move || f(&disk))
+            .await
+            .map_err(|e| ProviderError::Connection(format!("saving the sandbox failed: {e}")))?
+    }
+}
+
+impl Disk {
+    fn dir(&self) -> &Path {
         &self.dir
     }
 
@@ -115,9 +151,9 @@ impl Sandbox {
         let _one_at_a_time = self.saving.lock().unwrap_or_else(|p| p.into_inner());
         let state = self.snapshot()?;
         let text = serde_json::to_string(&state).unwrap_or_default();
-        crate::files::write_atomic(&self.dir.join(STATE_FILE), text.as_bytes())
+        crate::files::write_atomic(&self.dir().join(STATE_FILE), text.as_bytes())
             .map_err(|e| ProviderError::Connection(format!("saving the sandbox: {e}")))?;
-        if let ContentStore::Files(blobs) = self.inner.content() {
+        if let ContentStore::Files(blobs) = self.provider.content() {
             blobs.collect_garbage();
         }
         Ok(())
@@ -126,14 +162,14 @@ impl Sandbox {
     /// Writes `node.xml` as the sandbox is now, for tools that read libvirt's test driver
     /// files (`virsh -c test:///DIR/node.xml`), and returns its path.
     pub fn write_node_file(&self) -> Result<PathBuf, ProviderError> {
-        let path = self.dir.join(NODE_FILE);
+        let path = self.dir().join(NODE_FILE);
         crate::files::write_atomic(&path, self.snapshot()?.node.as_bytes())
             .map_err(|e| ProviderError::Connection(format!("writing the node file: {e}")))?;
         Ok(path)
     }
 
     fn snapshot(&self) -> Result<State, ProviderError> {
-        let conn = self.inner.connection();
+        let conn = self.provider.connection();
         let fail = |e: virt::error::Error| {
             ProviderError::Connection(format!("saving the sandbox: {}", e.message()))
         };
@@ -182,7 +218,7 @@ impl Sandbox {
                 .filter_map(|d| d.name().ok())
                 .collect(),
         };
-        let volumes = match self.inner.content() {
+        let volumes = match self.provider.content() {
             ContentStore::Files(blobs) => blobs.index(),
             ContentStore::Streams => content::Index::new(),
         };
@@ -192,11 +228,13 @@ impl Sandbox {
             volumes,
         })
     }
+}
 
+impl Sandbox {
     async fn saved<T>(&self, result: Result<T, ProviderError>) -> Result<T, ProviderError> {
         super::crashpoint::point("change made, sandbox not saved yet");
         // Save even after a failure: part of the change may have happened.
-        let saved = self.save();
+        let saved = self.on_disk(Disk::save).await;
         let value = result?;
         saved?;
         Ok(value)
@@ -209,21 +247,26 @@ impl Sandbox {
     /// Leases are kept in `leases.json`, so they stay put from run to run; the leases of MACs no VM
     /// has any more are freed.
     async fn simulated_addresses(&self, vms: &[String]) -> Result<Addresses, ProviderError> {
-        let conn = self.inner.connection();
-        let mut ids: Vec<ResourceId> = conn
-            .list_all_domains(0)
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|d| d.name().ok())
-            .map(|n| ResourceId::vm(&n))
-            .collect();
-        ids.extend(
-            conn.list_all_networks(0)
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|n| n.name().ok())
-                .map(|n| ResourceId::network(&n)),
-        );
+        let ids = self
+            .on_disk(|disk| {
+                let conn = disk.provider.connection();
+                let mut ids: Vec<ResourceId> = conn
+                    .list_all_domains(0)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|d| d.name().ok())
+                    .map(|n| ResourceId::vm(&n))
+                    .collect();
+                ids.extend(
+                    conn.list_all_networks(0)
+                        .unwrap_or_default()
+                        .iter()
+                        .filter_map(|n| n.name().ok())
+                        .map(|n| ResourceId::network(&n)),
+                );
+                Ok(ids)
+            })
+            .await?;
         let seen = self
             .inner
             .observe(&Scope {
@@ -242,6 +285,20 @@ impl Sandbox {
             .map(|m| m.to_ascii_lowercase())
             .collect();
 
+        let vms = vms.to_vec();
+        self.on_disk(move |disk| disk.lease(&vms, &seen, in_use))
+            .await
+    }
+}
+
+impl Disk {
+    /// Leases for `vms` from what was `seen`, freeing those of MACs not `in_use`, saved.
+    fn lease(
+        &self,
+        vms: &[String],
+        seen: &Observed,
+        in_use: BTreeSet<String>,
+    ) -> Result<Addresses, ProviderError> {
         let _one_at_a_time = self.saving.lock().unwrap_or_else(|p| p.into_inner());
         let path = self.dir.join(LEASES_FILE);
         let mut leases: Leases = std::fs::read_to_string(&path)
@@ -262,7 +319,7 @@ impl Sandbox {
                 _ => continue,
             };
             let found = all.entry(vm.clone()).or_default();
-            lease(running, &seen, &mut leases, found);
+            lease(running, seen, &mut leases, found);
         }
         let text = serde_json::to_string_pretty(&leases).unwrap_or_default();
         crate::files::write_atomic(&path, text.as_bytes())
@@ -435,7 +492,7 @@ impl Provider for Sandbox {
     }
 
     fn endpoint(&self) -> String {
-        self.dir.display().to_string()
+        self.dir().display().to_string()
     }
 
     async fn health(&self) -> Health {

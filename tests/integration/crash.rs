@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use crate::harness::{Plan, Ran};
 use siteplan::provider::libvirt::LibvirtProvider;
-use siteplan::provider::sandbox::Sandbox;
 use siteplan::provider::Provider;
 
 /// The states a run goes through: created, changed (a replace, a delete, new disks), destroyed.
@@ -56,7 +55,7 @@ impl Backend {
 
     fn uri(&self) -> String {
         if self.provider == "sandbox" {
-            let sandbox = Sandbox::open(&self.sandbox).expect("sandbox");
+            let sandbox = crate::harness::reopen_sandbox(&self.sandbox);
             let node = sandbox.write_node_file().expect("node file");
             format!("test://{}", node.display())
         } else {
@@ -91,7 +90,7 @@ impl Backend {
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
         runtime.block_on(async {
             let provider: Box<dyn Provider> = if self.provider == "sandbox" {
-                Box::new(Sandbox::open(&self.sandbox).expect("sandbox"))
+                Box::new(crate::harness::reopen_sandbox(&self.sandbox))
             } else {
                 Box::new(LibvirtProvider::connect(&self.provider).expect("libvirt"))
             };

@@ -110,3 +110,19 @@ pub fn libvirtd(test: &str) -> Option<(MutexGuard<'static, ()>, String)> {
     };
     Some((LIBVIRTD.lock().unwrap_or_else(|p| p.into_inner()), uri))
 }
+
+/// Opens a sandbox this process opened before. Another test's `plan` child shares every open
+/// file of this process between its fork and its exec, the sandbox's lock included, so the lock
+/// of a sandbox just closed here can outlive the close for that moment: wait it out.
+pub fn reopen_sandbox(dir: &Path) -> siteplan::provider::sandbox::Sandbox {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match siteplan::provider::sandbox::Sandbox::open(dir) {
+            Ok(sandbox) => return sandbox,
+            Err(e) if e.to_string().contains("in use") && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("sandbox {}: {e}", dir.display()),
+        }
+    }
+}

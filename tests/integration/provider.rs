@@ -639,7 +639,7 @@ async fn sandbox_child_process() {
     let Some(dir) = std::env::var_os("SITEPLAN_CHILD_SANDBOX") else {
         return;
     };
-    let sandbox = Sandbox::open(Path::new(&dir)).expect("sandbox reopens");
+    let sandbox = crate::harness::reopen_sandbox(Path::new(&dir));
     let observed = sandbox
         .observe(&Scope {
             plan: "lab".into(),

@@ -40,6 +40,8 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
 /// libvirtd's default `max_client_requests`.
 const LIBVIRTD_CLIENT_REQUESTS: usize = 5;
 
+/// A handle on one libvirt connection; clones share it.
+#[derive(Clone)]
 pub struct LibvirtProvider {
     inner: Arc<Inner>,
 }
