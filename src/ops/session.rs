@@ -122,10 +122,8 @@ impl<'a> Session<'a> {
             if !refused.is_empty() {
                 return Err(Refusal::Problems(refused));
             }
-            let desired = match intents {
-                Some(_) => provider.lower(&part)?,
-                None => Desired::default(),
-            };
+            // With no intents (the plan could not be read), the part is empty: nothing desired.
+            let desired = provider.lower(&part)?;
             view.event(Event::Provider {
                 name: opened.name.as_deref().filter(|n| *n != provider.kind()),
                 kind: provider.kind(),
