@@ -91,6 +91,10 @@ fn lab(prefix: &str, vms: usize, pool_path: &str) -> Vec<Spec> {
             seed: None,
             running: false,
             autostart: false,
+            kernel: None,
+            initrd: None,
+            cmdline: None,
+            guest_agent: false,
         }));
     }
     specs

@@ -16,7 +16,7 @@ use petgraph::visit::EdgeRef;
 use std::collections::BTreeSet;
 
 use crate::diagnostics::{did_you_mean, Diagnostics, Problem, Span};
-use crate::manifest::model::{EntryKind, Kind, Manifest, Ref};
+use crate::manifest::model::{BootFile, EntryKind, Kind, Manifest, Ref};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GraphNode {
@@ -42,6 +42,7 @@ pub enum EdgeKind {
     Profile,
     DiskPool,
     DiskImage,
+    BootFile,
     AttachedTo,
     DependsOn,
 }
@@ -55,6 +56,7 @@ impl EdgeKind {
             EdgeKind::Profile => "profile",
             EdgeKind::DiskPool => "disk pool",
             EdgeKind::DiskImage => "disk image",
+            EdgeKind::BootFile => "kernel/initrd",
             EdgeKind::AttachedTo => "vms",
             EdgeKind::DependsOn => "depends_on",
         }
@@ -169,6 +171,13 @@ pub fn build_skipping(
                     builder.link(from, &disk.pool, Kind::Pool, EdgeKind::DiskPool, d);
                     if let Some(image) = &disk.image {
                         builder.link(from, image, Kind::Image, EdgeKind::DiskImage, d);
+                    }
+                }
+                if let Some(boot) = &vm.boot {
+                    for file in std::iter::once(&boot.kernel).chain(&boot.initrd) {
+                        if let BootFile::Image(image) = file {
+                            builder.link(from, image, Kind::Image, EdgeKind::BootFile, d);
+                        }
                     }
                 }
             }

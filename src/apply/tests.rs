@@ -70,7 +70,10 @@ impl Provider for Fake {
     ) -> Result<crate::provider::Done, ProviderError> {
         Err(ProviderError::Unsupported(format!("{id}")))
     }
-    async fn addresses(&self, _: &[String]) -> Result<crate::provider::Addresses, ProviderError> {
+    async fn addresses(
+        &self,
+        _: &[crate::provider::AddressQuery],
+    ) -> Result<crate::provider::Addresses, ProviderError> {
         Ok(Default::default())
     }
 }
@@ -104,6 +107,10 @@ fn vm(name: &str, disk: &str) -> Spec {
         seed: None,
         running: true,
         autostart: false,
+        kernel: None,
+        initrd: None,
+        cmdline: None,
+        guest_agent: false,
     })
 }
 

@@ -245,13 +245,11 @@ fn show_vms(vms: &Vms, view: &Terminal) -> ExitCode {
     if view.talks() && !vms.rows.is_empty() {
         let mut table = super::table::new(&["VM", "PROVIDER", "STATE", "IP"]);
         for row in &vms.rows {
-            let ips = if !row.addresses.is_empty() {
+            let ips = if row.addresses.is_empty() {
+                "-".to_string()
+            } else {
                 let shown: Vec<String> = row.addresses.iter().map(ToString::to_string).collect();
                 shown.join(", ")
-            } else if !row.fixed.is_empty() {
-                row.fixed.join(", ")
-            } else {
-                "-".to_string()
             };
             // Provider and state keep their width when short, so the table's columns stay
             // put from one run to the next.

@@ -31,7 +31,7 @@ enum EntryFormat {
     Pool(PoolFormat),
     Image(ImageFormat),
     Disk(DiskFormat),
-    Profile(ProfileFormat),
+    Profile(Box<ProfileFormat>),
     Vm(Box<VmFormat>),
 }
 
@@ -163,6 +163,17 @@ struct VmKeys {
     reservedns: Option<bool>,
     /// Reserve the VM's static IP in its network's DHCP. Default false.
     reserveip: Option<bool>,
+    /// Boot this kernel directly instead of the first disk's boot loader: an absolute path on
+    /// the provider's host, or the name of an image (declared in the plan, or a volume already
+    /// in the VM's pool).
+    kernel: Option<String>,
+    /// The initrd for `kernel`: an absolute path on the provider's host, or an image's name.
+    initrd: Option<String>,
+    /// The kernel command line for `kernel`, such as `root=/dev/vda console=ttyS0`.
+    cmdline: Option<String>,
+    /// Give the VM a channel for the QEMU guest agent, through which siteplan asks the guest
+    /// for its addresses. Default true.
+    guestagent: Option<bool>,
     /// siteplan's extension: names of entries to create before this one, beyond what its keys
     /// already refer to.
     depends_on: Option<Names>,

@@ -180,6 +180,26 @@ pub struct Vm {
     pub rootpassword: Option<Secret>,
     pub reservedns: bool,
     pub reserveip: bool,
+    /// Direct kernel boot (kcli's `kernel`, `initrd`, `cmdline`), instead of the disk's loader.
+    pub boot: Option<DirectBoot>,
+    /// A channel for the QEMU guest agent (kcli's `guestagent`), through which the host asks
+    /// the guest for its addresses.
+    pub guestagent: bool,
+}
+
+/// A kernel booted directly by the hypervisor, with its initrd and command line.
+#[derive(Debug, Clone)]
+pub struct DirectBoot {
+    pub kernel: BootFile,
+    pub initrd: Option<BootFile>,
+    pub cmdline: Option<String>,
+}
+
+/// Where a kernel or initrd is: a file on the provider's host, or an image (a volume in a pool).
+#[derive(Debug, Clone)]
+pub enum BootFile {
+    Path(Located<String>),
+    Image(Ref),
 }
 
 #[derive(Debug, Clone)]

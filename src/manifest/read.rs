@@ -361,6 +361,8 @@ fn read_vm<'a>(
     });
     let reservedns = r.bool("reservedns", false, d);
     let reserveip = r.bool("reserveip", false, d);
+    let boot = read_direct_boot(r, d);
+    let guestagent = r.bool("guestagent", true, d);
     Vm {
         profile,
         numcpus,
@@ -387,6 +389,79 @@ fn read_vm<'a>(
         rootpassword,
         reservedns,
         reserveip,
+        boot,
+        guestagent,
+    }
+}
+
+/// kcli's `kernel`, `initrd` and `cmdline`: each file an absolute path on the provider's host or
+/// the name of an image (declared in the plan, or a volume already in the VM's pool).
+fn read_direct_boot(r: &mut MapReader, d: &mut Diagnostics) -> Option<DirectBoot> {
+    let mut file = |key: &'static str, d: &mut Diagnostics| {
+        let s = r.string(key, d)?;
+        if s.value.is_empty() {
+            return None;
+        }
+        if s.value.starts_with('/') {
+            return Some(BootFile::Path(s));
+        }
+        if s.value.contains("://") || s.value.contains('/') {
+            d.push(
+                Problem::error(
+                    "plan::bad-boot-file",
+                    format!(
+                        "`{key}` of {} must be an absolute path or an image name",
+                        r.what
+                    ),
+                )
+                .label(s.span, "neither an absolute path nor an image name")
+                .help(format!(
+                    "to fetch it, declare an entry of `type: image` with its `url` and `sha256`, \
+                     and write that entry's name here (`{key}: my-{key}`)"
+                )),
+            );
+            return None;
+        }
+        Some(BootFile::Image(Ref {
+            name: s.value,
+            span: s.span,
+        }))
+    };
+    let kernel = file("kernel", d);
+    let initrd = file("initrd", d);
+    let cmdline = r.string("cmdline", d);
+    match kernel {
+        Some(kernel) => Some(DirectBoot {
+            kernel,
+            initrd,
+            cmdline: cmdline.map(|c| c.value),
+        }),
+        None => {
+            let stray = [
+                ("initrd", initrd.map(|f| boot_file_span(&f))),
+                ("cmdline", cmdline.map(|c| c.span)),
+            ];
+            for (key, span) in stray {
+                if let Some(span) = span {
+                    d.push(
+                        Problem::error(
+                            "plan::boot-without-kernel",
+                            format!("`{key}` of {} is given without a `kernel`", r.what),
+                        )
+                        .label(span, "used only when the VM boots a kernel directly")
+                        .help("add `kernel:` (a path on the host or an image name), or remove this key"),
+                    );
+                }
+            }
+            None
+        }
+    }
+}
+
+fn boot_file_span(file: &BootFile) -> Span {
+    match file {
+        BootFile::Path(p) => p.span,
+        BootFile::Image(r) => r.span,
     }
 }
 
@@ -827,7 +902,8 @@ fn read_pool(r: &mut MapReader, d: &mut Diagnostics) -> Pool {
 
 fn read_image(r: &mut MapReader, d: &mut Diagnostics) -> Image {
     let url = r.string("url", d).and_then(|u| {
-        let ok = ["http://", "https://", "file://", "/"]
+        // `./` and `../` paths are relative to the plan file.
+        let ok = ["http://", "https://", "file://", "/", "./", "../"]
             .iter()
             .any(|p| u.value.starts_with(p));
         if ok {
@@ -838,8 +914,11 @@ fn read_image(r: &mut MapReader, d: &mut Diagnostics) -> Image {
                     "plan::bad-url",
                     format!("cannot fetch an image from `{}`", u.value),
                 )
-                .label(u.span, "not an http(s) URL or absolute path")
-                .help("use http://, https://, file:// or an absolute path on this machine"),
+                .label(u.span, "not an http(s) URL or a path")
+                .help(
+                    "use http://, https://, file://, an absolute path, or a path relative to \
+                     the plan that starts with ./ or ../",
+                ),
             );
             None
         }

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use crate::apply::Report;
 use crate::manifest::LoadFailure;
 use crate::plan::Plan;
+use crate::provider::AddressSource;
 
 #[derive(Debug)]
 pub enum Outcome {
@@ -75,15 +76,23 @@ pub struct VmRow {
     /// The provider's name (or type).
     pub provider: String,
     pub state: VmState,
-    /// Reported by the provider.
-    pub addresses: Vec<IpAddr>,
-    /// Declared in the plan, for VMs the provider reports none for.
-    pub fixed: Vec<String>,
+    /// Each address once, with every source that gives it: the plan's static addresses, and
+    /// what the provider reports (leases, the guest agent).
+    pub addresses: Vec<ShownAddress>,
+    /// Running, and its address is not known yet: a static one the guest agent could confirm
+    /// but has not, or (with no static address) none at all. `--wait` waits for these.
+    pub waiting: bool,
 }
 
-impl VmRow {
-    /// A running VM with nothing to reach it at yet (`--wait` waits for these).
-    pub fn unreachable(&self) -> bool {
-        self.state == VmState::Running && self.addresses.is_empty() && self.fixed.is_empty()
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShownAddress {
+    pub ip: IpAddr,
+    pub sources: Vec<AddressSource>,
+}
+
+impl std::fmt::Display for ShownAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sources: Vec<&str> = self.sources.iter().map(|s| s.as_str()).collect();
+        write!(f, "{} ({})", self.ip, sources.join(", "))
     }
 }

@@ -3,21 +3,21 @@
 //! limit, and read back the plan's VMs.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::outcome::{Refusal, VmRow, VmState, Vms};
+use super::outcome::{Refusal, ShownAddress, VmRow, VmState, Vms};
 use super::view::{Event, View};
 use crate::apply::{self, Report};
-use crate::manifest::model::EntryKind;
 use crate::manifest::Loaded;
 use crate::plan::desired::{Desired, DesiredResource};
-use crate::plan::intent::Intents;
+use crate::plan::intent::{Intents, What};
 use crate::plan::{self, saved, Action, Change, Plan};
 use crate::provider::spec::{ResourceId, Spec};
-use crate::provider::{backends, Observed, Provider, Scope};
+use crate::provider::{backends, Address, AddressQuery, AddressSource, Observed, Provider, Scope};
 use crate::registry;
 
 /// What an operation wants of the providers: the plan's resources, or none of them.
@@ -44,12 +44,100 @@ struct Site {
     label: Option<String>,
     opened: Opened,
     desired: Desired,
+    /// The part's VMs as their guests are configured, for showing their addresses.
+    guests: Vec<Guest>,
+}
+
+/// What the plan configures in a VM's guest that tells where it can be reached.
+struct Guest {
+    name: String,
+    /// Each NIC's MAC, and its static address if the guest is given one.
+    nics: Vec<(String, Option<IpAddr>)>,
+    agent: bool,
+}
+
+impl Guest {
+    fn of(part: &Intents) -> Vec<Guest> {
+        part.items
+            .iter()
+            .filter_map(|item| match &item.what {
+                What::Vm(vm) => Some(Guest {
+                    name: item.name.clone(),
+                    nics: vm
+                        .nics
+                        .iter()
+                        .map(|n| (n.mac.to_ascii_lowercase(), n.address.map(|(ip, _)| ip)))
+                        .collect(),
+                    agent: vm.guest_agent,
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn query(&self) -> AddressQuery {
+        AddressQuery {
+            vm: self.name.clone(),
+            static_macs: self
+                .nics
+                .iter()
+                .filter(|(_, ip)| ip.is_some())
+                .map(|(mac, _)| mac.clone())
+                .collect(),
+        }
+    }
+
+    /// The plan's static addresses and the reported ones, each address once with all its
+    /// sources. A lease held by a NIC the guest configures statically is left out: it is an
+    /// old one (the guest asks for none), and would say the VM is where it is not.
+    fn addresses(&self, reported: Vec<Address>) -> Vec<ShownAddress> {
+        let mut by_ip: BTreeMap<IpAddr, BTreeSet<AddressSource>> = BTreeMap::new();
+        for (_, ip) in &self.nics {
+            if let Some(ip) = ip {
+                by_ip.entry(*ip).or_default().insert(AddressSource::Static);
+            }
+        }
+        for address in reported {
+            let stale_lease = address.source == AddressSource::Lease
+                && address.mac.as_ref().is_some_and(|mac| {
+                    self.nics
+                        .iter()
+                        .any(|(m, ip)| ip.is_some() && m.eq_ignore_ascii_case(mac))
+                });
+            if address.reachable() && !stale_lease {
+                by_ip.entry(address.ip).or_default().insert(address.source);
+            }
+        }
+        by_ip
+            .into_iter()
+            .map(|(ip, sources)| ShownAddress {
+                ip,
+                sources: sources.into_iter().collect(),
+            })
+            .collect()
+    }
+
+    /// Whether a running guest's address is still to come: a static address that its agent
+    /// (when the provider can hear it) has not reported yet, or no address at all.
+    fn waiting(&self, shown: &[ShownAddress], hears_agents: bool) -> bool {
+        let has = |ip: &IpAddr, source| {
+            shown
+                .iter()
+                .any(|a| a.ip == *ip && a.sources.contains(&source))
+        };
+        let statics: Vec<IpAddr> = self.nics.iter().filter_map(|(_, ip)| *ip).collect();
+        if statics.is_empty() {
+            return !shown
+                .iter()
+                .any(|a| a.sources.iter().any(|s| *s != AddressSource::Static));
+        }
+        self.agent && hears_agents && !statics.iter().all(|ip| has(ip, AddressSource::Agent))
+    }
 }
 
 /// A plan, split over the providers it uses, each one opened.
-pub struct Session<'a> {
+pub struct Session {
     pub name: String,
-    loaded: &'a Loaded,
     goal: Goal,
     sites: Vec<Site>,
     /// `--target`: the entries in focus (with what they need, or for destroy what needs them).
@@ -76,18 +164,18 @@ pub async fn open_provider(choice: Option<&str>) -> Result<Opened, String> {
     Err(last)
 }
 
-impl<'a> Session<'a> {
+impl Session {
     /// Splits the plan's intents by provider (a VM's `client:`, else `request.provider`),
     /// opens each provider, has it lower its part into the resources it holds, and says where
     /// each part goes. `intents` is `None` when the plan cannot be read in full (destroy then
     /// works from the providers' marks alone).
     pub async fn open(
-        loaded: &'a Loaded,
+        loaded: &Loaded,
         intents: Option<&Intents>,
         goal: Goal,
         request: &super::Request,
         view: &dyn View,
-    ) -> Result<Session<'a>, Refusal> {
+    ) -> Result<Session, Refusal> {
         let focus = if request.targets.is_empty() {
             None
         } else {
@@ -140,6 +228,7 @@ impl<'a> Session<'a> {
                 label,
                 opened,
                 desired,
+                guests: Guest::of(&part),
             });
         }
         // `--replace` names resources of any part.
@@ -162,7 +251,6 @@ impl<'a> Session<'a> {
         }
         Ok(Session {
             name: request.name.clone(),
-            loaded,
             goal,
             sites,
             focus,
@@ -299,7 +387,7 @@ impl<'a> Session<'a> {
             }
             let pending: Vec<String> = rows
                 .iter()
-                .filter(|r| r.unreachable())
+                .filter(|r| r.waiting)
                 .map(|r| r.name.clone())
                 .collect();
             let out_of_time = deadline.is_none_or(|d| tokio::time::Instant::now() >= d);
@@ -324,41 +412,34 @@ impl<'a> Session<'a> {
             .clone()
             .or_else(|| site.opened.name.clone())
             .unwrap_or_else(|| provider.kind().to_string());
-        let vms: Vec<&str> = site
-            .desired
-            .resources
-            .iter()
-            .filter_map(|r| match &r.spec {
-                Spec::Vm(vm) => Some(vm.name.as_str()),
-                _ => None,
-            })
-            .collect();
         let scope = Scope {
             plan: String::new(),
-            ids: vms.iter().map(|v| ResourceId::vm(v)).collect(),
+            ids: site
+                .guests
+                .iter()
+                .map(|g| ResourceId::vm(&g.name))
+                .collect(),
         };
         let observed = provider.observe(&scope).await.unwrap_or_default();
-        let names: Vec<String> = vms.iter().map(|v| v.to_string()).collect();
-        let mut addresses = provider.addresses(&names).await.unwrap_or_default();
-        vms.into_iter()
-            .map(|vm| VmRow {
-                name: vm.to_string(),
-                provider: shown.clone(),
-                state: match observed.get(&ResourceId::vm(vm)) {
+        let queries: Vec<AddressQuery> = site.guests.iter().map(Guest::query).collect();
+        let mut reported = provider.addresses(&queries).await.unwrap_or_default();
+        site.guests
+            .iter()
+            .map(|guest| {
+                let state = match observed.get(&ResourceId::vm(&guest.name)) {
                     Some(r) if r.active => VmState::Running,
                     Some(_) => VmState::Stopped,
                     None => VmState::Missing,
-                },
-                addresses: addresses.remove(vm).unwrap_or_default(),
-                fixed: match self.loaded.manifest.get(vm).map(|e| &e.kind) {
-                    Some(EntryKind::Vm(v)) => v
-                        .nets
-                        .iter()
-                        .filter_map(|n| n.ip.as_ref())
-                        .map(|ip| format!("{} (static)", ip.value))
-                        .collect(),
-                    _ => Vec::new(),
-                },
+                };
+                let addresses = guest.addresses(reported.remove(&guest.name).unwrap_or_default());
+                VmRow {
+                    name: guest.name.clone(),
+                    provider: shown.clone(),
+                    state,
+                    waiting: state == VmState::Running
+                        && guest.waiting(&addresses, provider.hears_guest_agents()),
+                    addresses,
+                }
             })
             .collect()
     }
@@ -390,4 +471,92 @@ fn replacements(
                 })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATIC_MAC: &str = "52:54:00:00:00:01";
+    const DHCP_MAC: &str = "52:54:00:00:00:02";
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn reported(address: &str, mac: &str, source: AddressSource) -> Address {
+        Address {
+            ip: ip(address),
+            mac: Some(mac.into()),
+            source,
+        }
+    }
+
+    fn guest(static_ip: Option<&str>, agent: bool) -> Guest {
+        Guest {
+            name: "web1".into(),
+            nics: vec![(
+                if static_ip.is_some() {
+                    STATIC_MAC
+                } else {
+                    DHCP_MAC
+                }
+                .into(),
+                static_ip.map(ip),
+            )],
+            agent,
+        }
+    }
+
+    fn shown(list: &[ShownAddress]) -> Vec<String> {
+        list.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_static_address_is_shown_as_static_and_a_stale_lease_on_its_nic_is_not() {
+        let g = guest(Some("10.0.0.10"), true);
+        let list = g.addresses(vec![
+            reported("10.0.0.57", STATIC_MAC, AddressSource::Lease),
+            reported("10.0.0.10", STATIC_MAC, AddressSource::Agent),
+            reported("fe80::1", STATIC_MAC, AddressSource::Agent),
+        ]);
+        assert_eq!(shown(&list), ["10.0.0.10 (static, agent)"]);
+        assert!(!g.waiting(&list, true));
+    }
+
+    #[test]
+    fn a_static_address_waits_for_the_agent_only_where_the_agent_can_answer() {
+        let g = guest(Some("10.0.0.10"), true);
+        let list = g.addresses(Vec::new());
+        assert_eq!(shown(&list), ["10.0.0.10 (static)"]);
+        assert!(
+            g.waiting(&list, true),
+            "the agent could confirm it, and has not"
+        );
+        assert!(!g.waiting(&list, false), "nothing could confirm it");
+        let no_agent = guest(Some("10.0.0.10"), false);
+        assert!(!no_agent.waiting(&list, true));
+        // The agent reports another address: the seed's network config did not take.
+        let wrong = g.addresses(vec![reported(
+            "10.0.0.99",
+            STATIC_MAC,
+            AddressSource::Agent,
+        )]);
+        assert!(g.waiting(&wrong, true));
+    }
+
+    #[test]
+    fn a_dhcp_guest_waits_for_a_lease_or_its_agent() {
+        let g = guest(None, true);
+        assert!(g.waiting(&g.addresses(Vec::new()), true));
+        let leased = g.addresses(vec![reported("10.0.0.57", DHCP_MAC, AddressSource::Lease)]);
+        assert_eq!(shown(&leased), ["10.0.0.57 (lease)"]);
+        assert!(!g.waiting(&leased, true));
+        let both = g.addresses(vec![
+            reported("10.0.0.57", DHCP_MAC, AddressSource::Agent),
+            reported("10.0.0.57", DHCP_MAC, AddressSource::Lease),
+            reported("127.0.0.1", DHCP_MAC, AddressSource::Agent),
+        ]);
+        assert_eq!(shown(&both), ["10.0.0.57 (lease, agent)"]);
+    }
 }

@@ -162,6 +162,34 @@ pub struct VmIntent {
     pub cloud_init: Option<CloudInit>,
     pub start: bool,
     pub autostart: bool,
+    /// A kernel the hypervisor boots directly, rather than the first disk's loader.
+    pub boot: Option<DirectBoot>,
+    /// Whether the VM has a channel for the QEMU guest agent.
+    pub guest_agent: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct DirectBoot {
+    pub kernel: BootFile,
+    pub initrd: Option<BootFile>,
+    pub cmdline: Option<String>,
+}
+
+/// A kernel or initrd: a file on the provider's host, or an image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootFile {
+    Path(String),
+    /// An image the plan declares, or (undeclared) a volume in `storage`, the VM's storage.
+    Image {
+        image: Ref,
+        storage: Ref,
+    },
+}
+
+impl DirectBoot {
+    pub fn files(&self) -> impl Iterator<Item = &BootFile> {
+        std::iter::once(&self.kernel).chain(&self.initrd)
+    }
 }
 
 impl Intents {
@@ -237,6 +265,12 @@ impl Intent {
                 names.extend(vm.shared_disks.iter().map(String::as_str));
                 names.extend(vm.nics.iter().map(|n| n.network.name.as_str()));
                 names.extend(vm.cloud_init.iter().map(|c| c.storage.name.as_str()));
+                for file in vm.boot.iter().flat_map(DirectBoot::files) {
+                    if let BootFile::Image { image, storage } = file {
+                        names.push(&image.name);
+                        names.push(&storage.name);
+                    }
+                }
             }
         }
         names
@@ -490,6 +524,21 @@ fn vm_intent(
         cloud_init,
         start: vm.start,
         autostart: vm.autostart,
+        boot: vm.boot.as_ref().map(|boot| {
+            let file = |f: &m::BootFile| match f {
+                m::BootFile::Path(path) => BootFile::Path(path.value.clone()),
+                m::BootFile::Image(image) => BootFile::Image {
+                    image: refer(image, m::Kind::Image),
+                    storage: refer(&vm.pool, m::Kind::Pool),
+                },
+            };
+            DirectBoot {
+                kernel: file(&boot.kernel),
+                initrd: boot.initrd.as_ref().map(file),
+                cmdline: boot.cmdline.clone(),
+            }
+        }),
+        guest_agent: vm.guestagent,
     })
 }
 
@@ -505,10 +554,12 @@ fn last_host(cidr: &IpNet) -> Option<IpAddr> {
 /// A relative file path in an image URL is relative to the plan.
 fn absolute_url(url: &str, base: &Path) -> String {
     if url.contains("://") || url.starts_with('/') {
-        url.to_string()
-    } else {
-        base.join(url).display().to_string()
+        return url.to_string();
     }
+    let path = base.join(url);
+    // The shortest spelling of the file (no `..`), as the providers are given it.
+    let absolute = std::fs::canonicalize(&path).or_else(|_| std::path::absolute(&path));
+    absolute.unwrap_or(path).display().to_string()
 }
 fn seed_input(
     name: &str,

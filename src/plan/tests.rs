@@ -38,6 +38,10 @@ fn vm_named(name: &str, memory: u64) -> Spec {
         seed: None,
         running: true,
         autostart: false,
+        kernel: None,
+        initrd: None,
+        cmdline: None,
+        guest_agent: false,
     })
 }
 

@@ -213,6 +213,23 @@ pub fn libvirt(intents: &Intents) -> Result<Desired, String> {
             }
             None => None,
         };
+        let mut boot_file = |file: &intent::BootFile, out: &mut Desired| match file {
+            intent::BootFile::Path(path) => BootFile::Path(path.clone()),
+            intent::BootFile::Image { image, storage } => {
+                let (pool, volume) = image_volume(image, &storage.name);
+                if !image.declared {
+                    external(ResourceId::volume(&pool, &volume), out);
+                }
+                vm_deps.push(ResourceId::volume(&pool, &volume));
+                BootFile::Volume { pool, volume }
+            }
+        };
+        let kernel = vm.boot.as_ref().map(|b| boot_file(&b.kernel, &mut out));
+        let initrd = vm
+            .boot
+            .as_ref()
+            .and_then(|b| b.initrd.as_ref())
+            .map(|f| boot_file(f, &mut out));
         for after in &item.after {
             let entry = intents.get(after).map(|i| i.entry.clone());
             vm_deps.extend(
@@ -239,6 +256,10 @@ pub fn libvirt(intents: &Intents) -> Result<Desired, String> {
                 seed,
                 running: vm.start,
                 autostart: vm.autostart,
+                kernel,
+                initrd,
+                cmdline: vm.boot.as_ref().and_then(|b| b.cmdline.clone()),
+                guest_agent: vm.guest_agent,
             }),
             entry: item.entry.clone(),
             depends_on: vm_deps,
@@ -292,6 +313,10 @@ fn ignored_attributes(entry: &What, key: &str, resource: &Spec) -> Vec<&'static 
         (What::Vm(_), Spec::Vm(_), "autostart") => &["autostart"],
         (What::Vm(_), Spec::Vm(_), "nets") => &["nics"],
         (What::Vm(_), Spec::Vm(_), "disks") => &["disks"],
+        (What::Vm(_), Spec::Vm(_), "kernel") => &["kernel"],
+        (What::Vm(_), Spec::Vm(_), "initrd") => &["initrd"],
+        (What::Vm(_), Spec::Vm(_), "cmdline") => &["cmdline"],
+        (What::Vm(_), Spec::Vm(_), "guestagent") => &["guest_agent"],
         // The seed holds the commands, files, keys, password and network config.
         (
             What::Vm(_),

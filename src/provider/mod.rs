@@ -61,8 +61,55 @@ pub struct OwnerMark {
     pub prevent_destroy: bool,
 }
 
+/// Where an address shown for a VM comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AddressSource {
+    /// The plan configures it in the guest (cloud-init's network config).
+    Static,
+    /// A DHCP lease of the VM's network.
+    Lease,
+    /// The guest agent, asked through the hypervisor: what the guest itself has.
+    Agent,
+}
+
+impl AddressSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AddressSource::Static => "static",
+            AddressSource::Lease => "lease",
+            AddressSource::Agent => "agent",
+        }
+    }
+}
+
+/// An address a provider reports for a VM, on the NIC with `mac` when it knows which.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    pub ip: IpAddr,
+    pub mac: Option<String>,
+    pub source: AddressSource,
+}
+
+impl Address {
+    /// Worth showing: not loopback, not IPv6 link-local (every interface has one).
+    pub fn reachable(&self) -> bool {
+        match self.ip {
+            IpAddr::V4(ip) => !ip.is_loopback() && !ip.is_link_local(),
+            IpAddr::V6(ip) => !ip.is_loopback() && (ip.segments()[0] & 0xffc0) != 0xfe80,
+        }
+    }
+}
+
 /// Addresses by VM name.
-pub type Addresses = BTreeMap<String, Vec<IpAddr>>;
+pub type Addresses = BTreeMap<String, Vec<Address>>;
+
+/// A VM whose addresses are asked for, with the MACs of the NICs its guest configures
+/// statically: those ask no DHCP server for a lease, which a simulated one must know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressQuery {
+    pub vm: String,
+    pub static_macs: Vec<String>,
+}
 
 /// One resource as observed.
 #[derive(Debug, Clone, PartialEq)]
@@ -216,10 +263,16 @@ pub trait Provider: Send + Sync {
     /// Deletes a resource `owner` owns; refuses anything else.
     async fn delete(&self, id: &ResourceId, owner: &Owner) -> Result<Done, ProviderError>;
 
-    /// Addresses of the NICs of each of `vms` that runs, from DHCP leases or the guest agent.
+    /// Addresses of the NICs of each of `vms` that runs, from DHCP leases and the guest agent.
     /// A VM is absent (or has none) when they are not known yet. One call for all, so a
     /// provider can look once.
-    async fn addresses(&self, vms: &[String]) -> Result<Addresses, ProviderError>;
+    async fn addresses(&self, vms: &[AddressQuery]) -> Result<Addresses, ProviderError>;
+
+    /// Whether the guest agents of VMs that have one can answer through this provider (so
+    /// that a static address can be confirmed rather than assumed).
+    fn hears_guest_agents(&self) -> bool {
+        false
+    }
 
     /// Takes over a resource that exists unmarked, as a run killed between creating it and
     /// marking it leaves it, and brings it to `spec`. Refuses anything that holds something or

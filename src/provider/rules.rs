@@ -4,7 +4,7 @@
 use crate::plan::desired::Desired;
 use crate::plan::rules::{merge_ignored, Capabilities, RestartFor, Rules};
 use crate::plan::{AttributeChange, Change};
-use crate::provider::spec::{ResourceId, ResourceKind, Spec, VolumeSource, VolumeSpec};
+use crate::provider::spec::{BootFile, ResourceId, ResourceKind, Spec, VolumeSource, VolumeSpec};
 use crate::provider::{Disruption, LiveResource};
 
 pub struct LibvirtRules;
@@ -114,6 +114,11 @@ impl Rules for LibvirtRules {
                     .collect();
                 deps.extend(vm.seed.iter().map(|(p, n)| ResourceId::volume(p, n)));
                 deps.extend(vm.nics.iter().map(|n| ResourceId::network(&n.network)));
+                for file in vm.kernel.iter().chain(&vm.initrd) {
+                    if let BootFile::Volume { pool, volume } = file {
+                        deps.push(ResourceId::volume(pool, volume));
+                    }
+                }
                 deps
             }
         }

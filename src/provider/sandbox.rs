@@ -21,8 +21,8 @@ use super::libvirt::content::{self, ContentStore};
 use super::libvirt::{xml, LibvirtProvider};
 use super::spec::*;
 use super::{
-    Addresses, Done, Health, HealthStatus, LiveResource, Observed, Owner, Provider, ProviderError,
-    ResourceId, Scope,
+    Address, AddressQuery, AddressSource, Addresses, Done, Health, HealthStatus, LiveResource,
+    Observed, Owner, Provider, ProviderError, ResourceId, Scope,
 };
 
 /// Everything the sandbox holds (`State`).
@@ -246,7 +246,8 @@ impl Sandbox {
     /// the lease that MAC already holds, else the first free address of the network's DHCP range.
     /// Leases are kept in `leases.json`, so they stay put from run to run; the leases of MACs no VM
     /// has any more are freed.
-    async fn simulated_addresses(&self, vms: &[String]) -> Result<Addresses, ProviderError> {
+    /// A NIC its guest configures statically asks for no lease.
+    async fn simulated_addresses(&self, vms: &[AddressQuery]) -> Result<Addresses, ProviderError> {
         let ids = self
             .on_disk(|disk| {
                 let conn = disk.provider.connection();
@@ -295,7 +296,7 @@ impl Disk {
     /// Leases for `vms` from what was `seen`, freeing those of MACs not `in_use`, saved.
     fn lease(
         &self,
-        vms: &[String],
+        vms: &[AddressQuery],
         seen: &Observed,
         in_use: BTreeSet<String>,
     ) -> Result<Addresses, ProviderError> {
@@ -309,8 +310,8 @@ impl Disk {
             held.retain(|mac, _| in_use.contains(mac));
         }
         let mut all = Addresses::new();
-        for vm in vms {
-            let running = match seen.get(&ResourceId::vm(vm)) {
+        for query in vms {
+            let running = match seen.get(&ResourceId::vm(&query.vm)) {
                 Some(LiveResource {
                     spec: Spec::Vm(spec),
                     active: true,
@@ -318,8 +319,8 @@ impl Disk {
                 }) => spec,
                 _ => continue,
             };
-            let found = all.entry(vm.clone()).or_default();
-            lease(running, seen, &mut leases, found);
+            let found = all.entry(query.vm.clone()).or_default();
+            lease(running, &query.static_macs, seen, &mut leases, found);
         }
         let text = serde_json::to_string_pretty(&leases).unwrap_or_default();
         crate::files::write_atomic(&path, text.as_bytes())
@@ -328,31 +329,40 @@ impl Disk {
     }
 }
 
-/// A VM's addresses: reserved, already leased, or newly leased.
-fn lease(spec: &VmSpec, seen: &Observed, leases: &mut Leases, found: &mut Vec<IpAddr>) {
-    {
-        for nic in &spec.nics {
-            let (Some(mac), Some(Spec::Network(net))) = (
-                nic.mac.as_ref().map(|m| m.to_ascii_lowercase()),
-                seen.get(&ResourceId::network(&nic.network))
-                    .map(|r| &r.spec),
-            ) else {
-                continue;
-            };
-            if let Some(host) = net.hosts.iter().find(|h| h.mac.eq_ignore_ascii_case(&mac)) {
-                found.push(host.ip);
-                continue;
-            }
-            let held = leases.entry(net.name.clone()).or_default();
-            if let Some(ip) = held.get(&mac) {
-                found.push(*ip);
-                continue;
-            }
-            if let Some(ip) = first_free(net, held) {
-                held.insert(mac, ip);
-                found.push(ip);
-            }
+/// A VM's leases: reserved, already leased, or newly leased, for each NIC whose guest asks.
+fn lease(
+    spec: &VmSpec,
+    static_macs: &[String],
+    seen: &Observed,
+    leases: &mut Leases,
+    found: &mut Vec<Address>,
+) {
+    for nic in &spec.nics {
+        let (Some(mac), Some(Spec::Network(net))) = (
+            nic.mac.as_ref().map(|m| m.to_ascii_lowercase()),
+            seen.get(&ResourceId::network(&nic.network))
+                .map(|r| &r.spec),
+        ) else {
+            continue;
+        };
+        if static_macs.iter().any(|m| m.eq_ignore_ascii_case(&mac)) {
+            continue;
         }
+        let held = leases.entry(net.name.clone()).or_default();
+        let ip = match net.hosts.iter().find(|h| h.mac.eq_ignore_ascii_case(&mac)) {
+            Some(host) => Some(host.ip),
+            None => match held.get(&mac) {
+                Some(ip) => Some(*ip),
+                None => first_free(net, held).inspect(|ip| {
+                    held.insert(mac.clone(), *ip);
+                }),
+            },
+        };
+        found.extend(ip.map(|ip| Address {
+            ip,
+            mac: Some(mac),
+            source: AddressSource::Lease,
+        }));
     }
 }
 
@@ -536,7 +546,7 @@ impl Provider for Sandbox {
 
     /// The test driver invents addresses unrelated to the networks; the sandbox gives the
     /// leases a DHCP server on those networks would.
-    async fn addresses(&self, vms: &[String]) -> Result<Addresses, ProviderError> {
+    async fn addresses(&self, vms: &[AddressQuery]) -> Result<Addresses, ProviderError> {
         self.simulated_addresses(vms).await
     }
 

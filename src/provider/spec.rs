@@ -245,8 +245,26 @@ pub struct VmSpec {
     pub uefi: bool,
     pub disks: Vec<DiskSpec>,
     pub nics: Vec<NicSpec>,
-    /// The cloud-init seed volume, attached as a CD-ROM.
+    /// The cloud-init seed volume, attached as a read-only disk.
     pub seed: Option<(String, String)>,
     pub running: bool,
     pub autostart: bool,
+    /// Direct kernel boot: the kernel, initrd and command line the hypervisor boots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<BootFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initrd: Option<BootFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmdline: Option<String>,
+    /// A virtio channel for the QEMU guest agent.
+    #[serde(default)]
+    pub guest_agent: bool,
+}
+
+/// A file the hypervisor reads to boot a VM: a path on the host, or a volume in a pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BootFile {
+    Path(String),
+    Volume { pool: String, volume: String },
 }

@@ -213,6 +213,29 @@ fn wait_waits_for_addresses_and_fails_when_none_comes() {
     );
 }
 
+/// The VM table says where each address comes from. The sandbox shows a static address as
+/// static (the guest configures it and asks no DHCP server), and leases for the others.
+#[test]
+fn the_table_shows_static_addresses_as_static_and_leases_as_leases() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = Plan::new(&["apply", "--yes", "--wait", "--provider", "sandbox"])
+        .sandbox(&tmp.path().join("sandbox"))
+        .args(&["examples/bootlab.yml"])
+        .params(&[&format!("pool_path={}", tmp.path().join("pool").display())])
+        .run();
+    assert!(out.ok(), "{}", out.text());
+    let row = |vm: &str| {
+        out.stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{vm} ")))
+            .map(|l| l.split_whitespace().skip(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    assert_eq!(row("boot1"), "10.98.0.10 (static)", "{}", out.stdout);
+    assert_eq!(row("boot2"), "10.98.0.100 (lease)", "{}", out.stdout);
+    assert_eq!(row("boot3"), "10.98.0.101 (lease)", "{}", out.stdout);
+}
+
 /// A change that fails skips what depends on it, the rest is applied, the exit status says so,
 /// and the next run finishes the job.
 #[test]

@@ -248,6 +248,11 @@ impl Lab {
             // One VM boots with UEFI firmware.
             uefi: vm == 3,
             autostart: vm == 1,
+            kernel: None,
+            initrd: None,
+            cmdline: None,
+            // One VM has a channel for the guest agent.
+            guest_agent: vm == 2,
         }
     }
 

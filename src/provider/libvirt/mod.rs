@@ -27,8 +27,8 @@ use super::crashpoint;
 use super::fetch;
 use super::spec::*;
 use super::{
-    Addresses, Done, Health, HealthStatus, LiveResource, Observed, Owner, OwnerMark, Provider,
-    ProviderError, Scope,
+    Address, AddressQuery, AddressSource, Addresses, Done, Health, HealthStatus, LiveResource,
+    Observed, Owner, OwnerMark, Provider, ProviderError, Scope,
 };
 use content::ContentStore;
 use ledger::{Ledger, LEDGER_CAPACITY, LEDGER_VOLUME};
@@ -234,8 +234,8 @@ impl Provider for LibvirtProvider {
         self.blocking(move |inner| inner.claim(&spec, &owner)).await
     }
 
-    async fn addresses(&self, vms: &[String]) -> Result<Addresses, ProviderError> {
-        let vms = vms.to_vec();
+    async fn addresses(&self, vms: &[AddressQuery]) -> Result<Addresses, ProviderError> {
+        let vms: Vec<String> = vms.iter().map(|q| q.vm.clone()).collect();
         self.blocking(move |inner| {
             let mut found = Addresses::new();
             for vm in vms {
@@ -245,6 +245,11 @@ impl Provider for LibvirtProvider {
             Ok(found)
         })
         .await
+    }
+
+    /// The test driver has no guests, so no agents; a real hypervisor's do answer.
+    fn hears_guest_agents(&self) -> bool {
+        !self.inner.test_driver
     }
 
     async fn read_volume(&self, pool: &str, name: &str) -> Result<Vec<u8>, ProviderError> {
@@ -307,16 +312,28 @@ impl Inner {
         }
     }
 
-    /// The format of each volume a VM uses, as libvirt records it.
-    fn formats(&self, vm: &VmSpec) -> xml::VolumeFormats {
-        vm.disks
-            .iter()
-            .filter_map(|d| {
-                let vol = self.volume(&d.pool, &d.volume).ok()?;
-                let info = xml::parse_volume(&vol.xml_desc(0).ok()?).ok()?;
-                Some(((d.pool.clone(), d.volume.clone()), info.format))
-            })
-            .collect()
+    /// The format of each disk volume a VM uses and the path of each volume it boots, as
+    /// libvirt records them.
+    fn volume_facts(&self, vm: &VmSpec) -> xml::VolumeFacts {
+        let info = |pool: &str, volume: &str| {
+            let vol = self.volume(pool, volume).ok()?;
+            xml::parse_volume(&vol.xml_desc(0).ok()?).ok()
+        };
+        let key = |pool: &str, volume: &str| (pool.to_string(), volume.to_string());
+        let mut facts = xml::VolumeFacts::default();
+        for d in &vm.disks {
+            if let Some(i) = info(&d.pool, &d.volume) {
+                facts.formats.insert(key(&d.pool, &d.volume), i.format);
+            }
+        }
+        for file in vm.kernel.iter().chain(&vm.initrd) {
+            if let BootFile::Volume { pool, volume } = file {
+                if let Some(i) = info(pool, volume) {
+                    facts.paths.insert(key(pool, volume), i.path);
+                }
+            }
+        }
+        facts
     }
 
     fn pool(&self, name: &str) -> Result<StoragePool, ProviderError> {
@@ -434,7 +451,12 @@ impl Inner {
                     Some(v) if v.capacity_bytes.is_none() => None,
                     _ => Some(info.capacity),
                 },
-                format: info.format,
+                // A fetched image's format is its bytes' (a kernel is raw whatever the plan
+                // guessed): libvirt's reading of it is no change of the plan's.
+                format: match created_from {
+                    Some(v) if matches!(v.source, VolumeSource::Fetch { .. }) => v.format,
+                    _ => info.format,
+                },
                 // Written content fills a volume, thin or not: only a blank one shows it.
                 // The test driver's volumes are all thin (see `create_volume`).
                 thin: match created_from {
@@ -468,14 +490,7 @@ impl Inner {
             let autostart = dom.autostart().unwrap_or(false);
             let mut info =
                 xml::parse_domain(&xml, running, autostart).map_err(ProviderError::Connection)?;
-            for (index, path) in &info.file_disks {
-                if let (Some(disk), Some((pool, volume))) =
-                    (info.spec.disks.get_mut(*index), by_path.get(path))
-                {
-                    disk.pool = pool.clone();
-                    disk.volume = volume.clone();
-                }
-            }
+            info.resolve_paths(&by_path);
             let id = ResourceId::vm(&info.spec.name);
             if wanted(&id, info.mark.as_ref()) {
                 observed.resources.insert(
@@ -623,8 +638,9 @@ impl Inner {
                 if self.domain(&vm.name).is_ok() {
                     return Err(ProviderError::backend(&id, "already exists"));
                 }
-                let xml = xml::domain_xml(vm, Some(&mark), None, self.flavor(), &self.formats(vm))
-                    .map_err(io)?;
+                let xml =
+                    xml::domain_xml(vm, Some(&mark), None, self.flavor(), &self.volume_facts(vm))
+                        .map_err(io)?;
                 let d = self.conn.define_domain_xml(&xml).map_err(fail)?;
                 crashpoint::point("vm defined");
                 d.set_autostart(vm.autostart).map_err(fail)?;
@@ -930,7 +946,7 @@ impl Inner {
                     Some(&mark),
                     Some(&uuid),
                     self.flavor(),
-                    &self.formats(want),
+                    &self.volume_facts(want),
                 )
                 .map_err(io)?;
                 self.conn.define_domain_xml(&xml).map_err(fail)?;
@@ -1224,33 +1240,50 @@ impl Inner {
         })
     }
 
-    fn addresses(&self, vm: &str) -> Result<Vec<IpAddr>, ProviderError> {
+    /// A running VM's addresses: the leases its NICs hold on libvirt networks, and what its
+    /// guest agent reports (asked only of VMs that have the agent's channel).
+    fn addresses(&self, vm: &str) -> Result<Vec<Address>, ProviderError> {
         let d = self.domain(vm)?;
         if !d.is_active().unwrap_or(false) {
             return Ok(Vec::new());
         }
-        let mut found = Vec::new();
-        for source in [
+        let has_agent = d
+            .xml_desc(0)
+            .ok()
+            .and_then(|x| xml::parse_domain(&x, true, false).ok())
+            .is_some_and(|info| info.spec.guest_agent);
+        let mut sources = vec![(
             sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE,
-            sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT,
-        ] {
-            if let Ok(ifaces) = d.interface_addresses(source, 0) {
-                for iface in ifaces {
-                    found.extend(
-                        iface
-                            .addrs
-                            .iter()
-                            .filter_map(|a| a.addr.parse::<IpAddr>().ok()),
-                    );
-                }
-            }
-            if !found.is_empty() {
-                break;
+            AddressSource::Lease,
+        )];
+        if has_agent && !self.test_driver {
+            sources.push((
+                sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT,
+                AddressSource::Agent,
+            ));
+        }
+        let mut found = Vec::new();
+        for (flag, source) in sources {
+            // An agent not started yet is an error here, and just means: nothing known yet.
+            let Ok(ifaces) = d.interface_addresses(flag, 0) else {
+                continue;
+            };
+            for iface in ifaces {
+                let mac = iface
+                    .hwaddr
+                    .as_ref()
+                    .filter(|m| !m.is_empty())
+                    .map(|m| m.to_ascii_lowercase());
+                found.extend(iface.addrs.iter().filter_map(|a| {
+                    Some(Address {
+                        ip: a.addr.parse::<IpAddr>().ok()?,
+                        mac: mac.clone(),
+                        source,
+                    })
+                }));
             }
         }
-        found.retain(|ip| !ip.is_loopback());
-        found.sort();
-        found.dedup();
+        found.retain(Address::reachable);
         Ok(found)
     }
 }

@@ -230,21 +230,42 @@ pub struct DomainFlavor {
     pub test_driver: bool,
 }
 
-/// Formats of the volumes a domain uses, by (pool, volume): a disk's driver must name its format,
-/// or QEMU opens a qcow2 volume as raw.
-pub type VolumeFormats = std::collections::HashMap<(String, String), VolumeFormat>;
+/// What libvirt records of the volumes a domain uses, by (pool, volume).
+#[derive(Debug, Default)]
+pub struct VolumeFacts {
+    /// A disk's driver must name its format, or QEMU opens a qcow2 volume as raw.
+    pub formats: std::collections::HashMap<(String, String), VolumeFormat>,
+    /// A kernel or initrd is given to the hypervisor by path.
+    pub paths: std::collections::HashMap<(String, String), String>,
+}
+
+/// The name of the virtio port the QEMU guest agent listens on (its udev rule starts it).
+pub const GUEST_AGENT_PORT: &str = "org.qemu.guest_agent.0";
 
 pub fn domain_xml(
     spec: &VmSpec,
     mark: Option<&OwnerMark>,
     uuid: Option<&str>,
     flavor: DomainFlavor,
-    formats: &VolumeFormats,
+    volumes: &VolumeFacts,
 ) -> io::Result<String> {
     let format_of = |pool: &str, volume: &str| {
-        formats
+        volumes
+            .formats
             .get(&(pool.to_string(), volume.to_string()))
             .copied()
+    };
+    let path_of = |file: &BootFile| match file {
+        BootFile::Path(path) => Ok(path.clone()),
+        BootFile::Volume { pool, volume } => volumes
+            .paths
+            .get(&(pool.clone(), volume.clone()))
+            .cloned()
+            .ok_or_else(|| {
+                io::Error::other(format!(
+                    "volume {volume} is not in pool {pool}, so it cannot be booted"
+                ))
+            }),
     };
     let mut w = writer();
     let kind = if flavor.test_driver {
@@ -275,6 +296,15 @@ pub fn domain_xml(
                 w.create_element("type")
                     .with_attribute(("arch", "x86_64"))
                     .write_text_content(BytesText::new("hvm"))?;
+                if let Some(kernel) = &spec.kernel {
+                    text(w, "kernel", &path_of(kernel)?)?;
+                    if let Some(initrd) = &spec.initrd {
+                        text(w, "initrd", &path_of(initrd)?)?;
+                    }
+                    if let Some(cmdline) = &spec.cmdline {
+                        text(w, "cmdline", cmdline)?;
+                    }
+                }
                 w.create_element("boot")
                     .with_attribute(("dev", "hd"))
                     .write_empty()?;
@@ -354,6 +384,17 @@ pub fn domain_xml(
                                 .write_empty()?;
                             w.create_element("model")
                                 .with_attribute(("type", nic.model.as_str()))
+                                .write_empty()?;
+                            Ok(())
+                        })?;
+                }
+                if spec.guest_agent {
+                    w.create_element("channel")
+                        .with_attribute(("type", "unix"))
+                        .write_inner_content(|w| {
+                            w.create_element("target")
+                                .with_attribute(("type", "virtio"))
+                                .with_attribute(("name", GUEST_AGENT_PORT))
                                 .write_empty()?;
                             Ok(())
                         })?;
@@ -687,6 +728,30 @@ pub struct DomainInfo {
     pub file_disks: Vec<(usize, String)>,
 }
 
+impl DomainInfo {
+    /// Disks and boot files given by path that are volumes of a pool, named as such.
+    pub fn resolve_paths(&mut self, by_path: &std::collections::HashMap<String, (String, String)>) {
+        for (index, path) in &self.file_disks {
+            if let (Some(disk), Some((pool, volume))) =
+                (self.spec.disks.get_mut(*index), by_path.get(path))
+            {
+                disk.pool = pool.clone();
+                disk.volume = volume.clone();
+            }
+        }
+        for file in self.spec.kernel.iter_mut().chain(&mut self.spec.initrd) {
+            if let BootFile::Path(path) = file {
+                if let Some((pool, volume)) = by_path.get(path.as_str()) {
+                    *file = BootFile::Volume {
+                        pool: pool.clone(),
+                        volume: volume.clone(),
+                    };
+                }
+            }
+        }
+    }
+}
+
 pub fn parse_domain(xml: &str, running: bool, autostart: bool) -> Result<DomainInfo, String> {
     let doc = parse(xml)?;
     let root = doc.root_element();
@@ -734,11 +799,26 @@ pub fn parse_domain(xml: &str, running: bool, autostart: bool) -> Result<DomainI
             && mark
                 .as_ref()
                 .is_some_and(|m| matches!(&m.spec, Spec::Vm(v) if v.uefi)));
+    let boot_file = |name: &str| {
+        os.and_then(|o| child_text(o, name))
+            .map(|path| BootFile::Path(path.trim().to_string()))
+            .filter(|f| *f != BootFile::Path(String::new()))
+    };
+    let kernel = boot_file("kernel");
+    let initrd = kernel.as_ref().and_then(|_| boot_file("initrd"));
+    let cmdline = kernel
+        .as_ref()
+        .and_then(|_| os.and_then(|o| child_text(o, "cmdline")));
+    let mut guest_agent = false;
     let mut disks = Vec::new();
     let mut seed = None;
     let mut file_disks = Vec::new();
     let mut nics = Vec::new();
     if let Some(devices) = child(root, "devices") {
+        guest_agent = devices.children().any(|c| {
+            c.has_tag_name("channel")
+                && attr(child(c, "target"), "name").as_deref() == Some(GUEST_AGENT_PORT)
+        });
         for disk in devices.children().filter(|c| c.has_tag_name("disk")) {
             if disk.attribute("device").unwrap_or("disk") != "disk" {
                 continue;
@@ -798,6 +878,10 @@ pub fn parse_domain(xml: &str, running: bool, autostart: bool) -> Result<DomainI
         seed,
         running,
         autostart,
+        kernel,
+        initrd,
+        cmdline,
+        guest_agent,
     };
     Ok(DomainInfo {
         spec,
@@ -840,35 +924,52 @@ mod tests {
             seed: Some(("lab".into(), "web1-cidata.img".into())),
             running: true,
             autostart: false,
+            kernel: None,
+            initrd: None,
+            cmdline: None,
+            guest_agent: true,
+        }
+    }
+
+    /// A VM that boots a kernel from a volume and an initrd from a host path.
+    fn booting_vm() -> VmSpec {
+        VmSpec {
+            kernel: Some(BootFile::Volume {
+                pool: "lab".into(),
+                volume: "vmlinuz".into(),
+            }),
+            initrd: Some(BootFile::Path("/srv/boot/initrd.img".into())),
+            cmdline: Some("root=/dev/vda console=ttyS0".into()),
+            ..vm()
         }
     }
 
     #[test]
     fn domain_xml_round_trips() {
-        let spec = vm();
+        let spec = booting_vm();
         let mark = OwnerMark {
             plan: "lab".into(),
             spec: Spec::Vm(spec.clone()),
             prevent_destroy: true,
         };
-        let formats = [
-            (
-                ("lab".to_string(), "web1_0.qcow2".to_string()),
-                VolumeFormat::Qcow2,
-            ),
-            (
-                ("lab".to_string(), "web1_1.qcow2".to_string()),
-                VolumeFormat::Qcow2,
-            ),
-        ]
-        .into_iter()
-        .collect();
+        let key = |volume: &str| ("lab".to_string(), volume.to_string());
+        let facts = VolumeFacts {
+            formats: [
+                (key("web1_0.qcow2"), VolumeFormat::Qcow2),
+                (key("web1_1.qcow2"), VolumeFormat::Qcow2),
+            ]
+            .into_iter()
+            .collect(),
+            paths: [(key("vmlinuz"), "/srv/lab/vmlinuz".to_string())]
+                .into_iter()
+                .collect(),
+        };
         let xml = domain_xml(
             &spec,
             Some(&mark),
             None,
             DomainFlavor { test_driver: false },
-            &formats,
+            &facts,
         )
         .unwrap();
         insta::assert_snapshot!("domain_xml", xml);
@@ -876,9 +977,32 @@ mod tests {
             xml.contains(r#"<driver name="qemu" type="qcow2"/>"#),
             "{xml}"
         );
-        let parsed = parse_domain(&xml, true, false).unwrap();
+        let mut parsed = parse_domain(&xml, true, false).unwrap();
+        // The kernel is given by path, which names the volume once the pools are known.
+        assert_eq!(
+            parsed.spec.kernel,
+            Some(BootFile::Path("/srv/lab/vmlinuz".into()))
+        );
+        parsed.resolve_paths(&[("/srv/lab/vmlinuz".to_string(), key("vmlinuz"))].into());
         assert_eq!(parsed.spec, spec);
         assert_eq!(parsed.mark, Some(mark));
+    }
+
+    #[test]
+    fn a_boot_volume_that_is_not_there_is_an_error_not_a_guess() {
+        let err = domain_xml(
+            &booting_vm(),
+            None,
+            None,
+            DomainFlavor { test_driver: false },
+            &VolumeFacts::default(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("volume vmlinuz is not in pool lab"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -918,7 +1042,7 @@ mod tests {
             None,
             None,
             DomainFlavor { test_driver: true },
-            &VolumeFormats::new(),
+            &VolumeFacts::default(),
         )
         .unwrap();
         assert!(xml.contains("<name>a&lt;b&gt;&amp;&quot;c</name>"), "{xml}");
@@ -939,7 +1063,7 @@ mod tests {
             None,
             None,
             DomainFlavor { test_driver: false },
-            &VolumeFormats::new(),
+            &VolumeFacts::default(),
         )
         .unwrap();
         assert!(
@@ -955,7 +1079,7 @@ mod tests {
             None,
             None,
             DomainFlavor { test_driver: true },
-            &VolumeFormats::new(),
+            &VolumeFacts::default(),
         )
         .unwrap();
         let wrapped = test_driver_domain(&xml, false).unwrap();
