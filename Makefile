@@ -23,10 +23,11 @@ test: deps
 	cargo test
 
 # The same tests, plus those that need a real libvirtd: installs libvirt and QEMU, starts the
-# daemon (this needs root), and points the tests at it.
+# daemon (this needs root), builds the guest image real guests boot, and points the tests at it.
 test-libvirt: deps
 	.ci/install-libvirt
 	.ci/libvirtd start
+	tests/guest-image/build
 	SITEPLAN_TEST_LIBVIRT_URI=qemu:///system cargo test
 
 lint:

@@ -266,7 +266,8 @@ fn show_vms(vms: &Vms, view: &Terminal) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     say!(
-        "error: no address after {}s for: {} (is the guest booting? is DHCP on its network?)",
+        "error: no address after {}s for: {} (is the guest booting? is DHCP on its network? \
+         does its guest agent report its static address?)",
         vms.waited.unwrap_or_default().as_secs(),
         vms.unreachable.join(", ")
     );

@@ -556,10 +556,20 @@ fn absolute_url(url: &str, base: &Path) -> String {
     if url.contains("://") || url.starts_with('/') {
         return url.to_string();
     }
-    let path = base.join(url);
-    // The shortest spelling of the file (no `..`), as the providers are given it.
-    let absolute = std::fs::canonicalize(&path).or_else(|_| std::path::absolute(&path));
-    absolute.unwrap_or(path).display().to_string()
+    // Absolute and without `.` or `..`, worked out from the text alone: the URL is recorded in
+    // marks, so it must not depend on whether the file exists yet.
+    let path = std::path::absolute(base.join(url)).unwrap_or_else(|_| base.join(url));
+    let mut clean = std::path::PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                clean.pop();
+            }
+            other => clean.push(other),
+        }
+    }
+    clean.display().to_string()
 }
 fn seed_input(
     name: &str,
@@ -616,4 +626,24 @@ fn seed_input(
         root_password: vm.rootpassword.as_ref().map(|s| s.expose().to_string()),
         nics,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relative_image_path_becomes_one_absolute_spelling_whether_or_not_it_exists() {
+        let base = Path::new("/srv/plans/lab");
+        assert_eq!(
+            absolute_url("../images/./root.qcow2", base),
+            "/srv/plans/images/root.qcow2"
+        );
+        assert_eq!(absolute_url("./vmlinuz", base), "/srv/plans/lab/vmlinuz");
+        assert_eq!(absolute_url("/boot/vmlinuz", base), "/boot/vmlinuz");
+        assert_eq!(
+            absolute_url("https://example.org/a/../b.img", base),
+            "https://example.org/a/../b.img"
+        );
+    }
 }

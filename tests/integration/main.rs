@@ -6,6 +6,7 @@ mod harness;
 
 mod cli;
 mod crash;
+mod guests;
 mod lifecycle;
 mod planner;
 mod provider;

@@ -1,0 +1,306 @@
+//! Real guests, end to end: `examples/bootlab.yml` brings up three VMs that boot the test image
+//! (`tests/guest-image/build`) on a real libvirtd under TCG, on an isolated network. Then each
+//! guest is looked at through libvirt only, by the QEMU guest agent's exec command (never over
+//! the network): hostname, authorized key, file content and mode, commands and scripts run, root
+//! password, address and default route, all as the plan says. `plan destroy` removes it all.
+//!
+//! Needs SITEPLAN_TEST_LIBVIRT_URI and the test image (`SITEPLAN_TEST_GUEST_IMAGE`, default
+//! `target/guest-image`); skipped, saying so, without them, except in CI, where a missing image
+//! is a failure.
+
+#![cfg(feature = "libvirt")]
+#![allow(clippy::disallowed_macros, clippy::disallowed_methods)] // a test's own report, not plan output
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::{json, Value};
+use virt::connect::Connect;
+use virt::domain::Domain;
+
+use crate::harness::{Plan, Ran};
+
+const PREFIX: &str = "sptest";
+const SUBNET: &str = "10.97.7";
+const POOL_PATH: &str = "/var/lib/libvirt/siteplan-test-guests";
+const ROOT_PASSWORD: &str = "e2e-Root-Pass-4711";
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBQ8n3dC4d1c0ExampleKeyOnlyForTheLab lab@example";
+
+/// The test image's directory, or `None` (saying so) when it has not been built.
+fn guest_image(test: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("SITEPLAN_TEST_GUEST_IMAGE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/guest-image"));
+    if dir.join("SHA256SUMS").is_file() {
+        return Some(dir);
+    }
+    let why = format!(
+        "no test image in {} (build it with tests/guest-image/build)",
+        dir.display()
+    );
+    assert!(std::env::var_os("CI").is_none(), "{test}: {why}");
+    crate::harness::report(&format!("SKIPPED {test}: {why}"));
+    None
+}
+
+struct BootLab {
+    uri: String,
+    image: PathBuf,
+}
+
+impl BootLab {
+    fn plan(&self, args: &[&str]) -> Ran {
+        Plan::new(args)
+            .args(&["examples/bootlab.yml", "--provider", &self.uri])
+            .params(&[
+                &format!("image_dir={}", self.image.display()),
+                &format!("pool_path={POOL_PATH}"),
+                &format!("prefix={PREFIX}"),
+                &format!("subnet={SUBNET}"),
+                &format!("root_password={ROOT_PASSWORD}"),
+            ])
+            .run()
+    }
+
+    fn destroy(&self) -> Ran {
+        self.plan(&["destroy", "--yes"])
+    }
+}
+
+/// Whatever happens, the guests do not outlive the test (they would slow every later one).
+impl Drop for BootLab {
+    fn drop(&mut self) {
+        let _ = self.destroy();
+    }
+}
+
+#[test]
+fn three_real_guests_boot_configured_as_the_plan_says() {
+    let test = "three_real_guests_boot_configured_as_the_plan_says";
+    let Some((_held, uri)) = crate::harness::libvirtd(test) else {
+        return;
+    };
+    let Some(image) = guest_image(test) else {
+        return;
+    };
+    let lab = BootLab { uri, image };
+    // An earlier run killed midway left the plan's own resources: destroy finds them by marks.
+    let _ = lab.destroy();
+
+    let started = Instant::now();
+    let applied = lab.plan(&["apply", "--yes", "--wait", "--wait-timeout", "420"]);
+    let bring_up = started.elapsed();
+    assert!(applied.ok(), "apply --wait failed:\n{}", applied.text());
+    assert!(
+        !applied.text().contains(ROOT_PASSWORD),
+        "the root password was printed:\n{}",
+        applied.text()
+    );
+    crate::harness::report(&format!(
+        "bring-up: `plan apply --wait` of three guests took {:.0}s to every address known",
+        bring_up.as_secs_f64()
+    ));
+
+    // The table: the static address, confirmed by the guest's agent; leases for the others.
+    let row = |vm: &str| -> String {
+        applied
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{vm} ")))
+            .map(|l| l.split_whitespace().skip(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    let static_vm = format!("{PREFIX}1");
+    assert_eq!(
+        row(&static_vm),
+        format!("{SUBNET}.10 (static, agent)"),
+        "{}",
+        applied.stdout
+    );
+    let mut expected = vec![(static_vm.clone(), format!("{SUBNET}.10"))];
+    for n in [2, 3] {
+        let vm = format!("{PREFIX}{n}");
+        let shown = row(&vm);
+        let ip = shown.split(' ').next().unwrap_or_default().to_string();
+        let last: u8 = ip
+            .strip_prefix(&format!("{SUBNET}."))
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(0);
+        assert!(
+            (100..=199).contains(&last) && shown.contains("lease"),
+            "{vm} should show a lease from the DHCP range, not `{shown}`:\n{}",
+            applied.stdout
+        );
+        expected.push((vm, ip));
+    }
+
+    // Lookups that find nothing are expected below: libvirt need not print them.
+    virt::error::clear_error_callback();
+    let conn = Connect::open(Some(&lab.uri)).expect("connect");
+    for (vm, ip) in &expected {
+        let guest = Guest::find(&conn, vm);
+        guest.check(vm, ip, *vm == static_vm);
+    }
+
+    let destroyed = lab.destroy();
+    assert!(destroyed.ok(), "destroy failed:\n{}", destroyed.text());
+    for (vm, _) in &expected {
+        assert!(
+            conn.lookup_domain_by_name(vm).is_err(),
+            "{vm} is still there"
+        );
+    }
+    assert!(conn
+        .lookup_network_by_name(&format!("{PREFIX}net"))
+        .is_err());
+    assert!(conn
+        .lookup_storage_pool_by_name(&format!("{PREFIX}pool"))
+        .is_err());
+}
+
+/// A guest, looked at through its QEMU guest agent.
+struct Guest {
+    domain: Domain,
+    name: String,
+}
+
+/// What a command run in the guest ended with.
+struct Exec {
+    code: i64,
+    stdout: String,
+    stderr: String,
+}
+
+impl Guest {
+    fn find(conn: &Connect, name: &str) -> Guest {
+        Guest {
+            domain: conn
+                .lookup_domain_by_name(name)
+                .expect("the guest's domain"),
+            name: name.to_string(),
+        }
+    }
+
+    fn agent(&self, command: Value) -> Result<Value, String> {
+        let reply = self
+            .domain
+            .qemu_agent_command(&command.to_string(), 30, 0)
+            .map_err(|e| e.to_string())?;
+        let reply: Value = serde_json::from_str(&reply).map_err(|e| e.to_string())?;
+        Ok(reply["return"].clone())
+    }
+
+    /// Runs a shell command in the guest (guest-exec) and waits for it to end.
+    fn exec(&self, script: &str) -> Result<Exec, String> {
+        let started = self.agent(json!({
+            "execute": "guest-exec",
+            "arguments": {"path": "/bin/sh", "arg": ["-c", script], "capture-output": true}
+        }))?;
+        let pid = started["pid"].as_i64().ok_or("guest-exec gave no pid")?;
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            let status = self.agent(json!({
+                "execute": "guest-exec-status", "arguments": {"pid": pid}
+            }))?;
+            if status["exited"].as_bool() == Some(true) {
+                let text = |key: &str| {
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(status[key].as_str().unwrap_or(""))
+                        .unwrap_or_default();
+                    String::from_utf8_lossy(&bytes).into_owned()
+                };
+                return Ok(Exec {
+                    code: status["exitcode"].as_i64().unwrap_or(-1),
+                    stdout: text("out-data"),
+                    stderr: text("err-data"),
+                });
+            }
+            if Instant::now() > deadline {
+                return Err(format!("`{script}` did not end"));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// A command that must succeed; its output.
+    fn run(&self, script: &str) -> String {
+        match self.exec(script) {
+            Ok(done) if done.code == 0 => done.stdout,
+            Ok(done) => panic!(
+                "{}: `{script}` exited {}:\n{}{}",
+                self.name, done.code, done.stdout, done.stderr
+            ),
+            Err(e) => panic!("{}: `{script}`: {e}", self.name),
+        }
+    }
+
+    /// Waits for the agent to answer (a DHCP guest's lease comes before its agent starts).
+    fn wait_for_agent(&self) {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            match self.agent(json!({"execute": "guest-ping"})) {
+                Ok(_) => return,
+                Err(e) if Instant::now() > deadline => {
+                    panic!("{}: the guest agent never answered: {e}", self.name)
+                }
+                Err(_) => std::thread::sleep(Duration::from_secs(2)),
+            }
+        }
+    }
+
+    fn check(&self, vm: &str, ip: &str, is_static: bool) {
+        self.wait_for_agent();
+        // cloud-init has finished, without errors, from the NoCloud seed.
+        let status = self
+            .exec("cloud-init status --wait --long")
+            .unwrap_or_else(|e| panic!("{vm}: cloud-init status: {e}"));
+        assert!(
+            status.code == 0 && status.stdout.contains("status: done"),
+            "{vm}: cloud-init did not finish cleanly (exit {}):\n{}{}",
+            status.code,
+            status.stdout,
+            status.stderr
+        );
+        let source = self.run("python3 -c 'import json; print(json.load(open(\"/run/cloud-init/status.json\"))[\"v1\"][\"datasource\"])'");
+        assert!(source.contains("DataSourceNoCloud"), "{vm}: {source}");
+        crate::harness::report(&format!("{vm}: cloud-init read {}", source.trim()));
+
+        assert_eq!(self.run("hostname").trim(), vm);
+        let keys = self.run("cat /home/debian/.ssh/authorized_keys");
+        assert!(keys.lines().any(|l| l.trim() == KEY), "{vm}: keys:\n{keys}");
+        assert_eq!(self.run("cat /etc/siteplan-lab"), format!("lab {PREFIX}\n"));
+        assert_eq!(self.run("stat -c %a /etc/siteplan-lab").trim(), "640");
+        assert_eq!(self.run("cat /var/tmp/cmds-ran"), "cmds ran\n");
+        assert_eq!(
+            self.run("cat /var/tmp/script-ran"),
+            format!("script ran on {vm}\n")
+        );
+        // The root password is the plan's: crypt() of it gives the hash in /etc/shadow.
+        let password = self.run(&format!(
+            "perl -e '$h = (getpwnam(\"root\"))[1]; print crypt(\"{ROOT_PASSWORD}\", $h) eq $h ? \"set\" : \"other: $h\"'"
+        ));
+        assert_eq!(password, "set", "{vm}: root password");
+
+        // The address the plan configures (static) or the lease the table showed (DHCP).
+        let addresses = self.run("ip -4 -o addr show scope global");
+        assert!(
+            addresses.contains(&format!(" {ip}/24 ")),
+            "{vm}: expected {ip}/24 in:\n{addresses}"
+        );
+        let route = self.run("ip route show default");
+        if is_static {
+            assert!(
+                route.starts_with(&format!("default via {SUBNET}.1 ")),
+                "{vm}: expected the plan's gateway as default route, not:\n{route}"
+            );
+        } else {
+            // libvirt's DHCP server on an isolated network offers no router.
+            assert!(
+                route.trim().is_empty(),
+                "{vm}: an isolated network gives no default route, yet:\n{route}"
+            );
+        }
+    }
+}
