@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::{Provider, ProviderError};
-#[cfg(feature = "libvirt")]
+#[cfg(any(feature = "libvirt", feature = "kubevirt"))]
 use crate::registry::config::Backend;
 use crate::registry::config::ProviderConfig;
 
@@ -13,10 +13,18 @@ use crate::registry::config::ProviderConfig;
 /// `Provider`. Backends whose clients block connect on a blocking thread; async clients
 /// (Kubernetes) connect here directly.
 pub async fn open(config: &ProviderConfig) -> Result<Arc<dyn Provider>, ProviderError> {
-    let config = config.clone();
-    tokio::task::spawn_blocking(move || open_blocking(&config))
-        .await
-        .map_err(|e| ProviderError::Connection(format!("opening the provider: {e}")))?
+    match &config.backend {
+        #[cfg(feature = "kubevirt")]
+        Backend::Kubevirt(kube) => Ok(Arc::new(
+            super::kubevirt::KubevirtProvider::connect(kube).await?,
+        )),
+        _ => {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || open_blocking(&config))
+                .await
+                .map_err(|e| ProviderError::Connection(format!("opening the provider: {e}")))?
+        }
+    }
 }
 
 fn open_blocking(config: &ProviderConfig) -> Result<Arc<dyn Provider>, ProviderError> {
@@ -33,10 +41,13 @@ fn open_blocking(config: &ProviderConfig) -> Result<Arc<dyn Provider>, ProviderE
                 .unwrap_or_else(super::sandbox::default_dir);
             Ok(Arc::new(super::sandbox::Sandbox::open(&dir)?))
         }
-        #[cfg(not(feature = "libvirt"))]
         other => Err(ProviderError::Unsupported(format!(
-            "this build of siteplan has no {} backend: build it with the `libvirt` feature",
-            other.as_str()
+            "this build of siteplan has no {} backend: build it with the `{}` feature",
+            other.as_str(),
+            match other.as_str() {
+                "sandbox" => "libvirt",
+                kind => kind,
+            }
         ))),
     }
 }

@@ -12,6 +12,8 @@ pub mod backends;
 pub mod cloudinit;
 pub mod crashpoint;
 pub mod fetch;
+#[cfg(feature = "kubevirt")]
+pub mod kubevirt;
 #[cfg(feature = "libvirt")]
 pub mod libvirt;
 pub mod lower;

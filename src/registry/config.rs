@@ -51,6 +51,7 @@ pub struct ProviderConfig {
 pub enum Backend {
     Libvirt(LibvirtSettings),
     Sandbox(SandboxSettings),
+    Kubevirt(KubevirtSettings),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -70,12 +71,27 @@ pub struct SandboxSettings {
     pub dir: Option<PathBuf>,
 }
 
+/// A Kubernetes cluster with KubeVirt and CDI.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct KubevirtSettings {
+    /// The kubeconfig file; default: `$KUBECONFIG`, else `~/.kube/config`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig's context to use; default: its current context.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// The namespace the plan's objects go to; default: the context's namespace, else `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
 impl Backend {
     /// The backend's type, as the file's `type:` says it.
     pub fn as_str(&self) -> &'static str {
         match self {
             Backend::Libvirt(_) => "libvirt",
             Backend::Sandbox(_) => "sandbox",
+            Backend::Kubevirt(_) => "kubevirt",
         }
     }
 }
@@ -122,10 +138,23 @@ impl ProviderConfig {
         )
     }
 
-    /// Where it is, for display.
+    /// Where it is, for display (before it is opened: a KubeVirt provider's cluster URL is in
+    /// its kubeconfig).
     pub fn endpoint(&self) -> String {
         match &self.backend {
             Backend::Libvirt(libvirt) => libvirt.uri.clone(),
+            Backend::Kubevirt(kube) => format!(
+                "{}{}{}",
+                kube.kubeconfig
+                    .as_ref()
+                    .map_or("kubeconfig".into(), |p| p.display().to_string()),
+                kube.context
+                    .as_ref()
+                    .map_or(String::new(), |c| format!(" context {c}")),
+                kube.namespace
+                    .as_ref()
+                    .map_or(String::new(), |n| format!(" namespace {n}")),
+            ),
             Backend::Sandbox(sandbox) => sandbox
                 .dir
                 .clone()
@@ -325,6 +354,10 @@ mod tests {
             (
                 "providers:\n  - {name: a, type: sandbox, uri: 'qemu:///system'}\n",
                 "unknown field `uri`",
+            ),
+            (
+                "providers:\n  - {name: k, type: kubevirt, uri: 'https://k8s:6443'}\n",
+                "a kubevirt provider takes: context, enabled, kubeconfig, name, namespace, network, parallelism, pool, type",
             ),
         ] {
             let e = parse(bad).expect_err(bad);

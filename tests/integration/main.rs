@@ -7,6 +7,8 @@ mod harness;
 mod cli;
 mod crash;
 mod guests;
+mod kube_api;
+mod kubevirt;
 mod lifecycle;
 mod planner;
 mod provider;

@@ -1,0 +1,271 @@
+//! A stand-in Kubernetes API server, for the KubeVirt backend's tests: no API server can be
+//! installed on these machines. It speaks HTTP on 127.0.0.1 to a real `kube::Client` (the `plan`
+//! binary's, over TCP), and behaves as the real one does for what siteplan asks: discovery
+//! (`/version`, `/api`, `/apis`), and get and list of any resource by its path, with label
+//! selectors, `resourceVersion`, and `Status` bodies for errors. Objects are JSON values kept in
+//! memory, by path; a test seeds the ones the cluster has (namespaces, storage classes).
+//!
+//! It lives with the tests, not in the product.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+/// What the stand-in cluster serves.
+#[derive(Clone)]
+pub struct Cluster {
+    /// KubeVirt, CDI and Multus are installed (their API groups are served).
+    pub kubevirt: bool,
+    pub namespaces: Vec<&'static str>,
+    /// Storage classes, and which one is the default.
+    pub storage_classes: Vec<(&'static str, bool)>,
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Cluster {
+            kubevirt: true,
+            namespaces: vec!["default", "lab"],
+            storage_classes: vec![("standard", true), ("fast", false)],
+        }
+    }
+}
+
+#[derive(Default)]
+struct Store {
+    /// Objects by their path (`/api/v1/namespaces/lab`), without a trailing slash.
+    objects: BTreeMap<String, Value>,
+    version: u64,
+    kubevirt: bool,
+    /// Every request, as `METHOD path`, for tests that count them.
+    requests: Vec<String>,
+}
+
+pub struct StandIn {
+    pub addr: SocketAddr,
+    store: Arc<Mutex<Store>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StandIn {
+    /// Starts serving on a free port of 127.0.0.1, on a thread of its own.
+    pub fn start(cluster: Cluster) -> StandIn {
+        let store = Arc::new(Mutex::new(Store {
+            kubevirt: cluster.kubevirt,
+            ..Store::default()
+        }));
+        {
+            let mut s = store.lock().unwrap();
+            for ns in &cluster.namespaces {
+                let path = format!("/api/v1/namespaces/{ns}");
+                s.insert(
+                    &path,
+                    json!({"apiVersion": "v1", "kind": "Namespace",
+                    "metadata": {"name": ns}, "status": {"phase": "Active"}}),
+                );
+            }
+            for (name, default) in &cluster.storage_classes {
+                let mut annotations = serde_json::Map::new();
+                if *default {
+                    annotations.insert(
+                        "storageclass.kubernetes.io/is-default-class".into(),
+                        "true".into(),
+                    );
+                }
+                let path = format!("/apis/storage.k8s.io/v1/storageclasses/{name}");
+                s.insert(
+                    &path,
+                    json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+                    "metadata": {"name": name, "annotations": annotations},
+                    "provisioner": "stand-in", "allowVolumeExpansion": true}),
+                );
+            }
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("address");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let shared = store.clone();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let app = axum::Router::new().fallback(handle).with_state(shared);
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stopped.await;
+                    })
+                    .await;
+            });
+        });
+        StandIn {
+            addr,
+            store,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// A kubeconfig that points at the stand-in, with `namespace` as its context's.
+    pub fn kubeconfig(&self, dir: &Path, namespace: &str) -> PathBuf {
+        StandIn::kubeconfig_for(dir, "kubeconfig", &self.addr.to_string(), namespace)
+    }
+
+    /// A kubeconfig, in `dir/file`, for a server at `addr` (which may be nothing at all).
+    pub fn kubeconfig_for(dir: &Path, file: &str, addr: &str, namespace: &str) -> PathBuf {
+        std::fs::create_dir_all(dir).expect("kubeconfig directory");
+        let path = dir.join(file);
+        let text = format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: standin\n\
+             clusters:\n- name: standin\n  cluster:\n    server: http://{addr}\n\
+             contexts:\n- name: standin\n  context:\n    cluster: standin\n    user: tester\n    namespace: {namespace}\n\
+             users:\n- name: tester\n  user: {{}}\n"
+        );
+        std::fs::write(&path, text).expect("kubeconfig");
+        path
+    }
+
+    /// The requests served so far, as `METHOD path`.
+    pub fn requests(&self) -> Vec<String> {
+        self.store.lock().unwrap().requests.clone()
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Store {
+    fn insert(&mut self, path: &str, mut object: Value) {
+        self.version += 1;
+        object["metadata"]["resourceVersion"] = self.version.to_string().into();
+        self.objects.insert(path.to_string(), object);
+    }
+}
+
+/// A `Status` body, as the API server sends for errors.
+fn status(code: StatusCode, reason: &str, message: String) -> Response {
+    let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+        "status": "Failure", "message": message, "reason": reason, "code": code.as_u16()});
+    (code, Json(body)).into_response()
+}
+
+/// `app=web,tier=db`: equality terms only, which is all siteplan sends.
+fn selected(object: &Value, selector: Option<&String>) -> bool {
+    let Some(selector) = selector.filter(|s| !s.is_empty()) else {
+        return true;
+    };
+    selector.split(',').all(|term| {
+        let (key, want) = term.split_once('=').unwrap_or((term, ""));
+        let want = want.trim_start_matches('=');
+        object["metadata"]["labels"][key.trim()].as_str() == Some(want.trim())
+    })
+}
+
+async fn handle(
+    State(store): State<Arc<Mutex<Store>>>,
+    method: Method,
+    uri: Uri,
+    Query(query): Query<BTreeMap<String, String>>,
+    _body: Bytes,
+) -> Response {
+    let path = uri.path().trim_end_matches('/').to_string();
+    let mut store = store.lock().unwrap();
+    store.requests.push(format!("{method} {path}"));
+    if method != Method::GET {
+        return status(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            format!("the stand-in does not serve {method} yet"),
+        );
+    }
+    match path.as_str() {
+        "/version" => {
+            return Json(
+                json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-standin",
+                "platform": "linux/amd64"}),
+            )
+            .into_response()
+        }
+        "/api" => {
+            return Json(json!({"kind": "APIVersions", "versions": ["v1"],
+                "serverAddressByClientCIDRs": []}))
+            .into_response()
+        }
+        "/apis" => {
+            let mut groups = vec![("storage.k8s.io", "v1")];
+            if store.kubevirt {
+                groups.extend([
+                    ("kubevirt.io", "v1"),
+                    ("cdi.kubevirt.io", "v1beta1"),
+                    ("k8s.cni.cncf.io", "v1"),
+                ]);
+            }
+            let groups: Vec<Value> = groups
+                .into_iter()
+                .map(|(name, version)| {
+                    let gv =
+                        json!({"groupVersion": format!("{name}/{version}"), "version": version});
+                    json!({"name": name, "versions": [gv.clone()], "preferredVersion": gv})
+                })
+                .collect();
+            return Json(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
+                .into_response();
+        }
+        _ => {}
+    }
+    if let Some(object) = store.objects.get(&path) {
+        return Json(object.clone()).into_response();
+    }
+    // A list: the objects one level below this path.
+    let prefix = format!("{path}/");
+    let items: Vec<Value> = store
+        .objects
+        .iter()
+        .filter(|(p, _)| {
+            p.strip_prefix(&prefix)
+                .is_some_and(|rest| !rest.contains('/'))
+        })
+        .map(|(_, o)| o.clone())
+        .filter(|o| selected(o, query.get("labelSelector")))
+        .collect();
+    let segments: Vec<&str> = path.split('/').collect();
+    let is_collection = matches!(
+        segments.as_slice(),
+        ["", "api", "v1", _]
+            | ["", "api", "v1", "namespaces", _, _]
+            | ["", "apis", _, _, _]
+            | ["", "apis", _, _, "namespaces", _, _]
+    );
+    if is_collection {
+        let version = store.version.to_string();
+        return Json(json!({"kind": "List", "apiVersion": "v1",
+            "metadata": {"resourceVersion": version}, "items": items}))
+        .into_response();
+    }
+    let name = segments.last().copied().unwrap_or_default();
+    status(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!("\"{name}\" not found"),
+    )
+}
