@@ -155,6 +155,18 @@ enum Command {
         #[command(flatten)]
         plan: PlanArgs,
     },
+    /// Print, as YAML, the Kubernetes objects `apply` would send to a KubeVirt provider (for
+    /// committing manifests instead of applying them). Secret values are shown as (sensitive)
+    Export {
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// The KubeVirt provider, by its name in the providers file
+        #[arg(long)]
+        provider: Option<String>,
+        /// The plan's name, which marks what it creates. Default: the file's name without extension
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Print the plan's dependency graph
     Graph {
         #[command(flatten)]
@@ -254,6 +266,28 @@ pub fn run() -> ExitCode {
             Ok(text) => print(&text),
             Err(failure) => report_failure(&failure),
         },
+        Command::Export {
+            plan,
+            provider,
+            name,
+        } => {
+            let Ok(loaded) = load(&plan, false) else {
+                return ExitCode::from(EXIT_ERROR);
+            };
+            let request = Request {
+                provider,
+                overrides: plan.overrides(),
+                ..Request::new(&plan.file, name)
+            };
+            match block_on(ops::export(&request, &loaded)) {
+                Ok(Ok(documents)) => print(&documents),
+                Ok(Err(message)) => {
+                    say!("error: {message}");
+                    ExitCode::from(EXIT_ERROR)
+                }
+                Err(code) => code,
+            }
+        }
         Command::Graph { plan, format } => match load(&plan, false) {
             Ok(loaded) => print(&graph::render(&loaded.graph, format)),
             Err(code) => code,

@@ -52,6 +52,22 @@ pub async fn diff(
     }
 }
 
+/// `plan export`: the objects apply would send to a Kubernetes provider, as YAML documents.
+/// Nothing is asked of the cluster.
+pub async fn export(request: &Request, loaded: &Loaded) -> Result<String, String> {
+    let intents = intent::intents(&loaded.manifest, &request.name, &request.base)?;
+    let opened = open_provider(request.provider.as_deref()).await?;
+    let manifests = opened
+        .provider
+        .export(&intents, &crate::provider::Owner::plan(&request.name))?;
+    let mut text = String::new();
+    for manifest in manifests {
+        text.push_str("---\n");
+        text.push_str(&serde_norway::to_string(&manifest).map_err(|e| e.to_string())?);
+    }
+    Ok(text)
+}
+
 /// `plan apply`: makes the providers match the plan, after asking.
 pub async fn apply(
     request: &Request,

@@ -256,6 +256,21 @@ pub trait Provider: Send + Sync {
         &rules::LibvirtRules
     }
 
+    /// The objects `plan export` prints for a plan's intents, as the backend would send them
+    /// (Kubernetes manifests). Backends that take no manifests say so.
+    fn export(
+        &self,
+        intents: &crate::plan::intent::Intents,
+        owner: &Owner,
+    ) -> Result<Vec<serde_json::Value>, String> {
+        let _ = (intents, owner);
+        Err(format!(
+            "`plan export` prints Kubernetes objects, and the {} provider takes none: \
+             choose a kubevirt provider with --provider",
+            self.kind()
+        ))
+    }
+
     async fn create(&self, spec: &Spec, owner: &Owner) -> Result<Done, ProviderError>;
 
     /// Brings an owned resource to `spec` without replacing it. Attributes whose disruption is

@@ -98,7 +98,7 @@ impl Rules for LibvirtRules {
 
     fn needs(&self, live: &Spec) -> Vec<ResourceId> {
         match live {
-            Spec::Network(_) | Spec::Pool(_) => Vec::new(),
+            Spec::Network(_) | Spec::Pool(_) | Spec::Object(_) => Vec::new(),
             Spec::Volume(v) => {
                 let mut deps = vec![ResourceId::pool(&v.pool)];
                 if let Some((pool, name)) = &v.backing {
@@ -148,6 +148,8 @@ fn table(kind: ResourceKind, attribute: &str) -> Disruption {
         (ResourceKind::Vm, "running" | "autostart" | "disks" | "nics") => Live,
         (ResourceKind::Vm, "name") => Replace,
         (ResourceKind::Vm, _) => Reboot,
+        // Not the libvirt family's: whatever it is, made again.
+        _ => Replace,
     }
 }
 

@@ -18,6 +18,14 @@ pub enum ResourceKind {
     /// A volume in a pool: a VM's disk, a shared disk, an image, or a cloud-init seed.
     Volume,
     Vm,
+    /// Kubernetes objects (the KubeVirt backend's), named as kubectl names their kinds.
+    #[serde(rename = "virtualmachine")]
+    VirtualMachine,
+    #[serde(rename = "datavolume")]
+    DataVolume,
+    #[serde(rename = "networkattachmentdefinition")]
+    NetworkAttachmentDefinition,
+    Secret,
 }
 
 impl fmt::Display for ResourceKind {
@@ -27,7 +35,26 @@ impl fmt::Display for ResourceKind {
             ResourceKind::Pool => "pool",
             ResourceKind::Volume => "volume",
             ResourceKind::Vm => "vm",
+            ResourceKind::VirtualMachine => "virtualmachine",
+            ResourceKind::DataVolume => "datavolume",
+            ResourceKind::NetworkAttachmentDefinition => "networkattachmentdefinition",
+            ResourceKind::Secret => "secret",
         })
+    }
+}
+
+impl ResourceKind {
+    /// The Kubernetes object kind (`VirtualMachine`) and API version of a Kubernetes kind.
+    pub fn kube_type(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            ResourceKind::VirtualMachine => Some(("VirtualMachine", "kubevirt.io/v1")),
+            ResourceKind::DataVolume => Some(("DataVolume", "cdi.kubevirt.io/v1beta1")),
+            ResourceKind::NetworkAttachmentDefinition => {
+                Some(("NetworkAttachmentDefinition", "k8s.cni.cncf.io/v1"))
+            }
+            ResourceKind::Secret => Some(("Secret", "v1")),
+            _ => None,
+        }
     }
 }
 
@@ -87,6 +114,7 @@ pub enum Spec {
     Pool(PoolSpec),
     Volume(VolumeSpec),
     Vm(VmSpec),
+    Object(ObjectSpec),
 }
 
 impl Spec {
@@ -96,8 +124,28 @@ impl Spec {
             Spec::Pool(p) => ResourceId::pool(&p.name),
             Spec::Volume(v) => ResourceId::volume(&v.pool, &v.name),
             Spec::Vm(v) => ResourceId::vm(&v.name),
+            Spec::Object(o) => ResourceId {
+                kind: o.object,
+                name: o.name.clone(),
+                pool: None,
+            },
         }
     }
+}
+
+/// A Kubernetes object as siteplan sets it: its kind and name, and each field it sets by its
+/// path (`spec.runStrategy`), so that a diff names the fields that change. Lists are one value
+/// each. A Secret's data is held by digest (with its text for review, secrets replaced); its
+/// clear bytes travel beside, never serialised.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObjectSpec {
+    /// Which kind of object (the Spec's own tag is `kind: object`).
+    pub object: ResourceKind,
+    pub name: String,
+    #[serde(flatten)]
+    pub fields: std::collections::BTreeMap<String, serde_json::Value>,
+    #[serde(skip)]
+    pub secret_data: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,6 +6,8 @@
 //! and find storage classes, which play the part of a plan's pools. Plans are refused, naming
 //! the provider, until VMs, networks and images map onto KubeVirt's objects.
 
+pub mod objects;
+
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -187,6 +189,33 @@ impl Provider for KubevirtProvider {
              KubeVirt's objects yet; send these entries to a libvirt provider",
             self.cluster
         ))
+    }
+
+    /// The manifests apply will send: the plan's objects, marked as `owner`'s.
+    fn export(
+        &self,
+        intents: &crate::plan::intent::Intents,
+        owner: &Owner,
+    ) -> Result<Vec<serde_json::Value>, String> {
+        let desired = objects::lower(intents, &self.namespace)?;
+        Ok(desired
+            .resources
+            .iter()
+            .filter_map(|r| match &r.spec {
+                Spec::Object(object) => {
+                    let guarded = desired
+                        .guards
+                        .get(&r.spec.id())
+                        .is_some_and(|g| g.prevent_destroy);
+                    let owner = Owner {
+                        prevent_destroy: guarded,
+                        ..owner.clone()
+                    };
+                    Some(objects::manifest(object, &self.namespace, &owner))
+                }
+                _ => None,
+            })
+            .collect())
     }
 
     async fn create(&self, spec: &Spec, _: &Owner) -> Result<Done, ProviderError> {

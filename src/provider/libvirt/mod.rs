@@ -634,6 +634,11 @@ impl Inner {
                 format!("pool {} is active at {}", pool.name, pool.path)
             }
             Spec::Volume(vol) => self.create_volume(vol, &mark)?,
+            Spec::Object(_) => {
+                return Err(ProviderError::Invalid(format!(
+                    "{id}: libvirt holds no Kubernetes objects"
+                )))
+            }
             Spec::Vm(vm) => {
                 if self.domain(&vm.name).is_ok() {
                     return Err(ProviderError::backend(&id, "already exists"));
@@ -1158,6 +1163,14 @@ impl Inner {
         }
         let fail = |e: virt::error::Error| ProviderError::backend(id, err(e));
         let summary = match id.kind {
+            ResourceKind::VirtualMachine
+            | ResourceKind::DataVolume
+            | ResourceKind::NetworkAttachmentDefinition
+            | ResourceKind::Secret => {
+                return Err(ProviderError::Invalid(format!(
+                    "{id}: libvirt holds no Kubernetes objects"
+                )))
+            }
             ResourceKind::Vm => {
                 let d = self.domain(&id.name)?;
                 let xml = d.xml_desc(sys::VIR_DOMAIN_XML_INACTIVE).map_err(fail)?;

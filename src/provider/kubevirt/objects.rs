@@ -1,0 +1,444 @@
+//! A plan's intents as KubeVirt, CDI, Multus and core objects, and those objects as the
+//! manifests sent to the API server (`manifest`). Pure.
+//!
+//! The mapping follows kcli's where kcli is right: a VM is a `VirtualMachine` whose disks are
+//! `dataVolumeTemplates` (the first cloned from the VM's image), its networks the pod network
+//! (`default`, masquerade) or Multus attachments (bridge binding), and its cloud-init a Secret
+//! referenced by `cloudInitNoCloud`; an image is a CDI `DataVolume` importing its URL; a network
+//! a `NetworkAttachmentDefinition` (a bridge with host-local IPAM over the plan's CIDR); a pool
+//! the name of a storage class, which must exist.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Map, Value};
+
+use crate::plan::desired::{Desired, DesiredResource, ResourceGuards};
+use crate::plan::intent::{Intents, VmIntent, What};
+use crate::provider::spec::{ObjectSpec, ResourceId, ResourceKind, Spec};
+use crate::provider::Owner;
+
+/// Labels and annotations that mark what a plan made.
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const PLAN_LABEL: &str = "siteplan.io/plan";
+/// kcli's own mark, so `kcli list plan` on the cluster shows siteplan's plans.
+pub const KCLI_PLAN: &str = "kcli/plan";
+pub const CREATED_FROM: &str = "siteplan.io/created-from";
+pub const PREVENT_DESTROY: &str = "siteplan.io/prevent-destroy";
+
+/// A DataVolume needs a size to import into; kcli's default disk size.
+const DEFAULT_IMAGE_SIZE: &str = "10Gi";
+
+/// The objects a plan's intents become in `namespace`, or every reason they cannot.
+pub fn lower(intents: &Intents, namespace: &str) -> Result<Desired, String> {
+    let mut out = Desired::default();
+    let mut refused = Vec::new();
+    let mut add = |spec: ObjectSpec, entry: &str, depends_on: Vec<ResourceId>| {
+        out.resources.push(DesiredResource {
+            spec: Spec::Object(spec),
+            entry: entry.to_string(),
+            depends_on,
+        });
+    };
+    for item in &intents.items {
+        match &item.what {
+            What::Network(net) => {
+                if item.name == "default" {
+                    continue; // the pod network
+                }
+                let Some(cidr) = net.cidr else {
+                    refused.push(format!(
+                        "network {}: a KubeVirt network needs a `cidr` for its addresses",
+                        item.name
+                    ));
+                    continue;
+                };
+                let mut range = Map::new();
+                range.insert("subnet".into(), cidr.to_string().into());
+                if let Some((start, end)) = net.dhcp {
+                    range.insert("rangeStart".into(), start.to_string().into());
+                    range.insert("rangeEnd".into(), end.to_string().into());
+                }
+                if net.forwarding != crate::manifest::model::NetworkMode::Isolated {
+                    if let Some(gateway) = cidr.hosts().next() {
+                        range.insert("gateway".into(), gateway.to_string().into());
+                    }
+                }
+                let config = json!({
+                    "cniVersion": "0.3.1",
+                    "name": item.name,
+                    "type": "bridge",
+                    "bridge": net.bridge,
+                    "ipam": {"type": "host-local", "ranges": [[Value::Object(range)]]},
+                });
+                add(
+                    object(
+                        ResourceKind::NetworkAttachmentDefinition,
+                        &item.name,
+                        json!({"spec": {"config": config.to_string()}}),
+                    ),
+                    &item.entry,
+                    Vec::new(),
+                );
+            }
+            // On a cluster, a pool is a storage class, which a plan names but does not make.
+            What::Storage(storage) => refused.push(format!(
+                "pool {}: on KubeVirt a pool is a storage class, which siteplan does not create \
+                 (and `path: {}` has no meaning there); remove the entry and set the VMs' `pool` \
+                 to an existing storage class, or `default`",
+                item.name, storage.path
+            )),
+            What::Image(image) => {
+                let Some(url) = &image.url else {
+                    out.external.push(pvc(&item.name));
+                    continue;
+                };
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    refused.push(format!(
+                        "image {}: a KubeVirt cluster imports images over http(s), and `{url}` \
+                         is a file on this machine",
+                        item.name
+                    ));
+                    continue;
+                }
+                let mut storage = json!({"resources": {"requests": {
+                    "storage": image.size_bytes.map_or(DEFAULT_IMAGE_SIZE.to_string(), quantity)
+                }}});
+                if let Some(class) = storage_class(&image.storage.name) {
+                    storage["storageClassName"] = class.into();
+                }
+                add(
+                    object(
+                        ResourceKind::DataVolume,
+                        &item.name,
+                        json!({"spec": {"source": {"http": {"url": url}}, "storage": storage}}),
+                    ),
+                    &item.entry,
+                    Vec::new(),
+                );
+            }
+            What::Disk(_) => refused.push(format!(
+                "disk {}: disks shared by several VMs are not supported on KubeVirt yet",
+                item.name
+            )),
+            What::Vm(vm) => {
+                if vm.boot.is_some() {
+                    refused.push(format!(
+                        "vm {}: direct kernel boot (`kernel`) is not supported on KubeVirt; \
+                         boot from the image's own disk",
+                        item.name
+                    ));
+                    continue;
+                }
+                if !vm.shared_disks.is_empty() {
+                    continue; // refused with the disk
+                }
+                let mut needs = Vec::new();
+                for disk in &vm.disks {
+                    if let Some(image) = &disk.image {
+                        needs.push(if image.declared {
+                            ResourceId {
+                                kind: ResourceKind::DataVolume,
+                                name: image.name.clone(),
+                                pool: None,
+                            }
+                        } else {
+                            pvc(&image.name)
+                        });
+                    }
+                }
+                for nic in &vm.nics {
+                    if nic.network.name != "default" && nic.network.declared {
+                        needs.push(ResourceId {
+                            kind: ResourceKind::NetworkAttachmentDefinition,
+                            name: nic.network.name.clone(),
+                            pool: None,
+                        });
+                    }
+                }
+                if let Some(cloud) = &vm.cloud_init {
+                    let name = cloud_init_secret(&item.name);
+                    let mut fields = BTreeMap::new();
+                    fields.insert("type".into(), "Opaque".into());
+                    fields.insert("content.sha256".into(), cloud.sha256.clone().into());
+                    fields.insert("content.review".into(), cloud.review.clone().into());
+                    let secret_data = BTreeMap::from([
+                        ("userdata".to_string(), cloud.documents.user_data.clone()),
+                        (
+                            "networkdata".to_string(),
+                            cloud.documents.network_config.clone(),
+                        ),
+                    ]);
+                    add(
+                        ObjectSpec {
+                            object: ResourceKind::Secret,
+                            name: name.clone(),
+                            fields,
+                            secret_data,
+                        },
+                        &item.entry,
+                        Vec::new(),
+                    );
+                    needs.push(ResourceId {
+                        kind: ResourceKind::Secret,
+                        name,
+                        pool: None,
+                    });
+                }
+                add(
+                    object(
+                        ResourceKind::VirtualMachine,
+                        &item.name,
+                        virtual_machine(&item.name, vm, namespace),
+                    ),
+                    &item.entry,
+                    needs,
+                );
+            }
+        }
+    }
+    if !refused.is_empty() {
+        return Err(refused.join("\n"));
+    }
+    for r in &out.resources {
+        if let Some(item) = intents.items.iter().find(|i| i.entry == r.entry) {
+            out.guards.insert(
+                r.spec.id(),
+                ResourceGuards {
+                    prevent_destroy: item.guards.prevent_destroy,
+                    create_before_destroy: item.guards.create_before_destroy,
+                    ignore: Vec::new(),
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// An image the plan does not declare: a PVC of that name must exist in the namespace.
+fn pvc(name: &str) -> ResourceId {
+    ResourceId {
+        kind: ResourceKind::DataVolume,
+        name: name.to_string(),
+        pool: None,
+    }
+}
+
+pub fn cloud_init_secret(vm: &str) -> String {
+    format!("{vm}-cloudinit")
+}
+
+/// A plan's `pool` as a storage class: `default` is the cluster's default (named by no one).
+fn storage_class(pool: &str) -> Option<&str> {
+    (pool != "default").then_some(pool)
+}
+
+/// Bytes as a Kubernetes quantity, in the largest binary unit that divides them.
+fn quantity(bytes: u64) -> String {
+    for (unit, size) in [
+        ("Ti", 1u64 << 40),
+        ("Gi", 1 << 30),
+        ("Mi", 1 << 20),
+        ("Ki", 1 << 10),
+    ] {
+        if bytes >= size && bytes.is_multiple_of(size) {
+            return format!("{}{unit}", bytes / size);
+        }
+    }
+    bytes.to_string()
+}
+
+fn virtual_machine(name: &str, vm: &VmIntent, namespace: &str) -> Value {
+    let mut disks = Vec::new();
+    let mut volumes = Vec::new();
+    let mut templates = Vec::new();
+    for (i, disk) in vm.disks.iter().enumerate() {
+        let volume = format!("disk{i}");
+        let dv = format!("{name}-disk{i}");
+        let mut entry = json!({"name": volume, "disk": {"bus": "virtio"}});
+        if i == 0 {
+            entry["bootOrder"] = 1.into();
+        }
+        disks.push(entry);
+        volumes.push(json!({"name": volume, "dataVolume": {"name": dv}}));
+        let source = match &disk.image {
+            Some(image) => json!({"pvc": {"namespace": namespace, "name": image.name}}),
+            None => json!({"blank": {}}),
+        };
+        let mut storage =
+            json!({"resources": {"requests": {"storage": quantity(disk.size_bytes)}}});
+        if let Some(class) = storage_class(&disk.storage.name) {
+            storage["storageClassName"] = class.into();
+        }
+        templates.push(
+            json!({"metadata": {"name": dv}, "spec": {"source": source, "storage": storage}}),
+        );
+    }
+    if vm.cloud_init.is_some() {
+        let secret = cloud_init_secret(name);
+        disks.push(json!({"name": "cloudinit", "disk": {"bus": "virtio"}}));
+        volumes.push(json!({"name": "cloudinit", "cloudInitNoCloud": {
+            "secretRef": {"name": secret}, "networkDataSecretRef": {"name": secret}}}));
+    }
+    let mut interfaces = Vec::new();
+    let mut networks = Vec::new();
+    for nic in &vm.nics {
+        let net = &nic.network.name;
+        let mut interface = json!({"name": net, "macAddress": nic.mac, "model": nic.model});
+        if net == "default" {
+            interface["masquerade"] = json!({});
+            networks.push(json!({"name": net, "pod": {}}));
+        } else {
+            interface["bridge"] = json!({});
+            networks.push(json!({"name": net, "multus": {"networkName": net}}));
+        }
+        interfaces.push(interface);
+    }
+    let memory = format!("{}Mi", vm.memory_mib);
+    let mut domain = json!({
+        "cpu": {"cores": vm.cpus},
+        "memory": {"guest": memory},
+        "resources": {"requests": {"memory": memory}},
+        "devices": {"disks": disks, "interfaces": interfaces},
+    });
+    if vm.uefi {
+        domain["firmware"] = json!({"bootloader": {"efi": {}}});
+    }
+    json!({"spec": {
+        "runStrategy": if vm.start { "Always" } else { "Halted" },
+        "dataVolumeTemplates": templates,
+        "template": {
+            "metadata": {"labels": {"kubevirt.io/domain": name}},
+            "spec": {"domain": domain, "networks": networks, "volumes": volumes},
+        },
+    }})
+}
+
+/// An object from its fields as a tree.
+fn object(kind: ResourceKind, name: &str, tree: Value) -> ObjectSpec {
+    let mut fields = BTreeMap::new();
+    flatten("", &tree, &mut fields);
+    ObjectSpec {
+        object: kind,
+        name: name.to_string(),
+        fields,
+        secret_data: BTreeMap::new(),
+    }
+}
+
+/// Maps become dotted paths down to their leaves; a list is one value.
+fn flatten(prefix: &str, value: &Value, out: &mut BTreeMap<String, Value>) {
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            for (key, v) in map {
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                flatten(&path, v, out);
+            }
+        }
+        leaf => {
+            out.insert(prefix.to_string(), leaf.clone());
+        }
+    }
+}
+
+/// The tree of maps the dotted paths describe (the inverse of `flatten`).
+fn unflatten(fields: &BTreeMap<String, Value>) -> Value {
+    let mut tree = Map::new();
+    for (path, value) in fields {
+        let parts = split_path(path);
+        let Some((last, parents)) = parts.split_last() else {
+            continue;
+        };
+        let mut node = &mut tree;
+        for part in parents {
+            let child = node
+                .entry(part.clone())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !child.is_object() {
+                *child = Value::Object(Map::new());
+            }
+            let Value::Object(map) = child else {
+                unreachable!("made a map just above")
+            };
+            node = map;
+        }
+        node.insert(last.clone(), value.clone());
+    }
+    Value::Object(tree)
+}
+
+/// `spec.template.metadata.labels.kubevirt.io/domain` → […, `labels`, `kubevirt.io/domain`]:
+/// after `labels` or `annotations`, the rest is one key.
+fn split_path(path: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut rest = path;
+    while let Some((head, tail)) = rest.split_once('.') {
+        parts.push(head.to_string());
+        rest = tail;
+        if head == "labels" || head == "annotations" {
+            break;
+        }
+    }
+    parts.push(rest.to_string());
+    parts
+}
+
+/// The manifest sent to the API server (and printed by `plan export`): the object with its
+/// namespace and the plan's marks: labels to find it by, kcli's annotation, and the fields it
+/// was made from (a Secret's by digest).
+pub fn manifest(spec: &ObjectSpec, namespace: &str, owner: &Owner) -> Value {
+    let (kind, api_version) = spec.object.kube_type().unwrap_or(("Unknown", "v1"));
+    let mut body = match spec.object {
+        ResourceKind::Secret => {
+            let mut body =
+                json!({"type": spec.fields.get("type").cloned().unwrap_or("Opaque".into())});
+            body["stringData"] = serde_json::to_value(&spec.secret_data).unwrap_or_default();
+            body
+        }
+        _ => unflatten(&spec.fields),
+    };
+    let created_from = serde_json::to_string(&spec.fields).unwrap_or_default();
+    let mut annotations = json!({KCLI_PLAN: owner.plan, CREATED_FROM: created_from});
+    if owner.prevent_destroy {
+        annotations[PREVENT_DESTROY] = "true".into();
+    }
+    let mut manifest = json!({
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": {
+            "name": spec.name,
+            "namespace": namespace,
+            "labels": {MANAGED_BY: "siteplan", PLAN_LABEL: owner.plan},
+            "annotations": annotations,
+        },
+    });
+    if let (Some(target), Value::Object(fields)) = (manifest.as_object_mut(), body.take()) {
+        target.extend(fields);
+    }
+    manifest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_round_trip_with_label_keys_kept_whole() {
+        let tree = json!({"spec": {"runStrategy": "Always", "template": {"metadata": {"labels":
+            {"kubevirt.io/domain": "web1"}}, "spec": {"networks": [{"name": "default", "pod": {}}]}}}});
+        let mut fields = BTreeMap::new();
+        flatten("", &tree, &mut fields);
+        assert!(fields.contains_key("spec.template.metadata.labels.kubevirt.io/domain"));
+        assert_eq!(unflatten(&fields), tree);
+    }
+
+    #[test]
+    fn quantities() {
+        assert_eq!(quantity(10 << 30), "10Gi");
+        assert_eq!(quantity(1536 << 20), "1536Mi");
+        assert_eq!(quantity(1000), "1000");
+    }
+}
