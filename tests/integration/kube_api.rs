@@ -5,6 +5,14 @@
 //! selectors, `resourceVersion`, and `Status` bodies for errors. Objects are JSON values kept in
 //! memory, by path; a test seeds the ones the cluster has (namespaces, storage classes).
 //!
+//! Writes: server-side apply (`PATCH` with `fieldManager`, creating what is not there), and
+//! `DELETE`. An apply replaces what the object held apart from its `status` and its identity
+//! (uid, creation time), and merges labels and annotations: enough for one field manager,
+//! which is all siteplan is. A Secret's `stringData` is folded into base64 `data`, as the real
+//! server does. And what KubeVirt and CDI would do at once: a VirtualMachine's
+//! `status.printableStatus` follows its `runStrategy`, a DataVolume's `status.phase` is
+//! `Succeeded`.
+//!
 //! It lives with the tests, not in the product.
 
 use std::collections::BTreeMap;
@@ -137,6 +145,21 @@ impl StandIn {
         path
     }
 
+    /// Puts an object there, as another tool would (no siteplan mark).
+    pub fn seed(&self, path: &str, object: Value) {
+        self.store.lock().unwrap().insert(path, object);
+    }
+
+    /// The paths of the objects there now.
+    pub fn paths(&self) -> Vec<String> {
+        self.store.lock().unwrap().objects.keys().cloned().collect()
+    }
+
+    /// An object, if it is there.
+    pub fn object(&self, path: &str) -> Option<Value> {
+        self.store.lock().unwrap().objects.get(path).cloned()
+    }
+
     /// The requests served so far, as `METHOD path`.
     pub fn requests(&self) -> Vec<String> {
         self.store.lock().unwrap().requests.clone()
@@ -169,6 +192,39 @@ fn status(code: StatusCode, reason: &str, message: String) -> Response {
     (code, Json(body)).into_response()
 }
 
+/// What the API server and the controllers do to an object as it is stored.
+fn controllers(object: &mut Value) {
+    use base64::Engine;
+    match object["kind"].as_str() {
+        Some("Secret") => {
+            if let Some(strings) = object["stringData"].as_object().cloned() {
+                let mut data = object["data"].as_object().cloned().unwrap_or_default();
+                for (key, value) in strings {
+                    let text = value.as_str().unwrap_or_default();
+                    data.insert(
+                        key,
+                        base64::engine::general_purpose::STANDARD
+                            .encode(text)
+                            .into(),
+                    );
+                }
+                object["data"] = Value::Object(data);
+                if let Some(map) = object.as_object_mut() {
+                    map.remove("stringData");
+                }
+            }
+        }
+        Some("VirtualMachine") => {
+            let running = object["spec"]["runStrategy"].as_str() == Some("Always");
+            object["status"]["printableStatus"] =
+                if running { "Running" } else { "Stopped" }.into();
+            object["status"]["ready"] = running.into();
+        }
+        Some("DataVolume") => object["status"]["phase"] = "Succeeded".into(),
+        _ => {}
+    }
+}
+
 /// `app=web,tier=db`: equality terms only, which is all siteplan sends.
 fn selected(object: &Value, selector: Option<&String>) -> bool {
     let Some(selector) = selector.filter(|s| !s.is_empty()) else {
@@ -186,17 +242,88 @@ async fn handle(
     method: Method,
     uri: Uri,
     Query(query): Query<BTreeMap<String, String>>,
-    _body: Bytes,
+    body: Bytes,
 ) -> Response {
     let path = uri.path().trim_end_matches('/').to_string();
     let mut store = store.lock().unwrap();
     store.requests.push(format!("{method} {path}"));
-    if method != Method::GET {
-        return status(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "MethodNotAllowed",
-            format!("the stand-in does not serve {method} yet"),
-        );
+    let name = path.rsplit('/').next().unwrap_or_default().to_string();
+    match method {
+        Method::PATCH => {
+            if !query.contains_key("fieldManager") {
+                return status(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    "fieldManager is required for apply patch".into(),
+                );
+            }
+            let Ok(mut applied) = serde_json::from_slice::<Value>(&body) else {
+                return status(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    "the body is not JSON".into(),
+                );
+            };
+            if applied["metadata"]["name"].as_str() != Some(name.as_str()) {
+                return status(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Invalid",
+                    format!("metadata.name must be {name}"),
+                );
+            }
+            let existing = store.objects.get(&path).cloned();
+            if let Some(existing) = &existing {
+                for key in ["labels", "annotations"] {
+                    let mut merged = existing["metadata"][key]
+                        .as_object()
+                        .cloned()
+                        .unwrap_or_default();
+                    merged.extend(
+                        applied["metadata"][key]
+                            .as_object()
+                            .cloned()
+                            .unwrap_or_default(),
+                    );
+                    applied["metadata"][key] = Value::Object(merged);
+                }
+                for key in ["uid", "creationTimestamp"] {
+                    applied["metadata"][key] = existing["metadata"][key].clone();
+                }
+                if !existing["status"].is_null() {
+                    applied["status"] = existing["status"].clone();
+                }
+            } else {
+                applied["metadata"]["uid"] = format!("uid-{}", store.version + 1).into();
+                applied["metadata"]["creationTimestamp"] = "2026-11-24T00:00:00Z".into();
+            }
+            controllers(&mut applied);
+            store.insert(&path, applied);
+            let stored = store.objects.get(&path).cloned().unwrap_or_default();
+            let code = if existing.is_some() {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
+            return (code, Json(stored)).into_response();
+        }
+        Method::DELETE => {
+            return match store.objects.remove(&path) {
+                Some(gone) => Json(gone).into_response(),
+                None => status(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    format!("\"{name}\" not found"),
+                ),
+            };
+        }
+        Method::GET => {}
+        other => {
+            return status(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                format!("the stand-in does not serve {other}"),
+            )
+        }
     }
     match path.as_str() {
         "/version" => {

@@ -93,7 +93,7 @@ fn kubevirt_providers_show_their_health_and_why() {
 }
 
 #[test]
-fn a_plan_sent_to_kubevirt_is_refused_until_the_mapping_exists_and_nothing_is_changed() {
+fn a_plan_kubevirt_cannot_hold_is_refused_and_nothing_is_changed() {
     let tmp = tempfile::tempdir().expect("tmp");
     let good = StandIn::start(Cluster::default());
     let bare = StandIn::start(Cluster::default());
@@ -105,7 +105,7 @@ fn a_plan_sent_to_kubevirt_is_refused_until_the_mapping_exists_and_nothing_is_ch
     assert_eq!(out.code(), Some(1), "{}", out.text());
     assert!(
         out.stderr
-            .contains("the KubeVirt backend does not apply plans yet"),
+            .contains("pool/labpool: provider `kv` has no storage in host directories"),
         "{}",
         out.stderr
     );
@@ -114,6 +114,127 @@ fn a_plan_sent_to_kubevirt_is_refused_until_the_mapping_exists_and_nothing_is_ch
         "{:?}",
         good.requests()
     );
+}
+
+/// A small lab on the stand-in, with parameters to change it.
+const LAB: &str = "parameters:\n  memory: 1024\n  cpus: 1\n  second: true\n\
+kvnet:\n  type: network\n  cidr: 10.121.0.0/24\n\
+bookworm:\n  type: image\n  url: https://example.org/debian-12.qcow2\n\
+kv1:\n  image: bookworm\n  memory: {{ memory }}\n  numcpus: {{ cpus }}\n  nets: [default, kvnet]\n  cmds: [echo hello]\n\
+{% if second %}kv2:\n  image: bookworm\n  start: false\n  nets: [kvnet]\n{% endif %}";
+
+#[test]
+fn a_plan_applies_to_kubevirt_diffs_clean_changes_and_is_destroyed_leaving_others_alone() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cluster = StandIn::start(Cluster::default());
+    let bare = StandIn::start(Cluster::default());
+    let file = providers(tmp.path(), &cluster, &bare);
+    let plan_file = tmp.path().join("kvlab.yml");
+    std::fs::write(&plan_file, LAB).expect("plan");
+    let theirs = "/apis/kubevirt.io/v1/namespaces/lab/virtualmachines/theirs";
+    cluster.seed(
+        theirs,
+        serde_json::json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+            "metadata": {"name": "theirs", "namespace": "lab"}, "spec": {"runStrategy": "Always"}}),
+    );
+    let run = |args: &[&str], params: &[&str]| {
+        Plan::new(args)
+            .args(&[&plan_file.to_string_lossy(), "--provider", "kv"])
+            .params(params)
+            .env("SITEPLAN_PROVIDERS", &file)
+            .env("XDG_STATE_HOME", tmp.path().join("state"))
+            .run()
+    };
+
+    let applied = run(&["apply", "--yes"], &[]);
+    assert!(applied.ok(), "{}", applied.text());
+    assert!(
+        applied.stderr.contains("0 failed, 0 skipped"),
+        "{}",
+        applied.text()
+    );
+    let vm = "/apis/kubevirt.io/v1/namespaces/lab/virtualmachines/kv1";
+    let made = cluster.object(vm).expect("kv1 exists");
+    assert_eq!(made["metadata"]["labels"]["siteplan.io/plan"], "kvlab");
+    assert_eq!(made["metadata"]["annotations"]["kcli/plan"], "kvlab");
+    assert_eq!(
+        made["spec"]["template"]["spec"]["domain"]["memory"]["guest"],
+        "1024Mi"
+    );
+    let secret = cluster
+        .object("/api/v1/namespaces/lab/secrets/kv1-cloudinit")
+        .expect("the cloud-init secret");
+    assert!(secret["data"]["userdata"].is_string(), "{secret}");
+    for path in [
+        "/apis/cdi.kubevirt.io/v1beta1/namespaces/lab/datavolumes/bookworm",
+        "/apis/k8s.cni.cncf.io/v1/namespaces/lab/network-attachment-definitions/kvnet",
+        "/apis/kubevirt.io/v1/namespaces/lab/virtualmachines/kv2",
+    ] {
+        assert!(cluster.object(path).is_some(), "{path} was not made");
+    }
+
+    let diff = run(&["diff"], &[]);
+    assert!(diff.ok(), "{}", diff.text());
+    assert!(diff.stdout.starts_with("No changes."), "{}", diff.stdout);
+
+    // More memory and cpus for the running VM: it must restart to get them.
+    let diff = run(&["diff"], &["memory=2048", "cpus=2"]);
+    assert!(
+        diff.stdout
+            .contains("~ virtualmachine/kv1 (needs a reboot)"),
+        "{}",
+        diff.stdout
+    );
+    let memory = diff
+        .stdout
+        .lines()
+        .find(|l| l.contains("spec.template.spec.domain.memory.guest:"))
+        .unwrap_or_default();
+    assert!(
+        memory.ends_with("\"1024Mi\" → \"2048Mi\""),
+        "{}",
+        diff.stdout
+    );
+    let changed = run(&["apply", "--yes"], &["memory=2048", "cpus=2"]);
+    assert!(changed.ok(), "{}", changed.text());
+    let diff = run(&["diff"], &["memory=2048", "cpus=2"]);
+    assert!(diff.stdout.starts_with("No changes."), "{}", diff.stdout);
+
+    // Drift: another tool stops the VM; the plan says it runs, and the diff says so.
+    let mut stopped = cluster.object(vm).expect("kv1");
+    stopped["spec"]["runStrategy"] = "Halted".into();
+    cluster.seed(vm, stopped);
+    let diff = run(&["diff"], &["memory=2048", "cpus=2"]);
+    let strategy = diff
+        .stdout
+        .lines()
+        .find(|l| l.contains("spec.runStrategy:"))
+        .unwrap_or_default();
+    assert!(
+        strategy.ends_with("\"Halted\" → \"Always\""),
+        "{}",
+        diff.stdout
+    );
+
+    // A VM dropped from the plan is deleted; everything else stays.
+    let dropped = run(
+        &["apply", "--yes"],
+        &["memory=2048", "cpus=2", "second=false"],
+    );
+    assert!(dropped.ok(), "{}", dropped.text());
+    assert!(cluster
+        .object("/apis/kubevirt.io/v1/namespaces/lab/virtualmachines/kv2")
+        .is_none());
+    assert!(cluster.object(vm).is_some());
+
+    let destroyed = run(&["destroy", "--yes"], &["second=false"]);
+    assert!(destroyed.ok(), "{}", destroyed.text());
+    let left: Vec<String> = cluster
+        .paths()
+        .into_iter()
+        .filter(|p| p.contains("/namespaces/lab/") && !p.ends_with("/namespaces/lab"))
+        .collect();
+    assert_eq!(left, [theirs.to_string()], "destroy left or took too much");
 }
 
 /// Every field path the exported objects may have, written from the API references

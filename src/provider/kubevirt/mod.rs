@@ -1,27 +1,31 @@
 //! The KubeVirt backend: a Kubernetes cluster with KubeVirt and CDI, through kube's client (no
 //! kubectl, no shell).
 //!
-//! What it does so far: connect from a kubeconfig (a context, a namespace), say whether the
-//! cluster can be used (the API answers, KubeVirt and CDI are served, the namespace exists),
-//! and find storage classes, which play the part of a plan's pools. Plans are refused, naming
-//! the provider, until VMs, networks and images map onto KubeVirt's objects.
+//! It connects from a kubeconfig (a context, a namespace) and says whether the cluster can be
+//! used (the API answers, KubeVirt and CDI are served, the namespace exists). A plan becomes
+//! objects (`objects.rs`), found again by one LIST per kind with the plan's label, and sent by
+//! server-side apply under one field manager, so fields other controllers own are left alone.
+//! Storage classes play the part of a plan's pools.
 
 pub mod objects;
+pub mod rules;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::Value;
 
-use super::spec::{PoolSpec, ResourceId, ResourceKind, Spec};
+use super::spec::{ObjectSpec, PoolSpec, ResourceId, ResourceKind, Spec};
 use super::{
-    AddressQuery, Addresses, Done, Health, HealthStatus, LiveResource, Observed, Owner, Provider,
-    ProviderError, Scope,
+    AddressQuery, Addresses, Done, Health, HealthStatus, LiveResource, Observed, Owner, OwnerMark,
+    Provider, ProviderError, Scope,
 };
 use crate::registry::config::KubevirtSettings;
+use objects::{CREATED_FROM, PLAN_LABEL, PREVENT_DESTROY};
 
 /// The API groups a cluster must serve for siteplan to put VMs on it, with the version used.
 pub const REQUIRED_APIS: &[(&str, &str, &str)] = &[
@@ -38,6 +42,67 @@ const DEFAULT_CLASS: &str = "storageclass.kubernetes.io/is-default-class";
 
 /// How long one request may take: a cluster that does not answer is unavailable, not a hang.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The field manager siteplan's server-side applies are made under.
+const FIELD_MANAGER: &str = "siteplan";
+
+/// How long a delete may take to finish (finalizers, a VM shutting down).
+const DELETE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The kinds of object siteplan makes on a cluster.
+const KINDS: [ResourceKind; 4] = [
+    ResourceKind::NetworkAttachmentDefinition,
+    ResourceKind::DataVolume,
+    ResourceKind::Secret,
+    ResourceKind::VirtualMachine,
+];
+
+/// The API resource of one of `KINDS`.
+fn api_resource(kind: ResourceKind) -> ApiResource {
+    let (object_kind, api_version) = kind.kube_type().unwrap_or(("Unknown", "v1"));
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let plural = match kind {
+        ResourceKind::VirtualMachine => "virtualmachines",
+        ResourceKind::DataVolume => "datavolumes",
+        ResourceKind::NetworkAttachmentDefinition => "network-attachment-definitions",
+        _ => "secrets",
+    };
+    ApiResource {
+        group: group.into(),
+        version: version.into(),
+        api_version: api_version.into(),
+        kind: object_kind.into(),
+        plural: plural.into(),
+    }
+}
+
+/// What a live object's labels and annotations say: the plan that made it, from what.
+fn mark_of(kind: ResourceKind, live: &Value) -> Option<OwnerMark> {
+    let plan = live["metadata"]["labels"][PLAN_LABEL].as_str()?;
+    let annotations = &live["metadata"]["annotations"];
+    let fields = annotations[CREATED_FROM]
+        .as_str()
+        .and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or_default();
+    Some(OwnerMark {
+        plan: plan.to_string(),
+        spec: Spec::Object(ObjectSpec {
+            object: kind,
+            name: live["metadata"]["name"].as_str().unwrap_or_default().into(),
+            fields,
+            secret_data: Default::default(),
+        }),
+        prevent_destroy: annotations[PREVENT_DESTROY].as_str() == Some("true"),
+    })
+}
+
+/// Whether a live VirtualMachine runs, or is on its way (what `start` asks for).
+fn runs(live: &Value) -> bool {
+    match live["status"]["printableStatus"].as_str() {
+        Some(status) => !matches!(status, "Stopped" | "Stopping" | "Terminating"),
+        None => live["spec"]["runStrategy"].as_str() == Some("Always"),
+    }
+}
 
 pub struct KubevirtProvider {
     client: kube::Client,
@@ -77,6 +142,96 @@ impl KubevirtProvider {
             namespace,
             cluster,
         })
+    }
+
+    fn api(&self, kind: ResourceKind) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), &self.namespace, &api_resource(kind))
+    }
+
+    /// A live object as JSON, if it exists.
+    async fn get(&self, id: &ResourceId) -> Result<Option<Value>, ProviderError> {
+        let found = self
+            .api(id.kind)
+            .get_opt(&id.name)
+            .await
+            .map_err(|e| ProviderError::backend(id, e))?;
+        Ok(found.and_then(|o| serde_json::to_value(o).ok()))
+    }
+
+    /// One kind's objects: the plan's (by label), and those `named`.
+    async fn list(
+        &self,
+        kind: ResourceKind,
+        plan: &str,
+        named: Vec<String>,
+    ) -> Result<Vec<Value>, ProviderError> {
+        let failed = |e: kube::Error| {
+            ProviderError::Connection(format!("listing {}s: {e}", api_resource(kind).kind))
+        };
+        let api = self.api(kind);
+        let mut found: Vec<Value> = Vec::new();
+        if !plan.is_empty() {
+            let marked = api
+                .list(&ListParams::default().labels(&format!("{PLAN_LABEL}={plan}")))
+                .await
+                .map_err(failed)?;
+            found.extend(
+                marked
+                    .items
+                    .into_iter()
+                    .filter_map(|o| serde_json::to_value(o).ok()),
+            );
+        }
+        let missing: Vec<String> = named
+            .into_iter()
+            .filter(|n| !found.iter().any(|o| o["metadata"]["name"] == n.as_str()))
+            .collect();
+        if !missing.is_empty() {
+            let all = api.list(&ListParams::default()).await.map_err(failed)?;
+            found.extend(
+                all.items
+                    .into_iter()
+                    .filter(|o| {
+                        o.metadata
+                            .name
+                            .as_ref()
+                            .is_some_and(|n| missing.contains(n))
+                    })
+                    .filter_map(|o| serde_json::to_value(o).ok()),
+            );
+        }
+        Ok(found)
+    }
+
+    /// Sends an object by server-side apply, as siteplan's field manager, taking over fields
+    /// it set before even if another manager changed them since (that change is drift).
+    async fn apply(&self, spec: &ObjectSpec, owner: &Owner) -> Result<(), ProviderError> {
+        let id = Spec::Object(spec.clone()).id();
+        let manifest = objects::manifest(spec, &self.namespace, owner);
+        self.api(spec.object)
+            .patch(
+                &spec.name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&manifest),
+            )
+            .await
+            .map_err(|e| ProviderError::backend(&id, e))?;
+        Ok(())
+    }
+
+    /// The live object `id`, which must be `owner`'s.
+    async fn owned(&self, id: &ResourceId, owner: &Owner) -> Result<Value, ProviderError> {
+        let live = self
+            .get(id)
+            .await?
+            .ok_or_else(|| ProviderError::NotFound(id.clone()))?;
+        match mark_of(id.kind, &live) {
+            Some(mark) if mark.plan == owner.plan => Ok(live),
+            _ => Err(ProviderError::NotOwned {
+                id: id.clone(),
+                plan: owner.plan.clone(),
+            }),
+        }
     }
 
     /// The storage classes, under the names a plan gives them: their own, and `default` for the
@@ -152,28 +307,110 @@ impl Provider for KubevirtProvider {
         }
     }
 
-    /// So far only storage classes, as pools (one LIST).
+    /// One LIST per kind by the plan's label (and one more for a kind whose objects the scope
+    /// names without the label: another plan's, or nobody's), storage classes as pools, and
+    /// PVCs for images the plan expects to exist. A VM asked for as `vm/NAME` (the VM table)
+    /// is its VirtualMachine.
     async fn observe(&self, scope: &Scope) -> Result<Observed, ProviderError> {
         let mut observed = Observed::default();
-        if !scope.ids.iter().any(|id| id.kind == ResourceKind::Pool) {
-            return Ok(observed);
+        let named = |kind: ResourceKind| -> Vec<String> {
+            scope
+                .ids
+                .iter()
+                .filter(|id| {
+                    id.kind == kind
+                        || (kind == ResourceKind::VirtualMachine && id.kind == ResourceKind::Vm)
+                })
+                .map(|id| id.name.clone())
+                .collect()
+        };
+        let lists = futures::future::join_all(
+            KINDS
+                .iter()
+                .map(|kind| self.list(*kind, &scope.plan, named(*kind))),
+        )
+        .await;
+        for (kind, list) in KINDS.iter().zip(lists) {
+            for live in list? {
+                let owner = mark_of(*kind, &live);
+                let made_from = owner.as_ref().and_then(|m| match &m.spec {
+                    Spec::Object(o) => Some(o),
+                    _ => None,
+                });
+                let spec = objects::read_back(*kind, &live, made_from);
+                let active = *kind != ResourceKind::VirtualMachine || runs(&live);
+                let resource = LiveResource {
+                    spec: Spec::Object(spec),
+                    owner,
+                    active,
+                    empty: None,
+                };
+                let name = live["metadata"]["name"].as_str().unwrap_or_default();
+                if *kind == ResourceKind::VirtualMachine
+                    && scope.ids.contains(&ResourceId::vm(name))
+                {
+                    observed
+                        .resources
+                        .insert(ResourceId::vm(name), resource.clone());
+                }
+                let id = resource.spec.id();
+                observed.resources.insert(id, resource);
+            }
         }
-        let classes = self.storage_classes().await?;
-        for id in &scope.ids {
-            if id.kind == ResourceKind::Pool && classes.contains(&id.name) {
-                observed.resources.insert(
-                    id.clone(),
-                    LiveResource {
-                        spec: Spec::Pool(PoolSpec {
-                            name: id.name.clone(),
-                            path: String::new(),
-                            autostart: true,
-                        }),
-                        owner: None,
-                        active: true,
-                        empty: None,
-                    },
-                );
+        // Images the plan does not declare are PVCs that must exist.
+        let images: Vec<&ResourceId> = scope
+            .ids
+            .iter()
+            .filter(|id| {
+                id.kind == ResourceKind::DataVolume && !observed.resources.contains_key(id)
+            })
+            .collect();
+        if !images.is_empty() {
+            let claims =
+                Api::<PersistentVolumeClaim>::namespaced(self.client.clone(), &self.namespace)
+                    .list(&ListParams::default())
+                    .await
+                    .map_err(|e| ProviderError::Connection(format!("listing PVCs: {e}")))?;
+            for id in images {
+                if claims
+                    .iter()
+                    .any(|c| c.metadata.name.as_deref() == Some(&id.name))
+                {
+                    observed.resources.insert(
+                        id.clone(),
+                        LiveResource {
+                            spec: Spec::Object(ObjectSpec {
+                                object: ResourceKind::DataVolume,
+                                name: id.name.clone(),
+                                fields: Default::default(),
+                                secret_data: Default::default(),
+                            }),
+                            owner: None,
+                            active: true,
+                            empty: None,
+                        },
+                    );
+                }
+            }
+        }
+        if scope.ids.iter().any(|id| id.kind == ResourceKind::Pool) {
+            let classes = self.storage_classes().await?;
+            for id in &scope.ids {
+                if id.kind == ResourceKind::Pool && classes.contains(&id.name) {
+                    observed.resources.insert(
+                        id.clone(),
+                        LiveResource {
+                            spec: Spec::Pool(PoolSpec {
+                                name: id.name.clone(),
+                                path: String::new(),
+                                autostart: true,
+                            }),
+                            owner: None,
+                            active: true,
+                            empty: None,
+                        },
+                    );
+                }
             }
         }
         Ok(observed)
@@ -181,14 +418,13 @@ impl Provider for KubevirtProvider {
 
     fn lower(
         &self,
-        _: &crate::plan::intent::Intents,
+        intents: &crate::plan::intent::Intents,
     ) -> Result<crate::plan::desired::Desired, String> {
-        Err(format!(
-            "the KubeVirt backend does not apply plans yet: it connects to {} and reports its \
-             health (`plan provider list`), but VMs, networks and images do not map onto \
-             KubeVirt's objects yet; send these entries to a libvirt provider",
-            self.cluster
-        ))
+        objects::lower(intents, &self.namespace)
+    }
+
+    fn rules(&self) -> &dyn crate::plan::rules::Rules {
+        &rules::KubevirtRules
     }
 
     /// The manifests apply will send: the plan's objects, marked as `owner`'s.
@@ -218,25 +454,83 @@ impl Provider for KubevirtProvider {
             .collect())
     }
 
-    async fn create(&self, spec: &Spec, _: &Owner) -> Result<Done, ProviderError> {
-        Err(not_yet(&spec.id()))
+    async fn create(&self, spec: &Spec, owner: &Owner) -> Result<Done, ProviderError> {
+        let id = spec.id();
+        let Spec::Object(object) = spec else {
+            return Err(ProviderError::Invalid(format!(
+                "{id}: a cluster holds Kubernetes objects only"
+            )));
+        };
+        if self.get(&id).await?.is_some() {
+            return Err(ProviderError::backend(&id, "already exists"));
+        }
+        self.apply(object, owner).await?;
+        Ok(Done {
+            summary: format!("{id} created in namespace {}", self.namespace),
+            id,
+            needs_reboot: false,
+        })
     }
 
-    async fn update(&self, spec: &Spec, _: &Owner) -> Result<Done, ProviderError> {
-        Err(not_yet(&spec.id()))
+    async fn update(&self, spec: &Spec, owner: &Owner) -> Result<Done, ProviderError> {
+        let id = spec.id();
+        let Spec::Object(object) = spec else {
+            return Err(ProviderError::Invalid(format!(
+                "{id}: a cluster holds Kubernetes objects only"
+            )));
+        };
+        let live = self.owned(&id, owner).await?;
+        let made_from = mark_of(id.kind, &live).and_then(|m| match m.spec {
+            Spec::Object(o) => Some(o),
+            _ => None,
+        });
+        let before = objects::read_back(id.kind, &live, made_from.as_ref());
+        self.apply(object, owner).await?;
+        // A running VM's template changes wait for its restart (KubeVirt's RestartRequired).
+        let needs_reboot = id.kind == ResourceKind::VirtualMachine
+            && runs(&live)
+            && object.fields.iter().any(|(path, value)| {
+                path.starts_with("spec.template.") && before.fields.get(path) != Some(value)
+            });
+        Ok(Done {
+            summary: if needs_reboot {
+                format!("{id} updated; the change takes effect when it restarts")
+            } else {
+                format!("{id} updated")
+            },
+            id,
+            needs_reboot,
+        })
     }
 
-    async fn delete(&self, id: &ResourceId, _: &Owner) -> Result<Done, ProviderError> {
-        Err(not_yet(id))
+    /// Deletes an object the plan owns, and waits until it is gone.
+    async fn delete(&self, id: &ResourceId, owner: &Owner) -> Result<Done, ProviderError> {
+        self.owned(id, owner).await?;
+        self.api(id.kind)
+            .delete(&id.name, &DeleteParams::foreground())
+            .await
+            .map_err(|e| ProviderError::backend(id, e))?;
+        let deadline = tokio::time::Instant::now() + DELETE_TIMEOUT;
+        while self.get(id).await?.is_some() {
+            if tokio::time::Instant::now() > deadline {
+                return Err(ProviderError::backend(
+                    id,
+                    format!(
+                        "still there {} s after it was deleted",
+                        DELETE_TIMEOUT.as_secs()
+                    ),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Ok(Done {
+            id: id.clone(),
+            summary: format!("{id} deleted"),
+            needs_reboot: false,
+        })
     }
 
     async fn addresses(&self, _: &[AddressQuery]) -> Result<Addresses, ProviderError> {
         Ok(Addresses::new())
     }
-}
-
-fn not_yet(id: &ResourceId) -> ProviderError {
-    ProviderError::Unsupported(format!(
-        "{id}: the KubeVirt backend does not change resources yet"
-    ))
 }

@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
 
 use crate::plan::desired::{Desired, DesiredResource, ResourceGuards};
 use crate::plan::intent::{Intents, VmIntent, What};
@@ -24,6 +25,11 @@ pub const PLAN_LABEL: &str = "siteplan.io/plan";
 pub const KCLI_PLAN: &str = "kcli/plan";
 pub const CREATED_FROM: &str = "siteplan.io/created-from";
 pub const PREVENT_DESTROY: &str = "siteplan.io/prevent-destroy";
+
+/// A Secret's fields: the digest of its data (which a live Secret's data gives again) and the
+/// data as text for review, secrets replaced (which only the mark holds).
+pub const SECRET_DIGEST: &str = "content.sha256";
+pub const SECRET_REVIEW: &str = "content.review";
 
 /// A DataVolume needs a size to import into; kcli's default disk size.
 const DEFAULT_IMAGE_SIZE: &str = "10Gi";
@@ -157,10 +163,6 @@ pub fn lower(intents: &Intents, namespace: &str) -> Result<Desired, String> {
                 }
                 if let Some(cloud) = &vm.cloud_init {
                     let name = cloud_init_secret(&item.name);
-                    let mut fields = BTreeMap::new();
-                    fields.insert("type".into(), "Opaque".into());
-                    fields.insert("content.sha256".into(), cloud.sha256.clone().into());
-                    fields.insert("content.review".into(), cloud.review.clone().into());
                     let secret_data = BTreeMap::from([
                         ("userdata".to_string(), cloud.documents.user_data.clone()),
                         (
@@ -168,6 +170,10 @@ pub fn lower(intents: &Intents, namespace: &str) -> Result<Desired, String> {
                             cloud.documents.network_config.clone(),
                         ),
                     ]);
+                    let mut fields = BTreeMap::new();
+                    fields.insert("type".into(), "Opaque".into());
+                    fields.insert(SECRET_DIGEST.into(), secret_digest(&secret_data).into());
+                    fields.insert(SECRET_REVIEW.into(), cloud.review.clone().into());
                     add(
                         ObjectSpec {
                             object: ResourceKind::Secret,
@@ -419,6 +425,76 @@ pub fn manifest(spec: &ObjectSpec, namespace: &str, owner: &Owner) -> Value {
         target.extend(fields);
     }
     manifest
+}
+
+/// A digest of a Secret's clear data.
+pub fn secret_digest(data: &BTreeMap<String, String>) -> String {
+    let mut hasher = Sha256::new();
+    for (key, value) in data {
+        hasher.update(key.as_bytes());
+        hasher.update([0]);
+        hasher.update(value.as_bytes());
+        hasher.update([0]);
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// The value at a dotted path of a live object, if any.
+fn at_path<'v>(object: &'v Value, path: &str) -> Option<&'v Value> {
+    split_path(path)
+        .iter()
+        .try_fold(object, |node, part| node.get(part.as_str()))
+}
+
+/// A live object as the spec of what siteplan set: the value now at each path siteplan set
+/// when it made or last changed it (`made_from`, from its mark), so fields other controllers
+/// set are not siteplan's business, and a change to one of its own is drift. A Secret's data is
+/// digested as the spec digests it.
+pub fn read_back(kind: ResourceKind, live: &Value, made_from: Option<&ObjectSpec>) -> ObjectSpec {
+    let name = live["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let mut fields = BTreeMap::new();
+    if let Some(made_from) = made_from {
+        for path in made_from.fields.keys() {
+            let value = match path.as_str() {
+                SECRET_DIGEST => Some(Value::from(secret_digest(&secret_data(live)))),
+                SECRET_REVIEW => made_from.fields.get(path).cloned(),
+                _ => at_path(live, path).cloned(),
+            };
+            if let Some(value) = value {
+                fields.insert(path.clone(), value);
+            }
+        }
+    }
+    ObjectSpec {
+        object: kind,
+        name,
+        fields,
+        secret_data: BTreeMap::new(),
+    }
+}
+
+/// A live Secret's data in clear: `data` is base64; `stringData` (which a real API server
+/// folds into `data`) is taken as it is.
+fn secret_data(live: &Value) -> BTreeMap<String, String> {
+    use base64::Engine;
+    let mut out = BTreeMap::new();
+    if let Some(data) = live["data"].as_object() {
+        for (key, value) in data {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(value.as_str().unwrap_or_default())
+                .unwrap_or_default();
+            out.insert(key.clone(), String::from_utf8_lossy(&bytes).into_owned());
+        }
+    }
+    if let Some(data) = live["stringData"].as_object() {
+        for (key, value) in data {
+            out.insert(key.clone(), value.as_str().unwrap_or_default().to_string());
+        }
+    }
+    out
 }
 
 #[cfg(test)]
