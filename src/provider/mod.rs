@@ -72,6 +72,9 @@ pub enum AddressSource {
     Lease,
     /// The guest agent, asked through the hypervisor: what the guest itself has.
     Agent,
+    /// A KubeVirt VirtualMachineInstance's status (its guest agent's report, or the pod's
+    /// address on the pod network).
+    Vmi,
 }
 
 impl AddressSource {
@@ -80,6 +83,7 @@ impl AddressSource {
             AddressSource::Static => "static",
             AddressSource::Lease => "lease",
             AddressSource::Agent => "agent",
+            AddressSource::Vmi => "vmi",
         }
     }
 }

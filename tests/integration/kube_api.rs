@@ -225,6 +225,51 @@ fn controllers(object: &mut Value) {
     }
 }
 
+/// KubeVirt's part: a running VirtualMachine has an instance, whose status gives each
+/// interface's MAC, and the pod network's interface an address (10.244.0.N, N from the VM's
+/// uid); a halted one has none.
+fn instance(store: &mut Store, path: &str, vm: &Value) {
+    if vm["kind"].as_str() != Some("VirtualMachine") {
+        return;
+    }
+    let vmi_path = path.replace("/virtualmachines/", "/virtualmachineinstances/");
+    if vm["spec"]["runStrategy"].as_str() != Some("Always") {
+        store.objects.remove(&vmi_path);
+        return;
+    }
+    let n: u64 = vm["metadata"]["uid"]
+        .as_str()
+        .and_then(|u| u.trim_start_matches("uid-").parse().ok())
+        .unwrap_or(1);
+    let pod_networks: Vec<&str> = vm["spec"]["template"]["spec"]["networks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|n| n.get("pod").is_some())
+        .filter_map(|n| n["name"].as_str())
+        .collect();
+    let interfaces: Vec<Value> = vm["spec"]["template"]["spec"]["domain"]["devices"]["interfaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| {
+            let name = i["name"].as_str().unwrap_or_default();
+            let mut status = json!({"name": name, "mac": i["macAddress"]});
+            if pod_networks.contains(&name) {
+                let ip = format!("10.244.0.{}", 10 + n % 200);
+                status["ipAddress"] = ip.clone().into();
+                status["ipAddresses"] = json!([ip]);
+            }
+            status
+        })
+        .collect();
+    let name = vm["metadata"]["name"].clone();
+    let vmi = json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+        "metadata": {"name": name, "namespace": vm["metadata"]["namespace"]},
+        "status": {"phase": "Running", "interfaces": interfaces}});
+    store.insert(&vmi_path, vmi);
+}
+
 /// `app=web,tier=db`: equality terms only, which is all siteplan sends.
 fn selected(object: &Value, selector: Option<&String>) -> bool {
     let Some(selector) = selector.filter(|s| !s.is_empty()) else {
@@ -297,6 +342,7 @@ async fn handle(
                 applied["metadata"]["creationTimestamp"] = "2026-11-24T00:00:00Z".into();
             }
             controllers(&mut applied);
+            instance(&mut store, &path, &applied);
             store.insert(&path, applied);
             let stored = store.objects.get(&path).cloned().unwrap_or_default();
             let code = if existing.is_some() {
@@ -307,6 +353,10 @@ async fn handle(
             return (code, Json(stored)).into_response();
         }
         Method::DELETE => {
+            let vmi = path.replace("/virtualmachines/", "/virtualmachineinstances/");
+            if vmi != path {
+                store.objects.remove(&vmi);
+            }
             return match store.objects.remove(&path) {
                 Some(gone) => Json(gone).into_response(),
                 None => status(

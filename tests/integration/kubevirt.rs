@@ -22,6 +22,7 @@ fn providers(dir: &Path, good: &StandIn, bare: &StandIn) -> PathBuf {
         &file,
         format!(
             "health_timeout: 3\nproviders:\n\
+             \x20 - {{name: play, type: sandbox, dir: {sandbox}}}\n\
              \x20 - {{name: kv, type: kubevirt, kubeconfig: {good}}}\n\
              \x20 - {{name: kv-nons, type: kubevirt, kubeconfig: {good}, namespace: missing}}\n\
              \x20 - {{name: kv-bare, type: kubevirt, kubeconfig: {bare}}}\n\
@@ -29,6 +30,7 @@ fn providers(dir: &Path, good: &StandIn, bare: &StandIn) -> PathBuf {
             good = good.kubeconfig(&dir.join("good"), "lab").display(),
             bare = bare.kubeconfig(&dir.join("bare"), "lab").display(),
             nowhere = nowhere.display(),
+            sandbox = dir.join("play").display(),
         ),
     )
     .expect("providers file");
@@ -146,13 +148,29 @@ fn a_plan_applies_to_kubevirt_diffs_clean_changes_and_is_destroyed_leaving_other
             .run()
     };
 
-    let applied = run(&["apply", "--yes"], &[]);
+    let applied = run(&["apply", "--yes", "--wait", "--wait-timeout", "20"], &[]);
     assert!(applied.ok(), "{}", applied.text());
     assert!(
         applied.stderr.contains("0 failed, 0 skipped"),
         "{}",
         applied.text()
     );
+    // The table: kv1's pod address from its instance's status; kv2 is halted.
+    let row = |vm: &str| {
+        applied
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{vm} ")))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    assert!(
+        row("kv1").starts_with("kv1 kv running 10.244.0."),
+        "{}",
+        applied.stdout
+    );
+    assert!(row("kv1").ends_with("(vmi)"), "{}", applied.stdout);
+    assert_eq!(row("kv2"), "kv2 kv stopped -", "{}", applied.stdout);
     let vm = "/apis/kubevirt.io/v1/namespaces/lab/virtualmachines/kv1";
     let made = cluster.object(vm).expect("kv1 exists");
     assert_eq!(made["metadata"]["labels"]["siteplan.io/plan"], "kvlab");
@@ -380,5 +398,54 @@ fn export_prints_the_objects_with_only_fields_the_apis_define() {
         libvirt.stderr.contains("prints Kubernetes objects"),
         "{}",
         libvirt.stderr
+    );
+}
+
+/// One plan over two providers: a VM on the sandbox and one on the cluster, each with the
+/// network they share made where it is needed; one diff, one run, one destroy.
+#[test]
+fn a_plan_spread_over_a_sandbox_and_kubevirt() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cluster = StandIn::start(Cluster::default());
+    let bare = StandIn::start(Cluster::default());
+    let file = providers(tmp.path(), &cluster, &bare);
+    let plan_file = tmp.path().join("spread.yml");
+    std::fs::write(
+        &plan_file,
+        "shared:\n  type: network\n  cidr: 10.122.0.0/24\n\
+         local1:\n  virttype: qemu\n  nets: [shared]\n\
+         remote1:\n  client: kv\n  nets: [default, shared]\n",
+    )
+    .expect("plan");
+    let run = |args: &[&str]| {
+        Plan::new(args)
+            .args(&[&plan_file.to_string_lossy(), "--provider", "play"])
+            .env("SITEPLAN_PROVIDERS", &file)
+            .env("XDG_STATE_HOME", tmp.path().join("state"))
+            .run()
+    };
+    let diff = run(&["diff"]);
+    assert!(diff.ok(), "{}", diff.text());
+    for line in [
+        "+ network/shared on play",
+        "+ vm/local1 on play",
+        "+ networkattachmentdefinition/shared on kv",
+        "+ virtualmachine/remote1 on kv",
+    ] {
+        assert!(diff.stdout.contains(line), "no `{line}` in:\n{}", diff.stdout);
+    }
+    let applied = run(&["apply", "--yes"]);
+    assert!(applied.ok(), "{}", applied.text());
+    assert!(cluster
+        .object("/apis/kubevirt.io/v1/namespaces/lab/virtualmachines/remote1")
+        .is_some());
+    let again = run(&["diff"]);
+    assert!(again.stdout.starts_with("No changes."), "{}", again.stdout);
+    let destroyed = run(&["destroy", "--yes"]);
+    assert!(destroyed.ok(), "{}", destroyed.text());
+    assert!(
+        cluster.paths().iter().all(|p| !p.contains("/namespaces/lab/")),
+        "{:?}",
+        cluster.paths()
     );
 }

@@ -21,8 +21,8 @@ use serde_json::Value;
 
 use super::spec::{ObjectSpec, PoolSpec, ResourceId, ResourceKind, Spec};
 use super::{
-    AddressQuery, Addresses, Done, Health, HealthStatus, LiveResource, Observed, Owner, OwnerMark,
-    Provider, ProviderError, Scope,
+    Address, AddressQuery, AddressSource, Addresses, Done, Health, HealthStatus, LiveResource,
+    Observed, Owner, OwnerMark, Provider, ProviderError, Scope,
 };
 use crate::registry::config::KubevirtSettings;
 use objects::{CREATED_FROM, PLAN_LABEL, PREVENT_DESTROY};
@@ -530,7 +530,54 @@ impl Provider for KubevirtProvider {
         })
     }
 
-    async fn addresses(&self, _: &[AddressQuery]) -> Result<Addresses, ProviderError> {
-        Ok(Addresses::new())
+    /// From the VirtualMachineInstances' status (one LIST): each interface's addresses.
+    async fn addresses(&self, vms: &[AddressQuery]) -> Result<Addresses, ProviderError> {
+        let vmis = ApiResource {
+            plural: "virtualmachineinstances".into(),
+            kind: "VirtualMachineInstance".into(),
+            ..api_resource(ResourceKind::VirtualMachine)
+        };
+        let list =
+            Api::<DynamicObject>::namespaced_with(self.client.clone(), &self.namespace, &vmis)
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| {
+                    ProviderError::Connection(format!("listing VirtualMachineInstances: {e}"))
+                })?;
+        let mut found = Addresses::new();
+        for vmi in list.items {
+            let Some(name) = vmi.metadata.name.clone() else {
+                continue;
+            };
+            if !vms.iter().any(|q| q.vm == name) {
+                continue;
+            }
+            let status = vmi.data.get("status").cloned().unwrap_or_default();
+            let mut addresses = Vec::new();
+            for interface in status["interfaces"].as_array().into_iter().flatten() {
+                let mac = interface["mac"].as_str().map(str::to_ascii_lowercase);
+                let mut ips: Vec<&str> = interface["ipAddresses"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                ips.extend(interface["ipAddress"].as_str());
+                for ip in ips {
+                    // An address may come with its prefix length.
+                    let ip = ip.split('/').next().unwrap_or(ip);
+                    if let Ok(ip) = ip.parse() {
+                        addresses.push(Address {
+                            ip,
+                            mac: mac.clone(),
+                            source: AddressSource::Vmi,
+                        });
+                    }
+                }
+            }
+            addresses.dedup();
+            found.insert(name, addresses);
+        }
+        Ok(found)
     }
 }
