@@ -35,6 +35,11 @@ pub struct Cluster {
     pub namespaces: Vec<&'static str>,
     /// Storage classes, and which one is the default.
     pub storage_classes: Vec<(&'static str, bool)>,
+    /// Objects, by name, whose applies an admission webhook rejects (422), as a cluster's
+    /// policy might.
+    pub rejected: Vec<&'static str>,
+    /// How long each request takes, as a cluster's round trip would.
+    pub latency: std::time::Duration,
 }
 
 impl Default for Cluster {
@@ -43,6 +48,8 @@ impl Default for Cluster {
             kubevirt: true,
             namespaces: vec!["default", "lab"],
             storage_classes: vec![("standard", true), ("fast", false)],
+            rejected: Vec::new(),
+            latency: std::time::Duration::ZERO,
         }
     }
 }
@@ -53,6 +60,8 @@ struct Store {
     objects: BTreeMap<String, Value>,
     version: u64,
     kubevirt: bool,
+    rejected: Vec<&'static str>,
+    latency: std::time::Duration,
     /// Every request, as `METHOD path`, for tests that count them.
     requests: Vec<String>,
 }
@@ -69,6 +78,8 @@ impl StandIn {
     pub fn start(cluster: Cluster) -> StandIn {
         let store = Arc::new(Mutex::new(Store {
             kubevirt: cluster.kubevirt,
+            rejected: cluster.rejected.clone(),
+            latency: cluster.latency,
             ..Store::default()
         }));
         {
@@ -148,6 +159,11 @@ impl StandIn {
     /// Puts an object there, as another tool would (no siteplan mark).
     pub fn seed(&self, path: &str, object: Value) {
         self.store.lock().unwrap().insert(path, object);
+    }
+
+    /// The cluster's policy changes: nothing is rejected any more.
+    pub fn allow_all(&self) {
+        self.store.lock().unwrap().rejected.clear();
     }
 
     /// The paths of the objects there now.
@@ -290,9 +306,20 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let path = uri.path().trim_end_matches('/').to_string();
+    let latency = store.lock().unwrap().latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let mut store = store.lock().unwrap();
     store.requests.push(format!("{method} {path}"));
     let name = path.rsplit('/').next().unwrap_or_default().to_string();
+    if method == Method::PATCH && store.rejected.contains(&name.as_str()) {
+        return status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            format!("admission webhook denied the request: {name} is not allowed here"),
+        );
+    }
     match method {
         Method::PATCH => {
             if !query.contains_key("fieldManager") {

@@ -432,7 +432,11 @@ fn a_plan_spread_over_a_sandbox_and_kubevirt() {
         "+ networkattachmentdefinition/shared on kv",
         "+ virtualmachine/remote1 on kv",
     ] {
-        assert!(diff.stdout.contains(line), "no `{line}` in:\n{}", diff.stdout);
+        assert!(
+            diff.stdout.contains(line),
+            "no `{line}` in:\n{}",
+            diff.stdout
+        );
     }
     let applied = run(&["apply", "--yes"]);
     assert!(applied.ok(), "{}", applied.text());
@@ -444,8 +448,65 @@ fn a_plan_spread_over_a_sandbox_and_kubevirt() {
     let destroyed = run(&["destroy", "--yes"]);
     assert!(destroyed.ok(), "{}", destroyed.text());
     assert!(
-        cluster.paths().iter().all(|p| !p.contains("/namespaces/lab/")),
+        cluster
+            .paths()
+            .iter()
+            .all(|p| !p.contains("/namespaces/lab/")),
         "{:?}",
         cluster.paths()
     );
+}
+
+/// A change the cluster refuses fails, what depends on it is skipped, the rest is made, the
+/// exit status says so, and a later run (once the cluster allows it) finishes the job.
+#[test]
+fn a_refused_object_skips_what_needs_it_and_the_rest_is_made() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cluster = StandIn::start(Cluster {
+        rejected: vec!["kvnet"],
+        ..Cluster::default()
+    });
+    let bare = StandIn::start(Cluster::default());
+    let file = providers(tmp.path(), &cluster, &bare);
+    let plan_file = tmp.path().join("kvlab.yml");
+    std::fs::write(&plan_file, LAB).expect("plan");
+    let out = Plan::new(&["apply", "--yes", "--provider", "kv"])
+        .args(&[&plan_file.to_string_lossy()])
+        .env("SITEPLAN_PROVIDERS", &file)
+        .env("XDG_STATE_HOME", tmp.path().join("state"))
+        .run();
+    assert_eq!(out.code(), Some(1), "{}", out.text());
+    let log = out.text();
+    assert!(
+        log.contains("networkattachmentdefinition/kvnet FAILED"),
+        "{log}"
+    );
+    assert!(
+        log.contains("admission webhook denied the request"),
+        "{log}"
+    );
+    assert!(
+        log.contains(
+            "virtualmachine/kv1 skipped, because networkattachmentdefinition/kvnet failed"
+        ),
+        "{log}"
+    );
+    // What does not need the network was made.
+    assert!(cluster
+        .object("/apis/cdi.kubevirt.io/v1beta1/namespaces/lab/datavolumes/bookworm")
+        .is_some());
+    assert!(cluster
+        .object("/apis/kubevirt.io/v1/namespaces/lab/virtualmachines/kv1")
+        .is_none());
+
+    cluster.allow_all();
+    let again = Plan::new(&["apply", "--yes", "--provider", "kv"])
+        .args(&[&plan_file.to_string_lossy()])
+        .env("SITEPLAN_PROVIDERS", &file)
+        .env("XDG_STATE_HOME", tmp.path().join("state"))
+        .run();
+    assert!(again.ok(), "{}", again.text());
+    assert!(cluster
+        .object("/apis/kubevirt.io/v1/namespaces/lab/virtualmachines/kv1")
+        .is_some());
 }
