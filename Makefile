@@ -43,6 +43,7 @@ bench: deps
 	  SITEPLAN_BENCH_LIBVIRT_URI=qemu:///system cargo bench --bench observe; \
 	  SITEPLAN_BENCH_LIBVIRT_URI=qemu:///system cargo bench --bench apply; \
 	else cargo bench --bench observe; cargo bench --bench apply; fi
+	cargo bench --bench kubevirt
 
 schema:
 	cargo run --quiet -- schema plan > schemas/plan.schema.json

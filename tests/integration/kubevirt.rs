@@ -111,6 +111,16 @@ fn a_plan_kubevirt_cannot_hold_is_refused_and_nothing_is_changed() {
         "{}",
         out.stderr
     );
+    // A storage class the cluster does not have is found missing before anything is made.
+    let plan_file = tmp.path().join("noclass.yml");
+    std::fs::write(&plan_file, "vm1:\n  pool: nosuch\n  nets: [default]\n").expect("plan");
+    let out = Plan::new(&["apply", "--yes", "--provider", "kv"])
+        .args(&[&plan_file.to_string_lossy()])
+        .env("SITEPLAN_PROVIDERS", &file)
+        .env("XDG_STATE_HOME", tmp.path().join("state"))
+        .run();
+    assert_eq!(out.code(), Some(1), "{}", out.text());
+    assert!(out.stderr.contains("pool/nosuch"), "{}", out.stderr);
     assert!(
         good.requests().iter().all(|r| r.starts_with("GET ")),
         "{:?}",

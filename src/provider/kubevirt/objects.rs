@@ -140,6 +140,11 @@ pub fn lower(intents: &Intents, namespace: &str) -> Result<Desired, String> {
                 }
                 let mut needs = Vec::new();
                 for disk in &vm.disks {
+                    // A storage class, which must exist (checked when the plan is made).
+                    let class = ResourceId::pool(&disk.storage.name);
+                    if !out.external.contains(&class) {
+                        out.external.push(class);
+                    }
                     if let Some(image) = &disk.image {
                         needs.push(if image.declared {
                             ResourceId {
