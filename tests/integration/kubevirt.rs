@@ -520,3 +520,142 @@ fn a_refused_object_skips_what_needs_it_and_the_rest_is_made() {
         .object("/apis/kubevirt.io/v1/namespaces/lab/virtualmachines/kv1")
         .is_some());
 }
+
+/// Runs killed at every point between two writes to the cluster (`SITEPLAN_CRASH_AT=N`), each
+/// followed by a run that must finish the job: create, change (memory, a VM dropped), destroy.
+#[test]
+fn kubevirt_runs_killed_at_every_point_are_finished_by_the_next_run() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cluster = StandIn::start(Cluster::default());
+    let bare = StandIn::start(Cluster::default());
+    let file = providers(tmp.path(), &cluster, &bare);
+    let plan_file = tmp.path().join("kvlab.yml");
+    std::fs::write(&plan_file, LAB).expect("plan");
+    let run = |command: &str, params: &[&str], crash_at: Option<usize>| {
+        Plan::new(&[command, "-q"])
+            .args(if command == "diff" {
+                &[][..]
+            } else {
+                &["--yes", "--parallelism", "1"][..]
+            })
+            .args(&[&plan_file.to_string_lossy(), "--provider", "kv"])
+            .params(params)
+            .env("SITEPLAN_PROVIDERS", &file)
+            .env("XDG_STATE_HOME", tmp.path().join("state"))
+            .env(
+                "SITEPLAN_CRASH_AT",
+                crash_at.map(|n| n.to_string()).unwrap_or_default(),
+            )
+            .run()
+    };
+    let steps: [(&str, &[&str]); 3] = [
+        ("apply", &[]),
+        ("apply", &["memory=2048", "second=false"]),
+        ("destroy", &["memory=2048", "second=false"]),
+    ];
+    let mut kills = 0;
+    for (step, (command, params)) in steps.iter().enumerate() {
+        // Where the earlier steps left it.
+        for (earlier, earlier_params) in &steps[..step] {
+            let ran = run(earlier, earlier_params, None);
+            assert!(ran.ok(), "{}", ran.text());
+        }
+        for n in 1.. {
+            let crashed = run(command, params, Some(n));
+            if crashed.ok() {
+                break; // fewer than n points: the step ran to its end
+            }
+            assert!(crashed.stderr.contains("crash point"), "{}", crashed.text());
+            kills += 1;
+            let finished = run(command, params, None);
+            assert!(
+                finished.ok(),
+                "after a kill at point {n} of {command} {params:?}:\n{}",
+                finished.text()
+            );
+            if *command == "apply" {
+                let diff = run("diff", params, None);
+                assert!(
+                    diff.stdout.starts_with("No changes"),
+                    "after a kill at point {n} of {command} {params:?}:\n{}",
+                    diff.stdout
+                );
+            } else {
+                assert!(
+                    cluster
+                        .paths()
+                        .iter()
+                        .all(|p| !p.contains("/namespaces/lab/")),
+                    "destroy after a kill at point {n} left {:?}",
+                    cluster.paths()
+                );
+            }
+            // Back to where this step starts.
+            let _ = run("destroy", &["second=true"], None);
+            for (earlier, earlier_params) in &steps[..step] {
+                let ran = run(earlier, earlier_params, None);
+                assert!(ran.ok(), "{}", ran.text());
+            }
+        }
+        let _ = run("destroy", &["second=true"], None);
+    }
+    assert!(kills >= 10, "only {kills} crash points were reached");
+    crate::harness::report(&format!(
+        "kubevirt crash suite: {kills} runs killed, each finished by the next"
+    ));
+}
+
+/// The same plan's life on a real cluster with KubeVirt and CDI, when
+/// `SITEPLAN_TEST_KUBECONFIG` names its kubeconfig (and `SITEPLAN_TEST_KUBE_NAMESPACE` a
+/// namespace to use, default `default`): healthy, applied, diffs clean, changed, destroyed,
+/// all through the binary. Skipped, saying so, without it: no cluster can run here.
+#[test]
+fn a_plan_on_a_real_kubevirt_cluster() {
+    let test = "a_plan_on_a_real_kubevirt_cluster";
+    let Some(kubeconfig) = std::env::var_os("SITEPLAN_TEST_KUBECONFIG") else {
+        crate::harness::report(&format!(
+            "SKIPPED {test}: SITEPLAN_TEST_KUBECONFIG is not set (no Kubernetes API server can \
+             run on these machines; point it at a cluster with KubeVirt and CDI)"
+        ));
+        return;
+    };
+    let namespace =
+        std::env::var("SITEPLAN_TEST_KUBE_NAMESPACE").unwrap_or_else(|_| "default".into());
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = tmp.path().join("providers.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "providers:\n  - {{name: real, type: kubevirt, kubeconfig: {}, namespace: {namespace}}}\n",
+            PathBuf::from(kubeconfig).display()
+        ),
+    )
+    .expect("providers file");
+    let plan_file = tmp.path().join("kvlab.yml");
+    std::fs::write(&plan_file, LAB).expect("plan");
+    let run = |args: &[&str], params: &[&str]| {
+        Plan::new(args)
+            .args(&[&plan_file.to_string_lossy(), "--provider", "real"])
+            .params(params)
+            .env("SITEPLAN_PROVIDERS", &file)
+            .env("XDG_STATE_HOME", tmp.path().join("state"))
+            .run()
+    };
+    let listed = Plan::new(&["provider", "get", "real"])
+        .env("SITEPLAN_PROVIDERS", &file)
+        .env("XDG_STATE_HOME", tmp.path().join("state"))
+        .run();
+    assert!(listed.stdout.contains("READY"), "{}", listed.text());
+    let _ = run(&["destroy", "--yes"], &[]);
+    for (args, params) in [
+        (&["apply", "--yes"][..], &[][..]),
+        (&["apply", "--yes"][..], &["memory=2048"][..]),
+    ] {
+        let applied = run(args, params);
+        assert!(applied.ok(), "{}", applied.text());
+        let diff = run(&["diff"], params);
+        assert!(diff.stdout.starts_with("No changes"), "{}", diff.stdout);
+    }
+    let destroyed = run(&["destroy", "--yes"], &["memory=2048"]);
+    assert!(destroyed.ok(), "{}", destroyed.text());
+}

@@ -216,6 +216,9 @@ impl KubevirtProvider {
             )
             .await
             .map_err(|e| ProviderError::backend(&id, e))?;
+        // The object and its mark are one write: a run killed here left an object the next
+        // run knows as its own.
+        crate::provider::crashpoint::point("object applied");
         Ok(())
     }
 
@@ -510,6 +513,7 @@ impl Provider for KubevirtProvider {
             .delete(&id.name, &DeleteParams::foreground())
             .await
             .map_err(|e| ProviderError::backend(id, e))?;
+        crate::provider::crashpoint::point("object deletion requested");
         let deadline = tokio::time::Instant::now() + DELETE_TIMEOUT;
         while self.get(id).await?.is_some() {
             if tokio::time::Instant::now() > deadline {
