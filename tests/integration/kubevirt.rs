@@ -129,10 +129,12 @@ fn a_plan_kubevirt_cannot_hold_is_refused_and_nothing_is_changed() {
 }
 
 /// A small lab on the stand-in, with parameters to change it.
-const LAB: &str = "parameters:\n  memory: 1024\n  cpus: 1\n  second: true\n\
+const LAB: &str = "parameters:\n  memory: 1024\n  cpus: 1\n  second: true\n  more: false\n\
 kvnet:\n  type: network\n  cidr: 10.121.0.0/24\n\
+kvnet2:\n  type: network\n  cidr: 10.125.0.0/24\n\
 bookworm:\n  type: image\n  url: https://example.org/debian-12.qcow2\n\
-kv1:\n  image: bookworm\n  memory: {{ memory }}\n  numcpus: {{ cpus }}\n  nets: [default, kvnet]\n  cmds: [echo hello]\n\
+kv1:\n  image: bookworm\n  memory: {{ memory }}\n  numcpus: {{ cpus }}\n  cmds: [echo hello]\n  \
+disks: [10{% if more %}, 5{% endif %}]\n  nets: [default, kvnet{% if more %}, kvnet2{% endif %}]\n\
 {% if second %}kv2:\n  image: bookworm\n  start: false\n  nets: [kvnet]\n{% endif %}";
 
 #[test]
@@ -227,6 +229,36 @@ fn a_plan_applies_to_kubevirt_diffs_clean_changes_and_is_destroyed_leaving_other
     assert!(changed.ok(), "{}", changed.text());
     let diff = run(&["diff"], &["memory=2048", "cpus=2"]);
     assert!(diff.stdout.starts_with("No changes."), "{}", diff.stdout);
+
+    // A disk and a NIC more: the VM gets them when it restarts, and is not made again (its
+    // cloud-init Secret is, with the new NIC in its network data).
+    let more = ["memory=2048", "cpus=2", "more=true"];
+    let diff = run(&["diff"], &more);
+    assert!(
+        diff.stdout
+            .contains("~ virtualmachine/kv1 (needs a reboot)")
+            && diff.stdout.contains("spec.dataVolumeTemplates")
+            && diff.stdout.contains("spec.template.spec.networks")
+            && !diff.stdout.contains("-/+ virtualmachine"),
+        "{}",
+        diff.stdout
+    );
+    let grown = run(&["apply", "--yes"], &more);
+    assert!(grown.ok(), "{}", grown.text());
+    let made = cluster.object(vm).expect("kv1");
+    assert_eq!(
+        made["spec"]["dataVolumeTemplates"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(
+        made["spec"]["template"]["spec"]["domain"]["devices"]["interfaces"]
+            .as_array()
+            .map(Vec::len),
+        Some(3)
+    );
+    assert!(run(&["diff"], &more).stdout.starts_with("No changes."));
+    let back = run(&["apply", "--yes"], &["memory=2048", "cpus=2"]);
+    assert!(back.ok(), "{}", back.text());
 
     // Drift: another tool stops the VM; the plan says it runs, and the diff says so.
     let mut stopped = cluster.object(vm).expect("kv1");

@@ -18,10 +18,17 @@ use crate::provider::Disruption;
 pub struct KubevirtRules;
 
 impl Rules for KubevirtRules {
-    fn disruption(&self, attribute: &str, _: &Spec, want: &Spec) -> Disruption {
+    fn disruption(&self, attribute: &str, live: &Spec, want: &Spec) -> Disruption {
         match (want.id().kind, attribute) {
             (ResourceKind::VirtualMachine, "spec.runStrategy") => Disruption::Live,
             (ResourceKind::VirtualMachine, path) if path.starts_with("spec.template.") => {
+                Disruption::Reboot
+            }
+            // KubeVirt makes the DataVolumes of new templates, and its VM sees them when it
+            // restarts; a template that changes reaches no existing disk.
+            (ResourceKind::VirtualMachine, "spec.dataVolumeTemplates")
+                if only_added(live, want, attribute) =>
+            {
                 Disruption::Reboot
             }
             _ => Disruption::Replace,
@@ -72,6 +79,19 @@ impl Rules for KubevirtRules {
             storage_paths: false,
             uefi: true,
         }
+    }
+}
+
+/// Whether the list at `path` only grew: every live item is still there, in its place.
+fn only_added(live: &Spec, want: &Spec, path: &str) -> bool {
+    let list = |spec: &Spec| match spec {
+        Spec::Object(o) => o.fields.get(path).and_then(Value::as_array).cloned(),
+        _ => None,
+    };
+    match (list(live), list(want)) {
+        (Some(had), Some(wanted)) => wanted.len() >= had.len() && wanted.starts_with(&had),
+        (None, Some(_)) => true,
+        _ => false,
     }
 }
 
