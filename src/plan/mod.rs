@@ -164,6 +164,10 @@ pub fn plan(
         let guards = desired.guards_of(&id);
         // `ignore_changes`: those attributes keep their live values in what is applied.
         let kept = rules.keep_ignored(&want.spec, &live.spec, &guards.ignore);
+        if let Some(why) = rules.refusal(&live.spec, &kept) {
+            problems.push(format!("{id}: {why}"));
+            continue;
+        }
         let mut attrs = attributes(Some(&live.spec), Some(&kept), |attr| {
             match rules.disruption(attr, &live.spec, &kept) {
                 // A stopped VM takes the change when it next starts: nothing to restart.

@@ -14,6 +14,14 @@ pub trait Rules: Send + Sync {
     /// the planner makes a restart of a stopped one free).
     fn disruption(&self, attribute: &str, live: &Spec, want: &Spec) -> Disruption;
 
+    /// Why changing `live` to `want` cannot be done at all, neither in place nor by making it
+    /// again without losing what it holds (a disk shrunk, or grown where it cannot grow):
+    /// the plan is refused, saying so. None by default.
+    fn refusal(&self, live: &Spec, want: &Spec) -> Option<String> {
+        let _ = (live, want);
+        None
+    }
+
     /// Whether `live`, which exists without any plan's mark, is what a killed run of this plan
     /// leaves of `want`, and so is taken over.
     fn leftover(&self, live: &LiveResource, want: &Spec) -> bool {

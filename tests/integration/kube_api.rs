@@ -6,12 +6,13 @@
 //! memory, by path; a test seeds the ones the cluster has (namespaces, storage classes).
 //!
 //! Writes: server-side apply (`PATCH` with `fieldManager`, creating what is not there), and
-//! `DELETE`. An apply replaces what the object held apart from its `status` and its identity
-//! (uid, creation time), and merges labels and annotations: enough for one field manager,
-//! which is all siteplan is. A Secret's `stringData` is folded into base64 `data`, as the real
+//! `DELETE`. An apply merges the object into what is there, and removes the fields the same
+//! manager set last time and sets no more, leaving other managers' fields and `status` alone
+//! (lists are one field each). Deleting an object deletes what it owns. A Secret's `stringData` is folded into base64 `data`, as the real
 //! server does. And what KubeVirt and CDI would do at once: a VirtualMachine's
-//! `status.printableStatus` follows its `runStrategy`, a DataVolume's `status.phase` is
-//! `Succeeded`.
+//! `status.printableStatus` follows its `runStrategy` and a running one has an instance with
+//! addresses; its disk templates become DataVolumes, and DataVolumes claims, that it owns; a
+//! DataVolume's `status.phase` is `Succeeded`.
 //!
 //! It lives with the tests, not in the product.
 
@@ -62,6 +63,10 @@ struct Store {
     kubevirt: bool,
     rejected: Vec<&'static str>,
     latency: std::time::Duration,
+    /// The field paths each manager set last, by object path and manager (server-side apply).
+    managed: BTreeMap<(String, String), Vec<Vec<String>>>,
+    /// Which object each object belongs to (ownerReferences), by path: deleted with it.
+    owners: BTreeMap<String, String>,
     /// Every request, as `METHOD path`, for tests that count them.
     requests: Vec<String>,
 }
@@ -241,6 +246,122 @@ fn controllers(object: &mut Value) {
     }
 }
 
+/// The leaf paths of an applied object (a list is a leaf), identity left out.
+fn leaves(prefix: &[String], value: &Value, out: &mut Vec<Vec<String>>) {
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            for (key, v) in map {
+                let mut path = prefix.to_vec();
+                path.push(key.clone());
+                let identity = matches!(
+                    path.iter()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>()
+                        .as_slice(),
+                    ["apiVersion"] | ["kind"] | ["metadata", "name"] | ["metadata", "namespace"]
+                );
+                if !identity {
+                    leaves(&path, v, out);
+                }
+            }
+        }
+        _ => out.push(prefix.to_vec()),
+    }
+}
+
+fn remove(object: &mut Value, path: &[String]) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut node = object;
+    for part in parents {
+        match node.get_mut(part) {
+            Some(next) => node = next,
+            None => return,
+        }
+    }
+    if let Some(map) = node.as_object_mut() {
+        map.remove(last);
+    }
+}
+
+/// Maps merge key by key; anything else is replaced.
+fn merge(into: &mut Value, from: &Value) {
+    match (into, from) {
+        (Value::Object(target), Value::Object(source)) => {
+            for (key, value) in source {
+                merge(target.entry(key.clone()).or_insert(Value::Null), value);
+            }
+        }
+        (target, source) => *target = source.clone(),
+    }
+}
+
+/// CDI's and KubeVirt's part for disks: a VirtualMachine's disk templates become DataVolumes
+/// it owns, and every DataVolume a PersistentVolumeClaim of its size that it owns.
+fn disks(store: &mut Store, path: &str, object: &Value) {
+    let Some(namespace) = object["metadata"]["namespace"].as_str() else {
+        return;
+    };
+    let claim_for = |store: &mut Store, dv: &str, spec: &Value, owner: &str| {
+        let claim = format!("/api/v1/namespaces/{namespace}/persistentvolumeclaims/{dv}");
+        if !store.objects.contains_key(&claim) {
+            let pvc = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "metadata": {"name": dv, "namespace": namespace},
+                "spec": {"resources": {"requests": {"storage": spec["storage"]["resources"]["requests"]["storage"]}},
+                    "storageClassName": spec["storage"]["storageClassName"]},
+                "status": {"phase": "Bound"}});
+            store.insert(&claim, pvc);
+            store.owners.insert(claim, owner.to_string());
+        }
+    };
+    match object["kind"].as_str() {
+        Some("VirtualMachine") => {
+            for template in object["spec"]["dataVolumeTemplates"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let Some(name) = template["metadata"]["name"].as_str() else {
+                    continue;
+                };
+                let dv = format!(
+                    "/apis/cdi.kubevirt.io/v1beta1/namespaces/{namespace}/datavolumes/{name}"
+                );
+                if !store.objects.contains_key(&dv) {
+                    let made = json!({"apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "DataVolume",
+                        "metadata": {"name": name, "namespace": namespace},
+                        "spec": template["spec"], "status": {"phase": "Succeeded"}});
+                    store.insert(&dv, made);
+                    store.owners.insert(dv.clone(), path.to_string());
+                }
+                claim_for(store, name, &template["spec"], &dv);
+            }
+        }
+        Some("DataVolume") => {
+            if let Some(name) = object["metadata"]["name"].as_str() {
+                claim_for(store, name, &object["spec"], path);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Deletes what `path` owns, and what that owns.
+fn collect_garbage(store: &mut Store, path: &str) {
+    let owned: Vec<String> = store
+        .owners
+        .iter()
+        .filter(|(_, owner)| owner.as_str() == path)
+        .map(|(p, _)| p.clone())
+        .collect();
+    for child in owned {
+        store.owners.remove(&child);
+        collect_garbage(store, &child);
+        store.objects.remove(&child);
+    }
+}
+
 /// KubeVirt's part: a running VirtualMachine has an instance, whose status gives each
 /// interface's MAC, and the pod network's interface an address (10.244.0.N, N from the VM's
 /// uid); a halted one has none.
@@ -343,34 +464,37 @@ async fn handle(
                     format!("metadata.name must be {name}"),
                 );
             }
+            let manager = query.get("fieldManager").cloned().unwrap_or_default();
             let existing = store.objects.get(&path).cloned();
-            if let Some(existing) = &existing {
-                for key in ["labels", "annotations"] {
-                    let mut merged = existing["metadata"][key]
-                        .as_object()
-                        .cloned()
-                        .unwrap_or_default();
-                    merged.extend(
-                        applied["metadata"][key]
-                            .as_object()
-                            .cloned()
-                            .unwrap_or_default(),
-                    );
-                    applied["metadata"][key] = Value::Object(merged);
+            let mut fields = Vec::new();
+            leaves(&[], &applied, &mut fields);
+            let mut merged = match &existing {
+                Some(existing) => {
+                    // Fields this manager set before and sets no more are removed; the rest
+                    // of what the object holds (other managers', status) stays.
+                    let mut kept = existing.clone();
+                    let before = store.managed.get(&(path.clone(), manager.clone())).cloned();
+                    for gone in before
+                        .unwrap_or_default()
+                        .iter()
+                        .filter(|f| !fields.contains(f))
+                    {
+                        remove(&mut kept, gone);
+                    }
+                    merge(&mut kept, &applied);
+                    kept
                 }
-                for key in ["uid", "creationTimestamp"] {
-                    applied["metadata"][key] = existing["metadata"][key].clone();
+                None => {
+                    applied["metadata"]["uid"] = format!("uid-{}", store.version + 1).into();
+                    applied["metadata"]["creationTimestamp"] = "2026-11-24T00:00:00Z".into();
+                    applied
                 }
-                if !existing["status"].is_null() {
-                    applied["status"] = existing["status"].clone();
-                }
-            } else {
-                applied["metadata"]["uid"] = format!("uid-{}", store.version + 1).into();
-                applied["metadata"]["creationTimestamp"] = "2026-11-24T00:00:00Z".into();
-            }
-            controllers(&mut applied);
-            instance(&mut store, &path, &applied);
-            store.insert(&path, applied);
+            };
+            store.managed.insert((path.clone(), manager), fields);
+            controllers(&mut merged);
+            instance(&mut store, &path, &merged);
+            disks(&mut store, &path, &merged);
+            store.insert(&path, merged);
             let stored = store.objects.get(&path).cloned().unwrap_or_default();
             let code = if existing.is_some() {
                 StatusCode::OK
@@ -384,6 +508,7 @@ async fn handle(
             if vmi != path {
                 store.objects.remove(&vmi);
             }
+            collect_garbage(&mut store, &path);
             return match store.objects.remove(&path) {
                 Some(gone) => Json(gone).into_response(),
                 None => status(

@@ -129,12 +129,12 @@ fn a_plan_kubevirt_cannot_hold_is_refused_and_nothing_is_changed() {
 }
 
 /// A small lab on the stand-in, with parameters to change it.
-const LAB: &str = "parameters:\n  memory: 1024\n  cpus: 1\n  second: true\n  more: false\n\
+const LAB: &str = "parameters:\n  memory: 1024\n  cpus: 1\n  second: true\n  more: false\n  size: 10\n\
 kvnet:\n  type: network\n  cidr: 10.121.0.0/24\n\
 kvnet2:\n  type: network\n  cidr: 10.125.0.0/24\n\
 bookworm:\n  type: image\n  url: https://example.org/debian-12.qcow2\n\
 kv1:\n  image: bookworm\n  memory: {{ memory }}\n  numcpus: {{ cpus }}\n  cmds: [echo hello]\n  \
-disks: [10{% if more %}, 5{% endif %}]\n  nets: [default, kvnet{% if more %}, kvnet2{% endif %}]\n\
+disks: [{{ size }}{% if more %}, 5{% endif %}]\n  nets: [default, kvnet{% if more %}, kvnet2{% endif %}]\n\
 {% if second %}kv2:\n  image: bookworm\n  start: false\n  nets: [kvnet]\n{% endif %}";
 
 #[test]
@@ -260,11 +260,38 @@ fn a_plan_applies_to_kubevirt_diffs_clean_changes_and_is_destroyed_leaving_other
     let back = run(&["apply", "--yes"], &["memory=2048", "cpus=2"]);
     assert!(back.ok(), "{}", back.text());
 
+    // A disk grows in place: its claim is expanded, and the VM is neither restarted nor made
+    // again. It never shrinks: that plan is refused, and nothing changes.
+    let grow = ["memory=2048", "cpus=2", "size=20"];
+    let diff = run(&["diff"], &grow);
+    assert!(
+        diff.stdout.contains("~ virtualmachine/kv1 (live)") && !diff.stdout.contains("reboot"),
+        "{}",
+        diff.stdout
+    );
+    let grown = run(&["apply", "--yes"], &grow);
+    assert!(grown.ok(), "{}", grown.text());
+    let claim = cluster
+        .object("/api/v1/namespaces/lab/persistentvolumeclaims/kv1-disk0")
+        .expect("the disk's claim");
+    assert_eq!(claim["spec"]["resources"]["requests"]["storage"], "20Gi");
+    let shrink = run(&["apply", "--yes"], &["memory=2048", "cpus=2", "size=10"]);
+    assert_eq!(shrink.code(), Some(1), "{}", shrink.text());
+    assert!(
+        shrink
+            .stderr
+            .contains("disk kv1-disk0 would shrink from 20Gi to 10Gi"),
+        "{}",
+        shrink.stderr
+    );
+    let back = run(&["apply", "--yes"], &grow);
+    assert!(back.ok(), "{}", back.text());
+
     // Drift: another tool stops the VM; the plan says it runs, and the diff says so.
     let mut stopped = cluster.object(vm).expect("kv1");
     stopped["spec"]["runStrategy"] = "Halted".into();
     cluster.seed(vm, stopped);
-    let diff = run(&["diff"], &["memory=2048", "cpus=2"]);
+    let diff = run(&["diff"], &grow);
     let strategy = diff
         .stdout
         .lines()
@@ -279,7 +306,7 @@ fn a_plan_applies_to_kubevirt_diffs_clean_changes_and_is_destroyed_leaving_other
     // A VM dropped from the plan is deleted; everything else stays.
     let dropped = run(
         &["apply", "--yes"],
-        &["memory=2048", "cpus=2", "second=false"],
+        &["memory=2048", "cpus=2", "size=20", "second=false"],
     );
     assert!(dropped.ok(), "{}", dropped.text());
     assert!(cluster
@@ -287,7 +314,7 @@ fn a_plan_applies_to_kubevirt_diffs_clean_changes_and_is_destroyed_leaving_other
         .is_none());
     assert!(cluster.object(vm).is_some());
 
-    let destroyed = run(&["destroy", "--yes"], &["second=false"]);
+    let destroyed = run(&["destroy", "--yes"], &["second=false", "size=20"]);
     assert!(destroyed.ok(), "{}", destroyed.text());
     let left: Vec<String> = cluster
         .paths()

@@ -108,6 +108,7 @@ pub struct KubevirtProvider {
     client: kube::Client,
     namespace: String,
     cluster: String,
+    rules: rules::KubevirtRules,
 }
 
 impl KubevirtProvider {
@@ -141,6 +142,7 @@ impl KubevirtProvider {
             client,
             namespace,
             cluster,
+            rules: rules::KubevirtRules::default(),
         })
     }
 
@@ -245,7 +247,9 @@ impl KubevirtProvider {
             .await
             .map_err(|e| ProviderError::Connection(format!("listing storage classes: {e}")))?;
         let mut names = Vec::new();
+        let mut expandable = std::collections::BTreeSet::new();
         for class in classes {
+            let grows = class.allow_volume_expansion == Some(true);
             let is_default = class
                 .metadata
                 .annotations
@@ -254,9 +258,22 @@ impl KubevirtProvider {
                 .is_some_and(|v| v == "true");
             if is_default {
                 names.push("default".to_string());
+                if grows {
+                    expandable.insert("default".to_string());
+                }
             }
-            names.extend(class.metadata.name);
+            if let Some(name) = class.metadata.name {
+                if grows {
+                    expandable.insert(name.clone());
+                }
+                names.push(name);
+            }
         }
+        *self
+            .rules
+            .expandable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = expandable;
         Ok(names)
     }
 }
@@ -427,7 +444,7 @@ impl Provider for KubevirtProvider {
     }
 
     fn rules(&self) -> &dyn crate::plan::rules::Rules {
-        &rules::KubevirtRules
+        &self.rules
     }
 
     /// The manifests apply will send: the plan's objects, marked as `owner`'s.
@@ -489,12 +506,32 @@ impl Provider for KubevirtProvider {
         });
         let before = objects::read_back(id.kind, &live, made_from.as_ref());
         self.apply(object, owner).await?;
+        // Grown disks: their claims are expanded (the planner refused what cannot grow).
+        let disks = rules::disks(&Spec::Object(before.clone()), spec);
+        let disks_added = disks.added;
+        for (claim, _, _, size) in disks.grown {
+            let patch = serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": claim, "namespace": self.namespace},
+                "spec": {"resources": {"requests": {"storage": size}}},
+            });
+            Api::<PersistentVolumeClaim>::namespaced(self.client.clone(), &self.namespace)
+                .patch(
+                    &claim,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&patch),
+                )
+                .await
+                .map_err(|e| ProviderError::backend(&id, format!("expanding {claim}: {e}")))?;
+        }
         // A running VM's template changes wait for its restart (KubeVirt's RestartRequired).
         let needs_reboot = id.kind == ResourceKind::VirtualMachine
             && runs(&live)
-            && object.fields.iter().any(|(path, value)| {
-                path.starts_with("spec.template.") && before.fields.get(path) != Some(value)
-            });
+            && (disks_added
+                || object.fields.iter().any(|(path, value)| {
+                    path.starts_with("spec.template.") && before.fields.get(path) != Some(value)
+                }));
         Ok(Done {
             summary: if needs_reboot {
                 format!("{id} updated; the change takes effect when it restarts")

@@ -6,6 +6,9 @@
 //! DataVolumes and network attachments are made again when they change. A cloud-init Secret is
 //! made again, and its VM, which reads it only when it boots, restarts to see it.
 
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
 use serde_json::Value;
 
 use super::objects::SECRET_DIGEST;
@@ -15,7 +18,15 @@ use crate::plan::{AttributeChange, Change};
 use crate::provider::spec::{ObjectSpec, ResourceId, ResourceKind, Spec};
 use crate::provider::Disruption;
 
-pub struct KubevirtRules;
+#[derive(Default)]
+pub struct KubevirtRules {
+    /// The storage classes that allow volume expansion, by the names plans give them
+    /// (`default` too), as the provider last listed them.
+    pub expandable: Mutex<BTreeSet<String>>,
+}
+
+/// The list of a VM's disk templates.
+const TEMPLATES: &str = "spec.dataVolumeTemplates";
 
 impl Rules for KubevirtRules {
     fn disruption(&self, attribute: &str, live: &Spec, want: &Spec) -> Disruption {
@@ -24,15 +35,42 @@ impl Rules for KubevirtRules {
             (ResourceKind::VirtualMachine, path) if path.starts_with("spec.template.") => {
                 Disruption::Reboot
             }
-            // KubeVirt makes the DataVolumes of new templates, and its VM sees them when it
-            // restarts; a template that changes reaches no existing disk.
-            (ResourceKind::VirtualMachine, "spec.dataVolumeTemplates")
-                if only_added(live, want, attribute) =>
-            {
-                Disruption::Reboot
-            }
+            (ResourceKind::VirtualMachine, TEMPLATES) => match disks(live, want) {
+                // KubeVirt makes the DataVolumes of new templates, and the VM sees them when
+                // it restarts.
+                Disks { added: true, .. } => Disruption::Reboot,
+                // A disk grows in place (its claim is expanded).
+                Disks { other: false, .. } => Disruption::Live,
+                // A template that changes otherwise reaches no existing disk.
+                _ => Disruption::Replace,
+            },
             _ => Disruption::Replace,
         }
+    }
+
+    /// A disk cannot shrink, nor grow where its storage class does not allow expansion.
+    fn refusal(&self, live: &Spec, want: &Spec) -> Option<String> {
+        if want.id().kind != ResourceKind::VirtualMachine {
+            return None;
+        }
+        let changes = disks(live, want);
+        if let Some((name, had, wanted)) = changes.shrunk.first() {
+            return Some(format!(
+                "disk {name} would shrink from {had} to {wanted}, and a volume cannot shrink; \
+                 keep its size, or make a new VM"
+            ));
+        }
+        let expandable = self.expandable.lock().unwrap_or_else(|p| p.into_inner());
+        changes
+            .grown
+            .iter()
+            .find(|(_, class, _, _)| !expandable.contains(class))
+            .map(|(name, class, had, wanted)| {
+                format!(
+                    "disk {name} would grow from {had} to {wanted}, but storage class {class} \
+                     does not allow volume expansion"
+                )
+            })
     }
 
     fn restart_to_see(&self, replace: &Change, desired: &Desired) -> Option<RestartFor> {
@@ -82,17 +120,96 @@ impl Rules for KubevirtRules {
     }
 }
 
-/// Whether the list at `path` only grew: every live item is still there, in its place.
-fn only_added(live: &Spec, want: &Spec, path: &str) -> bool {
+/// How a VM's disk templates change.
+#[derive(Debug, Default)]
+pub struct Disks {
+    /// Templates added after the existing ones.
+    pub added: bool,
+    /// Existing disks whose size grows: (name, storage class, from, to).
+    pub grown: Vec<(String, String, String, String)>,
+    /// Existing disks whose size would shrink: (name, from, to).
+    pub shrunk: Vec<(String, String, String)>,
+    /// Anything else: a template removed, or changed in another way than its size.
+    pub other: bool,
+}
+
+const SIZE: &str = "/spec/storage/resources/requests/storage";
+
+pub fn disks(live: &Spec, want: &Spec) -> Disks {
     let list = |spec: &Spec| match spec {
-        Spec::Object(o) => o.fields.get(path).and_then(Value::as_array).cloned(),
-        _ => None,
+        Spec::Object(o) => o
+            .fields
+            .get(TEMPLATES)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default(),
+        _ => Vec::new(),
     };
-    match (list(live), list(want)) {
-        (Some(had), Some(wanted)) => wanted.len() >= had.len() && wanted.starts_with(&had),
-        (None, Some(_)) => true,
-        _ => false,
+    let (had, wanted) = (list(live), list(want));
+    let mut out = Disks {
+        added: wanted.len() > had.len(),
+        other: wanted.len() < had.len(),
+        ..Disks::default()
+    };
+    for (old, new) in had.iter().zip(&wanted) {
+        let without_size = |t: &Value| {
+            let mut t = t.clone();
+            if let Some(size) = t.pointer_mut(SIZE) {
+                *size = Value::Null;
+            }
+            t
+        };
+        if without_size(old) != without_size(new) {
+            out.other = true;
+            continue;
+        }
+        let size = |t: &Value| {
+            t.pointer(SIZE)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        let (from, to) = (size(old), size(new));
+        let name = new["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        match (bytes(&from), bytes(&to)) {
+            (Some(a), Some(b)) if b > a => {
+                let class = new
+                    .pointer("/spec/storage/storageClassName")
+                    .and_then(Value::as_str)
+                    .unwrap_or("default")
+                    .to_string();
+                out.grown.push((name, class, from, to));
+            }
+            (Some(a), Some(b)) if b < a => out.shrunk.push((name, from, to)),
+            (Some(_), Some(_)) => {}
+            _ if from != to => out.other = true,
+            _ => {}
+        }
     }
+    out
+}
+
+/// A Kubernetes quantity of bytes (`10Gi`, `1536Mi`, `5G`, `1000`).
+pub fn bytes(quantity: &str) -> Option<u64> {
+    let units: [(&str, u64); 8] = [
+        ("Ki", 1 << 10),
+        ("Mi", 1 << 20),
+        ("Gi", 1 << 30),
+        ("Ti", 1 << 40),
+        ("k", 1_000),
+        ("M", 1_000_000),
+        ("G", 1_000_000_000),
+        ("T", 1_000_000_000_000),
+    ];
+    for (suffix, factor) in units {
+        if let Some(number) = quantity.strip_suffix(suffix) {
+            return number.parse::<u64>().ok()?.checked_mul(factor);
+        }
+    }
+    quantity.parse().ok()
 }
 
 /// What a VirtualMachine refers to: its cloud-init Secrets, its Multus networks, the images its
@@ -131,4 +248,54 @@ fn references(vm: &ObjectSpec) -> Vec<ResourceId> {
     out.sort();
     out.dedup();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::spec::ObjectSpec;
+
+    fn vm(sizes: &[&str]) -> Spec {
+        let templates: Vec<Value> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, size)| {
+                serde_json::json!({"metadata": {"name": format!("vm-disk{i}")},
+                    "spec": {"source": {"blank": {}}, "storage": {"resources": {"requests": {"storage": size}}}}})
+            })
+            .collect();
+        Spec::Object(ObjectSpec {
+            object: ResourceKind::VirtualMachine,
+            name: "vm".into(),
+            fields: [(TEMPLATES.to_string(), Value::Array(templates))].into(),
+            secret_data: Default::default(),
+        })
+    }
+
+    #[test]
+    fn disks_grow_in_place_where_the_class_allows_and_never_shrink() {
+        let rules = KubevirtRules::default();
+        let (small, big) = (vm(&["10Gi"]), vm(&["20Gi"]));
+        assert!(rules
+            .refusal(&small, &big)
+            .unwrap()
+            .contains("does not allow volume expansion"));
+        rules.expandable.lock().unwrap().insert("default".into());
+        assert_eq!(rules.refusal(&small, &big), None);
+        assert_eq!(rules.disruption(TEMPLATES, &small, &big), Disruption::Live);
+        assert!(rules
+            .refusal(&big, &small)
+            .unwrap()
+            .contains("would shrink from 20Gi to 10Gi"));
+        assert_eq!(
+            rules.disruption(TEMPLATES, &small, &vm(&["10Gi", "5Gi"])),
+            Disruption::Reboot
+        );
+        assert_eq!(
+            rules.disruption(TEMPLATES, &vm(&["10Gi", "5Gi"]), &small),
+            Disruption::Replace
+        );
+        assert_eq!(bytes("1536Mi"), Some(1536 << 20));
+        assert_eq!(bytes("5G"), Some(5_000_000_000));
+    }
 }
