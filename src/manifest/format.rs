@@ -55,6 +55,15 @@ impl JsonSchema for Size {
     }
 }
 
+/// kcli's hotplug keys: `true` for the default headroom, or the most the VM may grow to.
+#[derive(JsonSchema)]
+#[schemars(untagged)]
+#[allow(dead_code)]
+enum HotplugFormat {
+    On(bool),
+    Most(Size),
+}
+
 /// Names of other entries.
 type Names = Vec<String>;
 
@@ -174,6 +183,12 @@ struct VmKeys {
     /// Give the VM a channel for the QEMU guest agent, through which siteplan asks the guest
     /// for its addresses. Default true.
     guestagent: Option<bool>,
+    /// Room to add CPUs to the running VM (KubeVirt): `true` (four times `numcpus`) or the most
+    /// vCPUs it may have. On libvirt, CPU changes still need a restart.
+    cpuhotplug: Option<HotplugFormat>,
+    /// Room to add memory to the running VM (KubeVirt): `true` (four times `memory`) or the most
+    /// it may have (a size). On libvirt, memory changes still need a restart.
+    memoryhotplug: Option<HotplugFormat>,
     /// siteplan's extension: names of entries to create before this one, beyond what its keys
     /// already refer to.
     depends_on: Option<Names>,

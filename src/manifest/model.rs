@@ -185,6 +185,12 @@ pub struct Vm {
     /// A channel for the QEMU guest agent (kcli's `guestagent`), through which the host asks
     /// the guest for its addresses.
     pub guestagent: bool,
+    /// Headroom for CPUs added to a running VM (kcli's `cpuhotplug`): the most vCPUs it may
+    /// have. `true` in the plan: four times `numcpus`.
+    pub max_cpus: Option<u32>,
+    /// Headroom for memory added to a running VM (kcli's `memoryhotplug`): the most it may
+    /// have, in MiB. `true` in the plan: four times `memory`.
+    pub max_memory_mib: Option<u64>,
 }
 
 /// A kernel booted directly by the hypervisor, with its initrd and command line.

@@ -363,6 +363,21 @@ fn read_vm<'a>(
     let reserveip = r.bool("reserveip", false, d);
     let boot = read_direct_boot(r, d);
     let guestagent = r.bool("guestagent", true, d);
+    // kcli's hotplug keys: true, or the most the VM may grow to.
+    let max_cpus = match r.take("cpuhotplug").map(|n| &n.value) {
+        Some(Value::Bool(true)) => Some(numcpus.saturating_mul(4)),
+        Some(Value::Bool(false) | Value::Null) | None => None,
+        Some(_) => r
+            .int("cpuhotplug", d)
+            .map(|(n, span)| positive_u32(n, span, "cpuhotplug", d).max(numcpus)),
+    };
+    let max_memory_mib = match r.take("memoryhotplug").map(|n| &n.value) {
+        Some(Value::Bool(true)) => Some(memory_mib.saturating_mul(4)),
+        Some(Value::Bool(false) | Value::Null) | None => None,
+        Some(_) => r
+            .size("memoryhotplug", Unit::Mib, d)
+            .map(|bytes| bytes.div_ceil(1024 * 1024).max(memory_mib)),
+    };
     Vm {
         profile,
         numcpus,
@@ -391,6 +406,8 @@ fn read_vm<'a>(
         reserveip,
         boot,
         guestagent,
+        max_cpus,
+        max_memory_mib,
     }
 }
 

@@ -166,6 +166,9 @@ pub struct VmIntent {
     pub boot: Option<DirectBoot>,
     /// Whether the VM has a channel for the QEMU guest agent.
     pub guest_agent: bool,
+    /// The most vCPUs and memory (MiB) the running VM may grow to, where a backend can.
+    pub max_cpus: Option<u32>,
+    pub max_memory_mib: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -539,6 +542,8 @@ fn vm_intent(
             }
         }),
         guest_agent: vm.guestagent,
+        max_cpus: vm.max_cpus,
+        max_memory_mib: vm.max_memory_mib,
     })
 }
 

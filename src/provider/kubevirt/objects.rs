@@ -308,9 +308,17 @@ fn virtual_machine(name: &str, vm: &VmIntent, namespace: &str) -> Value {
     let mut domain = json!({
         "cpu": {"cores": vm.cpus},
         "memory": {"guest": memory},
-        "resources": {"requests": {"memory": memory}},
         "devices": {"disks": disks, "interfaces": interfaces},
     });
+    // Headroom: CPUs as sockets (one core each) up to `maxSockets`, memory up to `maxGuest`,
+    // both changed live by KubeVirt. Without it, memory is also the pod's request.
+    if let Some(most) = vm.max_cpus {
+        domain["cpu"] = json!({"sockets": vm.cpus, "cores": 1, "threads": 1, "maxSockets": most});
+    }
+    match vm.max_memory_mib {
+        Some(most) => domain["memory"]["maxGuest"] = format!("{most}Mi").into(),
+        None => domain["resources"] = json!({"requests": {"memory": memory}}),
+    }
     if vm.uefi {
         domain["firmware"] = json!({"bootloader": {"efi": {}}});
     }

@@ -27,11 +27,46 @@ pub struct KubevirtRules {
 
 /// The list of a VM's disk templates.
 const TEMPLATES: &str = "spec.dataVolumeTemplates";
+const SOCKETS: &str = "spec.template.spec.domain.cpu.sockets";
+const MAX_SOCKETS: &str = "spec.template.spec.domain.cpu.maxSockets";
+const GUEST: &str = "spec.template.spec.domain.memory.guest";
+const MAX_GUEST: &str = "spec.template.spec.domain.memory.maxGuest";
+
+/// Whether `field` grows within a headroom (`most`) that is there and stays the same.
+fn within(live: &Spec, want: &Spec, field: &str, most: &str) -> bool {
+    let value = |spec: &Spec, path: &str| match spec {
+        Spec::Object(o) => o.fields.get(path).and_then(|v| match v {
+            Value::Number(n) => n.as_u64(),
+            Value::String(q) => bytes(q),
+            _ => None,
+        }),
+        _ => None,
+    };
+    match (
+        value(live, most),
+        value(want, most),
+        value(live, field),
+        value(want, field),
+    ) {
+        (Some(had_most), Some(most), Some(had), Some(wanted)) => {
+            had_most == most && wanted >= had && wanted <= most
+        }
+        _ => false,
+    }
+}
 
 impl Rules for KubevirtRules {
     fn disruption(&self, attribute: &str, live: &Spec, want: &Spec) -> Disruption {
         match (want.id().kind, attribute) {
             (ResourceKind::VirtualMachine, "spec.runStrategy") => Disruption::Live,
+            // Within the headroom the VM declares (and keeps), KubeVirt adds CPUs and memory
+            // to the running VM.
+            (ResourceKind::VirtualMachine, SOCKETS) if within(live, want, SOCKETS, MAX_SOCKETS) => {
+                Disruption::Live
+            }
+            (ResourceKind::VirtualMachine, GUEST) if within(live, want, GUEST, MAX_GUEST) => {
+                Disruption::Live
+            }
             (ResourceKind::VirtualMachine, path) if path.starts_with("spec.template.") => {
                 Disruption::Reboot
             }
@@ -296,6 +331,39 @@ mod tests {
             Disruption::Replace
         );
         assert_eq!(bytes("1536Mi"), Some(1536 << 20));
+    }
+
+    fn cpus(sockets: u64, most: Option<u64>) -> Spec {
+        let mut fields: std::collections::BTreeMap<String, Value> =
+            [(SOCKETS.to_string(), sockets.into())].into();
+        if let Some(most) = most {
+            fields.insert(MAX_SOCKETS.into(), most.into());
+        }
+        Spec::Object(ObjectSpec {
+            object: ResourceKind::VirtualMachine,
+            name: "vm".into(),
+            fields,
+            secret_data: Default::default(),
+        })
+    }
+
+    #[test]
+    fn cpus_change_live_only_within_a_headroom_that_stays() {
+        let rules = KubevirtRules::default();
+        let live = |s, m| rules.disruption(SOCKETS, &cpus(2, m), &cpus(s, m));
+        assert_eq!(live(4, Some(8)), Disruption::Live);
+        assert_eq!(live(9, Some(8)), Disruption::Reboot, "beyond the headroom");
+        assert_eq!(
+            live(1, Some(8)),
+            Disruption::Reboot,
+            "KubeVirt does not unplug"
+        );
+        assert_eq!(live(4, None), Disruption::Reboot, "no headroom");
+        assert_eq!(
+            rules.disruption(SOCKETS, &cpus(2, Some(8)), &cpus(4, Some(16))),
+            Disruption::Reboot,
+            "a new headroom is itself a restart"
+        );
         assert_eq!(bytes("5G"), Some(5_000_000_000));
     }
 }
