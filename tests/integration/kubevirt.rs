@@ -722,3 +722,53 @@ fn a_plan_on_a_real_kubevirt_cluster() {
     let destroyed = run(&["destroy", "--yes"], &["memory=2048"]);
     assert!(destroyed.ok(), "{}", destroyed.text());
 }
+
+/// Every example applies to the stand-in and then diffs clean, or is refused before anything
+/// changes for what KubeVirt cannot hold (a pool entry: a host directory), saying so.
+#[test]
+fn every_example_applies_to_kubevirt_or_is_refused_saying_why() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cluster = StandIn::start(Cluster::default());
+    let bare = StandIn::start(Cluster::default());
+    let file = providers(tmp.path(), &cluster, &bare);
+    let mut applied = Vec::new();
+    let mut examples: Vec<PathBuf> = std::fs::read_dir("examples")
+        .expect("examples")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yml"))
+        .collect();
+    examples.sort();
+    for example in examples {
+        let name = example.display().to_string();
+        let run = |args: &[&str]| {
+            Plan::new(args)
+                .args(&[&name, "--provider", "kv"])
+                .env("SITEPLAN_PROVIDERS", &file)
+                .env("XDG_STATE_HOME", tmp.path().join("state"))
+                .run()
+        };
+        let before = cluster.requests().len();
+        let out = run(&["apply", "--yes"]);
+        if !out.ok() {
+            assert!(
+                out.stderr.contains("has no storage in host directories"),
+                "{name} was refused for another reason:\n{}",
+                out.text()
+            );
+            let writes = cluster.requests()[before..]
+                .iter()
+                .filter(|r| !r.starts_with("GET "))
+                .count();
+            assert_eq!(writes, 0, "{name} was refused after changing something");
+            continue;
+        }
+        let diff = run(&["diff"]);
+        assert!(
+            diff.stdout.starts_with("No changes."),
+            "{name}:\n{}",
+            diff.stdout
+        );
+        applied.push(name);
+    }
+    assert!(applied.len() >= 3, "only {applied:?} applied");
+}
