@@ -12,7 +12,8 @@
 //! server does. And what KubeVirt and CDI would do at once: a VirtualMachine's
 //! `status.printableStatus` follows its `runStrategy` and a running one has an instance with
 //! addresses; its disk templates become DataVolumes, and DataVolumes claims, that it owns; a
-//! DataVolume's `status.phase` is `Succeeded`.
+//! DataVolume's `status.phase` goes from ImportScheduled through ImportInProgress to Succeeded,
+//! a step at each request served.
 //!
 //! It lives with the tests, not in the product.
 
@@ -241,7 +242,10 @@ fn controllers(object: &mut Value) {
                 if running { "Running" } else { "Stopped" }.into();
             object["status"]["ready"] = running.into();
         }
-        Some("DataVolume") => object["status"]["phase"] = "Succeeded".into(),
+        // CDI imports: the phase moves on at each request the stand-in serves (`progress`).
+        Some("DataVolume") if object["status"]["phase"].is_null() => {
+            object["status"]["phase"] = "ImportScheduled".into()
+        }
         _ => {}
     }
 }
@@ -407,6 +411,22 @@ fn instance(store: &mut Store, path: &str, vm: &Value) {
     store.insert(&vmi_path, vmi);
 }
 
+/// The controllers' loop, one step per request: a DataVolume goes from ImportScheduled through
+/// ImportInProgress to Succeeded.
+fn progress(store: &mut Store) {
+    for object in store.objects.values_mut() {
+        if object["kind"] != "DataVolume" {
+            continue;
+        }
+        let next = match object["status"]["phase"].as_str() {
+            Some("ImportScheduled") => "ImportInProgress",
+            Some("ImportInProgress") => "Succeeded",
+            _ => continue,
+        };
+        object["status"]["phase"] = next.into();
+    }
+}
+
 /// `app=web,tier=db`: equality terms only, which is all siteplan sends.
 fn selected(object: &Value, selector: Option<&String>) -> bool {
     let Some(selector) = selector.filter(|s| !s.is_empty()) else {
@@ -518,7 +538,7 @@ async fn handle(
                 ),
             };
         }
-        Method::GET => {}
+        Method::GET => progress(&mut store),
         other => {
             return status(
                 StatusCode::METHOD_NOT_ALLOWED,

@@ -206,6 +206,11 @@ fn a_plan_applies_to_kubevirt_diffs_clean_changes_and_is_destroyed_leaving_other
     let diff = run(&["diff"], &[]);
     assert!(diff.ok(), "{}", diff.text());
     assert!(diff.stdout.starts_with("No changes."), "{}", diff.stdout);
+    // The import went on meanwhile; its progress is CDI's business, not a change of the plan.
+    let image = cluster
+        .object("/apis/cdi.kubevirt.io/v1beta1/namespaces/lab/datavolumes/bookworm")
+        .expect("the image");
+    assert_eq!(image["status"]["phase"], "Succeeded", "{image}");
 
     // More memory and cpus for the running VM: it must restart to get them.
     let diff = run(&["diff"], &["memory=2048", "cpus=2"]);
