@@ -42,6 +42,12 @@ impl Plan {
     }
 
     /// The sandbox `plan` uses (`SITEPLAN_SANDBOX_DIR`).
+    /// A providers file, and where provider ids are remembered (`XDG_STATE_HOME=state`).
+    pub fn providers(self, file: &Path, state: &Path) -> Plan {
+        self.env("SITEPLAN_PROVIDERS", file)
+            .env("XDG_STATE_HOME", state)
+    }
+
     pub fn sandbox(self, dir: &Path) -> Plan {
         self.env("SITEPLAN_SANDBOX_DIR", dir)
     }

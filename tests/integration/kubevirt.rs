@@ -38,10 +38,14 @@ fn providers(dir: &Path, good: &StandIn, bare: &StandIn) -> PathBuf {
 }
 
 fn plan(file: &Path, state: &Path, args: &[&str]) -> Ran {
-    Plan::new(args)
-        .env("SITEPLAN_PROVIDERS", file)
-        .env("XDG_STATE_HOME", state)
-        .run()
+    Plan::new(args).providers(file, state).run()
+}
+
+/// The first line of `text` that holds `needle` (empty if none).
+fn line_with<'t>(text: &'t str, needle: &str) -> &'t str {
+    text.lines()
+        .find(|l| l.contains(needle))
+        .unwrap_or_default()
 }
 
 #[test]
@@ -101,8 +105,7 @@ fn a_plan_kubevirt_cannot_hold_is_refused_and_nothing_is_changed() {
     let bare = StandIn::start(Cluster::default());
     let file = providers(tmp.path(), &good, &bare);
     let out = Plan::new(&["apply", "--yes", "--provider", "kv", "examples/lab.yml"])
-        .env("SITEPLAN_PROVIDERS", &file)
-        .env("XDG_STATE_HOME", tmp.path().join("state"))
+        .providers(&file, &tmp.path().join("state"))
         .run();
     assert_eq!(out.code(), Some(1), "{}", out.text());
     assert!(
@@ -116,8 +119,7 @@ fn a_plan_kubevirt_cannot_hold_is_refused_and_nothing_is_changed() {
     std::fs::write(&plan_file, "vm1:\n  pool: nosuch\n  nets: [default]\n").expect("plan");
     let out = Plan::new(&["apply", "--yes", "--provider", "kv"])
         .args(&[&plan_file.to_string_lossy()])
-        .env("SITEPLAN_PROVIDERS", &file)
-        .env("XDG_STATE_HOME", tmp.path().join("state"))
+        .providers(&file, &tmp.path().join("state"))
         .run();
     assert_eq!(out.code(), Some(1), "{}", out.text());
     assert!(out.stderr.contains("pool/nosuch"), "{}", out.stderr);
@@ -155,8 +157,7 @@ fn a_plan_applies_to_kubevirt_diffs_clean_changes_and_is_destroyed_leaving_other
         Plan::new(args)
             .args(&[&plan_file.to_string_lossy(), "--provider", "kv"])
             .params(params)
-            .env("SITEPLAN_PROVIDERS", &file)
-            .env("XDG_STATE_HOME", tmp.path().join("state"))
+            .providers(&file, &tmp.path().join("state"))
             .run()
     };
 
@@ -220,11 +221,7 @@ fn a_plan_applies_to_kubevirt_diffs_clean_changes_and_is_destroyed_leaving_other
         "{}",
         diff.stdout
     );
-    let memory = diff
-        .stdout
-        .lines()
-        .find(|l| l.contains("spec.template.spec.domain.memory.guest:"))
-        .unwrap_or_default();
+    let memory = line_with(&diff.stdout, "spec.template.spec.domain.memory.guest:");
     assert!(
         memory.ends_with("\"1024Mi\" → \"2048Mi\""),
         "{}",
@@ -297,11 +294,7 @@ fn a_plan_applies_to_kubevirt_diffs_clean_changes_and_is_destroyed_leaving_other
     stopped["spec"]["runStrategy"] = "Halted".into();
     cluster.seed(vm, stopped);
     let diff = run(&["diff"], &grow);
-    let strategy = diff
-        .stdout
-        .lines()
-        .find(|l| l.contains("spec.runStrategy:"))
-        .unwrap_or_default();
+    let strategy = line_with(&diff.stdout, "spec.runStrategy:");
     assert!(
         strategy.ends_with("\"Halted\" → \"Always\""),
         "{}",
@@ -498,8 +491,7 @@ fn a_plan_spread_over_a_sandbox_and_kubevirt() {
     let run = |args: &[&str]| {
         Plan::new(args)
             .args(&[&plan_file.to_string_lossy(), "--provider", "play"])
-            .env("SITEPLAN_PROVIDERS", &file)
-            .env("XDG_STATE_HOME", tmp.path().join("state"))
+            .providers(&file, &tmp.path().join("state"))
             .run()
     };
     let diff = run(&["diff"]);
@@ -550,8 +542,7 @@ fn a_refused_object_skips_what_needs_it_and_the_rest_is_made() {
     std::fs::write(&plan_file, LAB).expect("plan");
     let out = Plan::new(&["apply", "--yes", "--provider", "kv"])
         .args(&[&plan_file.to_string_lossy()])
-        .env("SITEPLAN_PROVIDERS", &file)
-        .env("XDG_STATE_HOME", tmp.path().join("state"))
+        .providers(&file, &tmp.path().join("state"))
         .run();
     assert_eq!(out.code(), Some(1), "{}", out.text());
     let log = out.text();
@@ -580,8 +571,7 @@ fn a_refused_object_skips_what_needs_it_and_the_rest_is_made() {
     cluster.allow_all();
     let again = Plan::new(&["apply", "--yes", "--provider", "kv"])
         .args(&[&plan_file.to_string_lossy()])
-        .env("SITEPLAN_PROVIDERS", &file)
-        .env("XDG_STATE_HOME", tmp.path().join("state"))
+        .providers(&file, &tmp.path().join("state"))
         .run();
     assert!(again.ok(), "{}", again.text());
     assert!(cluster
@@ -608,8 +598,7 @@ fn kubevirt_runs_killed_at_every_point_are_finished_by_the_next_run() {
             })
             .args(&[&plan_file.to_string_lossy(), "--provider", "kv"])
             .params(params)
-            .env("SITEPLAN_PROVIDERS", &file)
-            .env("XDG_STATE_HOME", tmp.path().join("state"))
+            .providers(&file, &tmp.path().join("state"))
             .env(
                 "SITEPLAN_CRASH_AT",
                 crash_at.map(|n| n.to_string()).unwrap_or_default(),
@@ -705,13 +694,11 @@ fn a_plan_on_a_real_kubevirt_cluster() {
         Plan::new(args)
             .args(&[&plan_file.to_string_lossy(), "--provider", "real"])
             .params(params)
-            .env("SITEPLAN_PROVIDERS", &file)
-            .env("XDG_STATE_HOME", tmp.path().join("state"))
+            .providers(&file, &tmp.path().join("state"))
             .run()
     };
     let listed = Plan::new(&["provider", "get", "real"])
-        .env("SITEPLAN_PROVIDERS", &file)
-        .env("XDG_STATE_HOME", tmp.path().join("state"))
+        .providers(&file, &tmp.path().join("state"))
         .run();
     assert!(listed.stdout.contains("READY"), "{}", listed.text());
     let _ = run(&["destroy", "--yes"], &[]);
@@ -748,8 +735,7 @@ fn every_example_applies_to_kubevirt_or_is_refused_saying_why() {
         let run = |args: &[&str]| {
             Plan::new(args)
                 .args(&[&name, "--provider", "kv"])
-                .env("SITEPLAN_PROVIDERS", &file)
-                .env("XDG_STATE_HOME", tmp.path().join("state"))
+                .providers(&file, &tmp.path().join("state"))
                 .run()
         };
         let before = cluster.requests().len();

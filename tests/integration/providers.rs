@@ -47,9 +47,7 @@ fn env() -> Env {
 
 /// `plan` with this environment's providers file and state.
 fn plan_in(env: &Env, args: &[&str]) -> Plan {
-    Plan::new(args)
-        .env("SITEPLAN_PROVIDERS", &env.file)
-        .env("XDG_STATE_HOME", &env.state)
+    Plan::new(args).providers(&env.file, &env.state)
 }
 
 fn plan(env: &Env, args: &[&str]) -> (bool, String, String) {
