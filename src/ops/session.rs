@@ -84,6 +84,7 @@ impl Guest {
                 .filter(|(_, ip)| ip.is_some())
                 .map(|(mac, _)| mac.clone())
                 .collect(),
+            agent: self.agent,
         }
     }
 

@@ -110,11 +110,14 @@ impl Address {
 pub type Addresses = BTreeMap<String, Vec<Address>>;
 
 /// A VM whose addresses are asked for, with the MACs of the NICs its guest configures
-/// statically: those ask no DHCP server for a lease, which a simulated one must know.
+/// statically (those ask no DHCP server for a lease, which a simulated one must know), and
+/// whether it has a guest agent to ask.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AddressQuery {
     pub vm: String,
     pub static_macs: Vec<String>,
+    /// The plan gives it a guest agent, which may be asked.
+    pub agent: bool,
 }
 
 /// One resource as observed.

@@ -235,12 +235,12 @@ impl Provider for LibvirtProvider {
     }
 
     async fn addresses(&self, vms: &[AddressQuery]) -> Result<Addresses, ProviderError> {
-        let vms: Vec<String> = vms.iter().map(|q| q.vm.clone()).collect();
+        let vms = vms.to_vec();
         self.blocking(move |inner| {
             let mut found = Addresses::new();
-            for vm in vms {
-                let ips = inner.addresses(&vm)?;
-                found.insert(vm, ips);
+            for query in vms {
+                let ips = inner.addresses(&query.vm, query.agent)?;
+                found.insert(query.vm, ips);
             }
             Ok(found)
         })
@@ -1254,17 +1254,13 @@ impl Inner {
     }
 
     /// A running VM's addresses: the leases its NICs hold on libvirt networks, and what its
-    /// guest agent reports (asked only of VMs that have the agent's channel).
-    fn addresses(&self, vm: &str) -> Result<Vec<Address>, ProviderError> {
+    /// guest agent reports (asked only of VMs the plan gives one; a domain without the channel
+    /// answers with an error, which means nothing known).
+    fn addresses(&self, vm: &str, has_agent: bool) -> Result<Vec<Address>, ProviderError> {
         let d = self.domain(vm)?;
         if !d.is_active().unwrap_or(false) {
             return Ok(Vec::new());
         }
-        let has_agent = d
-            .xml_desc(0)
-            .ok()
-            .and_then(|x| xml::parse_domain(&x, true, false).ok())
-            .is_some_and(|info| info.spec.guest_agent);
         let mut sources = vec![(
             sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE,
             AddressSource::Lease,
