@@ -5,11 +5,15 @@
 //! selectors, `resourceVersion`, and `Status` bodies for errors. Objects are JSON values kept in
 //! memory, by path; a test seeds the ones the cluster has (namespaces, storage classes).
 //!
-//! Writes: server-side apply (`PATCH` with `fieldManager`, creating what is not there), and
-//! `DELETE`. An apply merges the object into what is there, and removes the fields the same
-//! manager set last time and sets no more, leaving other managers' fields and `status` alone
-//! (lists are one field each). Deleting an object deletes what it owns. A Secret's `stringData` is folded into base64 `data`, as the real
-//! server does. And what KubeVirt and CDI would do at once: a VirtualMachine's
+//! Writes: server-side apply (`PATCH` with `fieldManager`, creating what is not there), JSON
+//! merge patches, `POST` (create; 409 `AlreadyExists`), `PUT` (replace) and `DELETE`. Each
+//! manager owns the fields it set (lists are one field each). An apply merges the object into
+//! what is there and removes the fields the same manager set last time and sets no more,
+//! leaving other managers' fields and `status` alone; changing a field another manager owns is
+//! a 409 `Conflict` unless the apply is forced, which takes the field over. An update owns
+//! what it changed. A write that names a stale `resourceVersion` is a 409 `Conflict`.
+//! Deleting an object deletes what it owns. A Secret's `stringData` is folded into base64
+//! `data`, as the real server does. And what KubeVirt and CDI would do at once: a VirtualMachine's
 //! `status.printableStatus` follows its `runStrategy` and a running one has an instance with
 //! addresses; its disk templates become DataVolumes, and DataVolumes claims, that it owns; a
 //! DataVolume's `status.phase` goes from ImportScheduled through ImportInProgress to Succeeded,
@@ -182,6 +186,37 @@ impl StandIn {
         self.store.lock().unwrap().objects.get(path).cloned()
     }
 
+    /// A request as another client (kubectl, a controller) would send it: over HTTP, through a
+    /// real `kube::Client`. The object written, or the API's `Status` for a refusal.
+    pub fn send(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        content_type: &str,
+        body: Value,
+    ) -> Result<Value, Box<kube::core::Status>> {
+        let url = format!("http://{}", self.addr);
+        let request = axum::http::Request::builder()
+            .method(method)
+            .uri(path_and_query)
+            .header(axum::http::header::CONTENT_TYPE, content_type)
+            .body(serde_json::to_vec(&body).expect("JSON"))
+            .expect("request");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let config = kube::Config::new(url.parse().expect("url"));
+            let client = kube::Client::try_from(config).expect("client");
+            match client.request::<Value>(request).await {
+                Ok(object) => Ok(object),
+                Err(kube::Error::Api(status)) => Err(status),
+                Err(other) => panic!("the stand-in did not answer: {other}"),
+            }
+        })
+    }
+
     /// The requests served so far, as `METHOD path`.
     pub fn requests(&self) -> Vec<String> {
         self.store.lock().unwrap().requests.clone()
@@ -262,7 +297,14 @@ fn leaves(prefix: &[String], value: &Value, out: &mut Vec<Vec<String>>) {
                         .map(String::as_str)
                         .collect::<Vec<_>>()
                         .as_slice(),
-                    ["apiVersion"] | ["kind"] | ["metadata", "name"] | ["metadata", "namespace"]
+                    ["apiVersion"]
+                        | ["kind"]
+                        | ["metadata", "name"]
+                        | ["metadata", "namespace"]
+                        | ["metadata", "resourceVersion"]
+                        | ["metadata", "uid"]
+                        | ["metadata", "creationTimestamp"]
+                        | ["metadata", "managedFields"]
                 );
                 if !identity {
                     leaves(&path, v, out);
@@ -299,6 +341,297 @@ fn merge(into: &mut Value, from: &Value) {
         }
         (target, source) => *target = source.clone(),
     }
+}
+
+/// RFC 7386: maps merge key by key, `null` removes a key, anything else is replaced.
+fn merge_patch_into(target: &mut Value, patch: &Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    if let Some(target) = target.as_object_mut() {
+        for (key, value) in patch {
+            if value.is_null() {
+                target.remove(key);
+            } else {
+                merge_patch_into(target.entry(key.clone()).or_insert(Value::Null), value);
+            }
+        }
+    }
+}
+
+fn at<'v>(value: &'v Value, path: &[String]) -> &'v Value {
+    path.iter().fold(value, |node, part| &node[part.as_str()])
+}
+
+/// `virtualmachines.kubevirt.io "kv1"`, as the API server names an object in its messages.
+fn qualified(path: &str) -> String {
+    let segments: Vec<&str> = path.split('/').collect();
+    let name = segments.last().copied().unwrap_or_default();
+    let resource = segments.iter().rev().nth(1).copied().unwrap_or_default();
+    match segments.as_slice() {
+        ["", "apis", group, ..] => format!("{resource}.{group} \"{name}\""),
+        _ => format!("{resource} \"{name}\""),
+    }
+}
+
+/// The body as JSON, or why not.
+fn parse(body: &Bytes) -> Result<Value, String> {
+    serde_json::from_slice::<Value>(body).map_err(|e| format!("the body is not JSON: {e}"))
+}
+
+/// A write that names a `resourceVersion` other than the object's is refused (optimistic
+/// concurrency), as the API server does.
+fn stale(existing: &Value, sent: &Value, path: &str) -> Option<Response> {
+    let sent = sent["metadata"]["resourceVersion"].as_str()?;
+    (existing["metadata"]["resourceVersion"].as_str() != Some(sent)).then(|| {
+        status(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {}: the object has been modified; \
+                 please apply your changes to the latest version and try again",
+                qualified(path)
+            ),
+        )
+    })
+}
+
+/// Stores a written object, after what the API server and the controllers do to it.
+fn store_written(store: &mut Store, path: &str, mut object: Value, code: StatusCode) -> Response {
+    controllers(&mut object);
+    instance(store, path, &object);
+    disks(store, path, &object);
+    store.insert(path, object);
+    let stored = store.objects.get(path).cloned().unwrap_or_default();
+    (code, Json(stored)).into_response()
+}
+
+/// An update by `manager` (create, replace, merge patch) owns the fields it set to a new value;
+/// the managers that owned them before lose them, and fields no longer there are nobody's.
+fn take_fields(store: &mut Store, path: &str, manager: &str, before: &Value, after: &Value) {
+    let mut now = Vec::new();
+    leaves(&[], after, &mut now);
+    let changed: Vec<Vec<String>> = now
+        .iter()
+        .filter(|f| at(before, f) != at(after, f))
+        .cloned()
+        .collect();
+    for ((p, _), owned) in store.managed.iter_mut().filter(|((p, _), _)| p == path) {
+        let _ = p;
+        owned.retain(|f| now.contains(f) && !changed.contains(f));
+    }
+    let mine = store
+        .managed
+        .entry((path.to_string(), manager.to_string()))
+        .or_default();
+    for field in changed {
+        if !mine.contains(&field) {
+            mine.push(field);
+        }
+    }
+}
+
+/// Server-side apply: the object is merged into what is there; the fields this manager set
+/// last time and sets no more are removed; a field another manager owns and this apply would
+/// change is a 409 conflict, unless forced, which takes it over.
+fn apply(
+    store: &mut Store,
+    path: &str,
+    name: &str,
+    query: &BTreeMap<String, String>,
+    body: &Bytes,
+) -> Response {
+    let Some(manager) = query.get("fieldManager").cloned() else {
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "fieldManager is required for apply patch".into(),
+        );
+    };
+    let mut applied = match parse(body) {
+        Ok(applied) => applied,
+        Err(why) => return status(StatusCode::BAD_REQUEST, "BadRequest", why),
+    };
+    if applied["metadata"]["name"].as_str() != Some(name) {
+        return status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            format!("metadata.name must be {name}"),
+        );
+    }
+    let force = query.get("force").map(String::as_str) == Some("true");
+    let existing = store.objects.get(path).cloned();
+    let mut fields = Vec::new();
+    leaves(&[], &applied, &mut fields);
+    let merged = match &existing {
+        Some(existing) => {
+            if let Some(refused) = stale(existing, &applied, path) {
+                return refused;
+            }
+            let conflicts: Vec<(String, Vec<String>)> = store
+                .managed
+                .iter()
+                .filter(|((p, other), _)| p == path && *other != manager)
+                .flat_map(|((_, other), owned)| owned.iter().map(move |f| (other.clone(), f)))
+                .filter(|(_, f)| fields.contains(f) && at(existing, f) != at(&applied, f))
+                .map(|(other, f)| (other, f.clone()))
+                .collect();
+            if !conflicts.is_empty() && !force {
+                let named: Vec<String> = conflicts
+                    .iter()
+                    .map(|(other, f)| format!("conflict with \"{other}\": .{}", f.join(".")))
+                    .collect();
+                return status(
+                    StatusCode::CONFLICT,
+                    "Conflict",
+                    format!(
+                        "Apply failed with {} conflict{}: {}",
+                        conflicts.len(),
+                        if conflicts.len() == 1 { "" } else { "s" },
+                        named.join("; ")
+                    ),
+                );
+            }
+            for ((p, other), owned) in store.managed.iter_mut() {
+                if p == path && *other != manager {
+                    owned.retain(|f| !conflicts.iter().any(|(_, c)| c == f));
+                }
+            }
+            // Fields this manager set before and sets no more are removed, unless another
+            // manager owns them too; the rest of what the object holds stays.
+            let mut kept = existing.clone();
+            let before = store
+                .managed
+                .get(&(path.to_string(), manager.clone()))
+                .cloned()
+                .unwrap_or_default();
+            for gone in before.iter().filter(|f| !fields.contains(f)) {
+                let shared = store.managed.iter().any(|((p, other), owned)| {
+                    p == path && *other != manager && owned.contains(gone)
+                });
+                if !shared {
+                    remove(&mut kept, gone);
+                }
+            }
+            merge(&mut kept, &applied);
+            kept
+        }
+        None => {
+            applied["metadata"]["uid"] = format!("uid-{}", store.version + 1).into();
+            applied["metadata"]["creationTimestamp"] = "2026-11-24T00:00:00Z".into();
+            applied
+        }
+    };
+    store.managed.insert((path.to_string(), manager), fields);
+    let code = if existing.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    store_written(store, path, merged, code)
+}
+
+/// A JSON merge patch (RFC 7386), as `kubectl patch --type merge` or `kubectl edit` send.
+fn merge_patch(
+    store: &mut Store,
+    path: &str,
+    name: &str,
+    query: &BTreeMap<String, String>,
+    body: &Bytes,
+) -> Response {
+    let patch = match parse(body) {
+        Ok(patch) => patch,
+        Err(why) => return status(StatusCode::BAD_REQUEST, "BadRequest", why),
+    };
+    let Some(existing) = store.objects.get(path).cloned() else {
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("\"{name}\" not found"),
+        );
+    };
+    if let Some(refused) = stale(&existing, &patch, path) {
+        return refused;
+    }
+    let mut patched = existing.clone();
+    merge_patch_into(&mut patched, &patch);
+    if let Some(map) = patched["metadata"].as_object_mut() {
+        map.remove("resourceVersion");
+    }
+    let manager = query.get("fieldManager").map_or("unknown", String::as_str);
+    take_fields(store, path, manager, &existing, &patched);
+    store_written(store, path, patched, StatusCode::OK)
+}
+
+/// `POST` to a collection: the object is made, or 409 if one of its name is there.
+fn create(
+    store: &mut Store,
+    collection: &str,
+    query: &BTreeMap<String, String>,
+    body: &Bytes,
+) -> Response {
+    let mut object = match parse(body) {
+        Ok(object) => object,
+        Err(why) => return status(StatusCode::BAD_REQUEST, "BadRequest", why),
+    };
+    let Some(name) = object["metadata"]["name"].as_str().map(str::to_string) else {
+        return status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            "metadata.name: Required value: name or generateName is required".into(),
+        );
+    };
+    let path = format!("{collection}/{name}");
+    if store.objects.contains_key(&path) {
+        return status(
+            StatusCode::CONFLICT,
+            "AlreadyExists",
+            format!("{} already exists", qualified(&path)),
+        );
+    }
+    object["metadata"]["uid"] = format!("uid-{}", store.version + 1).into();
+    object["metadata"]["creationTimestamp"] = "2026-11-24T00:00:00Z".into();
+    let manager = query.get("fieldManager").map_or("unknown", String::as_str);
+    take_fields(store, &path, manager, &Value::Null, &object);
+    store_written(store, &path, object, StatusCode::CREATED)
+}
+
+/// `PUT`: the whole object replaced; with a `resourceVersion` that is not the object's, 409.
+fn replace(
+    store: &mut Store,
+    path: &str,
+    name: &str,
+    query: &BTreeMap<String, String>,
+    body: &Bytes,
+) -> Response {
+    let mut object = match parse(body) {
+        Ok(object) => object,
+        Err(why) => return status(StatusCode::BAD_REQUEST, "BadRequest", why),
+    };
+    let Some(existing) = store.objects.get(path).cloned() else {
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("\"{name}\" not found"),
+        );
+    };
+    if let Some(refused) = stale(&existing, &object, path) {
+        return refused;
+    }
+    // The server keeps what a client cannot replace: identity, and status (a subresource).
+    for key in ["uid", "creationTimestamp"] {
+        object["metadata"][key] = existing["metadata"][key].clone();
+    }
+    if !existing["status"].is_null() {
+        object["status"] = existing["status"].clone();
+    }
+    let manager = query.get("fieldManager").map_or("unknown", String::as_str);
+    take_fields(store, path, manager, &existing, &object);
+    store_written(store, path, object, StatusCode::OK)
 }
 
 /// CDI's and KubeVirt's part for disks: a VirtualMachine's disk templates become DataVolumes
@@ -444,6 +777,7 @@ async fn handle(
     method: Method,
     uri: Uri,
     Query(query): Query<BTreeMap<String, String>>,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Response {
     let path = uri.path().trim_end_matches('/').to_string();
@@ -461,75 +795,39 @@ async fn handle(
             format!("admission webhook denied the request: {name} is not allowed here"),
         );
     }
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     match method {
-        Method::PATCH => {
-            if !query.contains_key("fieldManager") {
-                return status(
-                    StatusCode::BAD_REQUEST,
-                    "BadRequest",
-                    "fieldManager is required for apply patch".into(),
-                );
-            }
-            let Ok(mut applied) = serde_json::from_slice::<Value>(&body) else {
-                return status(
-                    StatusCode::BAD_REQUEST,
-                    "BadRequest",
-                    "the body is not JSON".into(),
-                );
-            };
-            if applied["metadata"]["name"].as_str() != Some(name.as_str()) {
-                return status(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "Invalid",
-                    format!("metadata.name must be {name}"),
-                );
-            }
-            let manager = query.get("fieldManager").cloned().unwrap_or_default();
-            let existing = store.objects.get(&path).cloned();
-            let mut fields = Vec::new();
-            leaves(&[], &applied, &mut fields);
-            let mut merged = match &existing {
-                Some(existing) => {
-                    // Fields this manager set before and sets no more are removed; the rest
-                    // of what the object holds (other managers', status) stays.
-                    let mut kept = existing.clone();
-                    let before = store.managed.get(&(path.clone(), manager.clone())).cloned();
-                    for gone in before
-                        .unwrap_or_default()
-                        .iter()
-                        .filter(|f| !fields.contains(f))
-                    {
-                        remove(&mut kept, gone);
-                    }
-                    merge(&mut kept, &applied);
-                    kept
-                }
-                None => {
-                    applied["metadata"]["uid"] = format!("uid-{}", store.version + 1).into();
-                    applied["metadata"]["creationTimestamp"] = "2026-11-24T00:00:00Z".into();
-                    applied
-                }
-            };
-            store.managed.insert((path.clone(), manager), fields);
-            controllers(&mut merged);
-            instance(&mut store, &path, &merged);
-            disks(&mut store, &path, &merged);
-            store.insert(&path, merged);
-            let stored = store.objects.get(&path).cloned().unwrap_or_default();
-            let code = if existing.is_some() {
-                StatusCode::OK
-            } else {
-                StatusCode::CREATED
-            };
-            return (code, Json(stored)).into_response();
+        Method::PATCH if content_type.starts_with("application/apply-patch") => {
+            return apply(&mut store, &path, &name, &query, &body);
         }
+        Method::PATCH if content_type.starts_with("application/merge-patch+json") => {
+            return merge_patch(&mut store, &path, &name, &query, &body);
+        }
+        Method::PATCH => {
+            return status(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UnsupportedMediaType",
+                format!("the stand-in does not serve patches of type {content_type:?}"),
+            )
+        }
+        Method::POST => return create(&mut store, &path, &query, &body),
+        Method::PUT => return replace(&mut store, &path, &name, &query, &body),
         Method::DELETE => {
             let vmi = path.replace("/virtualmachines/", "/virtualmachineinstances/");
             if vmi != path {
                 store.objects.remove(&vmi);
             }
             collect_garbage(&mut store, &path);
-            return match store.objects.remove(&path) {
+            let gone = store.objects.remove(&path);
+            let Store {
+                objects, managed, ..
+            } = &mut *store;
+            managed.retain(|(p, _), _| objects.contains_key(p));
+            return match gone {
                 Some(gone) => Json(gone).into_response(),
                 None => status(
                     StatusCode::NOT_FOUND,
@@ -617,4 +915,148 @@ async fn handle(
         "NotFound",
         format!("\"{name}\" not found"),
     )
+}
+
+/// The stand-in itself, spoken to as a real client speaks to an API server: what it accepts,
+/// what it refuses and with which status, and who owns which field afterwards.
+#[test]
+fn the_stand_in_answers_writes_as_an_api_server_does() {
+    let cluster = StandIn::start(Cluster::default());
+    let maps = "/api/v1/namespaces/lab/configmaps";
+    let path = format!("{maps}/settings");
+    let map = |data: Value| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "settings", "namespace": "lab", "labels": {"app": "lab"}},
+            "data": data})
+    };
+    let json_type = "application/json";
+    let merge_type = "application/merge-patch+json";
+    let apply_type = "application/apply-patch+yaml";
+
+    // Create, then create again: 409 AlreadyExists.
+    let made = cluster
+        .send(Method::POST, maps, json_type, map(json!({"a": "1"})))
+        .expect("created");
+    let first_version = made["metadata"]["resourceVersion"].clone();
+    let again = cluster
+        .send(Method::POST, maps, json_type, map(json!({"a": "1"})))
+        .expect_err("a second create is refused");
+    assert_eq!((again.code, again.reason.as_str()), (409, "AlreadyExists"));
+    assert_eq!(again.message, "configmaps \"settings\" already exists");
+
+    // A merge patch by kubectl edits a field and removes one; the object's version moves on.
+    let edited = cluster
+        .send(
+            Method::PATCH,
+            &format!("{path}?fieldManager=kubectl-edit"),
+            merge_type,
+            json!({"data": {"a": "2", "b": "3"}}),
+        )
+        .expect("patched");
+    assert_eq!(edited["data"], json!({"a": "2", "b": "3"}));
+    assert_ne!(edited["metadata"]["resourceVersion"], first_version);
+    let removed = cluster
+        .send(
+            Method::PATCH,
+            &path,
+            merge_type,
+            json!({"data": {"b": null}}),
+        )
+        .expect("patched");
+    assert_eq!(removed["data"], json!({"a": "2"}));
+
+    // A replace or a patch naming an old resourceVersion: 409 Conflict.
+    let mut old = map(json!({"a": "9"}));
+    old["metadata"]["resourceVersion"] = first_version.clone();
+    let replaced = cluster
+        .send(Method::PUT, &path, json_type, old)
+        .expect_err("a stale replace is refused");
+    assert_eq!((replaced.code, replaced.reason.as_str()), (409, "Conflict"));
+    assert!(replaced.message.contains("the object has been modified"));
+    let patched = cluster
+        .send(
+            Method::PATCH,
+            &path,
+            merge_type,
+            json!({"metadata": {"resourceVersion": first_version}, "data": {"a": "9"}}),
+        )
+        .expect_err("a stale patch is refused");
+    assert_eq!(patched.code, 409);
+    assert_eq!(cluster.object(&path).expect("there")["data"]["a"], "2");
+
+    // An apply that would change a field kubectl-edit owns: 409, naming the field and owner.
+    let applied = map(json!({"a": "5", "c": "6"}));
+    let conflict = cluster
+        .send(
+            Method::PATCH,
+            &format!("{path}?fieldManager=siteplan"),
+            apply_type,
+            applied.clone(),
+        )
+        .expect_err("the conflict is refused");
+    assert_eq!((conflict.code, conflict.reason.as_str()), (409, "Conflict"));
+    assert_eq!(
+        conflict.message,
+        "Apply failed with 1 conflict: conflict with \"kubectl-edit\": .data.a"
+    );
+    // Forced, it takes the field over; a later apply without the field removes only what
+    // this manager owned.
+    let forced = cluster
+        .send(
+            Method::PATCH,
+            &format!("{path}?fieldManager=siteplan&force=true"),
+            apply_type,
+            applied,
+        )
+        .expect("forced");
+    assert_eq!(forced["data"], json!({"a": "5", "c": "6"}));
+    let other = cluster
+        .send(
+            Method::PATCH,
+            &format!("{path}?fieldManager=operator"),
+            apply_type,
+            map(json!({"d": "7"})),
+        )
+        .expect("another manager's apply");
+    assert_eq!(other["data"], json!({"a": "5", "c": "6", "d": "7"}));
+    let shrunk = cluster
+        .send(
+            Method::PATCH,
+            &format!("{path}?fieldManager=siteplan&force=true"),
+            apply_type,
+            map(json!({"a": "5"})),
+        )
+        .expect("applied");
+    assert_eq!(shrunk["data"], json!({"a": "5", "d": "7"}));
+    let unmanaged = cluster
+        .send(Method::PATCH, &path, apply_type, map(json!({})))
+        .expect_err("an apply needs a field manager");
+    assert_eq!(unmanaged.code, 400);
+
+    // Lists select by label; a deleted object is gone, and deleting it again is a 404.
+    let listed = cluster
+        .send(
+            Method::GET,
+            &format!("{maps}?labelSelector=app%3Dlab"),
+            json_type,
+            json!(null),
+        )
+        .expect("listed");
+    assert_eq!(listed["items"].as_array().map(Vec::len), Some(1));
+    let none = cluster
+        .send(
+            Method::GET,
+            &format!("{maps}?labelSelector=app%3Dother"),
+            json_type,
+            json!(null),
+        )
+        .expect("listed");
+    assert_eq!(none["items"].as_array().map(Vec::len), Some(0));
+    cluster
+        .send(Method::DELETE, &path, json_type, json!(null))
+        .expect("deleted");
+    let missing = cluster
+        .send(Method::DELETE, &path, json_type, json!(null))
+        .expect_err("gone");
+    assert_eq!((missing.code, missing.reason.as_str()), (404, "NotFound"));
 }

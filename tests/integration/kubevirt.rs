@@ -289,10 +289,26 @@ fn a_plan_applies_to_kubevirt_diffs_clean_changes_and_is_destroyed_leaving_other
     let back = run(&["apply", "--yes"], &grow);
     assert!(back.ok(), "{}", back.text());
 
-    // Drift: another tool stops the VM; the plan says it runs, and the diff says so.
-    let mut stopped = cluster.object(vm).expect("kv1");
-    stopped["spec"]["runStrategy"] = "Halted".into();
-    cluster.seed(vm, stopped);
+    // Drift: kubectl stops the VM (a merge patch, which takes the field from siteplan), and
+    // another controller annotates it. The plan says it runs, and the diff says so; apply
+    // takes the field back and leaves the annotation alone.
+    let merge = "application/merge-patch+json";
+    cluster
+        .send(
+            axum::http::Method::PATCH,
+            &format!("{vm}?fieldManager=kubectl-edit"),
+            merge,
+            serde_json::json!({"spec": {"runStrategy": "Halted"}}),
+        )
+        .expect("kubectl stops the VM");
+    cluster
+        .send(
+            axum::http::Method::PATCH,
+            &format!("{vm}?fieldManager=backup-operator"),
+            merge,
+            serde_json::json!({"metadata": {"annotations": {"backup.example.io/last": "today"}}}),
+        )
+        .expect("a controller annotates the VM");
     let diff = run(&["diff"], &grow);
     let strategy = line_with(&diff.stdout, "spec.runStrategy:");
     assert!(
@@ -300,6 +316,20 @@ fn a_plan_applies_to_kubevirt_diffs_clean_changes_and_is_destroyed_leaving_other
         "{}",
         diff.stdout
     );
+    assert!(
+        !diff.stdout.contains("backup.example.io"),
+        "{}",
+        diff.stdout
+    );
+    let restored = run(&["apply", "--yes"], &grow);
+    assert!(restored.ok(), "{}", restored.text());
+    let now = cluster.object(vm).expect("kv1");
+    assert_eq!(now["spec"]["runStrategy"], "Always");
+    assert_eq!(
+        now["metadata"]["annotations"]["backup.example.io/last"],
+        "today"
+    );
+    assert!(run(&["diff", "--detailed-exitcode"], &grow).ok());
 
     // A VM dropped from the plan is deleted; everything else stays.
     let dropped = run(
