@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 use crate::plan::desired::Desired;
 use crate::plan::rules::Rules;
 use crate::plan::{Action, Change, Plan};
-use crate::provider::spec::ResourceId;
-use crate::provider::{Done, Owner, Provider, ProviderError};
+use crate::provider::spec::{ResourceId, Spec};
+use crate::provider::{Done, Owner, Power, Provider, ProviderError};
 
 /// How one change went.
 #[derive(Debug, Clone)]
@@ -100,7 +100,7 @@ fn ordering(plan: &Plan, desired: &Desired, rules: &dyn Rules) -> Vec<Vec<usize>
     let mut deps = vec![Vec::new(); plan.changes.len()];
     for (i, change) in plan.changes.iter().enumerate() {
         match change.action {
-            Action::Create | Action::Update | Action::Replace => {
+            Action::Create | Action::Update | Action::Replace | Action::Restart => {
                 let needs = desired
                     .get(&change.id)
                     .map(|r| r.depends_on.clone())
@@ -156,19 +156,36 @@ async fn run_change(
             return Ok(taken);
         }
     }
-    match change.action {
-        Action::Create => provider.create(&spec()?, owner).await,
-        Action::Update => provider.update(&spec()?, owner).await,
-        Action::Delete => provider.delete(&change.id, owner).await,
+    let done = match change.action {
+        Action::Create => provider.create(&spec()?, owner).await?,
+        Action::Update => provider.update(&spec()?, owner).await?,
+        Action::Delete => return provider.delete(&change.id, owner).await,
         Action::Replace => {
             provider.delete(&change.id, owner).await?;
             let made = provider.create(&spec()?, owner).await?;
-            Ok(Done {
+            Done {
                 summary: format!("replaced: {}", made.summary),
                 ..made
-            })
+            }
         }
+        Action::Restart => {
+            let restart = change.restart.unwrap_or(Power::Restart { grace: None });
+            return provider.power(&change.id.name, restart, owner).await;
+        }
+    };
+    // `--restart`: what the change saved (or what waited already) takes effect now.
+    let waits = done.needs_reboot || !change.pending_restart.is_empty();
+    let runs = matches!(&change.desired, Some(Spec::Vm(vm)) if vm.running);
+    if let (Some(restart), true, true) = (change.restart, waits, runs) {
+        let restarted = provider.power(&change.id.name, restart, owner).await?;
+        let made = done.summary.split(';').next().unwrap_or_default();
+        return Ok(Done {
+            summary: format!("{made}; then {}", restarted.summary),
+            needs_reboot: false,
+            ..done
+        });
     }
+    Ok(done)
 }
 
 /// Applies every change of `plan`, in dependency order, at most `parallelism` at once (and no

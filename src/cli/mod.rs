@@ -219,6 +219,15 @@ enum Command {
         /// Replace this resource (entry name or address, repeatable) even if unchanged
         #[arg(long = "replace", value_name = "NAME")]
         replace: Vec<String>,
+        /// Restart the running VMs whose changes take effect only at a restart (this run's,
+        /// and those saved earlier), after the changes, in dependency order. Without it,
+        /// nothing running is restarted, and apply says which VMs wait
+        #[arg(long)]
+        restart: bool,
+        /// How long a VM restarted by --restart may take to shut down before it is forced
+        /// off, in seconds (default: the provider's, 60 for libvirt)
+        #[arg(long, value_name = "SECONDS", requires = "restart")]
+        shutdown_timeout: Option<u64>,
     },
     /// Delete everything the plan created, and nothing else
     Destroy {
@@ -327,10 +336,14 @@ pub fn run() -> ExitCode {
             wait,
             wait_timeout,
             replace,
+            restart,
+            shutdown_timeout,
         } => {
             let options = RunOptions {
                 parallelism: run.parallelism,
                 wait: wait.then(|| std::time::Duration::from_secs(wait_timeout)),
+                restart,
+                shutdown_timeout: shutdown_timeout.map(std::time::Duration::from_secs),
             };
             let view = Terminal::new(output.verbosity(), DiffFormat::Human, true, run.yes);
             match saved_plan(&plan.file) {
@@ -370,6 +383,8 @@ pub fn run() -> ExitCode {
             let options = RunOptions {
                 parallelism: run.parallelism,
                 wait: None,
+                restart: false,
+                shutdown_timeout: None,
             };
             let view = Terminal::new(output.verbosity(), DiffFormat::Human, true, run.yes);
             let request = request(&plan, target);

@@ -37,6 +37,7 @@ fn verb(action: Action) -> &'static str {
         Action::Update => "updating",
         Action::Replace => "replacing",
         Action::Delete => "deleting",
+        Action::Restart => "restarting",
     }
 }
 

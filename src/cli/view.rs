@@ -116,17 +116,13 @@ impl View for Terminal {
                     report.failed(),
                     report.skipped()
                 );
-                let waiting: Vec<String> = report
-                    .waiting_for_restart()
-                    .iter()
-                    .map(|step| step.address.clone())
-                    .collect();
-                if !waiting.is_empty() {
-                    say!(
-                        "Saved, and taking effect when the VM restarts: {}.",
-                        waiting.join(", ")
-                    );
-                }
+            }
+            Event::WaitingForRestart { vms, command } => {
+                say!(
+                    "Waiting for a restart (saved, not running yet): {}. `{command}` restarts {}.",
+                    vms.join(", "),
+                    if vms.len() == 1 { "it" } else { "them" }
+                );
             }
             Event::Waiting(pending) => self.waiting(pending),
             Event::Waited => {

@@ -22,9 +22,9 @@ use crate::manifest::{self, Loaded};
 use crate::plan::intent::{self, Intents};
 use crate::plan::render;
 use crate::plan::saved::{self, SavedPlan};
-use crate::plan::{self as planner, Plan};
-use crate::provider::lower;
+use crate::plan::{self as planner, Action, Plan};
 use crate::provider::rules::LibvirtRules;
+use crate::provider::{lower, Power};
 
 /// `plan diff`: what apply would change. With `out`, the plan is saved for `apply PLANFILE`.
 pub async fn diff(
@@ -212,11 +212,16 @@ async fn converge(
         }
         // What apply ends with: the plan's VMs (destroy has none left to show).
         let wants_vms = !destroying;
-        if plan.is_empty() {
+        let restart = (options.restart && !destroying).then_some(Power::Restart {
+            grace: options.shutdown_timeout,
+        });
+        let (parts, held_back) = restarts(parts, restart);
+        if parts.iter().all(|p| p.is_empty()) {
             let vms = match wants_vms {
                 true => Some(session.vms(options.wait, view).await),
                 false => None,
             };
+            waiting_for_restart(request, held_back, view);
             return Ok(Outcome::UpToDate { vms });
         }
         if reviewed.is_none() {
@@ -231,6 +236,14 @@ async fn converge(
             report: &report,
             destroying,
         });
+        let mut waiting = held_back;
+        waiting.extend(
+            report
+                .waiting_for_restart()
+                .iter()
+                .map(|step| step.address.clone()),
+        );
+        waiting_for_restart(request, waiting, view);
         let vms = match wants_vms && report.interrupted() == 0 {
             true => Some(session.vms(options.wait, view).await),
             false => None,
@@ -282,6 +295,48 @@ pub fn diff_against(request: &Request, old: &str, new: &Loaded, view: &dyn View)
         Ok(plan) => Outcome::Planned(plan),
         Err(refusal) => Outcome::Refused(refusal),
     }
+}
+
+/// With `restart`, VM changes that wait for a restart are made to restart the VM after them;
+/// without it, VMs that only wait for a restart are left out of what is applied, and named
+/// (the second value).
+fn restarts(mut parts: Vec<Plan>, restart: Option<Power>) -> (Vec<Plan>, Vec<String>) {
+    let mut held_back = Vec::new();
+    for part in &mut parts {
+        if restart.is_some() {
+            for change in &mut part.changes {
+                if matches!(change.action, Action::Update | Action::Restart) {
+                    change.restart = restart;
+                }
+            }
+        } else {
+            part.changes.retain(|change| {
+                let waits = change.action == Action::Restart;
+                if waits {
+                    held_back.push(match &change.provider {
+                        Some(provider) => format!("{} on {provider}", change.id),
+                        None => change.id.to_string(),
+                    });
+                }
+                !waits
+            });
+        }
+    }
+    (parts, held_back)
+}
+
+/// Says which VMs wait for a restart, and the command that restarts them.
+fn waiting_for_restart(request: &Request, mut vms: Vec<String>, view: &dyn View) {
+    if vms.is_empty() {
+        return;
+    }
+    vms.sort();
+    vms.dedup();
+    let mut command = format!("plan apply --restart {}", request.file.display());
+    if let Some(provider) = &request.provider {
+        command.push_str(&format!(" --provider {provider}"));
+    }
+    view.event(Event::WaitingForRestart { vms, command });
 }
 
 /// The parts' changes as one plan.

@@ -50,4 +50,10 @@ pub struct RunOptions {
     pub parallelism: usize,
     /// `--wait`: how long to wait for every running VM to have an address.
     pub wait: Option<Duration>,
+    /// `--restart`: VMs whose changes wait for a restart are restarted after them. Without
+    /// it nothing running is ever restarted.
+    pub restart: bool,
+    /// `--shutdown-timeout`: how long a VM restarted by `--restart` may take to shut down
+    /// before it is forced off (the provider's own default when `None`).
+    pub shutdown_timeout: Option<Duration>,
 }

@@ -42,6 +42,9 @@ pub enum Event<'a> {
         report: &'a Report,
         destroying: bool,
     },
+    /// These running VMs run with an older definition than the one saved, and take it when
+    /// they restart; `command` restarts them.
+    WaitingForRestart { vms: Vec<String>, command: String },
     /// `--wait`: these running VMs have no address yet.
     Waiting(&'a [String]),
     /// Waiting is over.

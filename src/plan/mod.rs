@@ -27,6 +27,9 @@ pub enum Action {
     /// Delete, then create again.
     Replace,
     Delete,
+    /// Nothing to change: a running VM whose definition was changed before restarts to run
+    /// it (only with `apply --restart`; otherwise it keeps waiting, and the diff says so).
+    Restart,
 }
 
 /// One attribute that differs.
@@ -57,6 +60,14 @@ pub struct Change {
     /// The resource exists without siteplan's mark, as a killed run leaves it: it is taken over
     /// (marked) first.
     pub claim: bool,
+    /// A running VM's attributes already changed in its definition that it does not run with
+    /// yet (`before` is what it runs with): they take effect when it restarts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pending_restart: Vec<AttributeChange>,
+    /// How apply restarts the VM after this change (`apply --restart`), so that what waits
+    /// for a restart takes effect.
+    #[serde(skip)]
+    pub restart: Option<crate::provider::Power>,
     /// What to create or update to.
     #[serde(skip)]
     pub desired: Option<Spec>,
@@ -115,6 +126,8 @@ pub fn plan(
                 disruption: None,
                 drift: Vec::new(),
                 claim: false,
+                pending_restart: Vec::new(),
+                restart: None,
                 desired: Some(want.spec.clone()),
                 live: None,
             });
@@ -137,6 +150,8 @@ pub fn plan(
                     disruption: Some(Disruption::Live),
                     drift: Vec::new(),
                     claim: true,
+                    pending_restart: Vec::new(),
+                    restart: None,
                     desired: Some(want.spec.clone()),
                     live: Some(live.spec.clone()),
                 });
@@ -196,8 +211,36 @@ pub fn plan(
             }
         }
         let forced = desired.replace.contains(&id);
+        let pending: Vec<AttributeChange> = live
+            .pending_restart
+            .iter()
+            .map(|p| AttributeChange {
+                name: p.attribute.clone(),
+                before: p.running.clone(),
+                after: p.defined.clone(),
+                disruption: Disruption::Reboot,
+            })
+            .collect();
         if attrs.is_empty() && !forced {
-            unchanged += 1;
+            if pending.is_empty() {
+                unchanged += 1;
+            } else {
+                changes.push(Change {
+                    provider: None,
+                    id,
+                    entry: Some(want.entry.clone()),
+                    action: Action::Restart,
+                    attributes: Vec::new(),
+                    reason: Some(WAITS_FOR_RESTART.into()),
+                    disruption: Some(Disruption::Reboot),
+                    drift,
+                    claim: false,
+                    pending_restart: pending,
+                    restart: None,
+                    desired: Some(kept),
+                    live: Some(live.spec.clone()),
+                });
+            }
             continue;
         }
         let worst = attrs.iter().map(|a| a.disruption).max();
@@ -234,6 +277,12 @@ pub fn plan(
             disruption: worst,
             drift,
             claim: false,
+            pending_restart: if action == Action::Update {
+                pending
+            } else {
+                Vec::new()
+            },
+            restart: None,
             desired: Some(applied),
             live: Some(live.spec.clone()),
         });
@@ -258,6 +307,8 @@ pub fn plan(
             disruption: Some(Disruption::Replace),
             drift: Vec::new(),
             claim: false,
+            pending_restart: Vec::new(),
+            restart: None,
             desired: None,
             live: Some(live.spec.clone()),
         });
@@ -281,6 +332,8 @@ pub fn plan(
             disruption: Some(Disruption::Replace),
             drift: Vec::new(),
             claim: true,
+            pending_restart: Vec::new(),
+            restart: None,
             desired: None,
             live: Some(live.spec.clone()),
         });
@@ -299,6 +352,8 @@ pub fn plan(
     }
 }
 
+const WAITS_FOR_RESTART: &str =
+    "changed by an earlier apply; it runs with the left side until it restarts";
 const NO_LONGER_DECLARED: &str = "created by this plan, no longer declared in it";
 const DESTROYED: &str = "destroyed with the plan";
 
@@ -323,7 +378,19 @@ fn restarts_to_see(
             .get(&id)
             .is_some_and(|l| l.active && l.owner.is_some());
         let Some(vm) = desired.get(&id) else { continue };
-        if !running || changes.iter().any(|c| c.id == id) {
+        if !running {
+            continue;
+        }
+        if let Some(waiting) = changes
+            .iter_mut()
+            .find(|c| c.id == id && c.action == Action::Restart)
+        {
+            waiting.action = Action::Update;
+            waiting.attributes.push(restart.attribute);
+            waiting.reason = Some(restart.reason);
+            continue;
+        }
+        if changes.iter().any(|c| c.id == id) {
             continue;
         }
         *unchanged = unchanged.saturating_sub(1);
@@ -336,6 +403,8 @@ fn restarts_to_see(
             disruption: Some(Disruption::Reboot),
             drift: Vec::new(),
             claim: false,
+            pending_restart: Vec::new(),
+            restart: None,
             desired: Some(vm.spec.clone()),
             live: observed.get(&id).map(|l| l.spec.clone()),
             id,
@@ -432,6 +501,7 @@ pub fn between(
                 }),
                 active: true,
                 empty: None,
+                pending_restart: Vec::new(),
             },
         );
     }

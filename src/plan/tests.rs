@@ -86,6 +86,7 @@ fn owned(specs: &[Spec], plan: &str) -> Observed {
                 }),
                 active: true,
                 empty: None,
+                pending_restart: Vec::new(),
             },
         );
     }
@@ -124,6 +125,48 @@ fn memory_change_of_a_running_vm_needs_a_reboot() {
     assert_eq!(c.attributes[0].name, "memory_mib");
     assert_eq!(c.attributes[0].before, Some(1024.into()));
     assert_eq!(c.attributes[0].after, Some(2048.into()));
+}
+
+/// A running VM defined with `defined` memory that still runs with `running`.
+fn waiting(defined: u64, running: u64) -> Observed {
+    let mut o = owned(&[vm(defined)], "lab");
+    for r in o.resources.values_mut() {
+        r.pending_restart = crate::provider::Pending::between(&vm(running), &vm(defined));
+    }
+    o
+}
+
+#[test]
+fn a_vm_that_runs_with_an_older_definition_waits_for_a_restart() {
+    let p = run(&desired(&[vm(2048)]), &waiting(2048, 1024)).unwrap();
+    assert_eq!(p.unchanged, 0, "a pending restart is not up to date");
+    let c = &p.changes[0];
+    assert_eq!(c.action, Action::Restart);
+    assert!(
+        c.attributes.is_empty(),
+        "nothing to change in its definition"
+    );
+    assert_eq!(c.disruption, Some(Disruption::Reboot));
+    let pending = &c.pending_restart[0];
+    assert_eq!(pending.name, "memory_mib");
+    assert_eq!(
+        (pending.before.clone(), pending.after.clone()),
+        (Some(1024.into()), Some(2048.into()))
+    );
+    assert!(render::human(&p).contains("1 waiting for a restart"));
+    assert_eq!(render::json::document(&p).summary.restart, 1);
+}
+
+#[test]
+fn a_new_change_to_a_vm_still_waiting_shows_both() {
+    let p = run(&desired(&[vm(4096)]), &waiting(2048, 1024)).unwrap();
+    let c = &p.changes[0];
+    assert_eq!(c.action, Action::Update);
+    assert_eq!(c.attributes[0].after, Some(4096.into()));
+    assert_eq!(c.pending_restart[0].before, Some(1024.into()));
+    let shown = render::human(&p);
+    assert!(shown.contains("memory_mib: 2048 → 4096"), "{shown}");
+    assert!(shown.contains("memory_mib: 1024 → 2048"), "{shown}");
 }
 
 #[test]
@@ -270,6 +313,7 @@ fn unmarked(spec: Spec, empty: Option<bool>) -> Observed {
             owner: None,
             active: empty.is_some(),
             empty,
+            pending_restart: Vec::new(),
         },
     );
     o

@@ -130,6 +130,48 @@ pub struct LiveResource {
     /// Whether it holds nothing (a pool without volumes), when the provider can tell: an
     /// unmarked empty pool is what an interrupted run leaves, and taking it over loses nothing.
     pub empty: Option<bool>,
+    /// A running VM's attributes whose saved definition differs from what it runs with: the
+    /// change waits for the VM to restart. Empty for anything else.
+    pub pending_restart: Vec<Pending>,
+}
+
+/// One attribute of a running VM that was changed in its definition and not in the running
+/// VM: what it runs with, and what it takes when it restarts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pending {
+    pub attribute: String,
+    pub running: Option<serde_json::Value>,
+    pub defined: Option<serde_json::Value>,
+}
+
+impl Pending {
+    /// The attributes of `defined` that differ from `booted` (the definition the VM runs
+    /// with), compared as the planner compares specs. Power state and autostart are not part
+    /// of a running definition.
+    pub fn between(booted: &Spec, defined: &Spec) -> Vec<Pending> {
+        let fields = |s: &Spec| -> BTreeMap<String, serde_json::Value> {
+            match serde_json::to_value(s) {
+                Ok(serde_json::Value::Object(map)) => map
+                    .into_iter()
+                    .filter(|(k, _)| !matches!(k.as_str(), "kind" | "running" | "autostart"))
+                    .collect(),
+                _ => BTreeMap::new(),
+            }
+        };
+        let (running, defined) = (fields(booted), fields(defined));
+        let mut names: Vec<&String> = running.keys().chain(defined.keys()).collect();
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .filter(|n| running.get(*n) != defined.get(*n))
+            .map(|n| Pending {
+                attribute: n.clone(),
+                running: running.get(n).cloned(),
+                defined: defined.get(n).cloned(),
+            })
+            .collect()
+    }
 }
 
 /// What a provider saw: resources by id.
@@ -173,6 +215,22 @@ pub enum Disruption {
     Reboot,
     /// Only by deleting and creating the resource again: its data is lost.
     Replace,
+}
+
+/// What `plan start|stop|restart` and `apply --restart` ask of a VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Power {
+    Start,
+    /// Asked to shut down, and forced off when it has not after `grace` (the provider's
+    /// own timeout when `None`).
+    Stop {
+        grace: Option<std::time::Duration>,
+    },
+    /// Stopped as above, then started: a guest's own reboot would keep running the old
+    /// definition, so this is what makes a saved change take effect.
+    Restart {
+        grace: Option<std::time::Duration>,
+    },
 }
 
 /// What a create, update or delete did.
@@ -296,6 +354,16 @@ pub trait Provider: Send + Sync {
     /// that a static address can be confirmed rather than assumed).
     fn hears_guest_agents(&self) -> bool {
         false
+    }
+
+    /// Starts, stops or restarts a VM `owner` owns; refuses one it does not. Starting one that
+    /// runs, or stopping one that is off, does nothing and says so.
+    async fn power(&self, vm: &str, power: Power, owner: &Owner) -> Result<Done, ProviderError> {
+        let _ = (power, owner);
+        Err(ProviderError::Unsupported(format!(
+            "vm/{vm}: the {} provider cannot start or stop VMs",
+            self.kind()
+        )))
     }
 
     /// Takes over a resource that exists unmarked, as a run killed between creating it and

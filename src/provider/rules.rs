@@ -134,6 +134,44 @@ impl Rules for LibvirtRules {
     }
 }
 
+/// The libvirt family's rules for libvirt's test driver (the sandbox), which cannot attach or
+/// detach devices of a running domain: a disk or NIC change waits for a restart there, and the
+/// diff must say so.
+pub struct TestDriverRules;
+
+impl Rules for TestDriverRules {
+    fn disruption(&self, attribute: &str, live: &Spec, want: &Spec) -> Disruption {
+        match (want.id().kind, attribute) {
+            (ResourceKind::Vm, "disks" | "nics") => Disruption::Reboot,
+            _ => LibvirtRules.disruption(attribute, live, want),
+        }
+    }
+
+    fn leftover(&self, live: &LiveResource, want: &Spec) -> bool {
+        LibvirtRules.leftover(live, want)
+    }
+
+    fn starts_when_stopped(&self, kind: ResourceKind) -> bool {
+        LibvirtRules.starts_when_stopped(kind)
+    }
+
+    fn restart_to_see(&self, replace: &Change, desired: &Desired) -> Option<RestartFor> {
+        LibvirtRules.restart_to_see(replace, desired)
+    }
+
+    fn keep_ignored(&self, want: &Spec, live: &Spec, ignore: &[&str]) -> Spec {
+        LibvirtRules.keep_ignored(want, live, ignore)
+    }
+
+    fn needs(&self, live: &Spec) -> Vec<ResourceId> {
+        LibvirtRules.needs(live)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        LibvirtRules.capabilities()
+    }
+}
+
 /// What changing an attribute costs in the libvirt family.
 fn table(kind: ResourceKind, attribute: &str) -> Disruption {
     use Disruption::*;

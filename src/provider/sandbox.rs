@@ -22,7 +22,7 @@ use super::libvirt::{xml, LibvirtProvider};
 use super::spec::*;
 use super::{
     Address, AddressQuery, AddressSource, Addresses, Done, Health, HealthStatus, LiveResource,
-    Observed, Owner, Provider, ProviderError, ResourceId, Scope,
+    Observed, Owner, Power, Provider, ProviderError, ResourceId, Scope,
 };
 
 /// Everything the sandbox holds (`State`).
@@ -42,6 +42,11 @@ struct State {
     autostart: Autostart,
     /// Which blob holds each volume's bytes.
     volumes: content::Index,
+    /// The saved definitions of running domains that run with another one (a change waiting
+    /// for a restart), by name: the node file holds what they run with, and the node file has
+    /// no place for a second definition.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    defined: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -102,6 +107,16 @@ impl Sandbox {
             ProviderError::Connection(format!("cannot open the sandbox {uri}: {}", e.message()))
         })?;
         restore_autostart(&conn, &state.autostart);
+        // Defining a running domain saves the definition it takes when it restarts.
+        for (name, saved) in &state.defined {
+            conn.define_domain_xml(saved).map_err(|e| {
+                ProviderError::Connection(format!(
+                    "sandbox {}: cannot restore the saved definition of {name}: {}",
+                    dir.display(),
+                    e.message()
+                ))
+            })?;
+        }
         let blobs = content::Blobs::new(dir.join(BLOB_DIR), state.volumes);
         let inner =
             LibvirtProvider::with(conn, &uri, ContentStore::Files(blobs)).without_image_downloads();
@@ -189,10 +204,20 @@ impl Disk {
             pools.push((pool.xml_desc(0).map_err(fail)?, volumes));
         }
         let mut domains = Vec::new();
+        let mut defined = BTreeMap::new();
         for dom in conn.list_all_domains(0).map_err(fail)? {
-            let xml = dom.xml_desc(sys::VIR_DOMAIN_XML_INACTIVE).map_err(fail)?;
-            domains
-                .push(xml::test_driver_domain(&xml, dom.is_active().unwrap_or(false)).map_err(io)?);
+            let saved = dom.xml_desc(sys::VIR_DOMAIN_XML_INACTIVE).map_err(fail)?;
+            let running = dom.is_active().unwrap_or(false);
+            let xml = if running {
+                let live = dom.xml_desc(0).map_err(fail)?;
+                if xml::without_domain_id(&live) != saved {
+                    defined.insert(dom.name().map_err(fail)?, saved);
+                }
+                live
+            } else {
+                saved
+            };
+            domains.push(xml::test_driver_domain(&xml, running).map_err(io)?);
         }
         let node = xml::node_xml(&networks, &pools, &domains).map_err(io)?;
         let autostart = Autostart {
@@ -226,6 +251,7 @@ impl Disk {
             node,
             autostart,
             volumes,
+            defined,
         })
     }
 }
@@ -435,6 +461,7 @@ fn load_state(dir: &Path) -> std::io::Result<State> {
         node,
         autostart,
         volumes,
+        defined: BTreeMap::new(),
     })
 }
 
@@ -532,6 +559,12 @@ impl Provider for Sandbox {
         self.saved(result).await
     }
 
+    async fn power(&self, vm: &str, power: Power, owner: &Owner) -> Result<Done, ProviderError> {
+        let _one_change_at_a_time = self.changing.lock().await;
+        let result = self.inner.power(vm, power, owner).await;
+        self.saved(result).await
+    }
+
     async fn delete(&self, id: &ResourceId, owner: &Owner) -> Result<Done, ProviderError> {
         let _one_change_at_a_time = self.changing.lock().await;
         let result = self.inner.delete(id, owner).await;
@@ -548,6 +581,10 @@ impl Provider for Sandbox {
     /// leases a DHCP server on those networks would.
     async fn addresses(&self, vms: &[AddressQuery]) -> Result<Addresses, ProviderError> {
         self.simulated_addresses(vms).await
+    }
+
+    fn rules(&self) -> &dyn crate::plan::rules::Rules {
+        self.inner.rules()
     }
 
     async fn read_volume(&self, pool: &str, name: &str) -> Result<Vec<u8>, ProviderError> {

@@ -80,6 +80,7 @@ fn observed(before: Option<&Path>, state: &State) -> Observed {
                 owner,
                 active: !has(&state.stopped, &address),
                 empty: unmarked.then(|| !has(&state.holding, &address)),
+                pending_restart: Vec::new(),
             },
         );
     }

@@ -102,6 +102,24 @@ pub fn human(plan: &Plan) -> String {
                 attribute_line(&mut out, a, width, change.action);
             }
         }
+        if !change.pending_restart.is_empty() {
+            if change.action != Action::Restart {
+                let _ = writeln!(
+                    out,
+                    "      and, saved by an earlier apply, taken when it restarts \
+                     (it runs with the left side):"
+                );
+            }
+            let width = change
+                .pending_restart
+                .iter()
+                .map(|a| a.name.len() + 1)
+                .max()
+                .unwrap_or(0);
+            for a in &change.pending_restart {
+                attribute_line(&mut out, a, width, Action::Update);
+            }
+        }
         if !change.drift.is_empty() {
             let names: Vec<&str> = change.drift.iter().map(|a| a.name.as_str()).collect();
             let _ = writeln!(

@@ -32,6 +32,10 @@ pub struct Summary {
     pub update: usize,
     pub replace: usize,
     pub delete: usize,
+    /// Running VMs whose definition changed in an earlier apply and that wait for a restart
+    /// (and nothing else).
+    #[serde(default)]
+    pub restart: usize,
     /// Resources already as declared.
     pub unchanged: usize,
 }
@@ -63,6 +67,10 @@ pub struct ResourceChange {
     pub takes_over: bool,
     /// The attributes that differ (all of them, for a create).
     pub attributes: Vec<Attribute>,
+    /// A running VM's attributes changed in its definition earlier, which it does not run
+    /// with until it restarts: `before` is what it runs with, `after` what it takes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_restart: Vec<Attribute>,
 }
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
@@ -112,6 +120,11 @@ fn resource_change(change: &Change) -> ResourceChange {
             .iter()
             .map(|a| attribute(a, change.action))
             .collect(),
+        pending_restart: change
+            .pending_restart
+            .iter()
+            .map(|a| attribute(a, Action::Update))
+            .collect(),
     }
 }
 
@@ -124,6 +137,7 @@ pub fn document(plan: &Plan) -> DiffDocument {
             update: plan.count(Action::Update),
             replace: plan.count(Action::Replace),
             delete: plan.count(Action::Delete),
+            restart: plan.count(Action::Restart),
             unchanged: plan.unchanged,
         },
         changes: plan.changes.iter().map(resource_change).collect(),

@@ -75,6 +75,7 @@ fn details(out: &mut String, change: &Change) {
             Action::Update => "update",
             Action::Replace => "replace",
             Action::Delete => "delete",
+            Action::Restart => "waits for a restart",
         }
     );
     if let Some(words) = Impact::of(change).words() {
@@ -103,6 +104,18 @@ fn details(out: &mut String, change: &Change) {
         }
         let fence = fence(&block);
         let _ = writeln!(out, "{fence}diff\n{block}{fence}\n");
+    }
+    if !change.pending_restart.is_empty() {
+        let mut block = String::new();
+        for a in &change.pending_restart {
+            diff_lines(&mut block, a, Action::Update);
+        }
+        let fence = fence(&block);
+        let _ = writeln!(
+            out,
+            "Saved by an earlier apply, taken when the VM restarts (`-` is what it runs with):\n\n\
+             {fence}diff\n{block}{fence}\n"
+        );
     }
     let _ = writeln!(out, "</details>\n");
 }
@@ -163,6 +176,7 @@ pub fn markdown(plan: &Plan) -> String {
             Action::Update => "update",
             Action::Replace => "**replace**",
             Action::Delete => "**delete**",
+            Action::Restart => "waits for a restart",
         };
         let impact = Impact::of(change).words().unwrap_or("");
         let mut why = change.reason.as_deref().map(cell).unwrap_or_default();

@@ -19,6 +19,7 @@ pub(crate) fn symbol(action: Action) -> &'static str {
         Action::Update => "~",
         Action::Replace => "-/+",
         Action::Delete => "-",
+        Action::Restart => "↻",
     }
 }
 
@@ -76,7 +77,7 @@ impl Impact {
         match (change.action, change.disruption) {
             (Action::Delete | Action::Replace, _) if holds_data => Impact::DataLoss,
             (Action::Delete | Action::Replace, _) => Impact::Recreate,
-            (Action::Update, Some(Disruption::Reboot)) => Impact::Reboot,
+            (Action::Update, Some(Disruption::Reboot)) | (Action::Restart, _) => Impact::Reboot,
             (Action::Update, _) => Impact::Live,
             (Action::Create, _) => Impact::None,
         }
@@ -207,8 +208,12 @@ pub fn summary(plan: &Plan) -> String {
     if plan.is_empty() {
         return format!("No changes to plan `{}`.", plan.name);
     }
+    let restarts = match plan.count(Action::Restart) {
+        0 => String::new(),
+        n => format!(" {n} waiting for a restart."),
+    };
     format!(
-        "Plan: {} to add, {} to change, {} to replace, {} to destroy.",
+        "Plan: {} to add, {} to change, {} to replace, {} to destroy.{restarts}",
         plan.count(Action::Create),
         plan.count(Action::Update),
         plan.count(Action::Replace),

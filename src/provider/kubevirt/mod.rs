@@ -364,6 +364,7 @@ impl Provider for KubevirtProvider {
                     owner,
                     active,
                     empty: None,
+                    pending_restart: Vec::new(),
                 };
                 let name = live["metadata"]["name"].as_str().unwrap_or_default();
                 if *kind == ResourceKind::VirtualMachine
@@ -408,6 +409,7 @@ impl Provider for KubevirtProvider {
                             owner: None,
                             active: true,
                             empty: None,
+                            pending_restart: Vec::new(),
                         },
                     );
                 }
@@ -428,6 +430,7 @@ impl Provider for KubevirtProvider {
                             owner: None,
                             active: true,
                             empty: None,
+                            pending_restart: Vec::new(),
                         },
                     );
                 }

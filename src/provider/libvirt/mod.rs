@@ -28,7 +28,7 @@ use super::fetch;
 use super::spec::*;
 use super::{
     Address, AddressQuery, AddressSource, Addresses, Done, Health, HealthStatus, LiveResource,
-    Observed, Owner, OwnerMark, Provider, ProviderError, Scope,
+    Observed, Owner, OwnerMark, Pending, Power, Provider, ProviderError, Scope,
 };
 use content::ContentStore;
 use ledger::{Ledger, LEDGER_CAPACITY, LEDGER_VOLUME};
@@ -143,7 +143,18 @@ impl LibvirtProvider {
     /// Waits for a VM asked to shut down to be off, polling with `tokio::time` (no blocking
     /// thread sleeps), and forces it off when the shutdown timeout has passed.
     async fn finish_stopping(&self, vm: &str) -> Result<(), ProviderError> {
-        let deadline = tokio::time::Instant::now() + self.inner.shutdown_timeout;
+        self.finish_stopping_within(vm, self.inner.shutdown_timeout)
+            .await
+            .map(|_| ())
+    }
+
+    /// As `finish_stopping`, within `grace`; says whether the VM had to be forced off.
+    async fn finish_stopping_within(
+        &self,
+        vm: &str,
+        grace: Duration,
+    ) -> Result<bool, ProviderError> {
+        let deadline = tokio::time::Instant::now() + grace;
         let mut ticks = tokio::time::interval(Duration::from_millis(250));
         while tokio::time::Instant::now() < deadline {
             ticks.tick().await;
@@ -152,11 +163,58 @@ impl LibvirtProvider {
                 .blocking(move |inner| Ok(inner.domain(&name)?.is_active().unwrap_or(false)))
                 .await?;
             if !active {
-                return Ok(());
+                return Ok(false);
             }
         }
         let name = vm.to_string();
-        self.blocking(move |inner| inner.force_off(&name)).await
+        self.blocking(move |inner| inner.force_off(&name))
+            .await
+            .map(|()| true)
+    }
+
+    /// Asks a VM `owner` owns to shut down (or forces it off if it cannot be asked), and waits
+    /// for it within `grace`. Says what happened.
+    async fn stop_owned(
+        &self,
+        vm: &str,
+        grace: Duration,
+        owner: &Owner,
+    ) -> Result<&'static str, ProviderError> {
+        let (name, owner) = (vm.to_string(), owner.clone());
+        let asked = self
+            .blocking(move |inner| {
+                let d = inner.owned_domain(&name, &owner)?;
+                if !d.is_active().unwrap_or(false) {
+                    return Ok(None);
+                }
+                match d.shutdown() {
+                    Ok(()) => Ok(Some(true)),
+                    Err(_) => inner.force_off(&name).map(|()| Some(false)),
+                }
+            })
+            .await?;
+        match asked {
+            None => Ok("was not running"),
+            Some(false) => Ok("forced off"),
+            Some(true) if self.finish_stopping_within(vm, grace).await? => {
+                Ok("forced off after it did not shut down")
+            }
+            Some(true) => Ok("shut down"),
+        }
+    }
+
+    async fn start_owned(&self, vm: &str, owner: &Owner) -> Result<&'static str, ProviderError> {
+        let (name, owner) = (vm.to_string(), owner.clone());
+        self.blocking(move |inner| {
+            let d = inner.owned_domain(&name, &owner)?;
+            if d.is_active().unwrap_or(false) {
+                return Ok("was running");
+            }
+            d.create()
+                .map_err(|e| ProviderError::backend(&ResourceId::vm(&name), err(e)))?;
+            Ok("started")
+        })
+        .await
     }
 }
 
@@ -234,6 +292,26 @@ impl Provider for LibvirtProvider {
         self.blocking(move |inner| inner.claim(&spec, &owner)).await
     }
 
+    async fn power(&self, vm: &str, power: Power, owner: &Owner) -> Result<Done, ProviderError> {
+        let grace = |g: Option<Duration>| g.unwrap_or(self.inner.shutdown_timeout);
+        let summary = match power {
+            Power::Start => format!("vm {vm} {}", self.start_owned(vm, owner).await?),
+            Power::Stop { grace: g } => {
+                format!("vm {vm} {}", self.stop_owned(vm, grace(g), owner).await?)
+            }
+            Power::Restart { grace: g } => {
+                let stopped = self.stop_owned(vm, grace(g), owner).await?;
+                self.start_owned(vm, owner).await?;
+                format!("vm {vm} restarted ({stopped}, started)")
+            }
+        };
+        Ok(Done {
+            id: ResourceId::vm(vm),
+            summary,
+            needs_reboot: false,
+        })
+    }
+
     async fn addresses(&self, vms: &[AddressQuery]) -> Result<Addresses, ProviderError> {
         let vms = vms.to_vec();
         self.blocking(move |inner| {
@@ -245,6 +323,15 @@ impl Provider for LibvirtProvider {
             Ok(found)
         })
         .await
+    }
+
+    /// The test driver cannot hot-plug devices.
+    fn rules(&self) -> &dyn crate::plan::rules::Rules {
+        if self.inner.test_driver {
+            &super::rules::TestDriverRules
+        } else {
+            &super::rules::LibvirtRules
+        }
     }
 
     /// The test driver has no guests, so no agents; a real hypervisor's do answer.
@@ -389,6 +476,7 @@ impl Inner {
                         owner,
                         active,
                         empty: None,
+                        pending_restart: Vec::new(),
                     },
                 );
             }
@@ -430,6 +518,7 @@ impl Inner {
                         owner: ledger.pool,
                         active,
                         empty: active.then_some(holds == 0),
+                        pending_restart: Vec::new(),
                     },
                 );
             }
@@ -478,6 +567,7 @@ impl Inner {
                     owner,
                     active: true,
                     empty: None,
+                    pending_restart: Vec::new(),
                 },
             );
         }
@@ -493,6 +583,11 @@ impl Inner {
             info.resolve_paths(&by_path);
             let id = ResourceId::vm(&info.spec.name);
             if wanted(&id, info.mark.as_ref()) {
+                let pending_restart = if running {
+                    self.pending_restart(&dom, &info, &by_path)
+                } else {
+                    Vec::new()
+                };
                 observed.resources.insert(
                     id,
                     LiveResource {
@@ -500,11 +595,39 @@ impl Inner {
                         owner: info.mark,
                         active: running,
                         empty: None,
+                        pending_restart,
                     },
                 );
             }
         }
         Ok(observed)
+    }
+
+    /// What a running domain's saved definition changed that the running domain does not
+    /// have yet: its live definition read as a spec, against the saved one. The live CPU is
+    /// the host model expanded, so the model it started with comes from the live definition's
+    /// mark (the spec it was started from) when it has one.
+    fn pending_restart(
+        &self,
+        dom: &Domain,
+        defined: &xml::DomainInfo,
+        by_path: &HashMap<String, (String, String)>,
+    ) -> Vec<Pending> {
+        let Ok(live_xml) = dom.xml_desc(0) else {
+            return Vec::new();
+        };
+        let Ok(mut booted) = xml::parse_domain(&live_xml, true, defined.spec.autostart) else {
+            return Vec::new();
+        };
+        booted.resolve_paths(by_path);
+        booted.spec.cpu_model = match &booted.mark {
+            Some(OwnerMark {
+                spec: Spec::Vm(started),
+                ..
+            }) => started.cpu_model.clone(),
+            _ => defined.spec.cpu_model.clone(),
+        };
+        Pending::between(&Spec::Vm(booted.spec), &Spec::Vm(defined.spec.clone()))
     }
 
     // ---- the ledger ----
@@ -961,9 +1084,19 @@ impl Inner {
                     if !self.test_driver {
                         self.hotplug(&d, &xml, have, want)?;
                     }
+                    // What was not attached to the running domain waits for its restart.
+                    let hotplugged = !self.test_driver;
                     let rest = |v: &VmSpec| VmSpec {
-                        disks: Vec::new(),
-                        nics: Vec::new(),
+                        disks: if hotplugged {
+                            Vec::new()
+                        } else {
+                            v.disks.clone()
+                        },
+                        nics: if hotplugged {
+                            Vec::new()
+                        } else {
+                            v.nics.clone()
+                        },
                         running: false,
                         autostart: false,
                         ..v.clone()
@@ -1085,6 +1218,18 @@ impl Inner {
             }
         }
         Ok(())
+    }
+
+    /// A domain that `owner`'s plan created (its saved definition carries the plan's mark).
+    fn owned_domain(&self, name: &str, owner: &Owner) -> Result<Domain, ProviderError> {
+        let id = ResourceId::vm(name);
+        let d = self.domain(name)?;
+        let xml = d
+            .xml_desc(sys::VIR_DOMAIN_XML_INACTIVE)
+            .map_err(|e| ProviderError::backend(&id, err(e)))?;
+        let info = xml::parse_domain(&xml, false, false).map_err(ProviderError::Connection)?;
+        check_owner(&id, info.mark.as_ref(), owner)?;
+        Ok(d)
     }
 
     /// Forces a VM off, unless it is off already.
