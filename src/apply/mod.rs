@@ -89,6 +89,11 @@ pub trait Progress: Send + Sync {
     fn finished(&self, outcome: &Step);
 }
 
+/// A change that only stops a VM (`plan stop`).
+fn stops(change: &Change) -> bool {
+    change.action == Action::Restart && matches!(change.restart, Some(Power::Stop { .. }))
+}
+
 /// For each change, the changes that must finish first.
 fn ordering(plan: &Plan, desired: &Desired, rules: &dyn Rules) -> Vec<Vec<usize>> {
     let index: HashMap<&ResourceId, usize> = plan
@@ -107,7 +112,13 @@ fn ordering(plan: &Plan, desired: &Desired, rules: &dyn Rules) -> Vec<Vec<usize>
                     .unwrap_or_default();
                 for need in needs {
                     if let Some(&j) = index.get(&need) {
-                        if plan.changes[j].action != Action::Delete {
+                        if plan.changes[j].action == Action::Delete {
+                            continue;
+                        }
+                        // VMs stop in the reverse order: what needs another stops first.
+                        if stops(change) && stops(&plan.changes[j]) {
+                            deps[j].push(i);
+                        } else {
                             deps[i].push(j);
                         }
                     }

@@ -76,6 +76,14 @@ impl Provider for Fake {
     ) -> Result<crate::provider::Addresses, ProviderError> {
         Ok(Default::default())
     }
+    async fn power(
+        &self,
+        vm: &str,
+        _: Power,
+        owner: &Owner,
+    ) -> Result<crate::provider::Done, ProviderError> {
+        self.create(&vm_on(vm, &[]), owner).await
+    }
 }
 
 fn volume(name: &str) -> Spec {
@@ -91,6 +99,10 @@ fn volume(name: &str) -> Spec {
 }
 
 fn vm(name: &str, disk: &str) -> Spec {
+    vm_on(name, &[disk])
+}
+
+fn vm_on(name: &str, disks: &[&str]) -> Spec {
     Spec::Vm(VmSpec {
         name: name.into(),
         memory_mib: 64,
@@ -98,11 +110,14 @@ fn vm(name: &str, disk: &str) -> Spec {
         cpu_model: "qemu64".into(),
         virt_type: VirtType::Qemu,
         uefi: false,
-        disks: vec![DiskSpec {
-            pool: "default".into(),
-            volume: disk.into(),
-            bus: Bus::Virtio,
-        }],
+        disks: disks
+            .iter()
+            .map(|disk| DiskSpec {
+                pool: "default".into(),
+                volume: disk.to_string(),
+                bus: Bus::Virtio,
+            })
+            .collect(),
         nics: Vec::new(),
         seed: None,
         running: true,
@@ -235,5 +250,58 @@ async fn an_interrupted_run_starts_nothing_more() {
         fake.order.lock().unwrap().len(),
         report.succeeded(),
         "nothing started after the stop but what finished"
+    );
+}
+
+/// VMs `db` ← `app` ← `web` (each `depends_on` the one before), powered as `plan start|stop`
+/// does: one change per VM that carries what to do.
+async fn powered(power: Power) -> Vec<ResourceId> {
+    let mut desired = Desired::default();
+    let mut changes = Vec::new();
+    for (name, needs) in [("web", Some("app")), ("app", Some("db")), ("db", None)] {
+        desired.resources.push(DesiredResource {
+            spec: vm_on(name, &[]),
+            entry: format!("vm/{name}"),
+            depends_on: needs.map(ResourceId::vm).into_iter().collect(),
+        });
+        changes.push(Change {
+            id: ResourceId::vm(name),
+            entry: Some(format!("vm/{name}")),
+            provider: None,
+            action: Action::Restart,
+            attributes: Vec::new(),
+            reason: None,
+            disruption: None,
+            drift: Vec::new(),
+            claim: false,
+            pending_restart: Vec::new(),
+            restart: Some(power),
+            desired: Some(vm_on(name, &[])),
+            live: Some(vm_on(name, &[])),
+        });
+    }
+    let plan = Plan {
+        name: "lab".into(),
+        changes,
+        unchanged: 0,
+    };
+    let fake = Arc::new(Fake::default());
+    let report = apply(&plan, &desired, fake.clone(), 10, Arc::new(Quiet)).await;
+    assert_eq!(report.succeeded(), 3);
+    let order = fake.order.lock().unwrap().clone();
+    order
+}
+
+#[tokio::test]
+async fn vms_start_in_dependency_order_and_stop_in_reverse() {
+    let names = |ids: Vec<ResourceId>| -> Vec<String> { ids.into_iter().map(|i| i.name).collect() };
+    assert_eq!(names(powered(Power::Start).await), ["db", "app", "web"]);
+    assert_eq!(
+        names(powered(Power::Stop { grace: None }).await),
+        ["web", "app", "db"]
+    );
+    assert_eq!(
+        names(powered(Power::Restart { grace: None }).await),
+        ["db", "app", "web"]
     );
 }

@@ -88,6 +88,23 @@ struct RunArgs {
     parallelism: usize,
 }
 
+/// How `plan start|stop|restart` run.
+#[derive(clap::Args, Debug)]
+struct PowerArgs {
+    /// How many VMs at once
+    #[arg(long, default_value_t = 10)]
+    parallelism: usize,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum StatusOutput {
+    Table,
+    Json,
+    Yaml,
+}
+
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 enum SchemaOf {
     Plan,
@@ -239,6 +256,75 @@ enum Command {
         run: RunArgs,
         #[command(flatten)]
         output: OutputArgs,
+    },
+    /// Every resource of the plan as it is live: state, addresses, what waits for a restart,
+    /// what changed outside siteplan, and what apply would do. Exit 0 when the lab matches
+    /// the plan, 2 when it does not, 1 on error
+    Status {
+        #[command(flatten)]
+        plan: PlanArgs,
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(short, long = "output", value_enum, default_value = "table")]
+        output: StatusOutput,
+    },
+    /// Start the plan's VMs, or the ones named, in dependency order
+    Start {
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// VMs of the plan, by name (default: all of them)
+        #[arg(value_name = "VM")]
+        vms: Vec<String>,
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        power: PowerArgs,
+        /// Wait until every running VM has an IP address; fail if one has none in time
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits, in seconds
+        #[arg(long, value_name = "SECONDS", default_value_t = 300, requires = "wait")]
+        wait_timeout: u64,
+    },
+    /// Stop the plan's VMs, or the ones named, in reverse dependency order: each is asked to
+    /// shut down, and forced off when it has not within --timeout
+    Stop {
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// VMs of the plan, by name (default: all of them)
+        #[arg(value_name = "VM")]
+        vms: Vec<String>,
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        power: PowerArgs,
+        /// Seconds a VM may take to shut down before it is forced off (default: the
+        /// provider's, 60 for libvirt)
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<u64>,
+    },
+    /// Restart the plan's VMs, or the ones named: stopped as `plan stop` does, then started,
+    /// so that they run what they are defined with
+    Restart {
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// VMs of the plan, by name (default: all of them)
+        #[arg(value_name = "VM")]
+        vms: Vec<String>,
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        power: PowerArgs,
+        /// Seconds a VM may take to shut down before it is forced off (default: the
+        /// provider's, 60 for libvirt)
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<u64>,
+        /// Wait until every running VM has an IP address; fail if one has none in time
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits, in seconds
+        #[arg(long, value_name = "SECONDS", default_value_t = 300, requires = "wait")]
+        wait_timeout: u64,
     },
     /// The providers you have (see the providers file), with their health
     Provider {
@@ -409,6 +495,60 @@ pub fn run() -> ExitCode {
                 Err(code) => code,
             }
         }
+        Command::Status {
+            plan,
+            target,
+            output,
+        } => status(&plan, target, output),
+        Command::Start {
+            plan,
+            vms,
+            target,
+            power,
+            wait,
+            wait_timeout,
+        } => power_vms(
+            &plan,
+            target,
+            &vms,
+            &power,
+            ops::Power::Start,
+            wait.then(|| std::time::Duration::from_secs(wait_timeout)),
+        ),
+        Command::Stop {
+            plan,
+            vms,
+            target,
+            power,
+            timeout,
+        } => power_vms(
+            &plan,
+            target,
+            &vms,
+            &power,
+            ops::Power::Stop {
+                grace: timeout.map(std::time::Duration::from_secs),
+            },
+            None,
+        ),
+        Command::Restart {
+            plan,
+            vms,
+            target,
+            power,
+            timeout,
+            wait,
+            wait_timeout,
+        } => power_vms(
+            &plan,
+            target,
+            &vms,
+            &power,
+            ops::Power::Restart {
+                grace: timeout.map(std::time::Duration::from_secs),
+            },
+            wait.then(|| std::time::Duration::from_secs(wait_timeout)),
+        ),
         Command::Schema { of } => print(&match of {
             SchemaOf::Plan => format::schema_text(),
             SchemaOf::Diff => crate::plan::render::json::schema_text(),
@@ -432,6 +572,72 @@ pub fn run() -> ExitCode {
             clap_complete::generate(shell, &mut Cli::command(), "plan", &mut out::raw_stdout());
             ExitCode::SUCCESS
         }
+    }
+}
+
+/// `plan status`: the lab as it is, as a table or a document; exit 2 when it does not match
+/// the plan.
+fn status(plan: &PlanArgs, target: TargetArgs, output: StatusOutput) -> ExitCode {
+    let view = Terminal::new(Verbosity::Quiet, DiffFormat::Human, false, false);
+    let request = request(plan, target);
+    let Ok(loaded) = load(plan, false) else {
+        return ExitCode::from(EXIT_ERROR);
+    };
+    let found = match block_on(ops::status(&request, &loaded, &view)) {
+        Ok(Ok(found)) => found,
+        Ok(Err(refusal)) => {
+            return view::finish(
+                ops::Outcome::Refused(refusal),
+                &view,
+                false,
+                &plan.file,
+                None,
+            )
+        }
+        Err(code) => return code,
+    };
+    let shown = match output {
+        StatusOutput::Table => view::status_table(&found, &plan.file),
+        StatusOutput::Json => {
+            let mut text = serde_json::to_string_pretty(&found).unwrap_or_default();
+            text.push('\n');
+            text
+        }
+        StatusOutput::Yaml => serde_norway::to_string(&found).unwrap_or_default(),
+    };
+    let printed = print(&shown);
+    if printed != ExitCode::SUCCESS {
+        printed
+    } else if found.matches {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(view::EXIT_CHANGES)
+    }
+}
+
+/// `plan start|stop|restart`.
+fn power_vms(
+    plan: &PlanArgs,
+    target: TargetArgs,
+    vms: &[String],
+    args: &PowerArgs,
+    power: ops::Power,
+    wait: Option<std::time::Duration>,
+) -> ExitCode {
+    let view = Terminal::new(args.output.verbosity(), DiffFormat::Human, true, true);
+    let request = request(plan, target);
+    let Ok(loaded) = load(plan, false) else {
+        return ExitCode::from(EXIT_ERROR);
+    };
+    let options = RunOptions {
+        parallelism: args.parallelism,
+        wait,
+        restart: false,
+        shutdown_timeout: None,
+    };
+    match block_on(ops::power(&request, &loaded, power, vms, options, &view)) {
+        Ok(outcome) => view::finish(outcome, &view, false, &plan.file, None),
+        Err(code) => code,
     }
 }
 

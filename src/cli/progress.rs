@@ -10,6 +10,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::out::say;
 use crate::apply::{Progress, Status, Step};
 use crate::plan::{Action, Change};
+use crate::provider::Power;
 use crate::secrets;
 
 /// How much `plan` says while it works.
@@ -31,13 +32,15 @@ pub fn for_run(total: usize, verbosity: Verbosity, terminal: bool) -> Box<dyn Pr
     }
 }
 
-fn verb(action: Action) -> &'static str {
-    match action {
-        Action::Create => "creating",
-        Action::Update => "updating",
-        Action::Replace => "replacing",
-        Action::Delete => "deleting",
-        Action::Restart => "restarting",
+fn verb(change: &Change) -> &'static str {
+    match (change.action, change.restart) {
+        (Action::Create, _) => "creating",
+        (Action::Update, _) => "updating",
+        (Action::Replace, _) => "replacing",
+        (Action::Delete, _) => "deleting",
+        (Action::Restart, Some(Power::Start)) => "starting",
+        (Action::Restart, Some(Power::Stop { .. })) => "stopping",
+        (Action::Restart, _) => "restarting",
     }
 }
 
@@ -123,7 +126,7 @@ impl Progress for Lines {
         say!(
             "[{}] {} {}",
             now(),
-            verb(change.action),
+            verb(change),
             crate::plan::render::address(change)
         );
         if self.verbosity == Verbosity::Verbose {
@@ -185,7 +188,7 @@ impl Progress for Bars {
         }
         spinner.set_message(format!(
             "{} {}",
-            verb(change.action),
+            verb(change),
             crate::plan::render::address(change)
         ));
         spinner.enable_steady_tick(Duration::from_millis(120));

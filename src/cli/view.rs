@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex};
 use super::out::{self, say};
 use super::progress::{self, Verbosity};
 use crate::apply::Progress;
-use crate::ops::{Answer, Event, Outcome, Refusal, View, Vms};
+use crate::ops::{self, Answer, Event, Outcome, Refusal, View, Vms};
 use crate::plan::{render, Action, Plan};
 
 /// `diff --detailed-exitcode` when there is something to change.
-const EXIT_CHANGES: u8 = 2;
+pub(super) const EXIT_CHANGES: u8 = 2;
 const EXIT_ERROR: u8 = 1;
 const EXIT_INTERRUPTED: u8 = 130;
 
@@ -108,10 +108,9 @@ impl View for Terminal {
             Event::Interrupted => {
                 say!("\nInterrupted: starting nothing more; waiting for the changes in progress.")
             }
-            Event::Applied { report, destroying } => {
+            Event::Applied { report, run } => {
                 say!(
-                    "\n{}: {} done, {} failed, {} skipped.",
-                    if destroying { "Destroy" } else { "Apply" },
+                    "\n{run}: {} done, {} failed, {} skipped.",
                     report.succeeded(),
                     report.failed(),
                     report.skipped()
@@ -268,4 +267,78 @@ fn show_vms(vms: &Vms, view: &Terminal) -> ExitCode {
         vms.unreachable.join(", ")
     );
     ExitCode::from(EXIT_ERROR)
+}
+
+/// `plan status` as a table: a row per resource, what stands out in its last column, and a
+/// line that says whether the lab matches the plan.
+pub fn status_table(status: &ops::LabStatus, file: &Path) -> String {
+    let value = |v: &Option<serde_json::Value>| match v {
+        None | Some(serde_json::Value::Null) => "(none)".to_string(),
+        Some(v) => serde_json::to_string(v).unwrap_or_default(),
+    };
+    let mut table = super::table::new(&["RESOURCE", "PROVIDER", "STATE", "ADDRESSES", "NOTES"]);
+    for r in &status.resources {
+        let mut notes = Vec::new();
+        if !r.pending_restart.is_empty() {
+            let waiting: Vec<String> = r
+                .pending_restart
+                .iter()
+                .map(|a| format!("{} {} → {}", a.name, value(&a.before), value(&a.after)))
+                .collect();
+            notes.push(format!("waits for a restart: {}", waiting.join(", ")));
+        }
+        for a in r.drift.iter().filter(|a| a.name == "running") {
+            // Stopped or started since it was applied (`plan stop`, or by hand).
+            notes.push(
+                if a.after == Some(false.into()) {
+                    "the plan says it runs: `plan start` or apply starts it"
+                } else {
+                    "the plan says it is stopped: apply stops it"
+                }
+                .to_string(),
+            );
+        }
+        let drifted: Vec<&str> = r
+            .drift
+            .iter()
+            .map(|a| a.name.as_str())
+            .filter(|name| *name != "running")
+            .collect();
+        if !drifted.is_empty() {
+            notes.push(format!("changed outside siteplan: {}", drifted.join(", ")));
+        }
+        let only_power = r.drift.len() == 1 && drifted.is_empty();
+        match r.apply {
+            None | Some(Action::Restart) => {}
+            Some(Action::Update) if only_power => {}
+            Some(action) => notes.push(format!(
+                "apply would {}",
+                serde_json::to_value(action)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default()
+            )),
+        }
+        table.add_row(vec![
+            r.address.clone(),
+            r.provider.clone(),
+            r.state.clone(),
+            if r.addresses.is_empty() {
+                "-".to_string()
+            } else {
+                r.addresses.join(", ")
+            },
+            notes.join("; "),
+        ]);
+    }
+    let verdict = if status.matches {
+        format!("Plan `{}` matches the providers.", status.plan)
+    } else {
+        format!(
+            "Plan `{}` does not match the providers: `plan diff {}` shows what apply would do.",
+            status.plan,
+            file.display()
+        )
+    };
+    format!("{}\n{verdict}\n", super::table::text(&mut table, 2))
 }

@@ -7,15 +7,20 @@
 //! the command line implements; this layer has no clap or terminal code and prints nothing.
 
 mod outcome;
+mod power;
 mod request;
 mod session;
+mod status;
 mod view;
 
 use std::path::Path;
 
+pub use crate::provider::Power;
 pub use outcome::{Outcome, Refusal, VmRow, VmState, Vms};
+pub use power::power;
 pub use request::{Request, RunOptions};
 pub use session::{open_provider, Goal, Opened, Session};
+pub use status::{status, LabStatus, ResourceStatus, ShownAttribute};
 pub use view::{Answer, Event, View};
 
 use crate::manifest::{self, Loaded};
@@ -23,8 +28,8 @@ use crate::plan::intent::{self, Intents};
 use crate::plan::render;
 use crate::plan::saved::{self, SavedPlan};
 use crate::plan::{self as planner, Action, Plan};
+use crate::provider::lower;
 use crate::provider::rules::LibvirtRules;
-use crate::provider::{lower, Power};
 
 /// `plan diff`: what apply would change. With `out`, the plan is saved for `apply PLANFILE`.
 pub async fn diff(
@@ -234,7 +239,7 @@ async fn converge(
         let report = session.apply(&parts, options.parallelism, view).await;
         view.event(Event::Applied {
             report: &report,
-            destroying,
+            run: if destroying { "Destroy" } else { "Apply" },
         });
         let mut waiting = held_back;
         waiting.extend(

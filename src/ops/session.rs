@@ -39,13 +39,23 @@ pub struct Opened {
 }
 
 /// The plan's resources on one provider.
-struct Site {
+pub(super) struct Site {
     /// The provider's name in diffs, when the plan spans several.
-    label: Option<String>,
-    opened: Opened,
-    desired: Desired,
+    pub(super) label: Option<String>,
+    pub(super) opened: Opened,
+    pub(super) desired: Desired,
     /// The part's VMs as their guests are configured, for showing their addresses.
     guests: Vec<Guest>,
+}
+
+impl Site {
+    /// How the site's provider is named in tables: its label, its name, else its type.
+    pub(super) fn shown(&self) -> String {
+        self.label
+            .clone()
+            .or_else(|| self.opened.name.clone())
+            .unwrap_or_else(|| self.opened.provider.kind().to_string())
+    }
 }
 
 /// What the plan configures in a VM's guest that tells where it can be reached.
@@ -140,7 +150,7 @@ impl Guest {
 pub struct Session {
     pub name: String,
     goal: Goal,
-    sites: Vec<Site>,
+    pub(super) sites: Vec<Site>,
     /// `--target`: the entries in focus (with what they need, or for destroy what needs them).
     focus: Option<BTreeSet<String>>,
     /// Resource → the entry it comes from, for deciding what `--target` keeps.
@@ -408,11 +418,7 @@ impl Session {
 
     async fn vm_rows(&self, site: &Site) -> Vec<VmRow> {
         let provider = site.opened.provider.as_ref();
-        let shown = site
-            .label
-            .clone()
-            .or_else(|| site.opened.name.clone())
-            .unwrap_or_else(|| provider.kind().to_string());
+        let shown = site.shown();
         let scope = Scope {
             plan: String::new(),
             ids: site

@@ -37,10 +37,11 @@ pub enum Event<'a> {
     Warning(String),
     /// Ctrl-C: nothing more starts, and what runs finishes.
     Interrupted,
-    /// The changes were made (or tried).
+    /// The changes were made (or tried); `run` names the command (`Apply`, `Destroy`,
+    /// `Stop`...).
     Applied {
         report: &'a Report,
-        destroying: bool,
+        run: &'static str,
     },
     /// These running VMs run with an older definition than the one saved, and take it when
     /// they restart; `command` restarts them.

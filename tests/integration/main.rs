@@ -6,6 +6,7 @@ mod harness;
 
 mod cli;
 mod crash;
+mod day_two;
 mod guests;
 mod kube_api;
 mod kubevirt;

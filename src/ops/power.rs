@@ -1,0 +1,158 @@
+//! `plan start|stop|restart`: the plan's VMs, or the ones named, started, stopped or restarted
+//! through the same executor as apply (dependency order, stops in reverse; the parallelism
+//! limit; progress; Ctrl-C). Only VMs the plan created are touched.
+
+use super::outcome::{Outcome, Refusal};
+use super::request::{Request, RunOptions};
+use super::session::{Goal, Session};
+use super::view::{Event, View};
+use crate::manifest::Loaded;
+use crate::plan::intent;
+use crate::plan::{Action, Change, Plan};
+use crate::provider::spec::{ResourceKind, Spec};
+use crate::provider::{Observed, Power};
+
+/// Starts, stops or restarts the plan's VMs (all of them when `names` is empty). Unknown
+/// names, VMs that do not exist yet and VMs of another plan are refused before anything runs.
+pub async fn power(
+    request: &Request,
+    loaded: &Loaded,
+    power: Power,
+    names: &[String],
+    options: RunOptions,
+    view: &dyn View,
+) -> Outcome {
+    let result = async {
+        let intents = intent::intents(&loaded.manifest, &request.name, &request.base)?;
+        let session = Session::open(loaded, Some(&intents), Goal::Converge, request, view).await?;
+        let observed = session.observe(view).await?;
+        let parts = power_changes(&session, &observed, power, names)?;
+        let report = session.apply(&parts, options.parallelism, view).await;
+        view.event(Event::Applied {
+            report: &report,
+            run: match power {
+                Power::Start => "Start",
+                Power::Stop { .. } => "Stop",
+                Power::Restart { .. } => "Restart",
+            },
+        });
+        let wait = match power {
+            Power::Stop { .. } => None,
+            _ => options.wait,
+        };
+        let vms = match report.interrupted() {
+            0 => Some(session.vms(wait, view).await),
+            _ => None,
+        };
+        Ok::<_, Refusal>(Outcome::Applied { report, vms })
+    };
+    result.await.unwrap_or_else(Outcome::Refused)
+}
+
+/// Whether a desired resource is one of the plan's VMs (a libvirt domain, a KubeVirt
+/// VirtualMachine).
+fn is_vm(spec: &Spec) -> bool {
+    match spec {
+        Spec::Vm(_) => true,
+        Spec::Object(object) => object.object == ResourceKind::VirtualMachine,
+        _ => false,
+    }
+}
+
+/// One change per VM to power, in each provider's part.
+fn power_changes(
+    session: &Session,
+    observed: &[Observed],
+    power: Power,
+    names: &[String],
+) -> Result<Vec<Plan>, Refusal> {
+    let vms: Vec<String> = session
+        .sites
+        .iter()
+        .flat_map(|site| &site.desired.resources)
+        .filter(|r| is_vm(&r.spec))
+        .map(|r| r.spec.id().name)
+        .collect();
+    let unknown: Vec<&String> = names.iter().filter(|n| !vms.contains(n)).collect();
+    if !unknown.is_empty() {
+        let listed: Vec<String> = unknown.iter().map(|n| format!("`{n}`")).collect();
+        return Err(Refusal::Invalid(format!(
+            "{} {} no VM of plan `{}`; its VMs are: {}",
+            listed.join(", "),
+            if unknown.len() == 1 { "is" } else { "are" },
+            session.name,
+            if vms.is_empty() {
+                "none".to_string()
+            } else {
+                vms.join(", ")
+            }
+        )));
+    }
+    let mut problems = Vec::new();
+    let mut parts = Vec::new();
+    for (site, observed) in session.sites.iter().zip(observed) {
+        let mut changes = Vec::new();
+        for wanted in site.desired.resources.iter().filter(|r| is_vm(&r.spec)) {
+            let id = wanted.spec.id();
+            if !names.is_empty() && !names.contains(&id.name) {
+                continue;
+            }
+            let live = match observed.get(&id) {
+                None => {
+                    problems.push(format!(
+                        "{id} does not exist on {}; `plan apply` creates it",
+                        site.shown()
+                    ));
+                    continue;
+                }
+                Some(live) => live,
+            };
+            match &live.owner {
+                Some(mark) if mark.plan == session.name => {}
+                Some(mark) => {
+                    problems.push(format!(
+                        "{id} on {} belongs to plan `{}`, not `{}`; siteplan starts and stops \
+                         only what the plan created",
+                        site.shown(),
+                        mark.plan,
+                        session.name
+                    ));
+                    continue;
+                }
+                None => {
+                    problems.push(format!(
+                        "{id} on {} was not created by siteplan; siteplan starts and stops only \
+                         what the plan created",
+                        site.shown()
+                    ));
+                    continue;
+                }
+            }
+            changes.push(Change {
+                id,
+                entry: Some(wanted.entry.clone()),
+                provider: site.label.clone(),
+                action: Action::Restart,
+                attributes: Vec::new(),
+                reason: None,
+                disruption: None,
+                drift: Vec::new(),
+                claim: false,
+                pending_restart: Vec::new(),
+                restart: Some(power),
+                desired: Some(wanted.spec.clone()),
+                live: Some(live.spec.clone()),
+            });
+        }
+        parts.push(Plan {
+            name: session.name.clone(),
+            changes,
+            unchanged: 0,
+        });
+    }
+    if problems.is_empty() {
+        Ok(parts)
+    } else {
+        Err(Refusal::Problems(problems))
+    }
+}

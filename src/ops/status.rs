@@ -1,0 +1,132 @@
+//! `plan status`: every resource of the plan as it is live, beside what the plan says: its
+//! state, a VM's addresses, what waits for a restart, what changed outside siteplan, and what
+//! apply would do. Nothing is changed.
+
+use serde::Serialize;
+
+use super::outcome::Refusal;
+use super::request::Request;
+use super::session::{Goal, Session};
+use super::view::View;
+use crate::manifest::Loaded;
+use crate::plan::intent;
+use crate::plan::{Action, AttributeChange, Change};
+use crate::provider::spec::{ResourceId, ResourceKind};
+use crate::provider::LiveResource;
+
+/// The lab as it is, for `plan status -o json|yaml` and its table.
+#[derive(Debug, Serialize)]
+pub struct LabStatus {
+    pub plan: String,
+    /// The providers hold exactly what the plan says: nothing to apply, nothing waiting.
+    pub matches: bool,
+    pub resources: Vec<ResourceStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ResourceStatus {
+    /// `vm/web1`, `volume/default/web1_0.img`.
+    pub address: String,
+    pub provider: String,
+    /// `running`, `stopped` (VMs); `active`, `inactive` (networks, pools); `present`;
+    /// `missing` (declared, not there); `not declared` (created by the plan, no longer in it).
+    pub state: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
+    /// What `plan apply` would do to it (`create`, `update`, `replace`, `delete`,
+    /// `restart`), if anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub apply: Option<Action>,
+    /// A running VM's attributes saved but not running yet (`before` is what it runs with).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pending_restart: Vec<ShownAttribute>,
+    /// Attributes changed outside siteplan since it applied them (`before` is what it set).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<ShownAttribute>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ShownAttribute {
+    pub name: String,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+}
+
+fn shown(attributes: &[AttributeChange]) -> Vec<ShownAttribute> {
+    attributes
+        .iter()
+        .map(|a| ShownAttribute {
+            name: a.name.clone(),
+            before: a.before.clone(),
+            after: a.after.clone(),
+        })
+        .collect()
+}
+
+fn state(kind: ResourceKind, live: Option<&LiveResource>) -> &'static str {
+    match (kind, live) {
+        (_, None) => "missing",
+        (ResourceKind::Vm | ResourceKind::VirtualMachine, Some(l)) if l.active => "running",
+        (ResourceKind::Vm | ResourceKind::VirtualMachine, Some(_)) => "stopped",
+        (ResourceKind::Network | ResourceKind::Pool, Some(l)) if l.active => "active",
+        (ResourceKind::Network | ResourceKind::Pool, Some(_)) => "inactive",
+        (_, Some(_)) => "present",
+    }
+}
+
+/// Observes the plan's providers and says how each resource stands.
+pub async fn status(
+    request: &Request,
+    loaded: &Loaded,
+    view: &dyn View,
+) -> Result<LabStatus, Refusal> {
+    let intents = intent::intents(&loaded.manifest, &request.name, &request.base)?;
+    let session = Session::open(loaded, Some(&intents), Goal::Converge, request, view).await?;
+    let observed = session.observe(view).await?;
+    let plans = session.plan(&observed)?;
+    let vms = session.vms(None, view).await;
+    let mut resources = Vec::new();
+    for ((site, observed), plan) in session.sites.iter().zip(&observed).zip(&plans) {
+        let provider = site.shown();
+        let change_of = |id: &ResourceId| plan.changes.iter().find(|c| c.id == *id);
+        let row = |address: String, state: &str, change: Option<&Change>, name: &str| {
+            let addresses = vms
+                .rows
+                .iter()
+                .find(|r| r.name == name && r.provider == provider)
+                .map(|r| r.addresses.iter().map(ToString::to_string).collect())
+                .unwrap_or_default();
+            ResourceStatus {
+                address,
+                provider: provider.clone(),
+                state: state.to_string(),
+                addresses,
+                apply: change.map(|c| c.action),
+                pending_restart: change
+                    .map(|c| shown(&c.pending_restart))
+                    .unwrap_or_default(),
+                drift: change.map(|c| shown(&c.drift)).unwrap_or_default(),
+            }
+        };
+        for wanted in &site.desired.resources {
+            let id = wanted.spec.id();
+            let is_vm = matches!(id.kind, ResourceKind::Vm | ResourceKind::VirtualMachine);
+            let name = if is_vm { id.name.as_str() } else { "" };
+            resources.push(row(
+                id.to_string(),
+                state(id.kind, observed.get(&id)),
+                change_of(&id),
+                name,
+            ));
+        }
+        // What the plan created and no longer declares: apply deletes it.
+        for change in plan.changes.iter().filter(|c| c.action == Action::Delete) {
+            resources.push(row(change.id.to_string(), "not declared", Some(change), ""));
+        }
+    }
+    Ok(LabStatus {
+        plan: request.name.clone(),
+        matches: plans.iter().all(|p| p.is_empty()),
+        resources,
+    })
+}

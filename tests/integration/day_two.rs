@@ -1,0 +1,253 @@
+//! Living with a lab: `plan status`, pending restarts and `apply --restart`, and
+//! `plan start|stop|restart`, through the binary on the sandbox.
+
+use std::path::PathBuf;
+
+use crate::harness::{Plan, Ran};
+
+const LAB: &str = "\
+parameters:
+  memory: 256
+daynet:
+  type: network
+  cidr: 10.96.1.0/24
+daypool:
+  type: pool
+  path: /var/lib/libvirt/siteplan-day-two
+day0:
+  pool: daypool
+  memory: {{ memory }}
+  nets: [daynet]
+  disks: [1]
+day1:
+  pool: daypool
+  memory: 256
+  nets: [daynet]
+  disks: [1]
+  depends_on: [day0]
+";
+
+struct Lab {
+    dir: tempfile::TempDir,
+    file: PathBuf,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("day.yml");
+        std::fs::write(&file, LAB).expect("plan");
+        Lab { dir, file }
+    }
+
+    fn sandbox(&self) -> PathBuf {
+        self.dir.path().join("sandbox")
+    }
+
+    fn plan(&self, args: &[&str], extra: &[&str]) -> Ran {
+        Plan::new(args)
+            .sandbox(&self.sandbox())
+            .env("XDG_STATE_HOME", self.dir.path().join("state"))
+            .args(&[&self.file.to_string_lossy(), "--provider", "sandbox"])
+            .args(extra)
+            .run()
+    }
+}
+
+fn row<'t>(table: &'t str, resource: &str) -> &'t str {
+    table
+        .lines()
+        .find(|l| l.starts_with(&format!("{resource} ")))
+        .unwrap_or_else(|| panic!("no row for {resource}:\n{table}"))
+}
+
+fn status_json(lab: &Lab, extra: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let out = lab.plan(&["status", "-o", "json"], extra);
+    let doc = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("status -o json: {e}\n{}", out.text()));
+    (out.code(), doc)
+}
+
+fn vm_of<'d>(doc: &'d serde_json::Value, address: &str) -> &'d serde_json::Value {
+    doc["resources"]
+        .as_array()
+        .and_then(|all| all.iter().find(|r| r["address"] == address))
+        .unwrap_or_else(|| panic!("no {address} in {doc}"))
+}
+
+#[test]
+fn status_tells_the_truth_about_a_change_that_waits_for_a_restart() {
+    let lab = Lab::new();
+    // Declared, nothing there yet: missing, and apply would create it.
+    let before = lab.plan(&["status"], &[]);
+    assert_eq!(before.code(), Some(2), "{}", before.text());
+    assert!(
+        row(&before.stdout, "vm/day0").contains("missing"),
+        "{}",
+        before.stdout
+    );
+    assert!(row(&before.stdout, "vm/day0").contains("apply would create"));
+
+    assert!(lab.plan(&["apply", "--yes"], &[]).ok());
+    let matched = lab.plan(&["status"], &[]);
+    assert_eq!(matched.code(), Some(0), "{}", matched.text());
+    let day0 = row(&matched.stdout, "vm/day0");
+    assert!(
+        day0.contains("running") && day0.contains("10.96.1."),
+        "{day0}"
+    );
+    assert!(matched.stdout.contains("Plan `day` matches the providers."));
+
+    // Memory of a running VM: saved by apply, not running until a restart, and every
+    // command says so until then.
+    let bigger = ["-P", "memory=512"];
+    let applied = lab.plan(&["apply", "--yes"], &bigger);
+    assert!(applied.ok(), "{}", applied.text());
+    assert!(
+        applied
+            .stderr
+            .contains("Waiting for a restart (saved, not running yet): vm/day0.")
+            && applied.stderr.contains("`plan apply --restart "),
+        "{}",
+        applied.stderr
+    );
+    let diff = lab.plan(&["diff", "--detailed-exitcode"], &bigger);
+    assert_eq!(diff.code(), Some(2), "{}", diff.text());
+    assert!(diff.stdout.contains("↻ vm/day0"), "{}", diff.stdout);
+    assert!(diff.stdout.contains("memory_mib: 256 → 512"));
+    let (code, doc) = status_json(&lab, &bigger);
+    assert_eq!(code, Some(2));
+    assert_eq!(doc["matches"], false);
+    let day0 = vm_of(&doc, "vm/day0");
+    assert_eq!(day0["apply"], "restart");
+    assert_eq!(
+        day0["pending_restart"],
+        serde_json::json!([{"name": "memory_mib", "before": 256, "after": 512}])
+    );
+    let table = lab.plan(&["status"], &bigger);
+    assert!(
+        row(&table.stdout, "vm/day0").contains("waits for a restart: memory_mib 256 → 512"),
+        "{}",
+        table.stdout
+    );
+    // Applying again restarts nothing, and still says what waits.
+    let again = lab.plan(&["apply", "--yes"], &bigger);
+    assert!(
+        again.ok() && !again.stderr.contains("restarted"),
+        "{}",
+        again.text()
+    );
+    assert!(
+        again.stderr.contains("Waiting for a restart"),
+        "{}",
+        again.stderr
+    );
+
+    let restarted = lab.plan(&["apply", "--yes", "--restart"], &bigger);
+    assert!(restarted.ok(), "{}", restarted.text());
+    assert!(
+        restarted.stderr.contains("vm day0 restarted"),
+        "{}",
+        restarted.stderr
+    );
+    assert!(!restarted.stderr.contains("vm day1 restarted"));
+    let (code, doc) = status_json(&lab, &bigger);
+    assert_eq!((code, &doc["matches"]), (Some(0), &serde_json::json!(true)));
+    assert!(lab.plan(&["diff", "--detailed-exitcode"], &bigger).ok());
+}
+
+#[test]
+fn vms_stop_and_start_in_order_and_come_back_with_their_addresses() {
+    let lab = Lab::new();
+    assert!(lab.plan(&["apply", "--yes"], &[]).ok());
+    let (_, doc) = status_json(&lab, &[]);
+    let address = vm_of(&doc, "vm/day0")["addresses"].clone();
+    assert!(address.as_array().is_some_and(|a| !a.is_empty()), "{doc}");
+
+    // day1 depends on day0: it stops first, and starts after.
+    let stopped = lab.plan(&["stop"], &[]);
+    assert!(stopped.ok(), "{}", stopped.text());
+    let at = |text: &str, needle: &str| text.find(needle).unwrap_or(usize::MAX);
+    assert!(
+        at(&stopped.stderr, "vm/day1 ok") < at(&stopped.stderr, "vm/day0 ok"),
+        "{}",
+        stopped.stderr
+    );
+    assert!(stopped
+        .stderr
+        .contains("Stop: 2 done, 0 failed, 0 skipped."));
+    let table = lab.plan(&["status"], &[]);
+    assert_eq!(table.code(), Some(2));
+    assert!(
+        row(&table.stdout, "vm/day0").contains("stopped")
+            && row(&table.stdout, "vm/day0").contains("`plan start` or apply starts it"),
+        "{}",
+        table.stdout
+    );
+
+    let started = lab.plan(&["start", "--wait", "--wait-timeout", "30"], &[]);
+    assert!(started.ok(), "{}", started.text());
+    assert!(
+        at(&started.stderr, "vm/day0 ok") < at(&started.stderr, "vm/day1 ok"),
+        "{}",
+        started.stderr
+    );
+    let (code, doc) = status_json(&lab, &[]);
+    assert_eq!(code, Some(0), "{doc}");
+    assert_eq!(vm_of(&doc, "vm/day0")["addresses"], address);
+
+    // One VM by name; the other is left alone.
+    let one = lab.plan(&["restart"], &["day1"]);
+    assert!(one.ok(), "{}", one.text());
+    assert!(one.stderr.contains("vm day1 restarted") && !one.stderr.contains("vm/day0"));
+}
+
+#[test]
+fn power_commands_refuse_what_is_not_theirs_and_change_nothing() {
+    let lab = Lab::new();
+    let unknown = lab.plan(&["stop"], &["nosuch"]);
+    assert_eq!(unknown.code(), Some(1));
+    assert!(
+        unknown
+            .stderr
+            .contains("`nosuch` is no VM of plan `day`; its VMs are: day0, day1"),
+        "{}",
+        unknown.stderr
+    );
+    let missing = lab.plan(&["start"], &[]);
+    assert_eq!(missing.code(), Some(1));
+    assert!(
+        missing
+            .stderr
+            .contains("vm/day0 does not exist on sandbox; `plan apply` creates it"),
+        "{}",
+        missing.stderr
+    );
+
+    // The same VMs under another plan's name: its VMs, not this plan's.
+    assert!(lab.plan(&["apply", "--yes", "--name", "other"], &[]).ok());
+    let theirs = lab.plan(&["stop"], &[]);
+    assert_eq!(theirs.code(), Some(1));
+    assert!(
+        theirs
+            .stderr
+            .contains("vm/day0 on sandbox belongs to plan `other`, not `day`"),
+        "{}",
+        theirs.stderr
+    );
+    assert!(theirs.stderr.contains("Nothing was changed."));
+    let (_, doc) = status_json(&lab, &["--name", "other"]);
+    assert_eq!(vm_of(&doc, "vm/day0")["state"], "running");
+
+    // A provider that does not answer: a clear error, nothing else.
+    let down = Plan::new(&["stop"])
+        .env("XDG_STATE_HOME", lab.dir.path().join("state"))
+        .args(&[
+            &lab.file.to_string_lossy(),
+            "--provider",
+            "qemu+tcp://127.0.0.1:1/system",
+        ])
+        .run();
+    assert_eq!(down.code(), Some(1), "{}", down.text());
+    assert!(down.stderr.contains("error:"), "{}", down.stderr);
+}
