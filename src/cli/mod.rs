@@ -2,6 +2,7 @@
 //! No plan logic lives here: flags become one resolved request per command, the library
 //! (`manifest`, `graph`, `ops`) does the work, and `view` renders what it reports.
 
+mod inventory;
 pub(crate) mod out;
 mod progress;
 mod providers;
@@ -96,6 +97,14 @@ struct PowerArgs {
     parallelism: usize,
     #[command(flatten)]
     output: OutputArgs,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum OutputFormat {
+    Ansible,
+    SshConfig,
+    Hosts,
+    Json,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -326,6 +335,38 @@ enum Command {
         #[arg(long, value_name = "SECONDS", default_value_t = 300, requires = "wait")]
         wait_timeout: u64,
     },
+    /// The lab's VMs for other tools, from live state: an Ansible inventory (a group for the
+    /// plan and one per profile), ssh config entries, /etc/hosts lines, or JSON with every
+    /// VM's addresses and MACs
+    Output {
+        #[command(flatten)]
+        plan: PlanArgs,
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long, value_enum, default_value = "json")]
+        format: OutputFormat,
+        /// The user to log in as (default: the image's usual user, as kcli guesses it: debian,
+        /// ubuntu, fedora, cloud-user, core..., else root)
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Log in to a VM of the plan with the system's ssh: the plan's user, key and address
+    /// (through the libvirt host when the provider is qemu+ssh://); anything after `--` is run
+    /// instead of a shell. The exit status is ssh's
+    Ssh {
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// The VM, by name
+        vm: String,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The user to log in as (default: the image's usual user)
+        #[arg(long)]
+        user: Option<String>,
+        /// The command to run, after `--`
+        #[arg(last = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
     /// The providers you have (see the providers file), with their health
     Provider {
         #[command(subcommand)]
@@ -549,6 +590,27 @@ pub fn run() -> ExitCode {
             },
             wait.then(|| std::time::Duration::from_secs(wait_timeout)),
         ),
+        Command::Output {
+            plan,
+            target,
+            format,
+            user,
+        } => match lab_inventory(&plan, target, user.as_deref()) {
+            Ok(found) => print(&match format {
+                OutputFormat::Ansible => inventory::ansible(&found),
+                OutputFormat::SshConfig => inventory::ssh_config(&found),
+                OutputFormat::Hosts => inventory::hosts(&found),
+                OutputFormat::Json => inventory::json(&found),
+            }),
+            Err(code) => code,
+        },
+        Command::Ssh {
+            plan,
+            vm,
+            target,
+            user,
+            command,
+        } => ssh(&plan, target, &vm, user.as_deref(), &command),
         Command::Schema { of } => print(&match of {
             SchemaOf::Plan => format::schema_text(),
             SchemaOf::Diff => crate::plan::render::json::schema_text(),
@@ -612,6 +674,64 @@ fn status(plan: &PlanArgs, target: TargetArgs, output: StatusOutput) -> ExitCode
         ExitCode::SUCCESS
     } else {
         ExitCode::from(view::EXIT_CHANGES)
+    }
+}
+
+/// The plan's VMs as they are live, or the exit status of what went wrong (said already).
+fn lab_inventory(
+    plan: &PlanArgs,
+    target: TargetArgs,
+    user: Option<&str>,
+) -> Result<ops::Inventory, ExitCode> {
+    let view = Terminal::new(Verbosity::Quiet, DiffFormat::Human, false, false);
+    let request = request(plan, target);
+    let loaded = load(plan, false)?;
+    match block_on(ops::inventory(&request, &loaded, user, &view))? {
+        Ok(found) => Ok(found),
+        Err(refusal) => Err(view::finish(
+            ops::Outcome::Refused(refusal),
+            &view,
+            false,
+            &plan.file,
+            None,
+        )),
+    }
+}
+
+/// `plan ssh`: runs the system's ssh, which takes over the terminal; its exit status is ours.
+fn ssh(
+    plan: &PlanArgs,
+    target: TargetArgs,
+    vm: &str,
+    user: Option<&str>,
+    command: &[String],
+) -> ExitCode {
+    let found = match lab_inventory(plan, target, user) {
+        Ok(found) => found,
+        Err(code) => return code,
+    };
+    let Some(guest) = found.vms.iter().find(|v| v.name == vm) else {
+        let names: Vec<&str> = found.vms.iter().map(|v| v.name.as_str()).collect();
+        say!(
+            "error: `{vm}` is no VM of plan `{}`; its VMs are: {}",
+            found.plan,
+            names.join(", ")
+        );
+        return ExitCode::from(EXIT_ERROR);
+    };
+    let args = match inventory::ssh_command(guest, command) {
+        Ok(args) => args,
+        Err(why) => {
+            say!("error: {why}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    match std::process::Command::new("ssh").args(&args).status() {
+        Ok(status) => ExitCode::from(status.code().map_or(EXIT_ERROR, |c| c as u8)),
+        Err(e) => {
+            say!("error: cannot run ssh: {e} (is openssh-client installed?)");
+            ExitCode::from(EXIT_ERROR)
+        }
     }
 }
 

@@ -45,7 +45,7 @@ pub(super) struct Site {
     pub(super) opened: Opened,
     pub(super) desired: Desired,
     /// The part's VMs as their guests are configured, for showing their addresses.
-    guests: Vec<Guest>,
+    pub(super) guests: Vec<Guest>,
 }
 
 impl Site {
@@ -59,8 +59,8 @@ impl Site {
 }
 
 /// What the plan configures in a VM's guest that tells where it can be reached.
-struct Guest {
-    name: String,
+pub(super) struct Guest {
+    pub(super) name: String,
     /// Each NIC's MAC, and its static address if the guest is given one.
     nics: Vec<(String, Option<IpAddr>)>,
     agent: bool,

@@ -251,3 +251,144 @@ fn power_commands_refuse_what_is_not_theirs_and_change_nothing() {
     assert_eq!(down.code(), Some(1), "{}", down.text());
     assert!(down.stderr.contains("error:"), "{}", down.stderr);
 }
+
+#[test]
+fn output_gives_other_tools_the_lab_and_ssh_logs_in_as_the_plan_implies() {
+    let lab = Lab::new();
+    // A key pair in a home of its own: the plan installs its public half.
+    let home = lab.dir.path().join("home");
+    std::fs::create_dir_all(home.join(".ssh")).expect("home");
+    let public = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDayTwoTestKeyOnly me@laptop";
+    std::fs::write(home.join(".ssh/lab.pub"), format!("{public}\n")).expect("pub");
+    std::fs::write(home.join(".ssh/lab"), "not a real key\n").expect("key");
+    let keyed = LAB.replace(
+        "  disks: [1]\nday1:",
+        &format!("  disks: [1]\n  image: debian-12-genericcloud-amd64.qcow2\n  keys: [\"{public}\"]\nday1:"),
+    );
+    std::fs::write(&lab.file, keyed).expect("plan");
+    // The image must be there for the VM that uses it: the sandbox's pool holds a volume.
+    let image = lab.dir.path().join("debian-12-genericcloud-amd64.qcow2");
+    std::fs::write(&image, b"qcow").expect("image");
+    let with_image = std::fs::read_to_string(&lab.file).expect("plan").replace(
+        "daypool:\n",
+        &format!(
+            "debian-12-genericcloud-amd64.qcow2:\n  type: image\n  url: {}\n  pool: daypool\ndaypool:\n",
+            image.display()
+        ),
+    );
+    std::fs::write(&lab.file, with_image).expect("plan");
+    let run = |args: &[&str], extra: &[&str]| {
+        Plan::new(args)
+            .sandbox(&lab.sandbox())
+            .env("XDG_STATE_HOME", lab.dir.path().join("state"))
+            .env("HOME", &home)
+            .args(&[&lab.file.to_string_lossy(), "--provider", "sandbox"])
+            .args(extra)
+            .run()
+    };
+    let applied = run(&["apply", "--yes"], &[]);
+    assert!(applied.ok(), "{}", applied.text());
+
+    let json = run(&["output", "--format", "json"], &[]);
+    assert!(json.ok(), "{}", json.text());
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
+    let day0 = &doc["vms"][0];
+    assert_eq!(day0["name"], "day0");
+    assert_eq!(day0["user"], "debian", "from the image's name");
+    assert_eq!(
+        day0["key"],
+        home.join(".ssh/lab").display().to_string(),
+        "the private half of the plan's key"
+    );
+    let ip = day0["address"].as_str().expect("an address").to_string();
+    assert!(ip.starts_with("10.96.1."), "{doc}");
+    assert_eq!(day0["nics"][0]["network"], "daynet");
+    assert!(day0["nics"][0]["mac"]
+        .as_str()
+        .is_some_and(|m| m.starts_with("52:54:00:")));
+    assert_eq!(doc["vms"][1]["user"], "root", "day1 names no image");
+
+    let ansible = run(&["output", "--format", "ansible"], &[]);
+    assert!(
+        ansible.stdout.contains(&format!("ansible_host: {ip}"))
+            && ansible.stdout.contains("    day:\n"),
+        "{}",
+        ansible.stdout
+    );
+    let config = run(&["output", "--format", "ssh-config"], &[]);
+    assert!(
+        config
+            .stdout
+            .contains(&format!("Host day0\n  HostName {ip}\n  User debian\n")),
+        "{}",
+        config.stdout
+    );
+    let hosts = run(&["output", "--format", "hosts"], &[]);
+    assert!(
+        hosts.stdout.contains(&format!("{ip}\tday0\n")),
+        "{}",
+        hosts.stdout
+    );
+
+    // `plan ssh` runs the system's ssh: a stand-in on PATH records how it was called.
+    let bin = lab.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).expect("bin");
+    let called = lab.dir.path().join("ssh-args");
+    let fake = bin.join("ssh");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > {}\nexit 7\n",
+            called.display()
+        ),
+    )
+    .expect("fake ssh");
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let ssh = Plan::new(&["ssh"])
+        .sandbox(&lab.sandbox())
+        .env("XDG_STATE_HOME", lab.dir.path().join("state"))
+        .env("HOME", &home)
+        .env("PATH", path)
+        .args(&[
+            &lab.file.to_string_lossy(),
+            "day0",
+            "--provider",
+            "sandbox",
+            "--",
+            "uname",
+            "-a",
+        ])
+        .run();
+    assert_eq!(ssh.code(), Some(7), "ssh's exit status: {}", ssh.text());
+    let args = std::fs::read_to_string(&called).expect("ssh ran");
+    assert_eq!(
+        args.lines().collect::<Vec<_>>(),
+        [
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-i",
+            &home.join(".ssh/lab").display().to_string(),
+            "-o",
+            "IdentitiesOnly=yes",
+            &format!("debian@{ip}"),
+            "--",
+            "uname",
+            "-a",
+        ]
+    );
+    let unknown = run(&["ssh"], &["nosuch"]);
+    assert_eq!(unknown.code(), Some(1));
+    assert!(
+        unknown.stderr.contains("`nosuch` is no VM of plan `day`"),
+        "{}",
+        unknown.stderr
+    );
+}

@@ -52,8 +52,14 @@ struct BootLab {
 
 impl BootLab {
     fn plan(&self, args: &[&str]) -> Ran {
+        self.plan_with(args, &[])
+    }
+
+    /// `plan ARGS examples/bootlab.yml … MORE` with the lab's parameters and `params`.
+    fn plan_with(&self, args: &[&str], more: &[&str]) -> Ran {
         Plan::new(args)
             .args(&["examples/bootlab.yml", "--provider", &self.uri])
+            .args(more)
             .params(&[
                 &format!("image_dir={}", self.image.display()),
                 &format!("pool_path={POOL_PATH}"),
@@ -144,6 +150,8 @@ fn three_real_guests_boot_configured_as_the_plan_says() {
         guest.check(vm, ip, *vm == static_vm);
     }
 
+    day_two(&lab, &conn, &static_vm, &expected[1]);
+
     let destroyed = lab.destroy();
     assert!(destroyed.ok(), "destroy failed:\n{}", destroyed.text());
     for (vm, _) in &expected {
@@ -158,6 +166,95 @@ fn three_real_guests_boot_configured_as_the_plan_says() {
     assert!(conn
         .lookup_storage_pool_by_name(&format!("{PREFIX}pool"))
         .is_err());
+}
+
+/// Living with the lab: a memory change waits for a restart until `apply --restart`, after
+/// which the guest itself reports the new memory; a DHCP guest stopped and started comes
+/// back with the address it had.
+fn day_two(lab: &BootLab, conn: &Connect, first: &str, (dhcp_vm, dhcp_ip): &(String, String)) {
+    let guest = Guest::find(conn, first);
+    assert_eq!(guest.memory_mib(), 768, "{first}: memory before");
+    let bigger = ["-P", "memory=1024", "--target", first];
+    let saved = lab.plan_with(&["apply", "--yes"], &bigger);
+    assert!(saved.ok(), "{}", saved.text());
+    assert!(
+        saved.stderr.contains(&format!(
+            "Waiting for a restart (saved, not running yet): vm/{first}."
+        )),
+        "{}",
+        saved.stderr
+    );
+    let status = lab.plan_with(&["status"], &["-P", "memory=1024"]);
+    let row = status
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("vm/{first} ")))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        row.contains("waits for a restart: memory_mib 768 → 1024"),
+        "{}",
+        status.stdout
+    );
+    assert_eq!(guest.memory_mib(), 768, "{first}: nothing restarted it yet");
+
+    let started = Instant::now();
+    let restarted = lab.plan_with(
+        &[
+            "apply",
+            "--yes",
+            "--restart",
+            "--wait",
+            "--wait-timeout",
+            "420",
+        ],
+        &bigger,
+    );
+    assert!(restarted.ok(), "{}", restarted.text());
+    assert!(
+        restarted
+            .stderr
+            .contains(&format!("vm {first} restarted (shut down, started)")),
+        "the guest shuts down when asked:\n{}",
+        restarted.stderr
+    );
+    guest.wait_for_agent();
+    assert_eq!(
+        guest.memory_mib(),
+        1024,
+        "{first}: memory after apply --restart"
+    );
+    crate::harness::report(&format!(
+        "{first}: `apply --restart` to the guest reporting 1024 MiB took {:.0}s",
+        started.elapsed().as_secs_f64()
+    ));
+    let after = lab.plan_with(&["status"], &bigger);
+    assert!(
+        after
+            .stdout
+            .lines()
+            .any(|l| l.starts_with(&format!("vm/{first} ")) && !l.contains("waits")),
+        "{}",
+        after.stdout
+    );
+
+    let stopped = lab.plan_with(&["stop", "--timeout", "120"], &[dhcp_vm]);
+    assert!(stopped.ok(), "{}", stopped.text());
+    let domain = conn.lookup_domain_by_name(dhcp_vm).expect("domain");
+    assert!(!domain.is_active().unwrap_or(true), "{dhcp_vm} still runs");
+    let back = lab.plan_with(&["start", "--wait", "--wait-timeout", "420"], &[dhcp_vm]);
+    assert!(back.ok(), "{}", back.text());
+    let shown = back
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{dhcp_vm} ")))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        shown.contains(&format!("{dhcp_ip} (lease")),
+        "{dhcp_vm} came back with another address: {shown}\n{}",
+        back.stdout
+    );
 }
 
 /// A guest, looked at through its QEMU guest agent.
@@ -234,6 +331,22 @@ impl Guest {
             ),
             Err(e) => panic!("{}: `{script}`: {e}", self.name),
         }
+    }
+
+    /// The memory the guest sees, from its agent: online memory blocks times their size.
+    fn memory_mib(&self) -> u64 {
+        let size = self
+            .agent(json!({"execute": "guest-get-memory-block-info"}))
+            .unwrap_or_else(|e| panic!("{}: memory block info: {e}", self.name))["size"]
+            .as_u64()
+            .unwrap_or(0);
+        let blocks = self
+            .agent(json!({"execute": "guest-get-memory-blocks"}))
+            .unwrap_or_else(|e| panic!("{}: memory blocks: {e}", self.name));
+        let online = blocks.as_array().map_or(0, |all| {
+            all.iter().filter(|b| b["online"] == true).count() as u64
+        });
+        online * size / (1 << 20)
     }
 
     /// Waits for the agent to answer (a DHCP guest's lease comes before its agent starts).
