@@ -335,6 +335,18 @@ enum Command {
         #[arg(long, value_name = "SECONDS", default_value_t = 300, requires = "wait")]
         wait_timeout: u64,
     },
+    /// One VM of the plan as it is live: state, autostart, plan, profile, image, addresses,
+    /// memory, cpus, creation time, NICs (MAC, network), disks (size, format, path), snapshots
+    Info {
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// The VM, by name
+        vm: String,
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(short, long = "output", value_enum, default_value = "table")]
+        output: StatusOutput,
+    },
     /// The lab's VMs for other tools, from live state: an Ansible inventory (a group for the
     /// plan and one per profile), ssh config entries, /etc/hosts lines, or JSON with every
     /// VM's addresses and MACs
@@ -590,6 +602,12 @@ pub fn run() -> ExitCode {
             },
             wait.then(|| std::time::Duration::from_secs(wait_timeout)),
         ),
+        Command::Info {
+            plan,
+            vm,
+            target,
+            output,
+        } => vm_info(&plan, target, &vm, output),
         Command::Output {
             plan,
             target,
@@ -675,6 +693,37 @@ fn status(plan: &PlanArgs, target: TargetArgs, output: StatusOutput) -> ExitCode
     } else {
         ExitCode::from(view::EXIT_CHANGES)
     }
+}
+
+/// `plan info`.
+fn vm_info(plan: &PlanArgs, target: TargetArgs, vm: &str, output: StatusOutput) -> ExitCode {
+    let view = Terminal::new(Verbosity::Quiet, DiffFormat::Human, false, false);
+    let request = request(plan, target);
+    let Ok(loaded) = load(plan, false) else {
+        return ExitCode::from(EXIT_ERROR);
+    };
+    let found = match block_on(ops::info(&request, &loaded, vm, &view)) {
+        Ok(Ok(found)) => found,
+        Ok(Err(refusal)) => {
+            return view::finish(
+                ops::Outcome::Refused(refusal),
+                &view,
+                false,
+                &plan.file,
+                None,
+            )
+        }
+        Err(code) => return code,
+    };
+    print(&match output {
+        StatusOutput::Table => view::info_text(&found),
+        StatusOutput::Json => {
+            let mut text = serde_json::to_string_pretty(&found).unwrap_or_default();
+            text.push('\n');
+            text
+        }
+        StatusOutput::Yaml => serde_norway::to_string(&found).unwrap_or_default(),
+    })
 }
 
 /// The plan's VMs as they are live, or the exit status of what went wrong (said already).

@@ -342,3 +342,71 @@ pub fn status_table(status: &ops::LabStatus, file: &Path) -> String {
     };
     format!("{}\n{verdict}\n", super::table::text(&mut table, 2))
 }
+
+/// `plan info` for a person: kcli's fields, a line each.
+pub fn info_text(info: &ops::VmInfo) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    let _ = writeln!(out, "name: {}", info.name);
+    let _ = writeln!(out, "state: {}", info.state);
+    let _ = writeln!(
+        out,
+        "autostart: {}",
+        or_dash(info.autostart.map(|a| a.to_string()))
+    );
+    let _ = writeln!(out, "plan: {}", info.plan);
+    let _ = writeln!(out, "provider: {}", info.provider);
+    let _ = writeln!(out, "profile: {}", or_dash(info.profile.clone()));
+    let _ = writeln!(out, "image: {}", or_dash(info.image.clone()));
+    let _ = writeln!(
+        out,
+        "ip: {}",
+        if info.addresses.is_empty() {
+            "-".to_string()
+        } else {
+            info.addresses.join(", ")
+        }
+    );
+    let _ = writeln!(
+        out,
+        "memory: {}",
+        or_dash(info.memory_mib.map(|m| format!("{m}MiB")))
+    );
+    let _ = writeln!(out, "cpus: {}", or_dash(info.cpus.map(|c| c.to_string())));
+    let _ = writeln!(out, "creationdate: {}", or_dash(info.created.clone()));
+    for (n, nic) in info.nics.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "net interface: eth{n} mac: {} net: {} type: {}",
+            nic.mac.as_deref().unwrap_or("-"),
+            nic.network,
+            nic.model
+        );
+    }
+    for disk in &info.disks {
+        let _ = writeln!(
+            out,
+            "disk: {} size: {} format: {} bus: {} path: {}",
+            disk.volume,
+            disk.size_bytes.map_or("-".to_string(), |b| {
+                let gib = b as f64 / f64::from(1u32 << 30);
+                format!("{}GiB", (gib * 100.0).round() / 100.0)
+            }),
+            disk.format.as_deref().unwrap_or("-"),
+            disk.bus,
+            disk.path.as_deref().unwrap_or("-")
+        );
+    }
+    for snapshot in &info.snapshots {
+        let _ = writeln!(out, "snapshot: {snapshot}");
+    }
+    if !info.pending_restart.is_empty() {
+        let _ = writeln!(
+            out,
+            "waiting for a restart: {}",
+            info.pending_restart.join(", ")
+        );
+    }
+    out
+}

@@ -498,6 +498,7 @@ pub fn between(
                     plan: name.to_string(),
                     spec: r.spec.clone(),
                     prevent_destroy: old.guards_of(&r.spec.id()).prevent_destroy,
+                    created: None,
                 }),
                 active: true,
                 empty: None,

@@ -83,6 +83,7 @@ fn owned(specs: &[Spec], plan: &str) -> Observed {
                     plan: plan.into(),
                     spec: s.clone(),
                     prevent_destroy: false,
+                    created: None,
                 }),
                 active: true,
                 empty: None,

@@ -61,6 +61,9 @@ pub struct OwnerMark {
     /// prune read it from here, so the guard cannot be lost with the plan file.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub prevent_destroy: bool,
+    /// When it was created (RFC 3339), kept through updates, for `plan info`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
 }
 
 /// Where an address shown for a VM comes from.
@@ -233,6 +236,15 @@ pub enum Power {
     },
 }
 
+/// What `plan info` shows of a VM beyond its spec.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VmDetails {
+    /// Each disk's path on the host, by `pool/volume`.
+    pub disk_paths: BTreeMap<String, String>,
+    /// The VM's snapshots, by name.
+    pub snapshots: Vec<String>,
+}
+
 /// What a create, update or delete did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Done {
@@ -364,6 +376,12 @@ pub trait Provider: Send + Sync {
             "vm/{vm}: the {} provider cannot start or stop VMs",
             self.kind()
         )))
+    }
+
+    /// What `plan info` shows beyond the spec (disk paths, snapshots); nothing by default.
+    async fn details(&self, vm: &str) -> Result<VmDetails, ProviderError> {
+        let _ = vm;
+        Ok(VmDetails::default())
     }
 
     /// Takes over a resource that exists unmarked, as a run killed between creating it and

@@ -587,6 +587,10 @@ impl Provider for Sandbox {
         self.inner.rules()
     }
 
+    async fn details(&self, vm: &str) -> Result<super::VmDetails, ProviderError> {
+        self.inner.details(vm).await
+    }
+
     async fn read_volume(&self, pool: &str, name: &str) -> Result<Vec<u8>, ProviderError> {
         self.inner.read_volume(pool, name).await
     }

@@ -196,6 +196,38 @@ fn vms_stop_and_start_in_order_and_come_back_with_their_addresses() {
     assert_eq!(code, Some(0), "{doc}");
     assert_eq!(vm_of(&doc, "vm/day0")["addresses"], address);
 
+    // `plan info`: kcli's fields, from the provider.
+    let info = lab.plan(&["info"], &["day0"]);
+    assert!(info.ok(), "{}", info.text());
+    for line in [
+        "name: day0\n",
+        "state: running\n",
+        "plan: day\n",
+        "memory: 256MiB\n",
+        "cpus: 2\n",
+        "net interface: eth0 mac: 52:54:00:",
+        "net: daynet type: virtio\n",
+        "disk: daypool/day0_0.img size: 1GiB format: qcow2 bus: virtio path: ",
+    ] {
+        assert!(info.stdout.contains(line), "{line:?} in:\n{}", info.stdout);
+    }
+    let (code, doc) = {
+        let out = lab.plan(&["info", "-o", "json"], &["day0"]);
+        (
+            out.code(),
+            serde_json::from_str::<serde_json::Value>(&out.stdout).expect("json"),
+        )
+    };
+    assert_eq!(code, Some(0));
+    assert!(
+        doc["created"].as_str().is_some_and(|c| c.starts_with("20")),
+        "{doc}"
+    );
+    assert_eq!(doc["addresses"], address);
+    let unknown = lab.plan(&["info"], &["nosuch"]);
+    assert_eq!(unknown.code(), Some(1));
+    assert!(unknown.stderr.contains("`nosuch` is no VM of plan `day`"));
+
     // One VM by name; the other is left alone.
     let one = lab.plan(&["restart"], &["day1"]);
     assert!(one.ok(), "{}", one.text());

@@ -72,6 +72,7 @@ fn observed(before: Option<&Path>, state: &State) -> Observed {
             },
             spec: r.spec.clone(),
             prevent_destroy: has(&state.guarded, &address),
+            created: None,
         });
         observed.resources.insert(
             id,

@@ -93,6 +93,9 @@ fn mark_of(kind: ResourceKind, live: &Value) -> Option<OwnerMark> {
             secret_data: Default::default(),
         }),
         prevent_destroy: annotations[PREVENT_DESTROY].as_str() == Some("true"),
+        created: live["metadata"]["creationTimestamp"]
+            .as_str()
+            .map(str::to_string),
     })
 }
 

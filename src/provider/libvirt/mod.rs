@@ -28,7 +28,7 @@ use super::fetch;
 use super::spec::*;
 use super::{
     Address, AddressQuery, AddressSource, Addresses, Done, Health, HealthStatus, LiveResource,
-    Observed, Owner, OwnerMark, Pending, Power, Provider, ProviderError, Scope,
+    Observed, Owner, OwnerMark, Pending, Power, Provider, ProviderError, Scope, VmDetails,
 };
 use content::ContentStore;
 use ledger::{Ledger, LEDGER_CAPACITY, LEDGER_VOLUME};
@@ -292,6 +292,38 @@ impl Provider for LibvirtProvider {
         self.blocking(move |inner| inner.claim(&spec, &owner)).await
     }
 
+    async fn details(&self, vm: &str) -> Result<VmDetails, ProviderError> {
+        let vm = vm.to_string();
+        self.blocking(move |inner| {
+            let id = ResourceId::vm(&vm);
+            let d = inner.domain(&vm)?;
+            let xml = d
+                .xml_desc(sys::VIR_DOMAIN_XML_INACTIVE)
+                .map_err(|e| ProviderError::backend(&id, err(e)))?;
+            let info = xml::parse_domain(&xml, false, false).map_err(ProviderError::Connection)?;
+            let mut details = VmDetails::default();
+            for disk in &info.spec.disks {
+                if let Ok(path) = inner
+                    .volume(&disk.pool, &disk.volume)
+                    .and_then(|v| v.path().map_err(|e| ProviderError::backend(&id, err(e))))
+                {
+                    details
+                        .disk_paths
+                        .insert(format!("{}/{}", disk.pool, disk.volume), path);
+                }
+            }
+            details.snapshots = d
+                .list_all_snapshots(0)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|s| s.name().ok())
+                .collect();
+            details.snapshots.sort();
+            Ok(details)
+        })
+        .await
+    }
+
     async fn power(&self, vm: &str, power: Power, owner: &Owner) -> Result<Done, ProviderError> {
         let grace = |g: Option<Duration>| g.unwrap_or(self.inner.shutdown_timeout);
         let summary = match power {
@@ -368,6 +400,7 @@ fn mark(owner: &Owner, spec: &Spec) -> OwnerMark {
         plan: owner.plan.clone(),
         spec,
         prevent_destroy: owner.prevent_destroy,
+        created: Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()),
     }
 }
 
@@ -964,7 +997,11 @@ impl Inner {
             .get(&id)
             .ok_or_else(|| ProviderError::NotFound(id.clone()))?;
         check_owner(&id, live.owner.as_ref(), owner)?;
-        let mark = mark(owner, spec);
+        let mut mark = mark(owner, spec);
+        // Created once: an update keeps the time.
+        if let Some(created) = live.owner.as_ref().and_then(|m| m.created.clone()) {
+            mark.created = Some(created);
+        }
         let fail = |e: virt::error::Error| ProviderError::backend(&id, err(e));
         let io = |e: std::io::Error| ProviderError::backend(&id, e);
         let replace_needed = |what: &str| {

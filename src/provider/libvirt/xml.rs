@@ -53,6 +53,10 @@ fn metadata(w: &mut W, mark: Option<&OwnerMark>) -> io::Result<()> {
         } else {
             owner
         };
+        let owner = match &mark.created {
+            Some(created) => owner.with_attribute(("created", created.as_str())),
+            None => owner,
+        };
         owner.write_text_content(BytesText::new(&spec))?;
         w.create_element("kvirt:info")
             .with_attribute(("xmlns:kvirt", KCLI_NS))
@@ -597,6 +601,7 @@ fn owner_mark(root: roxmltree::Node) -> Option<OwnerMark> {
         plan,
         spec,
         prevent_destroy: owner.attribute("prevent_destroy") == Some("true"),
+        created: owner.attribute("created").map(str::to_string),
     })
 }
 
@@ -968,6 +973,7 @@ mod tests {
             plan: "lab".into(),
             spec: Spec::Vm(spec.clone()),
             prevent_destroy: true,
+            created: None,
         };
         let key = |volume: &str| ("lab".to_string(), volume.to_string());
         let facts = VolumeFacts {
