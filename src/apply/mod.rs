@@ -186,7 +186,7 @@ async fn run_change(
     };
     // `--restart`: what the change saved (or what waited already) takes effect now.
     let waits = done.needs_reboot || !change.pending_restart.is_empty();
-    let runs = matches!(&change.desired, Some(Spec::Vm(vm)) if vm.running);
+    let runs = change.desired.as_ref().is_some_and(Spec::runs);
     if let (Some(restart), true, true) = (change.restart, waits, runs) {
         let restarted = provider.power(&change.id.name, restart, owner).await?;
         let made = done.summary.split(';').next().unwrap_or_default();

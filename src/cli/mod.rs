@@ -100,6 +100,12 @@ struct PowerArgs {
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ListOutput {
+    Table,
+    Json,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum OutputFormat {
     Ansible,
     SshConfig,
@@ -277,7 +283,8 @@ enum Command {
         #[arg(short, long = "output", value_enum, default_value = "table")]
         output: StatusOutput,
     },
-    /// Start the plan's VMs, or the ones named, in dependency order
+    /// Start the plan's VMs (those it declares running), or the ones named, in dependency
+    /// order
     Start {
         #[command(flatten)]
         plan: PlanArgs,
@@ -312,8 +319,8 @@ enum Command {
         #[arg(long, value_name = "SECONDS")]
         timeout: Option<u64>,
     },
-    /// Restart the plan's VMs, or the ones named: stopped as `plan stop` does, then started,
-    /// so that they run what they are defined with
+    /// Restart the plan's VMs (those it declares running), or the ones named: stopped as
+    /// `plan stop` does, then started, so that they run what they are defined with
     Restart {
         #[command(flatten)]
         plan: PlanArgs,
@@ -334,6 +341,16 @@ enum Command {
         /// How long --wait waits, in seconds
         #[arg(long, value_name = "SECONDS", default_value_t = 300, requires = "wait")]
         wait_timeout: u64,
+    },
+    /// The plans present on the providers (every enabled one of the providers file, or
+    /// --provider), found from ownership marks: siteplan's and kcli's, as `kcli list plan`
+    /// shows them, with their VMs and states. Needs no plan file
+    List {
+        /// One provider only: a name from the providers file, `sandbox`, or a libvirt URI
+        #[arg(long)]
+        provider: Option<String>,
+        #[arg(short, long = "output", value_enum, default_value = "table")]
+        output: ListOutput,
     },
     /// One VM of the plan as it is live: state, autostart, plan, profile, image, addresses,
     /// memory, cpus, creation time, NICs (MAC, network), disks (size, format, path), snapshots
@@ -602,6 +619,7 @@ pub fn run() -> ExitCode {
             },
             wait.then(|| std::time::Duration::from_secs(wait_timeout)),
         ),
+        Command::List { provider, output } => list_plans(provider.as_deref(), output),
         Command::Info {
             plan,
             vm,
@@ -692,6 +710,39 @@ fn status(plan: &PlanArgs, target: TargetArgs, output: StatusOutput) -> ExitCode
         ExitCode::SUCCESS
     } else {
         ExitCode::from(view::EXIT_CHANGES)
+    }
+}
+
+/// `plan list`: exit 1 only when no provider answered.
+fn list_plans(provider: Option<&str>, output: ListOutput) -> ExitCode {
+    let listing = match block_on(ops::list(provider)) {
+        Ok(Ok(listing)) => listing,
+        Ok(Err(message)) => {
+            say!("error: {message}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+        Err(code) => return code,
+    };
+    for gone in &listing.unreachable {
+        say!(
+            "warning: provider `{}` could not be asked: {}",
+            gone.provider,
+            gone.reason
+        );
+    }
+    let printed = print(&match output {
+        ListOutput::Json => {
+            let mut text = serde_json::to_string_pretty(&listing).unwrap_or_default();
+            text.push('\n');
+            text
+        }
+        ListOutput::Table => view::plans_table(&listing),
+    });
+    let none_answered = listing.unreachable.len() == listing.asked;
+    if printed == ExitCode::SUCCESS && none_answered {
+        ExitCode::from(EXIT_ERROR)
+    } else {
+        printed
     }
 }
 

@@ -410,3 +410,28 @@ pub fn info_text(info: &ops::VmInfo) -> String {
     }
     out
 }
+
+/// `plan list` as a table, as `kcli list plan` prints it (with who made each plan).
+pub fn plans_table(listing: &ops::Listing) -> String {
+    if listing.plans.is_empty() {
+        return "No plans on the providers asked.\n".to_string();
+    }
+    let mut table = super::table::new(&["PLAN", "PROVIDER", "MADE BY", "VMS"]);
+    for plan in &listing.plans {
+        let vms: Vec<String> = plan
+            .vms
+            .iter()
+            .map(|vm| format!("{} ({})", vm.name, vm.state))
+            .collect();
+        table.add_row(vec![
+            plan.plan.clone(),
+            plan.provider.clone(),
+            serde_json::to_value(plan.made_by)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            vms.join(", "),
+        ]);
+    }
+    super::table::text(&mut table, 2)
+}

@@ -8,6 +8,7 @@
 
 mod info;
 mod inventory;
+mod list;
 mod outcome;
 mod power;
 mod request;
@@ -20,6 +21,7 @@ use std::path::Path;
 pub use crate::provider::Power;
 pub use info::{info, DiskInfo, NicInfo, VmInfo};
 pub use inventory::{inventory, Inventory, InventoryAddress, InventoryNic, InventoryVm};
+pub use list::{list, ListedPlan, ListedVm, Listing, Unreachable};
 pub use outcome::{Outcome, Refusal, VmRow, VmState, Vms};
 pub use power::power;
 pub use request::{Request, RunOptions};

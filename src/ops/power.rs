@@ -59,7 +59,9 @@ fn is_vm(spec: &Spec) -> bool {
     }
 }
 
-/// One change per VM to power, in each provider's part.
+/// One change per VM to power, in each provider's part. Without names, starting and
+/// restarting leave out the VMs the plan declares stopped (`start: false`): the lab comes up
+/// as declared.
 fn power_changes(
     session: &Session,
     observed: &[Observed],
@@ -95,6 +97,10 @@ fn power_changes(
         for wanted in site.desired.resources.iter().filter(|r| is_vm(&r.spec)) {
             let id = wanted.spec.id();
             if !names.is_empty() && !names.contains(&id.name) {
+                continue;
+            }
+            let stops = matches!(power, Power::Stop { .. });
+            if names.is_empty() && !stops && !wanted.spec.runs() {
                 continue;
             }
             let live = match observed.get(&id) {

@@ -236,6 +236,23 @@ pub enum Power {
     },
 }
 
+/// Which tool made a plan found on a provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MadeBy {
+    Siteplan,
+    Kcli,
+}
+
+/// A VM that belongs to a plan, as a provider's marks say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanMember {
+    pub plan: String,
+    pub made_by: MadeBy,
+    pub vm: String,
+    pub running: bool,
+}
+
 /// What `plan info` shows of a VM beyond its spec.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VmDetails {
@@ -374,6 +391,15 @@ pub trait Provider: Send + Sync {
         let _ = (power, owner);
         Err(ProviderError::Unsupported(format!(
             "vm/{vm}: the {} provider cannot start or stop VMs",
+            self.kind()
+        )))
+    }
+
+    /// Every VM on the backend that belongs to a plan: siteplan's marks, and kcli's (`plan
+    /// list`). Backends that cannot tell say so.
+    async fn plans(&self) -> Result<Vec<PlanMember>, ProviderError> {
+        Err(ProviderError::Unsupported(format!(
+            "the {} provider cannot list plans",
             self.kind()
         )))
     }

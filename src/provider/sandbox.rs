@@ -587,6 +587,10 @@ impl Provider for Sandbox {
         self.inner.rules()
     }
 
+    async fn plans(&self) -> Result<Vec<super::PlanMember>, ProviderError> {
+        self.inner.plans().await
+    }
+
     async fn details(&self, vm: &str) -> Result<super::VmDetails, ProviderError> {
         self.inner.details(vm).await
     }

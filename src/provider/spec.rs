@@ -67,6 +67,22 @@ pub struct ResourceId {
     pub pool: Option<String>,
 }
 
+impl Spec {
+    /// Whether this is a VM that is declared (or found) running: a domain's `running`, a
+    /// KubeVirt VirtualMachine's `runStrategy` other than `Halted`.
+    pub fn runs(&self) -> bool {
+        match self {
+            Spec::Vm(vm) => vm.running,
+            Spec::Object(object) => {
+                object.object == ResourceKind::VirtualMachine
+                    && object.fields.get("spec.runStrategy")
+                        != Some(&serde_json::Value::from("Halted"))
+            }
+            _ => false,
+        }
+    }
+}
+
 impl ResourceId {
     pub fn network(name: &str) -> Self {
         ResourceId {
@@ -90,8 +106,12 @@ impl ResourceId {
         }
     }
     pub fn vm(name: &str) -> Self {
+        ResourceId::object(ResourceKind::Vm, name)
+    }
+    /// A resource of `kind` that lives in no pool.
+    pub fn object(kind: ResourceKind, name: &str) -> Self {
         ResourceId {
-            kind: ResourceKind::Vm,
+            kind,
             name: name.into(),
             pool: None,
         }

@@ -424,3 +424,84 @@ fn output_gives_other_tools_the_lab_and_ssh_logs_in_as_the_plan_implies() {
         unknown.stderr
     );
 }
+
+#[test]
+fn list_shows_the_plans_on_a_provider() {
+    let lab = Lab::new();
+    assert!(lab.plan(&["apply", "--yes"], &[]).ok());
+    assert!(lab.plan(&["stop"], &["day1"]).ok());
+    let listed = Plan::new(&["list", "--provider", "sandbox"])
+        .sandbox(&lab.sandbox())
+        .env("XDG_STATE_HOME", lab.dir.path().join("state"))
+        .run();
+    assert!(listed.ok(), "{}", listed.text());
+    let row = row(&listed.stdout, "day");
+    assert!(
+        row.contains("sandbox")
+            && row.contains("siteplan")
+            && row.contains("day0 (running), day1 (stopped)"),
+        "{}",
+        listed.stdout
+    );
+}
+
+/// A plan kcli made (its metadata on a domain, as kcli writes it) is listed next to
+/// siteplan's, on a real libvirtd.
+#[test]
+#[cfg(feature = "libvirt")]
+fn list_shows_kcli_plans_next_to_siteplans_on_a_real_libvirtd() {
+    let Some((_held, uri)) =
+        crate::harness::libvirtd("list_shows_kcli_plans_next_to_siteplans_on_a_real_libvirtd")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("listlab.yml");
+    std::fs::write(
+        &file,
+        "listnet:\n  type: network\n  cidr: 10.96.9.0/24\n  nat: false\n\
+         listpool:\n  type: pool\n  path: /var/lib/libvirt/siteplan-list-test\n\
+         listvm:\n  pool: listpool\n  nets: [listnet]\n  disks: [1]\n  start: false\n  virttype: qemu\n  cloudinit: false\n",
+    )
+    .expect("plan");
+    let run = |args: &[&str]| {
+        Plan::new(args)
+            .env("XDG_STATE_HOME", dir.path().join("state"))
+            .args(&[&file.to_string_lossy(), "--provider", &uri])
+            .run()
+    };
+    let _ = run(&["destroy", "--yes"]);
+    virt::error::clear_error_callback();
+    let conn = virt::connect::Connect::open(Some(&uri)).expect("connect");
+    if let Ok(d) = conn.lookup_domain_by_name("kcli-made-vm") {
+        let _ = d.undefine();
+    }
+    // What kcli's libvirt provider writes into a domain it creates for a plan.
+    let kcli_domain = "<domain type='qemu'><name>kcli-made-vm</name>\
+        <metadata><kvirt:info xmlns:kvirt='kvirt'><kvirt:profile>kvirt</kvirt:profile>\
+        <kvirt:template>debian12</kvirt:template><kvirt:plan>kcliplan</kvirt:plan></kvirt:info></metadata>\
+        <memory unit='MiB'>64</memory><os><type arch='x86_64'>hvm</type></os></domain>";
+    let theirs = conn.define_domain_xml(kcli_domain).expect("kcli's domain");
+    let applied = run(&["apply", "--yes"]);
+    assert!(applied.ok(), "{}", applied.text());
+
+    let listed = Plan::new(&["list", "--provider", &uri])
+        .env("XDG_STATE_HOME", dir.path().join("state"))
+        .run();
+    let _ = theirs.undefine();
+    let destroyed = run(&["destroy", "--yes"]);
+    assert!(listed.ok(), "{}", listed.text());
+    assert!(
+        row(&listed.stdout, "kcliplan").contains("kcli")
+            && row(&listed.stdout, "kcliplan").contains("kcli-made-vm (stopped)"),
+        "{}",
+        listed.stdout
+    );
+    assert!(
+        row(&listed.stdout, "listlab").contains("siteplan")
+            && row(&listed.stdout, "listlab").contains("listvm (stopped)"),
+        "{}",
+        listed.stdout
+    );
+    assert!(destroyed.ok(), "{}", destroyed.text());
+}

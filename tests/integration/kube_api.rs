@@ -403,7 +403,7 @@ fn stale(existing: &Value, sent: &Value, path: &str) -> Option<Response> {
 /// Stores a written object, after what the API server and the controllers do to it.
 fn store_written(store: &mut Store, path: &str, mut object: Value, code: StatusCode) -> Response {
     controllers(&mut object);
-    instance(store, path, &object);
+    instance(store, path, &mut object);
     disks(store, path, &object);
     store.insert(path, object);
     let stored = store.objects.get(path).cloned().unwrap_or_default();
@@ -699,30 +699,56 @@ fn collect_garbage(store: &mut Store, path: &str) {
     }
 }
 
-/// KubeVirt's part: a running VirtualMachine has an instance, whose status gives each
-/// interface's MAC, and the pod network's interface an address (10.244.0.N, N from the VM's
-/// uid); a halted one has none.
-fn instance(store: &mut Store, path: &str, vm: &Value) {
+/// KubeVirt's part: a running VirtualMachine has an instance, made from its template when it
+/// starts, whose status gives each interface's MAC, and the pod network's interface an
+/// address (10.244.0.N, N from the VM's uid); a halted one has none. A template that changes
+/// while it runs reaches the instance only for what KubeVirt updates live (CPU sockets up to
+/// `maxSockets`, memory up to `maxGuest`); anything else sets the VM's `RestartRequired`
+/// condition until the instance is made again.
+fn instance(store: &mut Store, path: &str, vm: &mut Value) {
     if vm["kind"].as_str() != Some("VirtualMachine") {
         return;
     }
     let vmi_path = path.replace("/virtualmachines/", "/virtualmachineinstances/");
     if vm["spec"]["runStrategy"].as_str() != Some("Always") {
         store.objects.remove(&vmi_path);
+        set_restart_required(vm, false);
         return;
     }
+    let template = vm["spec"]["template"]["spec"].clone();
+    let running = match store.objects.get(&vmi_path) {
+        Some(vmi) => {
+            let mut running = vmi["spec"].clone();
+            for (field, most) in [
+                (["cpu", "sockets"], ["cpu", "maxSockets"]),
+                (["memory", "guest"], ["memory", "maxGuest"]),
+            ] {
+                let wanted = &template["domain"][field[0]][field[1]];
+                let headroom = &running["domain"][most[0]][most[1]];
+                if !wanted.is_null()
+                    && !headroom.is_null()
+                    && quantity(wanted) <= quantity(headroom)
+                {
+                    running["domain"][field[0]][field[1]] = wanted.clone();
+                }
+            }
+            running
+        }
+        None => template.clone(),
+    };
+    set_restart_required(vm, running != template);
     let n: u64 = vm["metadata"]["uid"]
         .as_str()
         .and_then(|u| u.trim_start_matches("uid-").parse().ok())
         .unwrap_or(1);
-    let pod_networks: Vec<&str> = vm["spec"]["template"]["spec"]["networks"]
+    let pod_networks: Vec<&str> = running["networks"]
         .as_array()
         .into_iter()
         .flatten()
         .filter(|n| n.get("pod").is_some())
         .filter_map(|n| n["name"].as_str())
         .collect();
-    let interfaces: Vec<Value> = vm["spec"]["template"]["spec"]["domain"]["devices"]["interfaces"]
+    let interfaces: Vec<Value> = running["domain"]["devices"]["interfaces"]
         .as_array()
         .into_iter()
         .flatten()
@@ -740,8 +766,80 @@ fn instance(store: &mut Store, path: &str, vm: &Value) {
     let name = vm["metadata"]["name"].clone();
     let vmi = json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
         "metadata": {"name": name, "namespace": vm["metadata"]["namespace"]},
+        "spec": running,
         "status": {"phase": "Running", "interfaces": interfaces}});
     store.insert(&vmi_path, vmi);
+}
+
+/// `2Gi`, `512Mi` or a plain number, in one unit, to compare.
+fn quantity(value: &Value) -> u64 {
+    if let Some(n) = value.as_u64() {
+        return n;
+    }
+    let text = value.as_str().unwrap_or_default();
+    let (digits, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = digits.parse().unwrap_or(0);
+    match unit {
+        "Gi" => n << 30,
+        "Mi" => n << 20,
+        "Ki" => n << 10,
+        _ => n,
+    }
+}
+
+fn set_restart_required(vm: &mut Value, required: bool) {
+    let mut conditions: Vec<Value> = vm["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c["type"] != "RestartRequired")
+        .collect();
+    if required {
+        conditions.push(json!({"type": "RestartRequired", "status": "True",
+            "message": "a non-live-updatable field was changed in the template spec"}));
+    }
+    vm["status"]["conditions"] = Value::Array(conditions);
+}
+
+/// KubeVirt's `start`, `stop` and `restart` subresources of a VirtualMachine (what `virtctl`
+/// sends): start and stop set its `runStrategy` (an update by KubeVirt's API server, which
+/// takes the field), restart makes its instance again from the template.
+fn vm_subresource(store: &mut Store, path: &str) -> Option<Response> {
+    let rest = path.strip_prefix("/apis/subresources.kubevirt.io/v1/")?;
+    let (vm_rest, action) = rest.rsplit_once('/')?;
+    let vm_path = format!("/apis/kubevirt.io/v1/{vm_rest}");
+    let Some(mut vm) = store.objects.get(&vm_path).cloned() else {
+        return Some(status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("{} not found", qualified(&vm_path)),
+        ));
+    };
+    let before = vm.clone();
+    match action {
+        "start" => vm["spec"]["runStrategy"] = "Always".into(),
+        "stop" => vm["spec"]["runStrategy"] = "Halted".into(),
+        "restart" => {
+            let vmi_path = vm_path.replace("/virtualmachines/", "/virtualmachineinstances/");
+            store.objects.remove(&vmi_path);
+        }
+        other => {
+            return Some(status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("the stand-in has no subresource {other}"),
+            ))
+        }
+    }
+    take_fields(store, &vm_path, "virt-api", &before, &vm);
+    controllers(&mut vm);
+    instance(store, &vm_path, &mut vm);
+    store.insert(&vm_path, vm);
+    Some(StatusCode::ACCEPTED.into_response())
 }
 
 /// The controllers' loop, one step per request: a DataVolume goes from ImportScheduled through
@@ -815,6 +913,11 @@ async fn handle(
             )
         }
         Method::POST => return create(&mut store, &path, &query, &body),
+        Method::PUT if path.starts_with("/apis/subresources.kubevirt.io/") => {
+            if let Some(done) = vm_subresource(&mut store, &path) {
+                return done;
+            }
+        }
         Method::PUT => return replace(&mut store, &path, &name, &query, &body),
         Method::DELETE => {
             let vmi = path.replace("/virtualmachines/", "/virtualmachineinstances/");

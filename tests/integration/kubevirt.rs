@@ -229,6 +229,40 @@ fn a_plan_applies_to_kubevirt_diffs_clean_changes_and_is_destroyed_leaving_other
     );
     let changed = run(&["apply", "--yes"], &["memory=2048", "cpus=2"]);
     assert!(changed.ok(), "{}", changed.text());
+    // KubeVirt says so (`RestartRequired`), and the instance tells what it runs with.
+    let diff = run(&["diff", "--detailed-exitcode"], &["memory=2048", "cpus=2"]);
+    assert_eq!(diff.code(), Some(2), "{}", diff.text());
+    assert!(
+        diff.stdout.contains("↻ virtualmachine/kv1")
+            && line_with(&diff.stdout, "spec.template.spec.domain.memory.guest:")
+                .ends_with("\"1024Mi\" → \"2048Mi\""),
+        "{}",
+        diff.stdout
+    );
+    let restarted = run(&["apply", "--yes", "--restart"], &["memory=2048", "cpus=2"]);
+    assert!(
+        restarted.ok() && restarted.stderr.contains("vm kv1 restarted"),
+        "{}",
+        restarted.text()
+    );
+    assert!(cluster
+        .requests()
+        .iter()
+        .any(|r| r.ends_with("/virtualmachines/kv1/restart")));
+    let diff = run(&["diff"], &["memory=2048", "cpus=2"]);
+    assert!(diff.stdout.starts_with("No changes."), "{}", diff.stdout);
+
+    // Stopped and started through KubeVirt's subresources: the plan says it runs.
+    let stopped = run(&["stop"], &["memory=2048", "cpus=2"]);
+    assert!(stopped.ok(), "{}", stopped.text());
+    assert_eq!(
+        cluster.object(vm).expect("kv1")["spec"]["runStrategy"],
+        "Halted"
+    );
+    let status = run(&["status"], &["memory=2048", "cpus=2"]);
+    assert_eq!(status.code(), Some(2), "{}", status.text());
+    let started = run(&["start"], &["memory=2048", "cpus=2"]);
+    assert!(started.ok(), "{}", started.text());
     let diff = run(&["diff"], &["memory=2048", "cpus=2"]);
     assert!(diff.stdout.starts_with("No changes."), "{}", diff.stdout);
 
@@ -245,7 +279,8 @@ fn a_plan_applies_to_kubevirt_diffs_clean_changes_and_is_destroyed_leaving_other
         "{}",
         diff.stdout
     );
-    let grown = run(&["apply", "--yes"], &more);
+    // They wait for a restart, which --restart gives them.
+    let grown = run(&["apply", "--yes", "--restart"], &more);
     assert!(grown.ok(), "{}", grown.text());
     let made = cluster.object(vm).expect("kv1");
     assert_eq!(
@@ -258,8 +293,14 @@ fn a_plan_applies_to_kubevirt_diffs_clean_changes_and_is_destroyed_leaving_other
             .map(Vec::len),
         Some(3)
     );
-    assert!(run(&["diff"], &more).stdout.starts_with("No changes."));
-    let back = run(&["apply", "--yes"], &["memory=2048", "cpus=2"]);
+    let clean = run(&["diff"], &more);
+    assert!(
+        clean.stdout.starts_with("No changes."),
+        "{}\n{}",
+        clean.stdout,
+        grown.stderr
+    );
+    let back = run(&["apply", "--yes", "--restart"], &["memory=2048", "cpus=2"]);
     assert!(back.ok(), "{}", back.text());
 
     // A disk grows in place: its claim is expanded, and the VM is neither restarted nor made
@@ -662,8 +703,13 @@ fn kubevirt_runs_killed_at_every_point_are_finished_by_the_next_run() {
             );
             if *command == "apply" {
                 let diff = run("diff", params, None);
+                // Apply restarts nothing without --restart: a VM may wait for one.
+                let settled = diff.stdout.starts_with("No changes")
+                    || diff
+                        .stdout
+                        .contains("Plan: 0 to add, 0 to change, 0 to replace, 0 to destroy.");
                 assert!(
-                    diff.stdout.starts_with("No changes"),
+                    settled,
                     "after a kill at point {n} of {command} {params:?}:\n{}",
                     diff.stdout
                 );

@@ -22,10 +22,10 @@ use serde_json::Value;
 use super::spec::{ObjectSpec, PoolSpec, ResourceId, ResourceKind, Spec};
 use super::{
     Address, AddressQuery, AddressSource, Addresses, Done, Health, HealthStatus, LiveResource,
-    Observed, Owner, OwnerMark, Provider, ProviderError, Scope,
+    MadeBy, Observed, Owner, OwnerMark, Pending, PlanMember, Power, Provider, ProviderError, Scope,
 };
 use crate::registry::config::KubevirtSettings;
-use objects::{CREATED_FROM, PLAN_LABEL, PREVENT_DESTROY};
+use objects::{CREATED_FROM, KCLI_PLAN, PLAN_LABEL, PREVENT_DESTROY};
 
 /// The API groups a cluster must serve for siteplan to put VMs on it, with the version used.
 pub const REQUIRED_APIS: &[(&str, &str, &str)] = &[
@@ -100,6 +100,55 @@ fn mark_of(kind: ResourceKind, live: &Value) -> Option<OwnerMark> {
 }
 
 /// Whether a live VirtualMachine runs, or is on its way (what `start` asks for).
+/// KubeVirt's `RestartRequired` condition: the VM's template changed in a way the running
+/// instance cannot take. Its message, when it is set.
+fn restart_required(live: &Value) -> Option<String> {
+    live["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "RestartRequired" && c["status"] == "True")
+        .map(|c| {
+            c["message"]
+                .as_str()
+                .unwrap_or("restart required")
+                .to_string()
+        })
+}
+
+/// What a VM that waits for a restart waits with: the fields siteplan set in its template
+/// whose value the running instance does not have (scalars only: KubeVirt fills lists in an
+/// instance with defaults), or the condition itself when no field tells.
+fn pending_of(spec: &ObjectSpec, vmi: Option<&Value>, message: &str) -> Vec<Pending> {
+    const TEMPLATE: &str = "spec.template.spec.";
+    let mut pending = Vec::new();
+    if let Some(vmi) = vmi {
+        for (path, defined) in &spec.fields {
+            let Some(rest) = path.strip_prefix(TEMPLATE) else {
+                continue;
+            };
+            if defined.is_array() || defined.is_object() {
+                continue;
+            }
+            let running = rest.split('.').fold(&vmi["spec"], |node, part| &node[part]);
+            if running != defined {
+                pending.push(Pending {
+                    attribute: path.clone(),
+                    running: Some(running.clone()),
+                    defined: Some(defined.clone()),
+                });
+            }
+        }
+    }
+    if pending.is_empty() {
+        pending.push(Pending {
+            attribute: "RestartRequired".into(),
+            running: None,
+            defined: Some(message.into()),
+        });
+    }
+    pending
+}
+
 fn runs(live: &Value) -> bool {
     match live["status"]["printableStatus"].as_str() {
         Some(status) => !matches!(status, "Stopped" | "Stopping" | "Terminating"),
@@ -225,6 +274,70 @@ impl KubevirtProvider {
         // run knows as its own.
         crate::provider::crashpoint::point("object applied");
         Ok(())
+    }
+
+    /// A running VM's VirtualMachineInstance, if it is there.
+    async fn instance(&self, vm: &str) -> Option<Value> {
+        let vmis = ApiResource {
+            plural: "virtualmachineinstances".into(),
+            kind: "VirtualMachineInstance".into(),
+            ..api_resource(ResourceKind::VirtualMachine)
+        };
+        Api::<DynamicObject>::namespaced_with(self.client.clone(), &self.namespace, &vmis)
+            .get_opt(vm)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|o| serde_json::to_value(o).ok())
+    }
+
+    /// Asks KubeVirt to start, stop or restart a VM, through its subresources (what
+    /// `virtctl` does): `PUT …/subresources.kubevirt.io/v1/…/virtualmachines/NAME/ACTION`.
+    async fn subresource(&self, vm: &str, action: &str, body: Value) -> Result<(), ProviderError> {
+        let id = ResourceId::object(ResourceKind::VirtualMachine, vm);
+        let path = format!(
+            "/apis/subresources.kubevirt.io/v1/namespaces/{}/virtualmachines/{vm}/{action}",
+            self.namespace
+        );
+        let request = http::Request::put(path)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string().into_bytes())
+            .map_err(|e| ProviderError::backend(&id, e))?;
+        tokio::time::timeout(REQUEST_TIMEOUT, self.client.request_text(request))
+            .await
+            .map_err(|_| ProviderError::backend(&id, format!("{action}: no answer in time")))?
+            .map_err(|e| ProviderError::backend(&id, format!("{action}: {e}")))?;
+        Ok(())
+    }
+
+    /// Waits until the VM is (not) running, as its status says.
+    async fn settle(&self, vm: &str, running: bool, within: Duration) -> Result<(), ProviderError> {
+        let id = ResourceId::object(ResourceKind::VirtualMachine, vm);
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let live = self
+                .get(&id)
+                .await?
+                .ok_or_else(|| ProviderError::NotFound(id.clone()))?;
+            let done = runs(&live) == running
+                && (!running || live["status"]["printableStatus"] == "Running");
+            if done {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ProviderError::backend(
+                    &id,
+                    format!(
+                        "still {} after {} s",
+                        live["status"]["printableStatus"]
+                            .as_str()
+                            .unwrap_or("unknown"),
+                        within.as_secs()
+                    ),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 
     /// The live object `id`, which must be `owner`'s.
@@ -362,12 +475,20 @@ impl Provider for KubevirtProvider {
                 });
                 let spec = objects::read_back(*kind, &live, made_from);
                 let active = *kind != ResourceKind::VirtualMachine || runs(&live);
+                let pending_restart = match restart_required(&live).filter(|_| active) {
+                    // Only then is the instance asked for (one GET), to say what waits.
+                    Some(message) => {
+                        let vmi = self.instance(&spec.name).await;
+                        pending_of(&spec, vmi.as_ref(), &message)
+                    }
+                    None => Vec::new(),
+                };
                 let resource = LiveResource {
                     spec: Spec::Object(spec),
                     owner,
                     active,
                     empty: None,
-                    pending_restart: Vec::new(),
+                    pending_restart,
                 };
                 let name = live["metadata"]["name"].as_str().unwrap_or_default();
                 if *kind == ResourceKind::VirtualMachine
@@ -573,6 +694,77 @@ impl Provider for KubevirtProvider {
         Ok(Done {
             id: id.clone(),
             summary: format!("{id} deleted"),
+            needs_reboot: false,
+        })
+    }
+
+    async fn plans(&self) -> Result<Vec<PlanMember>, ProviderError> {
+        let vms = self
+            .api(ResourceKind::VirtualMachine)
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| ProviderError::Connection(format!("listing VirtualMachines: {e}")))?;
+        let mut found = Vec::new();
+        for vm in vms.items {
+            let Ok(live) = serde_json::to_value(&vm) else {
+                continue;
+            };
+            let metadata = &live["metadata"];
+            let (plan, made_by) = match (
+                metadata["labels"][PLAN_LABEL].as_str(),
+                metadata["annotations"][KCLI_PLAN].as_str(),
+            ) {
+                (Some(plan), _) => (plan.to_string(), MadeBy::Siteplan),
+                (None, Some(plan)) => (plan.to_string(), MadeBy::Kcli),
+                (None, None) => continue,
+            };
+            found.push(PlanMember {
+                plan,
+                made_by,
+                vm: metadata["name"].as_str().unwrap_or_default().to_string(),
+                running: runs(&live),
+            });
+        }
+        Ok(found)
+    }
+
+    /// Through KubeVirt's start, stop and restart subresources; stop and restart wait until
+    /// the VM has stopped (a grace period is KubeVirt's to enforce) and started.
+    async fn power(&self, vm: &str, power: Power, owner: &Owner) -> Result<Done, ProviderError> {
+        let id = ResourceId::object(ResourceKind::VirtualMachine, vm);
+        let live = self.owned(&id, owner).await?;
+        let running = runs(&live);
+        let settle = DELETE_TIMEOUT;
+        let summary = match power {
+            Power::Start if running => format!("vm {vm} was running"),
+            Power::Start => {
+                self.subresource(vm, "start", serde_json::json!({})).await?;
+                self.settle(vm, true, settle).await?;
+                format!("vm {vm} started")
+            }
+            Power::Stop { .. } if !running => format!("vm {vm} was not running"),
+            Power::Stop { grace } => {
+                let body = match grace {
+                    Some(g) => serde_json::json!({"gracePeriod": g.as_secs()}),
+                    None => serde_json::json!({}),
+                };
+                self.subresource(vm, "stop", body).await?;
+                self.settle(vm, false, settle).await?;
+                format!("vm {vm} stopped")
+            }
+            Power::Restart { grace } => {
+                let body = match grace {
+                    Some(g) => serde_json::json!({"gracePeriodSeconds": g.as_secs()}),
+                    None => serde_json::json!({}),
+                };
+                self.subresource(vm, "restart", body).await?;
+                self.settle(vm, true, settle).await?;
+                format!("vm {vm} restarted")
+            }
+        };
+        Ok(Done {
+            id,
+            summary,
             needs_reboot: false,
         })
     }

@@ -28,7 +28,8 @@ use super::fetch;
 use super::spec::*;
 use super::{
     Address, AddressQuery, AddressSource, Addresses, Done, Health, HealthStatus, LiveResource,
-    Observed, Owner, OwnerMark, Pending, Power, Provider, ProviderError, Scope, VmDetails,
+    MadeBy, Observed, Owner, OwnerMark, Pending, PlanMember, Power, Provider, ProviderError, Scope,
+    VmDetails,
 };
 use content::ContentStore;
 use ledger::{Ledger, LEDGER_CAPACITY, LEDGER_VOLUME};
@@ -290,6 +291,37 @@ impl Provider for LibvirtProvider {
     async fn claim(&self, spec: &Spec, owner: &Owner) -> Result<Done, ProviderError> {
         let (spec, owner) = (spec.clone(), owner.clone());
         self.blocking(move |inner| inner.claim(&spec, &owner)).await
+    }
+
+    async fn plans(&self) -> Result<Vec<PlanMember>, ProviderError> {
+        self.blocking(|inner| {
+            let domains = inner
+                .conn
+                .list_all_domains(0)
+                .map_err(|e| ProviderError::Connection(err(e)))?;
+            let mut found = Vec::new();
+            for dom in domains {
+                let Ok(xml) = dom.xml_desc(sys::VIR_DOMAIN_XML_INACTIVE) else {
+                    continue;
+                };
+                let Ok(info) = xml::parse_domain(&xml, false, false) else {
+                    continue;
+                };
+                let (plan, made_by) = match (info.mark, info.kcli_plan) {
+                    (Some(mark), _) => (mark.plan, MadeBy::Siteplan),
+                    (None, Some(plan)) => (plan, MadeBy::Kcli),
+                    (None, None) => continue,
+                };
+                found.push(PlanMember {
+                    plan,
+                    made_by,
+                    vm: info.spec.name,
+                    running: dom.is_active().unwrap_or(false),
+                });
+            }
+            Ok(found)
+        })
+        .await
     }
 
     async fn details(&self, vm: &str) -> Result<VmDetails, ProviderError> {

@@ -745,6 +745,8 @@ fn unit_factor(unit: &str) -> u64 {
 pub struct DomainInfo {
     pub spec: VmSpec,
     pub mark: Option<OwnerMark>,
+    /// The plan kcli's metadata names, if any (kcli's plans, and siteplan's own).
+    pub kcli_plan: Option<String>,
     pub uuid: Option<String>,
     /// Disks given by file path rather than pool and volume, to resolve against observed volumes.
     pub file_disks: Vec<(usize, String)>,
@@ -908,9 +910,23 @@ pub fn parse_domain(xml: &str, running: bool, autostart: bool) -> Result<DomainI
     Ok(DomainInfo {
         spec,
         mark,
+        kcli_plan: kcli_plan(root),
         uuid: child_text(root, "uuid"),
         file_disks,
     })
+}
+
+/// The plan kcli recorded in a domain's metadata (`<kvirt:info><kvirt:plan>`), as kcli itself
+/// writes it and siteplan writes it too.
+fn kcli_plan(root: roxmltree::Node) -> Option<String> {
+    child(root, "metadata")?
+        .children()
+        .find(|c| c.tag_name().namespace() == Some(KCLI_NS) && c.tag_name().name() == "info")?
+        .children()
+        .find(|c| c.tag_name().namespace() == Some(KCLI_NS) && c.tag_name().name() == "plan")?
+        .text()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
 }
 
 #[cfg(test)]
