@@ -2,6 +2,7 @@
 //! No plan logic lives here: flags become one resolved request per command, the library
 //! (`manifest`, `graph`, `ops`) does the work, and `view` renders what it reports.
 
+mod console;
 mod inventory;
 pub(crate) mod out;
 mod progress;
@@ -379,6 +380,16 @@ enum Command {
         #[arg(long)]
         user: Option<String>,
     },
+    /// Attach to a running VM's serial console through the provider (libvirt's console
+    /// stream, as `virsh console`); Ctrl-] detaches
+    Console {
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// The VM, by name
+        vm: String,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
     /// Log in to a VM of the plan with the system's ssh: the plan's user, key and address
     /// (through the libvirt host when the provider is qemu+ssh://); anything after `--` is run
     /// instead of a shell. The exit status is ssh's
@@ -640,6 +651,7 @@ pub fn run() -> ExitCode {
             }),
             Err(code) => code,
         },
+        Command::Console { plan, vm, target } => console(&plan, target, &vm),
         Command::Ssh {
             plan,
             vm,
@@ -795,6 +807,35 @@ fn lab_inventory(
             &plan.file,
             None,
         )),
+    }
+}
+
+/// `plan console`: attached until Ctrl-], the guest closes the console, or stdin ends.
+fn console(plan: &PlanArgs, target: TargetArgs, vm: &str) -> ExitCode {
+    let view = Terminal::new(Verbosity::Quiet, DiffFormat::Human, false, false);
+    let request = request(plan, target);
+    let Ok(loaded) = load(plan, false) else {
+        return ExitCode::from(EXIT_ERROR);
+    };
+    let attached = match block_on(ops::console(&request, &loaded, vm, &view)) {
+        Ok(Ok(attached)) => attached,
+        Ok(Err(refusal)) => {
+            return view::finish(
+                ops::Outcome::Refused(refusal),
+                &view,
+                false,
+                &plan.file,
+                None,
+            )
+        }
+        Err(code) => return code,
+    };
+    match console::attach(attached, &format!("vm/{vm}")) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(why) => {
+            say!("error: {why}");
+            ExitCode::from(EXIT_ERROR)
+        }
     }
 }
 

@@ -44,6 +44,14 @@ pub fn read_answer() -> Option<String> {
     Some(answer)
 }
 
+/// A guest's console output, byte for byte as the guest writes it (`plan console`): the
+/// guest's own screen, shown to whoever attached to it; scrubbing it could cut an escape
+/// sequence or a UTF-8 character split across two reads.
+pub fn console_bytes(bytes: &[u8]) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes).and_then(|_| out.flush())
+}
+
 /// A raw stdout for writers that hold no secret by construction (shell completions).
 pub fn raw_stdout() -> std::io::Stdout {
     std::io::stdout()

@@ -6,6 +6,7 @@
 //! within its provider's limit. Everything a person sees is reported through a `View`, which
 //! the command line implements; this layer has no clap or terminal code and prints nothing.
 
+mod console;
 mod info;
 mod inventory;
 mod list;
@@ -19,6 +20,7 @@ mod view;
 use std::path::Path;
 
 pub use crate::provider::Power;
+pub use console::console;
 pub use info::{info, DiskInfo, NicInfo, VmInfo};
 pub use inventory::{inventory, Inventory, InventoryAddress, InventoryNic, InventoryVm};
 pub use list::{list, ListedPlan, ListedVm, Listing, Unreachable};

@@ -253,6 +253,15 @@ pub struct PlanMember {
     pub running: bool,
 }
 
+/// A VM's serial console, attached: what the guest writes, and what is typed to it. Calls
+/// block; `plan console` makes them from threads of its own.
+pub trait Console: Send + Sync {
+    /// Bytes from the guest; 0 when the console closed (the VM stopped).
+    fn recv(&self, buf: &mut [u8]) -> std::io::Result<usize>;
+    /// Bytes to the guest.
+    fn send(&self, data: &[u8]) -> std::io::Result<()>;
+}
+
 /// What `plan info` shows of a VM beyond its spec.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VmDetails {
@@ -400,6 +409,19 @@ pub trait Provider: Send + Sync {
     async fn plans(&self) -> Result<Vec<PlanMember>, ProviderError> {
         Err(ProviderError::Unsupported(format!(
             "the {} provider cannot list plans",
+            self.kind()
+        )))
+    }
+
+    /// Attaches to the serial console of a running VM `owner` owns (`plan console`).
+    async fn console(
+        &self,
+        vm: &str,
+        owner: &Owner,
+    ) -> Result<std::sync::Arc<dyn Console>, ProviderError> {
+        let _ = owner;
+        Err(ProviderError::Unsupported(format!(
+            "vm/{vm}: the {} provider has no serial console to attach to",
             self.kind()
         )))
     }

@@ -587,6 +587,14 @@ impl Provider for Sandbox {
         self.inner.rules()
     }
 
+    async fn console(
+        &self,
+        vm: &str,
+        owner: &Owner,
+    ) -> Result<std::sync::Arc<dyn super::Console>, ProviderError> {
+        self.inner.console(vm, owner).await
+    }
+
     async fn plans(&self) -> Result<Vec<super::PlanMember>, ProviderError> {
         self.inner.plans().await
     }

@@ -66,6 +66,16 @@ impl Plan {
             .expect("plan starts")
     }
 
+    /// Starts it with pipes for stdin, stdout and stderr (to talk to it meanwhile).
+    pub fn spawn_piped(mut self) -> std::process::Child {
+        self.cmd
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("plan starts")
+    }
+
     pub fn run(mut self) -> Ran {
         let out = self.cmd.output().expect("plan runs");
         Ran {

@@ -27,9 +27,9 @@ use super::crashpoint;
 use super::fetch;
 use super::spec::*;
 use super::{
-    Address, AddressQuery, AddressSource, Addresses, Done, Health, HealthStatus, LiveResource,
-    MadeBy, Observed, Owner, OwnerMark, Pending, PlanMember, Power, Provider, ProviderError, Scope,
-    VmDetails,
+    Address, AddressQuery, AddressSource, Addresses, Console, Done, Health, HealthStatus,
+    LiveResource, MadeBy, Observed, Owner, OwnerMark, Pending, PlanMember, Power, Provider,
+    ProviderError, Scope, VmDetails,
 };
 use content::ContentStore;
 use ledger::{Ledger, LEDGER_CAPACITY, LEDGER_VOLUME};
@@ -324,6 +324,29 @@ impl Provider for LibvirtProvider {
         .await
     }
 
+    /// libvirt's console stream of the domain's first console (its serial port), as
+    /// `virsh console` opens it.
+    async fn console(&self, vm: &str, owner: &Owner) -> Result<Arc<dyn Console>, ProviderError> {
+        let (vm, owner) = (vm.to_string(), owner.clone());
+        self.blocking(move |inner| {
+            let id = ResourceId::vm(&vm);
+            let d = inner.owned_domain(&vm, &owner)?;
+            if !d.is_active().unwrap_or(false) {
+                return Err(ProviderError::backend(
+                    &id,
+                    "is not running: start it first (`plan start`)",
+                ));
+            }
+            let stream = virt::stream::Stream::new(&inner.conn, 0)
+                .map_err(|e| ProviderError::backend(&id, err(e)))?;
+            d.open_console(None, &stream, 0).map_err(|e| {
+                ProviderError::backend(&id, format!("cannot attach to its console: {}", err(e)))
+            })?;
+            Ok(Arc::new(StreamConsole { stream, _domain: d }) as Arc<dyn Console>)
+        })
+        .await
+    }
+
     async fn details(&self, vm: &str) -> Result<VmDetails, ProviderError> {
         let vm = vm.to_string();
         self.blocking(move |inner| {
@@ -433,6 +456,34 @@ fn mark(owner: &Owner, spec: &Spec) -> OwnerMark {
         spec,
         prevent_destroy: owner.prevent_destroy,
         created: Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()),
+    }
+}
+
+/// A domain's console as a libvirt stream (blocking: `recv` waits for the guest).
+struct StreamConsole {
+    stream: virt::stream::Stream,
+    /// The stream is the domain's: keep it while attached.
+    _domain: Domain,
+}
+
+impl Console for StreamConsole {
+    fn recv(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.stream
+            .recv(buf)
+            .map(|n| usize::try_from(n).unwrap_or(0))
+            .map_err(|e| std::io::Error::other(err(e)))
+    }
+
+    fn send(&self, data: &[u8]) -> std::io::Result<()> {
+        let mut sent = 0;
+        while sent < data.len() {
+            let n = self
+                .stream
+                .send(&data[sent..])
+                .map_err(|e| std::io::Error::other(err(e)))?;
+            sent += usize::try_from(n).unwrap_or(0).max(1);
+        }
+        Ok(())
     }
 }
 

@@ -1,0 +1,44 @@
+//! `plan console`: a VM of the plan, attached to through its provider's console (libvirt's
+//! console stream). The command line moves the bytes.
+
+use std::sync::Arc;
+
+use super::outcome::Refusal;
+use super::request::Request;
+use super::session::{Goal, Session};
+use super::view::View;
+use crate::manifest::Loaded;
+use crate::plan::intent;
+use crate::provider::{Console, Owner};
+
+/// The console of `vm`, which must be a VM of the plan, created by it and running.
+pub async fn console(
+    request: &Request,
+    loaded: &Loaded,
+    vm: &str,
+    view: &dyn View,
+) -> Result<Arc<dyn Console>, Refusal> {
+    let intents = intent::intents(&loaded.manifest, &request.name, &request.base)?;
+    let session = Session::open(loaded, Some(&intents), Goal::Converge, request, view).await?;
+    let names: Vec<String> = session
+        .sites
+        .iter()
+        .flat_map(|s| s.guests.iter().map(|g| g.name.clone()))
+        .collect();
+    let Some(site) = session
+        .sites
+        .iter()
+        .find(|s| s.guests.iter().any(|g| g.name == vm))
+    else {
+        return Err(Refusal::Invalid(format!(
+            "`{vm}` is no VM of plan `{}`; its VMs are: {}",
+            request.name,
+            names.join(", ")
+        )));
+    };
+    site.opened
+        .provider
+        .console(vm, &Owner::plan(&request.name))
+        .await
+        .map_err(|e| Refusal::Invalid(e.to_string()))
+}
