@@ -271,6 +271,25 @@ fn day_two(lab: &BootLab, conn: &Connect, first: &str, (dhcp_vm, dhcp_ip): &(Str
         back.stdout
     );
 
+    // What other tools get: the table's address, the image's user, the plan's NICs.
+    let output = lab.plan_with(&["output", "--format", "json"], &[]);
+    assert!(output.ok(), "{}", output.text());
+    let doc: Value = serde_json::from_str(&output.stdout).expect("json");
+    let listed = doc["vms"]
+        .as_array()
+        .and_then(|vms| vms.iter().find(|v| v["name"] == dhcp_vm.as_str()))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(listed["address"], dhcp_ip.as_str(), "{doc}");
+    assert_eq!(listed["state"], "running");
+    let info = lab.plan_with(&["info"], &["-P", "memory=1024", first]);
+    assert!(info.ok(), "{}", info.text());
+    assert!(
+        info.stdout.contains("memory: 1024MiB\n") && info.stdout.contains("state: running\n"),
+        "{}",
+        info.stdout
+    );
+
     console(lab, dhcp_vm);
 }
 
