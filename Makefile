@@ -23,12 +23,13 @@ test: deps
 	cargo test
 
 # The same tests, plus those that need a real libvirtd: installs libvirt and QEMU, starts the
-# daemon (this needs root), builds the guest image real guests boot, and points the tests at it.
+# daemon (this needs root), builds the guest image real guests boot, installs kcli (in a
+# virtualenv under target/) for the test of a plan kcli made, and points the tests at them.
 test-libvirt: deps
 	.ci/install-libvirt
 	.ci/libvirtd start
 	tests/guest-image/build
-	SITEPLAN_TEST_LIBVIRT_URI=qemu:///system cargo test
+	SITEPLAN_TEST_LIBVIRT_URI=qemu:///system SITEPLAN_TEST_KCLI=$$(realpath $$(.ci/install-kcli)) cargo test
 
 lint:
 	cargo fmt --all -- --check

@@ -43,25 +43,37 @@ pub struct Unreachable {
 
 /// Asks every enabled provider of the providers file (or `provider` alone), all at once.
 pub async fn list(provider: Option<&str>) -> Result<Listing, String> {
-    let configs: Vec<config::ProviderConfig> = match provider {
+    // Each with the name it is shown by: its own, or (a URI given) where it connects.
+    let configs: Vec<(String, config::ProviderConfig)> = match provider {
         Some(choice) => registry::choose(Some(choice))?
             .into_iter()
-            .map(|c| c.config)
             .take(1)
+            .map(|c| {
+                let shown = if c.named {
+                    c.config.name.clone()
+                } else {
+                    c.config.endpoint()
+                };
+                (shown, c.config)
+            })
             .collect(),
         None => {
             let (file, _) = config::load()?;
-            file.providers.into_iter().filter(|p| p.enabled).collect()
+            file.providers
+                .into_iter()
+                .filter(|p| p.enabled)
+                .map(|p| (p.name.clone(), p))
+                .collect()
         }
     };
-    let asking = configs.iter().map(|config| async move {
+    let asking = configs.iter().map(|(shown, config)| async move {
         let found = tokio::time::timeout(TIMEOUT, async {
             let opened = backends::open(config).await.map_err(|e| e.to_string())?;
             opened.plans().await.map_err(|e| e.to_string())
         })
         .await
         .unwrap_or_else(|_| Err(format!("no answer within {} s", TIMEOUT.as_secs())));
-        (config.name.clone(), found)
+        (shown.clone(), found)
     });
     let mut plans: BTreeMap<(String, String, MadeBy), Vec<ListedVm>> = BTreeMap::new();
     let mut unreachable = Vec::new();

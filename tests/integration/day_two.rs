@@ -445,14 +445,14 @@ fn list_shows_the_plans_on_a_provider() {
     );
 }
 
-/// A plan kcli made (its metadata on a domain, as kcli writes it) is listed next to
-/// siteplan's, on a real libvirtd.
+/// A plan kcli made is listed next to siteplan's, on a real libvirtd. kcli itself makes it
+/// when `SITEPLAN_TEST_KCLI` names its command (`.ci/install-kcli` installs it; CI does);
+/// otherwise a domain with kcli's metadata, as kcli writes it, stands in, and the test says so.
 #[test]
 #[cfg(feature = "libvirt")]
 fn list_shows_kcli_plans_next_to_siteplans_on_a_real_libvirtd() {
-    let Some((_held, uri)) =
-        crate::harness::libvirtd("list_shows_kcli_plans_next_to_siteplans_on_a_real_libvirtd")
-    else {
+    let test = "list_shows_kcli_plans_next_to_siteplans_on_a_real_libvirtd";
+    let Some((_held, uri)) = crate::harness::libvirtd(test) else {
         return;
     };
     let dir = tempfile::tempdir().expect("tmp");
@@ -473,22 +473,55 @@ fn list_shows_kcli_plans_next_to_siteplans_on_a_real_libvirtd() {
     let _ = run(&["destroy", "--yes"]);
     virt::error::clear_error_callback();
     let conn = virt::connect::Connect::open(Some(&uri)).expect("connect");
-    if let Ok(d) = conn.lookup_domain_by_name("kcli-made-vm") {
-        let _ = d.undefine();
+    let kcli_pool = KcliPool::new(&conn);
+    let kcli = std::env::var("SITEPLAN_TEST_KCLI")
+        .ok()
+        .filter(|k| !k.is_empty());
+    match &kcli {
+        Some(kcli) => {
+            let kcli_plan = dir.path().join("kplan.yml");
+            std::fs::write(
+                &kcli_plan,
+                format!(
+                    "kcli-made-vm:\n  memory: 64\n  numcpus: 1\n  pool: {KCLI_POOL}\n  disks: [1]\n  nets: []\n  start: false\n  cloudinit: false\n"
+                ),
+            )
+            .expect("kcli plan");
+            let made = std::process::Command::new(kcli)
+                .args(["create", "plan", "-f"])
+                .arg(&kcli_plan)
+                .arg("kcliplan")
+                .env("HOME", dir.path())
+                .output()
+                .expect("kcli runs");
+            assert!(
+                made.status.success(),
+                "kcli create plan:\n{}{}",
+                String::from_utf8_lossy(&made.stdout),
+                String::from_utf8_lossy(&made.stderr)
+            );
+            crate::harness::report(&format!("{test}: kcli itself made plan `kcliplan`"));
+        }
+        None => {
+            crate::harness::report(&format!(
+                "{test}: SITEPLAN_TEST_KCLI is not set (.ci/install-kcli installs kcli): a domain \
+                 with kcli's metadata, as kcli writes it, stands in for a plan kcli made"
+            ));
+            // What kcli's libvirt provider writes into a domain it creates for a plan.
+            let kcli_domain = "<domain type='qemu'><name>kcli-made-vm</name>\
+                <metadata><kvirt:info xmlns:kvirt='kvirt'><kvirt:creationdate>24-11-2026 13:18</kvirt:creationdate>\
+                <kvirt:plan>kcliplan</kvirt:plan><kvirt:profile>kvirt</kvirt:profile></kvirt:info></metadata>\
+                <memory unit='MiB'>64</memory><os><type arch='x86_64'>hvm</type></os></domain>";
+            conn.define_domain_xml(kcli_domain).expect("kcli's domain");
+        }
     }
-    // What kcli's libvirt provider writes into a domain it creates for a plan.
-    let kcli_domain = "<domain type='qemu'><name>kcli-made-vm</name>\
-        <metadata><kvirt:info xmlns:kvirt='kvirt'><kvirt:profile>kvirt</kvirt:profile>\
-        <kvirt:template>debian12</kvirt:template><kvirt:plan>kcliplan</kvirt:plan></kvirt:info></metadata>\
-        <memory unit='MiB'>64</memory><os><type arch='x86_64'>hvm</type></os></domain>";
-    let theirs = conn.define_domain_xml(kcli_domain).expect("kcli's domain");
     let applied = run(&["apply", "--yes"]);
     assert!(applied.ok(), "{}", applied.text());
 
     let listed = Plan::new(&["list", "--provider", &uri])
         .env("XDG_STATE_HOME", dir.path().join("state"))
         .run();
-    let _ = theirs.undefine();
+    drop(kcli_pool);
     let destroyed = run(&["destroy", "--yes"]);
     assert!(listed.ok(), "{}", listed.text());
     assert!(
@@ -504,4 +537,51 @@ fn list_shows_kcli_plans_next_to_siteplans_on_a_real_libvirtd() {
         listed.stdout
     );
     assert!(destroyed.ok(), "{}", destroyed.text());
+}
+
+#[cfg(feature = "libvirt")]
+const KCLI_POOL: &str = "siteplan-kcli-test";
+
+/// The pool kcli's plan puts its disk in, and its VM: made before, gone after, whatever
+/// happens (no plan of siteplan's owns them).
+#[cfg(feature = "libvirt")]
+struct KcliPool<'c> {
+    conn: &'c virt::connect::Connect,
+}
+
+#[cfg(feature = "libvirt")]
+impl<'c> KcliPool<'c> {
+    fn new(conn: &'c virt::connect::Connect) -> Self {
+        let pool = KcliPool { conn };
+        pool.remove();
+        let xml = format!(
+            "<pool type='dir'><name>{KCLI_POOL}</name><target><path>/var/lib/libvirt/{KCLI_POOL}</path></target></pool>"
+        );
+        let made = conn.define_storage_pool_xml(&xml, 0).expect("kcli's pool");
+        made.build(0).expect("build kcli's pool");
+        made.create(0).expect("start kcli's pool");
+        pool
+    }
+
+    fn remove(&self) {
+        if let Ok(d) = self.conn.lookup_domain_by_name("kcli-made-vm") {
+            let _ = d.destroy();
+            let _ = d.undefine();
+        }
+        if let Ok(p) = self.conn.lookup_storage_pool_by_name(KCLI_POOL) {
+            for volume in p.list_all_volumes(0).unwrap_or_default() {
+                let _ = volume.delete(0);
+            }
+            let _ = p.destroy();
+            let _ = p.delete(0);
+            let _ = p.undefine();
+        }
+    }
+}
+
+#[cfg(feature = "libvirt")]
+impl Drop for KcliPool<'_> {
+    fn drop(&mut self) {
+        self.remove();
+    }
 }

@@ -296,62 +296,12 @@ fn day_two(lab: &BootLab, conn: &Connect, first: &str, (dhcp_vm, dhcp_ip): &(Str
 /// `plan console`: attached through libvirt's console stream, the guest's getty answers on
 /// its serial port; Ctrl-] detaches, and `plan` ends.
 fn console(lab: &BootLab, vm: &str) {
-    use std::io::{Read, Write};
-    let mut attached = lab.spawn(&["console"], &[vm]);
-    let mut stdout = attached.stdout.take().expect("stdout");
-    let (seen, screen) = std::sync::mpsc::channel::<Vec<u8>>();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 1024];
-        while let Ok(n) = stdout.read(&mut buf) {
-            if n == 0 || seen.send(buf[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
-    let mut stdin = attached.stdin.take().expect("stdin");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut shown = Vec::new();
-    let mut next_enter = Instant::now();
-    while !String::from_utf8_lossy(&shown).contains("login:") {
-        assert!(
-            Instant::now() < deadline,
-            "no login prompt on the console of {vm}:\n{}",
-            String::from_utf8_lossy(&shown)
-        );
-        if Instant::now() >= next_enter {
-            stdin.write_all(b"\r").expect("type");
-            next_enter = Instant::now() + Duration::from_secs(5);
-        }
-        if let Ok(bytes) = screen.recv_timeout(Duration::from_millis(500)) {
-            shown.extend(bytes);
-        }
-    }
-    stdin.write_all(&[0x1d]).expect("Ctrl-]");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(status) = attached.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = attached.kill();
-            panic!("Ctrl-] did not detach from the console of {vm}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let mut stderr = String::new();
-    let _ = attached
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut stderr);
-    assert!(status.success(), "{stderr}");
-    assert!(
-        stderr.contains(&format!("Detached from vm/{vm}.")),
-        "{stderr}"
-    );
+    let attached = lab.spawn(&["console"], &[vm]);
+    let (shown, said) = crate::harness::drive_console(attached, "login:", Duration::from_secs(120));
+    assert!(said.contains(&format!("Detached from vm/{vm}.")), "{said}");
     crate::harness::report(&format!(
         "{vm}: the console showed `{}`",
-        String::from_utf8_lossy(&shown)
+        shown
             .lines()
             .rev()
             .find(|l| l.contains("login:"))

@@ -149,3 +149,70 @@ pub fn reopen_sandbox(dir: &Path) -> siteplan::provider::sandbox::Sandbox {
         }
     }
 }
+
+/// Drives `plan console` (started with pipes): presses Enter every few seconds until the
+/// console shows `until`, within `within`, then Ctrl-] and waits for `plan` to end. What the
+/// console showed, and what `plan` said on stderr; panics, saying what it saw, otherwise.
+pub fn drive_console(
+    mut attached: std::process::Child,
+    until: &str,
+    within: std::time::Duration,
+) -> (String, String) {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let mut stdout = attached.stdout.take().expect("stdout");
+    let (seen, screen) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 || seen.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut stdin = attached.stdin.take().expect("stdin");
+    let deadline = Instant::now() + within;
+    let mut shown = Vec::new();
+    let mut next_enter = Instant::now();
+    while !String::from_utf8_lossy(&shown).contains(until) {
+        if Instant::now() >= deadline || attached.try_wait().ok().flatten().is_some() {
+            let _ = attached.kill();
+            let mut stderr = String::new();
+            let _ = attached
+                .stderr
+                .take()
+                .map(|mut e| e.read_to_string(&mut stderr));
+            panic!(
+                "the console never showed {until:?}; it showed:\n{}\nplan said:\n{stderr}",
+                String::from_utf8_lossy(&shown)
+            );
+        }
+        if Instant::now() >= next_enter {
+            let _ = stdin.write_all(b"\r");
+            next_enter = Instant::now() + Duration::from_secs(5);
+        }
+        if let Ok(bytes) = screen.recv_timeout(Duration::from_millis(200)) {
+            shown.extend(bytes);
+        }
+    }
+    stdin.write_all(&[0x1d]).expect("Ctrl-]");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = attached.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = attached.kill();
+            panic!("Ctrl-] did not detach from the console");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    let _ = attached
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr);
+    assert!(status.success(), "plan console failed: {stderr}");
+    (String::from_utf8_lossy(&shown).into_owned(), stderr)
+}

@@ -131,7 +131,13 @@ impl StandIn {
                 .expect("runtime");
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                let app = axum::Router::new().fallback(handle).with_state(shared);
+                let app = axum::Router::new()
+                    .route(
+                        "/apis/subresources.kubevirt.io/v1/namespaces/{namespace}/virtualmachineinstances/{name}/console",
+                        axum::routing::get(console),
+                    )
+                    .fallback(handle)
+                    .with_state(shared);
                 let _ = axum::serve(listener, app)
                     .with_graceful_shutdown(async {
                         let _ = stopped.await;
@@ -769,6 +775,59 @@ fn instance(store: &mut Store, path: &str, vm: &mut Value) {
         "spec": running,
         "status": {"phase": "Running", "interfaces": interfaces}});
     store.insert(&vmi_path, vmi);
+}
+
+/// KubeVirt's `console` subresource: a websocket speaking `plain.kubevirt.io` to a running
+/// instance's serial port, where a getty answers each Enter with a login prompt.
+async fn console(
+    State(store): State<Arc<Mutex<Store>>>,
+    axum::extract::Path((namespace, name)): axum::extract::Path<(String, String)>,
+    headers: axum::http::HeaderMap,
+    upgrade: axum::extract::ws::WebSocketUpgrade,
+) -> Response {
+    let vmi = format!("/apis/kubevirt.io/v1/namespaces/{namespace}/virtualmachineinstances/{name}");
+    if !store.lock().unwrap().objects.contains_key(&vmi) {
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("virtualmachineinstance.kubevirt.io \"{name}\" not found"),
+        );
+    }
+    let offered = headers
+        .get(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !offered.split(',').any(|p| p.trim() == "plain.kubevirt.io") {
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "the console speaks plain.kubevirt.io".into(),
+        );
+    }
+    upgrade
+        .protocols(["plain.kubevirt.io"])
+        .on_upgrade(move |mut socket| async move {
+            use axum::extract::ws::Message;
+            while let Some(Ok(message)) = socket.recv().await {
+                let typed = match message {
+                    Message::Binary(bytes) => bytes.to_vec(),
+                    Message::Text(text) => text.as_bytes().to_vec(),
+                    Message::Close(_) => break,
+                    _ => continue,
+                };
+                if typed.contains(&b'\r') {
+                    let prompt =
+                        format!("\r\nDebian GNU/Linux 12 {name} ttyS0\r\n\r\n{name} login: ");
+                    if socket
+                        .send(Message::Binary(prompt.into_bytes().into()))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            }
+        })
 }
 
 /// `2Gi`, `512Mi` or a plain number, in one unit, to compare.

@@ -252,6 +252,17 @@ fn a_plan_applies_to_kubevirt_diffs_clean_changes_and_is_destroyed_leaving_other
     let diff = run(&["diff"], &["memory=2048", "cpus=2"]);
     assert!(diff.stdout.starts_with("No changes."), "{}", diff.stdout);
 
+    // Its serial console, through KubeVirt's console subresource (a websocket).
+    let attached = Plan::new(&["console"])
+        .args(&[&plan_file.to_string_lossy(), "kv1", "--provider", "kv"])
+        .params(&["memory=2048", "cpus=2"])
+        .providers(&file, &tmp.path().join("state"))
+        .spawn_piped();
+    let (shown, said) =
+        crate::harness::drive_console(attached, "kv1 login:", Duration::from_secs(20));
+    assert!(shown.contains("Debian GNU/Linux 12 kv1 ttyS0"), "{shown}");
+    assert!(said.contains("Detached from vm/kv1."), "{said}");
+
     // Stopped and started through KubeVirt's subresources: the plan says it runs.
     let stopped = run(&["stop"], &["memory=2048", "cpus=2"]);
     assert!(stopped.ok(), "{}", stopped.text());

@@ -7,6 +7,7 @@
 //! server-side apply under one field manager, so fields other controllers own are left alone.
 //! Storage classes play the part of a plan's pools.
 
+pub mod console;
 pub mod objects;
 pub mod rules;
 
@@ -158,6 +159,9 @@ fn runs(live: &Value) -> bool {
 
 pub struct KubevirtProvider {
     client: kube::Client,
+    /// What the client was made from: a console's websocket needs a client of its own, on its
+    /// own runtime, without the read timeout.
+    config: kube::Config,
     namespace: String,
     cluster: String,
     rules: rules::KubevirtRules,
@@ -189,9 +193,11 @@ impl KubevirtProvider {
             .clone()
             .unwrap_or_else(|| config.default_namespace.clone());
         let cluster = config.cluster_url.to_string();
-        let client = kube::Client::try_from(config).map_err(|e| failed("making a client", &e))?;
+        let client =
+            kube::Client::try_from(config.clone()).map_err(|e| failed("making a client", &e))?;
         Ok(KubevirtProvider {
             client,
+            config,
             namespace,
             cluster,
             rules: rules::KubevirtRules::default(),
@@ -696,6 +702,32 @@ impl Provider for KubevirtProvider {
             summary: format!("{id} deleted"),
             needs_reboot: false,
         })
+    }
+
+    /// The VirtualMachineInstance's `console` subresource (a websocket), as `virtctl console`.
+    async fn console(
+        &self,
+        vm: &str,
+        owner: &Owner,
+    ) -> Result<std::sync::Arc<dyn super::Console>, ProviderError> {
+        let id = ResourceId::object(ResourceKind::VirtualMachine, vm);
+        let live = self.owned(&id, owner).await?;
+        if !runs(&live) {
+            return Err(ProviderError::backend(
+                &id,
+                "is not running: start it first (`plan start`)",
+            ));
+        }
+        let mut config = self.config.clone();
+        config.read_timeout = None;
+        let path = format!(
+            "/apis/subresources.kubevirt.io/v1/namespaces/{}/virtualmachineinstances/{vm}/console",
+            self.namespace
+        );
+        tokio::task::spawn_blocking(move || console::open(config, path))
+            .await
+            .map_err(|e| ProviderError::backend(&id, e))?
+            .map_err(|e| ProviderError::backend(&id, format!("cannot attach to its console: {e}")))
     }
 
     async fn plans(&self) -> Result<Vec<PlanMember>, ProviderError> {
