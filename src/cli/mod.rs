@@ -556,7 +556,14 @@ pub fn run() -> ExitCode {
             let view = Terminal::new(output.verbosity(), DiffFormat::Human, true, run.yes);
             let request = request(&plan, target);
             let loaded = if plan.file.exists() {
-                load(&plan, false)
+                // A file that declares nothing still names a plan whose marks say what goes.
+                load_with(
+                    &plan,
+                    Options {
+                        strict: false,
+                        declaring_nothing: true,
+                    },
+                )
             } else {
                 // A plan whose file is gone can still be destroyed: what goes is what carries
                 // its mark, guarded by what the marks recorded.
@@ -973,7 +980,17 @@ fn print(text: &str) -> ExitCode {
 }
 
 fn load(plan: &PlanArgs, strict: bool) -> Result<Loaded, ExitCode> {
-    match manifest::load(&plan.file, &plan.overrides(), Options { strict }) {
+    load_with(
+        plan,
+        Options {
+            strict,
+            declaring_nothing: false,
+        },
+    )
+}
+
+fn load_with(plan: &PlanArgs, options: Options) -> Result<Loaded, ExitCode> {
+    match manifest::load(&plan.file, &plan.overrides(), options) {
         Ok(loaded) => {
             report_problems(&loaded.warnings, &loaded.source);
             Ok(loaded)

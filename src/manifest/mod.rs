@@ -45,12 +45,43 @@ pub struct LoadFailure {
 pub struct Options {
     /// Warnings (kcli keys siteplan ignores) become errors.
     pub strict: bool,
+    /// A file that declares nothing is taken (`plan destroy`, which deletes what the plan's
+    /// marks name whatever the file holds).
+    pub declaring_nothing: bool,
 }
 
 /// Reads the plan file at `path` and loads it.
+///
+/// A file that declares nothing to make (only parameters or profiles, or nothing once
+/// templated) is refused, as kcli refuses it: applying it would delete everything its plan
+/// made. (An empty text is still a plan to `load_text`: a destroy whose file is gone, or the
+/// first version of a file in `diff --against`.)
 pub fn load(path: &Path, overrides: &Overrides, options: Options) -> Result<Loaded, LoadFailure> {
     let text = read_plan(path)?;
-    load_text(&text, path, overrides, options)
+    let loaded = load_text(&text, path, overrides, options)?;
+    let declares_nothing = loaded
+        .manifest
+        .entries
+        .iter()
+        .all(|e| matches!(e.kind, model::EntryKind::Profile));
+    if declares_nothing && !options.declaring_nothing {
+        return Err(LoadFailure {
+            source: loaded.source,
+            problems: vec![Problem::error(
+                "plan::empty",
+                format!(
+                    "{} declares no VM, network, pool, image or disk: it is not a plan",
+                    path.display()
+                ),
+            )
+            .help(
+                "is it a parameter file or a profiles file? Pass parameters with --paramfile. \
+                 Applying a plan that declares nothing would delete everything the plan made; \
+                 to do that, use `plan destroy` on it",
+            )],
+        });
+    }
+    Ok(loaded)
 }
 
 /// Renders the plan file's template, for `plan render`.

@@ -585,3 +585,51 @@ impl Drop for KcliPool<'_> {
         self.remove();
     }
 }
+
+/// A plan file that declares nothing (here its template leaves nothing) is not a plan: apply
+/// and diff refuse it, as kcli does, instead of planning to delete the whole lab; destroy
+/// still takes it, deleting what the plan's marks name.
+#[test]
+fn a_file_that_declares_nothing_is_refused_rather_than_emptying_the_lab() {
+    let lab = Lab::new();
+    assert!(lab.plan(&["apply", "--yes"], &[]).ok());
+    std::fs::write(
+        &lab.file,
+        format!(
+            "parameters:\n  everything: false\n  memory: 256\n{{% if everything %}}\n{}{{% endif %}}\n",
+            LAB.replace("parameters:\n  memory: 256\n", "")
+        ),
+    )
+    .expect("plan");
+    for command in [&["apply", "--yes"][..], &["diff"][..], &["status"][..]] {
+        let refused = lab.plan(command, &[]);
+        assert_eq!(refused.code(), Some(1), "{command:?}: {}", refused.text());
+        assert!(
+            refused
+                .stderr
+                .contains("declares no VM, network, pool, image or disk: it is not a plan"),
+            "{command:?}: {}",
+            refused.stderr
+        );
+    }
+    let everything = lab.plan(&["status"], &["-P", "everything=true"]);
+    assert_eq!(
+        everything.code(),
+        Some(0),
+        "the lab is intact: {}",
+        everything.text()
+    );
+    let destroyed = lab.plan(&["destroy", "--yes"], &[]);
+    assert!(destroyed.ok(), "{}", destroyed.text());
+    assert!(
+        destroyed.stderr.contains("Destroy: "),
+        "{}",
+        destroyed.stderr
+    );
+    let gone = lab.plan(&["status"], &["-P", "everything=true"]);
+    assert!(
+        row(&gone.stdout, "vm/day0").contains("missing"),
+        "{}",
+        gone.stdout
+    );
+}
