@@ -692,44 +692,62 @@ pub fn run() -> ExitCode {
     }
 }
 
+/// What a command that only looks at the lab needs: a quiet view (no provider line, no
+/// progress), its request, and the plan, loaded (problems said already).
+fn looking(plan: &PlanArgs, target: TargetArgs) -> Result<(Terminal, Request, Loaded), ExitCode> {
+    let view = Terminal::new(Verbosity::Quiet, DiffFormat::Human, false, false);
+    let request = request(plan, target);
+    let loaded = load(plan, false)?;
+    Ok((view, request, loaded))
+}
+
+/// What an operation found, or the exit status of its refusal (said already).
+fn found<T>(
+    ran: Result<Result<T, ops::Refusal>, ExitCode>,
+    view: &Terminal,
+    plan: &PlanArgs,
+) -> Result<T, ExitCode> {
+    match ran? {
+        Ok(found) => Ok(found),
+        Err(refusal) => Err(view::finish(
+            ops::Outcome::Refused(refusal),
+            view,
+            false,
+            &plan.file,
+            None,
+        )),
+    }
+}
+
+/// A document as `-o json` (pretty, with a final newline) or `-o yaml` prints it.
+fn document(value: &impl serde::Serialize, yaml: bool) -> String {
+    if yaml {
+        return serde_norway::to_string(value).unwrap_or_default();
+    }
+    let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
 /// `plan status`: the lab as it is, as a table or a document; exit 2 when it does not match
 /// the plan.
 fn status(plan: &PlanArgs, target: TargetArgs, output: StatusOutput) -> ExitCode {
-    let view = Terminal::new(Verbosity::Quiet, DiffFormat::Human, false, false);
-    let request = request(plan, target);
-    let Ok(loaded) = load(plan, false) else {
-        return ExitCode::from(EXIT_ERROR);
+    let looked = || -> Result<ExitCode, ExitCode> {
+        let (view, request, loaded) = looking(plan, target)?;
+        let lab = found(block_on(ops::status(&request, &loaded, &view)), &view, plan)?;
+        let shown = match output {
+            StatusOutput::Table => view::status_table(&lab, &plan.file),
+            StatusOutput::Json => document(&lab, false),
+            StatusOutput::Yaml => document(&lab, true),
+        };
+        let printed = print(&shown);
+        Ok(if printed != ExitCode::SUCCESS || lab.matches {
+            printed
+        } else {
+            ExitCode::from(view::EXIT_CHANGES)
+        })
     };
-    let found = match block_on(ops::status(&request, &loaded, &view)) {
-        Ok(Ok(found)) => found,
-        Ok(Err(refusal)) => {
-            return view::finish(
-                ops::Outcome::Refused(refusal),
-                &view,
-                false,
-                &plan.file,
-                None,
-            )
-        }
-        Err(code) => return code,
-    };
-    let shown = match output {
-        StatusOutput::Table => view::status_table(&found, &plan.file),
-        StatusOutput::Json => {
-            let mut text = serde_json::to_string_pretty(&found).unwrap_or_default();
-            text.push('\n');
-            text
-        }
-        StatusOutput::Yaml => serde_norway::to_string(&found).unwrap_or_default(),
-    };
-    let printed = print(&shown);
-    if printed != ExitCode::SUCCESS {
-        printed
-    } else if found.matches {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(view::EXIT_CHANGES)
-    }
+    looked().unwrap_or_else(|code| code)
 }
 
 /// `plan list`: exit 1 only when no provider answered.
@@ -750,11 +768,7 @@ fn list_plans(provider: Option<&str>, output: ListOutput) -> ExitCode {
         );
     }
     let printed = print(&match output {
-        ListOutput::Json => {
-            let mut text = serde_json::to_string_pretty(&listing).unwrap_or_default();
-            text.push('\n');
-            text
-        }
+        ListOutput::Json => document(&listing, false),
         ListOutput::Table => view::plans_table(&listing),
     });
     let none_answered = listing.unreachable.len() == listing.asked;
@@ -767,33 +781,20 @@ fn list_plans(provider: Option<&str>, output: ListOutput) -> ExitCode {
 
 /// `plan info`.
 fn vm_info(plan: &PlanArgs, target: TargetArgs, vm: &str, output: StatusOutput) -> ExitCode {
-    let view = Terminal::new(Verbosity::Quiet, DiffFormat::Human, false, false);
-    let request = request(plan, target);
-    let Ok(loaded) = load(plan, false) else {
-        return ExitCode::from(EXIT_ERROR);
+    let looked = || -> Result<ExitCode, ExitCode> {
+        let (view, request, loaded) = looking(plan, target)?;
+        let info = found(
+            block_on(ops::info(&request, &loaded, vm, &view)),
+            &view,
+            plan,
+        )?;
+        Ok(print(&match output {
+            StatusOutput::Table => view::info_text(&info),
+            StatusOutput::Json => document(&info, false),
+            StatusOutput::Yaml => document(&info, true),
+        }))
     };
-    let found = match block_on(ops::info(&request, &loaded, vm, &view)) {
-        Ok(Ok(found)) => found,
-        Ok(Err(refusal)) => {
-            return view::finish(
-                ops::Outcome::Refused(refusal),
-                &view,
-                false,
-                &plan.file,
-                None,
-            )
-        }
-        Err(code) => return code,
-    };
-    print(&match output {
-        StatusOutput::Table => view::info_text(&found),
-        StatusOutput::Json => {
-            let mut text = serde_json::to_string_pretty(&found).unwrap_or_default();
-            text.push('\n');
-            text
-        }
-        StatusOutput::Yaml => serde_norway::to_string(&found).unwrap_or_default(),
-    })
+    looked().unwrap_or_else(|code| code)
 }
 
 /// The plan's VMs as they are live, or the exit status of what went wrong (said already).
@@ -802,48 +803,32 @@ fn lab_inventory(
     target: TargetArgs,
     user: Option<&str>,
 ) -> Result<ops::Inventory, ExitCode> {
-    let view = Terminal::new(Verbosity::Quiet, DiffFormat::Human, false, false);
-    let request = request(plan, target);
-    let loaded = load(plan, false)?;
-    match block_on(ops::inventory(&request, &loaded, user, &view))? {
-        Ok(found) => Ok(found),
-        Err(refusal) => Err(view::finish(
-            ops::Outcome::Refused(refusal),
-            &view,
-            false,
-            &plan.file,
-            None,
-        )),
-    }
+    let (view, request, loaded) = looking(plan, target)?;
+    found(
+        block_on(ops::inventory(&request, &loaded, user, &view)),
+        &view,
+        plan,
+    )
 }
 
 /// `plan console`: attached until Ctrl-], the guest closes the console, or stdin ends.
 fn console(plan: &PlanArgs, target: TargetArgs, vm: &str) -> ExitCode {
-    let view = Terminal::new(Verbosity::Quiet, DiffFormat::Human, false, false);
-    let request = request(plan, target);
-    let Ok(loaded) = load(plan, false) else {
-        return ExitCode::from(EXIT_ERROR);
+    let looked = || -> Result<ExitCode, ExitCode> {
+        let (view, request, loaded) = looking(plan, target)?;
+        let attached = found(
+            block_on(ops::console(&request, &loaded, vm, &view)),
+            &view,
+            plan,
+        )?;
+        Ok(match console::attach(attached, &format!("vm/{vm}")) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(why) => {
+                say!("error: {why}");
+                ExitCode::from(EXIT_ERROR)
+            }
+        })
     };
-    let attached = match block_on(ops::console(&request, &loaded, vm, &view)) {
-        Ok(Ok(attached)) => attached,
-        Ok(Err(refusal)) => {
-            return view::finish(
-                ops::Outcome::Refused(refusal),
-                &view,
-                false,
-                &plan.file,
-                None,
-            )
-        }
-        Err(code) => return code,
-    };
-    match console::attach(attached, &format!("vm/{vm}")) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(why) => {
-            say!("error: {why}");
-            ExitCode::from(EXIT_ERROR)
-        }
-    }
+    looked().unwrap_or_else(|code| code)
 }
 
 /// `plan ssh`: runs the system's ssh, which takes over the terminal; its exit status is ours.

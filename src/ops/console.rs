@@ -20,22 +20,7 @@ pub async fn console(
 ) -> Result<Arc<dyn Console>, Refusal> {
     let intents = intent::intents(&loaded.manifest, &request.name, &request.base)?;
     let session = Session::open(loaded, Some(&intents), Goal::Converge, request, view).await?;
-    let names: Vec<String> = session
-        .sites
-        .iter()
-        .flat_map(|s| s.guests.iter().map(|g| g.name.clone()))
-        .collect();
-    let Some(site) = session
-        .sites
-        .iter()
-        .find(|s| s.guests.iter().any(|g| g.name == vm))
-    else {
-        return Err(Refusal::Invalid(format!(
-            "`{vm}` is no VM of plan `{}`; its VMs are: {}",
-            request.name,
-            names.join(", ")
-        )));
-    };
+    let (_, site) = session.site_of_vm(vm)?;
     site.opened
         .provider
         .console(vm, &Owner::plan(&request.name))

@@ -72,25 +72,9 @@ pub async fn info(
 ) -> Result<VmInfo, Refusal> {
     let intents = intent::intents(&loaded.manifest, &request.name, &request.base)?;
     let session = Session::open(loaded, Some(&intents), Goal::Converge, request, view).await?;
-    let names: Vec<String> = session
-        .sites
-        .iter()
-        .flat_map(|s| s.guests.iter().map(|g| g.name.clone()))
-        .collect();
-    let Some((index, site)) = session
-        .sites
-        .iter()
-        .enumerate()
-        .find(|(_, s)| s.guests.iter().any(|g| g.name == vm))
-    else {
-        return Err(Refusal::Invalid(format!(
-            "`{vm}` is no VM of plan `{}`; its VMs are: {}",
-            request.name,
-            names.join(", ")
-        )));
-    };
-    let observed = session.observe(view).await?;
-    let observed = &observed[index];
+    let (index, site) = session.site_of_vm(vm)?;
+    let everywhere = session.observe(view).await?;
+    let observed = &everywhere[index];
     let id = site
         .desired
         .resources
@@ -129,9 +113,8 @@ pub async fn info(
         .await
         .map_err(|e| Refusal::Invalid(e.to_string()))?;
     let row = session
-        .vms(None, view)
+        .vms_seen(&everywhere)
         .await
-        .rows
         .into_iter()
         .find(|r| r.name == vm);
     let model = loaded.manifest.get(vm).and_then(|e| match &e.kind {

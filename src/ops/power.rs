@@ -68,28 +68,7 @@ fn power_changes(
     power: Power,
     names: &[String],
 ) -> Result<Vec<Plan>, Refusal> {
-    let vms: Vec<String> = session
-        .sites
-        .iter()
-        .flat_map(|site| &site.desired.resources)
-        .filter(|r| is_vm(&r.spec))
-        .map(|r| r.spec.id().name)
-        .collect();
-    let unknown: Vec<&String> = names.iter().filter(|n| !vms.contains(n)).collect();
-    if !unknown.is_empty() {
-        let listed: Vec<String> = unknown.iter().map(|n| format!("`{n}`")).collect();
-        return Err(Refusal::Invalid(format!(
-            "{} {} no VM of plan `{}`; its VMs are: {}",
-            listed.join(", "),
-            if unknown.len() == 1 { "is" } else { "are" },
-            session.name,
-            if vms.is_empty() {
-                "none".to_string()
-            } else {
-                vms.join(", ")
-            }
-        )));
-    }
+    session.known_vms(names)?;
     let mut problems = Vec::new();
     let mut parts = Vec::new();
     for (site, observed) in session.sites.iter().zip(observed) {

@@ -16,7 +16,7 @@ use crate::manifest::Loaded;
 use crate::plan::desired::{Desired, DesiredResource};
 use crate::plan::intent::{Intents, What};
 use crate::plan::{self, saved, Action, Change, Plan};
-use crate::provider::spec::{ResourceId, Spec};
+use crate::provider::spec::{ResourceId, ResourceKind, Spec};
 use crate::provider::{backends, Address, AddressQuery, AddressSource, Observed, Provider, Scope};
 use crate::registry;
 
@@ -269,6 +269,48 @@ impl Session {
         })
     }
 
+    /// The names of the plan's VMs, in every part.
+    pub(super) fn vm_names(&self) -> Vec<String> {
+        self.sites
+            .iter()
+            .flat_map(|s| s.guests.iter().map(|g| g.name.clone()))
+            .collect()
+    }
+
+    /// Refuses names that are no VM of the plan, listing the plan's VMs.
+    pub(super) fn known_vms(&self, names: &[String]) -> Result<(), Refusal> {
+        let vms = self.vm_names();
+        let unknown: Vec<String> = names
+            .iter()
+            .filter(|n| !vms.contains(n))
+            .map(|n| format!("`{n}`"))
+            .collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        Err(Refusal::Invalid(format!(
+            "{} {} no VM of plan `{}`; its VMs are: {}",
+            unknown.join(", "),
+            if unknown.len() == 1 { "is" } else { "are" },
+            self.name,
+            if vms.is_empty() {
+                "none".to_string()
+            } else {
+                vms.join(", ")
+            }
+        )))
+    }
+
+    /// The part of the plan that holds VM `vm`, and its position among the parts.
+    pub(super) fn site_of_vm(&self, vm: &str) -> Result<(usize, &Site), Refusal> {
+        self.known_vms(&[vm.to_string()])?;
+        self.sites
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.guests.iter().any(|g| g.name == vm))
+            .ok_or_else(|| Refusal::Invalid(format!("`{vm}` is no VM of plan `{}`", self.name)))
+    }
+
     /// Every provider at once: what each holds of the plan (its marks, and what it names).
     pub async fn observe(&self, view: &dyn View) -> Result<Vec<Observed>, Refusal> {
         let started = Instant::now();
@@ -418,7 +460,6 @@ impl Session {
 
     async fn vm_rows(&self, site: &Site) -> Vec<VmRow> {
         let provider = site.opened.provider.as_ref();
-        let shown = site.shown();
         let scope = Scope {
             plan: String::new(),
             ids: site
@@ -428,12 +469,35 @@ impl Session {
                 .collect(),
         };
         let observed = provider.observe(&scope).await.unwrap_or_default();
+        self.rows_seen(site, &observed).await
+    }
+
+    /// The plan's VMs, from what the providers were seen holding (`observe`): only their
+    /// addresses are asked for.
+    pub async fn vms_seen(&self, observed: &[Observed]) -> Vec<VmRow> {
+        let mut rows = Vec::new();
+        for (site, observed) in self.sites.iter().zip(observed) {
+            rows.extend(self.rows_seen(site, observed).await);
+        }
+        rows
+    }
+
+    async fn rows_seen(&self, site: &Site, observed: &Observed) -> Vec<VmRow> {
+        let provider = site.opened.provider.as_ref();
+        let shown = site.shown();
         let queries: Vec<AddressQuery> = site.guests.iter().map(Guest::query).collect();
         let mut reported = provider.addresses(&queries).await.unwrap_or_default();
         site.guests
             .iter()
             .map(|guest| {
-                let state = match observed.get(&ResourceId::vm(&guest.name)) {
+                // A domain, or (KubeVirt) a VirtualMachine object.
+                let live = observed.get(&ResourceId::vm(&guest.name)).or_else(|| {
+                    observed.get(&ResourceId::object(
+                        ResourceKind::VirtualMachine,
+                        &guest.name,
+                    ))
+                });
+                let state = match live {
                     Some(r) if r.active => VmState::Running,
                     Some(_) => VmState::Stopped,
                     None => VmState::Missing,

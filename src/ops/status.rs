@@ -84,14 +84,13 @@ pub async fn status(
     let session = Session::open(loaded, Some(&intents), Goal::Converge, request, view).await?;
     let observed = session.observe(view).await?;
     let plans = session.plan(&observed)?;
-    let vms = session.vms(None, view).await;
+    let rows = session.vms_seen(&observed).await;
     let mut resources = Vec::new();
     for ((site, observed), plan) in session.sites.iter().zip(&observed).zip(&plans) {
         let provider = site.shown();
         let change_of = |id: &ResourceId| plan.changes.iter().find(|c| c.id == *id);
         let row = |address: String, state: &str, change: Option<&Change>, name: &str| {
-            let addresses = vms
-                .rows
+            let addresses = rows
                 .iter()
                 .find(|r| r.name == name && r.provider == provider)
                 .map(|r| r.addresses.iter().map(ToString::to_string).collect())

@@ -57,21 +57,15 @@ impl BootLab {
 
     /// `plan ARGS examples/bootlab.yml … MORE` with the lab's parameters and `params`.
     fn plan_with(&self, args: &[&str], more: &[&str]) -> Ran {
-        Plan::new(args)
-            .args(&["examples/bootlab.yml", "--provider", &self.uri])
-            .args(more)
-            .params(&[
-                &format!("image_dir={}", self.image.display()),
-                &format!("pool_path={POOL_PATH}"),
-                &format!("prefix={PREFIX}"),
-                &format!("subnet={SUBNET}"),
-                &format!("root_password={ROOT_PASSWORD}"),
-            ])
-            .run()
+        self.command(args, more).run()
     }
 
-    /// `plan ARGS examples/bootlab.yml … MORE`, started with pipes.
+    /// The same, started with pipes.
     fn spawn(&self, args: &[&str], more: &[&str]) -> std::process::Child {
+        self.command(args, more).spawn_piped()
+    }
+
+    fn command(&self, args: &[&str], more: &[&str]) -> Plan {
         Plan::new(args)
             .args(&["examples/bootlab.yml", "--provider", &self.uri])
             .args(more)
@@ -82,7 +76,6 @@ impl BootLab {
                 &format!("subnet={SUBNET}"),
                 &format!("root_password={ROOT_PASSWORD}"),
             ])
-            .spawn_piped()
     }
 
     fn destroy(&self) -> Ran {

@@ -255,6 +255,15 @@ fn status(code: StatusCode, reason: &str, message: String) -> Response {
     (code, Json(body)).into_response()
 }
 
+/// The 404 for an object of this name.
+fn not_found(name: &str) -> Response {
+    status(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!("\"{name}\" not found"),
+    )
+}
+
 /// What the API server and the controllers do to an object as it is stored.
 fn controllers(object: &mut Value) {
     use base64::Engine;
@@ -554,11 +563,7 @@ fn merge_patch(
         Err(why) => return status(StatusCode::BAD_REQUEST, "BadRequest", why),
     };
     let Some(existing) = store.objects.get(path).cloned() else {
-        return status(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            format!("\"{name}\" not found"),
-        );
+        return not_found(name);
     };
     if let Some(refused) = stale(&existing, &patch, path) {
         return refused;
@@ -619,11 +624,7 @@ fn replace(
         Err(why) => return status(StatusCode::BAD_REQUEST, "BadRequest", why),
     };
     let Some(existing) = store.objects.get(path).cloned() else {
-        return status(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            format!("\"{name}\" not found"),
-        );
+        return not_found(name);
     };
     if let Some(refused) = stale(&existing, &object, path) {
         return refused;
@@ -991,11 +992,7 @@ async fn handle(
             managed.retain(|(p, _), _| objects.contains_key(p));
             return match gone {
                 Some(gone) => Json(gone).into_response(),
-                None => status(
-                    StatusCode::NOT_FOUND,
-                    "NotFound",
-                    format!("\"{name}\" not found"),
-                ),
+                None => not_found(&name),
             };
         }
         Method::GET => progress(&mut store),
@@ -1072,11 +1069,7 @@ async fn handle(
         .into_response();
     }
     let name = segments.last().copied().unwrap_or_default();
-    status(
-        StatusCode::NOT_FOUND,
-        "NotFound",
-        format!("\"{name}\" not found"),
-    )
+    not_found(name)
 }
 
 /// The stand-in itself, spoken to as a real client speaks to an API server: what it accepts,
