@@ -51,6 +51,8 @@ pub struct Problem {
     pub message: String,
     pub labels: Vec<(Span, String)>,
     pub help: Option<String>,
+    /// The text the labels point into when it is not the plan's: a script or file a VM ships.
+    pub source: Option<Box<SourceText>>,
 }
 
 impl Problem {
@@ -61,6 +63,7 @@ impl Problem {
             message: message.into(),
             labels: Vec::new(),
             help: None,
+            source: None,
         }
     }
 
@@ -78,6 +81,12 @@ impl Problem {
 
     pub fn help(mut self, text: impl Into<String>) -> Self {
         self.help = Some(text.into());
+        self
+    }
+
+    /// Says that the labels point into `source`, not into the plan.
+    pub fn in_source(mut self, source: SourceText) -> Self {
+        self.source = Some(Box::new(source));
         self
     }
 
@@ -100,6 +109,7 @@ impl Diagnostics {
         let seen = self.problems.iter().any(|p| {
             p.code == problem.code
                 && !p.labels.is_empty()
+                && p.source.as_ref().map(|s| &s.name) == problem.source.as_ref().map(|s| &s.name)
                 && p.labels
                     .iter()
                     .map(|l| l.0)
@@ -148,10 +158,9 @@ pub struct Rendered {
 
 impl Rendered {
     pub fn new(problem: Problem, source: &SourceText) -> Self {
-        Rendered {
-            problem,
-            source: NamedSource::new(source.name.clone(), source.text.clone()),
-        }
+        let source = problem.source.as_deref().unwrap_or(source);
+        let source = NamedSource::new(source.name.clone(), source.text.clone());
+        Rendered { problem, source }
     }
 }
 

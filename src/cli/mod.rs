@@ -48,13 +48,22 @@ struct PlanArgs {
     #[arg(short = 'P', long = "param", value_name = "KEY=VALUE")]
     params: Vec<String>,
     /// Read parameters from a YAML file (repeatable; later files win).
-    /// Default: kcli_parameters.yml beside the plan, if it exists
+    /// Default: kcli_parameters.yml in the current directory, if it exists
     #[arg(long = "paramfile", value_name = "FILE")]
     paramfiles: Vec<PathBuf>,
+    /// Read no kcli configuration (~/.kcli/config.yml, ~/.kcli/profiles.yml), for a run that
+    /// means the same on every machine. Also: SITEPLAN_NO_KCLI_CONFIG=1
+    #[arg(long)]
+    no_kcli_config: bool,
 }
 
 impl PlanArgs {
+    /// The parameter overrides. Every command that reads a plan asks for them first, so this is
+    /// also where `--no-kcli-config` takes effect, for the whole process.
     fn overrides(&self) -> Overrides {
+        if self.no_kcli_config {
+            manifest::kcli::turn_off();
+        }
         Overrides {
             paramfiles: self.paramfiles.clone(),
             sets: self.params.clone(),
@@ -182,6 +191,10 @@ enum Command {
         /// Treat warnings (kcli keys siteplan ignores) as errors
         #[arg(long)]
         strict: bool,
+        /// Also say which files were read besides the plan (parameter files, base plans, the
+        /// kcli configuration)
+        #[arg(short, long)]
+        verbose: bool,
     },
     /// Print the plan after templating, as siteplan reads it
     Render {
@@ -437,7 +450,11 @@ pub fn run() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Validate { plan, strict } => validate(&plan, strict),
+        Command::Validate {
+            plan,
+            strict,
+            verbose,
+        } => validate(&plan, strict, verbose),
         Command::Render { plan } => match render(&plan) {
             Ok(text) => print(&text),
             Err(failure) => report_failure(&failure),
@@ -984,11 +1001,32 @@ fn load_with(plan: &PlanArgs, options: Options) -> Result<Loaded, ExitCode> {
     }
 }
 
-fn validate(plan: &PlanArgs, strict: bool) -> ExitCode {
+fn validate(plan: &PlanArgs, strict: bool, verbose: bool) -> ExitCode {
     let loaded = match load(plan, strict) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
+    if verbose {
+        let mut read = String::new();
+        for file in &loaded.read {
+            read.push_str(&format!("read {}\n", file.display()));
+        }
+        let kcli = if !manifest::kcli::enabled() {
+            "kcli configuration: off (--no-kcli-config or SITEPLAN_NO_KCLI_CONFIG)".to_string()
+        } else if manifest::kcli::directory()
+            .is_some_and(|dir| loaded.read.iter().any(|f| f.starts_with(&dir)))
+        {
+            "kcli configuration: read".to_string()
+        } else {
+            format!(
+                "kcli configuration: none in {}",
+                manifest::kcli::directory().unwrap_or_default().display()
+            )
+        };
+        read.push_str(&kcli);
+        read.push('\n');
+        let _ = print(&read);
+    }
     let mut counts = Vec::new();
     for kind in Kind::ALL {
         let n = loaded

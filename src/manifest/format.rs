@@ -144,6 +144,8 @@ struct VmKeys {
     diskinterface: Option<DiskBus>,
     /// Thin-provisioned (qcow2) disks. Default true.
     diskthin: Option<bool>,
+    /// Size of the one disk a VM has when it gives no `disks`, in GB or with a unit. Default 10.
+    disksize: Option<Size>,
     /// NICs: a network name, or a map. Default one NIC on `default`.
     nets: Option<Vec<NicFormat>>,
     /// Start the VM after creating it. Default true.
@@ -323,7 +325,7 @@ struct FileMap {
     owner: Option<String>,
     /// Octal mode such as 0644.
     mode: Option<u32>,
-    /// kcli renders origin files as templates; accepted for compatibility.
+    /// Render an `origin` file as a Jinja template (with its VM's keys and its own). Default true.
     render: Option<bool>,
 }
 

@@ -4,6 +4,8 @@
 //! checked is checked, and the caller gets either a valid plan (with warnings) or every problem.
 
 pub mod format;
+pub mod guestfiles;
+pub mod kcli;
 pub mod keys;
 pub mod model;
 pub mod params;
@@ -13,14 +15,16 @@ pub mod template;
 pub mod validate;
 pub mod yaml;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use params::Overrides;
 
 use crate::diagnostics::{Diagnostics, Problem, SourceText};
 use crate::graph::{self, PlanGraph};
+use kcli::KcliConfig;
 use model::Manifest;
+use std::collections::BTreeMap;
 
 /// A plan that passed validation.
 #[derive(Debug)]
@@ -32,6 +36,8 @@ pub struct Loaded {
     pub warnings: Vec<Problem>,
     /// The plan file's text, before templating.
     pub text: String,
+    /// Files read besides the plan: parameter files, base plans, the kcli configuration.
+    pub read: Vec<PathBuf>,
 }
 
 /// Why a plan could not be loaded: every problem found, and the text they point into.
@@ -59,28 +65,61 @@ pub struct Options {
 pub fn load(path: &Path, overrides: &Overrides, options: Options) -> Result<Loaded, LoadFailure> {
     let text = read_plan(path)?;
     let loaded = load_text(&text, path, overrides, options)?;
+    if options.declaring_nothing {
+        // `plan destroy`: neither emptiness nor the VMs' scripts matter to it.
+        return Ok(loaded);
+    }
+    let loaded = refuse_empty(loaded, path)?;
+    check_guest_files(loaded, path, options)
+}
+
+fn refuse_empty(loaded: Loaded, path: &Path) -> Result<Loaded, LoadFailure> {
     let declares_nothing = loaded
         .manifest
         .entries
         .iter()
         .all(|e| matches!(e.kind, model::EntryKind::Profile));
-    if declares_nothing && !options.declaring_nothing {
+    if !declares_nothing {
+        return Ok(loaded);
+    }
+    Err(LoadFailure {
+        source: loaded.source,
+        problems: vec![Problem::error(
+            "plan::empty",
+            format!(
+                "{} declares no VM, network, pool, image or disk: it is not a plan",
+                path.display()
+            ),
+        )
+        .help(
+            "is it a parameter file or a profiles file? Pass parameters with --paramfile. \
+             Applying a plan that declares nothing would delete everything the plan made; \
+             to do that, use `plan destroy` on it",
+        )],
+    })
+}
+
+/// Renders the VMs' scripts and files, so that their template errors are found now.
+fn check_guest_files(
+    mut loaded: Loaded,
+    path: &Path,
+    options: Options,
+) -> Result<Loaded, LoadFailure> {
+    let mut d = Diagnostics::default();
+    let base = path.parent().unwrap_or(Path::new("."));
+    guestfiles::check(&loaded.manifest, base, &mut d);
+    if options.strict {
+        d.escalate_warnings();
+    }
+    if d.has_errors() {
+        let mut problems = loaded.warnings;
+        problems.extend(d.into_sorted());
         return Err(LoadFailure {
             source: loaded.source,
-            problems: vec![Problem::error(
-                "plan::empty",
-                format!(
-                    "{} declares no VM, network, pool, image or disk: it is not a plan",
-                    path.display()
-                ),
-            )
-            .help(
-                "is it a parameter file or a profiles file? Pass parameters with --paramfile. \
-                 Applying a plan that declares nothing would delete everything the plan made; \
-                 to do that, use `plan destroy` on it",
-            )],
+            problems,
         });
     }
+    loaded.warnings.extend(d.into_sorted());
     Ok(loaded)
 }
 
@@ -89,11 +128,12 @@ pub fn render(path: &Path, overrides: &Overrides) -> Result<String, LoadFailure>
     let text = read_plan(path)?;
     let original = original_source(path, &text);
     let mut d = Diagnostics::default();
-    let params = params::resolve(&text, path, overrides, &mut d);
+    let kcli = KcliConfig::load();
+    let (params, _) = params::resolve(&text, path, &plan_name(path), overrides, &mut d);
     if d.has_errors() {
         return Err(fail(original, d));
     }
-    template::render(&text, &values(&params)).map_err(|p| {
+    template::render(&text, &context(&params, &kcli, path)).map_err(|p| {
         d.push(p);
         fail(original, d)
     })
@@ -116,13 +156,30 @@ fn original_source(path: &Path, text: &str) -> SourceText {
     }
 }
 
-fn values(
-    params: &std::collections::BTreeMap<String, params::Param>,
-) -> std::collections::BTreeMap<String, serde_json::Value> {
+fn values(params: &BTreeMap<String, params::Param>) -> BTreeMap<String, serde_json::Value> {
     params
         .iter()
         .map(|(k, p)| (k.clone(), p.value.clone()))
         .collect()
+}
+
+/// The plan's name as its templates see it (`{{ plan }}`, `NAME_default.yml`): the file's stem.
+fn plan_name(path: &Path) -> String {
+    path.file_stem()
+        .map_or_else(|| "plan".into(), |s| s.to_string_lossy().into_owned())
+}
+
+/// What the plan's template sees, as in kcli: the kcli configuration's `config_*` values and
+/// the plan's name, under the parameters.
+fn context(
+    params: &BTreeMap<String, params::Param>,
+    kcli: &KcliConfig,
+    path: &Path,
+) -> BTreeMap<String, serde_json::Value> {
+    let mut context = kcli.template_variables();
+    context.insert("plan".into(), plan_name(path).into());
+    context.extend(values(params));
+    context
 }
 
 fn fail(source: SourceText, d: Diagnostics) -> LoadFailure {
@@ -142,12 +199,29 @@ pub fn load_text(
     let original = original_source(path, text);
     let mut d = Diagnostics::default();
 
-    let params = params::resolve(text, path, overrides, &mut d);
+    let kcli = KcliConfig::load();
+    for broken in &kcli.broken {
+        d.push(
+            Problem::error(
+                "plan::kcli-config",
+                format!("cannot read the kcli configuration: {broken}"),
+            )
+            .help(format!(
+                "fix the file, or leave the kcli configuration out with --no-kcli-config \
+                     or {}=1",
+                kcli::OFF_VARIABLE
+            )),
+        );
+    }
+    let (params, mut read) = params::resolve(text, path, &plan_name(path), overrides, &mut d);
+    read.extend(kcli.read.iter().cloned());
+    let mut seen = std::collections::BTreeSet::new();
+    read.retain(|file| seen.insert(file.clone()));
     if d.has_errors() {
         return Err(fail(original, d));
     }
-    let values = values(&params);
-    let rendered = match template::render(text, &values) {
+    let context = context(&params, &kcli, path);
+    let rendered = match template::render(text, &context) {
         Ok(rendered) => rendered,
         Err(problem) => {
             d.push(problem);
@@ -178,13 +252,14 @@ pub fn load_text(
         }
     };
 
-    let read = read::read_entries(&root, &mut d);
+    let entries = read::read_entries(&root, &kcli, &mut d);
     let manifest = Manifest {
-        parameters: values,
-        entries: read.entries,
+        parameters: values(&params),
+        context,
+        entries: entries.entries,
     };
     validate::validate(&manifest, &mut d);
-    let graph = graph::build_skipping(&manifest, &read.unreadable, &mut d);
+    let graph = graph::build_skipping(&manifest, &entries.unreadable, &mut d);
 
     if options.strict {
         d.escalate_warnings();
@@ -198,5 +273,6 @@ pub fn load_text(
         source,
         warnings: d.into_sorted(),
         text: text.to_string(),
+        read,
     })
 }

@@ -16,6 +16,9 @@ use crate::diagnostics::Span;
 pub struct Manifest {
     /// Final parameter values after every override, in name order.
     pub parameters: BTreeMap<String, serde_json::Value>,
+    /// What the plan's template saw: the parameters over the kcli configuration's `config_*`
+    /// values and `plan`. Scripts and files see this too, under their VM's own keys.
+    pub context: BTreeMap<String, serde_json::Value>,
     /// Entries in the order they appear in the rendered plan. Profiles are already merged into
     /// the VMs that use them, and kept here too so that the graph can show them.
     pub entries: Vec<Entry>,
@@ -191,6 +194,9 @@ pub struct Vm {
     /// Headroom for memory added to a running VM (kcli's `memoryhotplug`): the most it may
     /// have, in MiB. `true` in the plan: four times `memory`.
     pub max_memory_mib: Option<u64>,
+    /// Every key the VM and its profile set, as kcli gives them to the VM's script and file
+    /// templates (with the plan's parameters under them).
+    pub variables: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// A kernel booted directly by the hypervisor, with its initrd and command line.
@@ -246,6 +252,10 @@ pub struct GuestFile {
     pub source: FileSource,
     pub owner: Option<String>,
     pub mode: Option<u32>,
+    /// An `origin` file is a template unless `render: false`, as in kcli.
+    pub render: bool,
+    /// The file entry's own keys: variables for its template, over its VM's.
+    pub variables: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone)]

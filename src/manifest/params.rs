@@ -1,5 +1,11 @@
-//! Template parameters and their precedence, lowest first: the plan's own `parameters:` block,
-//! parameter files, then `-P key=value` on the command line. This is kcli's order.
+//! Template parameters and their precedence, lowest first, as kcli orders them:
+//!
+//! 1. the parameters of the plan a `baseplan` parameter names (and, in turn, of its own);
+//! 2. default parameter files beside the plan: `NAME_default.yml` (the plan's name),
+//!    `kcli_default.yml`, then `FILE_default.yml` (the file's name);
+//! 3. the plan's own `parameters:` block;
+//! 4. parameter files (`--paramfile`, else `kcli_parameters.yml` in the current directory);
+//! 5. `-P key=value` on the command line.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -7,8 +13,11 @@ use std::path::{Path, PathBuf};
 use super::yaml::{self, Node, Value, YamlProblem};
 use crate::diagnostics::{Diagnostics, Problem, Span};
 
-/// The file kcli reads beside a plan when no parameter file is given.
+/// The file kcli reads in the current directory when no parameter file is given.
 pub const DEFAULT_PARAMFILE: &str = "kcli_parameters.yml";
+
+/// How deep `baseplan` may nest: a plan naming itself, or a ring of plans, stops here.
+const BASEPLAN_DEPTH: usize = 8;
 
 /// The value that says "this parameter must be given by the user".
 pub const REQUIRED: &str = "?required";
@@ -254,21 +263,120 @@ fn typed_value(value: &str) -> serde_json::Value {
     serde_json::Value::String(value.to_string())
 }
 
+/// The parameter files kcli reads beside `plan_path` for a plan named `name`, lowest first.
+fn default_files(plan_path: &Path, name: &str) -> Vec<PathBuf> {
+    let dir = plan_path.parent().unwrap_or(Path::new("."));
+    let stem = plan_path
+        .file_stem()
+        .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+    let extension = plan_path
+        .extension()
+        .map_or_else(String::new, |e| format!(".{}", e.to_string_lossy()));
+    let mut files = vec![
+        dir.join(format!("{name}_default.yml")),
+        dir.join("kcli_default.yml"),
+        dir.join(format!("{stem}_default{extension}")),
+    ];
+    files.dedup();
+    files.retain(|f| f.is_file() && f != plan_path);
+    files
+}
+
+/// The parameters a plan file has before the command line: its base plan's, its default
+/// files', then its own block. `read` collects the files read besides the plan.
+fn plan_file_parameters(
+    source: &str,
+    plan_path: &Path,
+    name: &str,
+    depth: usize,
+    read: &mut Vec<PathBuf>,
+    d: &mut Diagnostics,
+) -> BTreeMap<String, Param> {
+    let mut params = BTreeMap::new();
+    for file in default_files(plan_path, name) {
+        params.extend(file_parameters(&file, d));
+        read.push(file);
+    }
+    params.extend(plan_parameters(source, d));
+    let Some(base) = params
+        .get("baseplan")
+        .map(|p| (p.value.clone(), p.origin.clone()))
+    else {
+        return params;
+    };
+    let (serde_json::Value::String(file), origin) = base else {
+        d.push(Problem::error(
+            "plan::baseplan",
+            "`baseplan` names a plan file: it must be a string",
+        ));
+        return params;
+    };
+    let base_path = plan_path.parent().unwrap_or(Path::new(".")).join(&file);
+    let mut problem = |message: String| {
+        let mut p = Problem::error("plan::baseplan", message)
+            .help("`baseplan` is a path relative to this plan's directory");
+        if let Origin::Plan(span) = origin {
+            p = p.label(span, "the base plan");
+        }
+        d.push(p);
+    };
+    if depth >= BASEPLAN_DEPTH {
+        problem(format!(
+            "`baseplan` nests more than {BASEPLAN_DEPTH} plans deep at {}: do the plans name each other?",
+            base_path.display()
+        ));
+        return params;
+    }
+    let text = match std::fs::read_to_string(&base_path) {
+        Ok(text) => text,
+        Err(e) => {
+            problem(format!(
+                "cannot read base plan {}: {e}",
+                base_path.display()
+            ));
+            return params;
+        }
+    };
+    read.push(base_path.clone());
+    // The base plan's problems point into another file: name it instead.
+    let mut base_problems = Diagnostics::default();
+    let inherited =
+        plan_file_parameters(&text, &base_path, name, depth + 1, read, &mut base_problems);
+    for p in base_problems.into_sorted() {
+        let mut p = Problem {
+            labels: Vec::new(),
+            ..p
+        };
+        p.message = format!("{} (in base plan {})", p.message, base_path.display());
+        d.push(p);
+    }
+    for (key, mut param) in inherited {
+        if key == "baseplan" || params.contains_key(&key) {
+            continue;
+        }
+        if let Origin::Plan(_) = param.origin {
+            param.origin = Origin::File(base_path.clone());
+        }
+        params.insert(key, param);
+    }
+    params
+}
+
 /// Merges every source of parameters in precedence order and checks `?required` ones.
+/// `name` is the plan's name. Returns the parameters and the files read besides the plan.
 pub fn resolve(
     plan_source: &str,
     plan_path: &Path,
+    name: &str,
     overrides: &Overrides,
     d: &mut Diagnostics,
-) -> BTreeMap<String, Param> {
-    let mut params = plan_parameters(plan_source, d);
+) -> (BTreeMap<String, Param>, Vec<PathBuf>) {
+    let mut read = Vec::new();
+    let mut params = plan_file_parameters(plan_source, plan_path, name, 0, &mut read, d);
     let paramfiles: Vec<PathBuf> = if overrides.paramfiles.is_empty() {
-        let beside = plan_path
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join(DEFAULT_PARAMFILE);
-        if beside.is_file() {
-            vec![beside]
+        let here = PathBuf::from(DEFAULT_PARAMFILE);
+        if here.is_file() {
+            vec![here]
         } else {
             Vec::new()
         }
@@ -277,6 +385,7 @@ pub fn resolve(
     };
     for file in &paramfiles {
         params.extend(file_parameters(file, d));
+        read.push(file.clone());
     }
     for set in &overrides.sets {
         match parse_set(set) {
@@ -316,11 +425,27 @@ pub fn resolve(
         d.push(problem);
     }
     for (name, param) in &params {
+        if !param.value.is_null() {
+            continue;
+        }
+        let mut problem = Problem::warning(
+            "plan::parameter-without-value",
+            format!("parameter `{name}` has no value: where a template uses it, it writes `None`, as kcli does"),
+        )
+        .help(format!(
+            "give it a value, here or with `-P {name}=VALUE`; write `{name}: ''` for an empty string"
+        ));
+        if let Origin::Plan(span) = &param.origin {
+            problem = problem.label(*span, "no value");
+        }
+        d.push(problem);
+    }
+    for (name, param) in &params {
         if crate::secrets::is_sensitive_name(name) {
             register_leaves(&param.value);
         }
     }
-    params
+    (params, read)
 }
 
 /// Registers every scalar in a sensitive parameter's value as a secret.

@@ -9,6 +9,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use super::kcli::KcliConfig;
 use super::keys;
 use super::model::*;
 use super::yaml::{Node, Value};
@@ -22,8 +23,9 @@ pub struct ReadEntries {
     pub unreadable: Vec<String>,
 }
 
-/// Reads every entry of the plan. Problems go to `d`; entries that could not be read are left out.
-pub fn read_entries(root: &Node, d: &mut Diagnostics) -> ReadEntries {
+/// Reads every entry of the plan, with `kcli`'s VM defaults and profiles under its own. Problems
+/// go to `d`; entries that could not be read are left out.
+pub fn read_entries(root: &Node, kcli: &KcliConfig, d: &mut Diagnostics) -> ReadEntries {
     let map = match &root.value {
         Value::Map(map) => map.as_slice(),
         Value::Null => &[],
@@ -69,14 +71,33 @@ pub fn read_entries(root: &Node, d: &mut Diagnostics) -> ReadEntries {
         .filter(|(_, _, _, kind)| *kind == Kind::Profile)
         .map(|(name, _, value, _)| (name.as_str(), *value))
         .collect();
+    let images: Vec<&str> = typed
+        .iter()
+        .filter(|(_, _, _, kind)| *kind == Kind::Image)
+        .map(|(name, _, _, _)| name.as_str())
+        .collect();
 
     let entries = typed
         .iter()
         .map(|(name, key, value, kind)| {
+            // What the kcli configuration gives this VM, pointing at its name: the spans of
+            // another file mean nothing here.
+            let outside = match kind {
+                Kind::Vm => Outside::for_vm(value, &profiles, kcli, key.span),
+                _ => Outside::default(),
+            };
+            let lookup = Lookup {
+                profiles: &profiles,
+                images: &images,
+                outside: &outside,
+            };
             let what = format!("{kind} `{name}`");
             let mut r = MapReader::new(value, what, key.span);
+            if matches!(kind, Kind::Vm | Kind::Profile) {
+                r = r.with_variables();
+            }
             let entry_kind = match kind {
-                Kind::Vm => EntryKind::Vm(Box::new(read_vm(&mut r, Some(&profiles), d))),
+                Kind::Vm => EntryKind::Vm(Box::new(read_vm(&mut r, Some(&lookup), d))),
                 Kind::Profile => {
                     if let Some(nested) = r.take("profile") {
                         d.push(
@@ -127,13 +148,16 @@ pub fn keys_read_for(kind: Kind) -> Vec<&'static str> {
         span: Span::default(),
     };
     let mut d = Diagnostics::default();
+    let (profiles, outside) = (BTreeMap::new(), Outside::default());
+    let lookup = Lookup {
+        profiles: &profiles,
+        images: &[],
+        outside: &outside,
+    };
     let mut r = MapReader::new(&empty, kind.to_string(), Span::default());
     match kind {
-        Kind::Vm => {
-            read_vm(&mut r, Some(&BTreeMap::new()), &mut d);
-        }
-        Kind::Profile => {
-            read_vm(&mut r, Some(&BTreeMap::new()), &mut d);
+        Kind::Vm | Kind::Profile => {
+            read_vm(&mut r, Some(&lookup), &mut d);
         }
         Kind::Network => {
             read_network(&mut r, "n", &mut d);
@@ -260,33 +284,108 @@ fn entry_type(name: &str, key: &Node, value: &Node, d: &mut Diagnostics) -> Opti
     Some(kind)
 }
 
-/// Reads a VM, or checks a profile's keys when `profiles` is `None`.
-fn read_vm<'a>(
-    r: &mut MapReader<'a>,
-    profiles: Option<&BTreeMap<&str, &'a Node>>,
-    d: &mut Diagnostics,
-) -> Vm {
-    let profile = match profiles {
+/// What a VM may draw on besides its own keys: the plan's profiles and images, and what the
+/// kcli configuration gives it.
+struct Lookup<'a> {
+    profiles: &'a BTreeMap<&'a str, &'a Node>,
+    images: &'a [&'a str],
+    outside: &'a Outside,
+}
+
+/// The kcli configuration's part in one VM: the profile it names, if the plan does not declare
+/// it, and the defaults of its client, re-pointed at the VM's name.
+#[derive(Default)]
+struct Outside {
+    profile: Option<Node>,
+    defaults: Vec<Node>,
+}
+
+impl Outside {
+    fn for_vm(
+        vm: &Node,
+        profiles: &BTreeMap<&str, &Node>,
+        kcli: &KcliConfig,
+        span: Span,
+    ) -> Outside {
+        let named = |key: &str| vm.get(key).and_then(Node::key_text);
+        let profile = named("profile")
+            .filter(|p| !profiles.contains_key(p.as_str()))
+            .and_then(|p| kcli.profiles.get(&p))
+            .map(|p| p.respanned(span));
+        let client = named("client").or_else(|| {
+            profile
+                .as_ref()
+                .and_then(|p| p.get("client"))
+                .and_then(Node::key_text)
+        });
+        Outside {
+            profile,
+            // `client` there says where VMs go by default, which `--provider` may overrule: it
+            // is the registry's to read, not a VM's own `client:`.
+            defaults: kcli
+                .vm_defaults(client.as_deref())
+                .into_iter()
+                .map(|n| n.respanned(span).without("client"))
+                .collect(),
+        }
+    }
+}
+
+/// Image file names kcli takes as a profile: an image already in the pool.
+const IMAGE_SUFFIXES: &[&str] = &[".qcow2", ".img", ".raw", ".iso", ".vmdk"];
+
+/// Reads a VM, or checks a profile's keys when `lookup` is `None`.
+fn read_vm<'a>(r: &mut MapReader<'a>, lookup: Option<&Lookup<'a>>, d: &mut Diagnostics) -> Vm {
+    let mut profile = match lookup {
         Some(_) => r.reference("profile", d),
         None => None,
     };
-    if let (Some(p), Some(profiles)) = (&profile, profiles) {
-        match profiles.get(p.name.as_str()) {
-            Some(node) => r.add_layer(node),
-            None => d.push(
+    let mut image_from_profile = None;
+    if let (Some(p), Some(lookup)) = (profile.clone(), lookup) {
+        if let Some(node) = lookup.profiles.get(p.name.as_str()) {
+            r.add_layer(node);
+        } else if let Some(node) = &lookup.outside.profile {
+            // A profile from ~/.kcli/profiles.yml: it gives variables as a plan's profile does.
+            r.add_layer(node);
+        } else if lookup.images.contains(&p.name.as_str())
+            || IMAGE_SUFFIXES.iter().any(|s| p.name.ends_with(s))
+        {
+            // kcli takes an image's name where a profile is expected.
+            image_from_profile = Some(p);
+            profile = None;
+        } else {
+            let mut known: Vec<&str> = lookup.profiles.keys().copied().collect();
+            known.extend(lookup.images);
+            let off = !super::kcli::enabled();
+            let nowhere = if off {
+                "which this plan does not declare"
+            } else {
+                "which is neither declared in this plan nor in ~/.kcli/profiles.yml"
+            };
+            d.push(
                 Problem::error(
                     "plan::unknown-profile",
-                    format!(
-                        "{} uses profile `{}`, which this plan does not declare",
-                        r.what, p.name
-                    ),
+                    format!("{} uses profile `{}`, {nowhere}", r.what, p.name),
                 )
-                .label(p.span, "no entry of type profile has this name")
-                .help(did_you_mean(&p.name, profiles.keys().copied()).map_or_else(
-                    || "declare it in the plan with `type: profile`".to_string(),
-                    |s| format!("did you mean `{s}`?"),
-                )),
-            ),
+                .label(p.span, "no profile or image has this name")
+                .help(match did_you_mean(&p.name, known) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None if off => format!(
+                        "the kcli configuration is turned off (--no-kcli-config or {}); \
+                         declare the profile in the plan with `type: profile`",
+                        super::kcli::OFF_VARIABLE
+                    ),
+                    None => {
+                        "declare it in the plan with `type: profile`, or in ~/.kcli/profiles.yml"
+                            .to_string()
+                    }
+                }),
+            );
+        }
+    }
+    if let Some(lookup) = lookup {
+        for layer in &lookup.outside.defaults {
+            r.add_default_layer(layer);
         }
     }
 
@@ -311,15 +410,16 @@ fn read_vm<'a>(
     let pool = r
         .reference("pool", d)
         .unwrap_or_else(|| r.default_ref("default"));
-    let image = r.reference("image", d);
+    let image = r.reference("image", d).or(image_from_profile);
     let diskinterface = r
         .choice("diskinterface", DISK_BUSES, d)
         .map_or(DiskBus::Virtio, |s| disk_bus(&s));
     let diskthin = r.bool("diskthin", true, d);
+    let disksize = r.size("disksize", Unit::Gib, d).unwrap_or(10 * GIB);
     let disks = match r.take("disks") {
         Some(node) => read_vm_disks(node, &pool, diskthin, diskinterface, d),
         None => vec![VmDisk {
-            size_bytes: 10 * GIB,
+            size_bytes: disksize,
             pool: pool.clone(),
             thin: diskthin,
             interface: diskinterface,
@@ -408,6 +508,7 @@ fn read_vm<'a>(
         guestagent,
         max_cpus,
         max_memory_mib,
+        variables: r.variables(),
     }
 }
 
@@ -524,7 +625,7 @@ fn read_vm_disks(
                     })
                 }
                 Value::Map(_) => {
-                    let mut r = MapReader::new(item, "disk".into(), item.span);
+                    let mut r = MapReader::new(item, "disk".into(), item.span).with_variables();
                     let disk = VmDisk {
                         size_bytes: r.size("size", Unit::Gib, d).unwrap_or(default.size_bytes),
                         pool: r.reference("pool", d).unwrap_or(default.pool),
@@ -576,7 +677,7 @@ fn read_nics(node: &Node, d: &mut Diagnostics) -> Vec<Nic> {
                 span: item.span,
             }),
             Value::Map(_) => {
-                let mut r = MapReader::new(item, "NIC".into(), item.span);
+                let mut r = MapReader::new(item, "NIC".into(), item.span).with_variables();
                 let network = r.reference("name", d);
                 let mac = r.string("mac", d).and_then(|m| mac_address(m, d));
                 let ip = r.ip("ip", d);
@@ -615,13 +716,10 @@ fn read_nics(node: &Node, d: &mut Diagnostics) -> Vec<Nic> {
                 };
                 let gateway = r.ip("gateway", d);
                 let dns = r.ip("dns", d).map(|l| l.value);
+                // Any model the hypervisor knows (`e1000-82545em`...): kcli passes it through.
                 let model = r
-                    .choice(
-                        "type",
-                        &["virtio", "e1000", "e1000e", "rtl8139", "ne2k_pci", "pcnet"],
-                        d,
-                    )
-                    .unwrap_or_else(|| "virtio".into());
+                    .string("type", d)
+                    .map_or_else(|| "virtio".into(), |m| m.value);
                 let noconf = r.bool("noconf", false, d);
                 r.finish(keys::NIC_UNIMPLEMENTED, d);
                 let Some(network) = network else {
@@ -705,9 +803,11 @@ fn read_files(node: &Node, d: &mut Diagnostics) -> Vec<GuestFile> {
                 source: FileSource::Origin(path.clone()),
                 owner: None,
                 mode: None,
+                render: true,
+                variables: BTreeMap::new(),
             }),
             Value::Map(_) => {
-                let mut r = MapReader::new(item, "file".into(), item.span);
+                let mut r = MapReader::new(item, "file".into(), item.span).with_variables();
                 let path = r.string("path", d);
                 let content = r.string("content", d);
                 let origin = r.string("origin", d);
@@ -726,7 +826,8 @@ fn read_files(node: &Node, d: &mut Diagnostics) -> Vec<GuestFile> {
                         None
                     }
                 });
-                r.take("render");
+                let render = r.bool("render", true, d);
+                let variables = r.variables();
                 r.finish(&[], d);
                 let path = match path {
                     Some(p) if p.value.starts_with('/') => p.value,
@@ -783,6 +884,8 @@ fn read_files(node: &Node, d: &mut Diagnostics) -> Vec<GuestFile> {
                     source,
                     owner,
                     mode,
+                    render,
+                    variables,
                 })
             }
             _ => {
@@ -1089,6 +1192,12 @@ pub struct MapReader<'a> {
     pub span: Span,
     /// Every key asked for, present or not (for checking the schema against the reader).
     pub asked: Vec<&'static str>,
+    /// The map's keys are template variables (a VM's, and its NICs', disks' and files'), so a
+    /// key nobody reads is kept for the templates rather than ignored.
+    variables: bool,
+    /// How many layers, from the first, give template variables: the map's own and its
+    /// profile's, not the kcli configuration's defaults.
+    variable_layers: usize,
 }
 
 impl<'a> MapReader<'a> {
@@ -1099,10 +1208,38 @@ impl<'a> MapReader<'a> {
             what,
             span,
             asked: Vec::new(),
+            variables: false,
+            variable_layers: 1,
         }
     }
 
+    /// Every key of the variable layers with its value, the first layer winning: what kcli
+    /// gives a VM's script and file templates besides the plan's parameters.
+    fn variables(&self) -> BTreeMap<String, serde_json::Value> {
+        let mut vars = BTreeMap::new();
+        for layer in self.layers.iter().take(self.variable_layers).rev() {
+            for (key, value) in layer.iter() {
+                if let Some(name) = key.key_text() {
+                    vars.insert(name, value.to_json());
+                }
+            }
+        }
+        vars
+    }
+
+    /// Says that the map's keys are template variables (see `variables`).
+    fn with_variables(mut self) -> Self {
+        self.variables = true;
+        self
+    }
+
     fn add_layer(&mut self, node: &'a Node) {
+        self.layers.push(node.as_map().unwrap_or(&[]));
+        self.variable_layers = self.layers.len();
+    }
+
+    /// A layer of defaults from outside the plan: read, but not a template variable.
+    fn add_default_layer(&mut self, node: &'a Node) {
         self.layers.push(node.as_map().unwrap_or(&[]));
     }
 
@@ -1318,7 +1455,9 @@ impl<'a> MapReader<'a> {
             .collect()
     }
 
-    /// Reports the keys of the first layer that nobody asked for.
+    /// Reports the keys of the first layer that nobody asked for. None is an error unless
+    /// `--strict`: in kcli a key it does not know is a variable for the VM's script and file
+    /// templates, and kcli ignores whatever else it does not read.
     pub fn finish(self, unimplemented: &[&str], d: &mut Diagnostics) {
         let Some(own) = self.layers.first() else {
             return;
@@ -1335,32 +1474,47 @@ impl<'a> MapReader<'a> {
                 continue;
             }
             if unimplemented.contains(&name.as_str()) {
+                let ignored = if self.variables {
+                    "ignores it except as a template variable"
+                } else {
+                    "ignores it"
+                };
                 d.push(
                     Problem::warning(
                         "plan::unimplemented-key",
-                        format!("`{name}` is a kcli key that siteplan does not implement yet; {} ignores it", self.what),
+                        format!(
+                            "`{name}` is a kcli key that siteplan does not implement yet; {} {ignored}",
+                            self.what
+                        ),
                     )
                     .label(key.span, "ignored")
                     .help("remove it, or keep it for kcli; `--strict` makes this an error"),
                 );
                 continue;
             }
-            let hint = match did_you_mean(&name, self.asked.iter().copied()) {
-                Some(s) => format!("did you mean `{s}`?"),
-                None => {
-                    let mut known: Vec<&str> = self.asked.clone();
-                    known.sort_unstable();
-                    known.dedup();
-                    format!("the keys of {} are: {}", self.what, known.join(", "))
-                }
+            let vocabulary = self.asked.iter().chain(unimplemented).copied();
+            let close = did_you_mean(&name, vocabulary).map(|s| format!("did you mean `{s}`? "));
+            let (message, label) = if self.variables {
+                (
+                    format!(
+                        "`{name}` is not a siteplan or kcli key: {} keeps it only as a template variable",
+                        self.what
+                    ),
+                    "a template variable",
+                )
+            } else {
+                (
+                    format!("`{name}` is not a key of {}: it is ignored", self.what),
+                    "ignored",
+                )
             };
             d.push(
-                Problem::error(
-                    "plan::unknown-key",
-                    format!("unknown key `{name}` in {}", self.what),
-                )
-                .label(key.span, "unknown key")
-                .help(hint),
+                Problem::warning("plan::unknown-key", message)
+                    .label(key.span, label)
+                    .help(format!(
+                        "{}`--strict` makes this an error",
+                        close.unwrap_or_default()
+                    )),
             );
         }
     }

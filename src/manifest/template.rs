@@ -36,6 +36,20 @@ fn environment() -> Environment<'static> {
     {
         env.set_syntax(syntax);
     }
+    // Python's Jinja, which kcli uses, writes None, True and False so; a script that echoes a
+    // flag must read the same under siteplan.
+    env.set_formatter(|out, state, value| {
+        let python = match value.kind() {
+            minijinja::value::ValueKind::None => Some("None"),
+            minijinja::value::ValueKind::Bool if value.is_true() => Some("True"),
+            minijinja::value::ValueKind::Bool => Some("False"),
+            _ => None,
+        };
+        match python {
+            Some(text) => out.write_str(text).map_err(minijinja::Error::from),
+            None => minijinja::escape_formatter(out, state, value),
+        }
+    });
     // `{{ token | sensitive }}`: the value is used as it is, and hidden wherever siteplan prints.
     env.add_filter("sensitive", |value: Value| {
         crate::secrets::register(&value.to_string());
@@ -58,14 +72,61 @@ pub fn render(
     source: &str,
     params: &BTreeMap<String, serde_json::Value>,
 ) -> Result<String, Problem> {
+    let source = python_whitespace(source);
     let env = environment();
     let template = env
-        .template_from_named_str("plan", source)
-        .map_err(|e| template_problem(&e, source, params))?;
+        .template_from_named_str("plan", &source)
+        .map_err(|e| template_problem(&e, &source, params))?;
     let ctx = Value::from(minijinja::value::Serde(params));
     template
         .render(ctx)
-        .map_err(|e| template_problem(&e, source, params))
+        .map_err(|e| template_problem(&e, &source, params))
+}
+
+/// Renders a script or file a VM ships (kcli renders them as it renders plans), with `vars`:
+/// the plan's context under the VM's own keys. A failure points into the file's text.
+pub fn render_guest_file(
+    text: &str,
+    vars: &BTreeMap<String, serde_json::Value>,
+) -> Result<String, Problem> {
+    render(text, vars).map_err(|mut p| {
+        if p.code == "plan::undefined-variable" {
+            if let Some(name) = p.message.strip_prefix("undefined variable `") {
+                let name = name.trim_end_matches('`').to_string();
+                p.help = Some(format!(
+                    "give the VM a key `{name}` (any key of a VM is a variable for its scripts \
+                     and files), or define it under `parameters:`, in a parameter file, or with \
+                     `-P {name}=VALUE`"
+                ));
+            }
+        }
+        p
+    })
+}
+
+/// Python's Jinja takes a non-breaking space inside a tag as whitespace; minijinja refuses it.
+/// Each becomes two spaces (its length in UTF-8), so that spans still point at the source.
+fn python_whitespace(source: &str) -> std::borrow::Cow<'_, str> {
+    const NBSP: char = '\u{a0}';
+    if !source.contains(NBSP) {
+        return source.into();
+    }
+    let mut out = String::with_capacity(source.len());
+    let mut in_tag = false;
+    let mut chars = source.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, chars.peek()) {
+            ('{', Some('{' | '%')) if !in_tag => in_tag = true,
+            ('}' | '%', Some('}')) if in_tag => in_tag = false,
+            _ => {}
+        }
+        if c == NBSP && in_tag {
+            out.push_str("  ");
+        } else {
+            out.push(c);
+        }
+    }
+    out.into()
 }
 
 fn template_problem(
@@ -242,6 +303,26 @@ mod tests {
         let p = render("a: {% if %}\n", &BTreeMap::new()).unwrap_err();
         assert_eq!(p.code, "plan::template-syntax");
         assert!(!p.labels.is_empty());
+    }
+
+    #[test]
+    fn values_print_as_python_prints_them() {
+        let out = render(
+            "{{ a }} {{ b }} {{ c }}",
+            &params(&[("a", json!(null)), ("b", json!(true)), ("c", json!(false))]),
+        )
+        .unwrap();
+        assert_eq!(out, "None True False");
+    }
+
+    #[test]
+    fn a_non_breaking_space_in_a_tag_is_whitespace_and_spans_still_fit() {
+        let source = "a: {{\u{a0}n\u{a0}}}\u{a0}\nb: {{\u{a0}missing }}\n";
+        let out = render(source, &params(&[("n", json!(1))]));
+        let p = out.unwrap_err();
+        assert_eq!(&source[p.labels[0].0.range()], "missing");
+        let out = render("a: {{\u{a0}n }}\u{a0}\n", &params(&[("n", json!(1))])).unwrap();
+        assert_eq!(out, "a: 1\u{a0}\n", "outside a tag it is text");
     }
 
     #[test]

@@ -52,6 +52,29 @@ impl Node {
         }
     }
 
+    /// A copy whose every span is `span`: a node from another file, pointed at a place in this one.
+    pub fn respanned(&self, span: Span) -> Node {
+        let value = match &self.value {
+            Value::Seq(items) => Value::Seq(items.iter().map(|n| n.respanned(span)).collect()),
+            Value::Map(entries) => Value::Map(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.respanned(span), v.respanned(span)))
+                    .collect(),
+            ),
+            scalar => scalar.clone(),
+        };
+        Node { value, span }
+    }
+
+    /// A map node without `key`; any other node as it is.
+    pub fn without(mut self, key: &str) -> Node {
+        if let Value::Map(entries) = &mut self.value {
+            entries.retain(|(k, _)| k.key_text().as_deref() != Some(key));
+        }
+        self
+    }
+
     /// The value of `key` in a map node.
     pub fn get(&self, key: &str) -> Option<&Node> {
         self.as_map()?

@@ -15,6 +15,7 @@ use std::path::Path;
 use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 
+use crate::manifest::guestfiles;
 use crate::manifest::model::{self as m, EntryKind, Manifest};
 use crate::provider::cloudinit::{self, SeedDocuments, SeedFile, SeedInput, SeedNic};
 
@@ -498,7 +499,9 @@ fn vm_intent(
         });
     }
     let cloud_init = if vm.cloudinit {
-        let input = seed_input(name, vm, seed_nics, base, read_file)?;
+        let mut vars = guestfiles::vm_variables(manifest, name, vm);
+        vars.insert("plan".into(), plan.into());
+        let input = seed_input(name, vm, &vars, seed_nics, base, read_file)?;
         let documents = cloudinit::documents(&input);
         let sha256 = hex::encode(Sha256::digest(format!(
             "{}\n{}\n{}",
@@ -579,29 +582,32 @@ fn absolute_url(url: &str, base: &Path) -> String {
 fn seed_input(
     name: &str,
     vm: &m::Vm,
+    vars: &BTreeMap<String, serde_json::Value>,
     nics: Vec<SeedNic>,
     base: &Path,
     read_file: ReadFile,
 ) -> Result<SeedInput, String> {
     let read = |path: &str| {
-        let (expanded, here) = match path.strip_prefix("~/") {
-            Some(rest) => match std::env::var_os("HOME") {
-                Some(h) => (Path::new(&h).join(rest), true),
-                None => (base.join(path), false),
-            },
-            None => (base.join(path), false),
-        };
-        let text = if here {
+        let expanded = guestfiles::locate(path, base);
+        let text = if path.starts_with("~/") {
             std::fs::read_to_string(&expanded)
         } else {
             read_file(&expanded)
         };
         text.map_err(|e| format!("vm {name}: cannot read {}: {e}", expanded.display()))
     };
+    // Scripts and origin files are templates, as in kcli.
+    let render = |text: String, path: &str, vars: &BTreeMap<String, serde_json::Value>| {
+        guestfiles::render(&text, path, vars)
+            .map_err(|p| format!("vm {name}: {}", guestfiles::one_line(&p)))
+    };
     let mut files = Vec::new();
     for f in &vm.files {
         let content = match &f.source {
             m::FileSource::Content(c) => c.clone(),
+            m::FileSource::Origin(path) if f.render => {
+                render(read(path)?, path, &guestfiles::file_variables(vars, f))?
+            }
             m::FileSource::Origin(path) => read(path)?,
         };
         crate::secrets::register_private_keys(&content);
@@ -617,7 +623,7 @@ fn seed_input(
         let file = Path::new(script)
             .file_name()
             .map_or(script.clone(), |f| f.to_string_lossy().into_owned());
-        let content = read(script)?;
+        let content = render(read(script)?, script, vars)?;
         crate::secrets::register_private_keys(&content);
         scripts.push((file, content));
     }

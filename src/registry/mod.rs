@@ -188,6 +188,40 @@ pub async fn views(
     Ok(views)
 }
 
+/// The provider a client of the kcli configuration describes: a `kvm` client is a libvirt
+/// connection, a `kubevirt` one a cluster; kcli's other types are refused by name.
+fn from_kcli_client(
+    name: &str,
+    client: &crate::manifest::yaml::Node,
+) -> Result<ProviderConfig, String> {
+    let text = |key: &str| {
+        client
+            .get(key)
+            .and_then(crate::manifest::yaml::Node::key_text)
+    };
+    let mut config = match text("type").as_deref() {
+        Some("kubevirt") => ProviderConfig {
+            name: name.to_string(),
+            backend: config::Backend::Kubevirt(config::KubevirtSettings {
+                kubeconfig: text("kubeconfig").map(std::path::PathBuf::from),
+                context: text("context"),
+                namespace: text("namespace"),
+            }),
+            ..ProviderConfig::sandbox(name)
+        },
+        _ => {
+            let uri = crate::manifest::kcli::libvirt_uri(client).map_err(|what| {
+                format!("`{name}` in ~/.kcli/config.yml is {what}, which siteplan cannot drive")
+            })?;
+            ProviderConfig::libvirt(name, &uri)
+        }
+    };
+    if let Some(pool) = text("pool") {
+        config.pool = pool;
+    }
+    Ok(config)
+}
+
 /// A provider picked for (part of) a plan.
 #[derive(Debug, Clone)]
 pub struct Choice {
@@ -222,9 +256,13 @@ pub fn choose(choice: Option<&str>) -> Result<Vec<Choice>, String> {
     if let Some(config) = choice.and_then(|c| file.providers.iter().find(|p| p.name == c)) {
         return named(config);
     }
+    let kcli = crate::manifest::kcli::KcliConfig::load();
     match choice {
         Some("sandbox") => Ok(vec![unnamed(ProviderConfig::sandbox("sandbox"))]),
         Some(uri) if uri.contains(':') => Ok(vec![unnamed(ProviderConfig::libvirt("uri", uri))]),
+        Some(name) if kcli.clients.contains_key(name) => {
+            Ok(vec![unnamed(from_kcli_client(name, &kcli.clients[name])?)])
+        }
         Some(other) => Err(format!(
             "no provider is named `{other}` (the providers file has: {}); give a name from it, \
              `sandbox`, or a libvirt URI",
@@ -234,6 +272,19 @@ pub fn choose(choice: Option<&str>) -> Result<Vec<Choice>, String> {
                 .collect::<Vec<_>>()
                 .join(", ")
         )),
+        // A kcli user's default client, when it is not the local libvirt siteplan tries anyway.
+        None if found == config::Found::Defaults
+            && kcli
+                .default_client()
+                .and_then(|c| Some(from_kcli_client(&c, kcli.clients.get(&c)?)))
+                .is_some_and(|c| c.map_or(true, |c| c.endpoint() != "qemu:///system")) =>
+        {
+            let name = kcli.default_client().unwrap_or_default();
+            Ok(vec![unnamed(from_kcli_client(
+                &name,
+                &kcli.clients[&name],
+            )?)])
+        }
         None if found == config::Found::Defaults => Ok(vec![
             unnamed(ProviderConfig::libvirt("local", "qemu:///system")),
             unnamed(ProviderConfig::sandbox("sandbox")),

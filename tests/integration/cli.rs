@@ -101,13 +101,23 @@ fn strict_turns_kcli_only_keys_into_errors() {
 
 #[test]
 fn parameters_follow_kcli_precedence() {
-    // The plan says 1024, kcli_parameters.yml beside it says 3072.
-    let out = plan(&["render", "tests/fixtures/paramdir/plan.yml"]);
+    // The plan says 1024, kcli_parameters.yml in the current directory says 3072 (kcli reads
+    // it there, not beside the plan).
+    let paramdir = root().join("tests/fixtures/paramdir");
+    let out = Plan::new(&["render", "plan.yml"])
+        .current_dir(&paramdir)
+        .run();
     assert!(out.status.success(), "{}", out.stderr.clone());
     let rendered = out.stdout.clone();
     assert!(
         rendered.contains("fromfile:\n  image: debian12\n  memory: 3072"),
         "{rendered}"
+    );
+    let out = plan(&["render", "tests/fixtures/paramdir/plan.yml"]);
+    assert!(
+        out.stdout.clone().contains("memory: 1024"),
+        "{}",
+        out.stdout.clone()
     );
 
     // An explicit parameter file replaces the default one; -P beats both.

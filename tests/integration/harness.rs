@@ -19,8 +19,20 @@ pub struct Plan {
 impl Plan {
     pub fn new(args: &[&str]) -> Plan {
         let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("plan"));
-        cmd.current_dir(root()).env("NO_COLOR", "1").args(args);
+        // The kcli configuration of whoever runs the tests is not theirs to read.
+        cmd.current_dir(root())
+            .env("NO_COLOR", "1")
+            .env("SITEPLAN_NO_KCLI_CONFIG", "1")
+            .args(args);
         Plan { cmd }
+    }
+
+    /// Reads the kcli configuration in `home`/.kcli, as a kcli user's `plan` does.
+    pub fn kcli_home(mut self, home: &Path) -> Plan {
+        self.cmd
+            .env_remove("SITEPLAN_NO_KCLI_CONFIG")
+            .env("HOME", home);
+        self
     }
 
     pub fn args(mut self, args: &[&str]) -> Plan {

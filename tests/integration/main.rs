@@ -8,6 +8,7 @@ mod cli;
 mod crash;
 mod day_two;
 mod guests;
+mod kcli;
 mod kube_api;
 mod kubevirt;
 mod lifecycle;

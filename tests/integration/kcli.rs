@@ -1,0 +1,182 @@
+//! kcli plans as kcli users write them (`tests/fixtures/kcli/`): keys of their own that scripts
+//! and files use, templated scripts, default parameter files and base plans, and the user's
+//! kcli configuration and profiles.
+
+use siteplan::provider::cloudinit::read_seed_file;
+use siteplan::provider::Provider;
+
+use crate::harness::{root, Plan};
+
+/// Diagnostics as one line of words: miette wraps them at the terminal's width.
+fn flat(text: &str) -> String {
+    text.split_whitespace()
+        .filter(|w| *w != "│")
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+const SCRIPTS: &str = "tests/fixtures/kcli/scripts/kcli_plan.yml";
+
+#[test]
+fn keys_of_its_own_are_warnings_and_reach_the_scripts_in_the_seed() {
+    let validated = Plan::new(&["validate", SCRIPTS]).run();
+    assert!(validated.ok(), "{}", validated.stderr);
+    let warning = "`ctlplane_ip` is not a siteplan or kcli key: vm `lab-worker-0` keeps it only \
+                   as a template variable";
+    let said = flat(&validated.stderr);
+    assert!(said.contains(warning), "{said}");
+    assert!(said.contains(
+        "`vips` is a kcli key that siteplan does not implement yet; NIC ignores it except as a \
+         template variable"
+    ));
+    let strict = Plan::new(&["validate", "--strict", SCRIPTS]).run();
+    assert_eq!(strict.code(), Some(1), "--strict keeps them errors");
+
+    let sandbox = tempfile::tempdir().expect("tempdir");
+    let applied = Plan::new(&["apply", SCRIPTS, "--provider", "sandbox", "--yes"])
+        .sandbox(sandbox.path())
+        .run();
+    assert!(applied.ok(), "{}", applied.stderr);
+
+    let provider = crate::harness::reopen_sandbox(sandbox.path());
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let seed = runtime
+        .block_on(provider.read_volume("default", "lab-worker-1-cidata.img"))
+        .expect("the seed");
+    let user_data = read_seed_file(&seed, "user-data").expect("user-data");
+    let script = "    #!/bin/sh\n    echo \"joining lab-worker-1 as worker to 10.30.0.10 in lab.local\"\n    echo \"keepalived vip 10.30.0.100\"\n    echo \"plan kcli_plan on kvm\"\n";
+    assert!(user_data.contains(script), "{user_data}");
+    assert!(
+        user_data.contains("    Welcome to lab-worker-1\n"),
+        "a file's own key"
+    );
+    assert!(
+        user_data.contains("    echo \"{{ left as it is }}\"\n"),
+        "render: false keeps a file as it is"
+    );
+}
+
+#[test]
+fn a_script_template_error_points_into_the_script() {
+    let out = Plan::new(&["validate", "tests/fixtures/kcli/broken/kcli_plan.yml"]).run();
+    assert_eq!(out.code(), Some(1));
+    insta::assert_snapshot!("script_template_error", out.stderr);
+}
+
+#[test]
+fn default_parameter_files_and_a_base_plan_give_parameters_in_kclis_order() {
+    let out = Plan::new(&["render", "tests/fixtures/kcli/defaults/lab.yml"]).run();
+    assert!(out.ok(), "{}", out.stderr);
+    // lab_default.yml (3072) over kcli_default.yml (2048); the plan's own numcpus (4) over the
+    // base plan's (8); disksize only from the base plan.
+    assert!(
+        out.stdout
+            .contains("web:\n  memory: 3072\n  numcpus: 4\n  disksize: 20\n  nets:\n  - default\n"),
+        "{}",
+        out.stdout
+    );
+    let verbose = Plan::new(&["validate", "-v", "tests/fixtures/kcli/defaults/lab.yml"]).run();
+    assert!(verbose.ok());
+    for file in ["lab_default.yml", "kcli_default.yml", "base.yml"] {
+        assert!(
+            verbose
+                .stdout
+                .contains(&format!("read tests/fixtures/kcli/defaults/{file}\n")),
+            "{}",
+            verbose.stdout
+        );
+    }
+    assert!(verbose.stdout.contains("kcli configuration: off"));
+}
+
+#[test]
+fn profiles_and_defaults_come_from_the_kcli_configuration_unless_it_is_off() {
+    let home = root().join("tests/fixtures/kcli/home");
+    let file = "tests/fixtures/kcli/small/kcli_plan.yml";
+    let sandbox = tempfile::tempdir().expect("tempdir");
+
+    let with = Plan::new(&["diff", file, "--provider", "sandbox", "--format", "json"])
+        .kcli_home(&home)
+        .sandbox(sandbox.path())
+        .run();
+    assert!(with.ok(), "{}", with.stderr);
+    let diff: serde_json::Value = serde_json::from_str(&with.stdout).expect("json");
+    let attribute = |address: &str, name: &str| {
+        diff["changes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["address"] == address)
+            .flat_map(|c| c["attributes"].as_array().cloned().unwrap_or_default())
+            .find(|a| a["name"] == name)
+            .map(|a| a["after"].clone())
+            .unwrap_or_default()
+    };
+    // The profile's memory and numcpus; the configuration's numcpus where nothing else says.
+    assert_eq!(attribute("vm/db", "memory_mib"), 768, "{diff}");
+    assert_eq!(attribute("vm/db", "vcpus"), 1);
+    assert_eq!(attribute("vm/cache", "memory_mib"), 512);
+    assert_eq!(attribute("vm/cache", "vcpus"), 3);
+    // An image's name where a profile is expected: the disk comes from that image.
+    assert!(
+        attribute("volume/default/cache_0.img", "backing")
+            .to_string()
+            .contains("debian12.qcow2"),
+        "{diff}"
+    );
+    assert!(
+        with.stdout.contains("owned by platform with 1 vcpu"),
+        "the profile's own key reaches the script"
+    );
+    let verbose = Plan::new(&["validate", "-v", file]).kcli_home(&home).run();
+    assert!(
+        verbose.stdout.contains("/.kcli/profiles.yml\n"),
+        "{}",
+        verbose.stdout
+    );
+
+    let without = Plan::new(&["validate", file]).run();
+    assert_eq!(without.code(), Some(1));
+    assert!(
+        without
+            .stderr
+            .contains("vm `db` uses profile `small`, which this plan does not declare"),
+        "{}",
+        without.stderr
+    );
+    assert!(
+        without.stderr.contains("--no-kcli-config"),
+        "{}",
+        without.stderr
+    );
+    let flag = Plan::new(&["validate", "--no-kcli-config", file])
+        .kcli_home(&home)
+        .run();
+    assert_eq!(flag.code(), Some(1), "the flag turns it off too");
+}
+
+#[test]
+fn small_kcli_habits_are_taken() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("habits.yml");
+    std::fs::write(
+        &file,
+        "parameters:\n  owner:\n  nic: e1000-82545em\nvm1:\n  memory: {{\u{a0}512\u{a0}}}\n  nets:\n  - name: default\n    type: {{ nic }}\n  cmds:\n  - echo {{ owner }}\n",
+    )
+    .expect("write");
+    let out = Plan::new(&["validate", &file.display().to_string()]).run();
+    assert!(out.ok(), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "parameter `owner` has no value: where a template uses it, it writes `None`, as kcli does"
+        ),
+        "{}",
+        out.stderr
+    );
+    let rendered = Plan::new(&["render", &file.display().to_string()]).run();
+    assert!(
+        rendered.stdout.contains("- echo None\n"),
+        "{}",
+        rendered.stdout
+    );
+}
