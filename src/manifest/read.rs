@@ -790,6 +790,31 @@ fn mac_address(mac: Located<String>, d: &mut Diagnostics) -> Option<String> {
     Some(mac.value.to_ascii_lowercase())
 }
 
+/// A file's mode as kcli and chmod read it: digits written plainly (`600`, `"0644"`) are octal;
+/// YAML's own octal (`0644`, already a number) is taken as it is.
+fn file_mode(node: &Node, d: &mut Diagnostics) -> Option<u32> {
+    let octal = |digits: &str| u32::from_str_radix(digits.trim_start_matches("0o"), 8).ok();
+    let mode = match &node.value {
+        Value::Int(n) if node.span.len == n.to_string().len() => octal(&n.to_string()),
+        Value::Int(n) => u32::try_from(*n).ok(),
+        Value::Str(s) => octal(s.trim()),
+        _ => None,
+    };
+    match mode {
+        Some(m) if m <= 0o7777 => Some(m),
+        _ => {
+            d.push(
+                Problem::error(
+                    "plan::bad-mode",
+                    "a file mode is an octal number such as 0644",
+                )
+                .label(node.span, "not a file mode"),
+            );
+            None
+        }
+    }
+}
+
 fn read_files(node: &Node, d: &mut Diagnostics) -> Vec<GuestFile> {
     let Some(items) = list(node, "files", d) else {
         return Vec::new();
@@ -812,20 +837,7 @@ fn read_files(node: &Node, d: &mut Diagnostics) -> Vec<GuestFile> {
                 let content = r.string("content", d);
                 let origin = r.string("origin", d);
                 let owner = r.string("owner", d).map(|s| s.value);
-                let mode = r.int("mode", d).and_then(|(m, span)| {
-                    if (0..=0o7777).contains(&m) {
-                        Some(m as u32)
-                    } else {
-                        d.push(
-                            Problem::error(
-                                "plan::bad-mode",
-                                "a file mode is an octal number such as 0644",
-                            )
-                            .label(span, "out of range"),
-                        );
-                        None
-                    }
-                });
+                let mode = r.take("mode").and_then(|node| file_mode(node, d));
                 let render = r.bool("render", true, d);
                 let variables = r.variables();
                 r.finish(&[], d);
@@ -1260,10 +1272,13 @@ impl<'a> MapReader<'a> {
         })
     }
 
+    /// The value of `key`, marking it used. `None` written out is no value: it is what an
+    /// empty kcli parameter renders as (a warning says so where the parameter is declared).
     pub fn take(&mut self, key: &'static str) -> Option<&'a Node> {
         self.asked.push(key);
         self.used.push(key.to_string());
         self.peek(key)
+            .filter(|node| !matches!(&node.value, Value::Str(s) if s == "None"))
     }
 
     fn type_error(&self, key: &str, node: &Node, expected: &str, d: &mut Diagnostics) {
@@ -1537,5 +1552,48 @@ mod tests {
         assert_eq!(parse_size_text("lots", 1 << 30), None);
         assert_eq!(parse_size_text("4X", 1 << 30), None);
         assert_eq!(parse_size_text("99999999999999999999T", 1 << 30), None);
+    }
+
+    fn first_vm(text: &str) -> (Vm, Diagnostics) {
+        let (root, _) = crate::manifest::yaml::parse(text).unwrap();
+        let mut d = Diagnostics::default();
+        let read = read_entries(&root, &KcliConfig::default(), &mut d);
+        match read.entries.into_iter().next().map(|e| e.kind) {
+            Some(EntryKind::Vm(vm)) => (*vm, d),
+            _ => panic!("no vm"),
+        }
+    }
+
+    #[test]
+    fn file_modes_read_as_kcli_and_chmod_read_them() {
+        let (vm, d) = first_vm(
+            "vm1:\n  files:\n  - {path: /a, content: x, mode: 600}\n  - {path: /b, content: x, mode: 0644}\n  - {path: /c, content: x, mode: '0755'}\n",
+        );
+        assert!(!d.has_errors());
+        let modes: Vec<_> = vm.files.iter().map(|f| f.mode).collect();
+        assert_eq!(modes, [Some(0o600), Some(0o644), Some(0o755)]);
+        let (_, d) = first_vm("vm1:\n  files:\n  - {path: /a, content: x, mode: 689}\n");
+        assert!(d.has_errors(), "8 and 9 are not octal digits");
+    }
+
+    #[test]
+    fn none_written_by_an_empty_parameter_is_no_value() {
+        let (vm, d) = first_vm(
+            "vm1:\n  memory: None\n  dns: None\n  nets:\n  - name: default\n    ip: None\n    mac: None\n",
+        );
+        assert!(!d.has_errors(), "{:?}", d.into_sorted());
+        assert_eq!(vm.memory_mib, 512);
+        assert!(vm.dns.is_none() && vm.nets[0].ip.is_none() && vm.nets[0].mac.is_none());
+    }
+
+    #[test]
+    fn every_key_of_a_vm_and_its_profile_is_a_variable() {
+        let (vm, d) = first_vm(
+            "vm1:\n  profile: p\n  role: worker\n  memory: 1024\np:\n  type: profile\n  team: a\n  memory: 2048\n",
+        );
+        assert!(!d.has_errors());
+        assert_eq!(vm.variables["role"], "worker");
+        assert_eq!(vm.variables["team"], "a");
+        assert_eq!(vm.variables["memory"], 1024, "the VM's own value wins");
     }
 }
