@@ -5,7 +5,7 @@
 
 /// Entry types this version of siteplan reads.
 pub const SUPPORTED_TYPES: &[&str] = &[
-    "vm", "network", "pool", "image", "template", "disk", "profile",
+    "vm", "network", "pool", "image", "template", "disk", "profile", "plan",
 ];
 
 /// kcli entry types siteplan refuses, with what to do instead.
@@ -21,10 +21,6 @@ pub const UNSUPPORTED_TYPES: &[(&str, &str)] = &[
     (
         "bucket",
         "object storage buckets have no libvirt equivalent",
-    ),
-    (
-        "plan",
-        "nested plans are not supported: apply each plan file on its own",
     ),
     (
         "kube",

@@ -5,6 +5,7 @@
 
 pub mod format;
 pub mod guestfiles;
+pub mod include;
 pub mod kcli;
 pub mod keys;
 pub mod model;
@@ -213,53 +214,35 @@ pub fn load_text(
             )),
         );
     }
-    let (params, mut read) = params::resolve(text, path, &plan_name(path), overrides, &mut d);
+    let Some(document) = document(text, path, overrides, &BTreeMap::new(), &kcli, 0, &mut d) else {
+        return Err(fail(original, d));
+    };
+    let Document {
+        source,
+        parameters,
+        context,
+        entries,
+        unreadable,
+        mut read,
+        included,
+    } = document;
     read.extend(kcli.read.iter().cloned());
     let mut seen = std::collections::BTreeSet::new();
     read.retain(|file| seen.insert(file.clone()));
-    if d.has_errors() {
-        return Err(fail(original, d));
-    }
-    let context = context(&params, &kcli, path);
-    let rendered = match template::render(text, &context) {
-        Ok(rendered) => rendered,
-        Err(problem) => {
-            d.push(problem);
-            return Err(fail(original, d));
-        }
-    };
 
-    // Problems from here on point into the rendered text; say so when it differs from the file.
-    let source = if rendered == text {
-        original
-    } else {
-        SourceText {
-            name: format!("{} (after templating; see `plan render`)", path.display()),
-            text: Arc::new(rendered),
-        }
-    };
-
-    let root = match yaml::parse(&source.text) {
-        Ok((root, problems)) => {
-            for p in problems {
-                params::report_yaml(p, 0, &mut d);
-            }
-            root
-        }
-        Err(problem) => {
-            params::report_yaml(problem, 0, &mut d);
-            return Err(fail(source, d));
-        }
-    };
-
-    let entries = read::read_entries(&root, &kcli, &mut d);
     let manifest = Manifest {
-        parameters: values(&params),
+        parameters,
         context,
-        entries: entries.entries,
+        entries,
     };
-    validate::validate(&manifest, &mut d);
-    let graph = graph::build_skipping(&manifest, &entries.unreadable, &mut d);
+    // Each document was checked against its own text; across included plans only the graph
+    // (and so cycles and kinds of references) is checked again.
+    let graph = if included {
+        graph::build_skipping(&manifest, &unreadable, &mut Diagnostics::default())
+    } else {
+        validate::validate(&manifest, &mut d);
+        graph::build_skipping(&manifest, &unreadable, &mut d)
+    };
 
     if options.strict {
         d.escalate_warnings();
@@ -275,4 +258,185 @@ pub fn load_text(
         text: text.to_string(),
         read,
     })
+}
+
+/// One plan file read: its own entries and those of the plans it includes.
+struct Document {
+    source: SourceText,
+    parameters: BTreeMap<String, serde_json::Value>,
+    context: BTreeMap<String, serde_json::Value>,
+    entries: Vec<model::Entry>,
+    unreadable: Vec<String>,
+    read: Vec<PathBuf>,
+    /// It includes other plans.
+    included: bool,
+}
+
+/// Reads one plan file's `text`: parameters (with `inherited` ones over its own, as an
+/// including plan's are), template, YAML, entries, and the plans it includes. Problems go to
+/// `d`; `None` when nothing more can be read.
+fn document(
+    text: &str,
+    path: &Path,
+    overrides: &Overrides,
+    inherited: &BTreeMap<String, serde_json::Value>,
+    kcli: &KcliConfig,
+    depth: usize,
+    d: &mut Diagnostics,
+) -> Option<Document> {
+    let (mut params, read) = params::resolve(text, path, &plan_name(path), overrides, d);
+    for (name, value) in inherited {
+        params.insert(
+            name.clone(),
+            params::Param {
+                value: value.clone(),
+                origin: params::Origin::CommandLine,
+            },
+        );
+    }
+    if d.has_errors() {
+        return None;
+    }
+    let context = context(&params, kcli, path);
+    let rendered = match template::render(text, &context) {
+        Ok(rendered) => rendered,
+        Err(problem) => {
+            d.push(problem);
+            return None;
+        }
+    };
+    // Problems from here on point into the rendered text; say so when it differs from the file.
+    let source = if rendered == text {
+        original_source(path, text)
+    } else {
+        SourceText {
+            name: format!("{} (after templating; see `plan render`)", path.display()),
+            text: Arc::new(rendered),
+        }
+    };
+    let mut root = match yaml::parse(&source.text) {
+        Ok((root, problems)) => {
+            for p in problems {
+                params::report_yaml(p, 0, d);
+            }
+            root
+        }
+        Err(problem) => {
+            params::report_yaml(problem, 0, d);
+            return None;
+        }
+    };
+    let includes = include::split(&mut root, d);
+    let read_entries = read::read_entries(&root, kcli, d);
+    let mut document = Document {
+        source,
+        parameters: values(&params),
+        context,
+        entries: read_entries.entries,
+        unreadable: read_entries.unreadable,
+        read,
+        included: !includes.is_empty(),
+    };
+    if document.included {
+        // This document's own checks, before others' entries join it.
+        let own = Manifest {
+            parameters: document.parameters.clone(),
+            context: document.context.clone(),
+            entries: document.entries.clone(),
+        };
+        validate::validate(&own, d);
+        graph::build_skipping(&own, &document.unreadable, d);
+    }
+    for inc in includes {
+        include_plan(&mut document, &inc, path, kcli, depth, d);
+    }
+    Some(document)
+}
+
+/// Reads the plan `inc` names into `document`, its problems pointing into its own text.
+fn include_plan(
+    including: &mut Document,
+    inc: &include::Include,
+    path: &Path,
+    kcli: &KcliConfig,
+    depth: usize,
+    d: &mut Diagnostics,
+) {
+    let child_path = path.parent().unwrap_or(Path::new(".")).join(&inc.file);
+    let refuse = |d: &mut Diagnostics, message: String| {
+        d.push(
+            Problem::error("plan::included-plan", message)
+                .label(inc.span, "included here")
+                .help("`file` is a plan file (or a directory with a kcli_plan.yml), relative to this plan"),
+        )
+    };
+    if depth + 1 >= include::MAX_DEPTH {
+        return refuse(
+            d,
+            format!(
+                "plan `{}` includes plans more than {} deep: do the plans include each other?",
+                inc.name,
+                include::MAX_DEPTH
+            ),
+        );
+    }
+    let text = match std::fs::read_to_string(&child_path) {
+        Ok(text) => text,
+        Err(e) => {
+            return refuse(
+                d,
+                format!(
+                    "cannot read {} for plan `{}`: {e}",
+                    child_path.display(),
+                    inc.name
+                ),
+            )
+        }
+    };
+    let mut child_d = Diagnostics::default();
+    let child = document(
+        &text,
+        &child_path,
+        &Overrides::default(),
+        &including.parameters,
+        kcli,
+        depth + 1,
+        &mut child_d,
+    );
+    let child_source = child
+        .as_ref()
+        .map_or_else(|| original_source(&child_path, &text), |c| c.source.clone());
+    for p in child_d.into_sorted() {
+        d.push(match p.source {
+            Some(_) => p,
+            None => p.in_source(child_source.clone()),
+        });
+    }
+    let Some(child) = child else { return };
+    including.read.push(child_path);
+    including.read.extend(child.read);
+    let dir = inc.file.parent().unwrap_or(Path::new(""));
+    for mut entry in child.entries {
+        if including.entries.iter().any(|e| e.name == entry.name) {
+            refuse(
+                d,
+                format!(
+                    "`{}` is declared both here and in {}, which plan `{}` includes",
+                    entry.name,
+                    inc.file.display(),
+                    inc.name
+                ),
+            );
+            continue;
+        }
+        include::rebase(&mut entry.kind, dir);
+        if let model::EntryKind::Vm(vm) = &mut entry.kind {
+            // Its scripts see its own plan's parameters (which took the including plan's).
+            let mut variables = child.context.clone();
+            variables.append(&mut vm.variables);
+            vm.variables = variables;
+        }
+        including.entries.push(entry);
+    }
+    including.unreadable.extend(child.unreadable);
 }

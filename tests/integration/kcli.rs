@@ -180,3 +180,65 @@ fn small_kcli_habits_are_taken() {
         rendered.stdout
     );
 }
+
+#[test]
+fn a_plan_of_plans_is_one_graph_and_the_included_plan_takes_the_parameters_given_to_it() {
+    let file = "tests/fixtures/kcli/nested/kcli_plan.yml";
+    let verbose = Plan::new(&["validate", "-v", file]).run();
+    assert!(verbose.ok(), "{}", verbose.stderr);
+    assert!(verbose
+        .stdout
+        .contains("read tests/fixtures/kcli/nested/storage/kcli_plan.yml\n"));
+    assert!(
+        verbose.stdout.contains("is valid: 1 network, 2 vms"),
+        "{}",
+        verbose.stdout
+    );
+
+    let sandbox = tempfile::tempdir().expect("tempdir");
+    let applied = Plan::new(&["apply", file, "--provider", "sandbox", "--yes"])
+        .sandbox(sandbox.path())
+        .run();
+    assert!(applied.ok(), "{}", applied.stderr);
+    let provider = crate::harness::reopen_sandbox(sandbox.path());
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let seed = runtime
+        .block_on(provider.read_volume("default", "nest-nfs-cidata.img"))
+        .expect("the included plan's VM, named with the including plan's parameter");
+    let user_data = read_seed_file(&seed, "user-data").expect("user-data");
+    assert!(
+        user_data.contains("echo \"exports of nest on nest-nfs: 20G\""),
+        "the script beside the included plan, with its own parameter and the inherited one: {user_data}"
+    );
+    drop(provider);
+    let status = Plan::new(&["status", file, "--provider", "sandbox"])
+        .sandbox(sandbox.path())
+        .run();
+    assert_eq!(status.code(), Some(0), "one plan: {}", status.stdout);
+}
+
+#[test]
+fn a_mistake_in_an_included_plan_points_into_that_plan() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("net")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("lab.yml"),
+        "net:\n  type: plan\n  file: net/plan.yml\nweb:\n  nets: [labnet]\nmissing:\n  type: plan\n  url: https://example.org/plan.yml\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("net/plan.yml"),
+        "labnet:\n  type: network\n  cidr: 10.0.0.0/33\n",
+    )
+    .expect("write");
+    let out = Plan::new(&["validate", "lab.yml"])
+        .current_dir(dir.path())
+        .run();
+    assert_eq!(out.code(), Some(1));
+    let said = flat(&out.stderr);
+    assert!(said.contains("╭─[net/plan.yml:3:9]"), "{said}");
+    assert!(
+        said.contains("plan `missing` includes a plan by URL"),
+        "{said}"
+    );
+}
