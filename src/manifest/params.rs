@@ -449,7 +449,7 @@ pub fn resolve(
 }
 
 /// Registers every scalar in a sensitive parameter's value as a secret.
-fn register_leaves(value: &serde_json::Value) {
+pub(crate) fn register_leaves(value: &serde_json::Value) {
     match value {
         serde_json::Value::String(s) => crate::secrets::register(s),
         serde_json::Value::Number(n) => crate::secrets::register(&n.to_string()),

@@ -508,8 +508,22 @@ fn read_vm<'a>(r: &mut MapReader<'a>, lookup: Option<&Lookup<'a>>, d: &mut Diagn
         guestagent,
         max_cpus,
         max_memory_mib,
-        variables: r.variables(),
+        variables: sensitive_registered(r.variables()),
     }
+}
+
+/// A VM's keys as template variables, with the values of those that name a secret
+/// (`admin_password`, `api_token`...) registered, as parameters' are: scripts carry them into
+/// the seed, whose review text must not show them.
+fn sensitive_registered(
+    variables: BTreeMap<String, serde_json::Value>,
+) -> BTreeMap<String, serde_json::Value> {
+    for (name, value) in &variables {
+        if crate::secrets::is_sensitive_name(name) {
+            super::params::register_leaves(value);
+        }
+    }
+    variables
 }
 
 /// kcli's `kernel`, `initrd` and `cmdline`: each file an absolute path on the provider's host or

@@ -1,16 +1,18 @@
 //! A plan with planted secrets (a root password, a parameter named like a token, a value passed
-//! through the `sensitive` filter, a private key in a file): no command, output format, log or
+//! through the `sensitive` filter, a private key in a file, a VM's own key named like a password
+//! that its script uses): no command, output format, log or
 //! error message may show any of them, while a change to one still shows as a change.
 
 use std::path::Path;
 
 use crate::harness::Plan;
 
-const PLANTED: [&str; 4] = [
+const PLANTED: [&str; 5] = [
     "tok-PLANTED-api-0001",
     "pass-PLANTED-notaname-0002",
     "root-PLANTED-0003",
     "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ-PLANTED-0004",
+    "adm-PLANTED-vmkey-0005",
 ];
 
 fn plan(sandbox: &Path, args: &[&str]) -> (bool, String) {
