@@ -50,6 +50,7 @@ fn lab(prefix: &str, vms: usize, pool_path: &str) -> Vec<Spec> {
             cidr: "10.213.0.0/16".parse().ok(),
             dhcp: None,
             hosts: Vec::new(),
+            dns_hosts: Vec::new(),
             domain: None,
             mtu: None,
             dns: true,

@@ -193,6 +193,9 @@ pub fn build_skipping(
                     builder.link(from, vm, Kind::Vm, EdgeKind::AttachedTo, d);
                 }
             }
+            EntryKind::Dns(record) => {
+                builder.link(from, &record.net, Kind::Network, EdgeKind::Network, d);
+            }
             EntryKind::Network(_) | EntryKind::Pool(_) | EntryKind::Profile => {}
         }
         for dep in &entry.depends_on {
@@ -257,7 +260,7 @@ impl Builder<'_> {
                     });
                 self.edge(from, index, edge, to.span);
             }
-            Kind::Vm | Kind::Disk | Kind::Profile => self.dangling(to, Some(kind), d),
+            Kind::Vm | Kind::Disk | Kind::Profile | Kind::Dns => self.dangling(to, Some(kind), d),
         }
     }
 

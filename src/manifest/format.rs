@@ -31,6 +31,7 @@ enum EntryFormat {
     Pool(PoolFormat),
     Image(ImageFormat),
     Disk(DiskFormat),
+    Dns(DnsFormat),
     Profile(Box<ProfileFormat>),
     Vm(Box<VmFormat>),
 }
@@ -428,6 +429,33 @@ struct DiskFormat {
     guards: GuardKeys,
 }
 
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+enum DnsTag {
+    #[schemars(rename = "dns")]
+    Dns,
+}
+
+/// A DNS record (the entry's name, and its aliases) in a network the plan declares.
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+#[allow(dead_code)]
+struct DnsFormat {
+    #[schemars(rename = "type")]
+    r#type: DnsTag,
+    /// The network whose DNS answers it, declared in the plan. Default `default`.
+    net: Option<String>,
+    /// The address the names resolve to.
+    ip: String,
+    /// The record answers for NAME.DOMAIN too.
+    domain: Option<String>,
+    /// More names for the same address.
+    alias: Option<Vec<String>>,
+    depends_on: Option<Names>,
+    #[schemars(flatten)]
+    guards: GuardKeys,
+}
+
 /// The schema, with kcli keys that siteplan ignores added so that editors accept them.
 pub fn schema() -> serde_json::Value {
     let mut value = schemars::schema_for!(PlanFile).to_value();
@@ -438,6 +466,7 @@ pub fn schema() -> serde_json::Value {
         ("PoolFormat", keys::POOL_UNIMPLEMENTED),
         ("ImageFormat", keys::IMAGE_UNIMPLEMENTED),
         ("DiskFormat", keys::DISK_UNIMPLEMENTED),
+        ("DnsFormat", keys::DNS_UNIMPLEMENTED),
         ("NicMap", keys::NIC_UNIMPLEMENTED),
         ("VmDiskMap", keys::VM_DISK_UNIMPLEMENTED),
     ] {
@@ -489,6 +518,7 @@ mod tests {
             (Kind::Pool, "PoolFormat"),
             (Kind::Image, "ImageFormat"),
             (Kind::Disk, "DiskFormat"),
+            (Kind::Dns, "DnsFormat"),
         ] {
             let mut read: Vec<String> = keys_read_for(kind).into_iter().map(String::from).collect();
             read.sort();

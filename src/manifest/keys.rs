@@ -5,7 +5,7 @@
 
 /// Entry types this version of siteplan reads.
 pub const SUPPORTED_TYPES: &[&str] = &[
-    "vm", "network", "pool", "image", "template", "disk", "profile", "plan",
+    "vm", "network", "pool", "image", "template", "disk", "profile", "plan", "dns",
 ];
 
 /// kcli entry types siteplan refuses, with what to do instead.
@@ -13,10 +13,6 @@ pub const UNSUPPORTED_TYPES: &[(&str, &str)] = &[
     (
         "container",
         "containers are not virtual machines: run them with kcli or a container tool",
-    ),
-    (
-        "dns",
-        "DNS records are not managed yet; use `reservedns: true` on a VM",
     ),
     (
         "bucket",
@@ -223,6 +219,10 @@ pub const NETWORK_UNIMPLEMENTED: &[&str] = &[
     "vmclient",
 ];
 
+/// kcli's `dns` keys siteplan does not implement: `client` puts the record on another
+/// provider's DNS.
+pub const DNS_UNIMPLEMENTED: &[&str] = &["client"];
+
 pub const POOL_UNIMPLEMENTED: &[&str] = &["thinpool", "user"];
 
 pub const IMAGE_UNIMPLEMENTED: &[&str] = &["cmd", "cmds", "convert", "name"];
@@ -266,5 +266,6 @@ pub fn ignorable(kind: super::model::Kind) -> &'static [&'static str] {
         Kind::Pool => &["path", "autostart"],
         Kind::Image => &["url", "sha256", "size"],
         Kind::Disk => &["size"],
+        Kind::Dns => &[],
     }
 }

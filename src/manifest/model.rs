@@ -59,6 +59,7 @@ pub enum EntryKind {
     Image(Image),
     Disk(SharedDisk),
     Profile,
+    Dns(DnsRecord),
 }
 
 /// The kinds of entries a plan can hold.
@@ -70,16 +71,18 @@ pub enum Kind {
     Profile,
     Vm,
     Disk,
+    Dns,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Network,
         Kind::Pool,
         Kind::Image,
         Kind::Profile,
         Kind::Vm,
         Kind::Disk,
+        Kind::Dns,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -90,6 +93,7 @@ impl Kind {
             Kind::Profile => "profile",
             Kind::Vm => "vm",
             Kind::Disk => "disk",
+            Kind::Dns => "dns",
         }
     }
 }
@@ -109,6 +113,7 @@ impl EntryKind {
             EntryKind::Image(_) => Kind::Image,
             EntryKind::Disk(_) => Kind::Disk,
             EntryKind::Profile => Kind::Profile,
+            EntryKind::Dns(_) => Kind::Dns,
         }
     }
 }
@@ -244,6 +249,17 @@ pub struct Nic {
 pub struct Located<T> {
     pub value: T,
     pub span: Span,
+}
+
+/// A DNS record in a network the plan declares (kcli's `dns` entry): the entry's name, with
+/// the domain and aliases, for an address.
+#[derive(Debug, Clone)]
+pub struct DnsRecord {
+    /// kcli's `net`; default `default`.
+    pub net: Ref,
+    pub ip: Located<IpAddr>,
+    pub domain: Option<String>,
+    pub aliases: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

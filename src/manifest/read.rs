@@ -116,6 +116,12 @@ pub fn read_entries(root: &Node, kcli: &KcliConfig, d: &mut Diagnostics) -> Read
                 Kind::Pool => EntryKind::Pool(read_pool(&mut r, d)),
                 Kind::Image => EntryKind::Image(read_image(&mut r, d)),
                 Kind::Disk => EntryKind::Disk(read_shared_disk(&mut r, d)),
+                Kind::Dns => match read_dns(&mut r, d) {
+                    Some(record) => EntryKind::Dns(record),
+                    // Without an address it was reported, and the plan will not load: this
+                    // stands in for it meanwhile, making nothing.
+                    None => EntryKind::Profile,
+                },
             };
             let depends_on = r.refs("depends_on", d);
             let guards = Guards {
@@ -171,6 +177,9 @@ pub fn keys_read_for(kind: Kind) -> Vec<&'static str> {
         Kind::Disk => {
             read_shared_disk(&mut r, &mut d);
         }
+        Kind::Dns => {
+            read_dns(&mut r, &mut d);
+        }
     }
     r.take("depends_on");
     for guard in ["prevent_destroy", "create_before_destroy", "ignore_changes"] {
@@ -210,6 +219,7 @@ fn unimplemented_keys(kind: Kind) -> &'static [&'static str] {
         Kind::Pool => keys::POOL_UNIMPLEMENTED,
         Kind::Image => keys::IMAGE_UNIMPLEMENTED,
         Kind::Disk => keys::DISK_UNIMPLEMENTED,
+        Kind::Dns => keys::DNS_UNIMPLEMENTED,
     }
 }
 
@@ -254,6 +264,7 @@ fn entry_type(name: &str, key: &Node, value: &Node, d: &mut Diagnostics) -> Opti
         "image" | "template" => Kind::Image,
         "disk" => Kind::Disk,
         "profile" => Kind::Profile,
+        "dns" => Kind::Dns,
         other => {
             let problem = if let Some((_, why)) =
                 keys::UNSUPPORTED_TYPES.iter().find(|(t, _)| *t == other)
@@ -1103,6 +1114,29 @@ fn read_shared_disk(r: &mut MapReader, d: &mut Diagnostics) -> SharedDisk {
         image: r.reference("image", d),
         vms: r.refs("vms", d),
     }
+}
+
+/// kcli's `dns` entry; `None` (reported) without an address.
+fn read_dns(r: &mut MapReader, d: &mut Diagnostics) -> Option<DnsRecord> {
+    let net = r
+        .reference("net", d)
+        .unwrap_or_else(|| r.default_ref("default"));
+    let ip = r.ip("ip", d);
+    let domain = r.string("domain", d).map(|s| s.value);
+    let aliases = r.strings("alias", d);
+    if ip.is_none() && r.peek("ip").is_none() {
+        d.push(
+            Problem::error("plan::dns-without-ip", format!("{} has no `ip`", r.what))
+                .label(r.span, "which address does this name resolve to?")
+                .help("add `ip: 192.168.122.10`"),
+        );
+    }
+    Some(DnsRecord {
+        net,
+        ip: ip?,
+        domain,
+        aliases,
+    })
 }
 
 fn positive_u32(n: i64, span: Span, key: &str, d: &mut Diagnostics) -> u32 {

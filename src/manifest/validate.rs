@@ -32,6 +32,7 @@ pub fn validate(manifest: &Manifest, d: &mut Diagnostics) {
         match &entry.kind {
             EntryKind::Network(net) => check_network(entry, net, d),
             EntryKind::Vm(vm) => {
+                check_reservedns(entry, vm, &networks, d);
                 for nic in &vm.nets {
                     check_nic(nic, networks.get(nic.network.name.as_str()).copied(), d);
                     if let Some(mac) = &nic.mac {
@@ -62,8 +63,83 @@ pub fn validate(manifest: &Manifest, d: &mut Diagnostics) {
                     }
                 }
             }
+            EntryKind::Dns(record) => check_dns(
+                entry,
+                record,
+                networks.get(record.net.name.as_str()).copied(),
+                d,
+            ),
             _ => {}
         }
+    }
+}
+
+/// A DNS record goes into a network the plan declares: siteplan changes only what its plan
+/// made, and a network it did not make (the host's `default`) is not its to change.
+fn check_dns(entry: &Entry, record: &DnsRecord, network: Option<&Network>, d: &mut Diagnostics) {
+    let Some(network) = network else {
+        d.push(
+            Problem::error(
+                "plan::dns-network",
+                format!(
+                    "dns `{}` goes into network `{}`, which this plan does not declare",
+                    entry.name, record.net.name
+                ),
+            )
+            .label(record.net.span, "not a network of this plan")
+            .help(
+                "siteplan adds DNS records only to networks its plan makes, since it changes \
+                 nothing it did not make; declare the network in the plan",
+            ),
+        );
+        return;
+    };
+    if let Some(cidr) = &network.cidr {
+        if !cidr.value.contains(&record.ip.value) {
+            d.push(
+                Problem::error(
+                    "plan::dns-address",
+                    format!(
+                        "dns `{}` resolves to {}, outside network `{}` ({})",
+                        entry.name, record.ip.value, record.net.name, cidr.value
+                    ),
+                )
+                .label(record.ip.span, "not in the network"),
+            );
+        }
+    }
+}
+
+/// kcli's `reservedns` makes a record for a static address only in a network of the plan.
+fn check_reservedns(
+    entry: &Entry,
+    vm: &Vm,
+    networks: &HashMap<&str, &Network>,
+    d: &mut Diagnostics,
+) {
+    if !vm.reservedns {
+        return;
+    }
+    let outside = vm
+        .nets
+        .iter()
+        .find(|n| n.ip.is_some() && !networks.contains_key(n.network.name.as_str()));
+    let ours = vm
+        .nets
+        .iter()
+        .any(|n| n.ip.is_some() && networks.contains_key(n.network.name.as_str()));
+    if let (Some(nic), false) = (outside, ours) {
+        d.push(
+            Problem::warning(
+                "plan::reservedns-outside",
+                format!(
+                    "vm `{}` asks for a DNS record (reservedns), but its static address is on network `{}`, which this plan does not declare: siteplan adds no record there",
+                    entry.name, nic.network.name
+                ),
+            )
+            .label(nic.network.span, "not a network of this plan")
+            .help("declare the network in the plan; a DHCP guest's name is answered from its lease anyway"),
+        );
     }
 }
 

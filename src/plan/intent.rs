@@ -75,10 +75,19 @@ pub struct NetworkIntent {
     pub dhcp: Option<(IpAddr, IpAddr)>,
     /// Fixed addresses handed out by DHCP (kcli's `reserveip`).
     pub reservations: Vec<Reservation>,
+    /// DNS records its DNS server answers (kcli's `dns` entries), sorted by address.
+    pub dns_records: Vec<DnsRecord>,
     /// The DNS domain; none on a bridge.
     pub domain: Option<String>,
     pub mtu: Option<u32>,
     pub dns: bool,
+}
+
+/// Names for an address in a network's DNS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsRecord {
+    pub ip: IpAddr,
+    pub names: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -335,6 +344,52 @@ pub fn intents_reading(
             }
         }
     }
+    // DNS records, by network: the entry's name, its name in the domain, then its aliases, as
+    // kcli writes them.
+    let mut records: BTreeMap<&str, Vec<DnsRecord>> = BTreeMap::new();
+    for entry in &manifest.entries {
+        if let EntryKind::Dns(record) = &entry.kind {
+            let mut names = vec![entry.name.clone()];
+            names.extend(record.domain.iter().map(|d| format!("{}.{d}", entry.name)));
+            names.extend(record.aliases.iter().cloned());
+            records
+                .entry(record.net.name.as_str())
+                .or_default()
+                .push(DnsRecord {
+                    ip: record.ip.value,
+                    names,
+                });
+        }
+    }
+    // kcli's `reservedns`: a VM's static address on a network of the plan gets a record for
+    // its name (a DHCP guest's name is answered by dnsmasq from its lease).
+    for entry in &manifest.entries {
+        let EntryKind::Vm(vm) = &entry.kind else {
+            continue;
+        };
+        let static_nic = vm.nets.iter().find(|nic| {
+            nic.ip.is_some()
+                && matches!(
+                    manifest.get(&nic.network.name).map(|e| &e.kind),
+                    Some(EntryKind::Network(_))
+                )
+        });
+        if let (true, Some(nic), Some(ip)) = (
+            vm.reservedns,
+            static_nic,
+            static_nic.and_then(|n| n.ip.as_ref()),
+        ) {
+            let mut names = vec![entry.name.clone()];
+            names.extend(vm.domain.iter().map(|d| format!("{}.{d}", entry.name)));
+            records
+                .entry(nic.network.name.as_str())
+                .or_default()
+                .push(DnsRecord {
+                    ip: ip.value,
+                    names,
+                });
+        }
+    }
     // Shared disks, by the VM they attach to.
     let mut shared: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for entry in &manifest.entries {
@@ -351,11 +406,13 @@ pub fn intents_reading(
     let mut items = Vec::new();
     for entry in &manifest.entries {
         let what = match &entry.kind {
-            EntryKind::Profile => continue,
+            // A DNS record is part of its network.
+            EntryKind::Profile | EntryKind::Dns(_) => continue,
             EntryKind::Network(net) => {
                 let mut reserved = reservations.remove(entry.name.as_str()).unwrap_or_default();
                 reserved.sort_by(|a, b| a.mac.cmp(&b.mac));
-                What::Network(network(net, reserved))
+                let dns_records = merged(records.remove(entry.name.as_str()).unwrap_or_default());
+                What::Network(network(net, reserved, dns_records))
             }
             EntryKind::Pool(pool) => What::Storage(StorageIntent {
                 path: pool.path.clone(),
@@ -407,7 +464,29 @@ fn refer(manifest: &Manifest, r: &m::Ref, kind: m::Kind) -> Ref {
     }
 }
 
-fn network(net: &m::Network, reservations: Vec<Reservation>) -> NetworkIntent {
+/// One record per address, its names in the order given (libvirt takes one `<host>` per
+/// address), sorted by address.
+fn merged(records: Vec<DnsRecord>) -> Vec<DnsRecord> {
+    let mut by_ip: BTreeMap<IpAddr, Vec<String>> = BTreeMap::new();
+    for record in records {
+        let names = by_ip.entry(record.ip).or_default();
+        for name in record.names {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    by_ip
+        .into_iter()
+        .map(|(ip, names)| DnsRecord { ip, names })
+        .collect()
+}
+
+fn network(
+    net: &m::Network,
+    reservations: Vec<Reservation>,
+    dns_records: Vec<DnsRecord>,
+) -> NetworkIntent {
     let cidr = net.cidr.as_ref().map(|c| c.value);
     let bridged = net.mode == m::NetworkMode::Bridge;
     let dhcp = match cidr {
@@ -432,6 +511,7 @@ fn network(net: &m::Network, reservations: Vec<Reservation>) -> NetworkIntent {
         cidr,
         dhcp,
         reservations,
+        dns_records,
         domain: (!bridged).then(|| net.domain.clone()),
         mtu: net.mtu,
         dns: net.dns,

@@ -14,6 +14,7 @@ fn network(cidr: &str) -> Spec {
         cidr: cidr.parse().ok(),
         dhcp: None,
         hosts: Vec::new(),
+        dns_hosts: Vec::new(),
         domain: None,
         mtu: None,
         dns: true,

@@ -61,6 +61,14 @@ pub fn libvirt(intents: &Intents) -> Result<Desired, String> {
                             name: r.host.clone(),
                         })
                         .collect(),
+                    dns_hosts: net
+                        .dns_records
+                        .iter()
+                        .map(|r| DnsHost {
+                            ip: r.ip,
+                            names: r.names.clone(),
+                        })
+                        .collect(),
                     domain: net.domain.clone(),
                     mtu: net.mtu,
                     dns: net.dns,

@@ -176,7 +176,7 @@ impl Rules for TestDriverRules {
 fn table(kind: ResourceKind, attribute: &str) -> Disruption {
     use Disruption::*;
     match (kind, attribute) {
-        (ResourceKind::Network, "hosts" | "autostart") => Live,
+        (ResourceKind::Network, "hosts" | "dns_hosts" | "autostart") => Live,
         (ResourceKind::Network, _) => Replace,
         (ResourceKind::Pool, "autostart") => Live,
         (ResourceKind::Pool, _) => Replace,

@@ -507,6 +507,7 @@ fn initial_node() -> std::io::Result<String> {
                     .unwrap_or(IpAddr::from([0, 0, 0, 0])),
             )),
             hosts: Vec::new(),
+            dns_hosts: Vec::new(),
             domain: None,
             mtu: None,
             dns: true,

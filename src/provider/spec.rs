@@ -185,6 +185,14 @@ pub struct DhcpHost {
     pub name: String,
 }
 
+/// A DNS record the network's DNS server answers (libvirt's `<dns><host>`): names for an
+/// address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsHost {
+    pub ip: IpAddr,
+    pub names: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkSpec {
     pub name: String,
@@ -197,6 +205,10 @@ pub struct NetworkSpec {
     pub dhcp: Option<(IpAddr, IpAddr)>,
     /// Reserved addresses for VMs with static IPs, sorted by MAC.
     pub hosts: Vec<DhcpHost>,
+    /// DNS records (kcli's `dns` entries), sorted by address. Absent from marks made before
+    /// networks had them, and so from those of networks without any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_hosts: Vec<DnsHost>,
     pub domain: Option<String>,
     pub mtu: Option<u32>,
     pub dns: bool,

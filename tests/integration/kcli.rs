@@ -242,3 +242,105 @@ fn a_mistake_in_an_included_plan_points_into_that_plan() {
         "{said}"
     );
 }
+
+/// A dns entry's life: made with its network, read back from the provider unchanged, changed
+/// live when an alias changes, and refused in a network the plan does not make.
+fn dns_life(provider: &str, sandbox: &std::path::Path, dir: &std::path::Path) {
+    let file = dir.join("spdns.yml");
+    std::fs::write(
+        &file,
+        "parameters:\n  alias: registry\nspdnsnet:\n  type: network\n  cidr: 10.97.3.0/24\n  domain: spdns.local\napi:\n  type: dns\n  net: spdnsnet\n  ip: 10.97.3.10\n  domain: spdns.local\n  alias:\n  - '{{ alias }}.spdns.local'\n",
+    )
+    .expect("write");
+    let file = file.display().to_string();
+    let run = |args: &[&str], params: &[&str]| {
+        Plan::new(args)
+            .args(&[file.as_str(), "--provider", provider])
+            .params(params)
+            .sandbox(sandbox)
+            .run()
+    };
+    let _ = run(&["destroy", "--yes"], &[]);
+    let applied = run(&["apply", "--yes"], &[]);
+    assert!(applied.ok(), "{}", applied.stderr);
+    let unchanged = run(&["diff", "--detailed-exitcode"], &[]);
+    assert_eq!(
+        unchanged.code(),
+        Some(0),
+        "read back as made: {}",
+        unchanged.stdout
+    );
+
+    let changed = run(&["diff", "--format", "json"], &["alias=mirror"]);
+    let diff: serde_json::Value = serde_json::from_str(&changed.stdout).expect("json");
+    let change = &diff["changes"][0];
+    assert_eq!(change["address"], "network/spdnsnet", "{diff}");
+    assert_eq!(change["impact"], "live", "{diff}");
+    assert!(
+        change.to_string().contains("registry.spdns.local")
+            && change.to_string().contains("mirror.spdns.local"),
+        "{change}"
+    );
+    let applied = run(&["apply", "--yes"], &["alias=mirror"]);
+    assert!(applied.ok(), "{}", applied.stderr);
+    let unchanged = run(&["diff", "--detailed-exitcode"], &["alias=mirror"]);
+    assert_eq!(unchanged.code(), Some(0), "{}", unchanged.stdout);
+    let destroyed = run(&["destroy", "--yes"], &["alias=mirror"]);
+    assert!(destroyed.ok(), "{}", destroyed.stderr);
+}
+
+#[test]
+fn dns_records_live_in_the_plans_network_on_the_sandbox() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    dns_life("sandbox", &dir.path().join("sandbox"), dir.path());
+
+    // A dns entry and a VM's reservedns, each a record in the network.
+    let out = Plan::new(&[
+        "diff",
+        "tests/fixtures/kcli/dns/kcli_plan.yml",
+        "--provider",
+        "sandbox",
+        "--format",
+        "json",
+    ])
+    .sandbox(&dir.path().join("fresh"))
+    .run();
+    assert!(out.ok(), "{}", out.stderr);
+    let records = r#"[{"ip":"10.42.0.10","names":["api","api.lab.local","registry.lab.local"]},{"ip":"10.42.0.11","names":["web","web.lab.local"]}]"#;
+    assert!(
+        out.stdout
+            .split_whitespace()
+            .collect::<String>()
+            .contains(records),
+        "{}",
+        out.stdout
+    );
+
+    // Not in a network the plan makes: refused before anything changes.
+    std::fs::write(
+        dir.path().join("default.yml"),
+        "yyy:\n type: dns\n net: default\n ip: 192.168.122.35\nvm1:\n image: centos8stream\n",
+    )
+    .expect("write");
+    let out = Plan::new(&["validate", "default.yml"])
+        .current_dir(dir.path())
+        .run();
+    assert_eq!(out.code(), Some(1));
+    assert!(
+        flat(&out.stderr)
+            .contains("dns `yyy` goes into network `default`, which this plan does not declare"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+#[cfg(feature = "libvirt")]
+fn dns_records_live_in_the_plans_network_on_a_real_libvirtd() {
+    let Some((_held, uri)) = crate::harness::libvirtd("dns_records_live_in_the_plans_network")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    dns_life(&uri, &dir.path().join("unused"), dir.path());
+}

@@ -48,6 +48,14 @@ pub fn lower(intents: &Intents, namespace: &str) -> Result<Desired, String> {
     for item in &intents.items {
         match &item.what {
             What::Network(net) => {
+                for record in &net.dns_records {
+                    refused.push(format!(
+                        "dns {}: a KubeVirt network has no DNS server of its own to hold records \
+                         (network {}); use the cluster's DNS",
+                        record.names.first().map_or("", String::as_str),
+                        item.name
+                    ));
+                }
                 if item.name == "default" {
                     continue; // the pod network
                 }

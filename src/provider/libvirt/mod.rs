@@ -1098,6 +1098,7 @@ impl Inner {
             (Spec::Network(want), Spec::Network(have)) => {
                 let comparable = |n: &NetworkSpec| NetworkSpec {
                     hosts: Vec::new(),
+                    dns_hosts: Vec::new(),
                     autostart: false,
                     ..n.clone()
                 };
@@ -1126,6 +1127,35 @@ impl Inner {
                             sys::VIR_NETWORK_SECTION_IP_DHCP_HOST,
                             -1,
                             &xml::dhcp_host_xml(new).map_err(io)?,
+                            flags,
+                        )
+                        .map_err(fail)?;
+                    }
+                    // DNS records the same way: dnsmasq answers for them at once.
+                    for gone in have
+                        .dns_hosts
+                        .iter()
+                        .filter(|h| !want.dns_hosts.contains(h))
+                    {
+                        net.update(
+                            sys::VIR_NETWORK_UPDATE_COMMAND_DELETE,
+                            sys::VIR_NETWORK_SECTION_DNS_HOST,
+                            -1,
+                            &xml::dns_host_xml(gone).map_err(io)?,
+                            flags,
+                        )
+                        .map_err(fail)?;
+                    }
+                    for new in want
+                        .dns_hosts
+                        .iter()
+                        .filter(|h| !have.dns_hosts.contains(h))
+                    {
+                        net.update(
+                            sys::VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
+                            sys::VIR_NETWORK_SECTION_DNS_HOST,
+                            -1,
+                            &xml::dns_host_xml(new).map_err(io)?,
                             flags,
                         )
                         .map_err(fail)?;

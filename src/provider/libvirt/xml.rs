@@ -103,6 +103,13 @@ pub fn network_xml(spec: &NetworkSpec, mark: Option<&OwnerMark>) -> io::Result<S
             w.create_element("dns")
                 .with_attribute(("enable", "no"))
                 .write_empty()?;
+        } else if !spec.dns_hosts.is_empty() {
+            w.create_element("dns").write_inner_content(|w| {
+                for host in &spec.dns_hosts {
+                    dns_host(w, host)?;
+                }
+                Ok(())
+            })?;
         }
         if let Some(cidr) = &spec.cidr {
             let host = cidr.hosts().next().unwrap_or(cidr.network());
@@ -145,6 +152,25 @@ fn dhcp_host(w: &mut W, host: &DhcpHost) -> io::Result<()> {
         .with_attribute(("ip", host.ip.to_string().as_str()))
         .write_empty()?;
     Ok(())
+}
+
+fn dns_host(w: &mut W, host: &DnsHost) -> io::Result<()> {
+    w.create_element("host")
+        .with_attribute(("ip", host.ip.to_string().as_str()))
+        .write_inner_content(|w| {
+            for name in &host.names {
+                text(w, "hostname", name)?;
+            }
+            Ok(())
+        })?;
+    Ok(())
+}
+
+/// One DNS `<host>` element, for live updates of a network's DNS records.
+pub fn dns_host_xml(host: &DnsHost) -> io::Result<String> {
+    let mut w = Writer::new(Vec::new());
+    dns_host(&mut w, host)?;
+    Ok(finish(w))
 }
 
 /// One `<host>` element, for live updates of a network's DHCP reservations.
@@ -657,6 +683,24 @@ pub fn parse_network(
         })
         .unwrap_or_default();
     hosts.sort_by(|a, b| a.mac.cmp(&b.mac));
+    let mut dns_hosts: Vec<DnsHost> = child(root, "dns")
+        .map(|dns| {
+            dns.children()
+                .filter(|c| c.has_tag_name("host"))
+                .filter_map(|h| {
+                    Some(DnsHost {
+                        ip: h.attribute("ip")?.parse().ok()?,
+                        names: h
+                            .children()
+                            .filter(|c| c.has_tag_name("hostname"))
+                            .filter_map(|c| c.text().map(str::to_string))
+                            .collect(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    dns_hosts.sort_by_key(|h| h.ip);
     let spec = NetworkSpec {
         name,
         mode,
@@ -664,6 +708,7 @@ pub fn parse_network(
         cidr,
         dhcp,
         hosts,
+        dns_hosts,
         domain,
         mtu,
         dns,
@@ -1060,6 +1105,7 @@ mod tests {
                 ip: "192.168.150.11".parse().unwrap(),
                 name: "web1".into(),
             }],
+            dns_hosts: Vec::new(),
             domain: Some("lab.local".into()),
             mtu: Some(1500),
             dns: true,
