@@ -74,24 +74,9 @@ pub fn validate(manifest: &Manifest, d: &mut Diagnostics) {
     }
 }
 
-/// A DNS record goes into a network the plan declares: siteplan changes only what its plan
-/// made, and a network it did not make (the host's `default`) is not its to change.
+/// A DNS record's address lies in its network, when the plan declares it.
 fn check_dns(entry: &Entry, record: &DnsRecord, network: Option<&Network>, d: &mut Diagnostics) {
     let Some(network) = network else {
-        d.push(
-            Problem::error(
-                "plan::dns-network",
-                format!(
-                    "dns `{}` goes into network `{}`, which this plan does not declare",
-                    entry.name, record.net.name
-                ),
-            )
-            .label(record.net.span, "not a network of this plan")
-            .help(
-                "siteplan adds DNS records only to networks its plan makes, since it changes \
-                 nothing it did not make; declare the network in the plan",
-            ),
-        );
         return;
     };
     if let Some(cidr) = &network.cidr {

@@ -55,6 +55,15 @@ pub enum What {
     /// A disk shared by VMs.
     Disk(DiskIntent),
     Vm(Box<VmIntent>),
+    /// A DNS record in a network the plan does not make (in one it makes, the record is part
+    /// of the network's intent).
+    Dns(DnsIntent),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsIntent {
+    pub network: Ref,
+    pub record: DnsRecord,
 }
 
 /// A name the plan refers to: declared by it, or expected to exist already.
@@ -265,6 +274,7 @@ impl Intent {
         let mut names: Vec<&str> = self.after.iter().map(String::as_str).collect();
         match &self.what {
             What::Network(_) | What::Storage(_) => {}
+            What::Dns(dns) => names.push(&dns.network.name),
             What::Image(image) => names.push(&image.storage.name),
             What::Disk(disk) => {
                 names.push(&disk.storage.name);
@@ -349,9 +359,10 @@ pub fn intents_reading(
     let mut records: BTreeMap<&str, Vec<DnsRecord>> = BTreeMap::new();
     for entry in &manifest.entries {
         if let EntryKind::Dns(record) = &entry.kind {
-            let mut names = vec![entry.name.clone()];
-            names.extend(record.domain.iter().map(|d| format!("{}.{d}", entry.name)));
-            names.extend(record.aliases.iter().cloned());
+            if !declares_network(manifest, &record.net.name) {
+                continue; // a record of its own (`What::Dns`)
+            }
+            let names = dns_names(&entry.name, record);
             records
                 .entry(record.net.name.as_str())
                 .or_default()
@@ -406,8 +417,16 @@ pub fn intents_reading(
     let mut items = Vec::new();
     for entry in &manifest.entries {
         let what = match &entry.kind {
-            // A DNS record is part of its network.
-            EntryKind::Profile | EntryKind::Dns(_) => continue,
+            EntryKind::Profile => continue,
+            // A DNS record is part of its network, when the plan makes it.
+            EntryKind::Dns(record) if declares_network(manifest, &record.net.name) => continue,
+            EntryKind::Dns(record) => What::Dns(DnsIntent {
+                network: refer(&record.net, m::Kind::Network),
+                record: DnsRecord {
+                    ip: record.ip.value,
+                    names: dns_names(&entry.name, record),
+                },
+            }),
             EntryKind::Network(net) => {
                 let mut reserved = reservations.remove(entry.name.as_str()).unwrap_or_default();
                 reserved.sort_by(|a, b| a.mac.cmp(&b.mac));
@@ -462,6 +481,22 @@ fn refer(manifest: &Manifest, r: &m::Ref, kind: m::Kind) -> Ref {
         name: r.name.clone(),
         declared: manifest.get(&r.name).is_some_and(|e| e.kind.kind() == kind),
     }
+}
+
+/// Whether the plan makes the network `name`.
+fn declares_network(manifest: &Manifest, name: &str) -> bool {
+    matches!(
+        manifest.get(name).map(|e| &e.kind),
+        Some(EntryKind::Network(_))
+    )
+}
+
+/// A dns entry's names as kcli writes them: its own, its name in the domain, its aliases.
+fn dns_names(name: &str, record: &m::DnsRecord) -> Vec<String> {
+    let mut names = vec![name.to_string()];
+    names.extend(record.domain.iter().map(|d| format!("{name}.{d}")));
+    names.extend(record.aliases.iter().cloned());
+    names
 }
 
 /// One record per address, its names in the order given (libvirt takes one `<host>` per

@@ -77,6 +77,22 @@ pub fn libvirt(intents: &Intents) -> Result<Desired, String> {
                 entry: item.entry.clone(),
                 depends_on: Vec::new(),
             }),
+            What::Dns(dns) => {
+                let network = &dns.network.name;
+                if !dns.network.declared {
+                    external(ResourceId::network(network), &mut out);
+                }
+                out.resources.push(DesiredResource {
+                    spec: Spec::Dns(DnsRecordSpec {
+                        network: network.clone(),
+                        name: item.name.clone(),
+                        ip: dns.record.ip,
+                        names: dns.record.names.clone(),
+                    }),
+                    entry: item.entry.clone(),
+                    depends_on: vec![ResourceId::network(network)],
+                });
+            }
             What::Storage(storage) => out.resources.push(DesiredResource {
                 spec: Spec::Pool(PoolSpec {
                     name: item.name.clone(),

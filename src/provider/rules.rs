@@ -99,6 +99,7 @@ impl Rules for LibvirtRules {
     fn needs(&self, live: &Spec) -> Vec<ResourceId> {
         match live {
             Spec::Network(_) | Spec::Pool(_) | Spec::Object(_) => Vec::new(),
+            Spec::Dns(record) => vec![ResourceId::network(&record.network)],
             Spec::Volume(v) => {
                 let mut deps = vec![ResourceId::pool(&v.pool)];
                 if let Some((pool, name)) = &v.backing {
@@ -186,6 +187,8 @@ fn table(kind: ResourceKind, attribute: &str) -> Disruption {
         (ResourceKind::Vm, "running" | "autostart" | "disks" | "nics") => Live,
         (ResourceKind::Vm, "name") => Replace,
         (ResourceKind::Vm, _) => Reboot,
+        // The host entry is removed and added again, on the running network.
+        (ResourceKind::DnsRecord, _) => Live,
         // Not the libvirt family's: whatever it is, made again.
         _ => Replace,
     }

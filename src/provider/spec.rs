@@ -26,6 +26,10 @@ pub enum ResourceKind {
     #[serde(rename = "networkattachmentdefinition")]
     NetworkAttachmentDefinition,
     Secret,
+    /// A DNS record in a network the plan does not make (the host's `default`), named within
+    /// that network.
+    #[serde(rename = "dnsrecord")]
+    DnsRecord,
 }
 
 impl fmt::Display for ResourceKind {
@@ -39,6 +43,7 @@ impl fmt::Display for ResourceKind {
             ResourceKind::DataVolume => "datavolume",
             ResourceKind::NetworkAttachmentDefinition => "networkattachmentdefinition",
             ResourceKind::Secret => "secret",
+            ResourceKind::DnsRecord => "dnsrecord",
         })
     }
 }
@@ -105,6 +110,14 @@ impl ResourceId {
             pool: Some(pool.into()),
         }
     }
+    /// A DNS record, named within its network as a volume is within its pool.
+    pub fn dns_record(network: &str, name: &str) -> Self {
+        ResourceId {
+            kind: ResourceKind::DnsRecord,
+            name: name.into(),
+            pool: Some(network.into()),
+        }
+    }
     pub fn vm(name: &str) -> Self {
         ResourceId::object(ResourceKind::Vm, name)
     }
@@ -135,6 +148,7 @@ pub enum Spec {
     Volume(VolumeSpec),
     Vm(VmSpec),
     Object(ObjectSpec),
+    Dns(DnsRecordSpec),
 }
 
 impl Spec {
@@ -149,6 +163,7 @@ impl Spec {
                 name: o.name.clone(),
                 pool: None,
             },
+            Spec::Dns(r) => ResourceId::dns_record(&r.network, &r.name),
         }
     }
 }
@@ -183,6 +198,16 @@ pub struct DhcpHost {
     pub mac: String,
     pub ip: IpAddr,
     pub name: String,
+}
+
+/// A DNS record of the plan's in a network it does not make: the names (the first is the
+/// record's own) for an address. Which records are whose is kept in the network's metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsRecordSpec {
+    pub network: String,
+    pub name: String,
+    pub ip: IpAddr,
+    pub names: Vec<String>,
 }
 
 /// A DNS record the network's DNS server answers (libvirt's `<dns><host>`): names for an

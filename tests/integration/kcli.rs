@@ -289,10 +289,80 @@ fn dns_life(provider: &str, sandbox: &std::path::Path, dir: &std::path::Path) {
     assert!(destroyed.ok(), "{}", destroyed.stderr);
 }
 
+/// A dns entry in a network the plan does not make (`theirs`): its record is added and removed
+/// there, each change live, and nothing else of the network changes; a name the network
+/// answers already, for someone else, is refused.
+fn dns_in_their_network(
+    provider: &str,
+    sandbox: &std::path::Path,
+    dir: &std::path::Path,
+    theirs: &str,
+) {
+    let file = dir.join("spdnstheirs.yml");
+    std::fs::write(
+        &file,
+        format!("parameters:\n  alias: one\nspdns-api:\n  type: dns\n  net: {theirs}\n  ip: 192.168.122.35\n  alias: ['{{{{ alias }}}}.spdns.example']\n"),
+    )
+    .expect("write");
+    let file = file.display().to_string();
+    let run = |args: &[&str], params: &[&str]| {
+        Plan::new(args)
+            .args(&[file.as_str(), "--provider", provider])
+            .params(params)
+            .sandbox(sandbox)
+            .run()
+    };
+    let _ = run(&["destroy", "--yes"], &[]);
+    let created = run(&["diff", "--format", "json"], &[]);
+    assert!(
+        created
+            .stdout
+            .contains(&format!("\"address\": \"dnsrecord/{theirs}/spdns-api\"")),
+        "{}",
+        created.stdout
+    );
+    let applied = run(&["apply", "--yes"], &[]);
+    assert!(applied.ok(), "{}", applied.stderr);
+    let unchanged = run(&["diff", "--detailed-exitcode"], &[]);
+    assert_eq!(
+        unchanged.code(),
+        Some(0),
+        "read back as made: {}",
+        unchanged.stdout
+    );
+    let changed = run(&["diff"], &["alias=two"]);
+    assert!(
+        changed
+            .stdout
+            .contains(&format!("~ dnsrecord/{theirs}/spdns-api (live)")),
+        "{}",
+        changed.stdout
+    );
+    assert!(run(&["apply", "--yes"], &["alias=two"]).ok());
+    let unchanged = run(&["diff", "--detailed-exitcode"], &["alias=two"]);
+    assert_eq!(unchanged.code(), Some(0), "{}", unchanged.stdout);
+    // The plan file gone: destroy finds the record by its mark in the network.
+    std::fs::write(dir.join("spdnstheirs.yml"), "").expect("empty");
+    let destroyed = run(&["destroy", "--yes"], &[]);
+    assert!(destroyed.ok(), "{}", destroyed.stderr);
+    assert!(
+        destroyed.stdout.contains("1 done") || destroyed.stderr.contains("1 done"),
+        "{}{}",
+        destroyed.stdout,
+        destroyed.stderr
+    );
+}
+
 #[test]
-fn dns_records_live_in_the_plans_network_on_the_sandbox() {
+fn dns_records_in_the_plans_network_and_in_theirs_on_the_sandbox() {
     let dir = tempfile::tempdir().expect("tempdir");
     dns_life("sandbox", &dir.path().join("sandbox"), dir.path());
+    dns_in_their_network(
+        "sandbox",
+        &dir.path().join("sandbox"),
+        dir.path(),
+        "default",
+    );
 
     // A dns entry and a VM's reservedns, each a record in the network.
     let out = Plan::new(&[
@@ -315,32 +385,76 @@ fn dns_records_live_in_the_plans_network_on_the_sandbox() {
         "{}",
         out.stdout
     );
-
-    // Not in a network the plan makes: refused before anything changes.
-    std::fs::write(
-        dir.path().join("default.yml"),
-        "yyy:\n type: dns\n net: default\n ip: 192.168.122.35\nvm1:\n image: centos8stream\n",
-    )
-    .expect("write");
-    let out = Plan::new(&["validate", "default.yml"])
-        .current_dir(dir.path())
-        .run();
-    assert_eq!(out.code(), Some(1));
-    assert!(
-        flat(&out.stderr)
-            .contains("dns `yyy` goes into network `default`, which this plan does not declare"),
-        "{}",
-        out.stderr
-    );
 }
 
 #[test]
 #[cfg(feature = "libvirt")]
-fn dns_records_live_in_the_plans_network_on_a_real_libvirtd() {
-    let Some((_held, uri)) = crate::harness::libvirtd("dns_records_live_in_the_plans_network")
-    else {
+fn dns_records_in_the_plans_network_and_in_theirs_on_a_real_libvirtd() {
+    let Some((_held, uri)) = crate::harness::libvirtd("dns_records_on_a_real_libvirtd") else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
     dns_life(&uri, &dir.path().join("unused"), dir.path());
+
+    // A network made by hand, answering one name already.
+    let conn = virt::connect::Connect::open(Some(&uri)).expect("connect");
+    let theirs = "<network><name>spdns-theirs</name><bridge name='spdnstheirs0'/>\
+        <dns><host ip='10.97.4.40'><hostname>theirs-host</hostname></host></dns>\
+        <ip address='10.97.4.1' prefix='24'/></network>";
+    if let Ok(old) = conn.lookup_network_by_name("spdns-theirs") {
+        let _ = old.destroy();
+        let _ = old.undefine();
+    }
+    let net = conn.define_network_xml(theirs).expect("their network");
+    net.create().expect("start it");
+    let before = net
+        .xml_desc(virt::sys::VIR_NETWORK_XML_INACTIVE)
+        .expect("xml");
+    dns_in_their_network(&uri, &dir.path().join("unused"), dir.path(), "spdns-theirs");
+    let after = net
+        .xml_desc(virt::sys::VIR_NETWORK_XML_INACTIVE)
+        .expect("xml");
+    assert_eq!(
+        after
+            .replace("<metadata/>", "")
+            .replace("<metadata>\n  </metadata>\n", ""),
+        before,
+        "the network is as its owner made it"
+    );
+
+    // Their name: refused, and their record left as it is.
+    let file = dir.path().join("clash.yml");
+    std::fs::write(
+        &file,
+        "theirs-host:\n  type: dns\n  net: spdns-theirs\n  ip: 10.97.4.41\n",
+    )
+    .expect("write");
+    let clash = Plan::new(&[
+        "apply",
+        &file.display().to_string(),
+        "--provider",
+        &uri,
+        "--yes",
+    ])
+    .run();
+    assert!(!clash.ok(), "{}", clash.stdout);
+    assert!(
+        clash.text().contains("already answers this name"),
+        "{}",
+        clash.text()
+    );
+    let after = net
+        .xml_desc(virt::sys::VIR_NETWORK_XML_INACTIVE)
+        .expect("xml");
+    assert!(after.contains("<hostname>theirs-host</hostname>"));
+    let _ = Plan::new(&[
+        "destroy",
+        &file.display().to_string(),
+        "--provider",
+        &uri,
+        "--yes",
+    ])
+    .run();
+    let _ = net.destroy();
+    let _ = net.undefine();
 }

@@ -134,6 +134,11 @@ pub fn lower(intents: &Intents, namespace: &str) -> Result<Desired, String> {
                 "disk {}: disks shared by several VMs are not supported on KubeVirt yet",
                 item.name
             )),
+            What::Dns(dns) => refused.push(format!(
+                "dns {}: a KubeVirt network has no DNS server of its own to hold records \
+                 (network {}); use the cluster's DNS",
+                item.name, dns.network.name
+            )),
             What::Vm(vm) => {
                 if vm.boot.is_some() {
                     refused.push(format!(

@@ -9,6 +9,7 @@
 
 pub mod content;
 pub mod ledger;
+pub mod records;
 pub mod xml;
 
 use std::collections::HashMap;
@@ -557,6 +558,33 @@ impl Inner {
             .map_err(|_| ProviderError::NotFound(ResourceId::vm(name)))
     }
 
+    /// Rewrites the records ledger of a network the plan does not make (see `records`).
+    fn edit_records(
+        &self,
+        network: &str,
+        edit: impl FnOnce(&mut records::Records),
+    ) -> Result<(), ProviderError> {
+        let id = ResourceId::network(network);
+        let fail = |e: virt::error::Error| ProviderError::backend(&id, err(e));
+        let net = self.network(network)?;
+        let xml = network_definition(&net).map_err(fail)?;
+        let mut ledger = records::ledger(&xml);
+        edit(&mut ledger);
+        let defined =
+            records::with_ledger(&xml, &ledger).map_err(|e| ProviderError::backend(&id, e))?;
+        // As for the plan's own networks: the test driver takes a definition only while the
+        // network is stopped, which costs nothing there.
+        let restart = self.test_driver && net.is_active().unwrap_or(false);
+        if restart {
+            net.destroy().map_err(fail)?;
+        }
+        self.conn.define_network_xml(&defined).map_err(fail)?;
+        if restart {
+            net.create().map_err(fail)?;
+        }
+        Ok(())
+    }
+
     fn network(&self, name: &str) -> Result<virt::network::Network, ProviderError> {
         self.conn
             .lookup_network_by_name(name)
@@ -583,6 +611,9 @@ impl Inner {
             };
             let (spec, owner) =
                 xml::parse_network(&xml, autostart).map_err(ProviderError::Connection)?;
+            for (id, live) in records::observe(&spec.name, &xml, &spec.dns_hosts, wanted) {
+                observed.resources.insert(id, live);
+            }
             let id = ResourceId::network(&spec.name);
             if wanted(&id, owner.as_ref()) {
                 observed.resources.insert(
@@ -836,6 +867,21 @@ impl Inner {
         let fail = |e: virt::error::Error| ProviderError::backend(&id, err(e));
         let io = |e: std::io::Error| ProviderError::backend(&id, e);
         let summary = match spec {
+            Spec::Dns(record) => {
+                let net = self.network(&record.network)?;
+                let xml = network_definition(&net).map_err(fail)?;
+                let (live, _) =
+                    xml::parse_network(&xml, false).map_err(ProviderError::Connection)?;
+                if let Some(host) = records::taken(&live.dns_hosts, &record.name) {
+                    return Err(records::conflict(&id, host));
+                }
+                records::change_host(&net, &records::host(record), true).map_err(fail)?;
+                crashpoint::point("dns record added");
+                self.edit_records(&record.network, |r| {
+                    r.insert(record.name.clone(), mark.clone());
+                })?;
+                format!("{} answers for {}", record.network, record.names.join(", "))
+            }
             Spec::Network(net) => {
                 if self.network(&net.name).is_ok() {
                     return Err(ProviderError::backend(&id, "already exists"));
@@ -1272,6 +1318,15 @@ impl Inner {
                     format!("vm {} updated", want.name)
                 }
             }
+            (Spec::Dns(want), Spec::Dns(have)) => {
+                let net = self.network(&want.network)?;
+                records::change_host(&net, &records::host(have), false).map_err(fail)?;
+                records::change_host(&net, &records::host(want), true).map_err(fail)?;
+                self.edit_records(&want.network, |r| {
+                    r.insert(want.name.clone(), mark.clone());
+                })?;
+                format!("{} answers for {}", want.network, want.names.join(", "))
+            }
             _ => return Err(ProviderError::Invalid(format!("{id}: kind mismatch"))),
         };
         Ok((
@@ -1458,6 +1513,27 @@ impl Inner {
         }
         let fail = |e: virt::error::Error| ProviderError::backend(id, err(e));
         let summary = match id.kind {
+            ResourceKind::DnsRecord => {
+                let network = id.pool.clone().unwrap_or_default();
+                let net = self.network(&network)?;
+                let xml = network_definition(&net).map_err(fail)?;
+                let ours = records::ledger(&xml).remove(&id.name);
+                check_owner(id, ours.as_ref(), owner)?;
+                let (live, _) =
+                    xml::parse_network(&xml, false).map_err(ProviderError::Connection)?;
+                if let Some(host) = live
+                    .dns_hosts
+                    .iter()
+                    .find(|h| h.names.first() == Some(&id.name))
+                {
+                    records::change_host(&net, host, false).map_err(fail)?;
+                }
+                crashpoint::point("dns record removed");
+                self.edit_records(&network, |r| {
+                    r.remove(&id.name);
+                })?;
+                format!("{network} no longer answers for {}", id.name)
+            }
             ResourceKind::VirtualMachine
             | ResourceKind::DataVolume
             | ResourceKind::NetworkAttachmentDefinition
