@@ -538,6 +538,29 @@ fn export_prints_the_objects_with_only_fields_the_apis_define() {
     assert!(refused
         .stderr
         .contains("pool labpool: on KubeVirt a pool is a storage class"));
+    // DNS records: a KubeVirt network has no DNS server of its own, neither a network of the
+    // plan's nor another.
+    let theirs = tmp.path().join("dns-default.yml");
+    std::fs::write(&theirs, "yyy:\n type: dns\n net: default\n ip: 10.0.0.35\n").expect("plan");
+    for (plan, record) in [
+        (
+            "tests/fixtures/kcli/dns/kcli_plan.yml".to_string(),
+            "dns api:",
+        ),
+        (theirs.display().to_string(), "dns yyy:"),
+    ] {
+        let refused = Plan::new(&["export", &plan, "--provider", "kv"])
+            .env("SITEPLAN_PROVIDERS", &file)
+            .run();
+        assert_eq!(refused.code(), Some(1), "{}", refused.text());
+        assert!(
+            refused.stderr.contains(&format!(
+                "{record} a KubeVirt network has no DNS server of its own"
+            )),
+            "{}",
+            refused.stderr
+        );
+    }
     let libvirt = Plan::new(&[
         "export",
         "examples/kubevirt-lab.yml",
