@@ -458,3 +458,32 @@ fn dns_records_in_the_plans_network_and_in_theirs_on_a_real_libvirtd() {
     let _ = net.destroy();
     let _ = net.undefine();
 }
+
+#[test]
+fn a_kcli_client_names_a_provider_and_one_siteplan_cannot_drive_is_refused_by_name() {
+    let home = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(home.path().join(".kcli")).expect("mkdir");
+    std::fs::write(
+        home.path().join(".kcli/config.yml"),
+        "default:\n  client: local\ncloud:\n  type: aws\n",
+    )
+    .expect("config");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("lab.yml"),
+        "a:\n  memory: 256\n  client: cloud\n",
+    )
+    .expect("plan");
+    let out = Plan::new(&["diff", "lab.yml"])
+        .current_dir(dir.path())
+        .kcli_home(home.path())
+        .run();
+    assert_eq!(out.code(), Some(1), "{}", out.text());
+    assert!(
+        out.stderr.contains(
+            "`cloud` in ~/.kcli/config.yml is a kcli client of type `aws`, which siteplan cannot drive"
+        ),
+        "{}",
+        out.stderr
+    );
+}
