@@ -47,7 +47,7 @@ pub fn with_ledger(network_xml: &str, records: &Records) -> Result<String, Strin
         xml.replace_range(start..end + END.len(), "");
     }
     if records.is_empty() {
-        return Ok(xml);
+        return Ok(without_empty_metadata(xml));
     }
     let json = serde_json::to_string(records).map_err(|e| e.to_string())?;
     let element = format!(
@@ -69,6 +69,30 @@ pub fn with_ledger(network_xml: &str, records: &Records) -> Result<String, Strin
         xml.insert_str(after, &format!("<metadata>{element}</metadata>"));
     }
     Ok(xml)
+}
+
+/// The XML without a `<metadata>` left holding nothing but whitespace (its line too), as it
+/// was before the plan's first record: libvirt keeps the whitespace otherwise.
+fn without_empty_metadata(mut xml: String) -> String {
+    let (Some(start), Some(end)) = (xml.find("<metadata>"), xml.find("</metadata>")) else {
+        return xml;
+    };
+    if start > end || !xml[start + "<metadata>".len()..end].trim().is_empty() {
+        return xml;
+    }
+    let line_start = xml[..start].rfind('\n').map_or(start, |i| {
+        if xml[i + 1..start].trim().is_empty() {
+            i + 1
+        } else {
+            start
+        }
+    });
+    let mut stop = end + "</metadata>".len();
+    if xml[stop..].starts_with('\n') && line_start < start {
+        stop += 1;
+    }
+    xml.replace_range(line_start..stop, "");
+    xml
 }
 
 /// The host entry of a record: its address and names.
@@ -188,6 +212,12 @@ mod tests {
         assert_eq!(
             ledger(&with_ledger(&with, &Records::new()).unwrap()),
             Records::new()
+        );
+        let formatted = "<network>\n  <name>n</name>\n  <metadata>\n    <siteplan:records xmlns:siteplan='u'>{}</siteplan:records>\n  </metadata>\n  <bridge/>\n</network>\n";
+        assert_eq!(
+            with_ledger(formatted, &Records::new()).unwrap(),
+            "<network>\n  <name>n</name>\n  <bridge/>\n</network>\n",
+            "no empty metadata left behind"
         );
         let theirs = "<network><name>n</name><metadata><x:y xmlns:x='urn:x'/></metadata></network>";
         let with = with_ledger(theirs, &records).unwrap();
