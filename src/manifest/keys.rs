@@ -229,6 +229,16 @@ pub const IMAGE_UNIMPLEMENTED: &[&str] = &["cmd", "cmds", "convert", "name"];
 
 pub const DISK_UNIMPLEMENTED: &[&str] = &["interface", "shareable", "template"];
 
+/// Names older kcli plans use for keys that kcli (and siteplan) now spell otherwise: a VM with
+/// `template:` has no image from it, in current kcli as in siteplan.
+pub const OLDER_VM_KEYS: &[(&str, &str)] = &[
+    ("template", "image"),
+    ("script", "scripts"),
+    ("networks", "nets"),
+    ("net1", "nets"),
+    ("net2", "nets"),
+];
+
 /// Plan keys an entry may list in `ignore_changes` (`plan::desired` maps them to attributes).
 pub fn ignorable(kind: super::model::Kind) -> &'static [&'static str] {
     use super::model::Kind;

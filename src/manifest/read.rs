@@ -1555,6 +1555,24 @@ impl<'a> MapReader<'a> {
                 );
                 continue;
             }
+            let older = keys::OLDER_VM_KEYS
+                .iter()
+                .find(|(old, _)| *old == name)
+                .filter(|_| self.variables && unimplemented == keys::VM_UNIMPLEMENTED);
+            if let Some((_, now)) = older {
+                d.push(
+                    Problem::warning(
+                        "plan::older-key",
+                        format!(
+                            "`{name}` is what older kcli plans called `{now}`: {} takes nothing from it, as current kcli takes nothing (it stays a template variable)",
+                            self.what
+                        ),
+                    )
+                    .label(key.span, format!("write `{now}`"))
+                    .help(format!("rename it to `{now}`; `--strict` makes this an error")),
+                );
+                continue;
+            }
             let vocabulary = self.asked.iter().chain(unimplemented).copied();
             let close = did_you_mean(&name, vocabulary).map(|s| format!("did you mean `{s}`? "));
             let (message, label) = if self.variables {

@@ -161,7 +161,7 @@ fn small_kcli_habits_are_taken() {
     let file = dir.path().join("habits.yml");
     std::fs::write(
         &file,
-        "parameters:\n  owner:\n  nic: e1000-82545em\nvm1:\n  memory: {{\u{a0}512\u{a0}}}\n  nets:\n  - name: default\n    type: {{ nic }}\n  cmds:\n  - echo {{ owner }}\n",
+        "parameters:\n  owner:\n  nic: e1000-82545em\nvm1:\n  template: old.qcow2\n  memory: {{\u{a0}512\u{a0}}}\n  nets:\n  - name: default\n    type: {{ nic }}\n  cmds:\n  - echo {{ owner }}\n",
     )
     .expect("write");
     let out = Plan::new(&["validate", &file.display().to_string()]).run();
@@ -170,6 +170,11 @@ fn small_kcli_habits_are_taken() {
         out.stderr.contains(
             "parameter `owner` has no value: where a template uses it, it writes `None`, as kcli does"
         ),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        flat(&out.stderr).contains("`template` is what older kcli plans called `image`"),
         "{}",
         out.stderr
     );
