@@ -55,6 +55,10 @@ struct PlanArgs {
     /// means the same on every machine. Also: SITEPLAN_NO_KCLI_CONFIG=1
     #[arg(long)]
     no_kcli_config: bool,
+    /// The plan's name when the command is given one (`--name`): kcli's `NAME_default.yml` and
+    /// `{{ plan }}` follow it. Set from the command's other arguments after parsing.
+    #[arg(skip)]
+    name: Option<String>,
 }
 
 impl PlanArgs {
@@ -67,6 +71,7 @@ impl PlanArgs {
         Overrides {
             paramfiles: self.paramfiles.clone(),
             sets: self.params.clone(),
+            name: self.name.clone(),
         }
     }
 }
@@ -436,9 +441,30 @@ enum Command {
 }
 
 /// Runs the command line and returns the process's exit status.
+/// Gives a command's plan arguments the plan's name its `--name` sets, so that loading the plan
+/// reads the parameter files and sees the `{{ plan }}` the name means.
+fn name_the_plan(command: &mut Command) {
+    let (plan, name) = match command {
+        Command::Diff { plan, target, .. }
+        | Command::Apply { plan, target, .. }
+        | Command::Destroy { plan, target, .. }
+        | Command::Status { plan, target, .. }
+        | Command::Start { plan, target, .. }
+        | Command::Stop { plan, target, .. }
+        | Command::Restart { plan, target, .. }
+        | Command::Info { plan, target, .. }
+        | Command::Output { plan, target, .. }
+        | Command::Console { plan, target, .. }
+        | Command::Ssh { plan, target, .. } => (plan, target.name.clone()),
+        Command::Export { plan, name, .. } => (plan, name.clone()),
+        _ => return,
+    };
+    plan.name = name;
+}
+
 pub fn run() -> ExitCode {
     install_report_handler();
-    let cli = match Cli::try_parse() {
+    let mut cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -449,6 +475,7 @@ pub fn run() -> ExitCode {
             };
         }
     };
+    name_the_plan(&mut cli.command);
     match cli.command {
         Command::Validate {
             plan,

@@ -130,11 +130,12 @@ pub fn render(path: &Path, overrides: &Overrides) -> Result<String, LoadFailure>
     let original = original_source(path, &text);
     let mut d = Diagnostics::default();
     let kcli = KcliConfig::load();
-    let (params, _) = params::resolve(&text, path, &plan_name(path), overrides, &mut d);
+    let name = plan_name(path, overrides);
+    let (params, _) = params::resolve(&text, path, &name, overrides, &mut d);
     if d.has_errors() {
         return Err(fail(original, d));
     }
-    template::render(&text, &context(&params, &kcli, path)).map_err(|p| {
+    template::render(&text, &context(&params, &kcli, &name)).map_err(|p| {
         d.push(p);
         fail(original, d)
     })
@@ -164,10 +165,13 @@ fn values(params: &BTreeMap<String, params::Param>) -> BTreeMap<String, serde_js
         .collect()
 }
 
-/// The plan's name as its templates see it (`{{ plan }}`, `NAME_default.yml`): the file's stem.
-fn plan_name(path: &Path) -> String {
-    path.file_stem()
-        .map_or_else(|| "plan".into(), |s| s.to_string_lossy().into_owned())
+/// The plan's name as its templates see it (`{{ plan }}`, `NAME_default.yml`): `--name`, else
+/// the file's stem.
+fn plan_name(path: &Path, overrides: &Overrides) -> String {
+    overrides.name.clone().unwrap_or_else(|| {
+        path.file_stem()
+            .map_or_else(|| "plan".into(), |s| s.to_string_lossy().into_owned())
+    })
 }
 
 /// What the plan's template sees, as in kcli: the kcli configuration's `config_*` values and
@@ -175,10 +179,10 @@ fn plan_name(path: &Path) -> String {
 fn context(
     params: &BTreeMap<String, params::Param>,
     kcli: &KcliConfig,
-    path: &Path,
+    name: &str,
 ) -> BTreeMap<String, serde_json::Value> {
     let mut context = kcli.template_variables();
-    context.insert("plan".into(), plan_name(path).into());
+    context.insert("plan".into(), name.into());
     context.extend(values(params));
     context
 }
@@ -284,7 +288,8 @@ fn document(
     depth: usize,
     d: &mut Diagnostics,
 ) -> Option<Document> {
-    let (mut params, read) = params::resolve(text, path, &plan_name(path), overrides, d);
+    let name = plan_name(path, overrides);
+    let (mut params, read) = params::resolve(text, path, &name, overrides, d);
     for (name, value) in inherited {
         params.insert(
             name.clone(),
@@ -297,7 +302,7 @@ fn document(
     if d.has_errors() {
         return None;
     }
-    let context = context(&params, kcli, path);
+    let context = context(&params, kcli, &name);
     let rendered = match template::render(text, &context) {
         Ok(rendered) => rendered,
         Err(problem) => {
@@ -397,7 +402,17 @@ fn include_plan(
     let child = document(
         &text,
         &child_path,
-        &Overrides::default(),
+        &Overrides {
+            name: Some(
+                including
+                    .context
+                    .get("plan")
+                    .and_then(|p| p.as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+            ),
+            ..Overrides::default()
+        },
         &including.parameters,
         kcli,
         depth + 1,

@@ -28,6 +28,8 @@ pub struct Overrides {
     pub paramfiles: Vec<PathBuf>,
     /// `key=value` strings, in the order given.
     pub sets: Vec<String>,
+    /// The plan's name when `--name` gives one; else the file's name without extension.
+    pub name: Option<String>,
 }
 
 /// A parameter's value and where it was set.

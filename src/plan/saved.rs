@@ -145,6 +145,7 @@ impl SavedPlan {
         Ok(crate::manifest::Overrides {
             paramfiles: self.paramfiles.clone(),
             sets: self.params.iter().chain(secret).cloned().collect(),
+            name: Some(self.name.clone()),
         })
     }
 

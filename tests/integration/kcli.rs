@@ -87,6 +87,28 @@ fn default_parameter_files_and_a_base_plan_give_parameters_in_kclis_order() {
         );
     }
     assert!(verbose.stdout.contains("kcli configuration: off"));
+
+    // Named `other` (--name), the plan reads other_default.yml too, over its base plan.
+    let sandbox = tempfile::tempdir().expect("tempdir");
+    let named = Plan::new(&[
+        "diff",
+        "tests/fixtures/kcli/defaults/lab.yml",
+        "--name",
+        "other",
+        "--provider",
+        "sandbox",
+        "--format",
+        "json",
+    ])
+    .sandbox(sandbox.path())
+    .run();
+    assert!(named.ok(), "{}", named.stderr);
+    let flat_json: String = named.stdout.split_whitespace().collect();
+    assert!(
+        flat_json.contains(r#"{"name":"capacity_bytes","after":32212254720}"#),
+        "30 GiB from other_default.yml: {}",
+        named.stdout
+    );
 }
 
 #[test]
