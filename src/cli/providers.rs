@@ -26,7 +26,9 @@ fn all_views() -> Result<Vec<ProviderView>, String> {
     let timeout = file
         .health_timeout
         .map_or(registry::HEALTH_TIMEOUT, std::time::Duration::from_secs);
-    super::block_on(registry::views(&file.providers, timeout))
+    let mut providers = file.providers.clone();
+    providers.extend(registry::kcli_providers(&file.providers));
+    super::block_on(registry::views(&providers, timeout))
         .map_err(|_| "cannot start the runtime".to_string())?
 }
 

@@ -188,6 +188,18 @@ pub async fn views(
     Ok(views)
 }
 
+/// The clients of the user's kcli configuration that siteplan can drive and that no provider
+/// of `named` (the providers file, or the defaults) already names: VMs may name them, so
+/// `plan provider list` shows them too.
+pub fn kcli_providers(named: &[ProviderConfig]) -> Vec<ProviderConfig> {
+    let kcli = crate::manifest::kcli::KcliConfig::load();
+    kcli.clients
+        .iter()
+        .filter(|(name, _)| !named.iter().any(|p| &p.name == *name))
+        .filter_map(|(name, client)| from_kcli_client(name, client).ok())
+        .collect()
+}
+
 /// The provider a client of the kcli configuration describes: a `kvm` client is a libvirt
 /// connection, a `kubevirt` one a cluster; kcli's other types are refused by name.
 fn from_kcli_client(

@@ -486,9 +486,25 @@ fn a_kcli_client_names_a_provider_and_one_siteplan_cannot_drive_is_refused_by_na
     std::fs::create_dir(home.path().join(".kcli")).expect("mkdir");
     std::fs::write(
         home.path().join(".kcli/config.yml"),
-        "default:\n  client: local\ncloud:\n  type: aws\n",
+        "default:\n  client: local\ncloud:\n  type: aws\nlab:\n  type: kvm\n  host: 127.0.0.1\n",
     )
     .expect("config");
+    // The clients siteplan can drive are providers too.
+    let state = tempfile::tempdir().expect("tempdir");
+    let listed = Plan::new(&["provider", "list", "-o", "json"])
+        .env("XDG_STATE_HOME", state.path())
+        .kcli_home(home.path())
+        .run();
+    assert!(listed.ok(), "{}", listed.text());
+    let names: Vec<String> = serde_json::from_str::<serde_json::Value>(&listed.stdout)
+        .expect("json")["results"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["name"].as_str().map(str::to_string))
+        .collect();
+    assert!(names.contains(&"lab".to_string()), "{names:?}");
+    assert!(!names.contains(&"cloud".to_string()), "{names:?}");
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(
         dir.path().join("lab.yml"),
