@@ -268,6 +268,27 @@ fn a_mistake_in_an_included_plan_points_into_that_plan() {
         said.contains("plan `missing` includes a plan by URL"),
         "{said}"
     );
+
+    // A cycle no single file shows.
+    std::fs::write(
+        dir.path().join("cycle.yml"),
+        "net:\n  type: plan\n  file: net/cycle.yml\na:\n  memory: 256\n  depends_on: [b]\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("net/cycle.yml"),
+        "b:\n  memory: 256\n  depends_on: [a]\n",
+    )
+    .expect("write");
+    let out = Plan::new(&["validate", "cycle.yml"])
+        .current_dir(dir.path())
+        .run();
+    assert_eq!(out.code(), Some(1));
+    assert!(
+        flat(&out.stderr).contains("dependency cycle: vm/a → vm/b → vm/a (across included plans)"),
+        "{}",
+        out.stderr
+    );
 }
 
 /// A dns entry's life: made with its network, read back from the provider unchanged, changed
