@@ -49,12 +49,15 @@ pub struct KcliConfig {
 }
 
 impl KcliConfig {
-    /// Reads the configuration, unless it is turned off.
+    /// The configuration, unless it is turned off: read once per process (loading the plan and
+    /// choosing each provider ask for it). `--no-kcli-config` takes effect before the first read.
     pub fn load() -> KcliConfig {
-        match (enabled(), directory()) {
+        static READ: std::sync::OnceLock<KcliConfig> = std::sync::OnceLock::new();
+        READ.get_or_init(|| match (enabled(), directory()) {
             (true, Some(dir)) => KcliConfig::read_from(&dir),
             _ => KcliConfig::default(),
-        }
+        })
+        .clone()
     }
 
     /// Reads `config.yml` and `profiles.yml` in `dir`, where they exist.

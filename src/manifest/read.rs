@@ -77,7 +77,7 @@ pub fn read_entries(root: &Node, kcli: &KcliConfig, d: &mut Diagnostics) -> Read
         .map(|(name, _, _, _)| name.as_str())
         .collect();
 
-    let entries = typed
+    let read: Vec<Option<Entry>> = typed
         .iter()
         .map(|(name, key, value, kind)| {
             // What the kcli configuration gives this VM, pointing at its name: the spans of
@@ -94,7 +94,7 @@ pub fn read_entries(root: &Node, kcli: &KcliConfig, d: &mut Diagnostics) -> Read
             let what = format!("{kind} `{name}`");
             let mut r = MapReader::new(value, what, key.span);
             if matches!(kind, Kind::Vm | Kind::Profile) {
-                r = r.with_variables();
+                r = r.with_variables().with_older_names(keys::OLDER_VM_KEYS);
             }
             let entry_kind = match kind {
                 Kind::Vm => EntryKind::Vm(Box::new(read_vm(&mut r, Some(&lookup), d))),
@@ -116,12 +116,8 @@ pub fn read_entries(root: &Node, kcli: &KcliConfig, d: &mut Diagnostics) -> Read
                 Kind::Pool => EntryKind::Pool(read_pool(&mut r, d)),
                 Kind::Image => EntryKind::Image(read_image(&mut r, d)),
                 Kind::Disk => EntryKind::Disk(read_shared_disk(&mut r, d)),
-                Kind::Dns => match read_dns(&mut r, d) {
-                    Some(record) => EntryKind::Dns(record),
-                    // Without an address it was reported, and the plan will not load: this
-                    // stands in for it meanwhile, making nothing.
-                    None => EntryKind::Profile,
-                },
+                // Without an address it was reported: unreadable, as an entry of a bad type is.
+                Kind::Dns => EntryKind::Dns(read_dns(&mut r, d)?),
             };
             let depends_on = r.refs("depends_on", d);
             let guards = Guards {
@@ -132,15 +128,22 @@ pub fn read_entries(root: &Node, kcli: &KcliConfig, d: &mut Diagnostics) -> Read
             check_ignorable(*kind, &guards.ignore_changes, d);
             r.take("type");
             r.finish(unimplemented_keys(*kind), d);
-            Entry {
+            Some(Entry {
                 name: name.clone(),
                 span: key.span,
                 kind: entry_kind,
                 depends_on,
                 guards,
-            }
+            })
         })
         .collect();
+    let mut entries = Vec::new();
+    for ((name, ..), entry) in typed.iter().zip(read) {
+        match entry {
+            Some(entry) => entries.push(entry),
+            None => unreadable.push(name.clone()),
+        }
+    }
     ReadEntries {
         entries,
         unreadable,
@@ -1255,6 +1258,9 @@ pub struct MapReader<'a> {
     /// The map's keys are template variables (a VM's, and its NICs', disks' and files'), so a
     /// key nobody reads is kept for the templates rather than ignored.
     variables: bool,
+    /// Names older kcli plans used for keys now spelt otherwise (`template` for `image`): said
+    /// as such when left unread.
+    older_names: &'static [(&'static str, &'static str)],
     /// How many layers, from the first, give template variables: the map's own and its
     /// profile's, not the kcli configuration's defaults.
     variable_layers: usize,
@@ -1269,6 +1275,7 @@ impl<'a> MapReader<'a> {
             span,
             asked: Vec::new(),
             variables: false,
+            older_names: &[],
             variable_layers: 1,
         }
     }
@@ -1290,6 +1297,12 @@ impl<'a> MapReader<'a> {
     /// Says that the map's keys are template variables (see `variables`).
     fn with_variables(mut self) -> Self {
         self.variables = true;
+        self
+    }
+
+    /// Says which of the map's keys older kcli plans used for others (see `older_names`).
+    fn with_older_names(mut self, older: &'static [(&'static str, &'static str)]) -> Self {
+        self.older_names = older;
         self
     }
 
@@ -1555,11 +1568,7 @@ impl<'a> MapReader<'a> {
                 );
                 continue;
             }
-            let older = keys::OLDER_VM_KEYS
-                .iter()
-                .find(|(old, _)| *old == name)
-                .filter(|_| self.variables && unimplemented == keys::VM_UNIMPLEMENTED);
-            if let Some((_, now)) = older {
+            if let Some((_, now)) = self.older_names.iter().find(|(old, _)| *old == name) {
                 d.push(
                     Problem::warning(
                         "plan::older-key",

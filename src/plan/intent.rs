@@ -378,18 +378,14 @@ pub fn intents_reading(
         let EntryKind::Vm(vm) = &entry.kind else {
             continue;
         };
-        let static_nic = vm.nets.iter().find(|nic| {
-            nic.ip.is_some()
-                && matches!(
-                    manifest.get(&nic.network.name).map(|e| &e.kind),
-                    Some(EntryKind::Network(_))
-                )
+        if !vm.reservedns {
+            continue;
+        }
+        let on_a_plan_network = vm.nets.iter().find_map(|nic| {
+            let ip = nic.ip.as_ref()?;
+            declares_network(manifest, &nic.network.name).then_some((nic, ip))
         });
-        if let (true, Some(nic), Some(ip)) = (
-            vm.reservedns,
-            static_nic,
-            static_nic.and_then(|n| n.ip.as_ref()),
-        ) {
+        if let Some((nic, ip)) = on_a_plan_network {
             let mut names = vec![entry.name.clone()];
             names.extend(vm.domain.iter().map(|d| format!("{}.{d}", entry.name)));
             records

@@ -7,6 +7,11 @@ use siteplan::provider::Provider;
 
 use crate::harness::{root, Plan};
 
+/// Writes `text` to `name` in `dir`.
+fn write(dir: &std::path::Path, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).expect("write");
+}
+
 /// Diagnostics as one line of words: miette wraps them at the terminal's width.
 fn flat(text: &str) -> String {
     text.split_whitespace()
@@ -248,16 +253,12 @@ fn a_plan_of_plans_is_one_graph_and_the_included_plan_takes_the_parameters_given
 fn a_mistake_in_an_included_plan_points_into_that_plan() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir(dir.path().join("net")).expect("mkdir");
-    std::fs::write(
-        dir.path().join("lab.yml"),
-        "net:\n  type: plan\n  file: net/plan.yml\nweb:\n  nets: [labnet]\nmissing:\n  type: plan\n  url: https://example.org/plan.yml\n",
-    )
-    .expect("write");
-    std::fs::write(
-        dir.path().join("net/plan.yml"),
+    write(dir.path(), "lab.yml", "net:\n  type: plan\n  file: net/plan.yml\nweb:\n  nets: [labnet]\nmissing:\n  type: plan\n  url: https://example.org/plan.yml\n");
+    write(
+        dir.path(),
+        "net/plan.yml",
         "labnet:\n  type: network\n  cidr: 10.0.0.0/33\n",
-    )
-    .expect("write");
+    );
     let out = Plan::new(&["validate", "lab.yml"])
         .current_dir(dir.path())
         .run();
@@ -270,16 +271,16 @@ fn a_mistake_in_an_included_plan_points_into_that_plan() {
     );
 
     // A cycle no single file shows.
-    std::fs::write(
-        dir.path().join("cycle.yml"),
+    write(
+        dir.path(),
+        "cycle.yml",
         "net:\n  type: plan\n  file: net/cycle.yml\na:\n  memory: 256\n  depends_on: [b]\n",
-    )
-    .expect("write");
-    std::fs::write(
-        dir.path().join("net/cycle.yml"),
+    );
+    write(
+        dir.path(),
+        "net/cycle.yml",
         "b:\n  memory: 256\n  depends_on: [a]\n",
-    )
-    .expect("write");
+    );
     let out = Plan::new(&["validate", "cycle.yml"])
         .current_dir(dir.path())
         .run();
@@ -331,6 +332,23 @@ fn dns_life(provider: &str, sandbox: &std::path::Path, dir: &std::path::Path) {
     );
     let applied = run(&["apply", "--yes"], &["alias=mirror"]);
     assert!(applied.ok(), "{}", applied.stderr);
+    // On a real daemon, the running network answers for the new name at once.
+    #[cfg(feature = "libvirt")]
+    if provider != "sandbox" {
+        let conn = virt::connect::Connect::open(Some(provider)).expect("connect");
+        let live = conn
+            .lookup_network_by_name("spdnsnet")
+            .and_then(|n| n.xml_desc(0))
+            .expect("live definition");
+        assert!(
+            live.contains("<hostname>mirror.spdns.local</hostname>"),
+            "{live}"
+        );
+        assert!(
+            !live.contains("<hostname>registry.spdns.local</hostname>"),
+            "{live}"
+        );
+    }
     let unchanged = run(&["diff", "--detailed-exitcode"], &["alias=mirror"]);
     assert_eq!(unchanged.code(), Some(0), "{}", unchanged.stdout);
     let destroyed = run(&["destroy", "--yes"], &["alias=mirror"]);

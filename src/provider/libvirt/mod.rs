@@ -490,6 +490,34 @@ impl Console for StreamConsole {
 
 /// A network's persistent definition, which holds its mark as last written (a running network
 /// keeps the metadata it was started with). The test driver has only the one definition.
+/// Deletes from a running network's `section` the entries of `have` that `want` lacks, then
+/// adds those of `want` that `have` lacks.
+fn update_live<T: PartialEq>(
+    net: &virt::network::Network,
+    section: sys::virNetworkUpdateSection,
+    have: &[T],
+    want: &[T],
+    xml: impl Fn(&T) -> std::io::Result<String>,
+) -> Result<(), String> {
+    let gone = have.iter().filter(|h| !want.contains(h));
+    let new = want.iter().filter(|h| !have.contains(h));
+    let changes = gone
+        .map(|h| (sys::VIR_NETWORK_UPDATE_COMMAND_DELETE, h))
+        .chain(new.map(|h| (sys::VIR_NETWORK_UPDATE_COMMAND_ADD_LAST, h)));
+    for (command, entry) in changes {
+        let text = xml(entry).map_err(|e| e.to_string())?;
+        net.update(
+            command,
+            section,
+            -1,
+            &text,
+            sys::VIR_NETWORK_UPDATE_AFFECT_LIVE,
+        )
+        .map_err(err)?;
+    }
+    Ok(())
+}
+
 fn network_definition(net: &virt::network::Network) -> Result<String, virt::error::Error> {
     net.xml_desc(sys::VIR_NETWORK_XML_INACTIVE)
         .or_else(|_| net.xml_desc(0))
@@ -1156,56 +1184,20 @@ impl Inner {
                     net.create().map_err(fail)?;
                 }
                 if live.active {
-                    let flags = sys::VIR_NETWORK_UPDATE_AFFECT_LIVE;
-                    for gone in have.hosts.iter().filter(|h| !want.hosts.contains(h)) {
-                        net.update(
-                            sys::VIR_NETWORK_UPDATE_COMMAND_DELETE,
-                            sys::VIR_NETWORK_SECTION_IP_DHCP_HOST,
-                            -1,
-                            &xml::dhcp_host_xml(gone).map_err(io)?,
-                            flags,
-                        )
-                        .map_err(fail)?;
-                    }
-                    for new in want.hosts.iter().filter(|h| !have.hosts.contains(h)) {
-                        net.update(
-                            sys::VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
-                            sys::VIR_NETWORK_SECTION_IP_DHCP_HOST,
-                            -1,
-                            &xml::dhcp_host_xml(new).map_err(io)?,
-                            flags,
-                        )
-                        .map_err(fail)?;
-                    }
-                    // DNS records the same way: dnsmasq answers for them at once.
-                    for gone in have
-                        .dns_hosts
-                        .iter()
-                        .filter(|h| !want.dns_hosts.contains(h))
-                    {
-                        net.update(
-                            sys::VIR_NETWORK_UPDATE_COMMAND_DELETE,
-                            sys::VIR_NETWORK_SECTION_DNS_HOST,
-                            -1,
-                            &xml::dns_host_xml(gone).map_err(io)?,
-                            flags,
-                        )
-                        .map_err(fail)?;
-                    }
-                    for new in want
-                        .dns_hosts
-                        .iter()
-                        .filter(|h| !have.dns_hosts.contains(h))
-                    {
-                        net.update(
-                            sys::VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
-                            sys::VIR_NETWORK_SECTION_DNS_HOST,
-                            -1,
-                            &xml::dns_host_xml(new).map_err(io)?,
-                            flags,
-                        )
-                        .map_err(fail)?;
-                    }
+                    // Reservations and DNS records change on the running network: dnsmasq
+                    // answers for them at once.
+                    let ip_hosts = sys::VIR_NETWORK_SECTION_IP_DHCP_HOST;
+                    update_live(&net, ip_hosts, &have.hosts, &want.hosts, xml::dhcp_host_xml)
+                        .map_err(|e| ProviderError::backend(&id, e))?;
+                    let dns_hosts = sys::VIR_NETWORK_SECTION_DNS_HOST;
+                    update_live(
+                        &net,
+                        dns_hosts,
+                        &have.dns_hosts,
+                        &want.dns_hosts,
+                        xml::dns_host_xml,
+                    )
+                    .map_err(|e| ProviderError::backend(&id, e))?;
                 }
                 // Redefining saves the new reservations and the new mark.
                 let uuid = net.uuid_string().map_err(fail)?;
