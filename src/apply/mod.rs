@@ -276,6 +276,9 @@ pub async fn apply_until(
             }
             progress.started(change);
             let start = Instant::now();
+            if let Some(slow) = crate::provider::crashpoint::slowdown() {
+                tokio::time::sleep(slow).await;
+            }
             // The mark records the resource's guard as the plan declares it.
             let owner = Owner {
                 prevent_destroy: guarded[i],

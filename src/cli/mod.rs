@@ -555,8 +555,13 @@ pub fn run() -> ExitCode {
                 wait: wait.then(|| std::time::Duration::from_secs(wait_timeout)),
                 restart,
                 shutdown_timeout: shutdown_timeout.map(std::time::Duration::from_secs),
+                interruption: Default::default(),
             };
             let view = Terminal::new(output.verbosity(), DiffFormat::Human, true, run.yes);
+            let options = RunOptions {
+                interruption: view.interruption.clone(),
+                ..options
+            };
             match saved_plan(&plan.file) {
                 Some(Ok(saved)) => {
                     let file = saved.file.clone();
@@ -596,8 +601,13 @@ pub fn run() -> ExitCode {
                 wait: None,
                 restart: false,
                 shutdown_timeout: None,
+                interruption: Default::default(),
             };
             let view = Terminal::new(output.verbosity(), DiffFormat::Human, true, run.yes);
+            let options = RunOptions {
+                interruption: view.interruption.clone(),
+                ..options
+            };
             let request = request(&plan, target);
             let loaded = if plan.file.exists() {
                 // A file that declares nothing still names a plan whose marks say what goes.
@@ -931,6 +941,7 @@ fn power_vms(
         wait,
         restart: false,
         shutdown_timeout: None,
+        interruption: view.interruption.clone(),
     };
     match block_on(ops::power(&request, &loaded, power, vms, options, &view)) {
         Ok(outcome) => view::finish(outcome, &view, false, &plan.file, None),

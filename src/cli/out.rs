@@ -36,12 +36,24 @@ pub fn stdin_is_terminal() -> bool {
     std::io::stdin().is_terminal()
 }
 
-/// Reads one line of an answer.
-pub fn read_answer() -> Option<String> {
+/// Reads one line of an answer; `None` when stdin ends, or when `given_up` says so first
+/// (a signal came while asking: the line being typed is not waited for).
+pub fn read_answer(given_up: impl Fn() -> bool) -> Option<String> {
     let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer).ok()?;
-    Some(answer)
+    let (send, answered) = std::sync::mpsc::channel();
+    // A thread of its own, left blocked on stdin if the answer is given up.
+    std::thread::spawn(move || {
+        let mut answer = String::new();
+        let read = std::io::stdin().read_line(&mut answer).ok().map(|_| answer);
+        let _ = send.send(read);
+    });
+    loop {
+        match answered.recv_timeout(std::time::Duration::from_millis(100)) {
+            Ok(answer) => return answer,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) if !given_up() => {}
+            Err(_) => return None,
+        }
+    }
 }
 
 /// A guest's console output, byte for byte as the guest writes it (`plan console`): the

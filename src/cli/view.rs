@@ -33,6 +33,9 @@ pub struct Terminal {
     pub yes: bool,
     /// `--wait`'s spinner, while it waits.
     spinner: Mutex<Option<indicatif::ProgressBar>>,
+    /// The signals a command that changes things listens for: asking gives up on one, and
+    /// the exit status says which came.
+    pub interruption: ops::Interruption,
 }
 
 impl Terminal {
@@ -43,6 +46,7 @@ impl Terminal {
             asks,
             yes,
             spinner: Mutex::new(None),
+            interruption: ops::Interruption::new(Arc::new(stop_now)),
         }
     }
 
@@ -105,9 +109,11 @@ impl View for Terminal {
             ),
             Event::Warnings { problems, source } => super::report_problems(problems, source),
             Event::Warning(text) => say!("warning: {text}"),
-            Event::Interrupted => {
-                say!("\nInterrupted: starting nothing more; waiting for the changes in progress.")
-            }
+            Event::Interrupted(signal) => say!(
+                "\nInterrupted ({}): starting nothing more; waiting for the changes in progress \
+                 (again to stop at once).",
+                signal.name()
+            ),
             Event::Applied { report, run } => {
                 say!(
                     "\n{run}: {} done, {} failed, {} skipped.",
@@ -155,8 +161,9 @@ impl View for Terminal {
                 String::new()
             }
         ));
-        match out::read_answer() {
-            Some(answer) if answer.trim() == "yes" => Answer::Yes,
+        let interrupted = || self.interruption.signal().is_some();
+        match out::read_answer(interrupted) {
+            Some(answer) if answer.trim() == "yes" && !interrupted() => Answer::Yes,
             _ => Answer::No,
         }
     }
@@ -170,10 +177,35 @@ impl View for Terminal {
     }
 }
 
+/// A second signal: stop now. What was in flight is converged by the next run, which takes
+/// over this run's lock as stale.
+fn stop_now(signal: ops::Signal) {
+    say!(
+        "\nInterrupted again ({}): stopping now. Changes in flight may be half made; the next \
+         run finishes them.",
+        signal.name()
+    );
+    std::process::exit(i32::from(signal.exit_status()));
+}
+
 /// The words an outcome ends with, and the exit status: 0 done (or nothing to do), 1 any
-/// error, 2 changes to make (`diff --detailed-exitcode`), 130 interrupted. `planfile` is the
-/// saved plan a stale refusal asks to make again.
+/// error, 2 changes to make (`diff --detailed-exitcode`), 130 interrupted by Ctrl-C, 143 by
+/// SIGTERM. `planfile` is the saved plan a stale refusal asks to make again.
 pub fn finish(
+    outcome: Outcome,
+    view: &Terminal,
+    detailed_exitcode: bool,
+    file: &Path,
+    planfile: Option<&Path>,
+) -> ExitCode {
+    let status = ended(outcome, view, detailed_exitcode, file, planfile);
+    match view.interruption.signal() {
+        Some(signal) => ExitCode::from(signal.exit_status()),
+        None => status,
+    }
+}
+
+fn ended(
     outcome: Outcome,
     view: &Terminal,
     detailed_exitcode: bool,
@@ -231,6 +263,12 @@ fn refuse(refusal: Refusal, file: &Path, planfile: Option<&Path>) {
         ),
         Refusal::Load(failure) => {
             super::report_failure(&failure);
+        }
+        Refusal::Interrupted(signal) => {
+            say!(
+                "Interrupted ({}) before any change; nothing was changed.",
+                signal.name()
+            )
         }
     }
 }

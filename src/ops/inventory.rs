@@ -130,7 +130,7 @@ pub async fn inventory(
 ) -> Result<Inventory, Refusal> {
     let intents = intent::intents(&loaded.manifest, &request.name, &request.base)?;
     let session = Session::open(loaded, Some(&intents), Goal::Converge, request, view).await?;
-    let rows = session.vms(None, view).await.rows;
+    let rows = session.vms(None, None, view).await.rows;
     let home_ssh = dirs::home_dir().map(|h| h.join(".ssh"));
     let mut vms = Vec::new();
     for item in &intents.items {

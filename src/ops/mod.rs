@@ -8,6 +8,7 @@
 
 mod console;
 mod info;
+mod interrupt;
 mod inventory;
 mod list;
 mod outcome;
@@ -22,6 +23,7 @@ use std::path::Path;
 pub use crate::provider::Power;
 pub use console::console;
 pub use info::{info, DiskInfo, NicInfo, VmInfo};
+pub use interrupt::{Again, Interruption, Signal};
 pub use inventory::{inventory, Inventory, InventoryAddress, InventoryNic, InventoryVm};
 pub use list::{list, ListedPlan, ListedVm, Listing, Unreachable};
 pub use outcome::{Outcome, Refusal, VmRow, VmState, Vms};
@@ -205,9 +207,12 @@ async fn converge(
     view: &dyn View,
 ) -> Outcome {
     let destroying = goal == Goal::Destroy;
+    let interruption = &options.interruption;
+    interruption.listen();
     let result = async {
         let session = Session::open(loaded, intents, goal, request, view).await?;
         let observed = session.observe(view).await?;
+        not_interrupted(interruption)?;
         if let Some(saved) = reviewed {
             if saved.fingerprints.live != session.fingerprint(&observed) {
                 return Err(Refusal::Stale(
@@ -231,7 +236,7 @@ async fn converge(
         let (parts, held_back) = restarts(parts, restart);
         if parts.iter().all(|p| p.is_empty()) {
             let vms = match wants_vms {
-                true => Some(session.vms(options.wait, view).await),
+                true => Some(session.vms(options.wait, Some(interruption), view).await),
                 false => None,
             };
             waiting_for_restart(request, held_back, view);
@@ -244,7 +249,10 @@ async fn converge(
                 Answer::CannotAsk => return Err(Refusal::CannotAsk { destroying }),
             }
         }
-        let report = session.apply(&parts, options.parallelism, view).await;
+        not_interrupted(interruption)?;
+        let report = session
+            .apply(&parts, options.parallelism, interruption, view)
+            .await;
         view.event(Event::Applied {
             report: &report,
             run: if destroying { "Destroy" } else { "Apply" },
@@ -258,12 +266,20 @@ async fn converge(
         );
         waiting_for_restart(request, waiting, view);
         let vms = match wants_vms && report.interrupted() == 0 {
-            true => Some(session.vms(options.wait, view).await),
+            true => Some(session.vms(options.wait, Some(interruption), view).await),
             false => None,
         };
         Ok(Outcome::Applied { report, vms })
     };
     result.await.unwrap_or_else(Outcome::Refused)
+}
+
+/// A refusal when a signal has come: nothing more starts.
+fn not_interrupted(interruption: &Interruption) -> Result<(), Refusal> {
+    match interruption.signal() {
+        Some(signal) => Err(Refusal::Interrupted(signal)),
+        None => Ok(()),
+    }
 }
 
 /// `plan diff --against OLD`: what applying `new` would change where the old version was

@@ -34,6 +34,8 @@ pub enum Refusal {
     Stale(String),
     /// A plan read along the way does not load.
     Load(LoadFailure),
+    /// A signal came before any change was made.
+    Interrupted(super::Signal),
 }
 
 impl From<String> for Refusal {

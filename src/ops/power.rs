@@ -22,12 +22,17 @@ pub async fn power(
     options: RunOptions,
     view: &dyn View,
 ) -> Outcome {
+    let interruption = &options.interruption;
+    interruption.listen();
     let result = async {
         let intents = intent::intents(&loaded.manifest, &request.name, &request.base)?;
         let session = Session::open(loaded, Some(&intents), Goal::Converge, request, view).await?;
         let observed = session.observe(view).await?;
         let parts = power_changes(&session, &observed, power, names)?;
-        let report = session.apply(&parts, options.parallelism, view).await;
+        super::not_interrupted(interruption)?;
+        let report = session
+            .apply(&parts, options.parallelism, interruption, view)
+            .await;
         view.event(Event::Applied {
             report: &report,
             run: match power {
@@ -41,7 +46,7 @@ pub async fn power(
             _ => options.wait,
         };
         let vms = match report.interrupted() {
-            0 => Some(session.vms(wait, view).await),
+            0 => Some(session.vms(wait, Some(interruption), view).await),
             _ => None,
         };
         Ok::<_, Refusal>(Outcome::Applied { report, vms })

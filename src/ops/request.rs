@@ -44,7 +44,7 @@ impl Request {
 }
 
 /// How `apply` and `destroy` make their changes.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RunOptions {
     /// At most this many changes at once (each provider may take fewer).
     pub parallelism: usize,
@@ -56,4 +56,6 @@ pub struct RunOptions {
     /// `--shutdown-timeout`: how long a VM restarted by `--restart` may take to shut down
     /// before it is forced off (the provider's own default when `None`).
     pub shutdown_timeout: Option<Duration>,
+    /// Ctrl-C and SIGTERM: listened for while the run changes things.
+    pub interruption: super::Interruption,
 }

@@ -7,8 +7,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio_util::sync::CancellationToken;
-
+use super::interrupt::Interruption;
 use super::outcome::{Refusal, ShownAddress, VmRow, VmState, Vms};
 use super::view::{Event, View};
 use crate::apply::{self, Report};
@@ -314,6 +313,9 @@ impl Session {
     /// Every provider at once: what each holds of the plan (its marks, and what it names).
     pub async fn observe(&self, view: &dyn View) -> Result<Vec<Observed>, Refusal> {
         let started = Instant::now();
+        if let Some(slow) = crate::provider::crashpoint::observe_slowdown() {
+            tokio::time::sleep(slow).await;
+        }
         let observing = self.sites.iter().map(|site| {
             let mut ids: Vec<_> = site.desired.resources.iter().map(|r| r.spec.id()).collect();
             ids.extend(site.desired.external.iter().cloned());
@@ -395,11 +397,17 @@ impl Session {
 
     /// Applies each part on its provider, all providers at once, each within its own limit; a
     /// failure on one stops nothing on the others (no resource on one depends on another's).
-    /// Ctrl-C starts nothing more and lets what runs finish.
-    pub async fn apply(&self, parts: &[Plan], parallelism: usize, view: &dyn View) -> Report {
+    /// A signal (`interruption`) starts nothing more and lets what runs finish.
+    pub async fn apply(
+        &self,
+        parts: &[Plan],
+        parallelism: usize,
+        interruption: &Interruption,
+        view: &dyn View,
+    ) -> Report {
         let total = parts.iter().map(|p| p.changes.len()).sum();
         let progress = view.progress(total);
-        let cancel = CancellationToken::new();
+        let cancel = interruption.token().clone();
         let applying = self.sites.iter().zip(parts).map(|(site, part)| {
             let parallelism = parallelism.min(site.opened.parallelism.unwrap_or(usize::MAX));
             apply::apply_until(
@@ -413,12 +421,15 @@ impl Session {
         });
         let applying = futures::future::join_all(applying);
         tokio::pin!(applying);
+        let mut told = false;
         let reports = loop {
             tokio::select! {
                 reports = &mut applying => break reports,
-                Ok(()) = tokio::signal::ctrl_c(), if !cancel.is_cancelled() => {
-                    view.event(Event::Interrupted);
-                    cancel.cancel();
+                () = cancel.cancelled(), if !told => {
+                    told = true;
+                    if let Some(signal) = interruption.signal() {
+                        view.event(Event::Interrupted(signal));
+                    }
                 }
             }
         };
@@ -428,12 +439,27 @@ impl Session {
         }
     }
 
-    /// The plan's VMs; with `wait`, once every running VM has an address or the time is up.
-    pub async fn vms(&self, wait: Option<Duration>, view: &dyn View) -> Vms {
+    /// The plan's VMs; with `wait`, once every running VM has an address, the time is up,
+    /// or `stop` is cancelled.
+    pub async fn vms(
+        &self,
+        wait: Option<Duration>,
+        stop: Option<&Interruption>,
+        view: &dyn View,
+    ) -> Vms {
         let deadline = wait.map(|w| tokio::time::Instant::now() + w);
         let mut ticks = tokio::time::interval(Duration::from_secs(2));
+        let stopped = || stop.is_some_and(|s| s.signal().is_some());
         loop {
-            ticks.tick().await;
+            match stop {
+                Some(stop) => tokio::select! {
+                    _ = ticks.tick() => {}
+                    () = stop.token().cancelled() => {}
+                },
+                None => {
+                    ticks.tick().await;
+                }
+            }
             let mut rows = Vec::new();
             for site in &self.sites {
                 rows.extend(self.vm_rows(site).await);
@@ -443,7 +469,8 @@ impl Session {
                 .filter(|r| r.waiting)
                 .map(|r| r.name.clone())
                 .collect();
-            let out_of_time = deadline.is_none_or(|d| tokio::time::Instant::now() >= d);
+            let out_of_time =
+                deadline.is_none_or(|d| tokio::time::Instant::now() >= d) || stopped();
             if pending.is_empty() || out_of_time {
                 if wait.is_some() {
                     view.event(Event::Waited);

@@ -35,8 +35,8 @@ pub enum Event<'a> {
     },
     /// Something that does not stop the operation.
     Warning(String),
-    /// Ctrl-C: nothing more starts, and what runs finishes.
-    Interrupted,
+    /// Ctrl-C or SIGTERM: nothing more starts, and what runs finishes.
+    Interrupted(super::Signal),
     /// The changes were made (or tried); `run` names the command (`Apply`, `Destroy`,
     /// `Stop`...).
     Applied {

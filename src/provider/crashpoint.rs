@@ -6,6 +6,8 @@
 //!
 //! Its sibling, `SITEPLAN_FAIL_ON=ADDRESS[,ADDRESS…]`, makes the changes of those resources fail
 //! (`volume/default/web1_0.img`), for tests of what a failure does to the rest of a run.
+//! `SITEPLAN_SLOW_CHANGES=MS` makes every change take that much longer, and
+//! `SITEPLAN_SLOW_OBSERVE=MS` observing, so that a test can signal or race a run at that step.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -42,4 +44,24 @@ pub fn injected_failure(address: &str) -> Option<String> {
         .iter()
         .any(|a| a == address)
         .then(|| "injected failure (SITEPLAN_FAIL_ON)".to_string())
+}
+
+/// How long `SITEPLAN_SLOW_CHANGES` makes each change wait before it starts its work.
+pub fn slowdown() -> Option<std::time::Duration> {
+    static SLOW: OnceLock<Option<std::time::Duration>> = OnceLock::new();
+    *SLOW.get_or_init(|| millis("SITEPLAN_SLOW_CHANGES"))
+}
+
+/// How long `SITEPLAN_SLOW_OBSERVE` makes observing wait before it asks the providers.
+pub fn observe_slowdown() -> Option<std::time::Duration> {
+    static SLOW: OnceLock<Option<std::time::Duration>> = OnceLock::new();
+    *SLOW.get_or_init(|| millis("SITEPLAN_SLOW_OBSERVE"))
+}
+
+fn millis(var: &str) -> Option<std::time::Duration> {
+    std::env::var(var)
+        .ok()?
+        .parse()
+        .ok()
+        .map(std::time::Duration::from_millis)
 }

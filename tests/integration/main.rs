@@ -5,6 +5,7 @@
 mod harness;
 
 mod cli;
+mod concurrency;
 mod crash;
 mod day_two;
 mod guests;
