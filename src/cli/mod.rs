@@ -425,6 +425,23 @@ enum Command {
         #[arg(last = true, value_name = "COMMAND")]
         command: Vec<String>,
     },
+    /// Remove the plan's lock, which a run holds on the providers while it changes the plan,
+    /// whoever holds it (as `terraform force-unlock`): for a run that ended without releasing
+    /// it where it would not be taken over yet (a run on another host, killed, whose lock has
+    /// not expired). Asks first, unless --yes
+    Unlock {
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// A provider's name from the providers file, `sandbox`, or a libvirt URI (as for apply)
+        #[arg(long)]
+        provider: Option<String>,
+        /// The plan's name. Default: the file's name without extension
+        #[arg(long)]
+        name: Option<String>,
+        /// Remove it without asking (required when stdin is not a terminal)
+        #[arg(long)]
+        yes: bool,
+    },
     /// The providers you have (see the providers file), with their health
     Provider {
         #[command(subcommand)]
@@ -456,7 +473,9 @@ fn name_the_plan(command: &mut Command) {
         | Command::Output { plan, target, .. }
         | Command::Console { plan, target, .. }
         | Command::Ssh { plan, target, .. } => (plan, target.name.clone()),
-        Command::Export { plan, name, .. } => (plan, name.clone()),
+        Command::Export { plan, name, .. } | Command::Unlock { plan, name, .. } => {
+            (plan, name.clone())
+        }
         _ => return,
     };
     plan.name = name;
@@ -713,6 +732,12 @@ pub fn run() -> ExitCode {
             Err(code) => code,
         },
         Command::Console { plan, vm, target } => console(&plan, target, &vm),
+        Command::Unlock {
+            plan,
+            provider,
+            name,
+            yes,
+        } => unlock(&plan, provider, name, yes),
         Command::Ssh {
             plan,
             vm,
@@ -920,6 +945,61 @@ fn ssh(
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+/// `plan unlock`.
+fn unlock(plan: &PlanArgs, provider: Option<String>, name: Option<String>, yes: bool) -> ExitCode {
+    let view = Terminal::new(Verbosity::Normal, DiffFormat::Human, true, yes);
+    let request = Request {
+        provider,
+        overrides: plan.overrides(),
+        ..Request::new(&plan.file, name)
+    };
+    // A file that declares nothing still names a plan.
+    let loaded = load_with(
+        plan,
+        Options {
+            strict: false,
+            declaring_nothing: true,
+        },
+    );
+    let Ok(loaded) = loaded else {
+        return ExitCode::from(EXIT_ERROR);
+    };
+    let unlocked = match block_on(ops::unlock(&request, &loaded, &view)) {
+        Ok(Ok(unlocked)) => unlocked,
+        Ok(Err(refusal)) => {
+            return view::finish(
+                ops::Outcome::Refused(refusal),
+                &view,
+                false,
+                &plan.file,
+                None,
+            )
+        }
+        Err(code) => return code,
+    };
+    for lock in unlocked {
+        match (&lock.holder, lock.removed) {
+            (None, _) => say!(
+                "Plan `{}` holds no lock on {}.",
+                request.name,
+                lock.provider
+            ),
+            (Some(holder), true) => say!(
+                "Removed plan `{}`'s lock on {}, held by {}.",
+                request.name,
+                lock.provider,
+                holder.describe()
+            ),
+            (Some(_), false) => say!(
+                "Plan `{}`'s lock on {} was gone already.",
+                request.name,
+                lock.provider
+            ),
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 /// `plan start|stop|restart`.

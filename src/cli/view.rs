@@ -145,22 +145,26 @@ impl View for Terminal {
     }
 
     fn confirm(&self, plan: &Plan, destroying: bool) -> Answer {
-        if self.yes {
-            return Answer::Yes;
-        }
-        if !out::stdin_is_terminal() {
-            return Answer::CannotAsk;
-        }
         let destructive = plan.count(Action::Delete) + plan.count(Action::Replace);
-        out::stderr(&format!(
-            "\nDo you want to {} these changes{}? Only 'yes' is accepted: ",
+        self.ask(&format!(
+            "\nDo you want to {} these changes{}?",
             if destroying { "destroy with" } else { "apply" },
             if destructive > 0 {
                 format!(" ({destructive} delete or replace)")
             } else {
                 String::new()
             }
-        ));
+        ))
+    }
+
+    fn ask(&self, question: &str) -> Answer {
+        if self.yes {
+            return Answer::Yes;
+        }
+        if !out::stdin_is_terminal() {
+            return Answer::CannotAsk;
+        }
+        out::stderr(&format!("{question} Only 'yes' is accepted: "));
         let interrupted = || self.interruption.signal().is_some();
         match out::read_answer(interrupted) {
             Some(answer) if answer.trim() == "yes" && !interrupted() => Answer::Yes,
@@ -263,6 +267,22 @@ fn refuse(refusal: Refusal, file: &Path, planfile: Option<&Path>) {
         ),
         Refusal::Load(failure) => {
             super::report_failure(&failure);
+        }
+        Refusal::Locked(locked) => {
+            say!(
+                "error: plan `{}` is locked on {} by {}: another run is changing it. Nothing \
+                 was changed.",
+                locked.plan,
+                locked.provider,
+                locked.holder.describe()
+            );
+            say!(
+                "Wait for that run to end. If it is gone without releasing the lock, the next \
+                 run takes it over once its process has ended (on its own host) or after {} s \
+                 without renewal; `{}` removes it now.",
+                locked.holder.ttl_seconds,
+                locked.unlock
+            );
         }
         Refusal::Interrupted(signal) => {
             say!(

@@ -11,6 +11,7 @@ mod info;
 mod interrupt;
 mod inventory;
 mod list;
+mod lock;
 mod outcome;
 mod power;
 mod request;
@@ -26,6 +27,7 @@ pub use info::{info, DiskInfo, NicInfo, VmInfo};
 pub use interrupt::{Again, Interruption, Signal};
 pub use inventory::{inventory, Inventory, InventoryAddress, InventoryNic, InventoryVm};
 pub use list::{list, ListedPlan, ListedVm, Listing, Unreachable};
+pub use lock::{unlock, Locked, PlanLock, Unlocked};
 pub use outcome::{Outcome, Refusal, VmRow, VmState, Vms};
 pub use power::power;
 pub use request::{Request, RunOptions};
@@ -51,6 +53,7 @@ pub async fn diff(
     let result = async {
         let intents = intent::intents(&loaded.manifest, &request.name, &request.base)?;
         let session = Session::open(loaded, Some(&intents), Goal::Converge, request, view).await?;
+        session.tell_holders(view).await;
         let observed = session.observe(view).await?;
         let plan = merged(&request.name, session.plan(&observed)?);
         view.event(Event::Plan(&plan));
@@ -211,65 +214,76 @@ async fn converge(
     interruption.listen();
     let result = async {
         let session = Session::open(loaded, intents, goal, request, view).await?;
-        let observed = session.observe(view).await?;
-        not_interrupted(interruption)?;
-        if let Some(saved) = reviewed {
-            if saved.fingerprints.live != session.fingerprint(&observed) {
+        let command = format!(
+            "plan {} {}",
+            if destroying { "destroy" } else { "apply" },
+            request.file.display()
+        );
+        let lock = session.lock(&command, request, view).await?;
+        let ran = async {
+            let observed = session.observe(view).await?;
+            not_interrupted(interruption)?;
+            if let Some(saved) = reviewed {
+                if saved.fingerprints.live != session.fingerprint(&observed) {
+                    return Err(Refusal::Stale(
+                        "the provider's resources have changed since the plan was saved".into(),
+                    ));
+                }
+            }
+            let parts = session.plan(&observed)?;
+            let plan = merged(&request.name, parts.clone());
+            view.event(Event::Plan(&plan));
+            if reviewed.is_some_and(|saved| !saved.same_changes(&plan)) {
                 return Err(Refusal::Stale(
-                    "the provider's resources have changed since the plan was saved".into(),
+                    "planning again gives other changes than the saved plan's".into(),
                 ));
             }
-        }
-        let parts = session.plan(&observed)?;
-        let plan = merged(&request.name, parts.clone());
-        view.event(Event::Plan(&plan));
-        if reviewed.is_some_and(|saved| !saved.same_changes(&plan)) {
-            return Err(Refusal::Stale(
-                "planning again gives other changes than the saved plan's".into(),
-            ));
-        }
-        // What apply ends with: the plan's VMs (destroy has none left to show).
-        let wants_vms = !destroying;
-        let restart = (options.restart && !destroying).then_some(Power::Restart {
-            grace: options.shutdown_timeout,
-        });
-        let (parts, held_back) = restarts(parts, restart);
-        if parts.iter().all(|p| p.is_empty()) {
-            let vms = match wants_vms {
+            // What apply ends with: the plan's VMs (destroy has none left to show).
+            let wants_vms = !destroying;
+            let restart = (options.restart && !destroying).then_some(Power::Restart {
+                grace: options.shutdown_timeout,
+            });
+            let (parts, held_back) = restarts(parts, restart);
+            if parts.iter().all(|p| p.is_empty()) {
+                let vms = match wants_vms {
+                    true => Some(session.vms(options.wait, Some(interruption), view).await),
+                    false => None,
+                };
+                waiting_for_restart(request, held_back, view);
+                return Ok(Outcome::UpToDate { vms });
+            }
+            if reviewed.is_none() {
+                match view.confirm(&plan, destroying) {
+                    Answer::Yes => {}
+                    Answer::No => return Err(Refusal::Declined),
+                    Answer::CannotAsk => return Err(Refusal::CannotAsk { destroying }),
+                }
+            }
+            not_interrupted(interruption)?;
+            let report = session
+                .apply(&parts, options.parallelism, interruption, view)
+                .await;
+            view.event(Event::Applied {
+                report: &report,
+                run: if destroying { "Destroy" } else { "Apply" },
+            });
+            let mut waiting = held_back;
+            waiting.extend(
+                report
+                    .waiting_for_restart()
+                    .iter()
+                    .map(|step| step.address.clone()),
+            );
+            waiting_for_restart(request, waiting, view);
+            let vms = match wants_vms && report.interrupted() == 0 {
                 true => Some(session.vms(options.wait, Some(interruption), view).await),
                 false => None,
             };
-            waiting_for_restart(request, held_back, view);
-            return Ok(Outcome::UpToDate { vms });
+            Ok(Outcome::Applied { report, vms })
         }
-        if reviewed.is_none() {
-            match view.confirm(&plan, destroying) {
-                Answer::Yes => {}
-                Answer::No => return Err(Refusal::Declined),
-                Answer::CannotAsk => return Err(Refusal::CannotAsk { destroying }),
-            }
-        }
-        not_interrupted(interruption)?;
-        let report = session
-            .apply(&parts, options.parallelism, interruption, view)
-            .await;
-        view.event(Event::Applied {
-            report: &report,
-            run: if destroying { "Destroy" } else { "Apply" },
-        });
-        let mut waiting = held_back;
-        waiting.extend(
-            report
-                .waiting_for_restart()
-                .iter()
-                .map(|step| step.address.clone()),
-        );
-        waiting_for_restart(request, waiting, view);
-        let vms = match wants_vms && report.interrupted() == 0 {
-            true => Some(session.vms(options.wait, Some(interruption), view).await),
-            false => None,
-        };
-        Ok(Outcome::Applied { report, vms })
+        .await;
+        lock.release(view).await;
+        ran
     };
     result.await.unwrap_or_else(Outcome::Refused)
 }

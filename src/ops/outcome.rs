@@ -36,6 +36,8 @@ pub enum Refusal {
     Load(LoadFailure),
     /// A signal came before any change was made.
     Interrupted(super::Signal),
+    /// Another run holds the plan's lock.
+    Locked(Box<super::Locked>),
 }
 
 impl From<String> for Refusal {

@@ -27,29 +27,44 @@ pub async fn power(
     let result = async {
         let intents = intent::intents(&loaded.manifest, &request.name, &request.base)?;
         let session = Session::open(loaded, Some(&intents), Goal::Converge, request, view).await?;
-        let observed = session.observe(view).await?;
-        let parts = power_changes(&session, &observed, power, names)?;
-        super::not_interrupted(interruption)?;
-        let report = session
-            .apply(&parts, options.parallelism, interruption, view)
-            .await;
-        view.event(Event::Applied {
-            report: &report,
-            run: match power {
-                Power::Start => "Start",
-                Power::Stop { .. } => "Stop",
-                Power::Restart { .. } => "Restart",
+        let command = format!(
+            "plan {} {}",
+            match power {
+                Power::Start => "start",
+                Power::Stop { .. } => "stop",
+                Power::Restart { .. } => "restart",
             },
-        });
-        let wait = match power {
-            Power::Stop { .. } => None,
-            _ => options.wait,
-        };
-        let vms = match report.interrupted() {
-            0 => Some(session.vms(wait, Some(interruption), view).await),
-            _ => None,
-        };
-        Ok::<_, Refusal>(Outcome::Applied { report, vms })
+            request.file.display()
+        );
+        let lock = session.lock(&command, request, view).await?;
+        let ran = async {
+            let observed = session.observe(view).await?;
+            let parts = power_changes(&session, &observed, power, names)?;
+            super::not_interrupted(interruption)?;
+            let report = session
+                .apply(&parts, options.parallelism, interruption, view)
+                .await;
+            view.event(Event::Applied {
+                report: &report,
+                run: match power {
+                    Power::Start => "Start",
+                    Power::Stop { .. } => "Stop",
+                    Power::Restart { .. } => "Restart",
+                },
+            });
+            let wait = match power {
+                Power::Stop { .. } => None,
+                _ => options.wait,
+            };
+            let vms = match report.interrupted() {
+                0 => Some(session.vms(wait, Some(interruption), view).await),
+                _ => None,
+            };
+            Ok::<_, Refusal>(Outcome::Applied { report, vms })
+        }
+        .await;
+        lock.release(view).await;
+        ran
     };
     result.await.unwrap_or_else(Outcome::Refused)
 }

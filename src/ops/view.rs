@@ -67,6 +67,9 @@ pub trait View: Send + Sync {
     /// Asks before changing anything; `destroying` for `plan destroy`.
     fn confirm(&self, plan: &Plan, destroying: bool) -> Answer;
 
+    /// Asks a yes-or-no question about something other than a plan (`plan unlock`).
+    fn ask(&self, question: &str) -> Answer;
+
     /// Hears about each of `total` changes as it runs.
     fn progress(&self, total: usize) -> Arc<dyn Progress>;
 }

@@ -16,6 +16,7 @@ pub mod fetch;
 pub mod kubevirt;
 #[cfg(feature = "libvirt")]
 pub mod libvirt;
+pub mod lock;
 pub mod lower;
 pub mod rules;
 #[cfg(feature = "libvirt")]
@@ -440,6 +441,52 @@ pub trait Provider: Send + Sync {
         Err(ProviderError::Unsupported(format!(
             "{}: this provider cannot take over unmarked resources",
             spec.id()
+        )))
+    }
+
+    /// Creates the plan's lock object (see `lock`), atomically: two runs that try at once
+    /// cannot both succeed. When one exists, it is returned as found.
+    async fn create_lock(
+        &self,
+        holder: &lock::LockHolder,
+    ) -> Result<lock::LockAttempt, ProviderError> {
+        let _ = holder;
+        Err(ProviderError::Unsupported(format!(
+            "the {} provider keeps no plan lock",
+            self.kind()
+        )))
+    }
+
+    /// The plan's lock object, if there is one.
+    async fn read_lock(&self, plan: &str) -> Result<Option<lock::FoundLock>, ProviderError> {
+        let _ = plan;
+        Err(ProviderError::Unsupported(format!(
+            "the {} provider keeps no plan lock",
+            self.kind()
+        )))
+    }
+
+    /// Writes `holder` (renewed) into the lock object `token` names; an error when that object
+    /// is gone or is another run's.
+    async fn renew_lock(
+        &self,
+        holder: &lock::LockHolder,
+        token: &str,
+    ) -> Result<(), ProviderError> {
+        let _ = (holder, token);
+        Err(ProviderError::Unsupported(format!(
+            "the {} provider keeps no plan lock",
+            self.kind()
+        )))
+    }
+
+    /// Deletes the plan's lock object if it is still the one `token` names; `false` when it
+    /// was gone or another one.
+    async fn delete_lock(&self, plan: &str, token: &str) -> Result<bool, ProviderError> {
+        let _ = (plan, token);
+        Err(ProviderError::Unsupported(format!(
+            "the {} provider keeps no plan lock",
+            self.kind()
         )))
     }
 

@@ -90,13 +90,7 @@ impl Sandbox {
         let dir = dir
             .canonicalize()
             .map_err(|e| fail("cannot resolve it", e))?;
-        let lock = File::create(dir.join("lock")).map_err(|e| fail("cannot create its lock", e))?;
-        lock.try_lock().map_err(|_| {
-            ProviderError::Connection(format!(
-                "sandbox {} is in use by another plan process",
-                dir.display()
-            ))
-        })?;
+        let lock = open_exclusively(&dir)?;
         let state = load_state(&dir).map_err(|e| fail("cannot read its state", e))?;
         let node = dir.join(NODE_FILE);
         crate::files::write_atomic(&node, state.node.as_bytes())
@@ -410,6 +404,51 @@ fn first_free(net: &NetworkSpec, held: &BTreeMap<String, IpAddr>) -> Option<IpAd
         .find(|ip| !taken.contains(ip))
 }
 
+/// The sandbox's lock file, locked for this process, which it says who holds: two processes
+/// must not write one sandbox at once, and the one refused is told which process has it.
+fn open_exclusively(dir: &Path) -> Result<File, ProviderError> {
+    use std::io::{Read, Seek, Write};
+    let path = dir.join("lock");
+    let mut lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| {
+            ProviderError::Connection(format!(
+                "sandbox {}: cannot create its lock: {e}",
+                dir.display()
+            ))
+        })?;
+    if lock.try_lock().is_err() {
+        let mut holder = String::new();
+        let _ = lock.read_to_string(&mut holder);
+        let holder = holder.trim();
+        return Err(ProviderError::Connection(format!(
+            "sandbox {} is in use by another plan process{}",
+            dir.display(),
+            if holder.is_empty() {
+                String::new()
+            } else {
+                format!(": {holder}")
+            }
+        )));
+    }
+    // Only the subcommand: the rest of the command line may hold secrets (`-P password=`).
+    let subcommand = std::env::args().nth(1).unwrap_or_default();
+    let holder = format!(
+        "`plan {subcommand}` (pid {}, since {})",
+        std::process::id(),
+        super::lock::rfc3339(std::time::SystemTime::now())
+    );
+    let _ = lock
+        .set_len(0)
+        .and_then(|()| lock.rewind())
+        .and_then(|()| lock.write_all(holder.as_bytes()));
+    Ok(lock)
+}
+
 /// The saved state; for a sandbox saved before `state.json` existed (or a node file written by
 /// hand), the node file, autostart flags and volume files it had; for a new one, the first state.
 fn load_state(dir: &Path) -> std::io::Result<State> {
@@ -602,6 +641,35 @@ impl Provider for Sandbox {
 
     async fn details(&self, vm: &str) -> Result<super::VmDetails, ProviderError> {
         self.inner.details(vm).await
+    }
+
+    async fn create_lock(
+        &self,
+        holder: &super::lock::LockHolder,
+    ) -> Result<super::lock::LockAttempt, ProviderError> {
+        let _one = self.changing.lock().await;
+        let result = self.inner.create_lock(holder).await;
+        self.saved(result).await
+    }
+
+    async fn read_lock(&self, plan: &str) -> Result<Option<super::lock::FoundLock>, ProviderError> {
+        self.inner.read_lock(plan).await
+    }
+
+    async fn renew_lock(
+        &self,
+        holder: &super::lock::LockHolder,
+        token: &str,
+    ) -> Result<(), ProviderError> {
+        let _one = self.changing.lock().await;
+        let result = self.inner.renew_lock(holder, token).await;
+        self.saved(result).await
+    }
+
+    async fn delete_lock(&self, plan: &str, token: &str) -> Result<bool, ProviderError> {
+        let _one = self.changing.lock().await;
+        let result = self.inner.delete_lock(plan, token).await;
+        self.saved(result).await
     }
 
     async fn read_volume(&self, pool: &str, name: &str) -> Result<Vec<u8>, ProviderError> {

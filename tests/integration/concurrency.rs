@@ -10,11 +10,16 @@ use crate::harness::Plan;
 
 const SITE: &str = "tests/fixtures/crash/site.yml";
 
+/// `plan ARGS` on the sandbox in `dir`.
+fn sandboxed(dir: &std::path::Path, args: &[&str]) -> Plan {
+    Plan::new(args)
+        .args(&["--provider", "sandbox"])
+        .sandbox(dir)
+}
+
 /// `plan ARGS` on the sandbox in `dir`, each change made `slow_ms` longer.
 fn slow_plan(dir: &std::path::Path, args: &[&str], slow_ms: u64) -> Plan {
-    Plan::new(args)
-        .sandbox(dir)
-        .env("SITEPLAN_SLOW_CHANGES", slow_ms.to_string())
+    sandboxed(dir, args).env("SITEPLAN_SLOW_CHANGES", slow_ms.to_string())
 }
 
 /// The child's stderr lines as they come.
@@ -88,11 +93,9 @@ fn sigterm_starts_nothing_more_lets_changes_in_flight_finish_and_exits_143() {
     );
 
     // The next run finishes the job.
-    let again = Plan::new(&["apply", "--yes", "-q", SITE])
-        .sandbox(dir.path())
-        .run();
+    let again = sandboxed(dir.path(), &["apply", "--yes", "-q", SITE]).run();
     assert!(again.ok(), "{}", again.text());
-    let diff = Plan::new(&["diff", SITE]).sandbox(dir.path()).run();
+    let diff = sandboxed(dir.path(), &["diff", SITE]).run();
     assert!(diff.text().contains("No changes"), "{}", diff.text());
 }
 
@@ -115,10 +118,191 @@ fn a_signal_before_any_change_changes_nothing() {
         out.contains("Interrupted (Ctrl-C) before any change; nothing was changed."),
         "{out}"
     );
-    let diff = Plan::new(&["diff", "-q", SITE]).sandbox(dir.path()).run();
+    let diff = sandboxed(dir.path(), &["diff", "-q", SITE]).run();
     assert!(
         !diff.text().contains("No changes"),
         "nothing was made: {}",
         diff.text()
     );
+}
+
+/// A run on the sandbox in `dir` killed with SIGKILL while its changes are in flight, its
+/// lock left behind.
+fn killed_run(dir: &std::path::Path, command: &str) {
+    let mut child = slow_plan(dir, &[command, "--yes", SITE], 5000).spawn_piped();
+    let lines = lines_of(&mut child);
+    let mut seen = Vec::new();
+    wait_for(&lines, "ing ", &mut seen);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn a_second_run_on_the_sandbox_is_refused_at_once_naming_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = slow_plan(dir.path(), &["apply", "--yes", SITE], 1000).spawn_piped();
+    let lines = lines_of(&mut first);
+    let mut seen = Vec::new();
+    wait_for(&lines, "creating", &mut seen);
+    let started = Instant::now();
+    let second = sandboxed(dir.path(), &["apply", "--yes", SITE]).run();
+    let took = started.elapsed();
+    assert_eq!(second.code(), Some(1), "{}", second.text());
+    assert!(took < Duration::from_secs(1), "refused after {took:?}");
+    assert!(
+        second
+            .text()
+            .contains(&format!("`plan apply` (pid {}, since ", first.id())),
+        "{}",
+        second.text()
+    );
+    assert!(
+        first.wait().unwrap().success(),
+        "{}",
+        rest(lines, &mut seen)
+    );
+    let diff = sandboxed(dir.path(), &["diff", SITE]).run();
+    assert!(diff.text().contains("No changes"), "{}", diff.text());
+}
+
+#[test]
+fn a_killed_runs_lock_is_taken_over_by_the_next_run_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    killed_run(dir.path(), "apply");
+    let diff = sandboxed(dir.path(), &["diff", "-q", SITE]).run();
+    assert!(
+        diff.text()
+            .contains("has a stale lock on sandbox, left by `plan apply ")
+            && diff.text().contains("no longer runs"),
+        "{}",
+        diff.text()
+    );
+    let again = sandboxed(dir.path(), &["apply", "--yes", "-q", SITE]).run();
+    assert!(again.ok(), "{}", again.text());
+    assert!(
+        again
+            .text()
+            .contains("taking over plan `site`'s lock on sandbox from `plan apply "),
+        "{}",
+        again.text()
+    );
+    // Released at the end: the next run says nothing of a lock.
+    let diff = sandboxed(dir.path(), &["diff", SITE]).run();
+    assert!(diff.text().contains("No changes"), "{}", diff.text());
+    assert!(!diff.text().contains("lock"), "{}", diff.text());
+}
+
+#[test]
+fn plan_unlock_asks_then_removes_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    killed_run(dir.path(), "apply");
+    // Not a terminal, and no --yes: nothing is removed.
+    let refused = sandboxed(dir.path(), &["unlock", SITE]).run();
+    assert_eq!(refused.code(), Some(1), "{}", refused.text());
+    assert!(refused.text().contains("pass --yes"), "{}", refused.text());
+    let diff = sandboxed(dir.path(), &["diff", "-q", SITE]).run();
+    assert!(diff.text().contains("stale lock"), "{}", diff.text());
+
+    let removed = sandboxed(dir.path(), &["unlock", "--yes", SITE]).run();
+    assert!(removed.ok(), "{}", removed.text());
+    assert!(
+        removed
+            .text()
+            .contains("Removed plan `site`'s lock on sandbox, held by `plan apply "),
+        "{}",
+        removed.text()
+    );
+    let none = sandboxed(dir.path(), &["unlock", "--yes", SITE]).run();
+    assert!(
+        none.text()
+            .contains("Plan `site` holds no lock on sandbox."),
+        "{}",
+        none.text()
+    );
+    let again = sandboxed(dir.path(), &["apply", "--yes", "-q", SITE]).run();
+    assert!(
+        again.ok() && !again.text().contains("lock"),
+        "{}",
+        again.text()
+    );
+}
+
+/// `plan ARGS` for the lock plan on the real libvirtd.
+fn on_libvirtd(uri: &str, args: &[&str]) -> Plan {
+    Plan::new(args).args(&[
+        "tests/fixtures/lock/site.yml",
+        "--provider",
+        uri,
+        "--name",
+        "lockrace",
+    ])
+}
+
+#[test]
+fn real_libvirtd_two_applies_at_once_one_runs_and_the_other_is_refused_at_once() {
+    let Some((_one_at_a_time, uri)) = crate::harness::libvirtd(
+        "real_libvirtd_two_applies_at_once_one_runs_and_the_other_is_refused_at_once",
+    ) else {
+        return;
+    };
+    let destroy = || {
+        let out = on_libvirtd(&uri, &["destroy", "--yes", "-q"]).run();
+        assert!(out.ok(), "{}", out.text());
+    };
+    destroy();
+    let mut first = on_libvirtd(&uri, &["apply", "--yes"]).spawn_piped();
+    let lines = lines_of(&mut first);
+    let mut seen = Vec::new();
+    wait_for(&lines, "creating", &mut seen);
+    let started = Instant::now();
+    let second = on_libvirtd(&uri, &["apply", "--yes"]).run();
+    let took = started.elapsed();
+    assert_eq!(second.code(), Some(1), "{}", second.text());
+    assert!(took < Duration::from_secs(1), "refused after {took:?}");
+    let holder = format!(
+        "is locked on libvirt by `plan apply tests/fixtures/lock/site.yml` (pid {} on ",
+        first.id()
+    );
+    assert!(second.text().contains(&holder), "{}", second.text());
+    assert!(
+        second
+            .text()
+            .contains("`plan unlock tests/fixtures/lock/site.yml --name lockrace --provider"),
+        "{}",
+        second.text()
+    );
+    // Looking takes no lock, and says who changes the plan.
+    let status = on_libvirtd(&uri, &["status"]).run();
+    assert!(
+        status
+            .text()
+            .contains("plan `lockrace` is being changed on libvirt by `plan apply"),
+        "{}",
+        status.text()
+    );
+    let status = first.wait().unwrap();
+    assert!(status.success(), "{}", rest(lines, &mut seen));
+    let diff = on_libvirtd(&uri, &["diff"]).run();
+    assert!(diff.text().contains("No changes"), "{}", diff.text());
+    assert!(!diff.text().contains("being changed"), "{}", diff.text());
+
+    // The holder killed outright: the next run takes its lock over, and finishes the job.
+    let mut killed = on_libvirtd(&uri, &["destroy", "--yes"])
+        .env("SITEPLAN_SLOW_CHANGES", "3000")
+        .spawn_piped();
+    let lines = lines_of(&mut killed);
+    let mut seen = Vec::new();
+    wait_for(&lines, "deleting", &mut seen);
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    let again = on_libvirtd(&uri, &["apply", "--yes", "-q"]).run();
+    assert!(again.ok(), "{}", again.text());
+    assert!(
+        again
+            .text()
+            .contains("taking over plan `lockrace`'s lock on libvirt from `plan destroy"),
+        "{}",
+        again.text()
+    );
+    destroy();
 }

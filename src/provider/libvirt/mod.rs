@@ -9,6 +9,7 @@
 
 pub mod content;
 pub mod ledger;
+pub mod lock;
 pub mod records;
 pub mod xml;
 
@@ -26,6 +27,7 @@ use virt::sys;
 
 use super::crashpoint;
 use super::fetch;
+use super::lock::{FoundLock, LockAttempt, LockHolder};
 use super::spec::*;
 use super::{
     Address, AddressQuery, AddressSource, Addresses, Console, Done, Health, HealthStatus,
@@ -427,6 +429,34 @@ impl Provider for LibvirtProvider {
         !self.inner.test_driver
     }
 
+    async fn create_lock(&self, holder: &LockHolder) -> Result<LockAttempt, ProviderError> {
+        let holder = holder.clone();
+        self.blocking(move |inner| lock::create(&inner.conn, &holder).map_err(|e| inner.lost(e)))
+            .await
+    }
+
+    async fn read_lock(&self, plan: &str) -> Result<Option<FoundLock>, ProviderError> {
+        let plan = plan.to_string();
+        self.blocking(move |inner| lock::read(&inner.conn, &plan).map_err(|e| inner.lost(e)))
+            .await
+    }
+
+    async fn renew_lock(&self, holder: &LockHolder, token: &str) -> Result<(), ProviderError> {
+        let (holder, token) = (holder.clone(), token.to_string());
+        self.blocking(move |inner| {
+            lock::renew(&inner.conn, &holder, &token).map_err(|e| inner.lost(e))
+        })
+        .await
+    }
+
+    async fn delete_lock(&self, plan: &str, token: &str) -> Result<bool, ProviderError> {
+        let (plan, token) = (plan.to_string(), token.to_string());
+        self.blocking(move |inner| {
+            lock::delete(&inner.conn, &plan, &token).map_err(|e| inner.lost(e))
+        })
+        .await
+    }
+
     async fn read_volume(&self, pool: &str, name: &str) -> Result<Vec<u8>, ProviderError> {
         let (pool, name) = (pool.to_string(), name.to_string());
         self.blocking(move |inner| {
@@ -538,6 +568,11 @@ fn check_owner(
 }
 
 impl Inner {
+    /// A failure of the connection rather than of one resource, naming where it connects.
+    fn lost(&self, message: String) -> ProviderError {
+        ProviderError::Connection(format!("{}: {message}", self.uri))
+    }
+
     fn flavor(&self) -> DomainFlavor {
         DomainFlavor {
             test_driver: self.test_driver,
