@@ -6,7 +6,8 @@
 //! memory, by path; a test seeds the ones the cluster has (namespaces, storage classes).
 //!
 //! Writes: server-side apply (`PATCH` with `fieldManager`, creating what is not there), JSON
-//! merge patches, `POST` (create; 409 `AlreadyExists`), `PUT` (replace) and `DELETE`. Each
+//! merge patches, `POST` (create; 409 `AlreadyExists`), `PUT` (replace) and `DELETE` (with a
+//! uid precondition, 409 when it does not hold). Each
 //! manager owns the fields it set (lists are one field each). An apply merges the object into
 //! what is there and removes the fields the same manager set last time and sets no more,
 //! leaving other managers' fields and `status` alone; changing a field another manager owns is
@@ -980,6 +981,23 @@ async fn handle(
         }
         Method::PUT => return replace(&mut store, &path, &name, &query, &body),
         Method::DELETE => {
+            // A precondition on the uid: the object must still be the one the client saw.
+            let precondition = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|p| p["preconditions"]["uid"].as_str().map(str::to_string));
+            if let (Some(uid), Some(object)) = (precondition, store.objects.get(&path)) {
+                if object["metadata"]["uid"] != uid.as_str() {
+                    return status(
+                        StatusCode::CONFLICT,
+                        "Conflict",
+                        format!(
+                            "Precondition failed: UID in precondition: {uid}, UID in object \
+                             meta: {}",
+                            object["metadata"]["uid"]
+                        ),
+                    );
+                }
+            }
             let vmi = path.replace("/virtualmachines/", "/virtualmachineinstances/");
             if vmi != path {
                 store.objects.remove(&vmi);

@@ -8,6 +8,7 @@
 //! Storage classes play the part of a plan's pools.
 
 pub mod console;
+pub mod lease;
 pub mod objects;
 pub mod rules;
 
@@ -202,6 +203,11 @@ impl KubevirtProvider {
             cluster,
             rules: rules::KubevirtRules::default(),
         })
+    }
+
+    /// The namespace's Leases, where the plan lock is kept.
+    fn leases(&self) -> Api<k8s_openapi::api::coordination::v1::Lease> {
+        Api::namespaced(self.client.clone(), &self.namespace)
     }
 
     fn api(&self, kind: ResourceKind) -> Api<DynamicObject> {
@@ -802,6 +808,32 @@ impl Provider for KubevirtProvider {
     }
 
     /// From the VirtualMachineInstances' status (one LIST): each interface's addresses.
+    async fn create_lock(
+        &self,
+        holder: &crate::provider::lock::LockHolder,
+    ) -> Result<crate::provider::lock::LockAttempt, ProviderError> {
+        lease::create(&self.leases(), holder, &self.namespace).await
+    }
+
+    async fn read_lock(
+        &self,
+        plan: &str,
+    ) -> Result<Option<crate::provider::lock::FoundLock>, ProviderError> {
+        lease::read(&self.leases(), plan).await
+    }
+
+    async fn renew_lock(
+        &self,
+        holder: &crate::provider::lock::LockHolder,
+        token: &str,
+    ) -> Result<(), ProviderError> {
+        lease::renew(&self.leases(), holder, token, &self.namespace).await
+    }
+
+    async fn delete_lock(&self, plan: &str, token: &str) -> Result<bool, ProviderError> {
+        lease::delete(&self.leases(), plan, token).await
+    }
+
     async fn addresses(&self, vms: &[AddressQuery]) -> Result<Addresses, ProviderError> {
         let vmis = ApiResource {
             plural: "virtualmachineinstances".into(),
