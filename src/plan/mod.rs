@@ -5,6 +5,7 @@
 //! the plan's changes say.
 
 pub mod desired;
+pub mod digests;
 pub mod intent;
 pub mod render;
 pub mod rules;
@@ -342,11 +343,13 @@ pub fn plan(
     restarts_to_see(&mut changes, desired, observed, rules, &mut unchanged);
     problems.extend(guard_problems(&changes, desired, observed, rules));
     if problems.is_empty() {
-        Ok(Plan {
+        let mut plan = Plan {
             name: name.to_string(),
             changes,
             unchanged,
-        })
+        };
+        digests::hide(&mut plan);
+        Ok(plan)
     } else {
         Err(problems)
     }

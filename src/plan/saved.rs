@@ -72,13 +72,22 @@ pub fn parameters_fingerprint(parameters: &BTreeMap<String, serde_json::Value>) 
     sha256(&serde_json::to_string(&shown).unwrap_or_default())
 }
 
+/// What the providers held, as one digest. Digests of generated content are left out of it:
+/// everything else the fingerprint covers can be known from a reviewed diff, so a digest over
+/// them and a seed's digest would let a weak password be guessed offline. A seed changed
+/// since the plan was saved is still caught when planning again gives other changes.
 pub fn live_fingerprint(observed: &Observed) -> String {
     let mut text = String::new();
+    let shown = |value: serde_json::Result<serde_json::Value>| {
+        let mut value = value.unwrap_or_default();
+        super::digests::blank(&mut value);
+        value.to_string()
+    };
     for (id, live) in &observed.resources {
         text.push_str(&format!(
             "{id}\t{}\t{}\t{}\t{:?}\n",
-            serde_json::to_string(&live.spec).unwrap_or_default(),
-            serde_json::to_string(&live.owner).unwrap_or_default(),
+            shown(serde_json::to_value(&live.spec)),
+            shown(serde_json::to_value(&live.owner)),
             live.active,
             live.empty
         ));

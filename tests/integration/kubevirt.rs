@@ -123,11 +123,15 @@ fn a_plan_kubevirt_cannot_hold_is_refused_and_nothing_is_changed() {
         .run();
     assert_eq!(out.code(), Some(1), "{}", out.text());
     assert!(out.stderr.contains("pool/nosuch"), "{}", out.stderr);
+    // Nothing but the run's own lock, made and given back.
     assert!(
-        good.requests().iter().all(|r| r.starts_with("GET ")),
+        good.requests()
+            .iter()
+            .all(|r| r.starts_with("GET ") || r.contains("/coordination.k8s.io/v1/")),
         "{:?}",
         good.requests()
     );
+    assert!(!good.paths().iter().any(|p| p.contains("/leases/")));
 }
 
 /// A small lab on the stand-in, with parameters to change it.

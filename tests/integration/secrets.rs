@@ -107,3 +107,133 @@ fn planted_secrets_appear_in_no_output() {
     let state = std::fs::read_to_string(sandbox.join("state.json")).expect("state");
     assert_hidden("the sandbox state", &state);
 }
+
+/// Every run of 64 hex digits in `text` (what a SHA-256 digest looks like).
+fn digests_in(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut run = String::new();
+    for c in text.chars().chain(std::iter::once(' ')) {
+        if c.is_ascii_hexdigit() {
+            run.push(c);
+        } else {
+            if run.len() == 64 {
+                found.push(run.clone());
+            }
+            run.clear();
+        }
+    }
+    found
+}
+
+/// The digest of VM `sec0`'s cloud-init seed for the plan in `dir`, as siteplan computes it.
+fn seed_digest(dir: &Path) -> String {
+    let file = dir.join("site.yml");
+    let loaded = siteplan::manifest::load(
+        &file,
+        &siteplan::manifest::Overrides::default(),
+        siteplan::manifest::Options::default(),
+    )
+    .unwrap_or_else(|_| panic!("{} loads", file.display()));
+    let intents = siteplan::plan::intent::intents(&loaded.manifest, "site", dir).expect("intents");
+    intents
+        .items
+        .iter()
+        .find_map(|item| match &item.what {
+            siteplan::plan::intent::What::Vm(vm) if item.name == "sec0" => {
+                vm.cloud_init.as_ref().map(|c| c.sha256.clone())
+            }
+            _ => None,
+        })
+        .expect("sec0 has a seed")
+}
+
+#[test]
+fn no_digest_of_a_seed_appears_and_a_changed_root_password_still_shows() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let sandbox = tmp.path().join("sandbox");
+    let lab = tmp.path().join("lab");
+    std::fs::create_dir_all(&lab).expect("lab");
+    for file in ["site.yml", "admin.sh"] {
+        std::fs::copy(
+            crate::harness::root()
+                .join("tests/fixtures/secrets")
+                .join(file),
+            lab.join(file),
+        )
+        .expect("copy");
+    }
+    let site = lab.join("site.yml");
+    let site_arg = site.to_string_lossy().into_owned();
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend([site_arg.as_str(), "--provider", "sandbox"]);
+        plan(&sandbox, &all)
+    };
+    let first = seed_digest(&lab);
+    let saved = tmp.path().join("saved.plan");
+    let saved_arg = saved.to_string_lossy().into_owned();
+    let mut outputs = Vec::new();
+    for args in [
+        vec!["diff"],
+        vec!["diff", "--format", "json"],
+        vec!["diff", "--format", "markdown"],
+        vec!["diff", "--out", saved_arg.as_str()],
+        vec!["apply", "--yes", "-v"],
+        vec!["status", "-o", "json"],
+    ] {
+        let (ok, text) = run(&args);
+        assert!(ok, "plan {args:?}: {text}");
+        outputs.push((format!("plan {args:?}"), text));
+    }
+    outputs.push((
+        "the saved plan".into(),
+        std::fs::read_to_string(&saved).expect("saved plan"),
+    ));
+
+    // The root password changes: the seed is made again, and the diff says a sensitive value
+    // changed.
+    let text = std::fs::read_to_string(&site).expect("plan");
+    std::fs::write(
+        &site,
+        text.replace("root-PLANTED-0003", "root-PLANTED-0003-new"),
+    )
+    .expect("plan");
+    let second = seed_digest(&lab);
+    assert_ne!(first, second, "the password is part of the seed");
+    let (ok, changed) = run(&["diff"]);
+    assert!(ok, "{changed}");
+    assert!(
+        changed.contains("-/+ volume/default/sec0-cidata.img")
+            && changed
+                .contains("source.generated.sha256: \"(sensitive)\" → \"(sensitive, changed)\"")
+            && changed.contains("seed: \"(sensitive)\" → \"(sensitive, changed)\""),
+        "{changed}"
+    );
+    for args in [
+        vec!["diff", "--format", "json"],
+        vec!["apply", "--yes", "-v"],
+    ] {
+        let (ok, text) = run(&args);
+        assert!(ok, "plan {args:?}: {text}");
+        outputs.push((format!("plan {args:?} (changed password)"), text));
+    }
+    outputs.push(("the first diff".into(), changed));
+
+    for (what, text) in &outputs {
+        assert_hidden(what, text);
+        for digest in [&first, &second] {
+            assert!(
+                !text.contains(&digest[..16]),
+                "{what} shows a seed's digest:\n{text}"
+            );
+        }
+        let shown = digests_in(text);
+        if what == "the saved plan" {
+            // Its own fingerprints (of the plan file, the parameters without secrets, and the
+            // live state without digests), and nothing else.
+            assert_eq!(shown.len(), 3, "{what}: {shown:?}\n{text}");
+        } else {
+            assert!(shown.is_empty(), "{what} shows digests {shown:?}:\n{text}");
+        }
+    }
+}
