@@ -13,7 +13,7 @@ pub mod lock;
 pub mod records;
 pub mod xml;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -664,11 +664,23 @@ impl Inner {
             |e: virt::error::Error| ProviderError::Connection(format!("{}: {}", self.uri, err(e)));
         let mut observed = Observed::default();
 
+        let named_networks = |flags| -> Result<HashSet<String>, ProviderError> {
+            Ok(self
+                .conn
+                .list_all_networks(flags)
+                .map_err(conn_err)?
+                .iter()
+                .filter_map(|n| n.name().ok())
+                .collect())
+        };
+        let active_networks = named_networks(sys::VIR_CONNECT_LIST_NETWORKS_ACTIVE)?;
+        let autostarting_networks = named_networks(sys::VIR_CONNECT_LIST_NETWORKS_AUTOSTART)?;
         for net in self.conn.list_all_networks(0).map_err(conn_err)? {
+            let name = net.name().unwrap_or_default();
             let (Ok(xml), autostart, active) = (
                 network_definition(&net),
-                net.autostart().unwrap_or(false),
-                net.is_active().unwrap_or(false),
+                autostarting_networks.contains(&name),
+                active_networks.contains(&name),
             ) else {
                 continue; // deleted while listing
             };
@@ -782,12 +794,26 @@ impl Inner {
             );
         }
 
+        // Which domains run and which start with the host: two calls for all of them, rather
+        // than two per domain (each call is a round trip, which over ssh is what costs).
+        let named = |flags| -> Result<HashSet<String>, ProviderError> {
+            Ok(self
+                .conn
+                .list_all_domains(flags)
+                .map_err(conn_err)?
+                .iter()
+                .filter_map(|d| d.name().ok())
+                .collect())
+        };
+        let running_domains = named(sys::VIR_CONNECT_LIST_DOMAINS_ACTIVE)?;
+        let autostarting_domains = named(sys::VIR_CONNECT_LIST_DOMAINS_AUTOSTART)?;
         for dom in self.conn.list_all_domains(0).map_err(conn_err)? {
             let Ok(xml) = dom.xml_desc(sys::VIR_DOMAIN_XML_INACTIVE) else {
                 continue;
             };
-            let running = dom.is_active().unwrap_or(false);
-            let autostart = dom.autostart().unwrap_or(false);
+            let name = dom.name().unwrap_or_default();
+            let running = running_domains.contains(&name);
+            let autostart = autostarting_domains.contains(&name);
             let mut info =
                 xml::parse_domain(&xml, running, autostart).map_err(ProviderError::Connection)?;
             info.resolve_paths(&by_path);
