@@ -23,13 +23,15 @@ test: deps
 	cargo test
 
 # The same tests, plus those that need a real libvirtd: installs libvirt and QEMU, starts the
-# daemon (this needs root), builds the guest image real guests boot, installs kcli (in a
-# virtualenv under target/) for the test of a plan kcli made, and points the tests at them.
+# daemon (this needs root) and an sshd on 127.0.0.1 that reaches it as qemu+ssh:// (.ci/sshd),
+# builds the guest image real guests boot, installs kcli (in a virtualenv under target/) for
+# the test of a plan kcli made, and points the tests at them.
 test-libvirt: deps
 	.ci/install-libvirt
 	.ci/libvirtd start
 	tests/guest-image/build
-	SITEPLAN_TEST_LIBVIRT_URI=qemu:///system SITEPLAN_TEST_KCLI=$$(realpath $$(.ci/install-kcli)) cargo test
+	SITEPLAN_TEST_LIBVIRT_URI=qemu:///system SITEPLAN_TEST_SSH_URI=$$(.ci/sshd start) \
+	  SITEPLAN_TEST_KCLI=$$(realpath $$(.ci/install-kcli)) cargo test
 
 lint:
 	cargo fmt --all -- --check

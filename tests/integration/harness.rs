@@ -228,3 +228,68 @@ pub fn drive_console(
     assert!(status.success(), "plan console failed: {stderr}");
     (String::from_utf8_lossy(&shown).into_owned(), stderr)
 }
+
+/// The real libvirtd over ssh (`SITEPLAN_TEST_SSH_URI`, a `qemu+ssh://` URI to the sshd that
+/// `.ci/sshd` starts on 127.0.0.1) and the local URI of the same daemon, held as `libvirtd`
+/// holds it, with the sshd's host key trusted in known_hosts; `None`, saying so, when no
+/// sshd is configured.
+pub fn ssh_libvirtd(test: &str) -> Option<(MutexGuard<'static, ()>, String, String)> {
+    let Some(ssh) = std::env::var("SITEPLAN_TEST_SSH_URI")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        report(&format!(
+            "SKIPPED {test}: SITEPLAN_TEST_SSH_URI is not set \
+             (.ci/run starts an sshd on 127.0.0.1 with .ci/sshd and sets it)"
+        ));
+        return None;
+    };
+    let (held, local) = libvirtd(test)?;
+    report(&format!("{test}: remote libvirt over ssh at {ssh}"));
+    trust_test_host(Some(&test_host_key()));
+    Some((held, ssh, local))
+}
+
+/// The test sshd's host key line (`ssh-ed25519 AAAA…`).
+pub fn test_host_key() -> String {
+    let path = std::env::var("SITEPLAN_TEST_SSH_HOST_KEY")
+        .unwrap_or_else(|_| "/tmp/siteplan-sshd/host_ed25519.pub".into());
+    let line = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    line.split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// How known_hosts names the test sshd: `[127.0.0.1]:PORT`.
+pub fn test_host_name() -> String {
+    let uri = std::env::var("SITEPLAN_TEST_SSH_URI").unwrap_or_default();
+    let authority = uri
+        .split_once("://")
+        .map_or("", |(_, rest)| rest.split(['/', '?']).next().unwrap_or(""));
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    match host_port.rsplit_once(':') {
+        Some((host, port)) => format!("[{host}]:{port}"),
+        None => host_port.to_string(),
+    }
+}
+
+/// Makes known_hosts hold `key` for the test sshd, or nothing for it: what ssh, run by
+/// libvirt as this user, checks.
+pub fn trust_test_host(key: Option<&str>) {
+    let name = test_host_name();
+    let _ = std::process::Command::new("ssh-keygen")
+        .args(["-R", &name])
+        .output();
+    if let Some(key) = key {
+        let home = PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()));
+        let _ = std::fs::create_dir_all(home.join(".ssh"));
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(home.join(".ssh/known_hosts"))
+            .expect("known_hosts");
+        writeln!(file, "{name} {key}").expect("known_hosts written");
+    }
+}

@@ -16,5 +16,6 @@ mod lifecycle;
 mod planner;
 mod provider;
 mod providers;
+mod remote;
 mod robustness;
 mod secrets;

@@ -1,6 +1,7 @@
 //! Every resource kind created, observed, changed and deleted through the `Provider` trait:
 //! always on the sandbox, and on a real libvirtd when SITEPLAN_TEST_LIBVIRT_URI names one
-//! (.ci/run starts libvirtd and sets it; elsewhere that test says it was skipped and why).
+//! (.ci/run starts libvirtd and sets it; elsewhere that test says it was skipped and why), and
+//! on the same libvirtd over ssh when SITEPLAN_TEST_SSH_URI names a qemu+ssh:// URI (.ci/sshd).
 
 #![allow(clippy::disallowed_macros, clippy::disallowed_methods)] // a test's own report, not plan output
 
@@ -788,4 +789,29 @@ fn remove_foreign_libvirt(uri: &str, foreign: &Foreign) {
             .args(&args)
             .output();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// The guard keeps the other real-libvirtd tests out for the whole test, awaits included.
+#[allow(clippy::await_holding_lock)]
+async fn remote_libvirt_over_ssh_manages_every_resource_kind() {
+    let Some((_held, ssh, local)) =
+        crate::harness::ssh_libvirtd("remote_libvirt_over_ssh_manages_every_resource_kind")
+    else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let provider = LibvirtProvider::connect(&ssh)
+        .expect("connect over ssh")
+        .with_shutdown_timeout(std::time::Duration::from_secs(2));
+    let root = PathBuf::from(
+        std::env::var("SITEPLAN_TEST_POOL_ROOT")
+            .unwrap_or_else(|_| "/var/lib/libvirt/siteplan-test".into()),
+    );
+    let _ = std::fs::create_dir_all(&root);
+    // Someone else's objects, made on the same daemon through its local socket.
+    let foreign = make_foreign_libvirt(&local, &root);
+    let lab = lab("spr", &root.join("remote"), tmp.path());
+    exercise(&provider, &lab, &foreign, true).await;
+    remove_foreign_libvirt(&local, &foreign);
 }

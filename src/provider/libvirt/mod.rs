@@ -8,6 +8,7 @@
 //! ledger volume (`ledger.rs`).
 
 pub mod content;
+pub mod hostkey;
 pub mod ledger;
 pub mod lock;
 pub mod records;
@@ -78,7 +79,11 @@ impl LibvirtProvider {
     pub fn connect(uri: &str) -> Result<Self, ProviderError> {
         quiet_libvirt();
         let conn = Connect::open(Some(uri)).map_err(|e| {
-            ProviderError::Connection(format!("cannot connect to {uri}: {}", err(e)))
+            let error = err(e);
+            ProviderError::Connection(match hostkey::explain(uri, &error) {
+                Some(why) => format!("cannot connect to {uri}: {why}"),
+                None => format!("cannot connect to {uri}: {error}"),
+            })
         })?;
         let test_driver = uri.starts_with("test:");
         let content = if test_driver {
