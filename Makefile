@@ -31,6 +31,7 @@ test-libvirt: deps
 	.ci/libvirtd start
 	tests/guest-image/build
 	SITEPLAN_TEST_LIBVIRT_URI=qemu:///system SITEPLAN_TEST_SSH_URI=$$(.ci/sshd start) \
+	  SITEPLAN_TEST_RESTART_LIBVIRTD="$(CURDIR)/.ci/libvirtd restart" \
 	  SITEPLAN_TEST_KCLI=$$(realpath $$(.ci/install-kcli)) cargo test
 
 lint:

@@ -23,7 +23,8 @@ pub enum Status {
     Done(Done),
     /// The backend's error.
     Failed(Arc<ProviderError>),
-    /// Not attempted because a change it depends on failed.
+    /// Not attempted because a change it depends on failed, or because the provider was lost
+    /// (a change on it failed with the connection itself): the change named.
     Skipped(ResourceId),
     /// Not started because the run was interrupted (Ctrl-C).
     Interrupted,
@@ -65,6 +66,14 @@ impl Report {
             .iter()
             .filter(|o| matches!(o.status, Status::Interrupted))
             .count()
+    }
+
+    /// A change failed because its provider's connection was lost (the daemon restarted, the
+    /// host went away): what the provider holds cannot be read back.
+    pub fn lost_connection(&self) -> bool {
+        self.steps.iter().any(|o| {
+            matches!(&o.status, Status::Failed(e) if matches!(**e, ProviderError::Connection(_)))
+        })
     }
 
     /// The changes that are made but take effect only when their VM restarts.
@@ -250,6 +259,9 @@ pub async fn apply_until(
             .collect(),
     );
     let mut running = JoinSet::new();
+    // Set when a change fails with the connection itself: nothing more is started on a
+    // provider that is gone (each would fail the same way); those are skipped, naming it.
+    let lost: Arc<std::sync::OnceLock<ResourceId>> = Arc::new(std::sync::OnceLock::new());
 
     let spawn = |i: usize, running: &mut JoinSet<(usize, Step)>| {
         let (provider, limit, owner, changes, guarded, progress) = (
@@ -261,9 +273,21 @@ pub async fn apply_until(
             progress.clone(),
         );
         let stop = stop.clone();
+        let lost = lost.clone();
         running.spawn(async move {
             let _permit = limit.acquire_owned().await;
             let change = &changes[i];
+            if let Some(cause) = lost.get() {
+                let outcome = Step {
+                    id: change.id.clone(),
+                    address: crate::plan::render::address(change),
+                    action: change.action,
+                    status: Status::Skipped(cause.clone()),
+                    seconds: 0.0,
+                };
+                progress.finished(&outcome);
+                return (i, outcome);
+            }
             if stop.is_cancelled() {
                 let outcome = Step {
                     id: change.id.clone(),
@@ -321,6 +345,11 @@ pub async fn apply_until(
             }
         }
         let Ok((i, outcome)) = joined else { continue };
+        if let Status::Failed(e) = &outcome.status {
+            if matches!(**e, ProviderError::Connection(_)) {
+                let _ = lost.set(outcome.id.clone());
+            }
+        }
         let failed = !matches!(outcome.status, Status::Done(_));
         let interrupted = matches!(outcome.status, Status::Interrupted);
         outcomes[i] = Some(outcome);

@@ -13,6 +13,8 @@ use crate::provider::{Health, HealthStatus, Observed, ProviderError, Scope};
 #[derive(Default)]
 struct Fake {
     fail: Vec<ResourceId>,
+    /// Its connection is lost while making this one.
+    lose: Option<ResourceId>,
     /// The provider's own limit.
     takes: Option<usize>,
     order: Mutex<Vec<ResourceId>>,
@@ -49,6 +51,9 @@ impl Provider for Fake {
         self.order.lock().unwrap().push(id.clone());
         if self.fail.contains(&id) {
             return Err(ProviderError::backend(&id, "injected failure"));
+        }
+        if self.lose.as_ref() == Some(&id) {
+            return Err(ProviderError::Connection("lost the connection".into()));
         }
         Ok(crate::provider::Done {
             id,
@@ -251,6 +256,31 @@ async fn an_interrupted_run_starts_nothing_more() {
         report.succeeded(),
         "nothing started after the stop but what finished"
     );
+}
+
+#[tokio::test]
+async fn a_lost_connection_starts_nothing_more_on_that_provider() {
+    let (plan, desired) = lab();
+    let fake = Arc::new(Fake {
+        lose: Some(ResourceId::volume("default", "d1")),
+        ..Fake::default()
+    });
+    let report = apply(&plan, &desired, fake.clone(), 2, Arc::new(Quiet)).await;
+    assert_eq!(report.steps.len(), 20, "every change is accounted for");
+    assert_eq!(
+        report.failed(),
+        1,
+        "only the change that met the loss fails"
+    );
+    assert!(report.lost_connection());
+    let started = fake.order.lock().unwrap().len();
+    assert_eq!(
+        report.succeeded() + 1,
+        started,
+        "nothing started after the loss but what was in flight"
+    );
+    assert!(started < 6, "{started} changes were started");
+    assert_eq!(report.succeeded() + report.failed() + report.skipped(), 20);
 }
 
 /// VMs `db` ← `app` ← `web` (each `depends_on` the one before), powered as `plan start|stop`

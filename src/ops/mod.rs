@@ -275,7 +275,8 @@ async fn converge(
                     .map(|step| step.address.clone()),
             );
             waiting_for_restart(request, waiting, view);
-            let vms = match wants_vms && report.interrupted() == 0 {
+            // A provider that was lost cannot say where the VMs are.
+            let vms = match wants_vms && report.interrupted() == 0 && !report.lost_connection() {
                 true => Some(session.vms(options.wait, Some(interruption), view).await),
                 false => None,
             };

@@ -306,3 +306,105 @@ fn real_libvirtd_two_applies_at_once_one_runs_and_the_other_is_refused_at_once()
     );
     destroy();
 }
+
+#[test]
+fn real_libvirtd_restarted_during_an_apply_fails_what_was_in_flight_and_the_next_apply_finishes() {
+    let test =
+        "real_libvirtd_restarted_during_an_apply_fails_what_was_in_flight_and_the_next_apply_finishes";
+    let Some((_one_at_a_time, uri)) = crate::harness::libvirtd(test) else {
+        return;
+    };
+    let Some(restart) = std::env::var("SITEPLAN_TEST_RESTART_LIBVIRTD")
+        .ok()
+        .filter(|c| !c.is_empty())
+    else {
+        crate::harness::report(&format!(
+            "SKIPPED {test}: SITEPLAN_TEST_RESTART_LIBVIRTD does not say how to restart \
+             libvirtd (.ci/run sets it to `.ci/libvirtd restart`)"
+        ));
+        return;
+    };
+    let run = |args: &[&str]| {
+        Plan::new(args)
+            .args(&[
+                "tests/fixtures/lock/site.yml",
+                "--provider",
+                &uri,
+                "--name",
+                "restarted",
+            ])
+            .params(&["vms=4"])
+    };
+    let destroyed = run(&["destroy", "--yes", "-q"]).run();
+    assert!(destroyed.ok(), "{}", destroyed.text());
+
+    // The network and the pool are made first; the daemon goes away while the volumes are.
+    let mut applying = run(&["apply", "--yes"])
+        .env("SITEPLAN_SLOW_CHANGES", "1500")
+        .spawn_piped();
+    let lines = lines_of(&mut applying);
+    let mut seen = Vec::new();
+    wait_for(&lines, "creating volume/", &mut seen);
+    let restarted = std::process::Command::new("sh")
+        .args(["-c", &restart])
+        .output()
+        .expect("the restart command runs");
+    assert!(
+        restarted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restarted.stderr)
+    );
+    let status = applying.wait().unwrap();
+    let out = rest(lines, &mut seen);
+    assert_eq!(status.code(), Some(1), "{out}");
+    assert!(
+        out.contains(&format!("FAILED: lost the connection to {uri}")),
+        "{out}"
+    );
+    assert!(out.contains("skipped, because volume/"), "{out}");
+    // The lost connection is not mistaken for missing resources.
+    assert!(!out.contains("does not exist"), "{out}");
+    assert!(
+        out.contains("cannot release plan `restarted`'s lock on libvirt"),
+        "{out}"
+    );
+
+    // The next run takes the dead run's lock over and finishes the job, duplicating nothing.
+    let again = run(&["apply", "--yes", "-q"]).run();
+    assert!(again.ok(), "{}", again.text());
+    assert!(
+        again.text().contains("taking over plan `restarted`'s lock"),
+        "{}",
+        again.text()
+    );
+    let diff = run(&["diff"]).run();
+    assert!(diff.text().contains("No changes"), "{}", diff.text());
+    let volumes = std::process::Command::new("virsh")
+        .args(["-c", &uri, "vol-list", "lockpool"])
+        .output()
+        .expect("virsh");
+    // `Name  Path` rows after a header and a rule.
+    let mut names: Vec<String> = String::from_utf8_lossy(&volumes.stdout)
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().next())
+        .map(String::from)
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "lock0-cidata.img",
+            "lock0_0.img",
+            "lock1-cidata.img",
+            "lock1_0.img",
+            "lock2-cidata.img",
+            "lock2_0.img",
+            "lock3-cidata.img",
+            "lock3_0.img",
+            "siteplan-ledger.json"
+        ]
+    );
+    let destroyed = run(&["destroy", "--yes", "-q"]).run();
+    assert!(destroyed.ok(), "{}", destroyed.text());
+}

@@ -70,8 +70,10 @@ pub fn renew(conn: &Connect, holder: &LockHolder, token: &str) -> Result<(), Str
 
 /// Removes the lock network `token` names; `false` when it is not there any more.
 pub fn delete(conn: &Connect, plan: &str, token: &str) -> Result<bool, String> {
-    let Ok(net) = conn.lookup_network_by_uuid_string(token) else {
-        return Ok(false);
+    let net = match conn.lookup_network_by_uuid_string(token) {
+        Ok(net) => net,
+        Err(e) if e.code().is(virt::error::ErrorNumber::NoNetwork) => return Ok(false),
+        Err(e) => return Err(message(e)),
     };
     if net.name().map_err(message)? != object_name(plan) {
         return Ok(false);

@@ -144,9 +144,14 @@ impl LibvirtProvider {
         F: FnOnce(&Inner) -> Result<T, ProviderError> + Send + 'static,
     {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || f(&inner))
-            .await
-            .map_err(|e| ProviderError::Connection(format!("a libvirt call panicked: {e}")))?
+        tokio::task::spawn_blocking(move || match f(&inner) {
+            // A failure on a connection that died is the connection's, whatever the call
+            // made of it (a lookup that fails says "does not exist").
+            Err(_) if !inner.alive() => Err(inner.connection_lost()),
+            done => done,
+        })
+        .await
+        .map_err(|e| ProviderError::Connection(format!("a libvirt call panicked: {e}")))?
     }
 
     /// Waits for a VM asked to shut down to be off, polling with `tokio::time` (no blocking
@@ -573,6 +578,19 @@ fn check_owner(
 }
 
 impl Inner {
+    /// Whether the connection still answers (a remote one dies with its daemon or host).
+    fn alive(&self) -> bool {
+        self.conn.is_alive().unwrap_or(false)
+    }
+
+    fn connection_lost(&self) -> ProviderError {
+        ProviderError::Connection(format!(
+            "lost the connection to {}: libvirtd stopped or restarted, or the host or the \
+             network to it went away; run the same command again once it answers",
+            self.uri
+        ))
+    }
+
     /// A failure of the connection rather than of one resource, naming where it connects.
     fn lost(&self, message: String) -> ProviderError {
         ProviderError::Connection(format!("{}: {message}", self.uri))
