@@ -178,7 +178,26 @@ async fn run_change(
     }
     let done = match change.action {
         Action::Create => provider.create(&spec()?, owner).await?,
-        Action::Update => provider.update(&spec()?, owner).await?,
+        // Only moved onto networks made again: the definition is as it was.
+        Action::Update if !change.reattach.is_empty() && moves_only(change) => {
+            provider
+                .reattach(&change.id.name, &change.reattach, owner)
+                .await?
+        }
+        Action::Update => {
+            let updated = provider.update(&spec()?, owner).await?;
+            if change.reattach.is_empty() {
+                updated
+            } else {
+                let moved = provider
+                    .reattach(&change.id.name, &change.reattach, owner)
+                    .await?;
+                Done {
+                    summary: format!("{}; {}", updated.summary, moved.summary),
+                    ..updated
+                }
+            }
+        }
         Action::Delete => return provider.delete(&change.id, owner).await,
         Action::Replace => {
             provider.delete(&change.id, owner).await?;
@@ -206,6 +225,12 @@ async fn run_change(
         });
     }
     Ok(done)
+}
+
+/// Whether a VM's update only moves its NICs onto networks made again: what it runs with and
+/// is defined with is otherwise unchanged.
+fn moves_only(change: &Change) -> bool {
+    change.desired.is_some() && change.desired == change.live && change.pending_restart.is_empty()
 }
 
 /// Applies every change of `plan`, in dependency order, at most `parallelism` at once (and no

@@ -306,6 +306,7 @@ async fn powered(power: Power) -> Vec<ResourceId> {
             claim: false,
             pending_restart: Vec::new(),
             restart: Some(power),
+            reattach: Vec::new(),
             desired: Some(vm_on(name, &[])),
             live: Some(vm_on(name, &[])),
         });

@@ -145,6 +145,7 @@ fn power_changes(
                 claim: false,
                 pending_restart: Vec::new(),
                 restart: Some(power),
+                reattach: Vec::new(),
                 desired: Some(wanted.spec.clone()),
                 live: Some(live.spec.clone()),
             });

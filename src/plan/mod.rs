@@ -69,6 +69,9 @@ pub struct Change {
     /// for a restart takes effect.
     #[serde(skip)]
     pub restart: Option<crate::provider::Power>,
+    /// Networks made again in this run that the running VM's NICs are moved onto, live.
+    #[serde(skip)]
+    pub reattach: Vec<String>,
     /// What to create or update to.
     #[serde(skip)]
     pub desired: Option<Spec>,
@@ -129,6 +132,7 @@ pub fn plan(
                 claim: false,
                 pending_restart: Vec::new(),
                 restart: None,
+                reattach: Vec::new(),
                 desired: Some(want.spec.clone()),
                 live: None,
             });
@@ -153,6 +157,7 @@ pub fn plan(
                     claim: true,
                     pending_restart: Vec::new(),
                     restart: None,
+                    reattach: Vec::new(),
                     desired: Some(want.spec.clone()),
                     live: Some(live.spec.clone()),
                 });
@@ -238,6 +243,7 @@ pub fn plan(
                     claim: false,
                     pending_restart: pending,
                     restart: None,
+                    reattach: Vec::new(),
                     desired: Some(kept),
                     live: Some(live.spec.clone()),
                 });
@@ -284,6 +290,7 @@ pub fn plan(
                 Vec::new()
             },
             restart: None,
+            reattach: Vec::new(),
             desired: Some(applied),
             live: Some(live.spec.clone()),
         });
@@ -310,6 +317,7 @@ pub fn plan(
             claim: false,
             pending_restart: Vec::new(),
             restart: None,
+            reattach: Vec::new(),
             desired: None,
             live: Some(live.spec.clone()),
         });
@@ -335,12 +343,14 @@ pub fn plan(
             claim: true,
             pending_restart: Vec::new(),
             restart: None,
+            reattach: Vec::new(),
             desired: None,
             live: Some(live.spec.clone()),
         });
     }
 
     restarts_to_see(&mut changes, desired, observed, rules, &mut unchanged);
+    moves_with_networks(&mut changes, desired, observed, rules, &mut unchanged);
     problems.extend(guard_problems(&changes, desired, observed, rules));
     if problems.is_empty() {
         let mut plan = Plan {
@@ -408,6 +418,67 @@ fn restarts_to_see(
             claim: false,
             pending_restart: Vec::new(),
             restart: None,
+            reattach: Vec::new(),
+            desired: Some(vm.spec.clone()),
+            live: observed.get(&id).map(|l| l.spec.clone()),
+            id,
+        });
+    }
+}
+
+/// Running VMs with NICs on a network made again: each gets an update that moves them onto the
+/// new one live (after it, as a VM comes after its networks). A VM replaced anyway, or off,
+/// needs nothing: it joins the new network when it starts.
+fn moves_with_networks(
+    changes: &mut Vec<Change>,
+    desired: &Desired,
+    observed: &Observed,
+    rules: &dyn Rules,
+    unchanged: &mut usize,
+) {
+    let moves: Vec<rules::MoveWith> = changes
+        .iter()
+        .filter(|c| c.action == Action::Replace)
+        .flat_map(|c| rules.moved_with(c, desired))
+        .collect();
+    for mv in moves {
+        let id = mv.vm.clone();
+        let running = observed
+            .get(&id)
+            .is_some_and(|l| l.active && l.owner.is_some());
+        let Some(vm) = desired.get(&id) else { continue };
+        if !running {
+            continue;
+        }
+        if let Some(change) = changes.iter_mut().find(|c| c.id == id) {
+            match change.action {
+                Action::Replace | Action::Delete | Action::Create => {}
+                Action::Update | Action::Restart => {
+                    // The move is said as an attribute beside the change's own; the reason
+                    // is the move's only when the change has none of its own.
+                    if change.attributes.is_empty() && change.reason.is_none() {
+                        change.reason = Some(mv.reason);
+                    }
+                    change.action = Action::Update;
+                    change.attributes.push(mv.attribute);
+                    change.reattach.push(mv.network);
+                }
+            }
+            continue;
+        }
+        *unchanged = unchanged.saturating_sub(1);
+        changes.push(Change {
+            provider: None,
+            entry: Some(vm.entry.clone()),
+            action: Action::Update,
+            attributes: vec![mv.attribute],
+            reason: Some(mv.reason),
+            disruption: Some(Disruption::Live),
+            drift: Vec::new(),
+            claim: false,
+            pending_restart: Vec::new(),
+            restart: None,
+            reattach: vec![mv.network],
             desired: Some(vm.spec.clone()),
             live: observed.get(&id).map(|l| l.spec.clone()),
             id,

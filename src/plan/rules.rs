@@ -42,6 +42,14 @@ pub trait Rules: Send + Sync {
         None
     }
 
+    /// The VMs with NICs on what `replace` makes again (a network): while they run, their
+    /// NICs stay on the bridge that goes with the old one unless they are moved onto the new
+    /// one, live.
+    fn moved_with(&self, replace: &Change, desired: &Desired) -> Vec<MoveWith> {
+        let _ = (replace, desired);
+        Vec::new()
+    }
+
     /// `want` with the `ignore`d attributes (`ignore_changes`) taken from `live`, as a merge of
     /// their serialised forms; a backend whose specs hold unserialised values puts them back.
     fn keep_ignored(&self, want: &Spec, live: &Spec, ignore: &[&str]) -> Spec {
@@ -63,6 +71,18 @@ pub struct RestartFor {
     /// Why, for the plan (`its cloud-init seed … is made again`).
     pub reason: String,
     /// What changed, as the VM's own attribute (its seed's digest, never its content).
+    pub attribute: AttributeChange,
+}
+
+/// A running VM whose NICs follow a network made again, moved onto it live.
+#[derive(Debug, Clone)]
+pub struct MoveWith {
+    pub vm: ResourceId,
+    /// The network made again.
+    pub network: String,
+    /// Why, for the plan (`its network network/lab is made again: …`).
+    pub reason: String,
+    /// What changes, as the VM's own attribute.
     pub attribute: AttributeChange,
 }
 

@@ -444,6 +444,22 @@ pub trait Provider: Send + Sync {
         )))
     }
 
+    /// Moves a running VM's NICs on `networks` onto those networks as they are now: each was
+    /// made again (replaced) while the VM ran, and its NICs were left on the bridge that went
+    /// with the old one.
+    async fn reattach(
+        &self,
+        vm: &str,
+        networks: &[String],
+        owner: &Owner,
+    ) -> Result<Done, ProviderError> {
+        let _ = (networks, owner);
+        Err(ProviderError::Unsupported(format!(
+            "vm/{vm}: the {} provider cannot move a running VM's NICs",
+            self.kind()
+        )))
+    }
+
     /// Creates the plan's lock object (see `lock`), atomically: two runs that try at once
     /// cannot both succeed. When one exists, it is returned as found.
     async fn create_lock(

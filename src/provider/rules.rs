@@ -2,7 +2,7 @@
 //! which has no provider).
 
 use crate::plan::desired::Desired;
-use crate::plan::rules::{merge_ignored, Capabilities, RestartFor, Rules};
+use crate::plan::rules::{merge_ignored, Capabilities, MoveWith, RestartFor, Rules};
 use crate::plan::{AttributeChange, Change};
 use crate::provider::spec::{BootFile, ResourceId, ResourceKind, Spec, VolumeSource, VolumeSpec};
 use crate::provider::{Disruption, LiveResource};
@@ -75,6 +75,36 @@ impl Rules for LibvirtRules {
             }
             _ => None,
         })
+    }
+
+    /// A running VM's NICs on a network made again are moved onto it, live.
+    fn moved_with(&self, replace: &Change, desired: &Desired) -> Vec<MoveWith> {
+        if replace.id.kind != ResourceKind::Network {
+            return Vec::new();
+        }
+        let network = &replace.id.name;
+        desired
+            .resources
+            .iter()
+            .filter_map(|r| match &r.spec {
+                Spec::Vm(vm) if vm.nics.iter().any(|n| n.network == *network) => Some(MoveWith {
+                    vm: r.spec.id(),
+                    network: network.clone(),
+                    reason: format!(
+                        "its network {} is made again: its NICs on it are moved onto the new \
+                         one, live",
+                        replace.id
+                    ),
+                    attribute: AttributeChange {
+                        name: "nics".into(),
+                        before: Some(format!("on the old network/{network}").into()),
+                        after: Some(format!("moved onto the new network/{network}").into()),
+                        disruption: Disruption::Live,
+                    },
+                }),
+                _ => None,
+            })
+            .collect()
     }
 
     fn keep_ignored(&self, want: &Spec, live: &Spec, ignore: &[&str]) -> Spec {
@@ -158,6 +188,10 @@ impl Rules for TestDriverRules {
 
     fn restart_to_see(&self, replace: &Change, desired: &Desired) -> Option<RestartFor> {
         LibvirtRules.restart_to_see(replace, desired)
+    }
+
+    fn moved_with(&self, replace: &Change, desired: &Desired) -> Vec<MoveWith> {
+        LibvirtRules.moved_with(replace, desired)
     }
 
     fn keep_ignored(&self, want: &Spec, live: &Spec, ignore: &[&str]) -> Spec {

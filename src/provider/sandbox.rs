@@ -643,6 +643,15 @@ impl Provider for Sandbox {
         self.inner.details(vm).await
     }
 
+    async fn reattach(
+        &self,
+        vm: &str,
+        networks: &[String],
+        owner: &Owner,
+    ) -> Result<Done, ProviderError> {
+        self.inner.reattach(vm, networks, owner).await
+    }
+
     async fn create_lock(
         &self,
         holder: &super::lock::LockHolder,

@@ -968,3 +968,62 @@ fn prevent_destroy_holds_without_the_plan_file() {
     );
     assert!(text.contains("- vm/pd0: destroyed with the plan"), "{text}");
 }
+
+/// The bridge a running VM's first NIC is plugged into, as the host's sysfs shows it (the
+/// host's own view of its tap device: nothing is sent to the guest or the bridge).
+fn bridge_of(uri: &str, vm: &str) -> Option<String> {
+    let out = std::process::Command::new("virsh")
+        .args(["-c", uri, "domiflist", vm])
+        .output()
+        .expect("virsh");
+    let tap = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(2)
+        .find_map(|l| l.split_whitespace().next().map(String::from))?;
+    let master = std::fs::read_link(format!("/sys/class/net/{tap}/master")).ok()?;
+    Some(master.file_name()?.to_string_lossy().into_owned())
+}
+
+#[test]
+fn real_libvirtd_a_network_made_again_takes_its_running_vms_along() {
+    let Some((_one_at_a_time, uri)) =
+        crate::harness::libvirtd("real_libvirtd_a_network_made_again_takes_its_running_vms_along")
+    else {
+        return;
+    };
+    let run = |args: &[&str], cidr: &str| {
+        let out = Plan::new(args)
+            .args(&["tests/fixtures/lock/moving.yml", "--provider", &uri])
+            .params(&[&format!("cidr={cidr}")])
+            .run();
+        assert!(out.ok(), "{}", out.text());
+        out.text()
+    };
+    run(&["destroy", "--yes", "-q"], "192.168.247.0/24");
+    run(&["apply", "--yes", "-q"], "192.168.247.0/24");
+    assert_eq!(bridge_of(&uri, "mover").as_deref(), Some("movenet"));
+
+    let diff = run(&["diff"], "192.168.248.0/24");
+    assert!(
+        diff.contains("-/+ network/movenet")
+            && diff.contains(
+                "~ vm/mover: its network network/movenet is made again: its NICs on it are \
+                 moved onto the new one, live (live)"
+            ),
+        "{diff}"
+    );
+    let applied = run(&["apply", "--yes"], "192.168.248.0/24");
+    assert!(
+        applied.contains("vm mover: NIC 52:54:00:") && applied.contains("onto movenet"),
+        "{applied}"
+    );
+    // On the new bridge, not left on the one that went with the old network.
+    assert_eq!(
+        bridge_of(&uri, "mover").as_deref(),
+        Some("movenet"),
+        "{applied}"
+    );
+    let again = run(&["diff"], "192.168.248.0/24");
+    assert!(again.contains("No changes"), "{again}");
+    run(&["destroy", "--yes", "-q"], "192.168.248.0/24");
+}

@@ -467,6 +467,17 @@ impl Provider for LibvirtProvider {
         .await
     }
 
+    async fn reattach(
+        &self,
+        vm: &str,
+        networks: &[String],
+        owner: &Owner,
+    ) -> Result<Done, ProviderError> {
+        let (vm, networks, owner) = (vm.to_string(), networks.to_vec(), owner.clone());
+        self.blocking(move |inner| inner.reattach(&vm, &networks, &owner))
+            .await
+    }
+
     async fn read_volume(&self, pool: &str, name: &str) -> Result<Vec<u8>, ProviderError> {
         let (pool, name) = (pool.to_string(), name.to_string());
         self.blocking(move |inner| {
@@ -1502,6 +1513,62 @@ impl Inner {
     }
 
     /// A domain that `owner`'s plan created (its saved definition carries the plan's mark).
+    /// Moves a running domain's NICs on `networks` onto those networks as they are now (made
+    /// again since it started), live.
+    fn reattach(
+        &self,
+        vm: &str,
+        networks: &[String],
+        owner: &Owner,
+    ) -> Result<Done, ProviderError> {
+        let id = ResourceId::vm(vm);
+        let dom = self.owned_domain(vm, owner)?;
+        let done = |summary: String| Done {
+            id: id.clone(),
+            summary,
+            needs_reboot: false,
+        };
+        if self.test_driver {
+            return Ok(done(format!(
+                "vm {vm}: the sandbox has no bridges, so its NICs on {} need no moving",
+                networks.join(", ")
+            )));
+        }
+        if !dom.is_active().unwrap_or(false) {
+            return Ok(done(format!(
+                "vm {vm} is off: it joins {} when it starts",
+                networks.join(", ")
+            )));
+        }
+        let live = dom
+            .xml_desc(0)
+            .map_err(|e| ProviderError::backend(&id, err(e)))?;
+        let mut moved = Vec::new();
+        for network in networks {
+            let bridge = self
+                .network(network)?
+                .bridge_name()
+                .map_err(|e| ProviderError::backend(&id, err(e)))?;
+            for (mac, steps) in xml::replug_updates(&live, network, &bridge) {
+                for step in &steps {
+                    dom.update_device_flags(step, sys::VIR_DOMAIN_AFFECT_LIVE)
+                        .map_err(|e| {
+                            ProviderError::backend(
+                                &id,
+                                format!("moving NIC {mac} onto network {network}: {}", err(e)),
+                            )
+                        })?;
+                }
+                moved.push(format!("{mac} onto {network}"));
+            }
+        }
+        Ok(done(if moved.is_empty() {
+            format!("vm {vm}: no NIC on {} to move", networks.join(", "))
+        } else {
+            format!("vm {vm}: NIC {} (made again), live", moved.join(", NIC "))
+        }))
+    }
+
     fn owned_domain(&self, name: &str, owner: &Owner) -> Result<Domain, ProviderError> {
         let id = ResourceId::vm(name);
         let d = self.domain(name)?;

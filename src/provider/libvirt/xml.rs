@@ -974,6 +974,69 @@ fn kcli_plan(root: roxmltree::Node) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
+/// A running domain's NICs on `network` (from its live XML), as the two live updates that move
+/// one onto the network made again: first to its bridge as a bridge interface, then back to
+/// the network. libvirt moves a NIC only when its source changes; the same network name with
+/// the same bridge is no change to it, though the bridge it was plugged into is gone.
+pub fn replug_updates(live_xml: &str, network: &str, bridge: &str) -> Vec<(String, [String; 2])> {
+    let Ok(doc) = roxmltree::Document::parse(live_xml) else {
+        return Vec::new();
+    };
+    let mut updates = Vec::new();
+    for nic in doc.descendants().filter(|n| {
+        n.has_tag_name("interface")
+            && n.attribute("type") == Some("network")
+            && n.parent().is_some_and(|p| p.has_tag_name("devices"))
+    }) {
+        let child = |tag: &str, attr: &str| {
+            nic.children()
+                .find(|c| c.has_tag_name(tag))
+                .and_then(|c| c.attribute(attr))
+                .map(str::to_string)
+        };
+        if child("source", "network").as_deref() != Some(network) {
+            continue;
+        }
+        let Some(mac) = child("mac", "address") else {
+            continue;
+        };
+        let model = child("model", "type");
+        let alias = child("alias", "name");
+        let build = |kind: &str, source: (&str, &str)| -> io::Result<String> {
+            let mut w = writer();
+            w.create_element("interface")
+                .with_attribute(("type", kind))
+                .write_inner_content(|w| {
+                    w.create_element("mac")
+                        .with_attribute(("address", mac.as_str()))
+                        .write_empty()?;
+                    w.create_element("source")
+                        .with_attribute(source)
+                        .write_empty()?;
+                    if let Some(model) = &model {
+                        w.create_element("model")
+                            .with_attribute(("type", model.as_str()))
+                            .write_empty()?;
+                    }
+                    if let Some(alias) = &alias {
+                        w.create_element("alias")
+                            .with_attribute(("name", alias.as_str()))
+                            .write_empty()?;
+                    }
+                    Ok(())
+                })?;
+            Ok(finish(w))
+        };
+        if let (Ok(to_bridge), Ok(to_network)) = (
+            build("bridge", ("bridge", bridge)),
+            build("network", ("network", network)),
+        ) {
+            updates.push((mac, [to_bridge, to_network]));
+        }
+    }
+    updates
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
