@@ -14,11 +14,13 @@ use super::outcome::Refusal;
 use super::session::Session;
 use super::view::{Event, View};
 use crate::provider::lock::{FoundLock, LockAttempt, LockHolder, LOCK_TTL};
-use crate::provider::{Provider, ProviderError};
+use crate::provider::{Provider, ProviderError, ResourceId, Scope};
 
 /// The plan's locks, held by this run until `release`.
 pub struct PlanLock {
     held: Vec<Held>,
+    /// Per site: what a dead run whose lock this run took over left without a mark.
+    inherited: Vec<Vec<String>>,
     /// Stops the renewing task.
     stop: CancellationToken,
     renewing: Option<tokio::task::JoinHandle<()>>,
@@ -69,17 +71,22 @@ impl Session {
             unlock.push_str(&format!(" --provider {provider}"));
         }
         let mut held = Vec::new();
+        let mut inherited = Vec::new();
         for site in &self.sites {
             let provider = site.opened.provider.clone();
             let shown = site.shown();
-            match take(provider.as_ref(), &holder, &shown, &unlock, view).await {
-                Ok(Some(token)) => held.push(Held {
-                    provider,
-                    shown,
-                    holder: holder.clone(),
-                    token,
-                }),
-                Ok(None) => {}
+            let mut holder = holder.clone();
+            match take(provider.as_ref(), &mut holder, &shown, &unlock, view).await {
+                Ok(Some(token)) => {
+                    inherited.push(holder.unmarked.clone());
+                    held.push(Held {
+                        provider,
+                        shown,
+                        holder,
+                        token,
+                    });
+                }
+                Ok(None) => inherited.push(Vec::new()),
                 Err(refusal) => {
                     release_all(&held, view).await;
                     return Err(refusal);
@@ -92,6 +99,7 @@ impl Session {
             .then(|| tokio::spawn(renew_until(held.clone(), stop.clone(), lost.clone())));
         Ok(PlanLock {
             held,
+            inherited,
             stop,
             renewing,
             lost,
@@ -99,30 +107,37 @@ impl Session {
     }
 
     /// Says when a run holds the plan (for `diff` and `status`, which take no lock): what they
-    /// show may change under it. A stale lock is named as such.
-    pub async fn tell_holders(&self, view: &dyn View) {
+    /// show may change under it. A stale lock is named as such, and what its dead run was
+    /// left without a mark is returned per site (what the next run would take over).
+    pub async fn tell_holders(&self, view: &dyn View) -> Vec<Vec<String>> {
+        let mut unmarked = Vec::new();
         for site in &self.sites {
             let Ok(Some(found)) = site.opened.provider.read_lock(&self.name).await else {
+                unmarked.push(Vec::new());
                 continue;
             };
             let shown = site.shown();
-            view.event(Event::Warning(
-                match found.holder.stale(SystemTime::now()) {
-                    None => format!(
-                        "plan `{}` is being changed on {shown} by {}: what this shows may change \
+            let stale = found.holder.stale(SystemTime::now());
+            view.event(Event::Warning(match &stale {
+                None => format!(
+                    "plan `{}` is being changed on {shown} by {}: what this shows may change \
                      as that run goes on",
-                        self.name,
-                        found.holder.describe()
-                    ),
-                    Some(why) => format!(
-                        "plan `{}` has a stale lock on {shown}, left by {} ({why}); the next run \
+                    self.name,
+                    found.holder.describe()
+                ),
+                Some(why) => format!(
+                    "plan `{}` has a stale lock on {shown}, left by {} ({why}); the next run \
                      that changes the plan takes it over",
-                        self.name,
-                        found.holder.describe()
-                    ),
-                },
-            ));
+                    self.name,
+                    found.holder.describe()
+                ),
+            }));
+            unmarked.push(match stale {
+                Some(_) => found.holder.unmarked,
+                None => Vec::new(),
+            });
         }
+        unmarked
     }
 
     /// `plan unlock`: the plan's lock on each of its providers, as found.
@@ -162,6 +177,12 @@ impl Session {
 }
 
 impl PlanLock {
+    /// What a dead run whose lock was taken over left without a mark on each site, in site
+    /// order.
+    pub fn inherited(&self) -> &[Vec<String>] {
+        &self.inherited
+    }
+
     /// Gives the locks back: stops renewing, then deletes each (only if it is still this
     /// run's). What cannot be released is said: the next run takes it over once this
     /// process has ended.
@@ -185,12 +206,13 @@ impl PlanLock {
 /// Takes the lock on one provider: `None` when the provider keeps none (said).
 async fn take(
     provider: &dyn Provider,
-    holder: &LockHolder,
+    holder: &mut LockHolder,
     shown: &str,
     unlock: &str,
     view: &dyn View,
 ) -> Result<Option<String>, Refusal> {
-    let plan = &holder.plan;
+    let plan = holder.plan.clone();
+    let plan = &plan;
     let failed = |e: ProviderError| {
         Refusal::Invalid(format!(
             "cannot lock plan `{plan}` on {shown}: {e}; nothing was changed"
@@ -222,6 +244,12 @@ async fn take(
             "taking over plan `{plan}`'s lock on {shown} from {}: {why}",
             found.holder.describe()
         )));
+        // What the dead run left without a mark stays noted until a run finishes the job.
+        for address in &found.holder.unmarked {
+            if !holder.unmarked.contains(address) {
+                holder.unmarked.push(address.clone());
+            }
+        }
         provider
             .delete_lock(plan, &found.token)
             .await
@@ -232,9 +260,59 @@ async fn take(
     )))
 }
 
+/// What of `noted` (addresses the run noted in its lock before leaving them without a mark) is
+/// still there without a mark: a pool the run defined or began to delete and did not finish.
+async fn left_unmarked(provider: &dyn Provider, plan: &str, noted: &[String]) -> Vec<String> {
+    let ids: Vec<ResourceId> = noted
+        .iter()
+        .filter_map(|address| {
+            let name = address.strip_prefix("pool/")?;
+            Some(ResourceId::pool(name))
+        })
+        .collect();
+    let scope = Scope {
+        plan: plan.to_string(),
+        ids: ids.clone(),
+    };
+    let Ok(observed) = provider.observe(&scope).await else {
+        // Unknown: keep the record.
+        return noted.to_vec();
+    };
+    ids.iter()
+        .filter(|id| observed.get(id).is_some_and(|live| live.owner.is_none()))
+        .map(ToString::to_string)
+        .collect()
+}
+
 async fn release_all(held: &[Held], view: &dyn View) {
     for lock in held {
         let plan = &lock.holder.plan;
+        // A pool this run (or a dead one before it) left without a mark is known to be the
+        // plan's only through the lock's note: the lock stays as that record, stale at once,
+        // for the next run to take over and finish the job.
+        if let Ok(Some(found)) = lock.provider.read_lock(plan).await {
+            if found.token == lock.token && !found.holder.unmarked.is_empty() {
+                let left =
+                    left_unmarked(lock.provider.as_ref(), plan, &found.holder.unmarked).await;
+                if !left.is_empty() {
+                    let record = LockHolder {
+                        renewed: crate::provider::lock::rfc3339(SystemTime::UNIX_EPOCH),
+                        ..found.holder
+                    };
+                    if lock.provider.renew_lock(&record, &lock.token).await.is_ok() {
+                        view.event(Event::Warning(format!(
+                            "{} on {} {} left without the plan's mark: plan `{plan}`'s lock \
+                             stays there as the record that they are the plan's, for the next \
+                             run to take over and finish",
+                            left.join(", "),
+                            lock.shown,
+                            if left.len() == 1 { "is" } else { "are" }
+                        )));
+                        continue;
+                    }
+                }
+            }
+        }
         match lock.provider.delete_lock(plan, &lock.token).await {
             Ok(true) => {}
             Ok(false) => view.event(Event::Warning(format!(

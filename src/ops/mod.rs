@@ -53,8 +53,9 @@ pub async fn diff(
     let result = async {
         let intents = intent::intents(&loaded.manifest, &request.name, &request.base)?;
         let session = Session::open(loaded, Some(&intents), Goal::Converge, request, view).await?;
-        session.tell_holders(view).await;
-        let observed = session.observe(view).await?;
+        let unmarked = session.tell_holders(view).await;
+        let mut observed = session.observe(view).await?;
+        Session::note_killed_runs(&mut observed, &unmarked);
         let plan = merged(&request.name, session.plan(&observed)?);
         view.event(Event::Plan(&plan));
         if let Some(out) = out {
@@ -213,7 +214,10 @@ async fn converge(
     let interruption = &options.interruption;
     interruption.listen();
     let result = async {
-        let session = Session::open(loaded, intents, goal, request, view).await?;
+        let mut session = Session::open(loaded, intents, goal, request, view).await?;
+        if destroying && request.targets.is_empty() {
+            session.add_providers_left_behind(view).await;
+        }
         let command = format!(
             "plan {} {}",
             if destroying { "destroy" } else { "apply" },
@@ -221,7 +225,8 @@ async fn converge(
         );
         let lock = session.lock(&command, request, view).await?;
         let ran = async {
-            let observed = session.observe(view).await?;
+            let mut observed = session.observe(view).await?;
+            Session::note_killed_runs(&mut observed, lock.inherited());
             not_interrupted(interruption)?;
             if let Some(saved) = reviewed {
                 if saved.fingerprints.live != session.fingerprint(&observed) {

@@ -82,8 +82,9 @@ pub async fn status(
 ) -> Result<LabStatus, Refusal> {
     let intents = intent::intents(&loaded.manifest, &request.name, &request.base)?;
     let session = Session::open(loaded, Some(&intents), Goal::Converge, request, view).await?;
-    session.tell_holders(view).await;
-    let observed = session.observe(view).await?;
+    let unmarked = session.tell_holders(view).await;
+    let mut observed = session.observe(view).await?;
+    Session::note_killed_runs(&mut observed, &unmarked);
     let plans = session.plan(&observed)?;
     let rows = session.vms_seen(&observed).await;
     let mut resources = Vec::new();

@@ -140,7 +140,9 @@ pub fn plan(
         };
         match &live.owner {
             Some(mark) if mark.plan == name => {}
-            None if rules.leftover(live, &want.spec) => {
+            None if rules.leftover(live, &want.spec)
+                && observed.unmarked_by_killed_run.contains(&id.to_string()) =>
+            {
                 let mut attrs = vec![owner_change(name)];
                 attrs.extend(attributes(Some(&live.spec), Some(&want.spec), |_| {
                     Disruption::Live
@@ -328,7 +330,11 @@ pub fn plan(
         let Some(live) = observed.get(&id) else {
             continue;
         };
-        if desired.get(&id).is_some() || live.owner.is_some() || !rules.leftover(live, spec) {
+        if desired.get(&id).is_some()
+            || live.owner.is_some()
+            || !rules.leftover(live, spec)
+            || !observed.unmarked_by_killed_run.contains(&id.to_string())
+        {
             continue;
         }
         changes.push(Change {

@@ -306,8 +306,11 @@ fn pool(path: &str) -> Spec {
     })
 }
 
+/// `spec` exists without a mark, as a killed run of the plan that was creating it left it (its
+/// lock says so).
 fn unmarked(spec: Spec, empty: Option<bool>) -> Observed {
     let mut o = Observed::default();
+    o.unmarked_by_killed_run.insert(spec.id().to_string());
     o.resources.insert(
         spec.id(),
         LiveResource {
@@ -337,6 +340,15 @@ fn an_unmarked_empty_pool_where_the_plan_puts_it_is_taken_over() {
     // Holding volumes, or somewhere else: someone else's pool.
     assert!(run(&want, &unmarked(pool("/srv/lab"), Some(false))).is_err());
     assert!(run(&want, &unmarked(pool("/srv/other"), Some(true))).is_err());
+    // Empty and where the plan puts it, but no run of the plan was making it: a person made
+    // it, and it is not taken.
+    let mut theirs = unmarked(pool("/srv/lab"), Some(true));
+    theirs.unmarked_by_killed_run.clear();
+    let refused = run(&want, &theirs).unwrap_err();
+    assert!(
+        refused[0].contains("was not created by siteplan"),
+        "{refused:?}"
+    );
 }
 
 #[test]
@@ -351,6 +363,10 @@ fn destroy_deletes_a_leftover_pool_and_nothing_unmarked_else() {
     assert!(p.is_empty(), "a pool that holds volumes is not touched");
     let p = run(&desired(&[]), &unmarked(pool("/srv/lab"), Some(true))).unwrap();
     assert!(p.is_empty(), "nor one the plan does not declare");
+    let mut theirs = unmarked(pool("/srv/lab"), Some(true));
+    theirs.unmarked_by_killed_run.clear();
+    let p = run(&nothing, &theirs).unwrap();
+    assert!(p.is_empty(), "nor one no run of the plan was making");
 }
 
 /// A plan with every kind of change: create, update live, update with a reboot, replace with a

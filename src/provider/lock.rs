@@ -30,6 +30,11 @@ pub struct LockHolder {
     pub ttl_seconds: u64,
     /// This run, among all runs: what a release checks before deleting.
     pub run: String,
+    /// What the run handles while it carries no mark, noted before: a libvirt pool between its
+    /// definition and its ledger (which marks it), or between its ledger's deletion and its
+    /// own. Only these, left unmarked by a run that died, are taken over by the next one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unmarked: Vec<String>,
 }
 
 impl LockHolder {
@@ -47,6 +52,7 @@ impl LockHolder {
             renewed: now,
             ttl_seconds: LOCK_TTL.as_secs(),
             run: uuid::Uuid::new_v4().to_string(),
+            unmarked: Vec::new(),
         }
     }
 

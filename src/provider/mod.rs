@@ -182,6 +182,9 @@ impl Pending {
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
     pub resources: BTreeMap<ResourceId, LiveResource>,
+    /// What a run of the plan that died left without a mark (as its lock noted): only these are
+    /// taken over (`Rules::leftover`). Addresses (`pool/lab`).
+    pub unmarked_by_killed_run: std::collections::BTreeSet<String>,
 }
 
 impl Observed {

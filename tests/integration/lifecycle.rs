@@ -1027,3 +1027,57 @@ fn real_libvirtd_a_network_made_again_takes_its_running_vms_along() {
     assert!(again.contains("No changes"), "{again}");
     run(&["destroy", "--yes", "-q"], "192.168.248.0/24");
 }
+
+#[test]
+fn destroy_finds_what_the_plan_left_on_a_provider_it_no_longer_names() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let providers = tmp.path().join("providers.yml");
+    std::fs::write(
+        &providers,
+        format!(
+            "default: here\nproviders:\n  - {{name: here, type: sandbox, dir: {here}}}\n  \
+             - {{name: there, type: sandbox, dir: {there}}}\n",
+            here = tmp.path().join("here").display(),
+            there = tmp.path().join("there").display()
+        ),
+    )
+    .expect("providers file");
+    let state = tmp.path().join("state");
+    let run = |args: &[&str]| {
+        let out = Plan::new(args).providers(&providers, &state).run();
+        (out.ok(), out.text())
+    };
+    let site = "tests/fixtures/lifecycle/site.yml";
+    // Applied to `there` once; another plan lives there too.
+    let (ok, text) = run(&["apply", "--yes", "-q", site, "--provider", "there"]);
+    assert!(ok, "{text}");
+    let neighbour = [
+        "tests/fixtures/lock/site.yml",
+        "--provider",
+        "there",
+        "--name",
+        "neighbour",
+        "-P",
+        "vms=1",
+    ];
+    let (ok, text) = run(&[&["apply", "--yes", "-q"], &neighbour[..]].concat());
+    assert!(ok, "{text}");
+
+    // The plan goes to `here` now: destroy still finds what it left `there`, lists it, and
+    // deletes it, and only it.
+    let (ok, text) = run(&["destroy", "--yes", site]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("provider `there` holds ")
+            && text.contains("resources of plan `site`, though the plan no longer names it"),
+        "{text}"
+    );
+    assert!(text.contains("- vm/life0 on there"), "{text}");
+    let (_, left) = run(&["diff", site, "--provider", "there"]);
+    assert!(
+        !left.contains("No changes"),
+        "nothing of plan `site` is left: {left}"
+    );
+    let (ok, kept) = run(&[&["diff"], &neighbour[..]].concat());
+    assert!(ok && kept.contains("No changes"), "{kept}");
+}

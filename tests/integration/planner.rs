@@ -7,8 +7,9 @@
 //! `state.yml` keys, each a list of addresses (`vm/web1`, `volume/default/web1_0.img`):
 //! `stopped` (not running), `guarded` (the mark recorded `prevent_destroy`), `unmarked` (exists
 //! with no plan's mark, empty), `holding` (unmarked and not empty), `foreign` (marked by plan
-//! `other`); and `drift`, a map from address to attributes whose live values differ from the
-//! mark's.
+//! `other`); `unmarked_by_killed_run` (what a killed run of the plan left without a mark, as its lock
+//! noted); and
+//! `drift`, a map from address to attributes whose live values differ from the mark's.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -32,6 +33,8 @@ struct State {
     #[serde(default)]
     foreign: Vec<String>,
     #[serde(default)]
+    unmarked_by_killed_run: Vec<String>,
+    #[serde(default)]
     drift: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
 }
 
@@ -48,6 +51,9 @@ fn desired(file: &Path) -> siteplan::plan::desired::Desired {
 /// The old version applied, then changed as `state` says.
 fn observed(before: Option<&Path>, state: &State) -> Observed {
     let mut observed = Observed::default();
+    observed
+        .unmarked_by_killed_run
+        .extend(state.unmarked_by_killed_run.iter().cloned());
     let Some(before) = before else {
         return observed;
     };

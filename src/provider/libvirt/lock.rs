@@ -53,17 +53,51 @@ pub fn read(conn: &Connect, plan: &str) -> Result<Option<FoundLock>, String> {
     Ok(Some(FoundLock { holder, token }))
 }
 
-/// Writes the renewed holder into the lock network `token` names, if it is still there.
+/// Renews the lock network `token` names, if it is still there: its `renewed` time only, so
+/// that what the run noted there stays.
 pub fn renew(conn: &Connect, holder: &LockHolder, token: &str) -> Result<(), String> {
-    let name = object_name(&holder.plan);
+    edit(conn, &holder.plan, token, |recorded| {
+        recorded.renewed = holder.renewed.clone();
+    })
+}
+
+/// Notes in the plan's lock that `address` is about to be without a mark (a pool being made,
+/// or being deleted after its ledger). Nothing when the plan holds no lock (the provider used
+/// directly).
+pub fn note_unmarked(conn: &Connect, plan: &str, address: &str) -> Result<(), String> {
+    let Some(found) = read(conn, plan)? else {
+        return Ok(());
+    };
+    edit(conn, plan, &found.token, |recorded| {
+        if !recorded.unmarked.iter().any(|a| a == address) {
+            recorded.unmarked.push(address.to_string());
+        }
+    })
+}
+
+/// Rewrites the holder recorded in the lock network `token` names.
+fn edit(
+    conn: &Connect,
+    plan: &str,
+    token: &str,
+    change: impl FnOnce(&mut LockHolder),
+) -> Result<(), String> {
+    let name = object_name(plan);
+    let gone = || format!("the lock of plan `{plan}` is gone");
     let net = conn
         .lookup_network_by_uuid_string(token)
-        .map_err(|_| format!("the lock of plan `{}` is gone", holder.plan))?;
+        .map_err(|_| gone())?;
     if net.name().map_err(message)? != name {
-        return Err(format!("the lock of plan `{}` is gone", holder.plan));
+        return Err(gone());
     }
+    let mut recorded = net
+        .xml_desc(0)
+        .ok()
+        .and_then(|xml| holder_of(&xml))
+        .ok_or_else(gone)?;
+    change(&mut recorded);
     // Defining the same name with the same UUID replaces the definition.
-    conn.define_network_xml(&lock_xml(&name, holder, Some(token))?)
+    conn.define_network_xml(&lock_xml(&name, &recorded, Some(token))?)
         .map(|_| ())
         .map_err(message)
 }

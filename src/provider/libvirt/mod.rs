@@ -1026,6 +1026,11 @@ impl Inner {
                 if self.pool(&pool.name).is_ok() {
                     return Err(ProviderError::backend(&id, "already exists"));
                 }
+                // Between defining the pool and writing its ledger it has no mark: noted in
+                // the plan's lock first, so that only a pool this run was making is taken
+                // over if it dies in that window.
+                lock::note_unmarked(&self.conn, &owner.plan, &id.to_string())
+                    .map_err(|e| ProviderError::backend(&id, e))?;
                 let p = self
                     .conn
                     .define_storage_pool_xml(&xml::pool_xml(pool).map_err(io)?, 0)
@@ -1731,6 +1736,10 @@ impl Inner {
                         ),
                     ));
                 }
+                // Without its ledger the pool has no mark until it is gone: noted in the
+                // plan's lock first, as for a pool being made.
+                lock::note_unmarked(&self.conn, &owner.plan, &id.to_string())
+                    .map_err(|e| ProviderError::backend(id, e))?;
                 if let Ok(vol) = p.lookup_storage_vol_by_name(LEDGER_VOLUME) {
                     vol.delete(0).map_err(fail)?;
                     self.content.forget(&id.name, LEDGER_VOLUME);
