@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::provider::spec::{ResourceId, Spec};
 use crate::provider::{Disruption, LiveResource, Observed};
-use desired::Desired;
+use desired::{Desired, DesiredResource};
 use rules::Rules;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -413,22 +413,41 @@ fn restarts_to_see(
             continue;
         }
         *unchanged = unchanged.saturating_sub(1);
-        changes.push(Change {
-            provider: None,
-            entry: Some(vm.entry.clone()),
-            action: Action::Update,
-            attributes: vec![restart.attribute],
-            reason: Some(restart.reason),
-            disruption: Some(Disruption::Reboot),
-            drift: Vec::new(),
-            claim: false,
-            pending_restart: Vec::new(),
-            restart: None,
-            reattach: Vec::new(),
-            desired: Some(vm.spec.clone()),
-            live: observed.get(&id).map(|l| l.spec.clone()),
-            id,
-        });
+        changes.push(vm_follows(
+            vm,
+            observed,
+            restart.attribute,
+            restart.reason,
+            Disruption::Reboot,
+        ));
+    }
+}
+
+/// An update of a running VM that has no change of its own, made because a resource it uses
+/// is made again (`restarts_to_see`, `moves_with_networks`).
+fn vm_follows(
+    vm: &DesiredResource,
+    observed: &Observed,
+    attribute: AttributeChange,
+    reason: String,
+    disruption: Disruption,
+) -> Change {
+    let id = vm.spec.id();
+    Change {
+        provider: None,
+        entry: Some(vm.entry.clone()),
+        action: Action::Update,
+        attributes: vec![attribute],
+        reason: Some(reason),
+        disruption: Some(disruption),
+        drift: Vec::new(),
+        claim: false,
+        pending_restart: Vec::new(),
+        restart: None,
+        reattach: Vec::new(),
+        desired: Some(vm.spec.clone()),
+        live: observed.get(&id).map(|l| l.spec.clone()),
+        id,
     }
 }
 
@@ -473,22 +492,9 @@ fn moves_with_networks(
             continue;
         }
         *unchanged = unchanged.saturating_sub(1);
-        changes.push(Change {
-            provider: None,
-            entry: Some(vm.entry.clone()),
-            action: Action::Update,
-            attributes: vec![mv.attribute],
-            reason: Some(mv.reason),
-            disruption: Some(Disruption::Live),
-            drift: Vec::new(),
-            claim: false,
-            pending_restart: Vec::new(),
-            restart: None,
-            reattach: vec![mv.network],
-            desired: Some(vm.spec.clone()),
-            live: observed.get(&id).map(|l| l.spec.clone()),
-            id,
-        });
+        let mut change = vm_follows(vm, observed, mv.attribute, mv.reason, Disruption::Live);
+        change.reattach.push(mv.network);
+        changes.push(change);
     }
 }
 

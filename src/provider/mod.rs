@@ -324,6 +324,11 @@ impl ProviderError {
     }
 }
 
+/// What a backend without a plan lock answers (`Provider::create_lock` and the rest).
+fn no_plan_lock(kind: &str) -> ProviderError {
+    ProviderError::Unsupported(format!("the {kind} provider keeps no plan lock"))
+}
+
 /// The interface every backend implements.
 ///
 /// Methods are async so that backends with async clients (Kubernetes) fit; backends with blocking
@@ -470,19 +475,13 @@ pub trait Provider: Send + Sync {
         holder: &lock::LockHolder,
     ) -> Result<lock::LockAttempt, ProviderError> {
         let _ = holder;
-        Err(ProviderError::Unsupported(format!(
-            "the {} provider keeps no plan lock",
-            self.kind()
-        )))
+        Err(no_plan_lock(self.kind()))
     }
 
     /// The plan's lock object, if there is one.
     async fn read_lock(&self, plan: &str) -> Result<Option<lock::FoundLock>, ProviderError> {
         let _ = plan;
-        Err(ProviderError::Unsupported(format!(
-            "the {} provider keeps no plan lock",
-            self.kind()
-        )))
+        Err(no_plan_lock(self.kind()))
     }
 
     /// Writes `holder` (renewed) into the lock object `token` names; an error when that object
@@ -493,20 +492,14 @@ pub trait Provider: Send + Sync {
         token: &str,
     ) -> Result<(), ProviderError> {
         let _ = (holder, token);
-        Err(ProviderError::Unsupported(format!(
-            "the {} provider keeps no plan lock",
-            self.kind()
-        )))
+        Err(no_plan_lock(self.kind()))
     }
 
     /// Deletes the plan's lock object if it is still the one `token` names; `false` when it
     /// was gone or another one.
     async fn delete_lock(&self, plan: &str, token: &str) -> Result<bool, ProviderError> {
         let _ = (plan, token);
-        Err(ProviderError::Unsupported(format!(
-            "the {} provider keeps no plan lock",
-            self.kind()
-        )))
+        Err(no_plan_lock(self.kind()))
     }
 
     /// A volume's content (optional: for tests and inspection).

@@ -264,14 +264,9 @@ pub fn test_host_key() -> String {
 /// How known_hosts names the test sshd: `[127.0.0.1]:PORT`.
 pub fn test_host_name() -> String {
     let uri = std::env::var("SITEPLAN_TEST_SSH_URI").unwrap_or_default();
-    let authority = uri
-        .split_once("://")
-        .map_or("", |(_, rest)| rest.split(['/', '?']).next().unwrap_or(""));
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    match host_port.rsplit_once(':') {
-        Some((host, port)) => format!("[{host}]:{port}"),
-        None => host_port.to_string(),
-    }
+    siteplan::provider::libvirt::hostkey::SshTarget::of(&uri)
+        .map(|target| target.known_hosts_name())
+        .unwrap_or_default()
 }
 
 /// Makes known_hosts hold `key` for the test sshd, or nothing for it: what ssh, run by
