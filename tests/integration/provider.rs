@@ -165,11 +165,12 @@ impl Lab {
         }
     }
 
+    /// Fully allocated, so small: its bytes are really written, and CI machines share a disk.
     fn data_disk(&self, vm: usize) -> VolumeSpec {
         VolumeSpec {
             name: format!("{}vm{vm}_1.img", self.prefix),
             pool: self.pool_name(),
-            capacity_bytes: Some(256 * MIB),
+            capacity_bytes: Some(16 * MIB),
             format: VolumeFormat::Raw,
             thin: false,
             backing: None,
@@ -435,13 +436,13 @@ async fn exercise(provider: &dyn Provider, lab: &Lab, foreign: &Foreign, real: b
         "memory and cpus of a running VM need a restart"
     );
     let mut grown = lab.data_disk(1);
-    grown.capacity_bytes = Some(512 * MIB);
+    grown.capacity_bytes = Some(32 * MIB);
     provider
         .update(&Spec::Volume(grown.clone()), &owner)
         .await
         .expect("grow volume");
     let mut shrunk = lab.data_disk(2);
-    shrunk.capacity_bytes = Some(128 * MIB);
+    shrunk.capacity_bytes = Some(8 * MIB);
     assert!(matches!(
         provider.update(&Spec::Volume(shrunk), &owner).await,
         Err(ProviderError::Unsupported(_))
