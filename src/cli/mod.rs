@@ -7,6 +7,7 @@ mod inventory;
 pub(crate) mod out;
 mod progress;
 mod providers;
+mod snapshot;
 mod table;
 mod view;
 
@@ -442,6 +443,12 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Lab snapshots: every VM of the plan at one point in time (paused together, memory
+    /// included), taken, listed, reverted and deleted as one
+    Snapshot {
+        #[command(subcommand)]
+        command: snapshot::SnapshotCommand,
+    },
     /// The providers you have (see the providers file), with their health
     Provider {
         #[command(subcommand)]
@@ -476,6 +483,7 @@ fn name_the_plan(command: &mut Command) {
         Command::Export { plan, name, .. } | Command::Unlock { plan, name, .. } => {
             (plan, name.clone())
         }
+        Command::Snapshot { command } => command.plan_and_name(),
         _ => return,
     };
     plan.name = name;
@@ -745,6 +753,7 @@ pub fn run() -> ExitCode {
             user,
             command,
         } => ssh(&plan, target, &vm, user.as_deref(), &command),
+        Command::Snapshot { command } => snapshot::run(command),
         Command::Schema { of } => print(&match of {
             SchemaOf::Plan => format::schema_text(),
             SchemaOf::Diff => crate::plan::render::json::schema_text(),

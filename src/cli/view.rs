@@ -398,7 +398,33 @@ pub fn status_table(status: &ops::LabStatus, file: &Path) -> String {
             file.display()
         )
     };
-    format!("{}\n{verdict}\n", super::table::text(&mut table, 2))
+    let mut snapshots = String::new();
+    for snapshot in &status.snapshots {
+        snapshots.push_str(&format!("{}\n", snapshot_line(snapshot)));
+    }
+    format!(
+        "{}\n{snapshots}{verdict}\n",
+        super::table::text(&mut table, 2)
+    )
+}
+
+/// A lab snapshot in one line: `Snapshot `base` (taken …): 3 VMs, 2 running`.
+pub fn snapshot_line(snapshot: &crate::ops::snapshot::LabSnapshot) -> String {
+    let running = snapshot.vms.iter().filter(|v| v.running).count();
+    let mut line = format!(
+        "Snapshot `{}` (taken {}): {} VM{}, {running} running",
+        snapshot.name,
+        snapshot.created,
+        snapshot.vms.len(),
+        if snapshot.vms.len() == 1 { "" } else { "s" }
+    );
+    if !snapshot.missing.is_empty() {
+        line.push_str(&format!(
+            "; not whole: no snapshot on {}",
+            snapshot.missing.join(", ")
+        ));
+    }
+    line
 }
 
 /// `plan info` for a person: kcli's fields, a line each.

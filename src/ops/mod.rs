@@ -16,6 +16,7 @@ mod outcome;
 mod power;
 mod request;
 mod session;
+pub mod snapshot;
 mod status;
 mod view;
 

@@ -21,6 +21,9 @@ pub struct LabStatus {
     /// The providers hold exactly what the plan says: nothing to apply, nothing waiting.
     pub matches: bool,
     pub resources: Vec<ResourceStatus>,
+    /// The lab snapshots of the plan (`plan snapshot create`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub snapshots: Vec<super::snapshot::LabSnapshot>,
 }
 
 #[derive(Debug, Serialize)]
@@ -129,5 +132,6 @@ pub async fn status(
         plan: request.name.clone(),
         matches: plans.iter().all(|p| p.is_empty()),
         resources,
+        snapshots: super::snapshot::of_session(&session).await,
     })
 }

@@ -21,6 +21,7 @@ pub mod lower;
 pub mod rules;
 #[cfg(feature = "libvirt")]
 pub mod sandbox;
+pub mod snapshot;
 pub mod spec;
 
 use std::collections::BTreeMap;
@@ -324,6 +325,11 @@ impl ProviderError {
     }
 }
 
+/// What a backend without lab snapshots answers (`Provider::create_snapshot` and the rest).
+fn no_snapshots(kind: &str) -> ProviderError {
+    ProviderError::Unsupported(format!("the {kind} provider cannot take lab snapshots"))
+}
+
 /// What a backend without a plan lock answers (`Provider::create_lock` and the rest).
 fn no_plan_lock(kind: &str) -> ProviderError {
     ProviderError::Unsupported(format!("the {kind} provider keeps no plan lock"))
@@ -500,6 +506,73 @@ pub trait Provider: Send + Sync {
     async fn delete_lock(&self, plan: &str, token: &str) -> Result<bool, ProviderError> {
         let _ = (plan, token);
         Err(no_plan_lock(self.kind()))
+    }
+
+    /// Why these VMs cannot have a lab snapshot taken, one reason each, checked before any
+    /// is paused (firmware or disks the backend cannot snapshot). Backends without snapshots
+    /// refuse.
+    async fn snapshot_refusals(
+        &self,
+        targets: &[snapshot::SnapshotTarget],
+        owner: &Owner,
+    ) -> Result<Vec<String>, ProviderError> {
+        let _ = (targets, owner);
+        Err(no_snapshots(self.kind()))
+    }
+
+    /// Pauses a running VM `owner` owns; `false` when it was not running (nothing to do).
+    async fn pause(&self, vm: &str, owner: &Owner) -> Result<bool, ProviderError> {
+        let _ = (vm, owner);
+        Err(no_snapshots(self.kind()))
+    }
+
+    /// Resumes a paused VM `owner` owns.
+    async fn resume(&self, vm: &str, owner: &Owner) -> Result<(), ProviderError> {
+        let _ = (vm, owner);
+        Err(no_snapshots(self.kind()))
+    }
+
+    /// Takes one VM's snapshot of a lab snapshot, named and marked by `mark` (with its
+    /// memory when it runs). A paused VM stays paused.
+    async fn create_snapshot(
+        &self,
+        target: &snapshot::SnapshotTarget,
+        mark: &snapshot::SnapshotMark,
+        owner: &Owner,
+    ) -> Result<(), ProviderError> {
+        let _ = (target, mark, owner);
+        Err(no_snapshots(self.kind()))
+    }
+
+    /// Every snapshot of the VMs `plan` owns, with its mark when it is a lab snapshot's;
+    /// `(vm, name)` for the ones a person took.
+    async fn snapshots(&self, plan: &str) -> Result<snapshot::FoundSnapshots, ProviderError> {
+        let _ = plan;
+        Err(no_snapshots(self.kind()))
+    }
+
+    /// Brings a VM `owner` owns back to its snapshot `name`: disks, memory and definition.
+    /// A VM that ran comes back paused, for the lab to resume all at once.
+    async fn revert_snapshot(
+        &self,
+        vm: &str,
+        name: &str,
+        owner: &Owner,
+    ) -> Result<(), ProviderError> {
+        let _ = (vm, name, owner);
+        Err(no_snapshots(self.kind()))
+    }
+
+    /// Deletes a VM's lab snapshot `name` if it carries `owner`'s plan's mark; `false` when
+    /// there was none. A snapshot a person took is refused.
+    async fn delete_snapshot(
+        &self,
+        vm: &str,
+        name: &str,
+        owner: &Owner,
+    ) -> Result<bool, ProviderError> {
+        let _ = (vm, name, owner);
+        Err(no_snapshots(self.kind()))
     }
 
     /// A volume's content (optional: for tests and inspection).

@@ -19,6 +19,7 @@ use virt::sys;
 
 use super::libvirt::content::{self, ContentStore};
 use super::libvirt::{xml, LibvirtProvider};
+use super::snapshot::{FoundSnapshots, SnapshotMark, SnapshotTarget};
 use super::spec::*;
 use super::{
     Address, AddressQuery, AddressSource, Addresses, Done, Health, HealthStatus, LiveResource,
@@ -47,6 +48,10 @@ struct State {
     /// no place for a second definition.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     defined: BTreeMap<String, String>,
+    /// Each domain's snapshots (their XML, parents first): the node file has no place for
+    /// them that this code writes, so they are defined again on opening.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    snapshots: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -111,6 +116,8 @@ impl Sandbox {
                 ))
             })?;
         }
+        restore_snapshots(&conn, &state.snapshots)
+            .map_err(|e| ProviderError::Connection(format!("sandbox {}: {e}", dir.display())))?;
         let blobs = content::Blobs::new(dir.join(BLOB_DIR), state.volumes);
         let inner =
             LibvirtProvider::with(conn, &uri, ContentStore::Files(blobs)).without_image_downloads();
@@ -199,6 +206,7 @@ impl Disk {
         }
         let mut domains = Vec::new();
         let mut defined = BTreeMap::new();
+        let mut snapshots = BTreeMap::new();
         for dom in conn.list_all_domains(0).map_err(fail)? {
             let saved = dom.xml_desc(sys::VIR_DOMAIN_XML_INACTIVE).map_err(fail)?;
             let running = dom.is_active().unwrap_or(false);
@@ -212,6 +220,16 @@ impl Disk {
                 saved
             };
             domains.push(xml::test_driver_domain(&xml, running).map_err(io)?);
+            let taken: Vec<String> = dom
+                .list_all_snapshots(sys::VIR_DOMAIN_SNAPSHOT_LIST_TOPOLOGICAL)
+                .map_err(fail)?
+                .iter()
+                .map(|s| s.xml_desc(sys::VIR_DOMAIN_SNAPSHOT_XML_SECURE))
+                .collect::<Result<_, _>>()
+                .map_err(fail)?;
+            if !taken.is_empty() {
+                snapshots.insert(dom.name().map_err(fail)?, taken);
+            }
         }
         let node = xml::node_xml(&networks, &pools, &domains).map_err(io)?;
         let autostart = Autostart {
@@ -246,8 +264,24 @@ impl Disk {
             autostart,
             volumes,
             defined,
+            snapshots,
         })
     }
+}
+
+/// Defines the saved snapshots again, parents first, as they were.
+fn restore_snapshots(conn: &Connect, saved: &BTreeMap<String, Vec<String>>) -> Result<(), String> {
+    for (name, snapshots) in saved {
+        let domain = conn
+            .lookup_domain_by_name(name)
+            .map_err(|e| format!("cannot find {name} for its snapshots: {}", e.message()))?;
+        for xml in snapshots {
+            domain
+                .create_snapshot_xml(xml, sys::VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE)
+                .map_err(|e| format!("cannot restore a snapshot of {name}: {}", e.message()))?;
+        }
+    }
+    Ok(())
 }
 
 impl Sandbox {
@@ -501,6 +535,7 @@ fn load_state(dir: &Path) -> std::io::Result<State> {
         autostart,
         volumes,
         defined: BTreeMap::new(),
+        snapshots: BTreeMap::new(),
     })
 }
 
@@ -683,5 +718,62 @@ impl Provider for Sandbox {
 
     async fn read_volume(&self, pool: &str, name: &str) -> Result<Vec<u8>, ProviderError> {
         self.inner.read_volume(pool, name).await
+    }
+
+    async fn snapshot_refusals(
+        &self,
+        targets: &[SnapshotTarget],
+        owner: &Owner,
+    ) -> Result<Vec<String>, ProviderError> {
+        self.inner.snapshot_refusals(targets, owner).await
+    }
+
+    async fn pause(&self, vm: &str, owner: &Owner) -> Result<bool, ProviderError> {
+        let _one = self.changing.lock().await;
+        let result = self.inner.pause(vm, owner).await;
+        self.saved(result).await
+    }
+
+    async fn resume(&self, vm: &str, owner: &Owner) -> Result<(), ProviderError> {
+        let _one = self.changing.lock().await;
+        let result = self.inner.resume(vm, owner).await;
+        self.saved(result).await
+    }
+
+    async fn create_snapshot(
+        &self,
+        target: &SnapshotTarget,
+        mark: &SnapshotMark,
+        owner: &Owner,
+    ) -> Result<(), ProviderError> {
+        let _one = self.changing.lock().await;
+        let result = self.inner.create_snapshot(target, mark, owner).await;
+        self.saved(result).await
+    }
+
+    async fn snapshots(&self, plan: &str) -> Result<FoundSnapshots, ProviderError> {
+        self.inner.snapshots(plan).await
+    }
+
+    async fn revert_snapshot(
+        &self,
+        vm: &str,
+        name: &str,
+        owner: &Owner,
+    ) -> Result<(), ProviderError> {
+        let _one = self.changing.lock().await;
+        let result = self.inner.revert_snapshot(vm, name, owner).await;
+        self.saved(result).await
+    }
+
+    async fn delete_snapshot(
+        &self,
+        vm: &str,
+        name: &str,
+        owner: &Owner,
+    ) -> Result<bool, ProviderError> {
+        let _one = self.changing.lock().await;
+        let result = self.inner.delete_snapshot(vm, name, owner).await;
+        self.saved(result).await
     }
 }

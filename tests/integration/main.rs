@@ -12,6 +12,7 @@ mod guests;
 mod kcli;
 mod kube_api;
 mod kubevirt;
+mod lab_snapshots;
 mod lifecycle;
 mod planner;
 mod provider;

@@ -12,6 +12,7 @@ pub mod hostkey;
 pub mod ledger;
 pub mod lock;
 pub mod records;
+pub mod snapshot;
 pub mod xml;
 
 use std::collections::{HashMap, HashSet};
@@ -29,6 +30,7 @@ use virt::sys;
 use super::crashpoint;
 use super::fetch;
 use super::lock::{FoundLock, LockAttempt, LockHolder};
+use super::snapshot::{FoundSnapshots, SnapshotMark, SnapshotTarget};
 use super::spec::*;
 use super::{
     Address, AddressQuery, AddressSource, Addresses, Console, Done, Health, HealthStatus,
@@ -475,6 +477,70 @@ impl Provider for LibvirtProvider {
     ) -> Result<Done, ProviderError> {
         let (vm, networks, owner) = (vm.to_string(), networks.to_vec(), owner.clone());
         self.blocking(move |inner| inner.reattach(&vm, &networks, &owner))
+            .await
+    }
+
+    async fn snapshot_refusals(
+        &self,
+        targets: &[SnapshotTarget],
+        owner: &Owner,
+    ) -> Result<Vec<String>, ProviderError> {
+        let (targets, owner) = (targets.to_vec(), owner.clone());
+        self.blocking(move |inner| {
+            let mut refusals = Vec::new();
+            for target in &targets {
+                refusals.extend(inner.snapshot_refusal(target, &owner)?);
+            }
+            Ok(refusals)
+        })
+        .await
+    }
+
+    async fn pause(&self, vm: &str, owner: &Owner) -> Result<bool, ProviderError> {
+        let (vm, owner) = (vm.to_string(), owner.clone());
+        self.blocking(move |inner| inner.pause(&vm, &owner)).await
+    }
+
+    async fn resume(&self, vm: &str, owner: &Owner) -> Result<(), ProviderError> {
+        let (vm, owner) = (vm.to_string(), owner.clone());
+        self.blocking(move |inner| inner.resume(&vm, &owner)).await
+    }
+
+    async fn create_snapshot(
+        &self,
+        target: &SnapshotTarget,
+        mark: &SnapshotMark,
+        owner: &Owner,
+    ) -> Result<(), ProviderError> {
+        let (target, mark, owner) = (target.clone(), mark.clone(), owner.clone());
+        self.blocking(move |inner| inner.create_snapshot(&target, &mark, &owner))
+            .await
+    }
+
+    async fn snapshots(&self, plan: &str) -> Result<FoundSnapshots, ProviderError> {
+        let plan = plan.to_string();
+        self.blocking(move |inner| inner.snapshots(&plan)).await
+    }
+
+    async fn revert_snapshot(
+        &self,
+        vm: &str,
+        name: &str,
+        owner: &Owner,
+    ) -> Result<(), ProviderError> {
+        let (vm, name, owner) = (vm.to_string(), name.to_string(), owner.clone());
+        self.blocking(move |inner| inner.revert_snapshot(&vm, &name, &owner))
+            .await
+    }
+
+    async fn delete_snapshot(
+        &self,
+        vm: &str,
+        name: &str,
+        owner: &Owner,
+    ) -> Result<bool, ProviderError> {
+        let (vm, name, owner) = (vm.to_string(), name.to_string(), owner.clone());
+        self.blocking(move |inner| inner.delete_snapshot(&vm, &name, &owner))
             .await
     }
 
@@ -1700,7 +1766,14 @@ impl Inner {
                     d.destroy().map_err(fail)?;
                 }
                 crashpoint::point("vm stopped for deletion");
-                if d.undefine_flags(sys::VIR_DOMAIN_UNDEFINE_NVRAM).is_err() {
+                // Its snapshots go with it (libvirt refuses to undefine a domain that has any).
+                snapshot::delete_all(&d);
+                let both =
+                    sys::VIR_DOMAIN_UNDEFINE_NVRAM | sys::VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA;
+                if d.undefine_flags(both).is_err()
+                    && d.undefine_flags(sys::VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
+                        .is_err()
+                {
                     d.undefine().map_err(fail)?;
                 }
                 format!("vm {} deleted", id.name)
