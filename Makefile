@@ -46,7 +46,8 @@ bench: deps
 	if virsh -c qemu:///system version >/dev/null 2>&1; then \
 	  SITEPLAN_BENCH_LIBVIRT_URI=qemu:///system cargo bench --bench observe; \
 	  SITEPLAN_BENCH_LIBVIRT_URI=qemu:///system cargo bench --bench apply; \
-	else cargo bench --bench observe; cargo bench --bench apply; fi
+	  SITEPLAN_BENCH_LIBVIRT_URI=qemu:///system cargo bench --bench snapshot; \
+	else cargo bench --bench observe; cargo bench --bench apply; cargo bench --bench snapshot; fi
 	cargo bench --bench kubevirt
 
 schema:

@@ -159,7 +159,10 @@ fn three_real_guests_boot_configured_as_the_plan_says() {
     }
 
     day_two(&lab, &conn, &static_vm, &expected[1]);
+    let names: Vec<String> = expected.iter().map(|(vm, _)| vm.clone()).collect();
+    lab_snapshot(&lab, &conn, &names);
 
+    // The lab snapshot is still there: destroy deletes it with the VMs.
     let destroyed = lab.destroy();
     assert!(destroyed.ok(), "destroy failed:\n{}", destroyed.text());
     for (vm, _) in &expected {
@@ -284,6 +287,104 @@ fn day_two(lab: &BootLab, conn: &Connect, first: &str, (dhcp_vm, dhcp_ip): &(Str
     );
 
     console(lab, dhcp_vm);
+}
+
+/// The state of each of `vms` (running, paused...), and its snapshots' names.
+fn domains(conn: &Connect, vms: &[String]) -> Vec<(String, bool, Vec<String>)> {
+    vms.iter()
+        .map(|vm| {
+            let domain = conn.lookup_domain_by_name(vm).expect("domain");
+            let running = matches!(
+                domain.state(),
+                Ok((state, _)) if state.is(virt::domain::DomainState::Running)
+            );
+            let mut names: Vec<String> = domain
+                .list_all_snapshots(0)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|s| s.name().ok())
+                .collect();
+            names.sort();
+            (vm.clone(), running, names)
+        })
+        .collect()
+}
+
+/// A lab snapshot of the running guests: a file written in each through its agent, the
+/// snapshot taken, the files deleted, the snapshot reverted: every file is back and every
+/// guest runs. A snapshot that fails on one guest leaves none of its name anywhere.
+fn lab_snapshot(lab: &BootLab, conn: &Connect, vms: &[String]) {
+    let guests: Vec<Guest> = vms.iter().map(|vm| Guest::find(conn, vm)).collect();
+    for guest in &guests {
+        guest.wait_for_agent();
+        guest.run(&format!("echo before-{0} > /root/lab-marker", guest.name));
+    }
+    let created = lab.plan_with(&["snapshot", "create"], &["base"]);
+    assert!(created.ok(), "{}", created.text());
+    let said = created
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("Snapshot `base`"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        said.contains("the lab was paused for ") && said.contains("(3 running VMs)"),
+        "{}",
+        created.stderr
+    );
+    crate::harness::report(&format!("lab snapshot of three guests: {said}"));
+    let all_running_with = |names: &[&str]| {
+        let found = domains(conn, vms);
+        found
+            .iter()
+            .all(|(_, running, snapshots)| *running && snapshots == names)
+    };
+    assert!(all_running_with(&["base"]), "{:?}", domains(conn, vms));
+
+    // A failure on one guest's snapshot: nothing of that name is kept, every guest runs.
+    let failed = lab
+        .command(&["snapshot", "create"], &["broken"])
+        .env("SITEPLAN_FAIL_ON", format!("snapshot/{}", vms[1]))
+        .run();
+    assert_eq!(failed.code(), Some(1), "{}", failed.text());
+    assert!(
+        failed.stderr.contains("Nothing was kept"),
+        "{}",
+        failed.stderr
+    );
+    assert!(all_running_with(&["base"]), "{:?}", domains(conn, vms));
+
+    for guest in &guests {
+        guest.run("rm /root/lab-marker");
+    }
+    let reverted = lab.plan_with(&["snapshot", "revert", "--yes"], &["base"]);
+    assert!(reverted.ok(), "{}", reverted.text());
+    assert!(
+        reverted.stderr.contains("the lab was paused for "),
+        "{}",
+        reverted.stderr
+    );
+    crate::harness::report(&format!(
+        "lab snapshot reverted: {}",
+        reverted
+            .stderr
+            .lines()
+            .find(|l| l.starts_with("Reverted"))
+            .unwrap_or_default()
+    ));
+    assert!(all_running_with(&["base"]), "{:?}", domains(conn, vms));
+    for guest in &guests {
+        guest.wait_for_agent();
+        let marker = guest.run("cat /root/lab-marker");
+        assert_eq!(marker.trim(), format!("before-{}", guest.name));
+    }
+    let status = lab.plan_with(&["status"], &[]);
+    assert!(
+        status.stdout.contains("Snapshot `base` (taken ")
+            && status.stdout.contains("3 VMs, 3 running"),
+        "{}",
+        status.stdout
+    );
 }
 
 /// `plan console`: attached through libvirt's console stream, the guest's getty answers on

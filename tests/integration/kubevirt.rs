@@ -123,6 +123,20 @@ fn a_plan_kubevirt_cannot_hold_is_refused_and_nothing_is_changed() {
         .run();
     assert_eq!(out.code(), Some(1), "{}", out.text());
     assert!(out.stderr.contains("pool/nosuch"), "{}", out.stderr);
+    // Lab snapshots are refused by capability, before anything is asked of a VM.
+    let vm_file = tmp.path().join("one.yml");
+    std::fs::write(&vm_file, "vm1:\n  nets: [default]\n").expect("plan");
+    let out = Plan::new(&["snapshot", "create", "--provider", "kv"])
+        .args(&[&vm_file.to_string_lossy(), "base"])
+        .providers(&file, &tmp.path().join("state"))
+        .run();
+    assert_eq!(out.code(), Some(1), "{}", out.text());
+    assert!(
+        out.stderr
+            .contains("error: kv: the kubevirt provider cannot take lab snapshots"),
+        "{}",
+        out.stderr
+    );
     // Nothing but the run's own lock, made and given back.
     assert!(
         good.requests()
