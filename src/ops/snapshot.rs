@@ -195,10 +195,15 @@ where
     all.into_iter().map(|(_, t)| t).collect()
 }
 
-/// Opens the plan's providers for a snapshot command.
+/// Opens the plan's providers for a snapshot command. Its `--target` names VMs, which each
+/// command takes as `names`: the session itself covers the whole plan.
 async fn open(request: &Request, loaded: &Loaded, view: &dyn View) -> Result<Session, Refusal> {
     let intents = intent::intents(&loaded.manifest, &request.name, &request.base)?;
-    Session::open(loaded, Some(&intents), Goal::Converge, request, view).await
+    let whole = Request {
+        targets: Vec::new(),
+        ..request.clone()
+    };
+    Session::open(loaded, Some(&intents), Goal::Converge, &whole, view).await
 }
 
 /// Refuses at once on a provider that cannot take lab snapshots.

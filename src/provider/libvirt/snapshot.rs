@@ -219,14 +219,16 @@ impl Inner {
         let fail = |e: virt::error::Error| ProviderError::backend(&id, err(e));
         let domain = self.owned_domain(vm, owner)?;
         let snapshot = Domain::lookup_snapshot_by_name(&domain, name, 0).map_err(fail)?;
-        let mark = snapshot
-            .xml_desc(0)
-            .ok()
-            .and_then(|t| read_snapshot(t.as_str()))
-            .map(|(m, _)| m);
+        let text = snapshot.xml_desc(0).map_err(fail)?;
+        let mark = read_snapshot(&text).map(|(m, _)| m);
         check_snapshot_owner(&id, name, mark.as_ref(), owner)?;
-        // A snapshot of a running VM comes back paused; an off one, off.
-        let paused = sys::VIR_DOMAIN_SNAPSHOT_REVERT_PAUSED;
+        // A snapshot of a running VM comes back paused; an off one, off (the flag would
+        // start it).
+        let paused = if snapshot_ran(&text) {
+            sys::VIR_DOMAIN_SNAPSHOT_REVERT_PAUSED
+        } else {
+            0
+        };
         match snapshot.revert(paused) {
             Ok(()) => Ok(()),
             // The definition changed since in a way libvirt calls risky (devices, memory):
@@ -299,6 +301,17 @@ fn check_snapshot_owner(
             ),
         )),
     }
+}
+
+/// Whether a snapshot holds a VM that ran (running or paused when it was taken).
+fn snapshot_ran(text: &str) -> bool {
+    roxmltree::Document::parse(text).is_ok_and(|doc| {
+        doc.root_element()
+            .children()
+            .find(|n| n.has_tag_name("state"))
+            .and_then(|n| n.text())
+            .is_some_and(|state| matches!(state.trim(), "running" | "paused" | "blocked"))
+    })
 }
 
 /// A snapshot's mark and the VM's definition then (as siteplan made it), from its XML.
