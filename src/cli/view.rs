@@ -483,7 +483,12 @@ pub fn info_text(info: &ops::VmInfo) -> String {
         );
     }
     for snapshot in &info.snapshots {
-        let _ = writeln!(out, "snapshot: {snapshot}");
+        let lab = if info.lab_snapshots.contains(snapshot) {
+            " (lab snapshot: `plan snapshot list`)"
+        } else {
+            ""
+        };
+        let _ = writeln!(out, "snapshot: {snapshot}{lab}");
     }
     if !info.pending_restart.is_empty() {
         let _ = writeln!(

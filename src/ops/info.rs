@@ -32,6 +32,9 @@ pub struct VmInfo {
     pub disks: Vec<DiskInfo>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub snapshots: Vec<String>,
+    /// Those of `snapshots` that are lab snapshots of the plan (`plan snapshot create`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lab_snapshots: Vec<String>,
     /// Attributes saved but not running yet, by name.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pending_restart: Vec<String>,
@@ -144,6 +147,18 @@ pub async fn info(
         nics: Vec::new(),
         disks: Vec::new(),
         snapshots: details.snapshots,
+        lab_snapshots: provider
+            .snapshots(&request.name)
+            .await
+            .map(|found| {
+                found
+                    .marked
+                    .into_iter()
+                    .filter(|s| s.vm == vm)
+                    .map(|s| s.mark.name)
+                    .collect()
+            })
+            .unwrap_or_default(),
         pending_restart: live
             .pending_restart
             .iter()

@@ -53,6 +53,7 @@ pub struct Created {
     pub paused: Vec<String>,
     /// From the first pause to the last resume.
     pub pause: Option<Duration>,
+    /// The whole command: opening the providers, checking, and the snapshots.
     pub took: Duration,
     /// Disks several VMs share (`pool/volume`), and those VMs: each one's snapshot holds it.
     pub shared: BTreeMap<String, Vec<String>>,
@@ -330,6 +331,7 @@ pub async fn create(
     options: &RunOptions,
     view: &dyn View,
 ) -> Result<Created, Refusal> {
+    let started = Instant::now();
     check_name(name)?;
     let interruption = &options.interruption;
     interruption.listen();
@@ -450,7 +452,7 @@ pub async fn create(
             return Err(Refusal::Problems(problems));
         }
         super::not_interrupted(interruption)?;
-        Ok(take(&session, &members, name, shared, &owner, options).await)
+        Ok(take(&session, &members, name, shared, &owner, options, started).await)
     }
     .await;
     lock.release(view).await;
@@ -485,8 +487,8 @@ async fn take(
     shared: BTreeMap<String, Vec<String>>,
     owner: &Owner,
     options: &RunOptions,
+    started: Instant,
 ) -> Created {
-    let started = Instant::now();
     let parallelism = options.parallelism;
     let mut created = Created {
         name: name.to_string(),
@@ -650,6 +652,7 @@ pub async fn revert(
     options: &RunOptions,
     view: &dyn View,
 ) -> Result<Reverted, Refusal> {
+    let started = Instant::now();
     check_name(name)?;
     let interruption = &options.interruption;
     interruption.listen();
@@ -688,6 +691,7 @@ pub async fn revert(
             created,
             &owner,
             options.parallelism,
+            started,
         )
         .await)
     }
@@ -705,8 +709,8 @@ async fn bring_back(
     created: String,
     owner: &Owner,
     parallelism: usize,
+    started: Instant,
 ) -> Reverted {
-    let started = Instant::now();
     let mut reverted = Reverted {
         name: name.to_string(),
         created,

@@ -170,6 +170,14 @@ fn a_lab_snapshot_is_taken_listed_reverted_and_deleted_as_one() {
         status.stdout
     );
 
+    let info = lab.plan(&["info"], &["snap1"]);
+    assert!(
+        info.stdout
+            .contains("snapshot: base (lab snapshot: `plan snapshot list`)\n"),
+        "{}",
+        info.text()
+    );
+
     // A name is taken once: refused before anything is paused, and nothing changes.
     let again = lab.plan(&["snapshot", "create"], &["base"]);
     assert_eq!(again.code(), Some(1), "{}", again.text());
@@ -348,4 +356,45 @@ fn destroy_leaves_no_snapshot_behind() {
     let applied = lab.plan(&["apply", "--yes"], &[]);
     assert!(applied.ok(), "{}", applied.text());
     assert_eq!(lab.snapshots()["snapshots"], Value::Array(Vec::new()));
+}
+
+#[test]
+fn what_libvirt_cannot_snapshot_is_refused_before_anything_is_paused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("uefi.yml");
+    std::fs::write(
+        &file,
+        "u1:\n  uefi: true\n  memory: 256\n  nets: [default]\nu2:\n  memory: 256\n  nets: [default]\n",
+    )
+    .expect("plan");
+    let plan = |args: &[&str], extra: &[&str]| {
+        Plan::new(args)
+            .sandbox(&dir.path().join("sandbox"))
+            .env("XDG_STATE_HOME", dir.path().join("state"))
+            .args(&[&file.to_string_lossy(), "--provider", "sandbox"])
+            .args(extra)
+            .run()
+    };
+    assert!(plan(&["apply", "--yes"], &[]).ok());
+    let refused = plan(&["snapshot", "create"], &["base"]);
+    assert_eq!(refused.code(), Some(1), "{}", refused.text());
+    assert_eq!(
+        refused.stderr.lines().skip(1).collect::<Vec<_>>(),
+        [
+            "error: vm/u1 boots UEFI firmware, whose NVRAM libvirt cannot keep in an internal \
+             snapshot: leave it out with --target",
+            "Nothing was changed."
+        ],
+        "{}",
+        refused.stderr
+    );
+    let listed = plan(&["snapshot", "list"], &[]);
+    assert!(
+        listed.stdout.contains("Plan `uefi` has no lab snapshots."),
+        "{}",
+        listed.text()
+    );
+    // Without it, the rest is snapshotted.
+    let created = plan(&["snapshot", "create"], &["base", "--target", "u2"]);
+    assert!(created.ok(), "{}", created.text());
 }

@@ -106,12 +106,20 @@ impl Inner {
     ) -> Result<Option<String>, ProviderError> {
         let id = ResourceId::vm(&target.vm);
         let domain = self.owned_domain(&target.vm, owner)?;
-        let (disks, uefi) = disks_and_firmware(&current_xml(&domain, &id)?)
-            .map_err(|e| ProviderError::backend(&id, e))?;
-        if uefi {
+        let text = current_xml(&domain, &id)?;
+        let (disks, uefi) =
+            disks_and_firmware(&text).map_err(|e| ProviderError::backend(&id, e))?;
+        // The test driver's domains have no firmware: what the VM was made from says.
+        let made_uefi = xml::parse_domain(&text, false, false)
+            .ok()
+            .and_then(|info| info.mark)
+            .is_some_and(
+                |mark| matches!(mark.spec, crate::provider::spec::Spec::Vm(vm) if vm.uefi),
+            );
+        if uefi || made_uefi {
             return Ok(Some(format!(
-                "{id} boots UEFI firmware: libvirt cannot keep its NVRAM in an internal \
-                 snapshot, so siteplan takes none of it"
+                "{id} boots UEFI firmware, whose NVRAM libvirt cannot keep in an internal \
+                 snapshot: leave it out with --target"
             )));
         }
         let other: Vec<String> = disks
@@ -128,7 +136,8 @@ impl Inner {
             .collect();
         if !other.is_empty() {
             return Ok(Some(format!(
-                "{id}: internal snapshots need qcow2 disks, and disk {}",
+                "{id}: internal snapshots need qcow2 disks, and disk {}: leave it out with \
+                 --target",
                 other.join(", disk ")
             )));
         }
