@@ -9,8 +9,9 @@ use super::out::say;
 use super::progress::Verbosity;
 use super::view::{DiffFormat, Terminal};
 use super::{document, found, load, print, request, ListOutput, PlanArgs, TargetArgs, EXIT_ERROR};
+use crate::manifest::Loaded;
 use crate::ops::snapshot::{self, Created, Deleted, Listed, Reverted};
-use crate::ops::RunOptions;
+use crate::ops::{Request, RunOptions};
 
 #[derive(Subcommand, Debug)]
 pub(super) enum SnapshotCommand {
@@ -103,10 +104,7 @@ pub(super) fn run(command: SnapshotCommand) -> ExitCode {
                 target,
                 parallelism,
             } => {
-                let view = Terminal::new(Verbosity::Normal, DiffFormat::Human, true, true);
-                let names = target.targets.clone();
-                let request = request(&plan, target);
-                let loaded = load(&plan, false)?;
+                let (view, request, loaded, names) = prepare(&plan, target, true)?;
                 let options = options(&view, parallelism);
                 let ran = super::block_on(snapshot::create(
                     &request, &loaded, &name, &names, &options, &view,
@@ -136,10 +134,7 @@ pub(super) fn run(command: SnapshotCommand) -> ExitCode {
                 yes,
                 parallelism,
             } => {
-                let view = Terminal::new(Verbosity::Normal, DiffFormat::Human, true, yes);
-                let names = target.targets.clone();
-                let request = request(&plan, target);
-                let loaded = load(&plan, false)?;
+                let (view, request, loaded, names) = prepare(&plan, target, yes)?;
                 let options = options(&view, parallelism);
                 let ran = super::block_on(snapshot::revert(
                     &request, &loaded, &name, &names, &options, &view,
@@ -153,10 +148,7 @@ pub(super) fn run(command: SnapshotCommand) -> ExitCode {
                 target,
                 parallelism,
             } => {
-                let view = Terminal::new(Verbosity::Normal, DiffFormat::Human, true, true);
-                let names = target.targets.clone();
-                let request = request(&plan, target);
-                let loaded = load(&plan, false)?;
+                let (view, request, loaded, names) = prepare(&plan, target, true)?;
                 let options = options(&view, parallelism);
                 let ran = super::block_on(snapshot::delete(
                     &request, &loaded, &name, &names, &options, &view,
@@ -167,6 +159,20 @@ pub(super) fn run(command: SnapshotCommand) -> ExitCode {
         }
     };
     ran().unwrap_or_else(|code| code)
+}
+
+/// What a snapshot command that changes things starts from: its view (which asks unless
+/// `yes`), its request, the plan, and the VMs `--target` names.
+fn prepare(
+    plan: &PlanArgs,
+    target: TargetArgs,
+    yes: bool,
+) -> Result<(Terminal, Request, Loaded, Vec<String>), ExitCode> {
+    let view = Terminal::new(Verbosity::Normal, DiffFormat::Human, true, yes);
+    let names = target.targets.clone();
+    let request = request(plan, target);
+    let loaded = load(plan, false)?;
+    Ok((view, request, loaded, names))
 }
 
 fn options(view: &Terminal, parallelism: usize) -> RunOptions {

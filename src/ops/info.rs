@@ -147,18 +147,7 @@ pub async fn info(
         nics: Vec::new(),
         disks: Vec::new(),
         snapshots: details.snapshots,
-        lab_snapshots: provider
-            .snapshots(&request.name)
-            .await
-            .map(|found| {
-                found
-                    .marked
-                    .into_iter()
-                    .filter(|s| s.vm == vm)
-                    .map(|s| s.mark.name)
-                    .collect()
-            })
-            .unwrap_or_default(),
+        lab_snapshots: details.lab_snapshots,
         pending_restart: live
             .pending_restart
             .iter()

@@ -27,9 +27,7 @@ use super::session::{Goal, Session};
 use super::view::{Answer, View};
 use crate::manifest::Loaded;
 use crate::plan::intent;
-use crate::provider::snapshot::{
-    check_name, FoundSnapshots, SnapshotMark, SnapshotTarget, VmSnapshot,
-};
+use crate::provider::snapshot::{check_name, FoundSnapshots, SnapshotMark, VmSnapshot};
 use crate::provider::spec::{ResourceId, Spec};
 use crate::provider::{Owner, Provider, ProviderError};
 
@@ -196,6 +194,46 @@ where
     all.into_iter().map(|(_, t)| t).collect()
 }
 
+/// Each member whose result is an error, with the error.
+fn failures<T>(
+    members: &[Member],
+    results: Vec<Result<T, ProviderError>>,
+) -> Vec<(String, String)> {
+    members
+        .iter()
+        .zip(results)
+        .filter_map(|(member, result)| result.err().map(|e| (member.vm.clone(), e.to_string())))
+        .collect()
+}
+
+/// A command that changes lab snapshots, ready: the name checked, the plan's providers open
+/// and able to take snapshots, and the plan's lock held.
+struct Ready {
+    session: Session,
+    owner: Owner,
+    lock: super::PlanLock,
+}
+
+async fn ready(
+    verb: &str,
+    name: &str,
+    request: &Request,
+    loaded: &Loaded,
+    view: &dyn View,
+) -> Result<Ready, Refusal> {
+    check_name(name)?;
+    let session = open(request, loaded, view).await?;
+    let owner = Owner::plan(&session.name);
+    check_capability(&session, &owner).await?;
+    let command = format!("plan snapshot {verb} {}", request.file.display());
+    let lock = session.lock(&command, request, view).await?;
+    Ok(Ready {
+        session,
+        owner,
+        lock,
+    })
+}
+
 /// Opens the plan's providers for a snapshot command. Its `--target` names VMs, which each
 /// command takes as `names`: the session itself covers the whole plan.
 async fn open(request: &Request, loaded: &Loaded, view: &dyn View) -> Result<Session, Refusal> {
@@ -332,14 +370,13 @@ pub async fn create(
     view: &dyn View,
 ) -> Result<Created, Refusal> {
     let started = Instant::now();
-    check_name(name)?;
     let interruption = &options.interruption;
     interruption.listen();
-    let session = open(request, loaded, view).await?;
-    let owner = Owner::plan(&session.name);
-    check_capability(&session, &owner).await?;
-    let command = format!("plan snapshot create {}", request.file.display());
-    let lock = session.lock(&command, request, view).await?;
+    let Ready {
+        session,
+        owner,
+        lock,
+    } = ready("create", name, request, loaded, view).await?;
     let result = async {
         let observed = session.observe(view).await?;
         session.known_vms(names)?;
@@ -430,10 +467,10 @@ pub async fn create(
         }
         // What the backends cannot snapshot, before anything is paused.
         for (i, site) in session.sites.iter().enumerate() {
-            let targets: Vec<SnapshotTarget> = members
+            let targets: Vec<String> = members
                 .iter()
                 .filter(|m| m.site == i)
-                .map(|m| SnapshotTarget { vm: m.vm.clone() })
+                .map(|m| m.vm.clone())
                 .collect();
             if targets.is_empty() {
                 continue;
@@ -516,7 +553,6 @@ async fn take(
     }
 
     // 2. Snapshot them all, unless a pause failed.
-    let mut made = Vec::new();
     if created.failed.is_empty() {
         let results = on_each(session, members, parallelism, |p, m| {
             let mark = SnapshotMark {
@@ -527,16 +563,10 @@ async fn take(
                 run: run.clone(),
                 was_running: m.running,
             };
-            let target = SnapshotTarget { vm: m.vm.clone() };
-            async move { p.create_snapshot(&target, &mark, owner).await }
+            async move { p.create_snapshot(&m.vm, &mark, owner).await }
         })
         .await;
-        for (member, result) in members.iter().zip(results) {
-            match result {
-                Ok(()) => made.push(member.clone()),
-                Err(e) => created.failed.push((member.vm.clone(), e.to_string())),
-            }
-        }
+        created.failed = failures(members, results);
     }
 
     // 3. Resume what was paused: the lab runs again before anything is cleaned up.
@@ -544,11 +574,7 @@ async fn take(
         p.resume(&m.vm, owner).await
     })
     .await;
-    for (member, result) in paused_vms.iter().zip(resumed) {
-        if let Err(e) = result {
-            created.not_resumed.push((member.vm.clone(), e.to_string()));
-        }
-    }
+    created.not_resumed = failures(&paused_vms, resumed);
     if !running.is_empty() {
         created.pause = Some(pause_started.elapsed());
     }
@@ -561,11 +587,7 @@ async fn take(
             p.delete_snapshot(&m.vm, name, owner).await
         })
         .await;
-        for (member, result) in members.iter().zip(removed) {
-            if let Err(e) = result {
-                created.not_removed.push((member.vm.clone(), e.to_string()));
-            }
-        }
+        created.not_removed = failures(members, removed);
     }
     created.interrupted = options.interruption.signal().is_some();
     created.took = started.elapsed();
@@ -653,14 +675,13 @@ pub async fn revert(
     view: &dyn View,
 ) -> Result<Reverted, Refusal> {
     let started = Instant::now();
-    check_name(name)?;
     let interruption = &options.interruption;
     interruption.listen();
-    let session = open(request, loaded, view).await?;
-    let owner = Owner::plan(&session.name);
-    check_capability(&session, &owner).await?;
-    let command = format!("plan snapshot revert {}", request.file.display());
-    let lock = session.lock(&command, request, view).await?;
+    let Ready {
+        session,
+        owner,
+        lock,
+    } = ready("revert", name, request, loaded, view).await?;
     let result = async {
         let (marked, _) = found(&session).await?;
         let (members, created) = members_of(&session, &marked, name, names, true)?;
@@ -746,14 +767,12 @@ async fn bring_back(
         p.resume(&m.vm, owner).await
     })
     .await;
-    for (member, result) in to_resume.iter().zip(resumed) {
-        match result {
-            Ok(()) => reverted.running.push(member.vm.clone()),
-            Err(e) => reverted
-                .not_resumed
-                .push((member.vm.clone(), e.to_string())),
-        }
-    }
+    reverted.not_resumed = failures(&to_resume, resumed);
+    reverted.running = to_resume
+        .iter()
+        .map(|m| m.vm.clone())
+        .filter(|vm| !reverted.not_resumed.iter().any(|(v, _)| v == vm))
+        .collect();
     if paused.iter().any(|p| *p) || !to_resume.is_empty() {
         reverted.pause = Some(pause_started.elapsed());
     }
@@ -771,12 +790,11 @@ pub async fn delete(
     options: &RunOptions,
     view: &dyn View,
 ) -> Result<Deleted, Refusal> {
-    check_name(name)?;
-    let session = open(request, loaded, view).await?;
-    let owner = Owner::plan(&session.name);
-    check_capability(&session, &owner).await?;
-    let command = format!("plan snapshot delete {}", request.file.display());
-    let lock = session.lock(&command, request, view).await?;
+    let Ready {
+        session,
+        owner,
+        lock,
+    } = ready("delete", name, request, loaded, view).await?;
     let result = async {
         let (marked, _) = found(&session).await?;
         // A snapshot that is not whole is deleted from the VMs that hold it.
@@ -786,17 +804,16 @@ pub async fn delete(
             p.delete_snapshot(&m.vm, name, owner).await
         })
         .await;
-        let mut deleted = Deleted {
+        let failed = failures(&members, results);
+        Ok(Deleted {
             name: name.to_string(),
-            ..Deleted::default()
-        };
-        for (member, result) in members.iter().zip(results) {
-            match result {
-                Ok(_) => deleted.deleted.push(member.vm.clone()),
-                Err(e) => deleted.failed.push((member.vm.clone(), e.to_string())),
-            }
-        }
-        Ok(deleted)
+            deleted: members
+                .iter()
+                .map(|m| m.vm.clone())
+                .filter(|vm| !failed.iter().any(|(v, _)| v == vm))
+                .collect(),
+            failed,
+        })
     }
     .await;
     lock.release(view).await;

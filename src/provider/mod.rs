@@ -274,6 +274,8 @@ pub struct VmDetails {
     pub disk_paths: BTreeMap<String, String>,
     /// The VM's snapshots, by name.
     pub snapshots: Vec<String>,
+    /// Those of them that belong to a lab snapshot (`plan snapshot create`).
+    pub lab_snapshots: Vec<String>,
 }
 
 /// What a create, update or delete did.
@@ -513,10 +515,10 @@ pub trait Provider: Send + Sync {
     /// refuse.
     async fn snapshot_refusals(
         &self,
-        targets: &[snapshot::SnapshotTarget],
+        vms: &[String],
         owner: &Owner,
     ) -> Result<Vec<String>, ProviderError> {
-        let _ = (targets, owner);
+        let _ = (vms, owner);
         Err(no_snapshots(self.kind()))
     }
 
@@ -536,11 +538,11 @@ pub trait Provider: Send + Sync {
     /// memory when it runs). A paused VM stays paused.
     async fn create_snapshot(
         &self,
-        target: &snapshot::SnapshotTarget,
+        vm: &str,
         mark: &snapshot::SnapshotMark,
         owner: &Owner,
     ) -> Result<(), ProviderError> {
-        let _ = (target, mark, owner);
+        let _ = (vm, mark, owner);
         Err(no_snapshots(self.kind()))
     }
 

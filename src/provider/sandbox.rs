@@ -19,7 +19,7 @@ use virt::sys;
 
 use super::libvirt::content::{self, ContentStore};
 use super::libvirt::{xml, LibvirtProvider};
-use super::snapshot::{FoundSnapshots, SnapshotMark, SnapshotTarget};
+use super::snapshot::{FoundSnapshots, SnapshotMark};
 use super::spec::*;
 use super::{
     Address, AddressQuery, AddressSource, Addresses, Done, Health, HealthStatus, LiveResource,
@@ -722,10 +722,10 @@ impl Provider for Sandbox {
 
     async fn snapshot_refusals(
         &self,
-        targets: &[SnapshotTarget],
+        vms: &[String],
         owner: &Owner,
     ) -> Result<Vec<String>, ProviderError> {
-        self.inner.snapshot_refusals(targets, owner).await
+        self.inner.snapshot_refusals(vms, owner).await
     }
 
     async fn pause(&self, vm: &str, owner: &Owner) -> Result<bool, ProviderError> {
@@ -742,12 +742,12 @@ impl Provider for Sandbox {
 
     async fn create_snapshot(
         &self,
-        target: &SnapshotTarget,
+        vm: &str,
         mark: &SnapshotMark,
         owner: &Owner,
     ) -> Result<(), ProviderError> {
         let _one = self.changing.lock().await;
-        let result = self.inner.create_snapshot(target, mark, owner).await;
+        let result = self.inner.create_snapshot(vm, mark, owner).await;
         self.saved(result).await
     }
 

@@ -61,12 +61,6 @@ pub struct FoundSnapshots {
     pub others: Vec<(String, String)>,
 }
 
-/// A VM to snapshot.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SnapshotTarget {
-    pub vm: String,
-}
-
 /// Whether `name` can name a lab snapshot: it becomes each VM snapshot's name, and appears
 /// in commands and file names.
 pub fn check_name(name: &str) -> Result<(), String> {

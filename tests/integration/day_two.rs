@@ -1,9 +1,7 @@
 //! Living with a lab: `plan status`, pending restarts and `apply --restart`, and
 //! `plan start|stop|restart`, through the binary on the sandbox.
 
-use std::path::PathBuf;
-
-use crate::harness::{Plan, Ran};
+use crate::harness::{Plan, SandboxLab};
 
 const LAB: &str = "\
 parameters:
@@ -27,31 +25,8 @@ day1:
   depends_on: [day0]
 ";
 
-struct Lab {
-    dir: tempfile::TempDir,
-    file: PathBuf,
-}
-
-impl Lab {
-    fn new() -> Lab {
-        let dir = tempfile::tempdir().expect("tmp");
-        let file = dir.path().join("day.yml");
-        std::fs::write(&file, LAB).expect("plan");
-        Lab { dir, file }
-    }
-
-    fn sandbox(&self) -> PathBuf {
-        self.dir.path().join("sandbox")
-    }
-
-    fn plan(&self, args: &[&str], extra: &[&str]) -> Ran {
-        Plan::new(args)
-            .sandbox(&self.sandbox())
-            .env("XDG_STATE_HOME", self.dir.path().join("state"))
-            .args(&[&self.file.to_string_lossy(), "--provider", "sandbox"])
-            .args(extra)
-            .run()
-    }
+fn new_lab() -> SandboxLab {
+    SandboxLab::new("day.yml", LAB)
 }
 
 fn row<'t>(table: &'t str, resource: &str) -> &'t str {
@@ -61,7 +36,7 @@ fn row<'t>(table: &'t str, resource: &str) -> &'t str {
         .unwrap_or_else(|| panic!("no row for {resource}:\n{table}"))
 }
 
-fn status_json(lab: &Lab, extra: &[&str]) -> (Option<i32>, serde_json::Value) {
+fn status_json(lab: &SandboxLab, extra: &[&str]) -> (Option<i32>, serde_json::Value) {
     let out = lab.plan(&["status", "-o", "json"], extra);
     let doc = serde_json::from_str(&out.stdout)
         .unwrap_or_else(|e| panic!("status -o json: {e}\n{}", out.text()));
@@ -77,7 +52,7 @@ fn vm_of<'d>(doc: &'d serde_json::Value, address: &str) -> &'d serde_json::Value
 
 #[test]
 fn status_tells_the_truth_about_a_change_that_waits_for_a_restart() {
-    let lab = Lab::new();
+    let lab = new_lab();
     // Declared, nothing there yet: missing, and apply would create it.
     let before = lab.plan(&["status"], &[]);
     assert_eq!(before.code(), Some(2), "{}", before.text());
@@ -158,7 +133,7 @@ fn status_tells_the_truth_about_a_change_that_waits_for_a_restart() {
 
 #[test]
 fn vms_stop_and_start_in_order_and_come_back_with_their_addresses() {
-    let lab = Lab::new();
+    let lab = new_lab();
     assert!(lab.plan(&["apply", "--yes"], &[]).ok());
     let (_, doc) = status_json(&lab, &[]);
     let address = vm_of(&doc, "vm/day0")["addresses"].clone();
@@ -236,7 +211,7 @@ fn vms_stop_and_start_in_order_and_come_back_with_their_addresses() {
 
 #[test]
 fn power_commands_refuse_what_is_not_theirs_and_change_nothing() {
-    let lab = Lab::new();
+    let lab = new_lab();
     let unknown = lab.plan(&["stop"], &["nosuch"]);
     assert_eq!(unknown.code(), Some(1));
     assert!(
@@ -286,7 +261,7 @@ fn power_commands_refuse_what_is_not_theirs_and_change_nothing() {
 
 #[test]
 fn output_gives_other_tools_the_lab_and_ssh_logs_in_as_the_plan_implies() {
-    let lab = Lab::new();
+    let lab = new_lab();
     // A key pair in a home of its own: the plan installs its public half.
     let home = lab.dir.path().join("home");
     std::fs::create_dir_all(home.join(".ssh")).expect("home");
@@ -427,7 +402,7 @@ fn output_gives_other_tools_the_lab_and_ssh_logs_in_as_the_plan_implies() {
 
 #[test]
 fn list_shows_the_plans_on_a_provider() {
-    let lab = Lab::new();
+    let lab = new_lab();
     assert!(lab.plan(&["apply", "--yes"], &[]).ok());
     assert!(lab.plan(&["stop"], &["day1"]).ok());
     let listed = Plan::new(&["list", "--provider", "sandbox"])
@@ -591,7 +566,7 @@ impl Drop for KcliPool<'_> {
 /// still takes it, deleting what the plan's marks name.
 #[test]
 fn a_file_that_declares_nothing_is_refused_rather_than_emptying_the_lab() {
-    let lab = Lab::new();
+    let lab = new_lab();
     assert!(lab.plan(&["apply", "--yes"], &[]).ok());
     std::fs::write(
         &lab.file,

@@ -288,3 +288,37 @@ pub fn trust_test_host(key: Option<&str>) {
         writeln!(file, "{name} {key}").expect("known_hosts written");
     }
 }
+
+/// A plan file in a temporary directory, run on a sandbox (and a state directory) of its own
+/// there.
+pub struct SandboxLab {
+    pub dir: tempfile::TempDir,
+    pub file: PathBuf,
+}
+
+impl SandboxLab {
+    /// Writes `text` as the plan file `name`.
+    pub fn new(name: &str, text: &str) -> SandboxLab {
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join(name);
+        std::fs::write(&file, text).expect("plan");
+        SandboxLab { dir, file }
+    }
+
+    pub fn sandbox(&self) -> PathBuf {
+        self.dir.path().join("sandbox")
+    }
+
+    /// `plan ARGS FILE --provider sandbox EXTRA`, not run yet.
+    pub fn command(&self, args: &[&str], extra: &[&str]) -> Plan {
+        Plan::new(args)
+            .sandbox(&self.sandbox())
+            .env("XDG_STATE_HOME", self.dir.path().join("state"))
+            .args(&[&self.file.to_string_lossy(), "--provider", "sandbox"])
+            .args(extra)
+    }
+
+    pub fn plan(&self, args: &[&str], extra: &[&str]) -> Ran {
+        self.command(args, extra).run()
+    }
+}

@@ -2,11 +2,9 @@
 //! as one for every VM, all or nothing, known to `status`, truthful in `diff` after a revert,
 //! and gone with `destroy`.
 
-use std::path::PathBuf;
-
 use serde_json::Value;
 
-use crate::harness::{Plan, Ran};
+use crate::harness::{Ran, SandboxLab};
 
 const LAB: &str = "\
 parameters:
@@ -39,36 +37,19 @@ quorum:
   vms: [snap1, snap2]
 ";
 
-struct Lab {
-    dir: tempfile::TempDir,
-    file: PathBuf,
-}
+/// The lab, applied, on a sandbox of its own.
+struct Lab(SandboxLab);
 
 impl Lab {
     fn new() -> Lab {
-        let dir = tempfile::tempdir().expect("tmp");
-        let file = dir.path().join("snaplab.yml");
-        std::fs::write(&file, LAB).expect("plan");
-        let lab = Lab { dir, file };
+        let lab = Lab(SandboxLab::new("snaplab.yml", LAB));
         let applied = lab.plan(&["apply", "--yes"], &[]);
         assert!(applied.ok(), "{}", applied.text());
         lab
     }
 
-    fn plan_with(&self, args: &[&str], extra: &[&str], env: &[(&str, &str)]) -> Ran {
-        let mut plan = Plan::new(args)
-            .sandbox(&self.dir.path().join("sandbox"))
-            .env("XDG_STATE_HOME", self.dir.path().join("state"))
-            .args(&[&self.file.to_string_lossy(), "--provider", "sandbox"])
-            .args(extra);
-        for (key, value) in env {
-            plan = plan.env(key, value);
-        }
-        plan.run()
-    }
-
     fn plan(&self, args: &[&str], extra: &[&str]) -> Ran {
-        self.plan_with(args, extra, &[])
+        self.0.plan(args, extra)
     }
 
     fn snapshots(&self) -> Value {
@@ -277,11 +258,11 @@ fn a_lab_snapshot_is_taken_listed_reverted_and_deleted_as_one() {
 fn a_failed_snapshot_keeps_nothing_and_every_vm_runs() {
     let lab = Lab::new();
     // snap1's snapshot is made, then reported failed: the most there is to undo.
-    let failed = lab.plan_with(
-        &["snapshot", "create"],
-        &["base"],
-        &[("SITEPLAN_FAIL_ON", "snapshot/snap1")],
-    );
+    let failed = lab
+        .0
+        .command(&["snapshot", "create"], &["base"])
+        .env("SITEPLAN_FAIL_ON", "snapshot/snap1")
+        .run();
     assert_eq!(failed.code(), Some(1), "{}", failed.text());
     assert!(
         failed
@@ -349,7 +330,7 @@ fn destroy_leaves_no_snapshot_behind() {
     let destroyed = lab.plan(&["destroy", "--yes"], &[]);
     assert!(destroyed.ok(), "{}", destroyed.text());
     assert_eq!(lab.snapshots()["snapshots"], Value::Array(Vec::new()));
-    let state = std::fs::read_to_string(lab.dir.path().join("sandbox/state.json")).expect("state");
+    let state = std::fs::read_to_string(lab.0.sandbox().join("state.json")).expect("state");
     let state: Value = serde_json::from_str(&state).expect("json");
     assert!(state.get("snapshots").is_none(), "{state}");
     // Made again, the lab starts without the old snapshots.
@@ -360,21 +341,11 @@ fn destroy_leaves_no_snapshot_behind() {
 
 #[test]
 fn what_libvirt_cannot_snapshot_is_refused_before_anything_is_paused() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let file = dir.path().join("uefi.yml");
-    std::fs::write(
-        &file,
+    let lab = SandboxLab::new(
+        "uefi.yml",
         "u1:\n  uefi: true\n  memory: 256\n  nets: [default]\nu2:\n  memory: 256\n  nets: [default]\n",
-    )
-    .expect("plan");
-    let plan = |args: &[&str], extra: &[&str]| {
-        Plan::new(args)
-            .sandbox(&dir.path().join("sandbox"))
-            .env("XDG_STATE_HOME", dir.path().join("state"))
-            .args(&[&file.to_string_lossy(), "--provider", "sandbox"])
-            .args(extra)
-            .run()
-    };
+    );
+    let plan = |args: &[&str], extra: &[&str]| lab.plan(args, extra);
     assert!(plan(&["apply", "--yes"], &[]).ok());
     let refused = plan(&["snapshot", "create"], &["base"]);
     assert_eq!(refused.code(), Some(1), "{}", refused.text());

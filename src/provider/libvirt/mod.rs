@@ -30,7 +30,7 @@ use virt::sys;
 use super::crashpoint;
 use super::fetch;
 use super::lock::{FoundLock, LockAttempt, LockHolder};
-use super::snapshot::{FoundSnapshots, SnapshotMark, SnapshotTarget};
+use super::snapshot::{FoundSnapshots, SnapshotMark};
 use super::spec::*;
 use super::{
     Address, AddressQuery, AddressSource, Addresses, Console, Done, Health, HealthStatus,
@@ -382,13 +382,17 @@ impl Provider for LibvirtProvider {
                         .insert(format!("{}/{}", disk.pool, disk.volume), path);
                 }
             }
-            details.snapshots = d
-                .list_all_snapshots(0)
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|s| s.name().ok())
-                .collect();
+            for s in d.list_all_snapshots(0).unwrap_or_default() {
+                let Ok(name) = s.name() else { continue };
+                if s.xml_desc(0)
+                    .is_ok_and(|text| snapshot::is_lab_snapshot(&text))
+                {
+                    details.lab_snapshots.push(name.clone());
+                }
+                details.snapshots.push(name);
+            }
             details.snapshots.sort();
+            details.lab_snapshots.sort();
             Ok(details)
         })
         .await
@@ -482,14 +486,14 @@ impl Provider for LibvirtProvider {
 
     async fn snapshot_refusals(
         &self,
-        targets: &[SnapshotTarget],
+        vms: &[String],
         owner: &Owner,
     ) -> Result<Vec<String>, ProviderError> {
-        let (targets, owner) = (targets.to_vec(), owner.clone());
+        let (vms, owner) = (vms.to_vec(), owner.clone());
         self.blocking(move |inner| {
             let mut refusals = Vec::new();
-            for target in &targets {
-                refusals.extend(inner.snapshot_refusal(target, &owner)?);
+            for vm in &vms {
+                refusals.extend(inner.snapshot_refusal(vm, &owner)?);
             }
             Ok(refusals)
         })
@@ -508,12 +512,12 @@ impl Provider for LibvirtProvider {
 
     async fn create_snapshot(
         &self,
-        target: &SnapshotTarget,
+        vm: &str,
         mark: &SnapshotMark,
         owner: &Owner,
     ) -> Result<(), ProviderError> {
-        let (target, mark, owner) = (target.clone(), mark.clone(), owner.clone());
-        self.blocking(move |inner| inner.create_snapshot(&target, &mark, &owner))
+        let (vm, mark, owner) = (vm.to_string(), mark.clone(), owner.clone());
+        self.blocking(move |inner| inner.create_snapshot(&vm, &mark, &owner))
             .await
     }
 

@@ -6,16 +6,14 @@
 //! What libvirt cannot keep in an internal snapshot is refused before anything is paused: UEFI
 //! firmware (its NVRAM lives outside the disks) and writable disks that are not qcow2.
 
-use std::time::SystemTime;
-
 use virt::domain::{Domain, DomainState};
 use virt::sys;
 
 use super::xml;
 use super::{err, Inner};
 use crate::provider::crashpoint;
-use crate::provider::snapshot::{FoundSnapshots, SnapshotMark, SnapshotTarget, VmSnapshot};
-use crate::provider::spec::ResourceId;
+use crate::provider::snapshot::{FoundSnapshots, SnapshotMark, VmSnapshot};
+use crate::provider::spec::{ResourceId, Spec, VmSpec};
 use crate::provider::{Owner, ProviderError};
 
 /// A disk of a domain as its snapshot needs to know it.
@@ -32,15 +30,22 @@ struct Disk {
     file: Option<String>,
 }
 
-/// The disks of a domain and whether it boots UEFI firmware.
-fn disks_and_firmware(domain_xml: &str) -> Result<(Vec<Disk>, bool), String> {
+/// Whether a domain boots UEFI firmware: as its definition says, or (the test driver's
+/// domains have no firmware) as what it was made from says.
+fn boots_uefi(domain_xml: &str) -> bool {
+    xml::parse_domain(domain_xml, false, false).is_ok_and(|info| {
+        info.spec.uefi
+            || info
+                .mark
+                .is_some_and(|mark| matches!(mark.spec, Spec::Vm(vm) if vm.uefi))
+    })
+}
+
+/// The disks of a domain.
+fn disks(domain_xml: &str) -> Result<Vec<Disk>, String> {
     let doc = roxmltree::Document::parse(domain_xml).map_err(|e| e.to_string())?;
-    let root = doc.root_element();
-    let os = root.children().find(|n| n.has_tag_name("os"));
-    let uefi = os.is_some_and(|os| {
-        os.attribute("firmware") == Some("efi") || os.children().any(|n| n.has_tag_name("loader"))
-    });
-    let disks = root
+    let disks = doc
+        .root_element()
         .descendants()
         .filter(|n| n.has_tag_name("disk") && n.attribute("device") != Some("cdrom"))
         .map(|disk| {
@@ -67,7 +72,7 @@ fn disks_and_firmware(domain_xml: &str) -> Result<(Vec<Disk>, bool), String> {
             }
         })
         .collect();
-    Ok((disks, uefi))
+    Ok(disks)
 }
 
 impl Disk {
@@ -98,31 +103,23 @@ fn running(domain: &Domain) -> bool {
 }
 
 impl Inner {
-    /// Why `target`'s VM cannot be in a lab snapshot, if it cannot.
+    /// Why `vm` cannot be in a lab snapshot, if it cannot.
     pub(super) fn snapshot_refusal(
         &self,
-        target: &SnapshotTarget,
+        vm: &str,
         owner: &Owner,
     ) -> Result<Option<String>, ProviderError> {
-        let id = ResourceId::vm(&target.vm);
-        let domain = self.owned_domain(&target.vm, owner)?;
+        let id = ResourceId::vm(vm);
+        let domain = self.owned_domain(vm, owner)?;
         let text = current_xml(&domain, &id)?;
-        let (disks, uefi) =
-            disks_and_firmware(&text).map_err(|e| ProviderError::backend(&id, e))?;
-        // The test driver's domains have no firmware: what the VM was made from says.
-        let made_uefi = xml::parse_domain(&text, false, false)
-            .ok()
-            .and_then(|info| info.mark)
-            .is_some_and(
-                |mark| matches!(mark.spec, crate::provider::spec::Spec::Vm(vm) if vm.uefi),
-            );
-        if uefi || made_uefi {
+        if boots_uefi(&text) {
             return Ok(Some(format!(
                 "{id} boots UEFI firmware, whose NVRAM libvirt cannot keep in an internal \
                  snapshot: leave it out with --target"
             )));
         }
-        let other: Vec<String> = disks
+        let other: Vec<String> = disks(&text)
+            .map_err(|e| ProviderError::backend(&id, e))?
             .iter()
             // Read-only disks (the cloud-init seed) are left to libvirt, which leaves them out.
             .filter(|d| !d.readonly && d.format.as_deref() != Some("qcow2"))
@@ -167,19 +164,19 @@ impl Inner {
 
     pub(super) fn create_snapshot(
         &self,
-        target: &SnapshotTarget,
+        vm: &str,
         mark: &SnapshotMark,
         owner: &Owner,
     ) -> Result<(), ProviderError> {
-        let id = ResourceId::vm(&target.vm);
-        let domain = self.owned_domain(&target.vm, owner)?;
+        let id = ResourceId::vm(vm);
+        let domain = self.owned_domain(vm, owner)?;
         let text = snapshot_xml(&mark.name, &mark.description())
             .map_err(|e| ProviderError::backend(&id, e))?;
         domain
             .create_snapshot_xml(&text, sys::VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC)
             .map_err(|e| ProviderError::backend(&id, err(e)))?;
         // After the snapshot is made, so that a test sees it removed again.
-        if let Some(message) = crashpoint::injected_failure(&format!("snapshot/{}", target.vm)) {
+        if let Some(message) = crashpoint::injected_failure(&format!("snapshot/{vm}")) {
             return Err(ProviderError::backend(&id, message));
         }
         Ok(())
@@ -323,8 +320,13 @@ fn snapshot_ran(text: &str) -> bool {
     })
 }
 
+/// Whether a snapshot's XML carries a lab snapshot's mark.
+pub(super) fn is_lab_snapshot(text: &str) -> bool {
+    read_snapshot(text).is_some()
+}
+
 /// A snapshot's mark and the VM's definition then (as siteplan made it), from its XML.
-fn read_snapshot(text: &str) -> Option<(SnapshotMark, Option<crate::provider::spec::VmSpec>)> {
+fn read_snapshot(text: &str) -> Option<(SnapshotMark, Option<VmSpec>)> {
     let doc = roxmltree::Document::parse(text).ok()?;
     let root = doc.root_element();
     let description = root
@@ -338,7 +340,7 @@ fn read_snapshot(text: &str) -> Option<(SnapshotMark, Option<crate::provider::sp
         .and_then(|d| xml::parse_domain(&text[d.range()], false, false).ok())
         .and_then(|info| info.mark)
         .and_then(|m| match m.spec {
-            crate::provider::spec::Spec::Vm(vm) => Some(vm),
+            Spec::Vm(vm) => Some(vm),
             _ => None,
         });
     Some((mark, definition))
@@ -360,11 +362,6 @@ fn snapshot_xml(name: &str, description: &str) -> Result<String, String> {
         })
         .map_err(|e| e.to_string())?;
     String::from_utf8(w.into_inner()).map_err(|e| e.to_string())
-}
-
-/// Now, for a lab snapshot's mark.
-pub fn now() -> String {
-    crate::provider::lock::rfc3339(SystemTime::now())
 }
 
 #[cfg(test)]
@@ -396,9 +393,9 @@ mod tests {
 
     #[test]
     fn disks_are_read_with_what_decides_whether_they_can_be_snapshotted() {
-        let (disks, uefi) = disks_and_firmware(DOMAIN).expect("parses");
-        assert!(!uefi);
-        let shown: Vec<(String, Option<String>, bool)> = disks
+        assert!(!boots_uefi(DOMAIN));
+        let shown: Vec<(String, Option<String>, bool)> = disks(DOMAIN)
+            .expect("parses")
             .iter()
             .map(|d| (d.shown(), d.format.clone(), d.readonly))
             .collect();
@@ -438,7 +435,7 @@ mod tests {
             "<os><type>hvm</type><loader readonly='yes' type='pflash'>/x.fd</loader></os>",
         ] {
             let text = format!("<domain><name>x</name>{os}<devices/></domain>");
-            assert!(disks_and_firmware(&text).expect("parses").1, "{os}");
+            assert!(boots_uefi(&text), "{os}");
         }
     }
 
