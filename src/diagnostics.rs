@@ -147,6 +147,25 @@ impl Diagnostics {
 pub struct SourceText {
     pub name: String,
     pub text: Arc<String>,
+    /// Byte ranges of `text` that hold secrets (written there by the template), masked
+    /// wherever the text is shown.
+    pub secrets: Arc<Vec<std::ops::Range<usize>>>,
+}
+
+impl SourceText {
+    /// A text without secrets written into it by a template.
+    pub fn new(name: impl Into<String>, text: String) -> SourceText {
+        SourceText {
+            name: name.into(),
+            text: Arc::new(text),
+            secrets: Arc::default(),
+        }
+    }
+
+    /// The text as diagnostics may show it: secrets masked, byte for byte (`secrets::mask`).
+    pub fn masked(&self) -> Arc<String> {
+        Arc::new(crate::secrets::mask(&self.text, &self.secrets))
+    }
 }
 
 /// A problem bound to its source text, ready for miette to render.
@@ -157,9 +176,11 @@ pub struct Rendered {
 }
 
 impl Rendered {
+    /// The problem, bound to its own source if it has one, else to `source`; the secrets in
+    /// either are masked.
     pub fn new(problem: Problem, source: &SourceText) -> Self {
         let source = problem.source.as_deref().unwrap_or(source);
-        let source = NamedSource::new(source.name.clone(), source.text.clone());
+        let source = NamedSource::new(source.name.clone(), source.masked());
         Rendered { problem, source }
     }
 }

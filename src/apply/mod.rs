@@ -275,7 +275,10 @@ pub async fn apply_until(
     // One provider per run for now; with several, each gets its own semaphore.
     let per_provider = provider.parallelism().unwrap_or(usize::MAX);
     let limit = Arc::new(Semaphore::new(parallelism.min(per_provider).max(1)));
-    let owner = Owner::plan(&plan.name);
+    let owner = Owner {
+        applied_from: plan.source.clone(),
+        ..Owner::plan(&plan.name)
+    };
     let changes: Arc<Vec<Change>> = Arc::new(plan.changes.clone());
     let guarded: Arc<Vec<bool>> = Arc::new(
         plan.changes

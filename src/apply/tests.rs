@@ -151,7 +151,7 @@ fn lab() -> (Plan, Desired) {
         });
     }
     let plan = crate::plan::plan(
-        "lab",
+        &crate::plan::Identity::named("lab"),
         &desired,
         &Observed::default(),
         &crate::provider::rules::LibvirtRules,
@@ -313,6 +313,7 @@ async fn powered(power: Power) -> Vec<ResourceId> {
     }
     let plan = Plan {
         name: "lab".into(),
+        source: None,
         changes,
         unchanged: 0,
     };

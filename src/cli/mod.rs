@@ -94,6 +94,16 @@ struct TargetArgs {
     targets: Vec<String>,
 }
 
+/// Whose resources a plan may take as its own.
+#[derive(clap::Args, Debug)]
+struct MovedArgs {
+    /// This plan file was moved or renamed: resources its plan's name marks that were applied
+    /// from another file are its own (their marks then record this file). Without it a plan is
+    /// refused where its name marks what another file applied, which is another lab's
+    #[arg(long)]
+    plan_moved: bool,
+}
+
 /// How changes are made.
 #[derive(clap::Args, Debug)]
 struct RunArgs {
@@ -233,6 +243,8 @@ enum Command {
         #[command(flatten)]
         target: TargetArgs,
         #[command(flatten)]
+        moved: MovedArgs,
+        #[command(flatten)]
         output: OutputArgs,
         /// human (a terminal), markdown (a pull-request comment) or json (versioned; see
         /// `plan schema diff`)
@@ -258,6 +270,8 @@ enum Command {
         plan: PlanArgs,
         #[command(flatten)]
         target: TargetArgs,
+        #[command(flatten)]
+        moved: MovedArgs,
         #[command(flatten)]
         run: RunArgs,
         #[command(flatten)]
@@ -288,6 +302,8 @@ enum Command {
         #[command(flatten)]
         target: TargetArgs,
         #[command(flatten)]
+        moved: MovedArgs,
+        #[command(flatten)]
         run: RunArgs,
         #[command(flatten)]
         output: OutputArgs,
@@ -300,6 +316,8 @@ enum Command {
         plan: PlanArgs,
         #[command(flatten)]
         target: TargetArgs,
+        #[command(flatten)]
+        moved: MovedArgs,
         #[arg(short, long = "output", value_enum, default_value = "table")]
         output: StatusOutput,
     },
@@ -542,6 +560,7 @@ pub fn run() -> ExitCode {
         Command::Diff {
             plan,
             target,
+            moved,
             output,
             format,
             detailed_exitcode,
@@ -552,6 +571,7 @@ pub fn run() -> ExitCode {
             let view = Terminal::new(output.verbosity(), format, false, false);
             let request = Request {
                 replace,
+                plan_moved: moved.plan_moved,
                 ..request(&plan, target)
             };
             let Ok(loaded) = load(&plan, false) else {
@@ -569,6 +589,7 @@ pub fn run() -> ExitCode {
         Command::Apply {
             plan,
             target,
+            moved,
             run,
             output,
             wait,
@@ -605,6 +626,7 @@ pub fn run() -> ExitCode {
                 None => {
                     let request = Request {
                         replace,
+                        plan_moved: moved.plan_moved,
                         ..request(&plan, target)
                     };
                     let Ok(loaded) = load(&plan, false) else {
@@ -620,6 +642,7 @@ pub fn run() -> ExitCode {
         Command::Destroy {
             plan,
             target,
+            moved,
             run,
             output,
         } => {
@@ -635,7 +658,10 @@ pub fn run() -> ExitCode {
                 interruption: view.interruption.clone(),
                 ..options
             };
-            let request = request(&plan, target);
+            let request = Request {
+                plan_moved: moved.plan_moved,
+                ..request(&plan, target)
+            };
             let loaded = if plan.file.exists() {
                 // A file that declares nothing still names a plan whose marks say what goes.
                 load_with(
@@ -667,8 +693,9 @@ pub fn run() -> ExitCode {
         Command::Status {
             plan,
             target,
+            moved,
             output,
-        } => status(&plan, target, output),
+        } => status(&plan, target, moved.plan_moved, output),
         Command::Start {
             plan,
             vms,
@@ -819,9 +846,13 @@ fn document(value: &impl serde::Serialize, yaml: bool) -> String {
 
 /// `plan status`: the lab as it is, as a table or a document; exit 2 when it does not match
 /// the plan.
-fn status(plan: &PlanArgs, target: TargetArgs, output: StatusOutput) -> ExitCode {
+fn status(plan: &PlanArgs, target: TargetArgs, moved: bool, output: StatusOutput) -> ExitCode {
     let looked = || -> Result<ExitCode, ExitCode> {
         let (view, request, loaded) = looking(plan, target)?;
+        let request = Request {
+            plan_moved: moved,
+            ..request
+        };
         let lab = found(block_on(ops::status(&request, &loaded, &view)), &view, plan)?;
         let shown = match output {
             StatusOutput::Table => view::status_table(&lab, &plan.file),
@@ -1204,14 +1235,10 @@ fn display_name(path: &Path) -> String {
 }
 
 fn report_problems(problems: &[Problem], source: &SourceText) {
-    // Secrets are masked in the source (same length, so spans still hold) and scrubbed from
-    // the messages.
-    let source = SourceText {
-        name: source.name.clone(),
-        text: std::sync::Arc::new(crate::secrets::mask(&source.text)),
-    };
+    // Secrets are masked in the source (same length, so spans still hold: `Rendered`) and
+    // scrubbed from the messages.
     for problem in problems {
-        let report = miette::Report::new(Rendered::new(problem.clone(), &source));
+        let report = miette::Report::new(Rendered::new(problem.clone(), source));
         say!("{report:?}");
     }
 }

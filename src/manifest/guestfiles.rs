@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use super::model::{EntryKind, FileSource, GuestFile, Manifest, Vm};
 use super::template;
@@ -35,18 +34,15 @@ pub fn file_variables(
     vars
 }
 
-/// Renders a script or file's `text` read from `shown` (its name in messages).
+/// Renders a script or file's `text` read from `shown` (its name in messages): what the guest
+/// gets, and where secrets are in it.
 pub fn render(
     text: &str,
     shown: &str,
     vars: &BTreeMap<String, serde_json::Value>,
-) -> Result<String, Problem> {
-    template::render_guest_file(text, vars).map_err(|p| {
-        p.in_source(SourceText {
-            name: shown.to_string(),
-            text: Arc::new(text.to_string()),
-        })
-    })
+) -> Result<template::Rendering, Problem> {
+    template::render_guest_file(text, vars)
+        .map_err(|p| p.in_source(SourceText::new(shown, text.to_string())))
 }
 
 /// A one-line account of a rendering problem, for callers that report strings: the message,

@@ -124,7 +124,8 @@ fn check_guest_files(
     Ok(loaded)
 }
 
-/// Renders the plan file's template, for `plan render`.
+/// Renders the plan file's template, for `plan render`: secrets the template writes are shown
+/// as `(sensitive)`.
 pub fn render(path: &Path, overrides: &Overrides) -> Result<String, LoadFailure> {
     let text = read_plan(path)?;
     let original = original_source(path, &text);
@@ -135,10 +136,17 @@ pub fn render(path: &Path, overrides: &Overrides) -> Result<String, LoadFailure>
     if d.has_errors() {
         return Err(fail(original, d));
     }
-    template::render(&text, &context(&params, &kcli, &name)).map_err(|p| {
-        d.push(p);
-        fail(original, d)
-    })
+    template::render(&text, &context(&params, &kcli, &name))
+        .map(|rendering| {
+            let named = yaml::parse(&rendering.text)
+                .map(|(root, _)| root.secret_spans())
+                .unwrap_or_default();
+            rendering.hiding(named).shown()
+        })
+        .map_err(|p| {
+            d.push(p);
+            fail(original, d)
+        })
 }
 
 fn read_plan(path: &Path) -> Result<String, LoadFailure> {
@@ -152,10 +160,7 @@ fn read_plan(path: &Path) -> Result<String, LoadFailure> {
 }
 
 fn original_source(path: &Path, text: &str) -> SourceText {
-    SourceText {
-        name: path.display().to_string(),
-        text: Arc::new(text.to_string()),
-    }
+    SourceText::new(path.display().to_string(), text.to_string())
 }
 
 fn values(params: &BTreeMap<String, params::Param>) -> BTreeMap<String, serde_json::Value> {
@@ -166,12 +171,37 @@ fn values(params: &BTreeMap<String, params::Param>) -> BTreeMap<String, serde_js
 }
 
 /// The plan's name as its templates see it (`{{ plan }}`, `NAME_default.yml`): `--name`, else
-/// the file's stem.
+/// the one the file gives (`default_plan_name`).
 fn plan_name(path: &Path, overrides: &Overrides) -> String {
-    overrides.name.clone().unwrap_or_else(|| {
-        path.file_stem()
-            .map_or_else(|| "plan".into(), |s| s.to_string_lossy().into_owned())
-    })
+    overrides
+        .name
+        .clone()
+        .unwrap_or_else(|| default_plan_name(path))
+}
+
+/// kcli's name for the plan file every kcli plan directory holds: it tells no lab apart.
+pub const KCLI_PLAN_FILE: &str = "kcli_plan";
+
+/// The name a plan file gives its plan when `--name` does not: the file's name without its
+/// extension, except for kcli's `kcli_plan.yml`, which every kcli plan directory holds, so two
+/// labs would be one plan: that one is named after its directory (`labs/ocp/kcli_plan.yml` is
+/// plan `ocp`).
+pub fn default_plan_name(path: &Path) -> String {
+    let stem = path
+        .file_stem()
+        .map_or_else(|| "plan".into(), |s| s.to_string_lossy().into_owned());
+    if stem != KCLI_PLAN_FILE {
+        return stem;
+    }
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let directory = std::fs::canonicalize(&absolute)
+        .ok()
+        .and_then(|real| real.parent().map(Path::to_path_buf))
+        .or_else(|| absolute.parent().map(Path::to_path_buf));
+    directory
+        .as_deref()
+        .and_then(Path::file_name)
+        .map_or(stem, |d| d.to_string_lossy().into_owned())
 }
 
 /// What the plan's template sees, as in kcli: the kcli configuration's `config_*` values and
@@ -323,12 +353,13 @@ fn document(
         }
     };
     // Problems from here on point into the rendered text; say so when it differs from the file.
-    let source = if rendered == text {
+    let mut source = if rendered.text == text {
         original_source(path, text)
     } else {
         SourceText {
             name: format!("{} (after templating; see `plan render`)", path.display()),
-            text: Arc::new(rendered),
+            text: Arc::new(rendered.text.clone()),
+            secrets: Arc::new(rendered.secrets.clone()),
         }
     };
     let mut root = match yaml::parse(&source.text) {
@@ -343,8 +374,15 @@ fn document(
             return None;
         }
     };
+    // The values of keys named like secrets are hidden too, as the plan wrote them.
+    let mut hidden = source.secrets.as_ref().clone();
+    hidden.extend(root.secret_spans());
+    source.secrets = Arc::new(crate::secrets::merged(hidden));
     let includes = include::split(&mut root, d);
-    let read_entries = read::read_entries(&root, kcli, d);
+    let mut read_entries = read::read_entries(&root, kcli, d);
+    if !rendered.secrets.is_empty() {
+        show_secrets_where_they_are(&mut read_entries.entries, &rendered, kcli);
+    }
     let mut document = Document {
         source,
         parameters: values(&params),
@@ -378,6 +416,34 @@ fn document(
     validate::validate(&own, d);
     graph::build_skipping(&own, &known, d);
     Some(document)
+}
+
+/// Gives each VM of `entries` its free text as a reviewer may see it (`ShownText`), read from
+/// the plan rendered with each secret its template wrote shown as `(sensitive)`.
+fn show_secrets_where_they_are(
+    entries: &mut [model::Entry],
+    rendered: &template::Rendering,
+    kcli: &KcliConfig,
+) {
+    // Its problems are the real text's, reported already.
+    let mut ignored = Diagnostics::default();
+    let shown = match yaml::parse(&rendered.shown()) {
+        Ok((mut root, _)) => {
+            include::split(&mut root, &mut ignored);
+            read::read_entries(&root, kcli, &mut ignored).entries
+        }
+        Err(_) => Vec::new(),
+    };
+    for entry in entries {
+        let model::EntryKind::Vm(vm) = &mut entry.kind else {
+            continue;
+        };
+        let twin = shown.iter().find_map(|e| match &e.kind {
+            model::EntryKind::Vm(twin) if e.name == entry.name => Some(&**twin),
+            _ => None,
+        });
+        vm.shown = Some(model::ShownText::of(vm, twin));
+    }
 }
 
 /// Reads the plan `inc` names into `document`, its problems pointing into its own text.

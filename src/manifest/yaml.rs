@@ -52,6 +52,33 @@ impl Node {
         }
     }
 
+    /// Where the values of keys named like secrets (`rootpassword: x`, `admin_pwd: y`, at any
+    /// depth) are in the text: what `plan render` and diagnostics hide. Sorted.
+    pub fn secret_spans(&self) -> Vec<std::ops::Range<usize>> {
+        fn walk(node: &Node, secret: bool, out: &mut Vec<std::ops::Range<usize>>) {
+            match &node.value {
+                Value::Seq(items) => items.iter().for_each(|n| walk(n, secret, out)),
+                Value::Map(entries) => {
+                    for (k, v) in entries {
+                        let named = k
+                            .key_text()
+                            .is_some_and(|k| crate::secrets::is_sensitive_name(&k));
+                        walk(v, secret || named, out);
+                    }
+                }
+                Value::Str(_) | Value::Int(_) | Value::Float(_) if secret => {
+                    out.push(node.span.range());
+                }
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        walk(self, false, &mut out);
+        out.sort_by_key(|r| r.start);
+        out.dedup();
+        out
+    }
+
     /// A copy whose every span is `span`: a node from another file, pointed at a place in this one.
     pub fn respanned(&self, span: Span) -> Node {
         let value = match &self.value {

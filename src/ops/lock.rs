@@ -58,13 +58,7 @@ impl Session {
     ) -> Result<PlanLock, Refusal> {
         let holder = LockHolder::this_process(&self.name, command);
         let mut unlock = format!("plan unlock {}", request.file.display());
-        if Some(&request.name)
-            != request
-                .file
-                .file_stem()
-                .map(|s| s.to_string_lossy().into())
-                .as_ref()
-        {
+        if request.name != crate::manifest::default_plan_name(&request.file) {
             unlock.push_str(&format!(" --name {}", request.name));
         }
         if let Some(provider) = &request.provider {

@@ -57,7 +57,7 @@ pub async fn diff(
         let unmarked = session.tell_holders(view).await;
         let mut observed = session.observe(view).await?;
         Session::note_killed_runs(&mut observed, &unmarked);
-        let plan = merged(&request.name, session.plan(&observed)?);
+        let plan = merged(request, session.plan(&observed)?);
         view.event(Event::Plan(&plan));
         if let Some(out) = out {
             save(request, loaded, &plan, &session.fingerprint(&observed), out)?;
@@ -182,6 +182,7 @@ pub async fn apply_saved(
         targets: saved.targets.clone(),
         replace: saved.replace.clone(),
         overrides,
+        plan_moved: saved.plan_moved,
         ..Request::new(&saved.file, Some(saved.name.clone()))
     };
     let intents = match intent::intents(&loaded.manifest, &request.name, &request.base) {
@@ -237,7 +238,7 @@ async fn converge(
                 }
             }
             let parts = session.plan(&observed)?;
-            let plan = merged(&request.name, parts.clone());
+            let plan = merged(request, parts.clone());
             view.event(Event::Plan(&plan));
             if reviewed.is_some_and(|saved| !saved.same_changes(&plan)) {
                 return Err(Refusal::Stale(
@@ -390,9 +391,10 @@ fn waiting_for_restart(request: &Request, mut vms: Vec<String>, view: &dyn View)
 }
 
 /// The parts' changes as one plan.
-fn merged(name: &str, parts: Vec<Plan>) -> Plan {
+fn merged(request: &Request, parts: Vec<Plan>) -> Plan {
     Plan {
-        name: name.to_string(),
+        name: request.name.clone(),
+        source: Some(request.source.clone()),
         unchanged: parts.iter().map(|p| p.unchanged).sum(),
         changes: parts.into_iter().flat_map(|p| p.changes).collect(),
     }
@@ -423,6 +425,7 @@ fn save(
         sensitive_params,
         targets: request.targets.clone(),
         replace: request.replace.clone(),
+        plan_moved: request.plan_moved,
         fingerprints: saved::Fingerprints {
             source: saved::source_fingerprint(&loaded.text),
             parameters: saved::parameters_fingerprint(&loaded.manifest.parameters),

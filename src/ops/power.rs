@@ -152,6 +152,7 @@ fn power_changes(
         }
         parts.push(Plan {
             name: session.name.clone(),
+            source: None,
             changes,
             unchanged: 0,
         });

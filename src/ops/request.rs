@@ -22,15 +22,37 @@ pub struct Request {
     pub replace: Vec<String>,
     /// The parameter files and `-P` values the plan was read with, for a saved plan to record.
     pub overrides: Overrides,
+    /// Where the plan is applied from (`plan_source`), recorded in every mark it writes.
+    pub source: String,
+    /// `--plan-moved`: resources this plan's name marks that were applied from another file
+    /// are this plan's all the same (the file was moved or renamed); their marks then record
+    /// this file.
+    pub plan_moved: bool,
+}
+
+/// Where a plan is applied from, as its marks record it: the plan file's absolute path, with
+/// symbolic links resolved when it exists. Two labs whose plans share a name (`--name`, or
+/// two `site.yml`) are told apart by it.
+pub fn plan_source(file: &Path) -> String {
+    let absolute = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+    // A file that is gone (a destroy after it was deleted) is where it was: its directory's
+    // real path, with its name.
+    let gone = || {
+        let parent = std::fs::canonicalize(absolute.parent()?).ok()?;
+        Some(parent.join(absolute.file_name()?))
+    };
+    std::fs::canonicalize(&absolute)
+        .ok()
+        .or_else(gone)
+        .unwrap_or(absolute)
+        .display()
+        .to_string()
 }
 
 impl Request {
     /// A request for `file`, named `name` or after the file.
     pub fn new(file: &Path, name: Option<String>) -> Request {
-        let name = name.unwrap_or_else(|| {
-            file.file_stem()
-                .map_or_else(|| "plan".into(), |s| s.to_string_lossy().into_owned())
-        });
+        let name = name.unwrap_or_else(|| crate::manifest::default_plan_name(file));
         Request {
             file: file.to_path_buf(),
             name,
@@ -39,6 +61,8 @@ impl Request {
             targets: Vec::new(),
             replace: Vec::new(),
             overrides: Overrides::default(),
+            source: plan_source(file),
+            plan_moved: false,
         }
     }
 }

@@ -148,6 +148,8 @@ impl Guest {
 /// A plan, split over the providers it uses, each one opened.
 pub struct Session {
     pub name: String,
+    /// The plan's name and the file it is applied from, for the planner.
+    identity: plan::Identity,
     goal: Goal,
     pub(super) sites: Vec<Site>,
     /// `--target`: the entries in focus (with what they need, or for destroy what needs them).
@@ -261,6 +263,11 @@ impl Session {
         }
         Ok(Session {
             name: request.name.clone(),
+            identity: plan::Identity {
+                name: request.name.clone(),
+                source: Some(request.source.clone()),
+                moved: request.plan_moved,
+            },
             goal,
             sites,
             focus,
@@ -449,7 +456,7 @@ impl Session {
         let mut problems = Vec::new();
         for (site, observed) in self.sites.iter().zip(observed) {
             let rules = site.opened.provider.rules();
-            match plan::plan(&self.name, &site.desired, observed, rules) {
+            match plan::plan(&self.identity, &site.desired, observed, rules) {
                 Ok(mut p) => {
                     p.changes.retain(|c| self.in_focus(c));
                     for c in &mut p.changes {

@@ -612,14 +612,14 @@ fn vm_intent(
     let cloud_init = if vm.cloudinit {
         let mut vars = guestfiles::vm_variables(manifest, name, vm);
         vars.insert("plan".into(), plan.into());
-        let input = seed_input(name, vm, &vars, seed_nics, base, read_file)?;
+        let (input, shown) = seed_inputs(name, vm, &vars, seed_nics, base, read_file)?;
         let documents = cloudinit::documents(&input);
         let sha256 = hex::encode(Sha256::digest(format!(
             "{}\n{}\n{}",
             documents.user_data, documents.meta_data, documents.network_config
         )));
         Some(CloudInit {
-            review: cloudinit::review_text(&input),
+            review: cloudinit::review_text(&shown),
             documents,
             sha256,
             storage: refer(&vm.pool, m::Kind::Pool),
@@ -690,14 +690,16 @@ fn absolute_url(url: &str, base: &Path) -> String {
     }
     clean.display().to_string()
 }
-fn seed_input(
+/// What a VM's seed holds, and the same as a reviewer may see it: each secret that a template
+/// wrote into its commands, files and scripts shown as `(sensitive)` where it is.
+fn seed_inputs(
     name: &str,
     vm: &m::Vm,
     vars: &BTreeMap<String, serde_json::Value>,
     nics: Vec<SeedNic>,
     base: &Path,
     read_file: ReadFile,
-) -> Result<SeedInput, String> {
+) -> Result<(SeedInput, SeedInput), String> {
     let read = |path: &str| {
         let expanded = guestfiles::locate(path, base);
         let text = if path.starts_with("~/") {
@@ -712,33 +714,45 @@ fn seed_input(
         guestfiles::render(&text, path, vars)
             .map_err(|p| format!("vm {name}: {}", guestfiles::one_line(&p)))
     };
-    let mut files = Vec::new();
-    for f in &vm.files {
-        let content = match &f.source {
-            m::FileSource::Content(c) => c.clone(),
-            m::FileSource::Origin(path) if f.render => {
-                render(read(path)?, path, &guestfiles::file_variables(vars, f))?
+    let shown_text = vm.shown.as_ref();
+    let (mut files, mut shown_files) = (Vec::new(), Vec::new());
+    for (i, f) in vm.files.iter().enumerate() {
+        let (content, shown) = match &f.source {
+            m::FileSource::Content(c) => {
+                let shown = shown_text.and_then(|s| s.contents.get(i).cloned().flatten());
+                (c.clone(), shown.unwrap_or_else(|| c.clone()))
             }
-            m::FileSource::Origin(path) => read(path)?,
+            m::FileSource::Origin(path) if f.render => {
+                let rendered = render(read(path)?, path, &guestfiles::file_variables(vars, f))?;
+                let shown = rendered.shown();
+                (rendered.text, shown)
+            }
+            m::FileSource::Origin(path) => {
+                let text = read(path)?;
+                (text.clone(), text)
+            }
         };
         crate::secrets::register_private_keys(&content);
-        files.push(SeedFile {
+        let file = |content| SeedFile {
             path: f.path.clone(),
             content,
             owner: f.owner.clone(),
             mode: f.mode,
-        });
+        };
+        files.push(file(content));
+        shown_files.push(file(shown));
     }
-    let mut scripts = Vec::new();
+    let (mut scripts, mut shown_scripts) = (Vec::new(), Vec::new());
     for script in &vm.scripts {
         let file = Path::new(script)
             .file_name()
             .map_or(script.clone(), |f| f.to_string_lossy().into_owned());
-        let content = render(read(script)?, script, vars)?;
-        crate::secrets::register_private_keys(&content);
-        scripts.push((file, content));
+        let rendered = render(read(script)?, script, vars)?;
+        crate::secrets::register_private_keys(&rendered.text);
+        shown_scripts.push((file.clone(), rendered.shown()));
+        scripts.push((file, rendered.text));
     }
-    Ok(SeedInput {
+    let input = SeedInput {
         hostname: name.to_string(),
         domain: vm.domain.clone(),
         keys: vm.keys.clone(),
@@ -747,7 +761,15 @@ fn seed_input(
         files,
         root_password: vm.rootpassword.as_ref().map(|s| s.expose().to_string()),
         nics,
-    })
+    };
+    let shown = SeedInput {
+        keys: shown_text.map_or_else(|| vm.keys.clone(), |s| s.keys.clone()),
+        cmds: shown_text.map_or_else(|| vm.cmds.clone(), |s| s.cmds.clone()),
+        scripts: shown_scripts,
+        files: shown_files,
+        ..input.clone()
+    };
+    Ok((input, shown))
 }
 
 #[cfg(test)]

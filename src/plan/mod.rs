@@ -83,6 +83,9 @@ pub struct Change {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Plan {
     pub name: String,
+    /// The file the plan is applied from, which apply records in every mark it writes.
+    #[serde(skip)]
+    pub source: Option<String>,
     pub changes: Vec<Change>,
     /// Resources already as declared.
     pub unchanged: usize,
@@ -98,14 +101,38 @@ impl Plan {
     }
 }
 
-/// Computes the changes that bring `observed` to `desired` for plan `name`. `rules` are the
-/// provider's: what a change costs there, and what only it knows.
+/// Which plan is planned, and from which file. Its name marks what it makes; the file tells
+/// apart two plans that share a name (two labs' `site.yml`, or a `--name` given by mistake).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    pub name: String,
+    /// The plan file it is applied from (`ops::request::plan_source`); `None` when no
+    /// provider is asked (plan against plan).
+    pub source: Option<String>,
+    /// `--plan-moved`: what carries the plan's name is the plan's, whichever file it was
+    /// applied from (the file was moved or renamed); the marks then record this one.
+    pub moved: bool,
+}
+
+impl Identity {
+    /// A plan known by its name alone (plan against plan, and tests).
+    pub fn named(name: &str) -> Identity {
+        Identity {
+            name: name.to_string(),
+            ..Identity::default()
+        }
+    }
+}
+
+/// Computes the changes that bring `observed` to `desired` for the plan `identity` names.
+/// `rules` are the provider's: what a change costs there, and what only it knows.
 pub fn plan(
-    name: &str,
+    identity: &Identity,
     desired: &Desired,
     observed: &Observed,
     rules: &dyn Rules,
 ) -> Result<Plan, Vec<String>> {
+    let name = identity.name.as_str();
     let mut problems = Vec::new();
     for id in &desired.external {
         if observed.get(id).is_none() {
@@ -358,9 +385,17 @@ pub fn plan(
     restarts_to_see(&mut changes, desired, observed, rules, &mut unchanged);
     moves_with_networks(&mut changes, desired, observed, rules, &mut unchanged);
     problems.extend(guard_problems(&changes, desired, observed, rules));
+    problems.extend(applied_elsewhere(
+        identity,
+        &mut changes,
+        desired,
+        observed,
+        &mut unchanged,
+    ));
     if problems.is_empty() {
         let mut plan = Plan {
             name: name.to_string(),
+            source: identity.source.clone(),
             changes,
             unchanged,
         };
@@ -423,8 +458,9 @@ fn restarts_to_see(
     }
 }
 
-/// An update of a running VM that has no change of its own, made because a resource it uses
-/// is made again (`restarts_to_see`, `moves_with_networks`).
+/// An update of a resource (a running VM) that has no change of its own, made because a
+/// resource it uses is made again (`restarts_to_see`, `moves_with_networks`), or because its
+/// mark must record another file (`applied_elsewhere`).
 fn vm_follows(
     vm: &DesiredResource,
     observed: &Observed,
@@ -500,6 +536,108 @@ fn moves_with_networks(
 
 const REPLACE_REQUESTED: &str = "replacement requested with --replace";
 
+/// Resources that carry the plan's name but were applied from another file: another lab whose
+/// plan has the same name, which this run must not change or prune, unless the user says the
+/// file was moved (`--plan-moved`), and then each mark is rewritten to record this file (an
+/// update of the mark alone where nothing else changes). Marks that record no file (written
+/// before siteplan recorded one) are taken as this file's.
+fn applied_elsewhere(
+    identity: &Identity,
+    changes: &mut Vec<Change>,
+    desired: &Desired,
+    observed: &Observed,
+    unchanged: &mut usize,
+) -> Vec<String> {
+    let Some(here) = &identity.source else {
+        return Vec::new();
+    };
+    let mut elsewhere: BTreeMap<&str, Vec<&ResourceId>> = BTreeMap::new();
+    for (id, live) in observed.owned_by(&identity.name) {
+        if let Some(there) = live.owner.as_ref().and_then(|m| m.applied_from.as_deref()) {
+            if there != here {
+                elsewhere.entry(there).or_default().push(id);
+            }
+        }
+    }
+    if elsewhere.is_empty() {
+        return Vec::new();
+    }
+    if !identity.moved {
+        return elsewhere
+            .into_iter()
+            .map(|(there, ids)| {
+                let deleting = changes
+                    .iter()
+                    .filter(|c| {
+                        ids.contains(&&c.id) && matches!(c.action, Action::Delete | Action::Replace)
+                    })
+                    .count();
+                let doing = if deleting > 0 {
+                    format!("; this run would delete {deleting} of them")
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{} of plan `{}` {} applied from {there}, not from this file ({here}){doing}. \
+                     If this file is that plan, moved or renamed, run again with --plan-moved \
+                     (its marks then record this file); if it is another lab, give it a name \
+                     of its own with --name",
+                    list_ids(&ids),
+                    identity.name,
+                    if ids.len() == 1 { "was" } else { "were" },
+                )
+            })
+            .collect();
+    }
+    for (there, ids) in elsewhere {
+        for id in ids {
+            let moved = AttributeChange {
+                name: "applied_from".into(),
+                before: Some(there.into()),
+                after: Some(here.as_str().into()),
+                disruption: crate::provider::Disruption::Live,
+            };
+            match changes.iter_mut().find(|c| &c.id == id) {
+                // Made again or deleted: the new mark records this file anyway.
+                Some(c) if matches!(c.action, Action::Replace | Action::Delete) => {}
+                Some(c) => {
+                    c.action = Action::Update;
+                    c.attributes.push(moved);
+                }
+                None => {
+                    let Some(resource) = desired.get(id) else {
+                        continue;
+                    };
+                    *unchanged = unchanged.saturating_sub(1);
+                    changes.push(vm_follows(
+                        resource,
+                        observed,
+                        moved,
+                        "the plan file was moved (--plan-moved): its mark records this one".into(),
+                        crate::provider::Disruption::Live,
+                    ));
+                }
+            }
+        }
+    }
+    Vec::new()
+}
+
+/// `a`, `a and b`, `a, b and 3 more`: resources named in one sentence.
+fn list_ids(ids: &[&ResourceId]) -> String {
+    let shown: Vec<String> = ids.iter().take(3).map(ToString::to_string).collect();
+    match ids.len() {
+        0 => String::new(),
+        1 => shown[0].clone(),
+        2 | 3 => format!(
+            "{} and {}",
+            shown[..shown.len() - 1].join(", "),
+            shown[shown.len() - 1]
+        ),
+        n => format!("{} and {} more", shown.join(", "), n - 3),
+    }
+}
+
 /// What the guards forbid among `changes`: the plan's, for what it declares; for what it does
 /// not declare (or when it could not be read), the guard recorded in the resource's mark.
 fn guard_problems(
@@ -574,6 +712,7 @@ pub fn between(
     new: &Desired,
     rules: &dyn Rules,
 ) -> Result<Plan, Vec<String>> {
+    let identity = Identity::named(name);
     let mut applied = Observed::default();
     for r in &old.resources {
         applied.resources.insert(
@@ -585,6 +724,7 @@ pub fn between(
                     spec: r.spec.clone(),
                     prevent_destroy: old.guards_of(&r.spec.id()).prevent_destroy,
                     created: None,
+                    applied_from: None,
                 }),
                 active: true,
                 empty: None,
@@ -596,7 +736,7 @@ pub fn between(
         external: Vec::new(),
         ..new.clone()
     };
-    plan(name, &new, &applied, rules)
+    plan(&identity, &new, &applied, rules)
 }
 
 /// "`cidr` forces replacement", "`cidr` and `dhcp` force replacement".

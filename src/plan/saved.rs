@@ -40,6 +40,9 @@ pub struct SavedPlan {
     pub sensitive_params: Vec<String>,
     pub targets: Vec<String>,
     pub replace: Vec<String>,
+    /// `--plan-moved` was given: the reviewed changes rewrite marks made from another file.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub plan_moved: bool,
     pub fingerprints: Fingerprints,
     /// What was reviewed: the document `plan diff --format json` prints (kept as a JSON value,
     /// so that comparing it is comparing what was written).

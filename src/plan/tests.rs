@@ -85,6 +85,7 @@ fn owned(specs: &[Spec], plan: &str) -> Observed {
                     spec: s.clone(),
                     prevent_destroy: false,
                     created: None,
+                    applied_from: None,
                 }),
                 active: true,
                 empty: None,
@@ -96,7 +97,7 @@ fn owned(specs: &[Spec], plan: &str) -> Observed {
 }
 
 fn run(d: &Desired, o: &Observed) -> Result<Plan, Vec<String>> {
-    plan("lab", d, o, &LibvirtRules)
+    plan(&crate::plan::Identity::named("lab"), d, o, &LibvirtRules)
 }
 
 #[test]

@@ -97,11 +97,27 @@ struct WriteFile {
 /// Where scripts are written in the guest before they run.
 const SCRIPT_DIR: &str = "/var/lib/siteplan/scripts";
 
-/// The documents as a reviewer may see them: the user-data and network-config, with the root
-/// password replaced by `(sensitive)`.
+/// The documents as a reviewer may see them: the user-data and network-config of `input` (the
+/// seed with each templated secret already shown as `(sensitive)`), with the root password and
+/// every private key block replaced by `(sensitive)` too, before the YAML indents them.
 pub fn review_text(input: &SeedInput) -> String {
+    let hide = crate::secrets::hide_private_keys;
     let shown = SeedInput {
         root_password: input.root_password.as_ref().map(|_| SENSITIVE.to_string()),
+        cmds: input.cmds.iter().map(|c| hide(c)).collect(),
+        scripts: input
+            .scripts
+            .iter()
+            .map(|(name, content)| (name.clone(), hide(content)))
+            .collect(),
+        files: input
+            .files
+            .iter()
+            .map(|f| SeedFile {
+                content: hide(&f.content),
+                ..f.clone()
+            })
+            .collect(),
         ..input.clone()
     };
     let docs = documents(&shown);

@@ -40,14 +40,18 @@ pub struct Owner {
     /// The resource's `prevent_destroy`, recorded in its mark so that the guard holds even when
     /// the plan file can no longer be read.
     pub prevent_destroy: bool,
+    /// The plan file it is applied from (`ops::request::plan_source`), recorded in its mark.
+    pub applied_from: Option<String>,
 }
 
 impl Owner {
-    /// The owner for changes that record no guard (deletes, and tests).
+    /// The owner for changes that record no guard and no file (deletes, day-two commands,
+    /// and tests).
     pub fn plan(plan: &str) -> Owner {
         Owner {
             plan: plan.to_string(),
             prevent_destroy: false,
+            applied_from: None,
         }
     }
 }
@@ -66,6 +70,10 @@ pub struct OwnerMark {
     /// When it was created (RFC 3339), kept through updates, for `plan info`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<String>,
+    /// The plan file it was last applied from; marks written before siteplan recorded it have
+    /// none. A plan of the same name applied from another file is refused (`plan::identity`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_from: Option<String>,
 }
 
 /// Where an address shown for a VM comes from.

@@ -263,8 +263,9 @@ impl VolumeFormat {
     }
 }
 
-/// Where a volume's initial content comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Where a volume's initial content comes from. Two are equal when they say the same: the
+/// bytes of generated content are compared by their digest (a live volume's are not read back).
+#[derive(Debug, Clone, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum VolumeSource {
     /// Empty (or backed by another volume).
@@ -282,6 +283,26 @@ pub enum VolumeSource {
         #[serde(skip)]
         bytes: Vec<u8>,
     },
+}
+
+impl PartialEq for VolumeSource {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (VolumeSource::Blank, VolumeSource::Blank) => true,
+            (VolumeSource::Fetch { url, sha256 }, VolumeSource::Fetch { url: u, sha256: s }) => {
+                url == u && sha256 == s
+            }
+            (
+                VolumeSource::Generated { sha256, review, .. },
+                VolumeSource::Generated {
+                    sha256: s,
+                    review: r,
+                    ..
+                },
+            ) => sha256 == s && review == r,
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -40,6 +40,12 @@ impl Plan {
         self
     }
 
+    /// One argument that is a path.
+    pub fn arg_path(mut self, path: &Path) -> Plan {
+        self.cmd.arg(path);
+        self
+    }
+
     /// `-P` for each `key=value`.
     pub fn params(mut self, params: &[&str]) -> Plan {
         for p in params {

@@ -49,7 +49,7 @@ fn keys_of_its_own_are_warnings_and_reach_the_scripts_in_the_seed() {
         .block_on(provider.read_volume("default", "lab-worker-1-cidata.img"))
         .expect("the seed");
     let user_data = read_seed_file(&seed, "user-data").expect("user-data");
-    let script = "    #!/bin/sh\n    echo \"joining lab-worker-1 as worker to 10.30.0.10 in lab.local\"\n    echo \"keepalived vip 10.30.0.100\"\n    echo \"plan kcli_plan on kvm\"\n";
+    let script = "    #!/bin/sh\n    echo \"joining lab-worker-1 as worker to 10.30.0.10 in lab.local\"\n    echo \"keepalived vip 10.30.0.100\"\n    echo \"plan scripts on kvm\"\n";
     assert!(user_data.contains(script), "{user_data}");
     assert!(
         user_data.contains("    Welcome to lab-worker-1\n"),

@@ -9,6 +9,7 @@ mod concurrency;
 mod crash;
 mod day_two;
 mod guests;
+mod identity;
 mod kcli;
 mod kube_api;
 mod kubevirt;

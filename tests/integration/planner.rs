@@ -79,6 +79,7 @@ fn observed(before: Option<&Path>, state: &State) -> Observed {
             spec: r.spec.clone(),
             prevent_destroy: has(&state.guarded, &address),
             created: None,
+            applied_from: None,
         });
         observed.resources.insert(
             id,
@@ -113,7 +114,12 @@ fn every_case_plans_as_its_snapshot_says() {
         };
         let observed = observed(before.is_file().then_some(before.as_path()), &state);
         let wanted = desired(&case.join("plan.yml"));
-        let shown = match plan::plan(PLAN, &wanted, &observed, &LibvirtRules) {
+        let shown = match plan::plan(
+            &plan::Identity::named(PLAN),
+            &wanted,
+            &observed,
+            &LibvirtRules,
+        ) {
             Ok(p) => render::human(&p),
             Err(problems) => format!("refused:\n{}\n", problems.join("\n")),
         };

@@ -237,3 +237,103 @@ fn no_digest_of_a_seed_appears_and_a_changed_root_password_still_shows() {
         }
     }
 }
+
+/// Copies the fixture plan `name` (and the key files it reads) into a lab directory of its own.
+fn lab_with(tmp: &Path, name: &str) -> std::path::PathBuf {
+    let lab = tmp.join("lab");
+    std::fs::create_dir_all(lab.join("keys")).expect("lab");
+    let fixtures = crate::harness::root().join("tests/fixtures/secrets");
+    for file in [name, "keys/id_ed25519"] {
+        std::fs::copy(fixtures.join(file), lab.join(file)).expect("copy");
+    }
+    lab.join(name)
+}
+
+#[test]
+fn kcli_secret_names_and_keys_of_several_lines_never_show_and_no_name_is_hidden() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let sandbox = tmp.path().join("sandbox");
+    let site = lab_with(tmp.path(), "kcli-names.yml");
+    let site_arg = site.to_string_lossy().into_owned();
+    let saved = tmp.path().join("saved.plan");
+    let saved_arg = saved.to_string_lossy().into_owned();
+    let mut outputs = Vec::new();
+    for args in [
+        vec!["validate"],
+        vec!["render"],
+        vec!["diff"],
+        vec!["diff", "--format", "json"],
+        vec!["diff", "--format", "markdown"],
+        vec!["diff", "--out", saved_arg.as_str()],
+        vec!["apply", "--yes", "-v"],
+        vec!["status", "-o", "json"],
+        vec!["output", "--format", "ssh-config", "--user", "debian"],
+        vec!["output", "--format", "ansible", "--user", "debian"],
+        vec!["output", "--format", "hosts"],
+        vec!["output", "--format", "json", "--user", "debian"],
+        vec!["info"],
+    ] {
+        let mut all = args.clone();
+        all.push(site_arg.as_str());
+        if args[0] == "info" {
+            all.push("debian1");
+        }
+        if args[0] != "validate" && args[0] != "render" {
+            all.extend(["--provider", "sandbox"]);
+        }
+        let (ok, text) = plan(&sandbox, &all);
+        assert!(ok, "plan {args:?}: {text}");
+        assert!(
+            !text.contains("PLANTED"),
+            "plan {args:?} shows a secret:\n{text}"
+        );
+        outputs.push(text);
+    }
+    let file = std::fs::read_to_string(&saved).expect("saved plan");
+    assert!(!file.contains("PLANTED"), "the saved plan:\n{file}");
+    // The sandbox's state holds the pool's ledger, whose marks keep the seed's review text.
+    let state = std::fs::read_to_string(sandbox.join("state.json")).expect("state");
+    assert!(
+        state.contains("siteplan-ledger.json"),
+        "the pool has a ledger"
+    );
+    assert!(
+        !state.contains("PLANTED"),
+        "the sandbox's state shows a secret"
+    );
+
+    // Each secret is hidden where it is, and only there.
+    let diff = &outputs[2];
+    for shown in [
+        "echo debian:(sensitive) | chpasswd",
+        "useradd -m debian",
+        "apt-get install -y debian-keyring",
+        "--activationkey (sensitive) --org 1234",
+        "https://x:(sensitive)@github.com/org/repo",
+        "hostname: debian1",
+        "password: (sensitive)",
+        "content: Welcome to debian1, user debian",
+        "pool:           \"debian\"",
+        "+ vm/debian1",
+    ] {
+        assert!(diff.contains(shown), "the diff lacks {shown:?}:\n{diff}");
+    }
+    let rendered = &outputs[1];
+    assert!(
+        rendered.contains("rootpassword: (sensitive)\n"),
+        "{rendered}"
+    );
+    assert!(rendered.contains("  pool: debian\n"), "{rendered}");
+    for (i, text) in outputs.iter().enumerate().skip(7) {
+        assert!(
+            !text.contains(secrets_shown_as()),
+            "output {i} hides a name:\n{text}"
+        );
+    }
+    assert!(outputs[8].contains("Host debian1") && outputs[8].contains("User debian"));
+}
+
+/// What a hidden secret shows as.
+fn secrets_shown_as() -> &'static str {
+    siteplan::secrets::SENSITIVE
+}

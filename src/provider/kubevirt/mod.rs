@@ -95,6 +95,9 @@ fn mark_of(kind: ResourceKind, live: &Value) -> Option<OwnerMark> {
             secret_data: Default::default(),
         }),
         prevent_destroy: annotations[PREVENT_DESTROY].as_str() == Some("true"),
+        applied_from: annotations[objects::APPLIED_FROM]
+            .as_str()
+            .map(str::to_string),
         created: live["metadata"]["creationTimestamp"]
             .as_str()
             .map(str::to_string),

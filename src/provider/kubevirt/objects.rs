@@ -25,6 +25,7 @@ pub const PLAN_LABEL: &str = "siteplan.io/plan";
 pub const KCLI_PLAN: &str = "kcli/plan";
 pub const CREATED_FROM: &str = "siteplan.io/created-from";
 pub const PREVENT_DESTROY: &str = "siteplan.io/prevent-destroy";
+pub const APPLIED_FROM: &str = "siteplan.io/applied-from";
 
 /// A Secret's fields: the digest of its data (which a live Secret's data gives again) and the
 /// data as text for review, secrets replaced (which only the mark holds).
@@ -436,6 +437,9 @@ pub fn manifest(spec: &ObjectSpec, namespace: &str, owner: &Owner) -> Value {
     let mut annotations = json!({KCLI_PLAN: owner.plan, CREATED_FROM: created_from});
     if owner.prevent_destroy {
         annotations[PREVENT_DESTROY] = "true".into();
+    }
+    if let Some(file) = &owner.applied_from {
+        annotations[APPLIED_FROM] = file.as_str().into();
     }
     let mut manifest = json!({
         "apiVersion": api_version,

@@ -192,6 +192,7 @@ mod tests {
             }),
             prevent_destroy: false,
             created: None,
+            applied_from: None,
         }
     }
 

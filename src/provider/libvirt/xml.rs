@@ -57,6 +57,10 @@ fn metadata(w: &mut W, mark: Option<&OwnerMark>) -> io::Result<()> {
             Some(created) => owner.with_attribute(("created", created.as_str())),
             None => owner,
         };
+        let owner = match &mark.applied_from {
+            Some(file) => owner.with_attribute(("applied_from", file.as_str())),
+            None => owner,
+        };
         owner.write_text_content(BytesText::new(&spec))?;
         w.create_element("kvirt:info")
             .with_attribute(("xmlns:kvirt", KCLI_NS))
@@ -628,6 +632,7 @@ fn owner_mark(root: roxmltree::Node) -> Option<OwnerMark> {
         spec,
         prevent_destroy: owner.attribute("prevent_destroy") == Some("true"),
         created: owner.attribute("created").map(str::to_string),
+        applied_from: owner.attribute("applied_from").map(str::to_string),
     })
 }
 
@@ -1098,6 +1103,7 @@ mod tests {
             spec: Spec::Vm(spec.clone()),
             prevent_destroy: true,
             created: None,
+            applied_from: None,
         };
         let key = |volume: &str| ("lab".to_string(), volume.to_string());
         let facts = VolumeFacts {
