@@ -13,7 +13,8 @@ demo: deps
 	cargo build --release --quiet
 	@for plan in examples/*.yml; do \
 	  echo "== plan apply $$plan --provider sandbox --yes"; \
-	  SITEPLAN_SANDBOX_DIR=$(DEMO_SANDBOX) ./target/release/plan apply $$plan --provider sandbox --yes || exit 1; \
+	  SITEPLAN_SANDBOX_DIR=$(DEMO_SANDBOX) ./target/release/plan apply $$plan --provider sandbox --yes \
+	    --allow-read target/guest-image || exit 1; \
 	  echo; \
 	done
 	@echo "== plan diff examples/lab.yml --provider sandbox"

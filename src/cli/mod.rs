@@ -56,6 +56,11 @@ struct PlanArgs {
     /// means the same on every machine. Also: SITEPLAN_NO_KCLI_CONFIG=1
     #[arg(long)]
     no_kcli_config: bool,
+    /// Let the plan read this directory (and what is under it) or file besides its own
+    /// directory's tree: scripts, origin files, included and base plans, local images
+    /// (repeatable). Also: SITEPLAN_ALLOW_READ=DIR:DIR
+    #[arg(long = "allow-read", value_name = "PATH")]
+    allow_read: Vec<PathBuf>,
     /// The plan's name when the command is given one (`--name`): kcli's `NAME_default.yml` and
     /// `{{ plan }}` follow it. Set from the command's other arguments after parsing.
     #[arg(skip)]
@@ -73,6 +78,7 @@ impl PlanArgs {
             paramfiles: self.paramfiles.clone(),
             sets: self.params.clone(),
             name: self.name.clone(),
+            allow_read: self.allow_read.clone(),
         }
     }
 }

@@ -83,7 +83,8 @@ pub fn check(manifest: &Manifest, base: &Path, d: &mut Diagnostics) {
         let vars = vm_variables(manifest, &entry.name, vm);
         let mut one = |path: &str, vars: &BTreeMap<String, serde_json::Value>| {
             let file = locate(path, base);
-            let Ok(text) = std::fs::read_to_string(&file) else {
+            // A file the plan may not read was reported at its line when the plan was read.
+            let Ok(text) = manifest.access.read_text(&file) else {
                 return;
             };
             if let Err(problem) = render(&text, &file.display().to_string(), vars) {

@@ -3,6 +3,7 @@
 //! `load` is the one entry point. It never stops at the first problem: everything that can be
 //! checked is checked, and the caller gets either a valid plan (with warnings) or every problem.
 
+pub mod access;
 pub mod format;
 pub mod guestfiles;
 pub mod include;
@@ -132,7 +133,8 @@ pub fn render(path: &Path, overrides: &Overrides) -> Result<String, LoadFailure>
     let mut d = Diagnostics::default();
     let kcli = KcliConfig::load();
     let name = plan_name(path, overrides);
-    let (params, _) = params::resolve(&text, path, &name, overrides, &mut d);
+    let access = access::FileAccess::for_plan(path, &overrides.allow_read);
+    let (params, _) = params::resolve(&text, path, &name, overrides, &access, &mut d);
     if d.has_errors() {
         return Err(fail(original, d));
     }
@@ -150,12 +152,9 @@ pub fn render(path: &Path, overrides: &Overrides) -> Result<String, LoadFailure>
 }
 
 fn read_plan(path: &Path) -> Result<String, LoadFailure> {
-    std::fs::read_to_string(path).map_err(|e| LoadFailure {
+    access::read_given(path).map_err(|refused| LoadFailure {
         source: original_source(path, ""),
-        problems: vec![Problem::error(
-            "plan::read",
-            format!("cannot read {}: {e}", path.display()),
-        )],
+        problems: vec![Problem::error("plan::read", refused.message)],
     })
 }
 
@@ -248,7 +247,17 @@ pub fn load_text(
             )),
         );
     }
-    let Some(document) = document(text, path, overrides, &BTreeMap::new(), &kcli, 0, &mut d) else {
+    let access = access::FileAccess::for_plan(path, &overrides.allow_read);
+    let Some(document) = document(
+        text,
+        path,
+        overrides,
+        &BTreeMap::new(),
+        &kcli,
+        &access,
+        0,
+        &mut d,
+    ) else {
         return Err(fail(original, d));
     };
     let Document {
@@ -268,6 +277,7 @@ pub fn load_text(
         parameters,
         context,
         entries,
+        access,
     };
     // Each document was checked against its own text. Across included plans, the one graph
     // can still hold a cycle no single file shows: said without places, since its steps lie in
@@ -321,17 +331,19 @@ struct Document {
 /// Reads one plan file's `text`: parameters (with `inherited` ones over its own, as an
 /// including plan's are), template, YAML, entries, and the plans it includes. Problems go to
 /// `d`; `None` when nothing more can be read.
+#[allow(clippy::too_many_arguments)]
 fn document(
     text: &str,
     path: &Path,
     overrides: &Overrides,
     inherited: &BTreeMap<String, serde_json::Value>,
     kcli: &KcliConfig,
+    access: &access::FileAccess,
     depth: usize,
     d: &mut Diagnostics,
 ) -> Option<Document> {
     let name = plan_name(path, overrides);
-    let (mut params, read) = params::resolve(text, path, &name, overrides, d);
+    let (mut params, read) = params::resolve(text, path, &name, overrides, access, d);
     for (name, value) in inherited {
         params.insert(
             name.clone(),
@@ -379,6 +391,7 @@ fn document(
     hidden.extend(root.secret_spans());
     source.secrets = Arc::new(crate::secrets::merged(hidden));
     let includes = include::split(&mut root, d);
+    refuse_unreadable(&root, path, access, d);
     let mut read_entries = read::read_entries(&root, kcli, d);
     if !rendered.secrets.is_empty() {
         show_secrets_where_they_are(&mut read_entries.entries, &rendered, kcli);
@@ -399,9 +412,10 @@ fn document(
         parameters: document.parameters.clone(),
         context: document.context.clone(),
         entries: document.entries.clone(),
+        access: access.clone(),
     };
     for inc in includes {
-        include_plan(&mut document, &inc, path, kcli, depth, d);
+        include_plan(&mut document, &inc, path, kcli, access, depth, d);
     }
     // This document's own checks, against its own text: what the included plans declare is
     // known here (and checked in their own texts), so references to it are not reported.
@@ -446,23 +460,93 @@ fn show_secrets_where_they_are(
     }
 }
 
+/// Reports, at the line, each local file the document's entries name (scripts, `origin` files,
+/// local image URLs) that the plan may not read (`access`): outside its tree, not a regular
+/// file, or the system's. One that does not exist is left to the run that needs it.
+fn refuse_unreadable(
+    root: &yaml::Node,
+    path: &Path,
+    access: &access::FileAccess,
+    d: &mut Diagnostics,
+) {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    // Each with whether it is text (bounded in size), or an image.
+    let mut named: Vec<(&str, crate::diagnostics::Span, bool)> = Vec::new();
+    fn text(n: &yaml::Node) -> Option<&str> {
+        match &n.value {
+            yaml::Value::Str(s) => Some(s.as_str()),
+            _ => None,
+        }
+    }
+    for (_, entry) in root.as_map().unwrap_or_default() {
+        let list = |key: &str| match entry.get(key).map(|n| &n.value) {
+            Some(yaml::Value::Seq(items)) => items.as_slice(),
+            _ => &[],
+        };
+        for script in list("scripts") {
+            named.extend(text(script).map(|s| (s, script.span, true)));
+        }
+        for file in list("files") {
+            let origin = match &file.value {
+                yaml::Value::Map(_) => file.get("origin"),
+                _ => Some(file),
+            };
+            named.extend(origin.and_then(|o| text(o).map(|s| (s, o.span, true))));
+        }
+        let image = matches!(entry.get("type").and_then(text), Some("image" | "template"));
+        if let (true, Some(url)) = (image, entry.get("url")) {
+            let local = text(url).and_then(|u| match u.strip_prefix("file://") {
+                Some(path) => Some(path),
+                None => (!u.contains("://")).then_some(u),
+            });
+            named.extend(local.map(|u| (u, url.span, false)));
+        }
+    }
+    for (name, span, is_text) in named {
+        let located = guestfiles::locate(name, dir);
+        let checked = if is_text {
+            access.check_text(&located)
+        } else {
+            access.check(&located)
+        };
+        let Err(refused) = checked else {
+            continue;
+        };
+        if refused.missing {
+            continue;
+        }
+        let mut problem =
+            Problem::error("plan::file-refused", refused.message).label(span, "read from here");
+        if let Some(help) = refused.help {
+            problem = problem.help(help);
+        }
+        d.push(problem);
+    }
+}
+
 /// Reads the plan `inc` names into `document`, its problems pointing into its own text.
 fn include_plan(
     including: &mut Document,
     inc: &include::Include,
     path: &Path,
     kcli: &KcliConfig,
+    access: &access::FileAccess,
     depth: usize,
     d: &mut Diagnostics,
 ) {
     let child_path = path.parent().unwrap_or(Path::new(".")).join(&inc.file);
-    let refuse = |d: &mut Diagnostics, message: String| {
+    let refuse_with = |d: &mut Diagnostics, message: String, help: Option<String>| {
         d.push(
             Problem::error("plan::included-plan", message)
                 .label(inc.span, "included here")
-                .help("`file` is a plan file (or a directory with a kcli_plan.yml), relative to this plan"),
+                .help(help.unwrap_or_else(|| {
+                    "`file` is a plan file (or a directory with a kcli_plan.yml), relative to \
+                     this plan"
+                        .into()
+                })),
         )
     };
+    let refuse = |d: &mut Diagnostics, message: String| refuse_with(d, message, None);
     if depth + 1 >= include::MAX_DEPTH {
         return refuse(
             d,
@@ -473,16 +557,13 @@ fn include_plan(
             ),
         );
     }
-    let text = match std::fs::read_to_string(&child_path) {
+    let text = match access.read_text(&child_path) {
         Ok(text) => text,
-        Err(e) => {
-            return refuse(
+        Err(refused) => {
+            return refuse_with(
                 d,
-                format!(
-                    "cannot read {} for plan `{}`: {e}",
-                    child_path.display(),
-                    inc.name
-                ),
+                format!("plan `{}`: {}", inc.name, refused.message),
+                refused.help,
             )
         }
     };
@@ -503,6 +584,7 @@ fn include_plan(
         },
         &including.parameters,
         kcli,
+        access,
         depth + 1,
         &mut child_d,
     );

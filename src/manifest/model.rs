@@ -22,6 +22,8 @@ pub struct Manifest {
     /// Entries in the order they appear in the rendered plan. Profiles are already merged into
     /// the VMs that use them, and kept here too so that the graph can show them.
     pub entries: Vec<Entry>,
+    /// Where the files it names (scripts, `origin` files, local images) may be read.
+    pub access: super::access::FileAccess,
 }
 
 impl Manifest {

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::access::FileAccess;
 use super::yaml::{self, Node, Value, YamlProblem};
 use crate::diagnostics::{Diagnostics, Problem, Span};
 
@@ -30,6 +31,8 @@ pub struct Overrides {
     pub sets: Vec<String>,
     /// The plan's name when `--name` gives one; else the file's name without extension.
     pub name: Option<String>,
+    /// `--allow-read`: what the plan may read besides its own directory's tree.
+    pub allow_read: Vec<PathBuf>,
 }
 
 /// A parameter's value and where it was set.
@@ -155,15 +158,28 @@ pub fn report_yaml(problem: YamlProblem, offset: usize, d: &mut Diagnostics) {
 }
 
 /// Reads a parameter file: a map of names to values, or a map with a `parameters` key.
-/// Its problems have no span in the plan, so they name the file and line instead.
-pub fn file_parameters(path: &Path, d: &mut Diagnostics) -> BTreeMap<String, Param> {
-    let text = match std::fs::read_to_string(path) {
+/// Its problems have no span in the plan, so they name the file and line instead. `access`
+/// says where a file the plan names may be read; `None` for one given on the command line.
+pub fn file_parameters(
+    path: &Path,
+    access: Option<&FileAccess>,
+    d: &mut Diagnostics,
+) -> BTreeMap<String, Param> {
+    let read = match access {
+        Some(access) => access.read_text(path),
+        None => super::access::read_given(path),
+    };
+    let text = match read {
         Ok(text) => text,
-        Err(e) => {
-            d.push(Problem::error(
+        Err(refused) => {
+            let mut p = Problem::error(
                 "plan::paramfile",
-                format!("cannot read parameter file {}: {e}", path.display()),
-            ));
+                format!("parameter file: {}", refused.message),
+            );
+            if let Some(help) = refused.help {
+                p = p.help(help);
+            }
+            d.push(p);
             return BTreeMap::new();
         }
     };
@@ -290,13 +306,14 @@ fn plan_file_parameters(
     source: &str,
     plan_path: &Path,
     name: &str,
+    access: &FileAccess,
     depth: usize,
     read: &mut Vec<PathBuf>,
     d: &mut Diagnostics,
 ) -> BTreeMap<String, Param> {
     let mut params = BTreeMap::new();
     for file in default_files(plan_path, name) {
-        params.extend(file_parameters(&file, d));
+        params.extend(file_parameters(&file, Some(access), d));
         read.push(file);
     }
     params.extend(plan_parameters(source, d));
@@ -314,36 +331,45 @@ fn plan_file_parameters(
         return params;
     };
     let base_path = plan_path.parent().unwrap_or(Path::new(".")).join(&file);
-    let mut problem = |message: String| {
-        let mut p = Problem::error("plan::baseplan", message)
-            .help("`baseplan` is a path relative to this plan's directory");
+    let mut problem = |message: String, help: Option<String>| {
+        let mut p =
+            Problem::error("plan::baseplan", message).help(help.unwrap_or_else(|| {
+                "`baseplan` is a path relative to this plan's directory".into()
+            }));
         if let Origin::Plan(span) = origin {
             p = p.label(span, "the base plan");
         }
         d.push(p);
     };
     if depth >= BASEPLAN_DEPTH {
-        problem(format!(
-            "`baseplan` nests more than {BASEPLAN_DEPTH} plans deep at {}: do the plans name each other?",
-            base_path.display()
-        ));
+        problem(
+            format!(
+                "`baseplan` nests more than {BASEPLAN_DEPTH} plans deep at {}: do the plans name each other?",
+                base_path.display()
+            ),
+            None,
+        );
         return params;
     }
-    let text = match std::fs::read_to_string(&base_path) {
+    let text = match access.read_text(&base_path) {
         Ok(text) => text,
-        Err(e) => {
-            problem(format!(
-                "cannot read base plan {}: {e}",
-                base_path.display()
-            ));
+        Err(refused) => {
+            problem(format!("base plan: {}", refused.message), refused.help);
             return params;
         }
     };
     read.push(base_path.clone());
     // The base plan's problems point into another file: name it instead.
     let mut base_problems = Diagnostics::default();
-    let inherited =
-        plan_file_parameters(&text, &base_path, name, depth + 1, read, &mut base_problems);
+    let inherited = plan_file_parameters(
+        &text,
+        &base_path,
+        name,
+        access,
+        depth + 1,
+        read,
+        &mut base_problems,
+    );
     for p in base_problems.into_sorted() {
         let mut p = Problem {
             labels: Vec::new(),
@@ -371,10 +397,11 @@ pub fn resolve(
     plan_path: &Path,
     name: &str,
     overrides: &Overrides,
+    access: &FileAccess,
     d: &mut Diagnostics,
 ) -> (BTreeMap<String, Param>, Vec<PathBuf>) {
     let mut read = Vec::new();
-    let mut params = plan_file_parameters(plan_source, plan_path, name, 0, &mut read, d);
+    let mut params = plan_file_parameters(plan_source, plan_path, name, access, 0, &mut read, d);
     let paramfiles: Vec<PathBuf> = if overrides.paramfiles.is_empty() {
         let here = PathBuf::from(DEFAULT_PARAMFILE);
         if here.is_file() {
@@ -386,7 +413,7 @@ pub fn resolve(
         overrides.paramfiles.clone()
     };
     for file in &paramfiles {
-        params.extend(file_parameters(file, d));
+        params.extend(file_parameters(file, None, d));
         read.push(file.clone());
     }
     for set in &overrides.sets {

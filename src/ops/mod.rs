@@ -421,6 +421,12 @@ fn save(
             .iter()
             .map(|p| absolute(p))
             .collect(),
+        allow_read: request
+            .overrides
+            .allow_read
+            .iter()
+            .map(|p| absolute(p))
+            .collect(),
         params,
         sensitive_params,
         targets: request.targets.clone(),

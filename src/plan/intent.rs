@@ -317,9 +317,15 @@ pub fn disk_volume(vm: &str, index: usize) -> String {
 /// Reads a file the plan names (`scripts`, `files` with `origin`), given its full path.
 pub type ReadFile<'a> = &'a dyn Fn(&Path) -> std::io::Result<String>;
 
-/// The plan's intents. `base` is the plan file's directory, for relative file paths.
+/// The plan's intents. `base` is the plan file's directory, for relative file paths, which are
+/// read as the plan's access allows.
 pub fn intents(manifest: &Manifest, plan: &str, base: &Path) -> Result<Intents, String> {
-    intents_reading(manifest, plan, base, &|path| std::fs::read_to_string(path))
+    intents_reading(manifest, plan, base, &|path| {
+        manifest
+            .access
+            .read_text(path)
+            .map_err(|refused| std::io::Error::other(refused.to_string()))
+    })
 }
 
 /// As `intents`, reading the files the plan names with `read_file` (from a git revision, for
@@ -434,7 +440,10 @@ pub fn intents_reading(
             }),
             EntryKind::Image(image) => What::Image(ImageIntent {
                 storage: refer(&image.pool, m::Kind::Pool),
-                url: image.url.as_ref().map(|url| absolute_url(url, base)),
+                url: match &image.url {
+                    Some(url) => Some(readable_url(&absolute_url(url, base), manifest)?),
+                    None => None,
+                },
                 sha256: image.sha256.clone(),
                 size_bytes: image.size_bytes,
             }),
@@ -612,7 +621,12 @@ fn vm_intent(
     let cloud_init = if vm.cloudinit {
         let mut vars = guestfiles::vm_variables(manifest, name, vm);
         vars.insert("plan".into(), plan.into());
-        let (input, shown) = seed_inputs(name, vm, &vars, seed_nics, base, read_file)?;
+        let files = GuestFiles {
+            base,
+            access: &manifest.access,
+            read_file,
+        };
+        let (input, shown) = seed_inputs(name, vm, &vars, seed_nics, &files)?;
         let documents = cloudinit::documents(&input);
         let sha256 = hex::encode(Sha256::digest(format!(
             "{}\n{}\n{}",
@@ -670,6 +684,19 @@ fn last_host(cidr: &IpNet) -> Option<IpAddr> {
     }
 }
 
+/// `url`, if it names a local file the plan may read (or a remote one). A local file that is
+/// not there yet is left to the fetch, which says so.
+fn readable_url(url: &str, manifest: &Manifest) -> Result<String, String> {
+    let local = match url.strip_prefix("file://") {
+        Some(path) => Some(path),
+        None => (!url.contains("://")).then_some(url),
+    };
+    match local.map(|path| manifest.access.check(Path::new(path))) {
+        Some(Err(refused)) if !refused.missing => Err(format!("image {url}: {refused}")),
+        _ => Ok(url.to_string()),
+    }
+}
+
 /// A relative file path in an image URL is relative to the plan.
 fn absolute_url(url: &str, base: &Path) -> String {
     if url.contains("://") || url.starts_with('/') {
@@ -692,22 +719,37 @@ fn absolute_url(url: &str, base: &Path) -> String {
 }
 /// What a VM's seed holds, and the same as a reviewer may see it: each secret that a template
 /// wrote into its commands, files and scripts shown as `(sensitive)` where it is.
+/// Where a VM's scripts and `origin` files are read: paths relative to `base`, with
+/// `read_file`, except `~/` paths, which are this machine's, as `access` allows.
+struct GuestFiles<'a> {
+    base: &'a Path,
+    access: &'a crate::manifest::access::FileAccess,
+    read_file: ReadFile<'a>,
+}
+
 fn seed_inputs(
     name: &str,
     vm: &m::Vm,
     vars: &BTreeMap<String, serde_json::Value>,
     nics: Vec<SeedNic>,
-    base: &Path,
-    read_file: ReadFile,
+    files_of: &GuestFiles,
 ) -> Result<(SeedInput, SeedInput), String> {
     let read = |path: &str| {
-        let expanded = guestfiles::locate(path, base);
-        let text = if path.starts_with("~/") {
-            std::fs::read_to_string(&expanded)
-        } else {
-            read_file(&expanded)
-        };
-        text.map_err(|e| format!("vm {name}: cannot read {}: {e}", expanded.display()))
+        let expanded = guestfiles::locate(path, files_of.base);
+        if path.starts_with("~/") {
+            return files_of
+                .access
+                .read_text(&expanded)
+                .map_err(|refused| format!("vm {name}: {refused}"));
+        }
+        (files_of.read_file)(&expanded).map_err(|e| {
+            let said = e.to_string();
+            if said.contains(&expanded.display().to_string()) {
+                format!("vm {name}: {said}")
+            } else {
+                format!("vm {name}: cannot read {}: {said}", expanded.display())
+            }
+        })
     };
     // Scripts and origin files are templates, as in kcli.
     let render = |text: String, path: &str, vars: &BTreeMap<String, serde_json::Value>| {

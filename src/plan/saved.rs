@@ -34,6 +34,9 @@ pub struct SavedPlan {
     pub provider: Option<String>,
     /// `--paramfile`s as given.
     pub paramfiles: Vec<PathBuf>,
+    /// `--allow-read` paths as given (absolute).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_read: Vec<PathBuf>,
     /// `-P` values as given, except those of sensitive parameters.
     pub params: Vec<String>,
     /// Sensitive parameters that were given with `-P`: `apply` needs them again.
@@ -158,6 +161,7 @@ impl SavedPlan {
             paramfiles: self.paramfiles.clone(),
             sets: self.params.iter().chain(secret).cloned().collect(),
             name: Some(self.name.clone()),
+            allow_read: self.allow_read.clone(),
         })
     }
 

@@ -15,7 +15,9 @@ pub fn fetch(url: &str, sha256: Option<&str>) -> Result<Vec<u8>, String> {
         .strip_prefix("file://")
         .or_else(|| url.starts_with('/').then_some(url))
     {
-        std::fs::read(path).map_err(|e| format!("cannot read image {path}: {e}"))?
+        let real = crate::manifest::access::regular_file(std::path::Path::new(path))
+            .map_err(|refused| format!("image: {refused}"))?;
+        std::fs::read(real).map_err(|e| format!("cannot read image {path}: {e}"))?
     } else if url.starts_with("http://") || url.starts_with("https://") {
         download(url)?
     } else {

@@ -68,6 +68,7 @@ impl BootLab {
     fn command(&self, args: &[&str], more: &[&str]) -> Plan {
         Plan::new(args)
             .args(&["examples/bootlab.yml", "--provider", &self.uri])
+            .args(&["--allow-read", &self.image.display().to_string()])
             .args(more)
             .params(&[
                 &format!("image_dir={}", self.image.display()),

@@ -260,7 +260,7 @@ fn the_table_shows_static_addresses_as_static_and_leases_as_leases() {
     let tmp = tempfile::tempdir().expect("tmp");
     let out = Plan::new(&["apply", "--yes", "--wait", "--provider", "sandbox"])
         .sandbox(&tmp.path().join("sandbox"))
-        .args(&["examples/bootlab.yml"])
+        .args(&["examples/bootlab.yml", "--allow-read", "target/guest-image"])
         .params(&[&format!("pool_path={}", tmp.path().join("pool").display())])
         .run();
     assert!(out.ok(), "{}", out.text());
@@ -527,7 +527,8 @@ fn every_example_applies_and_then_diffs_clean_on_the_sandbox() {
 fn every_good_fixture_applies_and_then_diffs_clean_on_the_sandbox() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let tmp = tempfile::tempdir().expect("tmp");
-    // 09_cloudinit.yml copies ~/notes/local.txt into its VM.
+    // 09_cloudinit.yml copies ~/notes/local.txt and /etc/hosts into its VM, outside its
+    // directory: allowed here as a user would allow them.
     let home = tmp.path().join("home");
     std::fs::create_dir_all(home.join("notes")).expect("home");
     std::fs::write(home.join("notes/local.txt"), "local\n").expect("local file");
@@ -545,6 +546,10 @@ fn every_good_fixture_applies_and_then_diffs_clean_on_the_sandbox() {
                 .args(&[&plan.to_string_lossy(), "--provider", "sandbox"])
                 .sandbox(&sandbox)
                 .env("HOME", &home)
+                .env(
+                    "SITEPLAN_ALLOW_READ",
+                    format!("/etc/hosts:{}", home.join("notes").display()),
+                )
                 .run();
             (out.ok(), out.text())
         };

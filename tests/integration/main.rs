@@ -8,6 +8,7 @@ mod cli;
 mod concurrency;
 mod crash;
 mod day_two;
+mod file_access;
 mod guests;
 mod identity;
 mod kcli;
