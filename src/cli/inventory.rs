@@ -29,15 +29,20 @@ const LAB_SSH_OPTIONS: [&str; 4] = [
     "UserKnownHostsFile=/dev/null",
 ];
 
-/// An Ansible inventory (YAML): a group for the plan with every VM, and a group per profile.
+/// An Ansible inventory (YAML): a group for the plan with every VM that has an address, and a
+/// group per profile. A VM without one (stopped, missing, no address yet) is left out, and
+/// named in a comment: Ansible would otherwise look its name up, and reach whoever has it.
 pub fn ansible(inventory: &Inventory) -> String {
     let mut hosts = Map::new();
+    let mut absent = String::new();
     let mut profiles: std::collections::BTreeMap<String, Map<String, Value>> = Default::default();
     for vm in &inventory.vms {
         let mut vars = Map::new();
-        if let Some(ip) = vm.address {
-            vars.insert("ansible_host".into(), ip.to_string().into());
-        }
+        let Some(ip) = vm.address else {
+            let _ = writeln!(absent, "# left out: {} ({}, no address)", vm.name, vm.state);
+            continue;
+        };
+        vars.insert("ansible_host".into(), ip.to_string().into());
         vars.insert("ansible_user".into(), vm.user.clone().into());
         if let Some(key) = &vm.key {
             vars.insert(
@@ -66,7 +71,7 @@ pub fn ansible(inventory: &Inventory) -> String {
     let document = json!({ "all": { "children": children } });
     let text = serde_norway::to_string(&document).unwrap_or_default();
     format!(
-        "# Ansible inventory of plan `{}`, from live state (siteplan `plan output`).\n{text}",
+        "# Ansible inventory of plan `{}`, from live state (siteplan `plan output`).\n{absent}{text}",
         inventory.plan
     )
 }
@@ -105,6 +110,9 @@ pub fn hosts(inventory: &Inventory) -> String {
         inventory.plan
     );
     for vm in &inventory.vms {
+        if vm.addresses.is_empty() {
+            let _ = writeln!(out, "# {}: no address ({})", vm.name, vm.state);
+        }
         for address in &vm.addresses {
             let _ = writeln!(out, "{}\t{}", address.ip, vm.name);
         }
@@ -123,10 +131,20 @@ pub fn json(inventory: &Inventory) -> String {
 /// user, key and address, through the libvirt host when it is remote.
 pub fn ssh_command(vm: &InventoryVm, command: &[String]) -> Result<Vec<String>, String> {
     let Some(ip) = vm.address else {
-        return Err(format!(
-            "vm/{} has no address known ({}); `plan status` shows what is known of it",
-            vm.name, vm.state
-        ));
+        return Err(match vm.state.as_str() {
+            "missing" => format!(
+                "vm/{} does not exist on its provider, so it has no address; `plan apply` makes it",
+                vm.name
+            ),
+            "running" => format!(
+                "vm/{} runs, but no address of it is known yet; `plan status` shows what is known of it",
+                vm.name
+            ),
+            state => format!(
+                "vm/{} is not running ({state}), so it has no address; `plan start` starts it",
+                vm.name
+            ),
+        });
     };
     let mut args: Vec<String> = LAB_SSH_OPTIONS.iter().map(|s| s.to_string()).collect();
     if let Some(key) = &vm.key {
@@ -176,6 +194,7 @@ mod tests {
             jump: jump.map(str::to_string),
         };
         Inventory {
+            format_version: crate::ops::INVENTORY_FORMAT_VERSION,
             plan: "my-lab".into(),
             vms: vec![
                 vm("web1", Some("10.0.0.11"), None),
@@ -206,7 +225,7 @@ mod tests {
         );
         let stopped = ssh_command(&inventory.vms[2], &[]).unwrap_err();
         assert!(
-            stopped.contains("vm/web3 has no address known (stopped)"),
+            stopped.contains("vm/web3 is not running (stopped), so it has no address"),
             "{stopped}"
         );
     }

@@ -384,7 +384,8 @@ pub fn status_table(status: &ops::LabStatus, file: &Path) -> String {
             if r.addresses.is_empty() {
                 "-".to_string()
             } else {
-                r.addresses.join(", ")
+                let shown: Vec<String> = r.addresses.iter().map(ToString::to_string).collect();
+                shown.join(", ")
             },
             notes.join("; "),
         ]);
@@ -449,7 +450,8 @@ pub fn info_text(info: &ops::VmInfo) -> String {
         if info.addresses.is_empty() {
             "-".to_string()
         } else {
-            info.addresses.join(", ")
+            let shown: Vec<String> = info.addresses.iter().map(ToString::to_string).collect();
+            shown.join(", ")
         }
     );
     let _ = writeln!(

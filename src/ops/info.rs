@@ -22,7 +22,8 @@ pub struct VmInfo {
     pub profile: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
-    pub addresses: Vec<String>,
+    /// A running VM's addresses, each with where it comes from.
+    pub addresses: Vec<super::outcome::ShownAddress>,
     pub memory_mib: Option<u64>,
     pub cpus: Option<u64>,
     /// When siteplan created it (RFC 3339), when the provider says.
@@ -138,9 +139,7 @@ pub async fn info(
             .and_then(|m| m.profile.as_ref())
             .map(|r| r.name.clone()),
         image: model.and_then(|m| m.image.as_ref()).map(|r| r.name.clone()),
-        addresses: row
-            .map(|r| r.addresses.iter().map(ToString::to_string).collect())
-            .unwrap_or_default(),
+        addresses: row.map(|r| r.addresses.clone()).unwrap_or_default(),
         memory_mib: None,
         cpus: None,
         created: live.owner.as_ref().and_then(|m| m.created.clone()),

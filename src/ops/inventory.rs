@@ -17,8 +17,13 @@ use crate::manifest::Loaded;
 use crate::plan::intent::{self, What};
 use crate::provider::AddressSource;
 
+/// The version of `plan output --format json` documents this siteplan writes.
+pub const INVENTORY_FORMAT_VERSION: &str = "1";
+
 #[derive(Debug, Serialize)]
 pub struct Inventory {
+    /// `INVENTORY_FORMAT_VERSION`.
+    pub format_version: &'static str,
     pub plan: String,
     pub vms: Vec<InventoryVm>,
 }
@@ -184,6 +189,7 @@ pub async fn inventory(
             row.and_then(|r| r.addresses.iter().find(|a| a.sources.contains(source)))
                 .map(|a| a.ip)
         });
+        let running = row.is_some_and(|r| r.state == VmState::Running);
         vms.push(InventoryVm {
             name: item.name.clone(),
             provider: site.shown(),
@@ -199,7 +205,8 @@ pub async fn inventory(
                 .map(|n| InventoryNic {
                     network: n.network.name.clone(),
                     mac: n.mac.to_ascii_lowercase(),
-                    ip: n.address.map(|(ip, _)| ip),
+                    // The plan's address, while the VM runs to hold it.
+                    ip: n.address.map(|(ip, _)| ip).filter(|_| running),
                 })
                 .collect(),
             user: user.unwrap_or(guessed).to_string(),
@@ -214,6 +221,7 @@ pub async fn inventory(
         });
     }
     Ok(Inventory {
+        format_version: INVENTORY_FORMAT_VERSION,
         plan: request.name.clone(),
         vms,
     })

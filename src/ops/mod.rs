@@ -26,7 +26,9 @@ pub use crate::provider::Power;
 pub use console::console;
 pub use info::{info, DiskInfo, NicInfo, VmInfo};
 pub use interrupt::{Again, Interruption, Signal};
-pub use inventory::{inventory, Inventory, InventoryAddress, InventoryNic, InventoryVm};
+pub use inventory::{
+    inventory, Inventory, InventoryAddress, InventoryNic, InventoryVm, INVENTORY_FORMAT_VERSION,
+};
 pub use list::{list, ListedPlan, ListedVm, Listing, Unreachable};
 pub use lock::{unlock, Locked, PlanLock, Unlocked};
 pub use outcome::{Outcome, Refusal, VmRow, VmState, Vms};

@@ -88,7 +88,9 @@ pub struct VmRow {
     pub waiting: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An address of a running VM, with every source that gives it (`static`, `lease`,
+/// `agent`, `vmi`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ShownAddress {
     pub ip: IpAddr,
     pub sources: Vec<AddressSource>,

@@ -625,7 +625,14 @@ impl Session {
                     Some(_) => VmState::Stopped,
                     None => VmState::Missing,
                 };
-                let addresses = guest.addresses(reported.remove(&guest.name).unwrap_or_default());
+                // Only a running VM has an address: the plan's static one would name, for a
+                // VM that is off or gone, an address that nobody in the lab holds now.
+                let reported = reported.remove(&guest.name).unwrap_or_default();
+                let addresses = if state == VmState::Running {
+                    guest.addresses(reported)
+                } else {
+                    Vec::new()
+                };
                 VmRow {
                     name: guest.name.clone(),
                     provider: shown.clone(),

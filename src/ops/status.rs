@@ -14,9 +14,14 @@ use crate::plan::{Action, AttributeChange, Change};
 use crate::provider::spec::{ResourceId, ResourceKind};
 use crate::provider::LiveResource;
 
+/// The version of `plan status -o json|yaml` documents this siteplan writes.
+pub const STATUS_FORMAT_VERSION: &str = "2";
+
 /// The lab as it is, for `plan status -o json|yaml` and its table.
 #[derive(Debug, Serialize)]
 pub struct LabStatus {
+    /// `STATUS_FORMAT_VERSION`: "2" gives addresses as `{ip, sources}` (they were strings).
+    pub format_version: &'static str,
     pub plan: String,
     /// The providers hold exactly what the plan says: nothing to apply, nothing waiting.
     pub matches: bool,
@@ -34,8 +39,9 @@ pub struct ResourceStatus {
     /// `running`, `stopped` (VMs); `active`, `inactive` (networks, pools); `present`;
     /// `missing` (declared, not there); `not declared` (created by the plan, no longer in it).
     pub state: String,
+    /// A running VM's addresses, each with where it comes from; none for anything else.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub addresses: Vec<String>,
+    pub addresses: Vec<super::outcome::ShownAddress>,
     /// What `plan apply` would do to it (`create`, `update`, `replace`, `delete`,
     /// `restart`), if anything.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -98,7 +104,7 @@ pub async fn status(
             let addresses = rows
                 .iter()
                 .find(|r| r.name == name && r.provider == provider)
-                .map(|r| r.addresses.iter().map(ToString::to_string).collect())
+                .map(|r| r.addresses.clone())
                 .unwrap_or_default();
             ResourceStatus {
                 address,
@@ -129,6 +135,7 @@ pub async fn status(
         }
     }
     Ok(LabStatus {
+        format_version: STATUS_FORMAT_VERSION,
         plan: request.name.clone(),
         matches: plans.iter().all(|p| p.is_empty()),
         resources,

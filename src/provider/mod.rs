@@ -77,7 +77,8 @@ pub struct OwnerMark {
 }
 
 /// Where an address shown for a VM comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum AddressSource {
     /// The plan configures it in the guest (cloud-init's network config).
     Static,

@@ -608,3 +608,109 @@ fn a_file_that_declares_nothing_is_refused_rather_than_emptying_the_lab() {
         gone.stdout
     );
 }
+
+const ADDRESSED: &str = "\
+addrnet:
+  type: network
+  cidr: 10.96.7.0/24
+{% for i in range(3) %}
+o{{ i }}:
+  memory: 256
+  nets:
+    - name: addrnet
+      ip: 10.96.7.{{ 10 + i }}
+{% endfor %}
+";
+
+/// A VM that is stopped, or was never made, is given no address by any day-two output: not
+/// the plan's static one, which nobody in the lab holds then.
+#[test]
+fn only_running_vms_have_addresses_in_day_two_outputs() {
+    let lab = SandboxLab::new("addressed.yml", ADDRESSED);
+    // o2 is never made; o1 is stopped.
+    let applied = lab.plan(&["apply", "--yes", "--target", "o0", "--target", "o1"], &[]);
+    assert!(applied.ok(), "{}", applied.text());
+    let stopped = lab.plan(&["stop"], &["o1"]);
+    assert!(stopped.ok(), "{}", stopped.text());
+
+    let json = lab.plan(&["output", "--format", "json"], &[]);
+    assert!(json.ok(), "{}", json.text());
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
+    assert_eq!(doc["format_version"], "1");
+    let vm = |name: &str| {
+        doc["vms"]
+            .as_array()
+            .and_then(|vms| vms.iter().find(|v| v["name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {doc}"))
+    };
+    assert_eq!(vm("o0")["address"], "10.96.7.10");
+    for (name, state) in [("o1", "stopped"), ("o2", "missing")] {
+        let v = vm(name);
+        assert_eq!(v["state"], state, "{v}");
+        assert!(v["address"].is_null(), "{v}");
+        assert_eq!(v["addresses"], serde_json::json!([]), "{v}");
+        assert!(v["nics"][0]["ip"].is_null(), "{v}");
+    }
+    let ssh_config = lab.plan(&["output", "--format", "ssh-config"], &[]).stdout;
+    assert!(
+        ssh_config.contains("Host o0\n  HostName 10.96.7.10"),
+        "{ssh_config}"
+    );
+    let ansible = lab.plan(&["output", "--format", "ansible"], &[]).stdout;
+    let hosts = lab.plan(&["output", "--format", "hosts"], &[]).stdout;
+    for shown in [&ssh_config, &ansible, &hosts] {
+        assert!(
+            !shown.contains("10.96.7.11") && !shown.contains("10.96.7.12"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("Host o1") && !shown.contains("o2:\n"),
+            "{shown}"
+        );
+    }
+    assert!(
+        ansible.contains("# left out: o1 (stopped, no address)"),
+        "{ansible}"
+    );
+    assert!(
+        ansible.contains("# left out: o2 (missing, no address)"),
+        "{ansible}"
+    );
+
+    // `plan ssh` refuses, as `plan info` does, and runs no ssh.
+    for (vm, said) in [
+        ("o1", "vm/o1 is not running (stopped), so it has no address"),
+        ("o2", "vm/o2 does not exist on its provider"),
+    ] {
+        let ssh = Plan::new(&["ssh"])
+            .sandbox(&lab.sandbox())
+            .env("XDG_STATE_HOME", lab.dir.path().join("state"))
+            .args(&[
+                &lab.file.to_string_lossy(),
+                vm,
+                "--provider",
+                "sandbox",
+                "--",
+                "true",
+            ])
+            .env("PATH", "/nonexistent")
+            .run();
+        assert_eq!(ssh.code(), Some(1), "{}", ssh.text());
+        assert!(ssh.stderr.contains(said), "{}", ssh.stderr);
+    }
+
+    // Status: addresses as values with their source, and a format version.
+    let (_, doc) = status_json(&lab, &[]);
+    assert_eq!(doc["format_version"], "2");
+    assert_eq!(
+        vm_of(&doc, "vm/o0")["addresses"],
+        serde_json::json!([{"ip": "10.96.7.10", "sources": ["static"]}])
+    );
+    assert!(vm_of(&doc, "vm/o1").get("addresses").is_none(), "{doc}");
+    let table = lab.plan(&["status"], &[]).stdout;
+    assert!(
+        !table.contains("10.96.7.11") && !table.contains("10.96.7.12"),
+        "{table}"
+    );
+}
