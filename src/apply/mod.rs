@@ -2,6 +2,8 @@
 //! `parallelism` at a time. A failed change skips what depends on it (one error, not a cascade)
 //! while independent changes go on.
 
+pub mod across;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -263,6 +265,29 @@ pub async fn apply_until(
     progress: Arc<dyn Progress>,
     stop: CancellationToken,
 ) -> Report {
+    apply_linked(
+        plan,
+        desired,
+        provider,
+        parallelism,
+        progress,
+        stop,
+        across::Links::default(),
+    )
+    .await
+}
+
+/// As `apply_until`, for one provider's part of a run that spans several: a change also waits
+/// for the entries `links` names on other providers, and says when each of its own finishes.
+pub async fn apply_linked(
+    plan: &Plan,
+    desired: &Desired,
+    provider: Arc<dyn Provider>,
+    parallelism: usize,
+    progress: Arc<dyn Progress>,
+    stop: CancellationToken,
+    links: across::Links,
+) -> Report {
     let deps = ordering(plan, desired, provider.rules());
     let mut dependents = vec![Vec::new(); plan.changes.len()];
     for (i, ds) in deps.iter().enumerate() {
@@ -302,9 +327,29 @@ pub async fn apply_until(
         );
         let stop = stop.clone();
         let lost = lost.clone();
+        let links = links.clone();
         running.spawn(async move {
-            let _permit = limit.acquire_owned().await;
             let change = &changes[i];
+            // What it comes after on other providers, first; no permit is held meanwhile.
+            for entry in links.waits.get(i).into_iter().flatten() {
+                let status = match links.board.wait(entry, &stop).await {
+                    Ok(()) => continue,
+                    Err(across::NotReady::Failed(cause)) => Status::Skipped(cause),
+                    Err(across::NotReady::Interrupted) => Status::Interrupted,
+                };
+                let outcome = Step {
+                    id: change.id.clone(),
+                    address: crate::plan::render::address(change),
+                    action: change.action,
+                    status,
+                    seconds: 0.0,
+                };
+                if matches!(outcome.status, Status::Skipped(_)) {
+                    progress.finished(&outcome);
+                }
+                return (i, outcome);
+            }
+            let _permit = limit.acquire_owned().await;
             if let Some(cause) = lost.get() {
                 let outcome = Step {
                     id: change.id.clone(),
@@ -369,6 +414,7 @@ pub async fn apply_until(
                         status: Status::Interrupted,
                         seconds: 0.0,
                     });
+                    links.finished(j, &plan.changes[j].id, false);
                 }
             }
         }
@@ -380,6 +426,7 @@ pub async fn apply_until(
         }
         let failed = !matches!(outcome.status, Status::Done(_));
         let interrupted = matches!(outcome.status, Status::Interrupted);
+        links.finished(i, &outcome.id, !failed);
         outcomes[i] = Some(outcome);
         if interrupted {
             continue;
@@ -391,6 +438,7 @@ pub async fn apply_until(
                 &plan.changes,
                 &mut outcomes,
                 progress.as_ref(),
+                &links,
             );
             continue;
         }
@@ -413,6 +461,7 @@ fn skip_dependents(
     changes: &[Change],
     outcomes: &mut [Option<Step>],
     progress: &dyn Progress,
+    links: &across::Links,
 ) {
     let cause = changes[failed].id.clone();
     let mut stack = dependents[failed].clone();
@@ -428,6 +477,7 @@ fn skip_dependents(
             seconds: 0.0,
         };
         progress.finished(&outcome);
+        links.finished(d, &outcome.id, false);
         outcomes[d] = Some(outcome);
         stack.extend(dependents[d].iter().copied());
     }

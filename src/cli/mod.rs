@@ -88,7 +88,8 @@ impl PlanArgs {
 struct TargetArgs {
     /// A provider's name from the providers file, `sandbox`, or a libvirt URI
     /// (qemu:///system, qemu+ssh://host/system). Default: the file's default; without a file,
-    /// the local libvirt when it answers, else the sandbox. A VM's `client:` overrides it
+    /// the local libvirt (SITEPLAN_LOCAL_URI, qemu:///system by default), never another in its
+    /// place when it does not answer. A VM's `client:` overrides it
     #[arg(long)]
     provider: Option<String>,
     /// The plan's name, which marks what it creates. Default: the file's name without extension

@@ -59,6 +59,7 @@ pub async fn diff(
         let unmarked = session.tell_holders(view).await;
         let mut observed = session.observe(view).await?;
         Session::note_killed_runs(&mut observed, &unmarked);
+        session.held_elsewhere(&observed).await?;
         let plan = merged(request, session.plan(&observed)?);
         view.event(Event::Plan(&plan));
         if let Some(out) = out {
@@ -231,6 +232,9 @@ async fn converge(
         let ran = async {
             let mut observed = session.observe(view).await?;
             Session::note_killed_runs(&mut observed, lock.inherited());
+            if !destroying {
+                session.held_elsewhere(&observed).await?;
+            }
             not_interrupted(interruption)?;
             if let Some(saved) = reviewed {
                 if saved.fingerprints.live != session.fingerprint(&observed) {

@@ -156,12 +156,20 @@ pub struct Session {
     focus: Option<BTreeSet<String>>,
     /// Resource → the entry it comes from, for deciding what `--target` keeps.
     entries: BTreeMap<ResourceId, String>,
+    /// `depends_on` edges between entries on different providers (`Intents::across_providers`):
+    /// (the entry that comes after, the one it comes after).
+    across: Vec<(String, String)>,
+    /// The user said where the plan goes (`--provider`): nothing is chosen for them.
+    told_where: bool,
 }
 
-/// Opens the provider `choice` names (see `registry::choose`): the first that answers.
+/// Opens the provider `choice` names (see `registry::choose`), or says why it cannot: a
+/// provider that does not answer is never replaced by another.
 pub async fn open_provider(choice: Option<&str>) -> Result<Opened, String> {
     let mut last = String::from("no provider to try");
-    for candidate in registry::choose(choice)? {
+    let candidates = registry::choose(choice)?;
+    let unnamed_default = choice.is_none() && candidates.iter().all(|c| !c.named);
+    for candidate in candidates {
         match backends::open(&candidate.config).await {
             Ok(provider) => {
                 return Ok(Opened {
@@ -169,6 +177,15 @@ pub async fn open_provider(choice: Option<&str>) -> Result<Opened, String> {
                     parallelism: candidate.config.parallelism,
                     name: candidate.named.then(|| candidate.config.name.clone()),
                 })
+            }
+            Err(e) if unnamed_default => {
+                last = format!(
+                    "the default provider, the local libvirt ({}), does not answer: {e}. \
+                     Nothing is planned elsewhere in its place: start libvirtd, or say where \
+                     the plan goes with --provider (`sandbox` for the embedded sandbox, a \
+                     libvirt URI, or a name from the providers file)",
+                    candidate.config.endpoint()
+                )
             }
             Err(e) => last = e.to_string(),
         }
@@ -272,7 +289,104 @@ impl Session {
             sites,
             focus,
             entries,
+            across: intents.map(Intents::across_providers).unwrap_or_default(),
+            told_where: request.provider.is_some(),
         })
+    }
+
+    /// Refuses a plan that goes, by default (no `--provider`, no `client:`), to a provider that
+    /// holds nothing of it, while another provider the user has holds it: the run would make
+    /// the lab again there, and leave the one that exists. Providers are searched only then,
+    /// all at once (each for as long as its health check may take, 5 s by default), and a
+    /// sandbox only if it was ever made.
+    pub async fn held_elsewhere(&self, observed: &[Observed]) -> Result<(), Refusal> {
+        let ([site], [seen]) = (self.sites.as_slice(), observed) else {
+            return Ok(());
+        };
+        let source = self.identity.source.clone();
+        let ours = move |o: &Observed, name: &str| {
+            o.owned_by(name)
+                .filter(|(_, l)| {
+                    let from = l.owner.as_ref().and_then(|m| m.applied_from.as_ref());
+                    from.is_none() || from == source.as_ref()
+                })
+                .count()
+        };
+        if self.told_where || site.label.is_some() || ours(seen, &self.name) > 0 {
+            return Ok(());
+        }
+        let here = site.opened.provider.endpoint();
+        let (file, found) = registry::config::load()?;
+        // As long as a health check may take: a provider that does not answer holds nothing.
+        let bound = Duration::from_secs(file.health_timeout.unwrap_or(5));
+        let candidates: Vec<_> = file
+            .providers
+            .into_iter()
+            .filter(|p| p.enabled && p.endpoint() != here)
+            .filter(|p| {
+                // The default sandbox, only where it was made once.
+                found != registry::config::Found::Defaults
+                    || !matches!(p.backend, registry::config::Backend::Sandbox(_))
+                    || std::path::Path::new(&p.endpoint())
+                        .join("state.json")
+                        .is_file()
+            })
+            .collect();
+        let name = self.name.clone();
+        let asking = candidates.into_iter().map(|config| {
+            let name = name.clone();
+            let ours = ours.clone();
+            async move {
+                let held = tokio::time::timeout(bound, async {
+                    let provider = backends::open(&config).await.ok()?;
+                    let scope = Scope {
+                        plan: name.clone(),
+                        ids: Vec::new(),
+                    };
+                    let seen = provider.observe(&scope).await.ok()?;
+                    Some(ours(&seen, &name))
+                })
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or(0);
+                (config, held)
+            }
+        });
+        let holders: Vec<(String, String)> = futures::future::join_all(asking)
+            .await
+            .into_iter()
+            .filter(|(_, held)| *held > 0)
+            .map(|(config, held)| {
+                (
+                    format!(
+                        "provider `{}` ({}) holds {held} resource{} of it",
+                        config.name,
+                        config.endpoint(),
+                        if held == 1 { "" } else { "s" }
+                    ),
+                    format!("`--provider {}`", config.name),
+                )
+            })
+            .collect();
+        if holders.is_empty() {
+            return Ok(());
+        }
+        let (held, flags): (Vec<String>, Vec<String>) = holders.into_iter().unzip();
+        let this = match (&site.opened.name, site.opened.provider.kind()) {
+            (Some(name), _) => name.clone(),
+            (None, "sandbox") => "sandbox".into(),
+            (None, _) => here.clone(),
+        };
+        Err(Refusal::Invalid(format!(
+            "plan `{}` goes by default to {} ({here}), which holds nothing of it, while {}: this \
+             run would make the lab again where it is not. Say where it goes: {} to work on it \
+             where it is, or `--provider {this}` to make it here too",
+            self.name,
+            site.shown(),
+            held.join(", and "),
+            flags.join(" or "),
+        )))
     }
 
     /// For `destroy`: what the plan left on providers it no longer names (a VM's `client:`
@@ -504,17 +618,24 @@ impl Session {
         let total = parts.iter().map(|p| p.changes.len()).sum();
         let progress = view.progress(total);
         let cancel = interruption.token().clone();
-        let applying = self.sites.iter().zip(parts).map(|(site, part)| {
-            let parallelism = parallelism.min(site.opened.parallelism.unwrap_or(usize::MAX));
-            apply::apply_until(
-                part,
-                &site.desired,
-                site.opened.provider.clone(),
-                parallelism,
-                progress.clone(),
-                cancel.clone(),
-            )
-        });
+        let links = self.links(parts);
+        let applying = self
+            .sites
+            .iter()
+            .zip(parts)
+            .zip(links)
+            .map(|((site, part), links)| {
+                let parallelism = parallelism.min(site.opened.parallelism.unwrap_or(usize::MAX));
+                apply::apply_linked(
+                    part,
+                    &site.desired,
+                    site.opened.provider.clone(),
+                    parallelism,
+                    progress.clone(),
+                    cancel.clone(),
+                    links,
+                )
+            });
         let applying = futures::future::join_all(applying);
         tokio::pin!(applying);
         let mut told = false;
@@ -533,6 +654,62 @@ impl Session {
         Report {
             steps: reports.into_iter().flat_map(|r| r.steps).collect(),
         }
+    }
+
+    /// For each part, what its changes wait for on other providers and report to them
+    /// (`apply::across`): a change of an entry that `depends_on` one elsewhere waits for that
+    /// entry's changes; deleting, an entry waits for the deletes of those that depend on it.
+    fn links(&self, parts: &[Plan]) -> Vec<apply::across::Links> {
+        if self.across.is_empty() {
+            return vec![apply::across::Links::default(); parts.len()];
+        }
+        let entry_of = |c: &Change| c.entry.clone().or_else(|| self.entries.get(&c.id).cloned());
+        // Deletes and stops go in the reverse order; on the board, such a change is known by
+        // its entry with a `-`.
+        let reversed = |c: &Change| {
+            c.action == Action::Delete
+                || matches!(c.restart, Some(crate::provider::Power::Stop { .. }))
+        };
+        let key = |c: &Change| entry_of(c).map(|e| if reversed(c) { format!("-{e}") } else { e });
+        let waits_of = |c: &Change| -> Vec<String> {
+            let Some(entry) = entry_of(c) else {
+                return Vec::new();
+            };
+            // As `depends_on` orders within a provider: the entry's own resource (the VM)
+            // waits, not what it is made of (its disks).
+            if entry.split_once('/').map(|(_, name)| name) != Some(c.id.name.as_str()) {
+                return Vec::new();
+            }
+            self.across
+                .iter()
+                .filter_map(|(after, before)| {
+                    if reversed(c) {
+                        (*before == entry).then(|| format!("-{after}"))
+                    } else {
+                        (*after == entry).then(|| before.clone())
+                    }
+                })
+                .collect()
+        };
+        let waited: BTreeSet<String> = parts
+            .iter()
+            .flat_map(|p| p.changes.iter().flat_map(waits_of))
+            .collect();
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for c in parts.iter().flat_map(|p| &p.changes) {
+            if let Some(k) = key(c).filter(|k| waited.contains(k)) {
+                *counts.entry(k).or_default() += 1;
+            }
+        }
+        let board = Arc::new(apply::across::Board::new(counts));
+        parts
+            .iter()
+            .map(|part| apply::across::Links {
+                board: board.clone(),
+                entry_of: part.changes.iter().map(key).collect(),
+                waits: part.changes.iter().map(waits_of).collect(),
+            })
+            .collect()
     }
 
     /// The plan's VMs; with `wait`, once every running VM has an address, the time is up,

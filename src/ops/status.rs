@@ -94,6 +94,7 @@ pub async fn status(
     let unmarked = session.tell_holders(view).await;
     let mut observed = session.observe(view).await?;
     Session::note_killed_runs(&mut observed, &unmarked);
+    session.held_elsewhere(&observed).await?;
     let plans = session.plan(&observed)?;
     let rows = session.vms_seen(&observed).await;
     let mut resources = Vec::new();

@@ -220,28 +220,12 @@ impl Intents {
     }
 
     /// Splits the plan by provider: a VM goes where its `client` says (`None`: the default
-    /// provider), with every entry it needs; a network or storage that VMs on two providers use
-    /// is asked of both; what no VM needs goes to the default. The parts never depend on each
-    /// other, so they can be planned and applied side by side.
+    /// provider), with every entry its keys need; a network or storage that VMs on two
+    /// providers use is asked of both; what no VM needs goes to the default. A `depends_on`
+    /// orders, and copies nothing: what it names stays where it is, and when that is another
+    /// part, `across_providers` says so, for the executor to wait for it.
     pub fn by_provider(&self) -> Vec<(Option<String>, Intents)> {
-        let mut homes: BTreeMap<&str, BTreeSet<Option<String>>> = BTreeMap::new();
-        for item in &self.items {
-            let What::Vm(vm) = &item.what else { continue };
-            let mut stack = vec![item.name.as_str()];
-            while let Some(name) = stack.pop() {
-                if !homes.entry(name).or_default().insert(vm.client.clone()) {
-                    continue;
-                }
-                if let Some(needed) = self.get(name) {
-                    stack.extend(
-                        needed
-                            .needs()
-                            .into_iter()
-                            .filter_map(|n| self.get(n).map(|i| i.name.as_str())),
-                    );
-                }
-            }
-        }
+        let homes = self.homes();
         let home = |item: &Intent| -> BTreeSet<Option<String>> {
             homes
                 .get(item.name.as_str())
@@ -266,12 +250,69 @@ impl Intents {
             })
             .collect()
     }
+
+    /// Where each entry goes: the providers of the VMs that need it by their keys (a VM's own
+    /// `client`, `None` for the default), following what each needs in turn.
+    fn homes(&self) -> BTreeMap<&str, BTreeSet<Option<String>>> {
+        let mut homes: BTreeMap<&str, BTreeSet<Option<String>>> = BTreeMap::new();
+        for item in &self.items {
+            let What::Vm(vm) = &item.what else { continue };
+            let mut stack = vec![item.name.as_str()];
+            while let Some(name) = stack.pop() {
+                if !homes.entry(name).or_default().insert(vm.client.clone()) {
+                    continue;
+                }
+                if let Some(needed) = self.get(name) {
+                    stack.extend(
+                        needed
+                            .needs_by_keys()
+                            .into_iter()
+                            .filter_map(|n| self.get(n).map(|i| i.name.as_str())),
+                    );
+                }
+            }
+        }
+        homes
+    }
+
+    /// The `depends_on` edges between entries that go to different providers, as (the entry
+    /// that comes after, the one it comes after), by entry address (`vm/web1`): the executor
+    /// makes the first wait for the second (and, deleting, the other way round).
+    pub fn across_providers(&self) -> Vec<(String, String)> {
+        let homes = self.homes();
+        let home = |name: &str| {
+            homes
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| BTreeSet::from([None]))
+        };
+        let mut edges = Vec::new();
+        for item in &self.items {
+            for after in &item.after {
+                let Some(dependency) = self.get(after) else {
+                    continue;
+                };
+                if home(&item.name) != home(&dependency.name) {
+                    edges.push((item.entry.clone(), dependency.entry.clone()));
+                }
+            }
+        }
+        edges
+    }
 }
 
 impl Intent {
-    /// The names of the entries (declared or not) this one refers to.
+    /// The names of the entries (declared or not) this one refers to: its keys' and its
+    /// `depends_on`.
     pub fn needs(&self) -> Vec<&str> {
         let mut names: Vec<&str> = self.after.iter().map(String::as_str).collect();
+        names.extend(self.needs_by_keys());
+        names
+    }
+
+    /// The names of the entries its keys refer to (what it is made of), without `depends_on`.
+    pub fn needs_by_keys(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
         match &self.what {
             What::Network(_) | What::Storage(_) => {}
             What::Dns(dns) => names.push(&dns.network.name),

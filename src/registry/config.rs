@@ -299,10 +299,19 @@ pub fn defaults() -> ProvidersFile {
         default: None,
         health_timeout: None,
         providers: vec![
-            ProviderConfig::libvirt("local", "qemu:///system"),
+            ProviderConfig::libvirt("local", &local_uri()),
             ProviderConfig::sandbox("sandbox"),
         ],
     }
+}
+
+/// Where the local libvirt answers: `qemu:///system`, or `SITEPLAN_LOCAL_URI` (`qemu:///session`
+/// for a user's own VMs).
+pub fn local_uri() -> String {
+    std::env::var("SITEPLAN_LOCAL_URI")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "qemu:///system".into())
 }
 
 /// `schemas/providers.schema.json`.

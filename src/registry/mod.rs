@@ -289,7 +289,7 @@ pub fn choose(choice: Option<&str>) -> Result<Vec<Choice>, String> {
             && kcli
                 .default_client()
                 .and_then(|c| Some(from_kcli_client(&c, kcli.clients.get(&c)?)))
-                .is_some_and(|c| c.map_or(true, |c| c.endpoint() != "qemu:///system")) =>
+                .is_some_and(|c| c.map_or(true, |c| c.endpoint() != config::local_uri())) =>
         {
             let name = kcli.default_client().unwrap_or_default();
             Ok(vec![unnamed(from_kcli_client(
@@ -297,10 +297,12 @@ pub fn choose(choice: Option<&str>) -> Result<Vec<Choice>, String> {
                 &kcli.clients[&name],
             )?)])
         }
-        None if found == config::Found::Defaults => Ok(vec![
-            unnamed(ProviderConfig::libvirt("local", "qemu:///system")),
-            unnamed(ProviderConfig::sandbox("sandbox")),
-        ]),
+        // The local libvirt only: a plan never goes to the sandbox because libvirtd did not
+        // answer (an apply would "succeed" there, and the lab would be nowhere).
+        None if found == config::Found::Defaults => Ok(vec![unnamed(ProviderConfig::libvirt(
+            "local",
+            &config::local_uri(),
+        ))]),
         None => {
             let default = match &file.default {
                 Some(name) => file.providers.iter().find(|p| &p.name == name),

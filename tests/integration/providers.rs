@@ -45,6 +45,17 @@ fn env() -> Env {
     }
 }
 
+/// A providers file with two sandboxes (`play`, the default, and `play2`) and a libvirt URI
+/// that refuses connections (`gone`), without one that never answers: for runs that search
+/// every provider, which would wait for that one.
+fn two_sandboxes() -> Env {
+    let env = env();
+    let text = std::fs::read_to_string(&env.file).expect("providers file");
+    let kept: Vec<&str> = text.lines().filter(|l| !l.contains("name: mute")).collect();
+    std::fs::write(&env.file, kept.join("\n") + "\n").expect("providers file");
+    env
+}
+
 /// `plan` with this environment's providers file and state.
 fn plan_in(env: &Env, args: &[&str]) -> Plan {
     Plan::new(args).providers(&env.file, &env.state)
@@ -203,9 +214,12 @@ fn plans_go_to_a_provider_named_in_the_file() {
     let (ok, _, err) = plan(&env, &["apply", "--yes", &site, "--provider", "play2"]);
     assert!(ok, "{err}");
     assert!(err.contains("Provider: play2, sandbox"), "{err}");
-    // The file's default is `play`, which has none of it.
-    let (_, out, err) = plan(&env, &["diff", &site]);
+    // The file's default is `play`, which has none of it: the plan does not go there unless
+    // told to.
+    let (ok, _, err) = plan(&env, &["diff", &site]);
     assert!(err.contains("Provider: play, sandbox"), "{err}");
+    assert!(!ok && err.contains("`--provider play2`"), "{err}");
+    let (_, out, _) = plan(&env, &["diff", &site, "--provider", "play"]);
     assert!(out.contains("Plan: 9 to add"), "{out}");
     let (ok, _, err) = plan(&env, &["diff", &site, "--provider", "nobody"]);
     assert!(
@@ -336,4 +350,152 @@ fn a_provider_without_its_pool_is_unhealthy_and_says_why() {
     );
     let json = get("off").stdout;
     assert!(json.contains("disabled in the providers file"), "{json}");
+}
+
+/// Without a providers file or `--provider`, a plan goes to the local libvirt, and when that
+/// does not answer, nowhere: never to the sandbox in its place.
+#[test]
+fn a_default_provider_that_does_not_answer_is_not_replaced_by_another() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let refused = TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = refused.local_addr().expect("addr").port();
+    drop(refused);
+    let plan_file = tmp.path().join("site.yml");
+    std::fs::write(&plan_file, "a1:\n  memory: 128\n").expect("plan");
+    let sandbox = tmp.path().join("sandbox");
+    for args in [vec!["diff"], vec!["apply", "--yes"], vec!["status"]] {
+        let out = Plan::new(&args)
+            .arg_path(&plan_file)
+            .current_dir(tmp.path())
+            .env("XDG_CONFIG_HOME", tmp.path().join("config"))
+            .env("XDG_STATE_HOME", tmp.path().join("state"))
+            .env("SITEPLAN_SANDBOX_DIR", &sandbox)
+            .env(
+                "SITEPLAN_LOCAL_URI",
+                format!("qemu+tcp://127.0.0.1:{port}/system"),
+            )
+            .run();
+        assert_eq!(out.code(), Some(1), "plan {args:?}: {}", out.text());
+        assert!(
+            out.stderr.contains("the local libvirt")
+                && out.stderr.contains("does not answer")
+                && out.stderr.contains("--provider")
+                && out.stderr.contains("`sandbox`"),
+            "plan {args:?}: {}",
+            out.stderr
+        );
+        assert!(!sandbox.exists(), "plan {args:?} used the sandbox");
+    }
+}
+
+/// A plan that exists on one provider is not made again on another because it went there by
+/// default: the run is refused, naming where it is and the flags that say where it goes.
+#[test]
+fn a_plan_held_by_another_provider_is_not_made_again_by_default() {
+    let env = two_sandboxes();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let plan_file = tmp.path().join("held.yml");
+    std::fs::write(&plan_file, "h1:\n  memory: 128\n").expect("plan");
+    let run = |args: &[&str]| plan_in(&env, args).arg_path(&plan_file).run();
+    let made = run(&["apply", "--yes", "--provider", "play2"]);
+    assert!(made.ok(), "{}", made.text());
+    for args in [vec!["diff"], vec!["apply", "--yes"], vec!["status"]] {
+        let refused = run(&args);
+        assert_eq!(refused.code(), Some(1), "plan {args:?}: {}", refused.text());
+        let said = refused.stderr.replace('\n', " ");
+        assert!(
+            said.contains("provider `play2`")
+                && said.contains("holds 3 resources of it")
+                && said.contains("`--provider play2`")
+                && said.contains("`--provider play`"),
+            "plan {args:?}: {said}"
+        );
+    }
+    // Told where: it goes there.
+    let there = run(&["diff", "--provider", "play2", "--detailed-exitcode"]);
+    assert_eq!(there.code(), Some(0), "{}", there.text());
+    let here = run(&["diff", "--provider", "play"]);
+    assert!(
+        here.ok() && here.stdout.contains("+ vm/h1"),
+        "{}",
+        here.text()
+    );
+}
+
+/// `depends_on` naming a VM on another provider orders the two and copies nothing: the VM
+/// waits for the other to be made (and is skipped when that fails), and is deleted first.
+#[test]
+fn a_dependency_across_providers_orders_the_changes_and_copies_nothing() {
+    let env = two_sandboxes();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let plan_file = tmp.path().join("across.yml");
+    std::fs::write(
+        &plan_file,
+        "acrossnet:\n  type: network\n  cidr: 192.168.246.0/24\n\
+         db:\n  client: play\n  memory: 128\n  nets: [acrossnet]\n\
+         app:\n  client: play2\n  memory: 128\n  nets: [acrossnet]\n  depends_on: [db]\n",
+    )
+    .expect("plan");
+    let run = |args: &[&str]| plan_in(&env, args).arg_path(&plan_file);
+    let diff = run(&["diff"]).run();
+    assert!(diff.ok(), "{}", diff.text());
+    assert!(diff.stdout.contains("+ vm/db on play\n"), "{}", diff.stdout);
+    assert!(
+        diff.stdout.contains("+ vm/app on play2\n"),
+        "{}",
+        diff.stdout
+    );
+    assert!(
+        !diff.stdout.contains("vm/db on play2") && !diff.stdout.contains("db_0.img on play2"),
+        "nothing of db is copied to play2:\n{}",
+        diff.stdout
+    );
+
+    // db fails: app, which waits for it on the other provider, is skipped.
+    let failed = run(&["apply", "--yes"])
+        .env("SITEPLAN_FAIL_ON", "vm/db")
+        .run();
+    assert_eq!(failed.code(), Some(1), "{}", failed.text());
+    assert!(
+        failed
+            .stderr
+            .contains("vm/app on play2 skipped, because vm/db failed"),
+        "{}",
+        failed.stderr
+    );
+    assert!(failed
+        .stderr
+        .contains("volume/default/app_0.img on play2 ok"));
+
+    // Slowed down, app still starts only once db is made.
+    let applied = run(&["apply", "--yes"])
+        .env("SITEPLAN_SLOW_CHANGES", "200")
+        .run();
+    assert!(applied.ok(), "{}", applied.text());
+    let at = |needle: &str| {
+        applied
+            .stderr
+            .find(needle)
+            .unwrap_or_else(|| panic!("no {needle:?} in:\n{}", applied.stderr))
+    };
+    assert!(
+        at("vm/db on play ok") < at("creating vm/app on play2"),
+        "{}",
+        applied.stderr
+    );
+    let destroyed = run(&["destroy", "--yes"])
+        .env("SITEPLAN_SLOW_CHANGES", "200")
+        .run();
+    assert!(destroyed.ok(), "{}", destroyed.text());
+    let at = |needle: &str| {
+        destroyed
+            .stderr
+            .find(needle)
+            .unwrap_or_else(|| panic!("no {needle:?} in:\n{}", destroyed.stderr))
+    };
+    assert!(
+        at("vm/app on play2 ok") < at("deleting vm/db on play"),
+        "{}",
+        destroyed.stderr
+    );
 }
