@@ -60,7 +60,9 @@ pub async fn diff(
         let mut observed = session.observe(view).await?;
         Session::note_killed_runs(&mut observed, &unmarked);
         session.held_elsewhere(&observed).await?;
-        let plan = merged(request, session.plan(&observed)?);
+        let mut parts = session.plan(&observed)?;
+        session.keep_networks_in_use(&mut parts, view).await;
+        let plan = merged(request, parts);
         view.event(Event::Plan(&plan));
         if let Some(out) = out {
             save(request, loaded, &plan, &session.fingerprint(&observed), out)?;
@@ -243,7 +245,8 @@ async fn converge(
                     ));
                 }
             }
-            let parts = session.plan(&observed)?;
+            let mut parts = session.plan(&observed)?;
+            session.keep_networks_in_use(&mut parts, view).await;
             let plan = merged(request, parts.clone());
             view.event(Event::Plan(&plan));
             if reviewed.is_some_and(|saved| !saved.same_changes(&plan)) {

@@ -591,6 +591,76 @@ impl Session {
         }
     }
 
+    /// Keeps the networks this run would delete that VMs it does not delete are attached to
+    /// (another plan's, or made by hand): each such delete is taken out of the plan and said
+    /// as a warning naming those VMs. The network keeps the plan's mark, so a later destroy
+    /// deletes it once nothing else uses it. `parts` are the sites' plans, in order.
+    pub async fn keep_networks_in_use(&self, parts: &mut [Plan], view: &dyn View) {
+        for (site, part) in self.sites.iter().zip(parts.iter_mut()) {
+            let going: Vec<String> = part
+                .changes
+                .iter()
+                .filter(|c| c.action == Action::Delete && c.id.kind == ResourceKind::Network)
+                .map(|c| c.id.name.clone())
+                .collect();
+            if going.is_empty() {
+                continue;
+            }
+            let users = match site.opened.provider.network_users(&going).await {
+                Ok(users) => users,
+                Err(e) => {
+                    view.event(Event::Warning(format!(
+                        "{}: {e}; the networks this run deletes were not checked for VMs of \
+                         others",
+                        site.shown()
+                    )));
+                    continue;
+                }
+            };
+            let deleted = |vm: &str| {
+                part.changes.iter().any(|c| {
+                    c.action == Action::Delete
+                        && matches!(c.id.kind, ResourceKind::Vm | ResourceKind::VirtualMachine)
+                        && c.id.name == vm
+                })
+            };
+            let mut kept = Vec::new();
+            for network in going {
+                let others: Vec<String> = users
+                    .iter()
+                    .filter(|u| u.network == network && !deleted(&u.vm))
+                    .map(|u| {
+                        let whose = match &u.plan {
+                            Some(plan) => format!("plan `{plan}`"),
+                            None => "made outside any plan".into(),
+                        };
+                        let state = if u.running { "running" } else { "stopped" };
+                        format!("vm/{} ({whose}, {state})", u.vm)
+                    })
+                    .collect();
+                if !others.is_empty() {
+                    view.event(Event::Warning(format!(
+                        "network/{network}{} is kept, not deleted: {} {} attached to it. It keeps \
+                         plan `{}`'s mark, and is deleted with the plan once nothing else uses it",
+                        site.label
+                            .as_ref()
+                            .map(|l| format!(" on {l}"))
+                            .unwrap_or_default(),
+                        others.join(", "),
+                        if others.len() == 1 { "is" } else { "are" },
+                        self.name
+                    )));
+                    kept.push(network);
+                }
+            }
+            part.changes.retain(|c| {
+                !(c.action == Action::Delete
+                    && c.id.kind == ResourceKind::Network
+                    && kept.contains(&c.id.name))
+            });
+        }
+    }
+
     /// Whether `--target` keeps a change: one of the targeted entries' (for destroy, only
     /// their deletes).
     fn in_focus(&self, change: &Change) -> bool {

@@ -267,6 +267,15 @@ pub struct PlanMember {
     pub running: bool,
 }
 
+/// A VM attached to a network, with the plan that made it (siteplan's mark or kcli's), if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkUser {
+    pub network: String,
+    pub vm: String,
+    pub plan: Option<String>,
+    pub running: bool,
+}
+
 /// A VM's serial console, attached: what the guest writes, and what is typed to it. Calls
 /// block; `plan console` makes them from threads of its own.
 pub trait Console: Send + Sync {
@@ -426,6 +435,16 @@ pub trait Provider: Send + Sync {
         let _ = (power, owner);
         Err(ProviderError::Unsupported(format!(
             "vm/{vm}: the {} provider cannot start or stop VMs",
+            self.kind()
+        )))
+    }
+
+    /// Every VM on the backend attached to one of `networks`, whoever made it: what deleting
+    /// those networks would cut off. Backends that cannot tell say so.
+    async fn network_users(&self, networks: &[String]) -> Result<Vec<NetworkUser>, ProviderError> {
+        let _ = networks;
+        Err(ProviderError::Unsupported(format!(
+            "the {} provider cannot tell which VMs use a network",
             self.kind()
         )))
     }

@@ -674,6 +674,13 @@ impl Provider for Sandbox {
         self.inner.plans().await
     }
 
+    async fn network_users(
+        &self,
+        networks: &[String],
+    ) -> Result<Vec<super::NetworkUser>, ProviderError> {
+        self.inner.network_users(networks).await
+    }
+
     async fn details(&self, vm: &str) -> Result<super::VmDetails, ProviderError> {
         self.inner.details(vm).await
     }

@@ -1086,3 +1086,57 @@ fn destroy_finds_what_the_plan_left_on_a_provider_it_no_longer_names() {
     let (ok, kept) = run(&[&["diff"], &neighbour[..]].concat());
     assert!(ok && kept.contains("No changes"), "{kept}");
 }
+
+/// Destroying a plan keeps a network that another plan's VM is attached to, naming them; the
+/// network goes with the plan once nothing else uses it.
+#[test]
+fn destroy_keeps_a_network_that_another_plans_vm_uses() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let sandbox = tmp.path().join("sandbox");
+    let write = |name: &str, text: &str| {
+        let file = tmp.path().join(name);
+        std::fs::write(&file, text).expect("plan");
+        file
+    };
+    let owner = write(
+        "owner.yml",
+        "shared:\n  type: network\n  cidr: 192.168.247.0/24\na1:\n  memory: 128\n  nets: [shared]\n",
+    );
+    let user = write("user.yml", "b1:\n  memory: 128\n  nets: [shared]\n");
+    let run = |args: &[&str], file: &Path| {
+        Plan::new(args)
+            .sandbox(&sandbox)
+            .arg_path(file)
+            .args(&["--provider", "sandbox"])
+            .run()
+    };
+    assert!(run(&["apply", "--yes"], &owner).ok());
+    assert!(run(&["apply", "--yes"], &user).ok());
+
+    let destroyed = run(&["destroy", "--yes"], &owner);
+    assert!(destroyed.ok(), "{}", destroyed.text());
+    let said = destroyed.stderr.replace('\n', " ");
+    assert!(
+        said.contains(
+            "network/shared is kept, not deleted: vm/b1 (plan `user`, running) is attached to it"
+        ),
+        "{said}"
+    );
+    assert!(
+        !destroyed.stdout.contains("- network/shared"),
+        "{}",
+        destroyed.stdout
+    );
+    // b1 still runs on it.
+    let status = run(&["status"], &user);
+    assert_eq!(status.code(), Some(0), "{}", status.text());
+
+    assert!(run(&["destroy", "--yes"], &user).ok());
+    let again = run(&["destroy", "--yes"], &owner);
+    assert!(again.ok(), "{}", again.text());
+    assert!(
+        again.stdout.contains("- network/shared"),
+        "{}",
+        again.stdout
+    );
+}

@@ -34,8 +34,8 @@ use super::snapshot::{FoundSnapshots, SnapshotMark};
 use super::spec::*;
 use super::{
     Address, AddressQuery, AddressSource, Addresses, Console, Done, Health, HealthStatus,
-    LiveResource, MadeBy, Observed, Owner, OwnerMark, Pending, PlanMember, Power, Provider,
-    ProviderError, Scope, VmDetails,
+    LiveResource, MadeBy, NetworkUser, Observed, Owner, OwnerMark, Pending, PlanMember, Power,
+    Provider, ProviderError, Scope, VmDetails,
 };
 use content::ContentStore;
 use ledger::{Ledger, LEDGER_CAPACITY, LEDGER_VOLUME};
@@ -306,6 +306,48 @@ impl Provider for LibvirtProvider {
     async fn claim(&self, spec: &Spec, owner: &Owner) -> Result<Done, ProviderError> {
         let (spec, owner) = (spec.clone(), owner.clone());
         self.blocking(move |inner| inner.claim(&spec, &owner)).await
+    }
+
+    async fn network_users(&self, networks: &[String]) -> Result<Vec<NetworkUser>, ProviderError> {
+        let networks = networks.to_vec();
+        self.blocking(move |inner| {
+            let domains = inner
+                .conn
+                .list_all_domains(0)
+                .map_err(|e| ProviderError::Connection(err(e)))?;
+            let mut users = Vec::new();
+            for dom in domains {
+                // The saved definition, and what a running domain runs with (a NIC hot-plugged
+                // or moved lives there only).
+                let running = dom.is_active().unwrap_or(false);
+                let mut seen = std::collections::BTreeSet::new();
+                let mut plan = None;
+                let mut name = String::new();
+                for flags in [sys::VIR_DOMAIN_XML_INACTIVE, 0] {
+                    let Ok(xml) = dom.xml_desc(flags) else {
+                        continue;
+                    };
+                    let Ok(info) = xml::parse_domain(&xml, running, false) else {
+                        continue;
+                    };
+                    plan = plan.or(info.mark.map(|m| m.plan)).or(info.kcli_plan);
+                    name = info.spec.name.clone();
+                    for nic in info.spec.nics {
+                        if networks.contains(&nic.network) {
+                            seen.insert(nic.network);
+                        }
+                    }
+                }
+                users.extend(seen.into_iter().map(|network| NetworkUser {
+                    network,
+                    vm: name.clone(),
+                    plan: plan.clone(),
+                    running,
+                }));
+            }
+            Ok(users)
+        })
+        .await
     }
 
     async fn plans(&self) -> Result<Vec<PlanMember>, ProviderError> {
