@@ -591,7 +591,7 @@ pub fn run() -> ExitCode {
                     Err(code) => return code,
                 },
             };
-            view::finish(outcome, &view, detailed_exitcode, &plan.file, None)
+            view::finish(outcome, &view, detailed_exitcode)
         }
         Command::Apply {
             plan,
@@ -619,10 +619,15 @@ pub fn run() -> ExitCode {
             };
             match saved_plan(&plan.file) {
                 Some(Ok(saved)) => {
-                    let file = saved.file.clone();
-                    let outcome = block_on(ops::apply_saved(saved, &plan.params, options, &view));
+                    let outcome = block_on(ops::apply_saved(
+                        saved,
+                        &plan.file,
+                        &plan.params,
+                        options,
+                        &view,
+                    ));
                     match outcome {
-                        Ok(outcome) => view::finish(outcome, &view, false, &file, Some(&plan.file)),
+                        Ok(outcome) => view::finish(outcome, &view, false),
                         Err(code) => code,
                     }
                 }
@@ -640,7 +645,7 @@ pub fn run() -> ExitCode {
                         return ExitCode::from(EXIT_ERROR);
                     };
                     match block_on(ops::apply(&request, &loaded, options, &view)) {
-                        Ok(outcome) => view::finish(outcome, &view, false, &plan.file, None),
+                        Ok(outcome) => view::finish(outcome, &view, false),
                         Err(code) => code,
                     }
                 }
@@ -693,7 +698,7 @@ pub fn run() -> ExitCode {
                 return ExitCode::from(EXIT_ERROR);
             };
             match block_on(ops::destroy(&request, &loaded, options, &view)) {
-                Ok(outcome) => view::finish(outcome, &view, false, &plan.file, None),
+                Ok(outcome) => view::finish(outcome, &view, false),
                 Err(code) => code,
             }
         }
@@ -827,17 +832,10 @@ fn looking(plan: &PlanArgs, target: TargetArgs) -> Result<(Terminal, Request, Lo
 fn found<T>(
     ran: Result<Result<T, ops::Refusal>, ExitCode>,
     view: &Terminal,
-    plan: &PlanArgs,
 ) -> Result<T, ExitCode> {
     match ran? {
         Ok(found) => Ok(found),
-        Err(refusal) => Err(view::finish(
-            ops::Outcome::Refused(refusal),
-            view,
-            false,
-            &plan.file,
-            None,
-        )),
+        Err(refusal) => Err(view::finish(ops::Outcome::Refused(refusal), view, false)),
     }
 }
 
@@ -860,9 +858,9 @@ fn status(plan: &PlanArgs, target: TargetArgs, moved: bool, output: StatusOutput
             plan_moved: moved,
             ..request
         };
-        let lab = found(block_on(ops::status(&request, &loaded, &view)), &view, plan)?;
+        let lab = found(block_on(ops::status(&request, &loaded, &view)), &view)?;
         let shown = match output {
-            StatusOutput::Table => view::status_table(&lab, &plan.file),
+            StatusOutput::Table => view::status_table(&lab, &request.command("diff")),
             StatusOutput::Json => document(&lab, false),
             StatusOutput::Yaml => document(&lab, true),
         };
@@ -909,11 +907,7 @@ fn list_plans(provider: Option<&str>, output: ListOutput) -> ExitCode {
 fn vm_info(plan: &PlanArgs, target: TargetArgs, vm: &str, output: StatusOutput) -> ExitCode {
     let looked = || -> Result<ExitCode, ExitCode> {
         let (view, request, loaded) = looking(plan, target)?;
-        let info = found(
-            block_on(ops::info(&request, &loaded, vm, &view)),
-            &view,
-            plan,
-        )?;
+        let info = found(block_on(ops::info(&request, &loaded, vm, &view)), &view)?;
         Ok(print(&match output {
             StatusOutput::Table => view::info_text(&info),
             StatusOutput::Json => document(&info, false),
@@ -933,7 +927,6 @@ fn lab_inventory(
     found(
         block_on(ops::inventory(&request, &loaded, user, &view)),
         &view,
-        plan,
     )
 }
 
@@ -941,11 +934,7 @@ fn lab_inventory(
 fn console(plan: &PlanArgs, target: TargetArgs, vm: &str) -> ExitCode {
     let looked = || -> Result<ExitCode, ExitCode> {
         let (view, request, loaded) = looking(plan, target)?;
-        let attached = found(
-            block_on(ops::console(&request, &loaded, vm, &view)),
-            &view,
-            plan,
-        )?;
+        let attached = found(block_on(ops::console(&request, &loaded, vm, &view)), &view)?;
         Ok(match console::attach(attached, &format!("vm/{vm}")) {
             Ok(()) => ExitCode::SUCCESS,
             Err(why) => {
@@ -1015,15 +1004,7 @@ fn unlock(plan: &PlanArgs, provider: Option<String>, name: Option<String>, yes: 
     };
     let unlocked = match block_on(ops::unlock(&request, &loaded, &view)) {
         Ok(Ok(unlocked)) => unlocked,
-        Ok(Err(refusal)) => {
-            return view::finish(
-                ops::Outcome::Refused(refusal),
-                &view,
-                false,
-                &plan.file,
-                None,
-            )
-        }
+        Ok(Err(refusal)) => return view::finish(ops::Outcome::Refused(refusal), &view, false),
         Err(code) => return code,
     };
     for lock in unlocked {
@@ -1071,7 +1052,7 @@ fn power_vms(
         interruption: view.interruption.clone(),
     };
     match block_on(ops::power(&request, &loaded, power, vms, options, &view)) {
-        Ok(outcome) => view::finish(outcome, &view, false, &plan.file, None),
+        Ok(outcome) => view::finish(outcome, &view, false),
         Err(code) => code,
     }
 }

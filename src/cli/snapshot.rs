@@ -109,7 +109,7 @@ pub(super) fn run(command: SnapshotCommand) -> ExitCode {
                 let ran = super::block_on(snapshot::create(
                     &request, &loaded, &name, &names, &options, &view,
                 ));
-                let created = found(ran, &view, &plan)?;
+                let created = found(ran, &view)?;
                 Ok(with_signal(&view, created_words(&request.name, &created)))
             }
             SnapshotCommand::List {
@@ -121,7 +121,7 @@ pub(super) fn run(command: SnapshotCommand) -> ExitCode {
                 let request = request(&plan, target);
                 let loaded = load(&plan, false)?;
                 let ran = super::block_on(snapshot::list(&request, &loaded, &view));
-                let listed = found(ran, &view, &plan)?;
+                let listed = found(ran, &view)?;
                 Ok(print(&match output {
                     ListOutput::Json => document(&listed, false),
                     ListOutput::Table => table(&listed),
@@ -139,7 +139,7 @@ pub(super) fn run(command: SnapshotCommand) -> ExitCode {
                 let ran = super::block_on(snapshot::revert(
                     &request, &loaded, &name, &names, &options, &view,
                 ));
-                let reverted = found(ran, &view, &plan)?;
+                let reverted = found(ran, &view)?;
                 Ok(with_signal(&view, reverted_words(&request.name, &reverted)))
             }
             SnapshotCommand::Delete {
@@ -153,7 +153,7 @@ pub(super) fn run(command: SnapshotCommand) -> ExitCode {
                 let ran = super::block_on(snapshot::delete(
                     &request, &loaded, &name, &names, &options, &view,
                 ));
-                let deleted = found(ran, &view, &plan)?;
+                let deleted = found(ran, &view)?;
                 Ok(deleted_words(&request.name, &deleted))
             }
         }

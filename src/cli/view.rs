@@ -1,7 +1,6 @@
 //! How `plan diff`, `apply` and `destroy` look on a terminal or in a log: the `View` the
 //! operations report through, and the words and exit status each `Outcome` ends with.
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
@@ -102,10 +101,9 @@ impl View for Terminal {
                 say!("Observed {resources} resources in {} ms.", took.as_millis())
             }
             Event::Plan(plan) => self.show_plan(plan),
-            Event::Saved(path) => say!(
-                "Saved the plan to {}: `plan apply {}` applies exactly these changes.",
-                path.display(),
-                path.display()
+            Event::Saved { file, apply } => say!(
+                "Saved the plan to {}: `{apply}` applies exactly these changes.",
+                file.display(),
             ),
             Event::Warnings { problems, source } => super::report_problems(problems, source),
             Event::Warning(text) => say!("warning: {text}"),
@@ -194,28 +192,16 @@ fn stop_now(signal: ops::Signal) {
 
 /// The words an outcome ends with, and the exit status: 0 done (or nothing to do), 1 any
 /// error, 2 changes to make (`diff --detailed-exitcode`), 130 interrupted by Ctrl-C, 143 by
-/// SIGTERM. `planfile` is the saved plan a stale refusal asks to make again.
-pub fn finish(
-    outcome: Outcome,
-    view: &Terminal,
-    detailed_exitcode: bool,
-    file: &Path,
-    planfile: Option<&Path>,
-) -> ExitCode {
-    let status = ended(outcome, view, detailed_exitcode, file, planfile);
+/// SIGTERM.
+pub fn finish(outcome: Outcome, view: &Terminal, detailed_exitcode: bool) -> ExitCode {
+    let status = ended(outcome, view, detailed_exitcode);
     match view.interruption.signal() {
         Some(signal) => ExitCode::from(signal.exit_status()),
         None => status,
     }
 }
 
-fn ended(
-    outcome: Outcome,
-    view: &Terminal,
-    detailed_exitcode: bool,
-    file: &Path,
-    planfile: Option<&Path>,
-) -> ExitCode {
+fn ended(outcome: Outcome, view: &Terminal, detailed_exitcode: bool) -> ExitCode {
     match outcome {
         Outcome::UpToDate { vms: None } => ExitCode::SUCCESS,
         Outcome::UpToDate { vms: Some(vms) } => show_vms(&vms, view),
@@ -237,13 +223,13 @@ fn ended(
             }
         }
         Outcome::Refused(refusal) => {
-            refuse(refusal, file, planfile);
+            refuse(refusal);
             ExitCode::from(EXIT_ERROR)
         }
     }
 }
 
-fn refuse(refusal: Refusal, file: &Path, planfile: Option<&Path>) {
+fn refuse(refusal: Refusal) {
     match refusal {
         Refusal::Invalid(message) => say!("error: {message}"),
         Refusal::Problems(problems) => {
@@ -260,11 +246,9 @@ fn refuse(refusal: Refusal, file: &Path, planfile: Option<&Path>) {
             );
             say!("Nothing was changed.");
         }
-        Refusal::Stale(what) => say!(
-            "error: {what}; nothing was changed. Review the plan again: `plan diff {} --out {}`",
-            file.display(),
-            planfile.map_or("PLANFILE".into(), |p| p.display().to_string())
-        ),
+        Refusal::Stale { what, again } => {
+            say!("error: {what}; nothing was changed. Review the plan again: `{again}`")
+        }
         Refusal::Load(failure) => {
             super::report_failure(&failure);
         }
@@ -329,7 +313,8 @@ fn show_vms(vms: &Vms, view: &Terminal) -> ExitCode {
 
 /// `plan status` as a table: a row per resource, what stands out in its last column, and a
 /// line that says whether the lab matches the plan.
-pub fn status_table(status: &ops::LabStatus, file: &Path) -> String {
+/// `plan status`'s table; `diff` is the command that shows what apply would do.
+pub fn status_table(status: &ops::LabStatus, diff: &str) -> String {
     let value = |v: &Option<serde_json::Value>| match v {
         None | Some(serde_json::Value::Null) => "(none)".to_string(),
         Some(v) => serde_json::to_string(v).unwrap_or_default(),
@@ -394,9 +379,8 @@ pub fn status_table(status: &ops::LabStatus, file: &Path) -> String {
         format!("Plan `{}` matches the providers.", status.plan)
     } else {
         format!(
-            "Plan `{}` does not match the providers: `plan diff {}` shows what apply would do.",
+            "Plan `{}` does not match the providers: `{diff}` shows what apply would do.",
             status.plan,
-            file.display()
         )
     };
     let mut snapshots = String::new();

@@ -21,6 +21,12 @@ pub fn turn_off() {
     TURNED_OFF.store(true, Ordering::Relaxed);
 }
 
+/// Whether `--no-kcli-config` turned it off (the environment variable stays for a command
+/// copied from a hint; the flag does not).
+pub fn turned_off_by_flag() -> bool {
+    TURNED_OFF.load(Ordering::Relaxed)
+}
+
 /// Whether the kcli configuration is read at all.
 pub fn enabled() -> bool {
     let off_in_environment =

@@ -57,13 +57,7 @@ impl Session {
         view: &dyn View,
     ) -> Result<PlanLock, Refusal> {
         let holder = LockHolder::this_process(&self.name, command);
-        let mut unlock = format!("plan unlock {}", request.file.display());
-        if request.name != crate::manifest::default_plan_name(&request.file) {
-            unlock.push_str(&format!(" --name {}", request.name));
-        }
-        if let Some(provider) = &request.provider {
-            unlock.push_str(&format!(" --provider {provider}"));
-        }
+        let unlock = request.command("unlock");
         let mut held = Vec::new();
         let mut inherited = Vec::new();
         for site in &self.sites {

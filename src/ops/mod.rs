@@ -66,7 +66,17 @@ pub async fn diff(
         view.event(Event::Plan(&plan));
         if let Some(out) = out {
             save(request, loaded, &plan, &session.fingerprint(&observed), out)?;
-            view.event(Event::Saved(out));
+            let mut apply = vec![format!(
+                "plan apply {}",
+                shlex::try_quote(&out.to_string_lossy())
+                    .map_or_else(|_| out.display().to_string(), |q| q.into_owned())
+            )];
+            let (_, secret) = saved::split_params(&request.overrides.sets);
+            apply.extend(secret.iter().map(|name| format!("-P {name}=…")));
+            view.event(Event::Saved {
+                file: out,
+                apply: apply.join(" "),
+            });
         }
         Ok::<_, Refusal>(plan)
     };
@@ -152,11 +162,24 @@ pub async fn destroy(
 /// changed since. `given` are the `-P` values of this command line (secrets are never saved).
 pub async fn apply_saved(
     saved: SavedPlan,
+    planfile: &Path,
     given: &[String],
     options: RunOptions,
     view: &dyn View,
 ) -> Outcome {
-    let stale = |what: String| Outcome::Refused(Refusal::Stale(what));
+    let again = format!(
+        "{} --out {}",
+        saved_request(&saved).command("diff"),
+        shlex::try_quote(&planfile.to_string_lossy())
+            .map_or_else(|_| planfile.display().to_string(), |q| q.into_owned())
+    );
+    let stale_again = again.clone();
+    let stale = move |what: String| {
+        Outcome::Refused(Refusal::Stale {
+            what,
+            again: stale_again.clone(),
+        })
+    };
     let text = match std::fs::read_to_string(&saved.file) {
         Ok(text) => text,
         Err(e) => return stale(format!("cannot read {}: {e}", saved.file.display())),
@@ -199,11 +222,38 @@ pub async fn apply_saved(
         &loaded,
         Some(&intents),
         Goal::Converge,
-        Some(&saved),
+        Some(&Reviewed {
+            saved: &saved,
+            again,
+        }),
         options,
         view,
     )
     .await
+}
+
+/// A saved plan being applied, and the command that reviews it again should it no longer hold.
+struct Reviewed<'a> {
+    saved: &'a SavedPlan,
+    again: String,
+}
+
+/// The request a saved plan was made with, for the commands a hint offers: its secret `-P`
+/// values by name only (they are not saved).
+fn saved_request(saved: &SavedPlan) -> Request {
+    let mut sets = saved.params.clone();
+    sets.extend(saved.sensitive_params.iter().map(|name| format!("{name}=")));
+    Request {
+        provider: saved.provider.clone(),
+        targets: saved.targets.clone(),
+        overrides: manifest::Overrides {
+            paramfiles: saved.paramfiles.clone(),
+            sets,
+            name: Some(saved.name.clone()),
+            allow_read: saved.allow_read.clone(),
+        },
+        ..Request::new(&saved.file, Some(saved.name.clone()))
+    }
 }
 
 /// Observe, plan, show, ask (unless the plan was reviewed and saved), apply, and read back the
@@ -213,7 +263,7 @@ async fn converge(
     loaded: &Loaded,
     intents: Option<&Intents>,
     goal: Goal,
-    reviewed: Option<&SavedPlan>,
+    reviewed: Option<&Reviewed<'_>>,
     options: RunOptions,
     view: &dyn View,
 ) -> Outcome {
@@ -225,11 +275,7 @@ async fn converge(
         if destroying && request.targets.is_empty() {
             session.add_providers_left_behind(view).await;
         }
-        let command = format!(
-            "plan {} {}",
-            if destroying { "destroy" } else { "apply" },
-            request.file.display()
-        );
+        let command = request.command(if destroying { "destroy" } else { "apply" });
         let lock = session.lock(&command, request, view).await?;
         let ran = async {
             let mut observed = session.observe(view).await?;
@@ -238,21 +284,24 @@ async fn converge(
                 session.held_elsewhere(&observed).await?;
             }
             not_interrupted(interruption)?;
-            if let Some(saved) = reviewed {
-                if saved.fingerprints.live != session.fingerprint(&observed) {
-                    return Err(Refusal::Stale(
-                        "the provider's resources have changed since the plan was saved".into(),
-                    ));
+            if let Some(reviewed) = reviewed {
+                if reviewed.saved.fingerprints.live != session.fingerprint(&observed) {
+                    return Err(Refusal::Stale {
+                        what: "the provider's resources have changed since the plan was saved"
+                            .into(),
+                        again: reviewed.again.clone(),
+                    });
                 }
             }
             let mut parts = session.plan(&observed)?;
             session.keep_networks_in_use(&mut parts, view).await;
             let plan = merged(request, parts.clone());
             view.event(Event::Plan(&plan));
-            if reviewed.is_some_and(|saved| !saved.same_changes(&plan)) {
-                return Err(Refusal::Stale(
-                    "planning again gives other changes than the saved plan's".into(),
-                ));
+            if let Some(reviewed) = reviewed.filter(|r| !r.saved.same_changes(&plan)) {
+                return Err(Refusal::Stale {
+                    what: "planning again gives other changes than the saved plan's".into(),
+                    again: reviewed.again.clone(),
+                });
             }
             // What apply ends with: the plan's VMs (destroy has none left to show).
             let wants_vms = !destroying;
@@ -392,10 +441,7 @@ fn waiting_for_restart(request: &Request, mut vms: Vec<String>, view: &dyn View)
     }
     vms.sort();
     vms.dedup();
-    let mut command = format!("plan apply --restart {}", request.file.display());
-    if let Some(provider) = &request.provider {
-        command.push_str(&format!(" --provider {provider}"));
-    }
+    let command = request.command("apply --restart");
     view.event(Event::WaitingForRestart { vms, command });
 }
 

@@ -30,8 +30,9 @@ pub enum Refusal {
     Declined,
     /// Nobody could be asked, and `--yes` was not given.
     CannotAsk { destroying: bool },
-    /// A saved plan no longer holds: what changed since it was saved.
-    Stale(String),
+    /// A saved plan no longer holds: what changed since it was saved, and the command that
+    /// reviews the plan again as it was saved (`plan diff … --out PLANFILE`).
+    Stale { what: String, again: String },
     /// A plan read along the way does not load.
     Load(LoadFailure),
     /// A signal came before any change was made.

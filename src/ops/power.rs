@@ -27,15 +27,11 @@ pub async fn power(
     let result = async {
         let intents = intent::intents(&loaded.manifest, &request.name, &request.base)?;
         let session = Session::open(loaded, Some(&intents), Goal::Converge, request, view).await?;
-        let command = format!(
-            "plan {} {}",
-            match power {
-                Power::Start => "start",
-                Power::Stop { .. } => "stop",
-                Power::Restart { .. } => "restart",
-            },
-            request.file.display()
-        );
+        let command = request.command(match power {
+            Power::Start => "start",
+            Power::Stop { .. } => "stop",
+            Power::Restart { .. } => "restart",
+        });
         let lock = session.lock(&command, request, view).await?;
         let ran = async {
             let observed = session.observe(view).await?;

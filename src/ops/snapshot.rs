@@ -225,7 +225,7 @@ async fn ready(
     let session = open(request, loaded, view).await?;
     let owner = Owner::plan(&session.name);
     check_capability(&session, &owner).await?;
-    let command = format!("plan snapshot {verb} {}", request.file.display());
+    let command = request.command(&format!("snapshot {verb}"));
     let lock = session.lock(&command, request, view).await?;
     Ok(Ready {
         session,

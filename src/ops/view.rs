@@ -26,8 +26,9 @@ pub enum Event<'a> {
     Observed { resources: usize, took: Duration },
     /// What would change (diff), or is about to (apply, destroy).
     Plan(&'a Plan),
-    /// `diff --out` saved the plan here.
-    Saved(&'a Path),
+    /// `diff --out`: the plan was saved to `file`; `apply` is the command that applies it (with the secret
+    /// `-P` values it needs again, by name).
+    Saved { file: &'a Path, apply: String },
     /// A plan read along the way (`apply PLANFILE`) has these warnings.
     Warnings {
         problems: &'a [Problem],
