@@ -304,6 +304,7 @@ async fn powered(power: Power) -> Vec<ResourceId> {
             disruption: None,
             drift: Vec::new(),
             claim: false,
+            loses_data: false,
             pending_restart: Vec::new(),
             restart: Some(power),
             reattach: Vec::new(),

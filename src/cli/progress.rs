@@ -59,21 +59,19 @@ fn details(change: &Change) -> Vec<String> {
         .attributes
         .iter()
         .map(|a| {
-            let show = |v: &Option<serde_json::Value>| match v {
-                None | Some(serde_json::Value::Null) => "(none)".to_string(),
-                Some(v) => {
-                    let s = serde_json::to_string(v).unwrap_or_default();
-                    // A seed's text belongs in `plan diff`, not in a progress line.
-                    if s.chars().count() > 120 {
-                        format!("{}…", s.chars().take(117).collect::<String>())
-                    } else {
-                        s
-                    }
+            let show = |v: &Option<serde_json::Value>| {
+                let s = crate::plan::render::shown_value(&a.name, v);
+                // A seed's text belongs in `plan diff`, not in a progress line.
+                if s.chars().count() > 120 {
+                    format!("{}…", s.chars().take(117).collect::<String>())
+                } else {
+                    s
                 }
             };
+            let name = crate::plan::render::shown_name(&a.name);
             secrets::scrub(&match change.action {
-                Action::Create => format!("{}: {}", a.name, show(&a.after)),
-                _ => format!("{}: {} → {}", a.name, show(&a.before), show(&a.after)),
+                Action::Create => format!("{name}: {}", show(&a.after)),
+                _ => format!("{name}: {} → {}", show(&a.before), show(&a.after)),
             })
         })
         .collect()

@@ -312,13 +312,9 @@ fn show_vms(vms: &Vms, view: &Terminal) -> ExitCode {
 }
 
 /// `plan status` as a table: a row per resource, what stands out in its last column, and a
-/// line that says whether the lab matches the plan.
-/// `plan status`'s table; `diff` is the command that shows what apply would do.
+/// line that says whether the lab matches the plan (`diff` is the command that shows what apply
+/// would do).
 pub fn status_table(status: &ops::LabStatus, diff: &str) -> String {
-    let value = |v: &Option<serde_json::Value>| match v {
-        None | Some(serde_json::Value::Null) => "(none)".to_string(),
-        Some(v) => serde_json::to_string(v).unwrap_or_default(),
-    };
     let mut table = super::table::new(&["RESOURCE", "PROVIDER", "STATE", "ADDRESSES", "NOTES"]);
     for r in &status.resources {
         let mut notes = Vec::new();
@@ -326,7 +322,15 @@ pub fn status_table(status: &ops::LabStatus, diff: &str) -> String {
             let waiting: Vec<String> = r
                 .pending_restart
                 .iter()
-                .map(|a| format!("{} {} → {}", a.name, value(&a.before), value(&a.after)))
+                .map(|a| {
+                    use crate::plan::render::{shown_name, shown_value};
+                    format!(
+                        "{} {} → {}",
+                        shown_name(&a.name),
+                        shown_value(&a.name, &a.before),
+                        shown_value(&a.name, &a.after)
+                    )
+                })
                 .collect();
             notes.push(format!("waits for a restart: {}", waiting.join(", ")));
         }

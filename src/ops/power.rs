@@ -139,6 +139,7 @@ fn power_changes(
                 disruption: None,
                 drift: Vec::new(),
                 claim: false,
+                loses_data: false,
                 pending_restart: Vec::new(),
                 restart: Some(power),
                 reattach: Vec::new(),

@@ -617,18 +617,33 @@ impl Session {
                     continue;
                 }
             };
-            let deleted = |vm: &str| {
+            // A VM leaves the network in this run when it is deleted, made again without it,
+            // or moved off it live (a move that waits for a restart leaves it running there).
+            let leaves = |vm: &str, network: &str| {
                 part.changes.iter().any(|c| {
-                    c.action == Action::Delete
-                        && matches!(c.id.kind, ResourceKind::Vm | ResourceKind::VirtualMachine)
-                        && c.id.name == vm
+                    if c.id.kind != ResourceKind::Vm || c.id.name != vm {
+                        return false;
+                    }
+                    let off = match &c.desired {
+                        Some(Spec::Vm(spec)) => !spec.nics.iter().any(|n| n.network == network),
+                        _ => false,
+                    };
+                    let live = c.attributes.iter().any(|a| {
+                        a.name == "nics" && a.disruption == crate::provider::Disruption::Live
+                    });
+                    match c.action {
+                        Action::Delete => true,
+                        Action::Replace => off,
+                        Action::Update => off && live,
+                        Action::Create | Action::Restart => false,
+                    }
                 })
             };
             let mut kept = Vec::new();
             for network in going {
                 let others: Vec<String> = users
                     .iter()
-                    .filter(|u| u.network == network && !deleted(&u.vm))
+                    .filter(|u| u.network == network && !leaves(&u.vm, &network))
                     .map(|u| {
                         let whose = match &u.plan {
                             Some(plan) => format!("plan `{plan}`"),

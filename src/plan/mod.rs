@@ -61,6 +61,10 @@ pub struct Change {
     /// The resource exists without siteplan's mark, as a killed run leaves it: it is taken over
     /// (marked) first.
     pub claim: bool,
+    /// A delete or replace loses what the resource holds (`Rules::holds_data`): data loss,
+    /// rather than something made again as it was.
+    #[serde(skip)]
+    pub loses_data: bool,
     /// A running VM's attributes already changed in its definition that it does not run with
     /// yet (`before` is what it runs with): they take effect when it restarts.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -157,6 +161,7 @@ pub fn plan(
                 disruption: None,
                 drift: Vec::new(),
                 claim: false,
+                loses_data: false,
                 pending_restart: Vec::new(),
                 restart: None,
                 reattach: Vec::new(),
@@ -184,6 +189,7 @@ pub fn plan(
                     disruption: Some(Disruption::Live),
                     drift: Vec::new(),
                     claim: true,
+                    loses_data: false,
                     pending_restart: Vec::new(),
                     restart: None,
                     reattach: Vec::new(),
@@ -270,6 +276,7 @@ pub fn plan(
                     disruption: Some(Disruption::Reboot),
                     drift,
                     claim: false,
+                    loses_data: false,
                     pending_restart: pending,
                     restart: None,
                     reattach: Vec::new(),
@@ -313,6 +320,7 @@ pub fn plan(
             disruption: worst,
             drift,
             claim: false,
+            loses_data: false,
             pending_restart: if action == Action::Update {
                 pending
             } else {
@@ -344,6 +352,7 @@ pub fn plan(
             disruption: Some(Disruption::Replace),
             drift: Vec::new(),
             claim: false,
+            loses_data: false,
             pending_restart: Vec::new(),
             restart: None,
             reattach: Vec::new(),
@@ -374,6 +383,7 @@ pub fn plan(
             disruption: Some(Disruption::Replace),
             drift: Vec::new(),
             claim: true,
+            loses_data: false,
             pending_restart: Vec::new(),
             restart: None,
             reattach: Vec::new(),
@@ -392,6 +402,13 @@ pub fn plan(
         observed,
         &mut unchanged,
     ));
+    for change in &mut changes {
+        change.loses_data = matches!(change.action, Action::Delete | Action::Replace)
+            && change
+                .live
+                .as_ref()
+                .is_some_and(|live| rules.holds_data(live));
+    }
     if problems.is_empty() {
         let mut plan = Plan {
             name: name.to_string(),
@@ -478,6 +495,7 @@ fn vm_follows(
         disruption: Some(disruption),
         drift: Vec::new(),
         claim: false,
+        loses_data: false,
         pending_restart: Vec::new(),
         restart: None,
         reattach: Vec::new(),

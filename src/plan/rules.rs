@@ -60,6 +60,11 @@ pub trait Rules: Send + Sync {
     /// networks), read from its spec: deletes go in the reverse order.
     fn needs(&self, live: &Spec) -> Vec<ResourceId>;
 
+    /// Whether deleting `live` loses what it holds (a disk's data, a running guest's state),
+    /// rather than something siteplan makes again as it was (a network, a cloud-init seed):
+    /// what the diff calls data loss.
+    fn holds_data(&self, live: &Spec) -> bool;
+
     /// What the backend can do at all, checked before anything is planned.
     fn capabilities(&self) -> Capabilities;
 }

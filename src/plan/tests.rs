@@ -168,8 +168,8 @@ fn a_new_change_to_a_vm_still_waiting_shows_both() {
     assert_eq!(c.attributes[0].after, Some(4096.into()));
     assert_eq!(c.pending_restart[0].before, Some(1024.into()));
     let shown = render::human(&p);
-    assert!(shown.contains("memory_mib: 2048 → 4096"), "{shown}");
-    assert!(shown.contains("memory_mib: 1024 → 2048"), "{shown}");
+    assert!(shown.contains("memory: 2 GiB → 4 GiB"), "{shown}");
+    assert!(shown.contains("memory: 1 GiB → 2 GiB"), "{shown}");
 }
 
 #[test]
@@ -425,7 +425,7 @@ fn every_format_of_every_kind_of_change() {
     // The JSON is what its schema says.
     let doc: render::json::DiffDocument =
         serde_json::from_str(&render::json::json(&p)).expect("parses back");
-    assert_eq!(doc.format_version, "1");
+    assert_eq!(doc.format_version, "2");
     assert_eq!(doc.changes.len(), p.changes.len());
     assert_eq!(doc.drift.len(), 1);
 }

@@ -126,6 +126,19 @@ impl Rules for LibvirtRules {
         kept
     }
 
+    /// Volumes hold data, except a seed siteplan generates; a domain holds its guest's memory
+    /// and its definition's state; a pool (deleted only empty) held volumes.
+    fn holds_data(&self, live: &Spec) -> bool {
+        match live {
+            Spec::Volume(VolumeSpec {
+                source: VolumeSource::Generated { .. },
+                ..
+            }) => false,
+            Spec::Volume(_) | Spec::Vm(_) | Spec::Pool(_) => true,
+            _ => false,
+        }
+    }
+
     fn needs(&self, live: &Spec) -> Vec<ResourceId> {
         match live {
             Spec::Network(_) | Spec::Pool(_) | Spec::Object(_) => Vec::new(),
@@ -200,6 +213,10 @@ impl Rules for TestDriverRules {
 
     fn needs(&self, live: &Spec) -> Vec<ResourceId> {
         LibvirtRules.needs(live)
+    }
+
+    fn holds_data(&self, live: &Spec) -> bool {
+        LibvirtRules.holds_data(live)
     }
 
     fn capabilities(&self) -> Capabilities {

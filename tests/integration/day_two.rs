@@ -89,7 +89,11 @@ fn status_tells_the_truth_about_a_change_that_waits_for_a_restart() {
     let diff = lab.plan(&["diff", "--detailed-exitcode"], &bigger);
     assert_eq!(diff.code(), Some(2), "{}", diff.text());
     assert!(diff.stdout.contains("↻ vm/day0"), "{}", diff.stdout);
-    assert!(diff.stdout.contains("memory_mib: 256 → 512"));
+    assert!(
+        diff.stdout.contains("memory: 256 MiB → 512 MiB"),
+        "{}",
+        diff.stdout
+    );
     let (code, doc) = status_json(&lab, &bigger);
     assert_eq!(code, Some(2));
     assert_eq!(doc["matches"], false);
@@ -101,7 +105,7 @@ fn status_tells_the_truth_about_a_change_that_waits_for_a_restart() {
     );
     let table = lab.plan(&["status"], &bigger);
     assert!(
-        row(&table.stdout, "vm/day0").contains("waits for a restart: memory_mib 256 → 512"),
+        row(&table.stdout, "vm/day0").contains("waits for a restart: memory 256 MiB → 512 MiB"),
         "{}",
         table.stdout
     );

@@ -204,7 +204,7 @@ fn day_two(lab: &BootLab, conn: &Connect, first: &str, (dhcp_vm, dhcp_ip): &(Str
         .unwrap_or_default()
         .to_string();
     assert!(
-        row.contains("waits for a restart: memory_mib 768 → 1024"),
+        row.contains("waits for a restart: memory 768 MiB → 1 GiB"),
         "{}",
         status.stdout
     );

@@ -401,7 +401,26 @@ fn a_plan_applies_to_kubevirt_diffs_clean_changes_and_is_destroyed_leaving_other
     );
     assert!(run(&["diff", "--detailed-exitcode"], &grow).ok());
 
-    // A VM dropped from the plan is deleted; everything else stays.
+    // A VM dropped from the plan is deleted; everything else stays. The diff says which
+    // deletes lose data, as KubeVirt's rules say: the VirtualMachine does (with the volumes
+    // its templates own), its cloud-init Secret is only deleted.
+    let planned = run(
+        &["diff"],
+        &["memory=2048", "cpus=2", "size=20", "second=false"],
+    );
+    assert!(planned.ok(), "{}", planned.text());
+    let deletes: Vec<&str> = planned
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("  - "))
+        .collect();
+    for (kind, impact) in [("virtualmachine/", "(data loss)"), ("secret/", "(deleted)")] {
+        let line = deletes
+            .iter()
+            .find(|l| l.contains(kind))
+            .unwrap_or_else(|| panic!("no {kind} deleted:\n{}", planned.stdout));
+        assert!(line.ends_with(impact), "{line}");
+    }
     let dropped = run(
         &["apply", "--yes"],
         &["memory=2048", "cpus=2", "size=20", "second=false"],

@@ -215,7 +215,7 @@ fn a_lab_snapshot_is_taken_listed_reverted_and_deleted_as_one() {
     let diff = lab.plan(&["diff", "--detailed-exitcode"], &bigger);
     assert_eq!(diff.code(), Some(2), "{}", diff.text());
     assert!(
-        diff.stdout.contains("~ vm/snap0") && diff.stdout.contains("256 → 512"),
+        diff.stdout.contains("~ vm/snap0") && diff.stdout.contains("256 MiB → 512 MiB"),
         "{}",
         diff.stdout
     );

@@ -84,8 +84,8 @@ fn lifecycle(lab: &Lab) {
     let bigger = ["memory=384", "cpus=2"];
     let diff = lab.diff(&bigger);
     assert!(diff.contains("~ vm/life0 (needs a reboot)"), "{diff}");
-    assert!(diff.contains("memory_mib: 256 → 384"), "{diff}");
-    assert!(diff.contains("vcpus:      1 → 2"), "{diff}");
+    assert!(diff.contains("memory: 256 MiB → 384 MiB"), "{diff}");
+    assert!(diff.contains("vcpus:  1 → 2"), "{diff}");
     lab.apply(&bigger);
     // Saved, not running yet: the diff says so until the VMs restart, and counts it as a
     // change; `apply --restart` restarts them, and then nothing is left.
@@ -94,7 +94,7 @@ fn lifecycle(lab: &Lab) {
         waiting.contains("↻ vm/life0: changed by an earlier apply"),
         "{waiting}"
     );
-    assert!(waiting.contains("memory_mib: 256 → 384"), "{waiting}");
+    assert!(waiting.contains("memory: 256 MiB → 384 MiB"), "{waiting}");
     assert!(waiting.contains("2 waiting for a restart"), "{waiting}");
     let (out, _, _) = lab.plan(&["diff", "--detailed-exitcode"], &bigger);
     assert_eq!(out.code(), Some(2), "a pending restart is a change");
@@ -335,7 +335,7 @@ fn detailed_exitcode_says_whether_there_are_changes() {
     let (out, json, _) = lab.plan(&["diff", "--format", "json"], &["memory=300"]);
     assert!(out.status.success());
     let doc: serde_json::Value = serde_json::from_str(&json).expect("JSON");
-    assert_eq!(doc["format_version"], "1");
+    assert_eq!(doc["format_version"], "2");
     assert_eq!(doc["summary"]["update"], 2, "{json}");
     let (_, markdown, _) = lab.plan(&["diff", "--format", "markdown"], &["memory=300"]);
     assert!(
@@ -364,7 +364,7 @@ fn quiet_says_only_the_counts_and_the_summary() {
     // -v says what each change sets.
     let (_, _, stderr) = lab.plan(&["apply", "--yes", "-v"], &["memory=300"]);
     assert!(stderr.contains("Observed "), "{stderr}");
-    assert!(stderr.contains("memory_mib: 256 → 300"), "{stderr}");
+    assert!(stderr.contains("memory: 256 MiB → 300 MiB"), "{stderr}");
 }
 
 #[test]
@@ -714,7 +714,7 @@ fn diff_against_another_version_needs_no_provider() {
             stdout.contains("~ vm/life0 (needs a reboot)"),
             "{old}: {stdout}"
         );
-        assert!(stdout.contains("memory_mib: 256 → 512"), "{stdout}");
+        assert!(stdout.contains("memory: 256 MiB → 512 MiB"), "{stdout}");
         assert!(
             stdout.contains("-/+ network/lifenet: `cidr` and `dhcp` force replacement"),
             "{stdout}"
@@ -1139,4 +1139,82 @@ fn destroy_keeps_a_network_that_another_plans_vm_uses() {
         "{}",
         again.stdout
     );
+}
+
+/// The diff reads as people write a plan: sizes in their unit, a VM's disks and NICs one field a
+/// line (a change as a diff of those lines), a delete that loses nothing called deleted; the
+/// JSON keeps the exact values.
+#[test]
+fn review_output_reads_as_people_write_it() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let sandbox = tmp.path().join("sandbox");
+    let file = tmp.path().join("read.yml");
+    let write = |net: &str, spare: bool| {
+        let spare = if spare {
+            "spare:\n  type: network\n  cidr: 192.168.249.0/24\n"
+        } else {
+            ""
+        };
+        std::fs::write(
+            &file,
+            format!(
+                "{net}:\n  type: network\n  cidr: 192.168.248.0/24\n{spare}r1:\n  memory: 2048\n  disks: [10]\n  nets: [{net}]\n"
+            ),
+        )
+        .expect("plan")
+    };
+    let run = |args: &[&str]| {
+        Plan::new(args)
+            .sandbox(&sandbox)
+            .arg_path(&file)
+            .args(&["--provider", "sandbox"])
+            .run()
+    };
+    write("readnet", true);
+    let human = run(&["diff"]).stdout;
+    for shown in [
+        "capacity: 10 GiB",
+        "memory:      2 GiB",
+        "disks:\n        +- bus: virtio\n        +  pool: default\n        +  volume: r1_0.img\n",
+        "nics:\n        +- mac: ",
+    ] {
+        assert!(human.contains(shown), "{shown:?} in:\n{human}");
+    }
+    assert!(
+        !human.contains("capacity_bytes") && !human.contains("[{\""),
+        "{human}"
+    );
+    let markdown = run(&["diff", "--format", "markdown"]).stdout;
+    assert!(markdown.contains("+ capacity: 10 GiB"), "{markdown}");
+    let json = run(&["diff", "--format", "json"]).stdout;
+    assert!(
+        json.contains("\"capacity_bytes\"") && json.contains("10737418240"),
+        "{json}"
+    );
+    assert!(run(&["apply", "--yes"]).ok());
+
+    // The network the VM is on is renamed, and the spare one dropped: the NIC's move is said
+    // as a diff of its lines; the spare network is deleted, and it held no data; the old one
+    // is kept while the running VM waits for a restart to leave it (the sandbox cannot move a
+    // NIC live).
+    write("readnet2", false);
+    let diff = run(&["diff"]);
+    let human = &diff.stdout;
+    assert!(
+        human.contains("-  network: readnet\n") && human.contains("+  network: readnet2\n"),
+        "{human}"
+    );
+    assert!(
+        human.contains("- network/spare: created by this plan, no longer declared in it (deleted)"),
+        "{human}"
+    );
+    assert!(
+        diff.stderr.replace('\n', " ").contains(
+            "network/readnet is kept, not deleted: vm/r1 (plan `read`, running) is attached to it"
+        ),
+        "{}",
+        diff.stderr
+    );
+    let json = run(&["diff", "--format", "json"]).stdout;
+    assert!(json.contains("\"impact\": \"deleted\""), "{json}");
 }

@@ -313,7 +313,7 @@ fn kcli_secret_names_and_keys_of_several_lines_never_show_and_no_name_is_hidden(
         "hostname: debian1",
         "password: (sensitive)",
         "content: Welcome to debian1, user debian",
-        "pool:           \"debian\"",
+        "pool:     \"debian\"",
         "+ vm/debian1",
     ] {
         assert!(diff.contains(shown), "the diff lacks {shown:?}:\n{diff}");

@@ -3,7 +3,10 @@
 
 use std::fmt::Write;
 
-use super::{address, changed_leaves, has_text, summary, symbol, value, Impact, Leaf};
+use super::{
+    address, changed_leaves, for_people, has_text, shown_name, shown_value, summary, symbol, value,
+    Impact, Leaf,
+};
 use crate::plan::{Action, AttributeChange, Plan};
 use crate::provider::Disruption;
 
@@ -13,28 +16,27 @@ fn attribute_line(out: &mut String, a: &AttributeChange, width: usize, action: A
     } else {
         ""
     };
+    let a = &for_people(a);
     if has_text(&a.before) || has_text(&a.after) {
         return text_attribute(out, a, forces);
     }
+    let name = format!("{}:", shown_name(&a.name));
     let _ = match action {
         Action::Create => writeln!(
             out,
-            "      {:width$} {}",
-            format!("{}:", a.name),
-            value(&a.after)
+            "      {name:width$} {}",
+            shown_value(&a.name, &a.after)
         ),
         Action::Delete => writeln!(
             out,
-            "      {:width$} {}",
-            format!("{}:", a.name),
-            value(&a.before)
+            "      {name:width$} {}",
+            shown_value(&a.name, &a.before)
         ),
         _ => writeln!(
             out,
-            "      {:width$} {} → {}{forces}",
-            format!("{}:", a.name),
-            value(&a.before),
-            value(&a.after)
+            "      {name:width$} {} → {}{forces}",
+            shown_value(&a.name, &a.before),
+            shown_value(&a.name, &a.after)
         ),
     };
 }
@@ -94,7 +96,7 @@ pub fn human(plan: &Plan) -> String {
         let width = change
             .attributes
             .iter()
-            .map(|a| a.name.len() + 1)
+            .map(|a| shown_name(&a.name).len() + 1)
             .max()
             .unwrap_or(0);
         if change.action != Action::Delete {
@@ -113,7 +115,7 @@ pub fn human(plan: &Plan) -> String {
             let width = change
                 .pending_restart
                 .iter()
-                .map(|a| a.name.len() + 1)
+                .map(|a| shown_name(&a.name).len() + 1)
                 .max()
                 .unwrap_or(0);
             for a in &change.pending_restart {

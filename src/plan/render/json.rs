@@ -9,12 +9,14 @@ use super::Impact;
 use crate::plan::{Action, AttributeChange, Change, Plan};
 use crate::provider::Disruption;
 
-pub const FORMAT_VERSION: &str = "1";
+/// "2": a delete of what holds no data has the impact `deleted` (it was `recreate`), and what
+/// holds data is the backend's word (KubeVirt's DataVolumes and VirtualMachines too).
+pub const FORMAT_VERSION: &str = "2";
 
 /// What `plan diff --format json` prints.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct DiffDocument {
-    /// The document format's version: "1".
+    /// The document format's version: "2".
     pub format_version: String,
     /// The plan's name, which marks what it creates.
     pub plan: String,

@@ -4,7 +4,10 @@
 
 use std::fmt::Write;
 
-use super::{address, changed_leaves, is_text, leaves, summary, symbol, value, Impact, Leaf};
+use super::{
+    address, changed_leaves, for_people, is_text, leaves, shown_name, shown_value, summary, symbol,
+    value, Impact, Leaf,
+};
 use crate::plan::{Action, AttributeChange, Change, Plan};
 use crate::provider::Disruption;
 
@@ -26,16 +29,18 @@ fn diff_lines(out: &mut String, a: &AttributeChange, action: Action) {
     } else {
         ""
     };
+    let a = &for_people(a);
     let split =
         |v: &Option<serde_json::Value>| v.as_ref().map(|v| leaves(v, "")).unwrap_or_default();
     let (before, after) = (split(&a.before), split(&a.after));
     let has_text = before.iter().chain(after.iter()).any(|(_, v)| is_text(v));
     if !has_text {
+        let name = shown_name(&a.name);
         if a.before.is_some() {
-            let _ = writeln!(out, "- {}: {}", a.name, value(&a.before));
+            let _ = writeln!(out, "- {name}: {}", shown_value(&a.name, &a.before));
         }
         if a.after.is_some() {
-            let _ = writeln!(out, "+ {}: {}{forces}", a.name, value(&a.after));
+            let _ = writeln!(out, "+ {name}: {}{forces}", shown_value(&a.name, &a.after));
         }
         return;
     }

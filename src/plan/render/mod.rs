@@ -10,7 +10,6 @@ pub use human::human;
 pub use markdown::markdown;
 
 use crate::plan::{Action, Change, Plan};
-use crate::provider::spec::{ResourceKind, Spec, VolumeSource, VolumeSpec};
 use crate::provider::Disruption;
 
 pub(crate) fn symbol(action: Action) -> &'static str {
@@ -27,6 +26,68 @@ pub(crate) fn value(v: &Option<serde_json::Value>) -> String {
     match v {
         None | Some(serde_json::Value::Null) => "(none)".into(),
         Some(v) => serde_json::to_string(v).unwrap_or_default(),
+    }
+}
+
+/// How people name an attribute: a size without its unit (`capacity_bytes` is `capacity`,
+/// `memory_mib` is `memory`), since its value says the unit.
+pub(crate) fn shown_name(name: &str) -> &str {
+    name.strip_suffix("_bytes")
+        .or_else(|| name.strip_suffix("_mib"))
+        .unwrap_or(name)
+}
+
+/// A value as people write it: a size in the largest unit that keeps it whole (`10 GiB`, not
+/// `10737418240`); anything else as `value` shows it. The machine format keeps the numbers.
+pub(crate) fn shown_value(name: &str, v: &Option<serde_json::Value>) -> String {
+    let unit: u64 = if name.ends_with("_bytes") {
+        1
+    } else if name.ends_with("_mib") {
+        1024 * 1024
+    } else {
+        return value(v);
+    };
+    match v.as_ref().and_then(serde_json::Value::as_u64) {
+        Some(n) => size(n.saturating_mul(unit)),
+        None => value(v),
+    }
+}
+
+/// `bytes` in TiB, GiB, MiB or KiB when that is whole, else in bytes.
+pub(crate) fn size(bytes: u64) -> String {
+    const UNITS: [(u64, &str); 4] = [
+        (1 << 40, "TiB"),
+        (1 << 30, "GiB"),
+        (1 << 20, "MiB"),
+        (1 << 10, "KiB"),
+    ];
+    UNITS
+        .iter()
+        .find(|(unit, _)| bytes >= *unit && bytes.is_multiple_of(*unit))
+        .map_or_else(
+            || format!("{bytes} bytes"),
+            |(unit, name)| format!("{} {name}", bytes / unit),
+        )
+}
+
+/// `a` as people read it: a list of records (a VM's disks, its NICs) as a YAML block, so that
+/// it shows one field a line and a change as a unified diff, rather than one line of JSON.
+pub(crate) fn for_people(a: &crate::plan::AttributeChange) -> crate::plan::AttributeChange {
+    let block = |v: &Option<serde_json::Value>| match v {
+        Some(serde_json::Value::Array(items))
+            if items.iter().any(|i| i.is_object() || i.is_array()) =>
+        {
+            serde_norway::to_string(items)
+                .ok()
+                .map(serde_json::Value::String)
+        }
+        other => other.clone(),
+    };
+    crate::plan::AttributeChange {
+        name: a.name.clone(),
+        before: block(&a.before),
+        after: block(&a.after),
+        disruption: a.disruption,
     }
 }
 
@@ -53,30 +114,20 @@ pub enum Impact {
     Reboot,
     /// Deleted and made again; it holds no data.
     Recreate,
+    /// Deleted, and not made again; it holds no data.
+    Deleted,
     /// Deleted (and perhaps made again): what it holds is lost.
     DataLoss,
 }
 
 impl Impact {
+    /// What `change` costs; whether what it deletes holds data is the backend's word
+    /// (`Rules::holds_data`, recorded on the change by the planner).
     pub fn of(change: &Change) -> Impact {
-        // A seed holds only what siteplan generates: making it again loses nothing.
-        let generated = [&change.live, &change.desired].iter().any(|s| {
-            matches!(
-                s,
-                Some(Spec::Volume(VolumeSpec {
-                    source: VolumeSource::Generated { .. },
-                    ..
-                }))
-            )
-        });
-        let holds_data = !generated
-            && matches!(
-                change.id.kind,
-                ResourceKind::Volume | ResourceKind::Vm | ResourceKind::Pool
-            );
         match (change.action, change.disruption) {
-            (Action::Delete | Action::Replace, _) if holds_data => Impact::DataLoss,
-            (Action::Delete | Action::Replace, _) => Impact::Recreate,
+            (Action::Delete | Action::Replace, _) if change.loses_data => Impact::DataLoss,
+            (Action::Delete, _) => Impact::Deleted,
+            (Action::Replace, _) => Impact::Recreate,
             (Action::Update, Some(Disruption::Reboot)) | (Action::Restart, _) => Impact::Reboot,
             (Action::Update, _) => Impact::Live,
             (Action::Create, _) => Impact::None,
@@ -90,6 +141,7 @@ impl Impact {
             Impact::Live => Some("live"),
             Impact::Reboot => Some("needs a reboot"),
             Impact::Recreate => Some("recreated"),
+            Impact::Deleted => Some("deleted"),
             Impact::DataLoss => Some("data loss"),
         }
     }

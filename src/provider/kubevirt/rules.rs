@@ -136,6 +136,16 @@ impl Rules for KubevirtRules {
         })
     }
 
+    /// A DataVolume holds a disk; a VirtualMachine its guest, and the DataVolumes its
+    /// templates own go with it. A Secret (a seed) and a network attachment are made again as
+    /// they were.
+    fn holds_data(&self, live: &Spec) -> bool {
+        matches!(
+            live.id().kind,
+            ResourceKind::DataVolume | ResourceKind::VirtualMachine
+        )
+    }
+
     fn needs(&self, live: &Spec) -> Vec<ResourceId> {
         match live {
             Spec::Object(object) if object.object == ResourceKind::VirtualMachine => {
@@ -289,6 +299,25 @@ fn references(vm: &ObjectSpec) -> Vec<ResourceId> {
 mod tests {
     use super::*;
     use crate::provider::spec::ObjectSpec;
+
+    #[test]
+    fn what_holds_data_is_kubevirts_own_word() {
+        let object = |kind| {
+            Spec::Object(ObjectSpec {
+                object: kind,
+                name: "x".into(),
+                fields: Default::default(),
+                secret_data: Default::default(),
+            })
+        };
+        let rules = KubevirtRules {
+            expandable: Default::default(),
+        };
+        assert!(rules.holds_data(&object(ResourceKind::DataVolume)));
+        assert!(rules.holds_data(&object(ResourceKind::VirtualMachine)));
+        assert!(!rules.holds_data(&object(ResourceKind::Secret)));
+        assert!(!rules.holds_data(&object(ResourceKind::NetworkAttachmentDefinition)));
+    }
 
     fn vm(sizes: &[&str]) -> Spec {
         let templates: Vec<Value> = sizes
