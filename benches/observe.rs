@@ -96,6 +96,7 @@ fn lab(prefix: &str, vms: usize, pool_path: &str) -> Vec<Spec> {
             initrd: None,
             cmdline: None,
             guest_agent: false,
+            seed_sha256: None,
         }));
     }
     specs

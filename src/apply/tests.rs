@@ -131,6 +131,7 @@ fn vm_on(name: &str, disks: &[&str]) -> Spec {
         initrd: None,
         cmdline: None,
         guest_agent: false,
+        seed_sha256: None,
     })
 }
 

@@ -27,9 +27,12 @@ pub fn hide(plan: &mut Plan) {
 }
 
 fn hide_in(attribute: &mut AttributeChange) {
-    // A VM's `seed` attribute is its seed's digest itself.
-    if attribute.name == "seed" {
-        let changed = attribute.before != attribute.after;
+    // An attribute that is a digest itself: a VM's `seed` (a seed made again) and
+    // `seed_sha256`, a KubeVirt Secret's `content.sha256` (its fields are named by their path).
+    if attribute.name == "seed" || is_digest("", &attribute.name) {
+        // One that is new (a create, or a mark that recorded none) is not a change of it.
+        let changed = attribute.before.as_ref().is_some_and(|b| !b.is_null())
+            && attribute.before != attribute.after;
         for (value, after) in [(&mut attribute.before, false), (&mut attribute.after, true)] {
             if let Some(value) = value.as_mut().filter(|v| v.is_string()) {
                 *value = shown(after && changed);
@@ -66,9 +69,9 @@ fn shown(changed: bool) -> Value {
 }
 
 /// Whether the field `key` (under `parent`) holds a digest of generated content: a volume's
-/// `source.generated.sha256`, a KubeVirt Secret's `content.sha256`.
+/// `source.generated.sha256`, a KubeVirt Secret's `content.sha256`, a VM's `seed_sha256`.
 fn is_digest(parent: &str, key: &str) -> bool {
-    (parent == "generated" && key == "sha256") || key == "content.sha256"
+    (parent == "generated" && key == "sha256") || key == "content.sha256" || key == "seed_sha256"
 }
 
 /// Replaces each digest under `value` by `(sensitive)`, collecting each with its JSON

@@ -461,7 +461,12 @@ fn restarts_to_see(
             waiting.reason = Some(restart.reason);
             continue;
         }
-        if changes.iter().any(|c| c.id == id) {
+        // A change of its own that is only the seed it records says why.
+        if let Some(change) = changes.iter_mut().find(|c| c.id == id) {
+            let only_the_seed = change.attributes.iter().all(|a| a.name == "seed_sha256");
+            if change.action == Action::Update && change.reason.is_none() && only_the_seed {
+                change.reason = Some(restart.reason);
+            }
             continue;
         }
         *unchanged = unchanged.saturating_sub(1);

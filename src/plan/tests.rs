@@ -43,6 +43,7 @@ fn vm_named(name: &str, memory: u64) -> Spec {
         initrd: None,
         cmdline: None,
         guest_agent: false,
+        seed_sha256: None,
     })
 }
 

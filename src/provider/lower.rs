@@ -284,6 +284,7 @@ pub fn libvirt(intents: &Intents) -> Result<Desired, String> {
                 initrd,
                 cmdline: vm.boot.as_ref().and_then(|b| b.cmdline.clone()),
                 guest_agent: vm.guest_agent,
+                seed_sha256: vm.cloud_init.as_ref().map(|c| c.sha256.clone()),
             }),
             entry: item.entry.clone(),
             depends_on: vm_deps,

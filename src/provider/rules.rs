@@ -4,13 +4,25 @@
 use crate::plan::desired::Desired;
 use crate::plan::rules::{merge_ignored, Capabilities, MoveWith, RestartFor, Rules};
 use crate::plan::{AttributeChange, Change};
-use crate::provider::spec::{BootFile, ResourceId, ResourceKind, Spec, VolumeSource, VolumeSpec};
+use crate::provider::spec::{
+    BootFile, ResourceId, ResourceKind, Spec, VmSpec, VolumeSource, VolumeSpec,
+};
 use crate::provider::{Disruption, LiveResource};
 
 pub struct LibvirtRules;
 
 impl Rules for LibvirtRules {
     fn disruption(&self, attribute: &str, live: &Spec, want: &Spec) -> Disruption {
+        // A VM's mark that records no seed yet only learns it: nothing changes in the guest.
+        if let (
+            Spec::Vm(VmSpec {
+                seed_sha256: None, ..
+            }),
+            "seed_sha256",
+        ) = (live, attribute)
+        {
+            return Disruption::Live;
+        }
         if let (
             Spec::Volume(VolumeSpec {
                 capacity_bytes: Some(have),

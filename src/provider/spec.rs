@@ -385,6 +385,12 @@ pub struct VmSpec {
     /// A virtio channel for the QEMU guest agent.
     #[serde(default)]
     pub guest_agent: bool,
+    /// The digest of the seed's content the VM was defined with (kept in its mark, compared,
+    /// never shown). A seed made again while the VM runs is read only at its next boot: the
+    /// running definition's mark still has the old digest, so the VM waits for a restart, and
+    /// says so, until it restarts. `None` in a mark written before siteplan recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed_sha256: Option<String>,
 }
 
 /// A file the hypervisor reads to boot a VM: a path on the host, or a volume in a pool.

@@ -845,3 +845,49 @@ fn hints_are_the_command_that_was_run() {
         shown.text()
     );
 }
+
+/// A seed made again for a running VM is read only when the VM boots: after the apply that
+/// made it, the diff and status still say the VM waits for a restart, until it restarts.
+#[test]
+fn a_seed_made_again_stays_waiting_until_the_vm_restarts() {
+    let lab = SandboxLab::new(
+        "seeded.yml",
+        "parameters:\n  greeting: one\ns1:\n  memory: 128\n  cmds: ['echo {{ greeting }}']\n",
+    );
+    assert!(lab.plan(&["apply", "--yes"], &[]).ok());
+    let two = ["-P", "greeting=two"];
+    let mut yes = two.to_vec();
+    yes.push("--yes");
+    let applied = lab.plan(&["apply"], &yes);
+    assert!(applied.ok(), "{}", applied.text());
+    assert!(
+        applied
+            .stderr
+            .contains("Waiting for a restart (saved, not running yet): vm/s1"),
+        "{}",
+        applied.stderr
+    );
+    for _ in 0..2 {
+        let diff = lab.plan(&["diff", "--detailed-exitcode"], &two);
+        assert_eq!(diff.code(), Some(2), "{}", diff.text());
+        assert!(
+            diff.stdout.contains("↻ vm/s1")
+                && diff
+                    .stdout
+                    .contains("seed content: \"(sensitive)\" → \"(sensitive, changed)\""),
+            "{}",
+            diff.stdout
+        );
+        let status = lab.plan(&["status"], &two);
+        assert!(
+            row(&status.stdout, "vm/s1").contains("waits for a restart: seed content"),
+            "{}",
+            status.stdout
+        );
+    }
+    let mut restart = yes.clone();
+    restart.push("--restart");
+    assert!(lab.plan(&["apply"], &restart).ok());
+    let clean = lab.plan(&["diff", "--detailed-exitcode"], &two);
+    assert_eq!(clean.code(), Some(0), "{}", clean.text());
+}

@@ -299,6 +299,13 @@ fn a_plan_applies_to_kubevirt_diffs_clean_changes_and_is_destroyed_leaving_other
     // cloud-init Secret is, with the new NIC in its network data).
     let more = ["memory=2048", "cpus=2", "more=true"];
     let diff = run(&["diff"], &more);
+    // The Secret's digest changes, and is never shown.
+    assert!(
+        diff.stdout
+            .contains("content.sha256: \"(sensitive)\" → \"(sensitive, changed)\""),
+        "{}",
+        diff.stdout
+    );
     assert!(
         diff.stdout
             .contains("~ virtualmachine/kv1 (needs a reboot)")

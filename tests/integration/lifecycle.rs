@@ -1172,9 +1172,14 @@ fn review_output_reads_as_people_write_it() {
     };
     write("readnet", true);
     let human = run(&["diff"]).stdout;
+    assert!(
+        human
+            .lines()
+            .any(|l| l.starts_with("      memory:") && l.ends_with(" 2 GiB")),
+        "{human}"
+    );
     for shown in [
         "capacity: 10 GiB",
-        "memory:      2 GiB",
         "disks:\n        +- bus: virtio\n        +  pool: default\n        +  volume: r1_0.img\n",
         "nics:\n        +- mac: ",
     ] {

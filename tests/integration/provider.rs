@@ -258,6 +258,7 @@ impl Lab {
             cmdline: None,
             // One VM has a channel for the guest agent.
             guest_agent: vm == 2,
+            seed_sha256: None,
         }
     }
 

@@ -206,7 +206,7 @@ fn no_digest_of_a_seed_appears_and_a_changed_root_password_still_shows() {
         changed.contains("-/+ volume/default/sec0-cidata.img")
             && changed
                 .contains("source.generated.sha256: \"(sensitive)\" → \"(sensitive, changed)\"")
-            && changed.contains("seed: \"(sensitive)\" → \"(sensitive, changed)\""),
+            && changed.contains("seed content: \"(sensitive)\" → \"(sensitive, changed)\""),
         "{changed}"
     );
     for args in [

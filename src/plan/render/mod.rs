@@ -32,6 +32,10 @@ pub(crate) fn value(v: &Option<serde_json::Value>) -> String {
 /// How people name an attribute: a size without its unit (`capacity_bytes` is `capacity`,
 /// `memory_mib` is `memory`), since its value says the unit.
 pub(crate) fn shown_name(name: &str) -> &str {
+    if name == "seed_sha256" {
+        // Its value is never shown, only whether it changed.
+        return "seed content";
+    }
     name.strip_suffix("_bytes")
         .or_else(|| name.strip_suffix("_mib"))
         .unwrap_or(name)

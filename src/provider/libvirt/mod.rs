@@ -1010,6 +1010,10 @@ impl Inner {
             }) => started.cpu_model.clone(),
             _ => defined.spec.cpu_model.clone(),
         };
+        // Started before siteplan recorded its seed: nothing says the seed changed since.
+        if booted.spec.seed_sha256.is_none() {
+            booted.spec.seed_sha256 = defined.spec.seed_sha256.clone();
+        }
         Pending::between(&Spec::Vm(booted.spec), &Spec::Vm(defined.spec.clone()))
     }
 

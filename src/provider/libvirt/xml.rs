@@ -956,6 +956,14 @@ pub fn parse_domain(xml: &str, running: bool, autostart: bool) -> Result<DomainI
         initrd,
         cmdline,
         guest_agent,
+        // Not in libvirt's definition: the mark records which seed the VM was defined with.
+        seed_sha256: match &mark {
+            Some(OwnerMark {
+                spec: Spec::Vm(marked),
+                ..
+            }) => marked.seed_sha256.clone(),
+            _ => None,
+        },
     };
     Ok(DomainInfo {
         spec,
@@ -1079,6 +1087,7 @@ mod tests {
             initrd: None,
             cmdline: None,
             guest_agent: true,
+            seed_sha256: None,
         }
     }
 
