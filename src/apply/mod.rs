@@ -214,6 +214,18 @@ async fn run_change(
             return provider.power(&change.id.name, restart, owner).await;
         }
     };
+    // A paused VM the plan says runs: resumed once its definition is as the plan says.
+    let done = if change.action == Action::Update
+        && change.attributes.iter().any(|a| a.name == "paused")
+    {
+        provider.resume(&change.id.name, owner).await?;
+        Done {
+            summary: format!("{}; resumed", done.summary),
+            ..done
+        }
+    } else {
+        done
+    };
     // `--restart`: what the change saved (or what waited already) takes effect now.
     let waits = done.needs_reboot || !change.pending_restart.is_empty();
     let runs = change.desired.as_ref().is_some_and(Spec::runs);

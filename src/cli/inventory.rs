@@ -140,6 +140,10 @@ pub fn ssh_command(vm: &InventoryVm, command: &[String]) -> Result<Vec<String>, 
                 "vm/{} runs, but no address of it is known yet; `plan status` shows what is known of it",
                 vm.name
             ),
+            "paused" => format!(
+                "vm/{} is paused, and answers nothing until it is resumed; `plan apply` resumes it",
+                vm.name
+            ),
             state => format!(
                 "vm/{} is not running ({state}), so it has no address; `plan start` starts it",
                 vm.name

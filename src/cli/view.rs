@@ -184,7 +184,8 @@ impl View for Terminal {
 fn stop_now(signal: ops::Signal) {
     say!(
         "\nInterrupted again ({}): stopping now. Changes in flight may be half made; the next \
-         run finishes them.",
+         run finishes them. A VM left paused (by a lab snapshot) shows as paused in `plan \
+         status`, and `plan apply` resumes it.",
         signal.name()
     );
     std::process::exit(i32::from(signal.exit_status()));
@@ -318,6 +319,9 @@ pub fn status_table(status: &ops::LabStatus, diff: &str) -> String {
     let mut table = super::table::new(&["RESOURCE", "PROVIDER", "STATE", "ADDRESSES", "NOTES"]);
     for r in &status.resources {
         let mut notes = Vec::new();
+        if r.state == "paused" {
+            notes.push("paused: `plan apply` (or `plan start`) resumes it".to_string());
+        }
         if !r.pending_restart.is_empty() {
             let waiting: Vec<String> = r
                 .pending_restart

@@ -60,6 +60,8 @@ pub struct Vms {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VmState {
     Running,
+    /// Defined and started, but paused: it runs nothing and answers nothing until resumed.
+    Paused,
     Stopped,
     Missing,
 }
@@ -68,6 +70,7 @@ impl VmState {
     pub fn as_str(self) -> &'static str {
         match self {
             VmState::Running => "running",
+            VmState::Paused => "paused",
             VmState::Stopped => "stopped",
             VmState::Missing => "missing",
         }

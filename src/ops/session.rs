@@ -883,6 +883,7 @@ impl Session {
                     ))
                 });
                 let state = match live {
+                    Some(r) if r.paused => VmState::Paused,
                     Some(r) if r.active => VmState::Running,
                     Some(_) => VmState::Stopped,
                     None => VmState::Missing,

@@ -75,6 +75,7 @@ fn shown(attributes: &[AttributeChange]) -> Vec<ShownAttribute> {
 fn state(kind: ResourceKind, live: Option<&LiveResource>) -> &'static str {
     match (kind, live) {
         (_, None) => "missing",
+        (ResourceKind::Vm | ResourceKind::VirtualMachine, Some(l)) if l.paused => "paused",
         (ResourceKind::Vm | ResourceKind::VirtualMachine, Some(l)) if l.active => "running",
         (ResourceKind::Vm | ResourceKind::VirtualMachine, Some(_)) => "stopped",
         (ResourceKind::Network | ResourceKind::Pool, Some(l)) if l.active => "active",

@@ -240,6 +240,16 @@ pub fn plan(
                 disruption: Disruption::Live,
             });
         }
+        // A paused VM the plan says runs is resumed (a lab snapshot stopped half-way leaves
+        // it so).
+        if live.paused && want.spec.runs() {
+            attrs.push(AttributeChange {
+                name: "paused".into(),
+                before: Some(true.into()),
+                after: Some(false.into()),
+                disruption: Disruption::Live,
+            });
+        }
         // The guard is recorded in the mark: a change to it is an update of the mark alone.
         if let Some(mark) = &live.owner {
             if mark.prevent_destroy != guards.prevent_destroy {
@@ -287,6 +297,7 @@ pub fn plan(
             continue;
         }
         let worst = attrs.iter().map(|a| a.disruption).max();
+        let paused_only = attrs.iter().all(|a| a.name == "paused");
         let (action, reason) = if worst == Some(Disruption::Replace) {
             let forcing: Vec<&str> = attrs
                 .iter()
@@ -296,6 +307,8 @@ pub fn plan(
             (Action::Replace, Some(forces_replacement(&forcing)))
         } else if forced {
             (Action::Replace, Some(REPLACE_REQUESTED.to_string()))
+        } else if paused_only {
+            (Action::Update, Some(PAUSED.to_string()))
         } else {
             (Action::Update, None)
         };
@@ -558,6 +571,8 @@ fn moves_with_networks(
 }
 
 const REPLACE_REQUESTED: &str = "replacement requested with --replace";
+const PAUSED: &str =
+    "paused (a lab snapshot stopped half-way leaves it so, or a person did): apply resumes it";
 
 /// Resources that carry the plan's name but were applied from another file: another lab whose
 /// plan has the same name, which this run must not change or prune, unless the user says the
@@ -752,6 +767,7 @@ pub fn between(
                 active: true,
                 empty: None,
                 pending_restart: Vec::new(),
+                paused: false,
             },
         );
     }

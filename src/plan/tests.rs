@@ -91,6 +91,7 @@ fn owned(specs: &[Spec], plan: &str) -> Observed {
                 active: true,
                 empty: None,
                 pending_restart: Vec::new(),
+                paused: false,
             },
         );
     }
@@ -321,6 +322,7 @@ fn unmarked(spec: Spec, empty: Option<bool>) -> Observed {
             active: empty.is_some(),
             empty,
             pending_restart: Vec::new(),
+            paused: false,
         },
     );
     o

@@ -147,6 +147,9 @@ pub struct LiveResource {
     /// A running VM's attributes whose saved definition differs from what it runs with: the
     /// change waits for the VM to restart. Empty for anything else.
     pub pending_restart: Vec<Pending>,
+    /// A VM that is paused (it is `active` too): a lab snapshot stopped half-way leaves it so,
+    /// or a person did. Apply resumes it where the plan says it runs.
+    pub paused: bool,
 }
 
 /// One attribute of a running VM that was changed in its definition and not in the running

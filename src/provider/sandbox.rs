@@ -207,6 +207,14 @@ impl Disk {
         let mut domains = Vec::new();
         let mut defined = BTreeMap::new();
         let mut snapshots = BTreeMap::new();
+        // A paused domain is saved paused: a lab snapshot stopped half-way must not come back
+        // as running.
+        let paused: Vec<String> = conn
+            .list_all_domains(sys::VIR_CONNECT_LIST_DOMAINS_PAUSED)
+            .map_err(fail)?
+            .iter()
+            .filter_map(|d| d.name().ok())
+            .collect();
         for dom in conn.list_all_domains(0).map_err(fail)? {
             let saved = dom.xml_desc(sys::VIR_DOMAIN_XML_INACTIVE).map_err(fail)?;
             let running = dom.is_active().unwrap_or(false);
@@ -219,7 +227,12 @@ impl Disk {
             } else {
                 saved
             };
-            domains.push(xml::test_driver_domain(&xml, running).map_err(io)?);
+            let state = match (running, dom.name().is_ok_and(|n| paused.contains(&n))) {
+                (true, true) => xml::RunState::Paused,
+                (true, false) => xml::RunState::Running,
+                (false, _) => xml::RunState::Off,
+            };
+            domains.push(xml::test_driver_domain(&xml, state).map_err(io)?);
             let taken: Vec<String> = dom
                 .list_all_snapshots(sys::VIR_DOMAIN_SNAPSHOT_LIST_TOPOLOGICAL)
                 .map_err(fail)?

@@ -89,6 +89,7 @@ fn observed(before: Option<&Path>, state: &State) -> Observed {
                 active: !has(&state.stopped, &address),
                 empty: unmarked.then(|| !has(&state.holding, &address)),
                 pending_restart: Vec::new(),
+                paused: false,
             },
         );
     }

@@ -504,6 +504,7 @@ impl Provider for KubevirtProvider {
                     active,
                     empty: None,
                     pending_restart,
+                    paused: false,
                 };
                 let name = live["metadata"]["name"].as_str().unwrap_or_default();
                 if *kind == ResourceKind::VirtualMachine
@@ -549,6 +550,7 @@ impl Provider for KubevirtProvider {
                             active: true,
                             empty: None,
                             pending_restart: Vec::new(),
+                            paused: false,
                         },
                     );
                 }
@@ -570,6 +572,7 @@ impl Provider for KubevirtProvider {
                             active: true,
                             empty: None,
                             pending_restart: Vec::new(),
+                            paused: false,
                         },
                     );
                 }

@@ -223,6 +223,15 @@ impl LibvirtProvider {
         let (name, owner) = (vm.to_string(), owner.clone());
         self.blocking(move |inner| {
             let d = inner.owned_domain(&name, &owner)?;
+            // A paused domain (a lab snapshot stopped half-way) is started by resuming it.
+            let paused = d.state().is_ok_and(|(state, _)| {
+                state == virt::domain::DomainStateEnum::Known(virt::domain::DomainState::Paused)
+            });
+            if paused {
+                d.resume()
+                    .map_err(|e| ProviderError::backend(&ResourceId::vm(&name), err(e)))?;
+                return Ok("resumed (it was paused)");
+            }
             if d.is_active().unwrap_or(false) {
                 return Ok("was running");
             }
@@ -846,6 +855,7 @@ impl Inner {
                         active,
                         empty: None,
                         pending_restart: Vec::new(),
+                        paused: false,
                     },
                 );
             }
@@ -888,6 +898,7 @@ impl Inner {
                         active,
                         empty: active.then_some(holds == 0),
                         pending_restart: Vec::new(),
+                        paused: false,
                     },
                 );
             }
@@ -937,6 +948,7 @@ impl Inner {
                     active: true,
                     empty: None,
                     pending_restart: Vec::new(),
+                    paused: false,
                 },
             );
         }
@@ -954,6 +966,7 @@ impl Inner {
         };
         let running_domains = named(sys::VIR_CONNECT_LIST_DOMAINS_ACTIVE)?;
         let autostarting_domains = named(sys::VIR_CONNECT_LIST_DOMAINS_AUTOSTART)?;
+        let paused_domains = named(sys::VIR_CONNECT_LIST_DOMAINS_PAUSED)?;
         for dom in self.conn.list_all_domains(0).map_err(conn_err)? {
             let Ok(xml) = dom.xml_desc(sys::VIR_DOMAIN_XML_INACTIVE) else {
                 continue;
@@ -979,6 +992,7 @@ impl Inner {
                         active: running,
                         empty: None,
                         pending_restart,
+                        paused: paused_domains.contains(&name),
                     },
                 );
             }

@@ -134,6 +134,7 @@ pub fn observe(
                 active: true,
                 empty: None,
                 pending_restart: Vec::new(),
+                paused: false,
             },
         ));
     }

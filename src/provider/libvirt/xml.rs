@@ -509,7 +509,15 @@ pub fn without_domain_id(xml: &str) -> String {
     }
 }
 
-pub fn test_driver_domain(xml: &str, running: bool) -> io::Result<String> {
+/// How a domain is in the test driver's node file (`test:runstate`, libvirt's domain states).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    Running,
+    Paused,
+    Off,
+}
+
+pub fn test_driver_domain(xml: &str, state: RunState) -> io::Result<String> {
     let mut reader = Reader::from_str(xml);
     let mut w = Writer::new(Vec::new());
     let mut depth = 0usize;
@@ -531,8 +539,13 @@ pub fn test_driver_domain(xml: &str, running: bool) -> io::Result<String> {
             Event::End(end) => {
                 depth = depth.saturating_sub(1);
                 if depth == 0 {
+                    let number = match state {
+                        RunState::Running => "1",
+                        RunState::Paused => "3",
+                        RunState::Off => "5",
+                    };
                     w.create_element("test:runstate")
-                        .write_text_content(BytesText::new(if running { "1" } else { "5" }))?;
+                        .write_text_content(BytesText::new(number))?;
                 }
                 w.write_event(Event::End(end))?;
             }
@@ -1245,7 +1258,7 @@ mod tests {
             &VolumeFacts::default(),
         )
         .unwrap();
-        let wrapped = test_driver_domain(&xml, false).unwrap();
+        let wrapped = test_driver_domain(&xml, RunState::Off).unwrap();
         assert!(
             wrapped.contains("<test:runstate>5</test:runstate></domain>"),
             "{wrapped}"
