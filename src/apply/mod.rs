@@ -263,35 +263,16 @@ pub async fn apply(
         parallelism,
         progress,
         CancellationToken::new(),
-    )
-    .await
-}
-
-/// As `apply`, but once `stop` is cancelled no further change starts: changes in flight finish, and
-/// the rest are reported as interrupted. Nothing is left half done by siteplan itself.
-pub async fn apply_until(
-    plan: &Plan,
-    desired: &Desired,
-    provider: Arc<dyn Provider>,
-    parallelism: usize,
-    progress: Arc<dyn Progress>,
-    stop: CancellationToken,
-) -> Report {
-    apply_linked(
-        plan,
-        desired,
-        provider,
-        parallelism,
-        progress,
-        stop,
         across::Links::default(),
     )
     .await
 }
 
-/// As `apply_until`, for one provider's part of a run that spans several: a change also waits
-/// for the entries `links` names on other providers, and says when each of its own finishes.
-pub async fn apply_linked(
+/// As `apply`, but once `stop` is cancelled no further change starts: changes in flight finish, and
+/// the rest are reported as interrupted. Nothing is left half done by siteplan itself. For one
+/// provider's part of a run that spans several, a change also waits for the entries `links`
+/// names on other providers, and says when each of its own finishes.
+pub async fn apply_until(
     plan: &Plan,
     desired: &Desired,
     provider: Arc<dyn Provider>,

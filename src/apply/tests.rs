@@ -244,7 +244,16 @@ async fn an_interrupted_run_starts_nothing_more() {
         tokio::time::sleep(std::time::Duration::from_millis(30)).await;
         stopper.cancel();
     });
-    let report = apply_until(&plan, &desired, fake.clone(), 2, Arc::new(Quiet), stop).await;
+    let report = apply_until(
+        &plan,
+        &desired,
+        fake.clone(),
+        2,
+        Arc::new(Quiet),
+        stop,
+        across::Links::default(),
+    )
+    .await;
     assert_eq!(report.steps.len(), 20, "every change is accounted for");
     assert!(
         report.succeeded() >= 2 && report.succeeded() < 20,

@@ -711,7 +711,7 @@ impl Session {
             .zip(links)
             .map(|((site, part), links)| {
                 let parallelism = parallelism.min(site.opened.parallelism.unwrap_or(usize::MAX));
-                apply::apply_linked(
+                apply::apply_until(
                     part,
                     &site.desired,
                     site.opened.provider.clone(),
