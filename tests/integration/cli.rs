@@ -36,10 +36,14 @@ fn every_example_and_good_fixture_validates() {
     );
     for file in files {
         let name = relative(&file);
-        // 09_cloudinit.yml copies /etc/hosts into its VM, as kcli plans do: allowed as a user
-        // would allow it.
+        // 09_cloudinit.yml copies /etc/hosts into its VM, as kcli plans do, and the boot lab
+        // reads the test image where `tests/guest-image/build` leaves it: allowed as a user
+        // would allow them.
         let out = Plan::new(&["validate", &name])
-            .env("SITEPLAN_ALLOW_READ", "/etc/hosts")
+            .env(
+                "SITEPLAN_ALLOW_READ",
+                format!("/etc/hosts:{}", root().join("target/guest-image").display()),
+            )
             .run();
         assert!(
             out.status.success(),

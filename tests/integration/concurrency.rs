@@ -260,7 +260,8 @@ fn real_libvirtd_two_applies_at_once_one_runs_and_the_other_is_refused_at_once()
     assert_eq!(second.code(), Some(1), "{}", second.text());
     assert!(took < Duration::from_secs(1), "refused after {took:?}");
     let holder = format!(
-        "is locked on libvirt by `plan apply tests/fixtures/lock/site.yml` (pid {} on ",
+        "is locked on libvirt by `plan apply tests/fixtures/lock/site.yml --name lockrace \
+         --provider {uri}` (pid {} on ",
         first.id()
     );
     assert!(second.text().contains(&holder), "{}", second.text());

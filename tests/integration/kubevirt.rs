@@ -887,8 +887,11 @@ fn every_example_applies_to_kubevirt_or_is_refused_saying_why() {
     for example in examples {
         let name = example.display().to_string();
         let run = |args: &[&str]| {
+            // The boot lab reads the test image outside its directory, where
+            // `tests/guest-image/build` leaves it: allowed as a user would allow it.
             Plan::new(args)
                 .args(&[&name, "--provider", "kv"])
+                .args(&["--allow-read", "target/guest-image"])
                 .providers(&file, &tmp.path().join("state"))
                 .run()
         };
