@@ -379,8 +379,10 @@ pub fn diff_against(request: &Request, old: &str, new: &Loaded, view: &dyn View)
             manifest::revision::Source::File(path) => path.clone(),
             manifest::revision::Source::Revision { .. } => old.into(),
         };
-        let old = manifest::load_text(&text, &label, &overrides, manifest::Options::default())
+        let mut old = manifest::load_text(&text, &label, &overrides, manifest::Options::default())
             .map_err(Refusal::Load)?;
+        // Its files are read where the new version's are, as the new version may read them.
+        old.manifest.access = new.manifest.access.clone();
         let old_files = manifest::revision::file_reader(&source, &request.file)?;
         // No provider is asked: both versions are lowered as the libvirt family holds them.
         let old_intents = match old_files.as_deref() {
