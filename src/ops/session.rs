@@ -597,16 +597,23 @@ impl Session {
     /// deletes it once nothing else uses it. `parts` are the sites' plans, in order.
     pub async fn keep_networks_in_use(&self, parts: &mut [Plan], view: &dyn View) {
         for (site, part) in self.sites.iter().zip(parts.iter_mut()) {
-            let going: Vec<String> = part
+            let networks = |kind: ResourceKind| {
+                matches!(
+                    kind,
+                    ResourceKind::Network | ResourceKind::NetworkAttachmentDefinition
+                )
+            };
+            let going: Vec<ResourceId> = part
                 .changes
                 .iter()
-                .filter(|c| c.action == Action::Delete && c.id.kind == ResourceKind::Network)
-                .map(|c| c.id.name.clone())
+                .filter(|c| c.action == Action::Delete && networks(c.id.kind))
+                .map(|c| c.id.clone())
                 .collect();
             if going.is_empty() {
                 continue;
             }
-            let users = match site.opened.provider.network_users(&going).await {
+            let names: Vec<String> = going.iter().map(|id| id.name.clone()).collect();
+            let users = match site.opened.provider.network_users(&names).await {
                 Ok(users) => users,
                 Err(e) => {
                     view.event(Event::Warning(format!(
@@ -621,7 +628,8 @@ impl Session {
             // or moved off it live (a move that waits for a restart leaves it running there).
             let leaves = |vm: &str, network: &str| {
                 part.changes.iter().any(|c| {
-                    if c.id.kind != ResourceKind::Vm || c.id.name != vm {
+                    let a_vm = matches!(c.id.kind, ResourceKind::Vm | ResourceKind::VirtualMachine);
+                    if !a_vm || c.id.name != vm {
                         return false;
                     }
                     let off = match &c.desired {
@@ -640,10 +648,11 @@ impl Session {
                 })
             };
             let mut kept = Vec::new();
-            for network in going {
+            for id in going {
+                let network = id.name.as_str();
                 let others: Vec<String> = users
                     .iter()
-                    .filter(|u| u.network == network && !leaves(&u.vm, &network))
+                    .filter(|u| u.network == network && !leaves(&u.vm, network))
                     .map(|u| {
                         let whose = match &u.plan {
                             Some(plan) => format!("plan `{plan}`"),
@@ -655,8 +664,8 @@ impl Session {
                     .collect();
                 if !others.is_empty() {
                     view.event(Event::Warning(format!(
-                        "network/{network}{} is kept, not deleted: {} {} attached to it. It keeps \
-                         plan `{}`'s mark, and is deleted with the plan once nothing else uses it",
+                        "{id}{} is kept, not deleted: {} {} attached to it. It keeps plan `{}`'s \
+                         mark, and is deleted with the plan once nothing else uses it",
                         site.label
                             .as_ref()
                             .map(|l| format!(" on {l}"))
@@ -665,14 +674,11 @@ impl Session {
                         if others.len() == 1 { "is" } else { "are" },
                         self.name
                     )));
-                    kept.push(network);
+                    kept.push(id);
                 }
             }
-            part.changes.retain(|c| {
-                !(c.action == Action::Delete
-                    && c.id.kind == ResourceKind::Network
-                    && kept.contains(&c.id.name))
-            });
+            part.changes
+                .retain(|c| !(c.action == Action::Delete && kept.contains(&c.id)));
         }
     }
 

@@ -165,11 +165,13 @@ fn a_plan_applies_to_kubevirt_diffs_clean_changes_and_is_destroyed_leaving_other
     let file = providers(tmp.path(), &cluster, &bare);
     let plan_file = tmp.path().join("kvlab.yml");
     std::fs::write(&plan_file, LAB).expect("plan");
+    // Another tool's VM, on the plan's network.
     let theirs = "/apis/kubevirt.io/v1/namespaces/lab/virtualmachines/theirs";
     cluster.seed(
         theirs,
         serde_json::json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
-            "metadata": {"name": "theirs", "namespace": "lab"}, "spec": {"runStrategy": "Always"}}),
+            "metadata": {"name": "theirs", "namespace": "lab"}, "spec": {"runStrategy": "Always",
+            "template": {"spec": {"networks": [{"name": "n", "multus": {"networkName": "lab/kvnet"}}]}}}}),
     );
     let run = |args: &[&str], params: &[&str]| {
         Plan::new(args)
@@ -438,14 +440,28 @@ fn a_plan_applies_to_kubevirt_diffs_clean_changes_and_is_destroyed_leaving_other
         .is_none());
     assert!(cluster.object(vm).is_some());
 
+    // Destroy takes everything of the plan's but the network the other VM is on, and says so.
     let destroyed = run(&["destroy", "--yes"], &["second=false", "size=20"]);
     assert!(destroyed.ok(), "{}", destroyed.text());
+    assert!(
+        destroyed.stderr.replace('\n', " ").contains(
+            "networkattachmentdefinition/kvnet is kept, not deleted: vm/theirs (made outside any \
+             plan, running) is attached to it"
+        ),
+        "{}",
+        destroyed.stderr
+    );
+    let kept = "/apis/k8s.cni.cncf.io/v1/namespaces/lab/network-attachment-definitions/kvnet";
     let left: Vec<String> = cluster
         .paths()
         .into_iter()
         .filter(|p| p.contains("/namespaces/lab/") && !p.ends_with("/namespaces/lab"))
         .collect();
-    assert_eq!(left, [theirs.to_string()], "destroy left or took too much");
+    assert_eq!(
+        left,
+        [kept.to_string(), theirs.to_string()],
+        "destroy left or took too much"
+    );
 }
 
 /// Every field path the exported objects may have, written from the API references

@@ -742,6 +742,47 @@ impl Provider for KubevirtProvider {
             .map_err(|e| ProviderError::backend(&id, format!("cannot attach to its console: {e}")))
     }
 
+    /// The VirtualMachines of the namespace, whoever made them, whose template attaches one of
+    /// `networks` (NetworkAttachmentDefinitions, by Multus network name).
+    async fn network_users(
+        &self,
+        networks: &[String],
+    ) -> Result<Vec<super::NetworkUser>, ProviderError> {
+        let vms = self
+            .api(ResourceKind::VirtualMachine)
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| ProviderError::Connection(format!("listing VirtualMachines: {e}")))?;
+        let mut users = Vec::new();
+        for vm in vms.items {
+            let Ok(live) = serde_json::to_value(&vm) else {
+                continue;
+            };
+            let metadata = &live["metadata"];
+            let plan = metadata["labels"][PLAN_LABEL]
+                .as_str()
+                .or_else(|| metadata["annotations"][KCLI_PLAN].as_str())
+                .map(str::to_string);
+            let attached = live["spec"]["template"]["spec"]["networks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|n| n["multus"]["networkName"].as_str())
+                // `namespace/name`, or the name in the VM's own namespace.
+                .map(|n| n.rsplit('/').next().unwrap_or(n).to_string())
+                .filter(|n| networks.contains(n));
+            for network in attached {
+                users.push(super::NetworkUser {
+                    network,
+                    vm: metadata["name"].as_str().unwrap_or_default().to_string(),
+                    plan: plan.clone(),
+                    running: runs(&live),
+                });
+            }
+        }
+        Ok(users)
+    }
+
     async fn plans(&self) -> Result<Vec<PlanMember>, ProviderError> {
         let vms = self
             .api(ResourceKind::VirtualMachine)
