@@ -168,6 +168,32 @@ impl SourceText {
     }
 }
 
+/// Lines longer than this are not drawn under a label (miette cannot pad that far).
+const LONGEST_DRAWN_LINE: usize = 10_000;
+
+/// The line of `text` that byte `offset` is on.
+fn line_around(text: &str, offset: usize) -> &str {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    &text[start..end]
+}
+
+/// The 1-based line and column (in characters) of byte `offset` of `text`.
+fn line_and_column(text: &str, mut offset: usize) -> (usize, usize) {
+    offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, text[start..offset].chars().count() + 1)
+}
+
 /// A problem bound to its source text, ready for miette to render.
 #[derive(Debug)]
 pub struct Rendered {
@@ -177,10 +203,28 @@ pub struct Rendered {
 
 impl Rendered {
     /// The problem, bound to its own source if it has one, else to `source`; the secrets in
-    /// either are masked.
-    pub fn new(problem: Problem, source: &SourceText) -> Self {
+    /// either are masked. A label on a line too long to draw (a plan written as one line of
+    /// JSON) is said as its line and column instead.
+    pub fn new(mut problem: Problem, source: &SourceText) -> Self {
         let source = problem.source.as_deref().unwrap_or(source);
-        let source = NamedSource::new(source.name.clone(), source.masked());
+        let text = source.masked();
+        if problem
+            .labels
+            .iter()
+            .any(|(span, _)| line_around(&text, span.offset).len() > LONGEST_DRAWN_LINE)
+        {
+            let places: Vec<String> = problem
+                .labels
+                .iter()
+                .map(|(span, label)| {
+                    let (line, column) = line_and_column(&text, span.offset);
+                    format!("{}:{line}:{column}: {label}", source.name)
+                })
+                .collect();
+            problem.message = format!("{} (at {})", problem.message, places.join("; "));
+            problem.labels.clear();
+        }
+        let source = NamedSource::new(source.name.clone(), text);
         Rendered { problem, source }
     }
 }

@@ -9,6 +9,7 @@ pub mod diagnostics;
 pub mod files;
 pub mod graph;
 pub mod manifest;
+pub mod memory;
 pub mod ops;
 pub mod plan;
 pub mod provider;

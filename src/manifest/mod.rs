@@ -248,16 +248,13 @@ pub fn load_text(
         );
     }
     let access = access::FileAccess::for_plan(path, &overrides.allow_read);
-    let Some(document) = document(
-        text,
-        path,
-        overrides,
-        &BTreeMap::new(),
-        &kcli,
-        &access,
-        0,
-        &mut d,
-    ) else {
+    let reading = Reading {
+        kcli: &kcli,
+        access: &access,
+        included: std::cell::Cell::new(0),
+    };
+    let Some(document) = document(text, path, overrides, &BTreeMap::new(), &reading, 0, &mut d)
+    else {
         return Err(fail(original, d));
     };
     let Document {
@@ -328,20 +325,31 @@ struct Document {
     included: bool,
 }
 
+/// What reading a plan and the plans it includes shares: the kcli configuration, where files
+/// may be read, and how many plans were included so far (bounded: plans that include the same
+/// plans several times would otherwise multiply at each level).
+struct Reading<'a> {
+    kcli: &'a KcliConfig,
+    access: &'a access::FileAccess,
+    included: std::cell::Cell<usize>,
+}
+
+/// At most this many included plans in one plan, all levels together.
+const MAX_INCLUDED: usize = 64;
+
 /// Reads one plan file's `text`: parameters (with `inherited` ones over its own, as an
 /// including plan's are), template, YAML, entries, and the plans it includes. Problems go to
 /// `d`; `None` when nothing more can be read.
-#[allow(clippy::too_many_arguments)]
 fn document(
     text: &str,
     path: &Path,
     overrides: &Overrides,
     inherited: &BTreeMap<String, serde_json::Value>,
-    kcli: &KcliConfig,
-    access: &access::FileAccess,
+    reading: &Reading,
     depth: usize,
     d: &mut Diagnostics,
 ) -> Option<Document> {
+    let (kcli, access) = (reading.kcli, reading.access);
     let name = plan_name(path, overrides);
     let (mut params, read) = params::resolve(text, path, &name, overrides, access, d);
     for (name, value) in inherited {
@@ -415,7 +423,7 @@ fn document(
         access: access.clone(),
     };
     for inc in includes {
-        include_plan(&mut document, &inc, path, kcli, access, depth, d);
+        include_plan(&mut document, &inc, path, reading, depth, d);
     }
     // This document's own checks, against its own text: what the included plans declare is
     // known here (and checked in their own texts), so references to it are not reported.
@@ -529,11 +537,11 @@ fn include_plan(
     including: &mut Document,
     inc: &include::Include,
     path: &Path,
-    kcli: &KcliConfig,
-    access: &access::FileAccess,
+    reading: &Reading,
     depth: usize,
     d: &mut Diagnostics,
 ) {
+    let access = reading.access;
     let child_path = path.parent().unwrap_or(Path::new(".")).join(&inc.file);
     let refuse_with = |d: &mut Diagnostics, message: String, help: Option<String>| {
         d.push(
@@ -554,6 +562,18 @@ fn include_plan(
                 "plan `{}` includes plans more than {} deep: do the plans include each other?",
                 inc.name,
                 include::MAX_DEPTH
+            ),
+        );
+    }
+    reading.included.set(reading.included.get() + 1);
+    if reading.included.get() > MAX_INCLUDED {
+        return refuse(
+            d,
+            format!(
+                "plan `{}` is one plan included too many: a plan may include at most \
+                 {MAX_INCLUDED} plans, all levels together (do plans include the same plans \
+                 several times?)",
+                inc.name
             ),
         );
     }
@@ -583,8 +603,7 @@ fn include_plan(
             ..Overrides::default()
         },
         &including.parameters,
-        kcli,
-        access,
+        reading,
         depth + 1,
         &mut child_d,
     );

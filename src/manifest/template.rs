@@ -217,8 +217,7 @@ pub fn render(
     let template = env
         .template_from_named_str("plan", &source)
         .map_err(|e| template_problem(&e, &source, params))?;
-    template
-        .render(context(params))
+    crate::memory::bounded(|| template.render(context(params)))
         .map(unmark)
         .map_err(|e| template_problem(&e, &source, params))
 }

@@ -87,3 +87,152 @@ fn arbitrary_bytes_never_panic() {
         );
     }
 }
+
+/// A plan written as one long line (minified JSON) gets its errors, with their line and
+/// column, not a panic of the renderer (which cannot pad a line that long).
+#[test]
+fn an_error_on_a_very_long_line_is_reported_not_a_panic() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut entries: Vec<String> = (0..3000)
+        .map(|i| format!("\"a{i}\": {{\"memory\": 128}}"))
+        .collect();
+    entries.push("\"bad\": {\"memory\": \"oops\"}".into());
+    let file = tmp.path().join("min.yml");
+    std::fs::write(&file, format!("{{{}}}", entries.join(", "))).expect("plan");
+    let out = crate::harness::Plan::new(&["validate"])
+        .arg_path(&file)
+        .run();
+    assert_eq!(out.code(), Some(1), "{}", out.text());
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("memory `oops` is not a positive size (at ")
+            && out.stderr.contains("min.yml:1:"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// Plans that include the same plans several times at every level would be read ten thousand
+/// times over: the number of included plans is bounded, and said.
+#[test]
+fn included_plans_that_fan_out_are_bounded() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let including = |next: &str| -> String {
+        (0..10)
+            .map(|i| format!("inc{i}:\n  type: plan\n  file: {next}\n"))
+            .collect()
+    };
+    std::fs::write(tmp.path().join("site.yml"), including("l1.yml")).expect("plan");
+    std::fs::write(tmp.path().join("l1.yml"), including("l2.yml")).expect("plan");
+    std::fs::write(tmp.path().join("l2.yml"), including("l3.yml")).expect("plan");
+    std::fs::write(tmp.path().join("l3.yml"), including("leaf.yml")).expect("plan");
+    std::fs::write(tmp.path().join("leaf.yml"), "v:\n  memory: 128\n").expect("plan");
+    let out = crate::harness::Plan::new(&["validate"])
+        .arg_path(&tmp.path().join("site.yml"))
+        .run();
+    assert_eq!(out.code(), Some(1), "{}", out.text());
+    assert!(
+        out.stderr.contains("a plan may include at most 64 plans"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// A template's work is bounded by its fuel, and its memory too: a loop that keeps doubling a
+/// string is stopped with an error, well before the machine runs out of memory.
+#[test]
+fn a_template_that_grows_a_string_without_end_is_stopped() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = tmp.path().join("grow.yml");
+    std::fs::write(
+        &file,
+        "{% set s = namespace(v=\"x\") %}{% for i in range(40) %}{% set s.v = s.v ~ s.v %}{% endfor %}\na:\n  memory: 128\n",
+    )
+    .expect("plan");
+    let out = crate::harness::Plan::new(&["validate"])
+        .arg_path(&file)
+        .run();
+    assert_eq!(out.code(), Some(1), "{}", out.text());
+    assert!(
+        out.stderr
+            .contains("the plan's template would use more than 512 MiB of memory"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// A bounded mutation run of the binary itself (the CI's fuzzing): plans mangled at the byte
+/// level, and in the ways people break them, through `plan validate` and `plan diff` on a
+/// sandbox. No run may panic, hang or end otherwise than 0 or 1; the runs, and the peak memory
+/// of any of them, are reported.
+#[test]
+fn mutated_plans_through_the_binary_never_panic() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let sandbox = tmp.path().join("sandbox");
+    let file = tmp.path().join("fuzz.yml");
+    let seeds: Vec<String> = plans().into_iter().map(|(_, text)| text).collect();
+    let alphabet = b"ab: -[]{}\n\"'&*!|>%#@`{}~0129.,?=\t\\/";
+    let mut state: u64 = 0x5eed_f00d;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let (mut runs, mut diffs) = (0, 0);
+    for round in 0..1_500 {
+        let seed = &seeds[(next() % seeds.len() as u64) as usize];
+        let mut bytes = seed.clone().into_bytes();
+        for _ in 0..(1 + next() % 4) {
+            let at = (next() % (bytes.len() as u64 + 1)) as usize;
+            match next() % 4 {
+                0 if at < bytes.len() => {
+                    bytes.remove(at);
+                }
+                1 if at < bytes.len() => {
+                    bytes[at] = alphabet[(next() % alphabet.len() as u64) as usize]
+                }
+                2 => bytes.insert(at, alphabet[(next() % alphabet.len() as u64) as usize]),
+                _ => {
+                    // A line cut or repeated, as editing does.
+                    let line_end = bytes[at..]
+                        .iter()
+                        .position(|b| *b == b'\n')
+                        .map_or(bytes.len(), |i| at + i);
+                    let line = bytes[at..line_end].to_vec();
+                    bytes.splice(at..at, line);
+                }
+            }
+        }
+        std::fs::write(&file, &bytes).expect("fuzz input");
+        let diff = round % 8 == 0;
+        let mut command =
+            crate::harness::Plan::new(if diff { &["diff"] } else { &["validate"] }).arg_path(&file);
+        if diff {
+            command = command.sandbox(&sandbox).args(&["--provider", "sandbox"]);
+            diffs += 1;
+        }
+        let out = command.run();
+        runs += 1;
+        assert!(
+            matches!(out.code(), Some(0 | 1)) && !out.stderr.contains("panicked"),
+            "run {round} ended {:?}:\n{}\ninput:\n{}",
+            out.code(),
+            out.stderr,
+            String::from_utf8_lossy(&bytes)
+        );
+    }
+    // The largest of all the runs, as the kernel accounted it.
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given.
+    let peak_kib = unsafe {
+        libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr());
+        usage.assume_init().ru_maxrss
+    };
+    crate::harness::report(&format!(
+        "mutation run: {runs} runs of the binary ({diffs} of them `plan diff` on a sandbox), \
+         0 panics, peak memory of any run {} MiB",
+        peak_kib / 1024
+    ));
+}
