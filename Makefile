@@ -44,6 +44,7 @@ lint:
 # Observation and apply are also measured on a real libvirtd when one answers on qemu:///system.
 bench: deps
 	cargo bench --bench validate
+	cargo bench --bench scale
 	if virsh -c qemu:///system version >/dev/null 2>&1; then \
 	  SITEPLAN_BENCH_LIBVIRT_URI=qemu:///system cargo bench --bench observe; \
 	  SITEPLAN_BENCH_LIBVIRT_URI=qemu:///system cargo bench --bench apply; \

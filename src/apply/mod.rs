@@ -135,16 +135,21 @@ fn ordering(plan: &Plan, desired: &Desired, rules: &dyn Rules) -> Vec<Vec<usize>
                     }
                 }
             }
+            // A resource goes after everything being deleted that needs it: each deletion
+            // waits for what it needs to go after it (one pass, not one per pair).
             Action::Delete => {
-                // A resource goes after everything being deleted that needs it.
-                for (j, other) in plan.changes.iter().enumerate() {
-                    if other.action == Action::Delete
-                        && other
-                            .live
-                            .as_ref()
-                            .is_some_and(|s| rules.needs(s).contains(&change.id))
-                    {
-                        deps[i].push(j);
+                let mut needs = change
+                    .live
+                    .as_ref()
+                    .map(|s| rules.needs(s))
+                    .unwrap_or_default();
+                needs.sort();
+                needs.dedup();
+                for need in needs {
+                    if let Some(&j) = index.get(&need) {
+                        if plan.changes[j].action == Action::Delete {
+                            deps[j].push(i);
+                        }
                     }
                 }
             }

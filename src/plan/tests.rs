@@ -281,7 +281,7 @@ fn seed(review: &str, sha256: &str) -> Spec {
         source: VolumeSource::Generated {
             sha256: sha256.into(),
             review: review.into(),
-            bytes: Vec::new(),
+            generator: Default::default(),
         },
     })
 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 /// Size of the seed filesystem. FAT12 needs no more for a few KiB of config.
-const SEED_BYTES: usize = 1024 * 1024;
+pub const SEED_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SeedInput {

@@ -205,9 +205,6 @@ pub fn libvirt(intents: &Intents) -> Result<Desired, String> {
         }
         let seed = match &vm.cloud_init {
             Some(cloud) => {
-                let bytes = cloudinit::seed_image(&cloud.documents).map_err(|e| {
-                    format!("vm {}: cannot build its cloud-init seed: {e}", item.name)
-                })?;
                 let pool = &cloud.storage.name;
                 if !cloud.storage.declared {
                     external(ResourceId::pool(pool), &mut out);
@@ -217,7 +214,7 @@ pub fn libvirt(intents: &Intents) -> Result<Desired, String> {
                     spec: Spec::Volume(VolumeSpec {
                         name: name.clone(),
                         pool: pool.clone(),
-                        capacity_bytes: Some(bytes.len() as u64),
+                        capacity_bytes: Some(cloudinit::SEED_BYTES as u64),
                         format: VolumeFormat::Raw,
                         thin: true,
                         backing: None,
@@ -226,7 +223,10 @@ pub fn libvirt(intents: &Intents) -> Result<Desired, String> {
                         source: VolumeSource::Generated {
                             sha256: cloud.sha256.clone(),
                             review: cloud.review.clone(),
-                            bytes,
+                            generator: {
+                                let documents = cloud.documents.clone();
+                                Generator::new(move || cloudinit::seed_image(&documents))
+                            },
                         },
                     }),
                     entry: item.entry.clone(),

@@ -209,7 +209,7 @@ impl Lab {
             source: VolumeSource::Generated {
                 sha256: hex::encode(sha2::Sha256::digest(&bytes)),
                 review: String::new(),
-                bytes,
+                generator: Generator::new(move || Ok(bytes.clone())),
             },
         }
     }

@@ -13,6 +13,9 @@ use virt::connect::Connect;
 use virt::storage_vol::StorageVol;
 use virt::stream::Stream;
 
+use super::ledger::{Ledger, LEDGER_VOLUME};
+use crate::provider::OwnerMark;
+
 const CHUNK: usize = 256 * 1024;
 
 pub enum ContentStore {
@@ -81,6 +84,34 @@ impl ContentStore {
             blobs.forget(pool, name);
         }
     }
+
+    /// A pool's ledger, when the store keeps ledgers as records rather than bytes.
+    pub fn ledger(&self, pool: &str) -> Option<Ledger> {
+        match self {
+            ContentStore::Streams => None,
+            ContentStore::Files(blobs) => Some(blobs.ledger(pool)),
+        }
+    }
+}
+
+/// Writes `bytes` to a new file readable by its owner only (a seed holds passwords), leaving
+/// holes where they are zero: a seed is a megabyte of mostly nothing.
+fn write_sparse(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::{Seek, SeekFrom, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    const BLOCK: usize = 4096;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    for (n, block) in bytes.chunks(BLOCK).enumerate() {
+        if block.iter().any(|&b| b != 0) {
+            file.seek(SeekFrom::Start((n * BLOCK) as u64))?;
+            file.write_all(block)?;
+        }
+    }
+    file.set_len(bytes.len() as u64)
 }
 
 /// Volume bytes in files of their own, and an index from volume to file. A file is written once
@@ -88,19 +119,39 @@ impl ContentStore {
 /// changes only when its index does, which the sandbox saves in one atomic write together with
 /// everything else it holds. (New names rather than digests: hashing every seed and ledger
 /// write cost a third of a large apply.)
+///
+/// Ledgers are kept as records, not bytes: rewriting a pool's whole ledger for every volume made
+/// an apply quadratic in the size of the lab, and the sandbox saves each mark on its own.
 pub struct Blobs {
     dir: PathBuf,
     index: Mutex<Index>,
+    ledgers: Mutex<Ledgers>,
+    /// Files the index no longer names, by the key that named them: removed once the index
+    /// without them is saved.
+    dropped: Mutex<Vec<(String, String)>>,
 }
 
 /// `pool/volume` → the file holding its content.
 pub type Index = BTreeMap<String, String>;
 
+/// Each pool's ledger, by pool.
+pub type Ledgers = BTreeMap<String, Ledger>;
+
 impl Blobs {
-    pub fn new(dir: PathBuf, index: Index) -> Self {
+    /// The blobs in `dir`, which only its owner may enter: seeds hold passwords, and files that
+    /// earlier versions wrote are readable by anyone.
+    pub fn new(dir: PathBuf, index: Index, ledgers: Ledgers) -> Self {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let _ = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir);
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
         Blobs {
             dir,
             index: Mutex::new(index),
+            ledgers: Mutex::new(ledgers),
+            dropped: Mutex::new(Vec::new()),
         }
     }
 
@@ -114,10 +165,11 @@ impl Blobs {
         let mut index = self.lock();
         let file = Self::new_name();
         let path = self.dir.join(&file);
-        std::fs::create_dir_all(&self.dir).map_err(|e| e.to_string())?;
-        std::fs::write(&path, bytes)
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        index.insert(Self::key(pool, name), file);
+        write_sparse(&path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        let key = Self::key(pool, name);
+        if let Some(old) = index.insert(key.clone(), file) {
+            self.drop_later(key, old);
+        }
         Ok(())
     }
 
@@ -135,6 +187,9 @@ impl Blobs {
     }
 
     fn get(&self, pool: &str, name: &str) -> Result<Vec<u8>, String> {
+        if name == LEDGER_VOLUME {
+            return Ok(self.ledger(pool).to_bytes());
+        }
         let Some(digest) = self.lock().get(&Self::key(pool, name)).cloned() else {
             return Ok(Vec::new());
         };
@@ -142,21 +197,69 @@ impl Blobs {
     }
 
     fn forget(&self, pool: &str, name: &str) {
-        self.lock().remove(&Self::key(pool, name));
+        if name == LEDGER_VOLUME {
+            self.ledgers().remove(pool);
+        }
+        let key = Self::key(pool, name);
+        if let Some(old) = self.lock().remove(&key) {
+            self.drop_later(key, old);
+        }
+    }
+
+    fn drop_later(&self, key: String, file: String) {
+        self.dropped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((key, file));
+    }
+
+    pub fn ledgers(&self) -> std::sync::MutexGuard<'_, Ledgers> {
+        self.ledgers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn ledger(&self, pool: &str) -> Ledger {
+        self.ledgers().get(pool).cloned().unwrap_or_default()
+    }
+
+    /// The mark the ledger of `pool` holds for the pool.
+    pub fn pool_mark(&self, pool: &str) -> Option<OwnerMark> {
+        self.ledgers().get(pool)?.pool.clone()
+    }
+
+    /// The mark the ledger of `pool` holds for `volume`.
+    pub fn volume_mark(&self, pool: &str, volume: &str) -> Option<OwnerMark> {
+        self.ledgers().get(pool)?.volumes.get(volume).cloned()
+    }
+
+    /// The file holding the content of `pool/volume`, if any.
+    pub fn file(&self, key: &str) -> Option<String> {
+        self.lock().get(key).cloned()
+    }
+
+    /// Removes the files that keys in `saved` no longer name: the index without them is on
+    /// disk. Those of other keys wait for `collect_garbage`.
+    pub fn remove_dropped(&self, saved: impl Fn(&str) -> bool) {
+        let mut dropped = self.dropped.lock().unwrap_or_else(|p| p.into_inner());
+        dropped.retain(|(key, file)| {
+            if !saved(key) {
+                return true;
+            }
+            let _ = std::fs::remove_file(self.dir.join(file));
+            false
+        });
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Index> {
         self.index.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The index as it is now, to be saved.
-    pub fn index(&self) -> Index {
-        self.lock().clone()
-    }
-
     /// Removes the files no volume refers to (after the index that dropped them is saved).
     pub fn collect_garbage(&self) {
         let index = self.lock();
+        self.dropped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         let used: BTreeSet<&String> = index.values().collect();
         for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();

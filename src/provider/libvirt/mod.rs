@@ -93,6 +93,7 @@ impl LibvirtProvider {
             ContentStore::Files(content::Blobs::new(
                 std::env::temp_dir().join(format!("siteplan-test-{}", std::process::id())),
                 content::Index::new(),
+                content::Ledgers::new(),
             ))
         } else {
             ContentStore::Streams
@@ -613,20 +614,11 @@ impl Provider for LibvirtProvider {
     }
 }
 
-/// The mark a resource carries: the plan, and the spec it was made from, without generated
-/// bytes (never recorded, and a megabyte each to copy around).
+/// The mark a resource carries: the plan, and the spec it was made from.
 fn mark(owner: &Owner, spec: &Spec) -> OwnerMark {
-    let mut spec = spec.clone();
-    if let Spec::Volume(VolumeSpec {
-        source: VolumeSource::Generated { bytes, .. },
-        ..
-    }) = &mut spec
-    {
-        *bytes = Vec::new();
-    }
     OwnerMark {
         plan: owner.plan.clone(),
-        spec,
+        spec: spec.clone(),
         prevent_destroy: owner.prevent_destroy,
         created: Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()),
         applied_from: owner.applied_from.clone(),
@@ -1045,6 +1037,21 @@ impl Inner {
         self.read_ledger_locked(pool, pool_name)
     }
 
+    /// The mark a pool's ledger holds for one of its volumes.
+    fn read_volume_mark(
+        &self,
+        pool: &StoragePool,
+        pool_name: &str,
+        volume: &str,
+    ) -> Result<Option<OwnerMark>, ProviderError> {
+        if let ContentStore::Files(blobs) = &self.content {
+            let lock = self.ledger_lock(pool_name);
+            let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+            return Ok(blobs.volume_mark(pool_name, volume));
+        }
+        Ok(self.read_ledger(pool, pool_name)?.volumes.remove(volume))
+    }
+
     fn read_ledger_locked(
         &self,
         pool: &StoragePool,
@@ -1053,6 +1060,9 @@ impl Inner {
         let Ok(vol) = pool.lookup_storage_vol_by_name(LEDGER_VOLUME) else {
             return Ok(Ledger::default());
         };
+        if let Some(ledger) = self.content.ledger(pool_name) {
+            return Ok(ledger);
+        }
         let bytes = self
             .content
             .read(&self.conn, pool_name, &vol)
@@ -1076,9 +1086,6 @@ impl Inner {
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         let id = ResourceId::pool(pool_name);
         let pool = self.pool(pool_name)?;
-        let mut ledger = self.read_ledger_locked(&pool, pool_name)?;
-        edit(&mut ledger);
-        let bytes = ledger.to_bytes();
         let vol = match pool.lookup_storage_vol_by_name(LEDGER_VOLUME) {
             Ok(vol) => vol,
             Err(_) => {
@@ -1096,6 +1103,13 @@ impl Inner {
             }
         };
         crashpoint::point("ledger volume ready");
+        if let ContentStore::Files(blobs) = &self.content {
+            edit(blobs.ledgers().entry(pool_name.to_string()).or_default());
+            return Ok(());
+        }
+        let mut ledger = self.read_ledger_locked(&pool, pool_name)?;
+        edit(&mut ledger);
+        let bytes = ledger.to_bytes();
         if bytes.len() as u64 > LEDGER_CAPACITY {
             vol.resize(bytes.len() as u64, 0)
                 .map_err(|e| ProviderError::backend(&id, err(e)))?;
@@ -1223,7 +1237,9 @@ impl Inner {
             VolumeSource::Fetch { url, sha256 } => Some(
                 fetch::fetch(url, sha256.as_deref()).map_err(|e| ProviderError::backend(&id, e))?,
             ),
-            VolumeSource::Generated { bytes, .. } => Some(bytes.clone()),
+            VolumeSource::Generated { generator, .. } => Some(generator.bytes().map_err(|e| {
+                ProviderError::backend(&id, format!("cannot make its content: {e}"))
+            })?),
         };
         let backing = match &vol.backing {
             Some((bpool, bname)) => {
@@ -1895,8 +1911,8 @@ impl Inner {
             ResourceKind::Volume => {
                 let pool_name = id.pool.clone().unwrap_or_default();
                 let p = self.pool(&pool_name)?;
-                let ledger = self.read_ledger(&p, &pool_name)?;
-                check_owner(id, ledger.volumes.get(&id.name), owner)?;
+                let mark = self.read_volume_mark(&p, &pool_name, &id.name)?;
+                check_owner(id, mark.as_ref(), owner)?;
                 let vol = self.volume(&pool_name, &id.name)?;
                 vol.delete(0).map_err(fail)?;
                 self.content.forget(&pool_name, &id.name);

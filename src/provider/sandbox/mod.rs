@@ -1,11 +1,13 @@
 //! The sandbox: the libvirt provider on libvirt's in-process test driver, saved to a directory.
 //!
 //! libvirt's test driver reads a node file (`test:///path/node.xml`) but never writes it, and
-//! keeps no volume content. The sandbox keeps its whole state in `state.json`: the node (domains
-//! with their run state, networks, pools with their volumes), autostart flags, and which file
-//! holds each volume's bytes. It is rewritten atomically after every change, so a change is
-//! saved whole or not at all, however the process ends; `node.xml` is made from it on opening.
-//! Nothing else needs to be installed.
+//! keeps no volume content. The sandbox keeps every object it holds (domains with their run
+//! state, networks, pools, volumes, autostart flags, and which file holds each volume's bytes)
+//! in a checkpoint and a journal of the changes since (`saved.rs`), so a change is saved whole or
+//! not at all, however the process ends; `node.xml` is made from them on opening. Nothing else
+//! needs to be installed.
+
+mod saved;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -26,8 +28,13 @@ use super::{
     Observed, Owner, Power, Provider, ProviderError, ResourceId, Scope,
 };
 
-/// Everything the sandbox holds (`State`).
+/// Everything the sandbox holds, as of a journal record (`saved::Checkpoint`).
 const STATE_FILE: &str = "state.json";
+/// The changes since the checkpoint (`saved::Record`, one per line).
+const JOURNAL_FILE: &str = "journal";
+/// The journal is folded into a new checkpoint once it is as large as the checkpoint, and
+/// not before it holds this much.
+const JOURNAL_MIN_BYTES: u64 = 1024 * 1024;
 /// What the test driver reads, made from the state on opening.
 const NODE_FILE: &str = "node.xml";
 /// Volume bytes, one file per distinct content.
@@ -35,6 +42,7 @@ const BLOB_DIR: &str = "blobs";
 /// Simulated DHCP leases (see `simulated_addresses`).
 const LEASES_FILE: &str = "leases.json";
 
+/// What the test driver is opened with. Earlier versions saved exactly this as `state.json`.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct State {
     /// The test driver's node file.
@@ -43,6 +51,9 @@ struct State {
     autostart: Autostart,
     /// Which blob holds each volume's bytes.
     volumes: content::Index,
+    /// Each pool's ledger (earlier versions kept them as bytes in `volumes`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    ledgers: content::Ledgers,
     /// The saved definitions of running domains that run with another one (a change waiting
     /// for a restart), by name: the node file holds what they run with, and the node file has
     /// no place for a second definition.
@@ -77,7 +88,17 @@ struct Disk {
     /// Held for the sandbox's lifetime: two processes must not write one sandbox at once.
     _lock: File,
     /// Saves and lease updates must not interleave.
-    saving: std::sync::Mutex<()>,
+    saving: std::sync::Mutex<Saving>,
+}
+
+struct Saving {
+    journal: saved::Journal,
+    /// The size of the last checkpoint.
+    checkpoint_bytes: u64,
+    /// In builds with debug assertions (the tests), the objects as saved, checked against the
+    /// test driver after every change: a change that touched an object its record left out
+    /// would be lost on reopening.
+    expected: Option<saved::Objects>,
 }
 
 /// Where the sandbox lives: `$SITEPLAN_SANDBOX_DIR`, else the XDG state directory.
@@ -96,7 +117,8 @@ impl Sandbox {
             .canonicalize()
             .map_err(|e| fail("cannot resolve it", e))?;
         let lock = open_exclusively(&dir)?;
-        let state = load_state(&dir).map_err(|e| fail("cannot read its state", e))?;
+        let loaded = load_state(&dir).map_err(|e| fail("cannot read its state", e))?;
+        let state = loaded.state;
         let node = dir.join(NODE_FILE);
         crate::files::write_atomic(&node, state.node.as_bytes())
             .map_err(|e| fail("cannot write its node file", e))?;
@@ -118,16 +140,35 @@ impl Sandbox {
         }
         restore_snapshots(&conn, &state.snapshots)
             .map_err(|e| ProviderError::Connection(format!("sandbox {}: {e}", dir.display())))?;
-        let blobs = content::Blobs::new(dir.join(BLOB_DIR), state.volumes);
+        let (volumes, ledgers) =
+            ledgers_as_records(&dir.join(BLOB_DIR), state.volumes, state.ledgers)
+                .map_err(|e| fail("cannot read its ledgers", e))?;
+        let blobs = content::Blobs::new(dir.join(BLOB_DIR), volumes, ledgers);
         let inner =
             LibvirtProvider::with(conn, &uri, ContentStore::Files(blobs)).without_image_downloads();
-        Ok(Sandbox {
-            disk: Arc::new(Disk {
-                provider: inner.clone(),
-                dir,
-                _lock: lock,
-                saving: std::sync::Mutex::new(()),
+        let journal = saved::Journal::open(&dir.join(JOURNAL_FILE), loaded.seq)
+            .map_err(|e| fail("cannot open its journal", e))?;
+        let disk = Disk {
+            provider: inner.clone(),
+            dir,
+            _lock: lock,
+            saving: std::sync::Mutex::new(Saving {
+                journal,
+                checkpoint_bytes: loaded.checkpoint_bytes,
+                expected: None,
             }),
+        };
+        {
+            let mut saving = disk.lock_saving();
+            if loaded.fold {
+                disk.checkpoint(&mut saving)?;
+            }
+            if cfg!(debug_assertions) {
+                saving.expected = Some(disk.read_all()?);
+            }
+        }
+        Ok(Sandbox {
+            disk: Arc::new(disk),
             inner,
             changing: tokio::sync::Mutex::new(()),
         })
@@ -162,15 +203,80 @@ impl Disk {
         &self.dir
     }
 
-    /// Saves everything the sandbox holds, in one atomic write.
-    fn save(&self) -> Result<(), ProviderError> {
-        let _one_at_a_time = self.saving.lock().unwrap_or_else(|p| p.into_inner());
-        let state = self.snapshot()?;
-        let text = serde_json::to_string(&state).unwrap_or_default();
-        crate::files::write_atomic(&self.dir().join(STATE_FILE), text.as_bytes())
-            .map_err(|e| ProviderError::Connection(format!("saving the sandbox: {e}")))?;
-        if let ContentStore::Files(blobs) = self.provider.content() {
+    fn lock_saving(&self) -> std::sync::MutexGuard<'_, Saving> {
+        self.saving.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn blobs(&self) -> Option<&content::Blobs> {
+        match self.provider.content() {
+            ContentStore::Files(blobs) => Some(blobs),
+            ContentStore::Streams => None,
+        }
+    }
+
+    fn read_all(&self) -> Result<saved::Objects, ProviderError> {
+        saved::read_all(self.provider.connection(), self.blobs()).map_err(saving_failed)
+    }
+
+    /// Saves what a change `touched`: one journal record, or a checkpoint when the journal has
+    /// grown as large as the last one.
+    fn save(&self, touched: &saved::Touched) -> Result<(), ProviderError> {
+        let mut saving = self.lock_saving();
+        let journal = &saving.journal;
+        if journal.broken || journal.bytes >= saving.checkpoint_bytes.max(JOURNAL_MIN_BYTES) {
+            return self.checkpoint(&mut saving);
+        }
+        let record = saved::read(
+            self.provider.connection(),
+            self.blobs(),
+            touched,
+            journal.seq + 1,
+        )
+        .map_err(saving_failed)?;
+        saving
+            .journal
+            .append(&record)
+            .map_err(|e| saving_failed(e.to_string()))?;
+        if let Some(blobs) = self.blobs() {
+            blobs.remove_dropped(|key| record.volumes.contains_key(key));
+        }
+        if let Some(mut expected) = saving.expected.take() {
+            expected.apply(record);
+            let found = self.read_all()?;
+            let missed = expected.differences(&found);
+            if !missed.is_empty() {
+                return Err(saving_failed(format!(
+                    "a change touched what its journal record left out: {}",
+                    missed.join(", ")
+                )));
+            }
+            saving.expected = Some(found);
+        }
+        Ok(())
+    }
+
+    /// Writes every object as the new checkpoint, and empties the journal it now holds.
+    fn checkpoint(&self, saving: &mut Saving) -> Result<(), ProviderError> {
+        let objects = self.read_all()?;
+        let checkpoint = saved::Checkpoint {
+            format: saved::FORMAT,
+            seq: saving.journal.seq,
+            objects,
+        };
+        let text = serde_json::to_vec(&checkpoint).unwrap_or_default();
+        crate::files::write_atomic(&self.dir().join(STATE_FILE), &text)
+            .map_err(|e| saving_failed(e.to_string()))?;
+        saving.checkpoint_bytes = text.len() as u64;
+        super::crashpoint::point("checkpoint written, journal not emptied yet");
+        saving
+            .journal
+            .clear()
+            .map_err(|e| saving_failed(e.to_string()))?;
+        if let Some(blobs) = self.blobs() {
             blobs.collect_garbage();
+        }
+        if saving.expected.is_some() {
+            saving.expected = Some(checkpoint.objects);
         }
         Ok(())
     }
@@ -179,107 +285,18 @@ impl Disk {
     /// files (`virsh -c test:///DIR/node.xml`), and returns its path.
     pub fn write_node_file(&self) -> Result<PathBuf, ProviderError> {
         let path = self.dir().join(NODE_FILE);
-        crate::files::write_atomic(&path, self.snapshot()?.node.as_bytes())
+        let node = self
+            .read_all()?
+            .node()
+            .map_err(|e| saving_failed(e.to_string()))?;
+        crate::files::write_atomic(&path, node.as_bytes())
             .map_err(|e| ProviderError::Connection(format!("writing the node file: {e}")))?;
         Ok(path)
     }
+}
 
-    fn snapshot(&self) -> Result<State, ProviderError> {
-        let conn = self.provider.connection();
-        let fail = |e: virt::error::Error| {
-            ProviderError::Connection(format!("saving the sandbox: {}", e.message()))
-        };
-        let io = |e: std::io::Error| ProviderError::Connection(format!("saving the sandbox: {e}"));
-        let mut networks = Vec::new();
-        for net in conn.list_all_networks(0).map_err(fail)? {
-            networks.push(net.xml_desc(0).map_err(fail)?);
-        }
-        let mut pools = Vec::new();
-        for pool in conn.list_all_storage_pools(0).map_err(fail)? {
-            let volumes = pool
-                .list_all_volumes(0)
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|v| v.xml_desc(0).ok())
-                .collect();
-            pools.push((pool.xml_desc(0).map_err(fail)?, volumes));
-        }
-        let mut domains = Vec::new();
-        let mut defined = BTreeMap::new();
-        let mut snapshots = BTreeMap::new();
-        // A paused domain is saved paused: a lab snapshot stopped half-way must not come back
-        // as running.
-        let paused: Vec<String> = conn
-            .list_all_domains(sys::VIR_CONNECT_LIST_DOMAINS_PAUSED)
-            .map_err(fail)?
-            .iter()
-            .filter_map(|d| d.name().ok())
-            .collect();
-        for dom in conn.list_all_domains(0).map_err(fail)? {
-            let saved = dom.xml_desc(sys::VIR_DOMAIN_XML_INACTIVE).map_err(fail)?;
-            let running = dom.is_active().unwrap_or(false);
-            let xml = if running {
-                let live = dom.xml_desc(0).map_err(fail)?;
-                if xml::without_domain_id(&live) != saved {
-                    defined.insert(dom.name().map_err(fail)?, saved);
-                }
-                live
-            } else {
-                saved
-            };
-            let state = match (running, dom.name().is_ok_and(|n| paused.contains(&n))) {
-                (true, true) => xml::RunState::Paused,
-                (true, false) => xml::RunState::Running,
-                (false, _) => xml::RunState::Off,
-            };
-            domains.push(xml::test_driver_domain(&xml, state).map_err(io)?);
-            let taken: Vec<String> = dom
-                .list_all_snapshots(sys::VIR_DOMAIN_SNAPSHOT_LIST_TOPOLOGICAL)
-                .map_err(fail)?
-                .iter()
-                .map(|s| s.xml_desc(sys::VIR_DOMAIN_SNAPSHOT_XML_SECURE))
-                .collect::<Result<_, _>>()
-                .map_err(fail)?;
-            if !taken.is_empty() {
-                snapshots.insert(dom.name().map_err(fail)?, taken);
-            }
-        }
-        let node = xml::node_xml(&networks, &pools, &domains).map_err(io)?;
-        let autostart = Autostart {
-            networks: conn
-                .list_all_networks(0)
-                .unwrap_or_default()
-                .iter()
-                .filter(|n| n.autostart().unwrap_or(false))
-                .filter_map(|n| n.name().ok())
-                .collect(),
-            pools: conn
-                .list_all_storage_pools(0)
-                .unwrap_or_default()
-                .iter()
-                .filter(|p| p.autostart().unwrap_or(false))
-                .filter_map(|p| p.name().ok())
-                .collect(),
-            domains: conn
-                .list_all_domains(0)
-                .unwrap_or_default()
-                .iter()
-                .filter(|d| d.autostart().unwrap_or(false))
-                .filter_map(|d| d.name().ok())
-                .collect(),
-        };
-        let volumes = match self.provider.content() {
-            ContentStore::Files(blobs) => blobs.index(),
-            ContentStore::Streams => content::Index::new(),
-        };
-        Ok(State {
-            node,
-            autostart,
-            volumes,
-            defined,
-            snapshots,
-        })
-    }
+fn saving_failed(e: String) -> ProviderError {
+    ProviderError::Connection(format!("saving the sandbox: {e}"))
 }
 
 /// Defines the saved snapshots again, parents first, as they were.
@@ -298,10 +315,15 @@ fn restore_snapshots(conn: &Connect, saved: &BTreeMap<String, Vec<String>>) -> R
 }
 
 impl Sandbox {
-    async fn saved<T>(&self, result: Result<T, ProviderError>) -> Result<T, ProviderError> {
+    /// `result`, once what the change `touched` is saved.
+    async fn saved<T>(
+        &self,
+        touched: saved::Touched,
+        result: Result<T, ProviderError>,
+    ) -> Result<T, ProviderError> {
         super::crashpoint::point("change made, sandbox not saved yet");
         // Save even after a failure: part of the change may have happened.
-        let saved = self.on_disk(Disk::save).await;
+        let saved = self.on_disk(move |disk| disk.save(&touched)).await;
         let value = result?;
         saved?;
         Ok(value)
@@ -367,7 +389,7 @@ impl Disk {
         seen: &Observed,
         in_use: BTreeSet<String>,
     ) -> Result<Addresses, ProviderError> {
-        let _one_at_a_time = self.saving.lock().unwrap_or_else(|p| p.into_inner());
+        let _one_at_a_time = self.lock_saving();
         let path = self.dir.join(LEASES_FILE);
         let mut leases: Leases = std::fs::read_to_string(&path)
             .ok()
@@ -496,14 +518,136 @@ fn open_exclusively(dir: &Path) -> Result<File, ProviderError> {
     Ok(lock)
 }
 
-/// The saved state; for a sandbox saved before `state.json` existed (or a node file written by
-/// hand), the node file, autostart flags and volume files it had; for a new one, the first state.
-fn load_state(dir: &Path) -> std::io::Result<State> {
-    match std::fs::read_to_string(dir.join(STATE_FILE)) {
-        Ok(text) => return serde_json::from_str(&text).map_err(std::io::Error::other),
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-        Err(_) => {}
+/// The ledgers that earlier versions kept as volume bytes, as records, and the index without
+/// them.
+fn ledgers_as_records(
+    blobs: &Path,
+    mut volumes: content::Index,
+    mut ledgers: content::Ledgers,
+) -> std::io::Result<(content::Index, content::Ledgers)> {
+    use crate::provider::libvirt::ledger::{Ledger, LEDGER_VOLUME};
+    let kept_as_bytes: Vec<String> = volumes
+        .keys()
+        .filter(|k| k.ends_with(&format!("/{LEDGER_VOLUME}")))
+        .cloned()
+        .collect();
+    for key in kept_as_bytes {
+        let (Some(file), Some((pool, _))) = (volumes.remove(&key), key.split_once('/')) else {
+            continue;
+        };
+        let ledger =
+            Ledger::from_bytes(&std::fs::read(blobs.join(file))?).map_err(std::io::Error::other)?;
+        ledgers.insert(pool.to_string(), ledger);
     }
+    Ok((volumes, ledgers))
+}
+
+/// What opening found on disk.
+struct Loaded {
+    state: State,
+    /// The last journal record it holds.
+    seq: u64,
+    checkpoint_bytes: u64,
+    /// The journal is not empty, or the state is of an earlier version: write a checkpoint.
+    fold: bool,
+}
+
+/// The checkpoint and the journal's records after it; for a sandbox of an earlier version, its
+/// single-file state (or, before that, its node file, autostart flags and volume files); for a
+/// new one, the first state.
+fn load_state(dir: &Path) -> std::io::Result<Loaded> {
+    let earlier = |state| Loaded {
+        state,
+        seq: 0,
+        checkpoint_bytes: 0,
+        fold: true,
+    };
+    let text = match std::fs::read(dir.join(STATE_FILE)) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return load_unsaved(dir).map(earlier)
+        }
+        Err(e) => return Err(e),
+    };
+    let format = serde_json::from_slice::<Format>(&text).map_err(std::io::Error::other)?;
+    match format.format {
+        None => {
+            let state = serde_json::from_slice(&text).map_err(std::io::Error::other)?;
+            Ok(earlier(state))
+        }
+        Some(saved::FORMAT) => {
+            let checkpoint: saved::Checkpoint =
+                serde_json::from_slice(&text).map_err(std::io::Error::other)?;
+            let records = saved::replay(&dir.join(JOURNAL_FILE), checkpoint.seq)?;
+            let seq = checkpoint.seq + records.len() as u64;
+            // Whatever the journal holds, even only a line cut short, goes into a checkpoint:
+            // records must not be appended after a cut line, where replay would never reach.
+            let fold = std::fs::metadata(dir.join(JOURNAL_FILE)).is_ok_and(|m| m.len() > 0);
+            let mut objects = checkpoint.objects;
+            for record in records {
+                objects.apply(record);
+            }
+            Ok(Loaded {
+                state: state_of(&objects)?,
+                seq,
+                checkpoint_bytes: text.len() as u64,
+                fold,
+            })
+        }
+        Some(other) => Err(std::io::Error::other(format!(
+            "it is saved in format {other}, which a later version of siteplan wrote; this one \
+             reads format {} and earlier",
+            saved::FORMAT
+        ))),
+    }
+}
+
+/// Only the format of `state.json`.
+#[derive(serde::Deserialize)]
+struct Format {
+    format: Option<u32>,
+}
+
+/// What the test driver opens with, made from the saved objects.
+fn state_of(objects: &saved::Objects) -> std::io::Result<State> {
+    let names = |on: &dyn Fn(&String) -> bool, keys: Vec<&String>| -> Vec<String> {
+        keys.into_iter().filter(|k| on(k)).cloned().collect()
+    };
+    Ok(State {
+        node: objects.node()?,
+        autostart: Autostart {
+            networks: names(
+                &|k| objects.networks[k].autostart,
+                objects.networks.keys().collect(),
+            ),
+            pools: names(
+                &|k| objects.pools[k].autostart,
+                objects.pools.keys().collect(),
+            ),
+            domains: names(
+                &|k| objects.domains[k].autostart,
+                objects.domains.keys().collect(),
+            ),
+        },
+        volumes: objects.blobs(),
+        ledgers: objects.ledgers(),
+        defined: objects
+            .domains
+            .iter()
+            .filter_map(|(name, d)| d.defined.clone().map(|x| (name.clone(), x)))
+            .collect(),
+        snapshots: objects
+            .domains
+            .iter()
+            .filter(|(_, d)| !d.snapshots.is_empty())
+            .map(|(name, d)| (name.clone(), d.snapshots.clone()))
+            .collect(),
+    })
+}
+
+/// A sandbox saved before `state.json` existed (or a node file written by hand): the node
+/// file, autostart flags and volume files it had; for a new one, the first state.
+fn load_unsaved(dir: &Path) -> std::io::Result<State> {
     let node = match std::fs::read_to_string(dir.join(NODE_FILE)) {
         Ok(node) => node,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return initial_state(),
@@ -547,8 +691,7 @@ fn load_state(dir: &Path) -> std::io::Result<State> {
         node,
         autostart,
         volumes,
-        defined: BTreeMap::new(),
-        snapshots: BTreeMap::new(),
+        ..State::default()
     })
 }
 
@@ -638,31 +781,39 @@ impl Provider for Sandbox {
     async fn create(&self, spec: &Spec, owner: &Owner) -> Result<Done, ProviderError> {
         let _one_change_at_a_time = self.changing.lock().await;
         let result = self.inner.create(spec, owner).await;
-        self.saved(result).await
+        self.saved(saved::Touched::spec(spec).and_lock_of(&owner.plan), result)
+            .await
     }
 
     async fn update(&self, spec: &Spec, owner: &Owner) -> Result<Done, ProviderError> {
         let _one_change_at_a_time = self.changing.lock().await;
         let result = self.inner.update(spec, owner).await;
-        self.saved(result).await
+        self.saved(saved::Touched::spec(spec).and_lock_of(&owner.plan), result)
+            .await
     }
 
     async fn power(&self, vm: &str, power: Power, owner: &Owner) -> Result<Done, ProviderError> {
         let _one_change_at_a_time = self.changing.lock().await;
         let result = self.inner.power(vm, power, owner).await;
-        self.saved(result).await
+        self.saved(saved::Touched::domain(vm).and_lock_of(&owner.plan), result)
+            .await
     }
 
     async fn delete(&self, id: &ResourceId, owner: &Owner) -> Result<Done, ProviderError> {
         let _one_change_at_a_time = self.changing.lock().await;
         let result = self.inner.delete(id, owner).await;
-        self.saved(result).await
+        self.saved(
+            saved::Touched::resource(id).and_lock_of(&owner.plan),
+            result,
+        )
+        .await
     }
 
     async fn claim(&self, spec: &Spec, owner: &Owner) -> Result<Done, ProviderError> {
         let _one_change_at_a_time = self.changing.lock().await;
         let result = self.inner.claim(spec, owner).await;
-        self.saved(result).await
+        self.saved(saved::Touched::spec(spec).and_lock_of(&owner.plan), result)
+            .await
     }
 
     /// The test driver invents addresses unrelated to the networks; the sandbox gives the
@@ -704,7 +855,10 @@ impl Provider for Sandbox {
         networks: &[String],
         owner: &Owner,
     ) -> Result<Done, ProviderError> {
-        self.inner.reattach(vm, networks, owner).await
+        let _one_change_at_a_time = self.changing.lock().await;
+        let result = self.inner.reattach(vm, networks, owner).await;
+        self.saved(saved::Touched::domain(vm).and_lock_of(&owner.plan), result)
+            .await
     }
 
     async fn create_lock(
@@ -713,7 +867,11 @@ impl Provider for Sandbox {
     ) -> Result<super::lock::LockAttempt, ProviderError> {
         let _one = self.changing.lock().await;
         let result = self.inner.create_lock(holder).await;
-        self.saved(result).await
+        self.saved(
+            saved::Touched::network(&super::lock::object_name(&holder.plan)),
+            result,
+        )
+        .await
     }
 
     async fn read_lock(&self, plan: &str) -> Result<Option<super::lock::FoundLock>, ProviderError> {
@@ -727,13 +885,21 @@ impl Provider for Sandbox {
     ) -> Result<(), ProviderError> {
         let _one = self.changing.lock().await;
         let result = self.inner.renew_lock(holder, token).await;
-        self.saved(result).await
+        self.saved(
+            saved::Touched::network(&super::lock::object_name(&holder.plan)),
+            result,
+        )
+        .await
     }
 
     async fn delete_lock(&self, plan: &str, token: &str) -> Result<bool, ProviderError> {
         let _one = self.changing.lock().await;
         let result = self.inner.delete_lock(plan, token).await;
-        self.saved(result).await
+        self.saved(
+            saved::Touched::network(&super::lock::object_name(plan)),
+            result,
+        )
+        .await
     }
 
     async fn read_volume(&self, pool: &str, name: &str) -> Result<Vec<u8>, ProviderError> {
@@ -751,13 +917,15 @@ impl Provider for Sandbox {
     async fn pause(&self, vm: &str, owner: &Owner) -> Result<bool, ProviderError> {
         let _one = self.changing.lock().await;
         let result = self.inner.pause(vm, owner).await;
-        self.saved(result).await
+        self.saved(saved::Touched::domain(vm).and_lock_of(&owner.plan), result)
+            .await
     }
 
     async fn resume(&self, vm: &str, owner: &Owner) -> Result<(), ProviderError> {
         let _one = self.changing.lock().await;
         let result = self.inner.resume(vm, owner).await;
-        self.saved(result).await
+        self.saved(saved::Touched::domain(vm).and_lock_of(&owner.plan), result)
+            .await
     }
 
     async fn create_snapshot(
@@ -768,7 +936,8 @@ impl Provider for Sandbox {
     ) -> Result<(), ProviderError> {
         let _one = self.changing.lock().await;
         let result = self.inner.create_snapshot(vm, mark, owner).await;
-        self.saved(result).await
+        self.saved(saved::Touched::domain(vm).and_lock_of(&owner.plan), result)
+            .await
     }
 
     async fn snapshots(&self, plan: &str) -> Result<FoundSnapshots, ProviderError> {
@@ -783,7 +952,8 @@ impl Provider for Sandbox {
     ) -> Result<(), ProviderError> {
         let _one = self.changing.lock().await;
         let result = self.inner.revert_snapshot(vm, name, owner).await;
-        self.saved(result).await
+        self.saved(saved::Touched::domain(vm).and_lock_of(&owner.plan), result)
+            .await
     }
 
     async fn delete_snapshot(
@@ -794,6 +964,7 @@ impl Provider for Sandbox {
     ) -> Result<bool, ProviderError> {
         let _one = self.changing.lock().await;
         let result = self.inner.delete_snapshot(vm, name, owner).await;
-        self.saved(result).await
+        self.saved(saved::Touched::domain(vm).and_lock_of(&owner.plan), result)
+            .await
     }
 }
