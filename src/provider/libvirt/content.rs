@@ -17,6 +17,8 @@ use super::ledger::{Ledger, LEDGER_VOLUME};
 use crate::provider::OwnerMark;
 
 const CHUNK: usize = 256 * 1024;
+/// Text is read in smaller pieces: what follows it is padding.
+const TEXT_CHUNK: usize = 64 * 1024;
 
 pub enum ContentStore {
     Streams,
@@ -76,6 +78,39 @@ impl ContentStore {
                 let name = vol.name().map_err(|e| e.to_string())?;
                 blobs.get(pool, &name)
             }
+        }
+    }
+
+    /// The bytes of a volume that holds text padded with zero bytes (a ledger), up to the first
+    /// zero: a download stops there rather than carry the padding.
+    pub fn read_text(
+        &self,
+        conn: &Connect,
+        pool: &str,
+        vol: &StorageVol,
+    ) -> Result<Vec<u8>, String> {
+        let ContentStore::Streams = self else {
+            let mut bytes = self.read(conn, pool, vol)?;
+            bytes.truncate(bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len()));
+            return Ok(bytes);
+        };
+        let stream = Stream::new(conn, 0).map_err(|e| e.to_string())?;
+        vol.download(&stream, 0, 0, 0).map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; TEXT_CHUNK];
+        loop {
+            let n = stream.recv(&mut buf).map_err(|e| e.to_string())?;
+            if n <= 0 {
+                stream.finish().map_err(|e| e.to_string())?;
+                return Ok(out);
+            }
+            let got = &buf[..n as usize];
+            if let Some(end) = got.iter().position(|&b| b == 0) {
+                out.extend_from_slice(&got[..end]);
+                let _ = stream.abort();
+                return Ok(out);
+            }
+            out.extend_from_slice(got);
         }
     }
 

@@ -1065,7 +1065,7 @@ impl Inner {
         }
         let bytes = self
             .content
-            .read(&self.conn, pool_name, &vol)
+            .read_text(&self.conn, pool_name, &vol)
             .map_err(|e| {
                 ProviderError::backend(
                     &ResourceId::pool(pool_name),
@@ -1107,18 +1107,20 @@ impl Inner {
             edit(blobs.ledgers().entry(pool_name.to_string()).or_default());
             return Ok(());
         }
-        let mut ledger = self.read_ledger_locked(&pool, pool_name)?;
+        let before = self
+            .content
+            .read_text(&self.conn, pool_name, &vol)
+            .map_err(|e| ProviderError::backend(&id, format!("reading its ledger: {e}")))?;
+        let mut ledger = Ledger::from_bytes(&before).map_err(|e| ProviderError::backend(&id, e))?;
         edit(&mut ledger);
         let bytes = ledger.to_bytes();
         if bytes.len() as u64 > LEDGER_CAPACITY {
             vol.resize(bytes.len() as u64, 0)
                 .map_err(|e| ProviderError::backend(&id, err(e)))?;
         }
+        // Zeros over what the ledger held before, and no further: the rest is zero already.
         let mut padded = bytes;
-        let size = (padded.len() as u64).max(LEDGER_CAPACITY) as usize;
-        if matches!(self.content, ContentStore::Streams) {
-            padded.resize(size, 0);
-        }
+        padded.resize(padded.len().max(before.len()), 0);
         self.content
             .write(&self.conn, pool_name, &vol, &padded)
             .map_err(|e| ProviderError::backend(&id, format!("writing its ledger: {e}")))
