@@ -248,6 +248,9 @@ impl Builder<'_> {
         match kind {
             // These may already exist on the provider; the planner checks.
             Kind::Network | Kind::Pool | Kind::Image => {
+                if !self.external.contains_key(&(kind, to.name.clone())) {
+                    self.near_miss(to, kind, d);
+                }
                 let index = *self
                     .external
                     .entry((kind, to.name.clone()))
@@ -261,6 +264,31 @@ impl Builder<'_> {
                 self.edge(from, index, edge, to.span);
             }
             Kind::Vm | Kind::Disk | Kind::Profile | Kind::Dns => self.dangling(to, Some(kind), d),
+        }
+    }
+
+    /// A reference taken as external that is one letter away from an entry of its kind that
+    /// the plan declares is most likely a typo: said, since the provider may also have it.
+    fn near_miss(&self, to: &Ref, kind: Kind, d: &mut Diagnostics) {
+        let close = self
+            .manifest
+            .entries
+            .iter()
+            .filter(|e| e.kind.kind() == kind)
+            .find(|e| strsim::damerau_levenshtein(&e.name, &to.name) == 1);
+        if let Some(declared) = close {
+            d.push(
+                Problem::warning(
+                    "plan::near-miss",
+                    format!(
+                        "`{}` is not declared in this plan, so it must already exist on the \
+                         provider; the plan declares {kind} `{}`",
+                        to.name, declared.name
+                    ),
+                )
+                .label(to.span, "looked for on the provider")
+                .help(format!("did you mean `{}`?", declared.name)),
+            );
         }
     }
 

@@ -14,7 +14,7 @@ mod view;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::diagnostics::{Problem, Rendered, Severity, SourceText};
 use crate::graph::{self, GraphFormat};
@@ -43,7 +43,9 @@ struct Cli {
 /// Options every command that reads a plan takes.
 #[derive(clap::Args, Debug)]
 struct PlanArgs {
-    /// The plan file (YAML, rendered as a Jinja template first)
+    /// The plan file (YAML, rendered as a Jinja template first); as kcli, `kcli_plan.yml`
+    /// when none is given
+    #[arg(default_value = manifest::DEFAULT_PLAN_FILE)]
     file: PathBuf,
     /// Set a parameter, overriding the plan and parameter files (repeatable): -P memory=4096
     #[arg(short = 'P', long = "param", value_name = "KEY=VALUE")]
@@ -514,9 +516,45 @@ fn name_the_plan(command: &mut Command) {
     plan.name = name;
 }
 
+/// The command line: as derived, except that a command with something to name after the plan
+/// file (`plan info FILE VM`) needs the file named, where the others read kcli_plan.yml without
+/// one.
+fn command() -> clap::Command {
+    file_named_before_more(Cli::command())
+}
+
+fn file_named_before_more(mut command: clap::Command) -> clap::Command {
+    let positionals: Vec<(String, bool)> = command
+        .get_positionals()
+        .map(|a| (a.get_id().to_string(), a.is_required_set()))
+        .collect();
+    let has_file = positionals.iter().any(|(id, _)| id == "file");
+    let more_required = positionals
+        .iter()
+        .any(|(id, required)| id != "file" && *required);
+    if has_file && more_required {
+        command = command.mut_arg("file", |file| file.required(true).default_value(None));
+        // Changing an argument moves it last: give each its place again.
+        for (index, (id, _)) in positionals.iter().enumerate() {
+            command = command.mut_arg(id, |arg| arg.index(index + 1));
+        }
+    }
+    let subcommands: Vec<String> = command
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    for name in subcommands {
+        command = command.mut_subcommand(name, file_named_before_more);
+    }
+    command
+}
+
 pub fn run() -> ExitCode {
     install_report_handler();
-    let mut cli = match Cli::try_parse() {
+    let parsed = command()
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    let mut cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -813,7 +851,7 @@ pub fn run() -> ExitCode {
             ProviderCommand::Get { id_or_name, output } => providers::get(&id_or_name, output),
         },
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "plan", &mut out::raw_stdout());
+            clap_complete::generate(shell, &mut command(), "plan", &mut out::raw_stdout());
             ExitCode::SUCCESS
         }
     }

@@ -102,12 +102,23 @@ fn refuse_empty(loaded: Loaded, path: &Path) -> Result<Loaded, LoadFailure> {
 }
 
 /// Renders the VMs' scripts and files, so that their template errors are found now.
+/// A script or `origin` file that is not there.
+const MISSING_FILE: &str = "plan::file-missing";
+
 fn check_guest_files(
     mut loaded: Loaded,
     path: &Path,
     options: Options,
 ) -> Result<Loaded, LoadFailure> {
     let mut d = Diagnostics::default();
+    let (missing, warnings) = std::mem::take(&mut loaded.warnings)
+        .into_iter()
+        .partition(|p| p.code == MISSING_FILE);
+    loaded.warnings = warnings;
+    for mut problem in missing {
+        problem.severity = crate::diagnostics::Severity::Error;
+        d.push(problem);
+    }
     let base = path.parent().unwrap_or(Path::new("."));
     guestfiles::check(&loaded.manifest, base, &mut d);
     if options.strict {
@@ -152,9 +163,19 @@ pub fn render(path: &Path, overrides: &Overrides) -> Result<String, LoadFailure>
 }
 
 fn read_plan(path: &Path) -> Result<String, LoadFailure> {
-    access::read_given(path).map_err(|refused| LoadFailure {
-        source: original_source(path, ""),
-        problems: vec![Problem::error("plan::read", refused.message)],
+    access::read_given(path).map_err(|refused| {
+        let mut problem = Problem::error("plan::read", refused.message);
+        // kcli's default plan file, read when no file is given.
+        if refused.missing && path == Path::new(DEFAULT_PLAN_FILE) {
+            problem = problem.help(format!(
+                "name the plan file (`plan validate lab.yml`): with none, {DEFAULT_PLAN_FILE} \
+                 in the current directory is read, as kcli does"
+            ));
+        }
+        LoadFailure {
+            source: original_source(path, ""),
+            problems: vec![problem],
+        }
     })
 }
 
@@ -180,6 +201,8 @@ fn plan_name(path: &Path, overrides: &Overrides) -> String {
 
 /// kcli's name for the plan file every kcli plan directory holds: it tells no lab apart.
 pub const KCLI_PLAN_FILE: &str = "kcli_plan";
+/// The plan file read when a command is given none, as kcli reads it.
+pub const DEFAULT_PLAN_FILE: &str = "kcli_plan.yml";
 
 /// The name a plan file gives its plan when `--name` does not: the file's name without its
 /// extension, except for kcli's `kcli_plan.yml`, which every kcli plan directory holds, so two
@@ -520,11 +543,17 @@ fn refuse_unreadable(
         let Err(refused) = checked else {
             continue;
         };
-        if refused.missing {
+        // An image may be named by a path only the provider knows.
+        if refused.missing && !is_text {
             continue;
         }
-        let mut problem =
-            Problem::error("plan::file-refused", refused.message).label(span, "read from here");
+        // A missing script is an error where it would be read (`check_guest_files`), and
+        // not to `plan destroy`, which reads none.
+        let mut problem = if refused.missing {
+            Problem::warning(MISSING_FILE, refused.message).label(span, "no such file")
+        } else {
+            Problem::error("plan::file-refused", refused.message).label(span, "read from here")
+        };
         if let Some(help) = refused.help {
             problem = problem.help(help);
         }

@@ -262,6 +262,11 @@ pub enum BootFile {
     Image(Ref),
 }
 
+/// The volume name of a VM's disk without a `name`, as kcli names it.
+pub fn disk_volume(vm: &str, index: usize) -> String {
+    format!("{vm}_{index}.img")
+}
+
 #[derive(Debug, Clone)]
 pub struct VmDisk {
     pub size_bytes: u64,

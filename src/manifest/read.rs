@@ -405,11 +405,36 @@ fn read_vm<'a>(r: &mut MapReader<'a>, lookup: Option<&Lookup<'a>>, d: &mut Diagn
 
     let numcpus = r
         .int("numcpus", d)
-        .map(|(n, span)| positive_u32(n, span, "numcpus", d))
+        .map(|(n, span)| {
+            let n = positive_u32(n, span, "numcpus", d);
+            if n > MAX_VCPUS {
+                d.push(
+                    Problem::error(
+                        "plan::too-large",
+                        format!("`numcpus` {n} is more than QEMU gives one VM"),
+                    )
+                    .label(span, format!("at most {MAX_VCPUS}")),
+                );
+            }
+            n
+        })
         .unwrap_or(2);
     let memory_mib = r
-        .size("memory", Unit::Mib, d)
-        .map(|bytes| bytes.div_ceil(1024 * 1024))
+        .size_at("memory", Unit::Mib, d)
+        .map(|(bytes, span)| {
+            let mib = bytes.div_ceil(1024 * 1024);
+            if mib > MAX_MEMORY_MIB {
+                d.push(
+                    Problem::error(
+                        "plan::too-large",
+                        format!("`memory` {mib} MiB is more than any host has"),
+                    )
+                    .label(span, format!("at most {MAX_MEMORY_MIB} MiB (16 TiB)"))
+                    .help("`memory` is in MiB: 4096 is 4 GiB"),
+                );
+            }
+            mib
+        })
         .unwrap_or(512);
     let cpumodel = r
         .string("cpumodel", d)
@@ -679,6 +704,23 @@ fn read_vm_disks(
                     );
                     None
                 }
+            }
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .inspect(|disk| {
+            if disk.size_bytes > MAX_DISK_BYTES {
+                d.push(
+                    Problem::error(
+                        "plan::too-large",
+                        format!(
+                            "a disk of {} GiB is larger than any pool holds",
+                            disk.size_bytes >> 30
+                        ),
+                    )
+                    .label(disk.span, "at most 1 PiB")
+                    .help("disk sizes are in GB: 20 is 20 GB"),
+                );
             }
         })
         .collect()
@@ -1035,6 +1077,20 @@ fn read_pool(r: &mut MapReader, d: &mut Diagnostics) -> Pool {
         }
     }
     let path = match r.string("path", d) {
+        Some(p) if is_system_directory(&p.value) => {
+            d.push(
+                Problem::error(
+                    "plan::system-pool-path",
+                    format!("pool path `{}` is a system directory", p.value),
+                )
+                .label(
+                    p.span,
+                    "volumes would be written among the host's own files",
+                )
+                .help("use a directory of its own, such as /var/lib/libvirt/images/lab"),
+            );
+            String::new()
+        }
         Some(p) if p.value.starts_with('/') => p.value,
         Some(p) => {
             d.push(
@@ -1142,6 +1198,24 @@ fn read_dns(r: &mut MapReader, d: &mut Diagnostics) -> Option<DnsRecord> {
         aliases,
     })
 }
+
+/// `/` and the directories a Linux system keeps its own files in, where no pool belongs.
+fn is_system_directory(path: &str) -> bool {
+    const SYSTEM: [&str; 17] = [
+        "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/proc", "/root", "/run",
+        "/sbin", "/sys", "/tmp", "/usr", "/var", "/var/lib",
+    ];
+    let trimmed = path.trim_end_matches('/');
+    let trimmed = if trimmed.is_empty() { "/" } else { trimmed };
+    SYSTEM.contains(&trimmed)
+}
+
+/// More vCPUs than QEMU gives one VM.
+const MAX_VCPUS: u32 = 4096;
+/// More memory than any host has: 16 TiB.
+const MAX_MEMORY_MIB: u64 = 16 << 20;
+/// A larger disk than any pool holds: 1 PiB.
+const MAX_DISK_BYTES: u64 = 1 << 50;
 
 fn positive_u32(n: i64, span: Span, key: &str, d: &mut Diagnostics) -> u32 {
     match u32::try_from(n) {
@@ -1385,11 +1459,21 @@ impl<'a> MapReader<'a> {
     }
 
     fn size(&mut self, key: &'static str, unit: Unit, d: &mut Diagnostics) -> Option<u64> {
+        self.size_at(key, unit, d).map(|(bytes, _)| bytes)
+    }
+
+    /// The size, and where it is written.
+    fn size_at(
+        &mut self,
+        key: &'static str,
+        unit: Unit,
+        d: &mut Diagnostics,
+    ) -> Option<(u64, Span)> {
         let node = self.take(key)?;
         if node.value == Value::Null {
             return None;
         }
-        parse_size(node, unit, key, d)
+        parse_size(node, unit, key, d).map(|bytes| (bytes, node.span))
     }
 
     fn string(&mut self, key: &'static str, d: &mut Diagnostics) -> Option<Located<String>> {

@@ -283,11 +283,7 @@ fn template_problem(
         | ErrorKind::UnknownTest
         | ErrorKind::UnknownFunction => {
             let detail = e.detail().unwrap_or("syntax error");
-            let help = if detail.contains("expected end of") {
-                "a `{% for %}` or `{% if %}` block is never closed: add its `{% endfor %}` or `{% endif %}`"
-            } else {
-                "the plan is a Jinja template; check the `{{ }}` and `{% %}` tags here"
-            };
+            let help = syntax_help(e.kind(), detail);
             let mut p =
                 Problem::error("plan::template-syntax", format!("template error: {detail}"))
                     .help(help);
@@ -398,6 +394,34 @@ fn line_offset(source: &str, line: usize) -> usize {
         .take(line.saturating_sub(1))
         .map(str::len)
         .sum()
+}
+
+/// What to do about a template that does not parse, from what the parser said.
+fn syntax_help(kind: ErrorKind, detail: &str) -> String {
+    let help = match kind {
+        ErrorKind::UnknownFilter => "siteplan has Jinja's filters and kcli's; check the name",
+        ErrorKind::UnknownTest => "siteplan has Jinja's tests (`is defined`, `is none`, ...)",
+        ErrorKind::UnknownFunction => "siteplan has Jinja's functions (`range`, `dict`, ...)",
+        _ if detail.contains("end of input") && detail.contains("expected end of block") => {
+            "the plan ends inside a block: a `{% for %}` or `{% if %}` needs its `{% endfor %}` \
+             or `{% endif %}`, and a `{%` its `%}`"
+        }
+        _ if detail.contains("end of input") && detail.contains("end of variable block") => {
+            "the plan ends inside a `{{`: add its `}}`"
+        }
+        _ if detail.contains("end of input") => "the plan ends inside a tag: close it",
+        _ if detail.contains("expected end of variable block") => {
+            "a `{{ }}` holds one expression and ends with `}}`: check what comes before it here"
+        }
+        _ if detail.contains("expected end of block") => {
+            "a `{% %}` tag holds one statement and ends with `%}`: check what comes before it here"
+        }
+        _ if detail.contains("unknown statement") => {
+            "siteplan knows Jinja's statements (`for`, `if`, `set`, `macro`, ...); check the spelling"
+        }
+        _ => "the plan is a Jinja template; check the `{{ }}` and `{% %}` tags here",
+    };
+    help.to_string()
 }
 
 fn line_span(source: &str, line: Option<usize>) -> Option<Span> {

@@ -26,6 +26,10 @@ pub fn validate(manifest: &Manifest, d: &mut Diagnostics) {
 
     let mut macs: HashMap<&str, Span> = HashMap::new();
     let mut ips: HashMap<(&str, IpAddr), Span> = HashMap::new();
+    let mut addresses: HashMap<IpAddr, (&str, Span)> = HashMap::new();
+    check_networks_apart(manifest, d);
+    check_host_names(manifest, d);
+    check_volume_names(manifest, d);
 
     for entry in &manifest.entries {
         check_name(entry, d);
@@ -46,6 +50,22 @@ pub fn validate(manifest: &Manifest, d: &mut Diagnostics) {
                         }
                     }
                     if let Some(ip) = &nic.ip {
+                        let network = nic.network.name.as_str();
+                        match addresses.insert(ip.value, (network, ip.span)) {
+                            Some((other, first)) if other != network => d.push(
+                                Problem::warning(
+                                    "plan::ip-on-two-networks",
+                                    format!(
+                                        "{} is given on network `{other}` and on network `{network}`",
+                                        ip.value
+                                    ),
+                                )
+                                .label(first, "first here")
+                                .label(ip.span, "again here")
+                                .help("a host reached at one address on two networks is ambiguous; give each NIC its own address"),
+                            ),
+                            _ => {}
+                        }
                         let key = (nic.network.name.as_str(), ip.value);
                         if let Some(first) = ips.insert(key, ip.span) {
                             d.push(
@@ -70,6 +90,123 @@ pub fn validate(manifest: &Manifest, d: &mut Diagnostics) {
                 d,
             ),
             _ => {}
+        }
+    }
+}
+
+/// No two networks share a bridge or overlap: libvirt refuses the second, after the first
+/// is made.
+fn check_networks_apart(manifest: &Manifest, d: &mut Diagnostics) {
+    let networks: Vec<(&Entry, &Network)> = manifest
+        .entries
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EntryKind::Network(n) => Some((e, n)),
+            _ => None,
+        })
+        .collect();
+    for (i, (first, a)) in networks.iter().enumerate() {
+        for (second, b) in &networks[i + 1..] {
+            if !a.bridgename.is_empty() && a.bridgename == b.bridgename {
+                d.push(
+                    Problem::error(
+                        "plan::same-bridge",
+                        format!(
+                            "networks `{}` and `{}` have the same bridge `{}`",
+                            first.name, second.name, a.bridgename
+                        ),
+                    )
+                    .label(first.span, "first here")
+                    .label(second.span, "again here")
+                    .help("a bridge belongs to one network: give one a `bridgename` of its own"),
+                );
+            }
+            if let (Some(x), Some(y)) = (&a.cidr, &b.cidr) {
+                if x.value.contains(&y.value.network()) || y.value.contains(&x.value.network()) {
+                    d.push(
+                        Problem::error(
+                            "plan::overlapping-networks",
+                            format!(
+                                "networks `{}` ({}) and `{}` ({}) overlap",
+                                first.name, x.value, second.name, y.value
+                            ),
+                        )
+                        .label(x.span, "first here")
+                        .label(y.span, "overlaps this")
+                        .help("give each network a range of its own"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// VM names are host names: valid as such, and not the same but for case (DNS ignores case).
+fn check_host_names(manifest: &Manifest, d: &mut Diagnostics) {
+    let mut seen: HashMap<String, &Entry> = HashMap::new();
+    for entry in manifest
+        .entries
+        .iter()
+        .filter(|e| e.kind.kind() == Kind::Vm)
+    {
+        let name = entry.name.as_str();
+        if name.contains(['_', '.']) {
+            d.push(
+                Problem::warning(
+                    "plan::not-a-host-name",
+                    format!("`{name}` is not a valid host name"),
+                )
+                .label(entry.span, "the guest is given this name as its host name")
+                .help("host names have letters, digits and `-` only; DNS and some guests refuse the rest"),
+            );
+        }
+        if let Some(first) = seen.insert(name.to_ascii_lowercase(), entry) {
+            d.push(
+                Problem::error(
+                    "plan::same-host-name",
+                    format!("VMs `{}` and `{name}` differ only in case", first.name),
+                )
+                .label(first.span, "first here")
+                .label(entry.span, "the same host name to DNS")
+                .help("host names ignore case: rename one"),
+            );
+        }
+    }
+}
+
+/// An image's volume is not also a VM's disk in the same pool.
+fn check_volume_names(manifest: &Manifest, d: &mut Diagnostics) {
+    let images: HashMap<(&str, &str), &Entry> = manifest
+        .entries
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EntryKind::Image(image) => Some(((image.pool.name.as_str(), e.name.as_str()), e)),
+            _ => None,
+        })
+        .collect();
+    for entry in &manifest.entries {
+        let EntryKind::Vm(vm) = &entry.kind else {
+            continue;
+        };
+        for (i, disk) in vm.disks.iter().enumerate() {
+            let volume = disk
+                .name
+                .clone()
+                .unwrap_or_else(|| disk_volume(&entry.name, i));
+            if let Some(image) = images.get(&(disk.pool.name.as_str(), volume.as_str())) {
+                d.push(
+                    Problem::error(
+                        "plan::volume-twice",
+                        format!(
+                            "image `{}` and disk {i} of VM `{}` are both volume `{volume}` in pool `{}`",
+                            image.name, entry.name, disk.pool.name
+                        ),
+                    )
+                    .label(image.span, "the image's volume")
+                    .label(disk.span, "this disk's volume")
+                    .help("rename the image, or give the disk a `name`"),
+                );
+            }
         }
     }
 }

@@ -350,10 +350,7 @@ pub fn derived_mac(plan: &str, vm: &str, index: usize) -> String {
     )
 }
 
-/// The volume name of a VM's disk, as kcli names it.
-pub fn disk_volume(vm: &str, index: usize) -> String {
-    format!("{vm}_{index}.img")
-}
+pub use crate::manifest::model::disk_volume;
 
 /// Reads a file the plan names (`scripts`, `files` with `origin`), given its full path.
 pub type ReadFile<'a> = &'a dyn Fn(&Path) -> std::io::Result<String>;

@@ -217,10 +217,11 @@ fn candidates() -> Vec<PathBuf> {
 }
 
 /// Checks what serde cannot: unknown keys (for the provider's own type), unique names, a
-/// known default.
+/// known default; and expands `~` and `$VARS` in paths. Every problem at once, one per line.
 pub fn parse(text: &str) -> Result<ProvidersFile, String> {
-    let file: ProvidersFile = serde_norway::from_str(text).map_err(|e| e.to_string())?;
+    let mut file: ProvidersFile = serde_norway::from_str(text).map_err(|e| e.to_string())?;
     let raw: serde_norway::Value = serde_norway::from_str(text).map_err(|e| e.to_string())?;
+    let mut problems = Vec::new();
     let entries = raw
         .get("providers")
         .and_then(|p| p.as_sequence())
@@ -231,7 +232,7 @@ pub fn parse(text: &str) -> Result<ProvidersFile, String> {
         for key in entry.as_mapping().into_iter().flat_map(|m| m.keys()) {
             let key = key.as_str().unwrap_or_default();
             if !known.iter().any(|k| k == key) {
-                return Err(format!(
+                problems.push(format!(
                     "provider `{}`: unknown field `{key}`; a {} provider takes: {}",
                     provider.name,
                     provider.backend.as_str(),
@@ -243,17 +244,44 @@ pub fn parse(text: &str) -> Result<ProvidersFile, String> {
     let mut names = std::collections::BTreeSet::new();
     for p in &file.providers {
         if !names.insert(p.name.as_str()) {
-            return Err(format!("provider `{}` is named twice", p.name));
+            problems.push(format!("provider `{}` is named twice", p.name));
         }
     }
     if let Some(default) = &file.default {
         if !names.contains(default.as_str()) {
-            return Err(format!(
+            problems.push(format!(
                 "`default: {default}` names no provider of the file"
             ));
         }
     }
-    Ok(file)
+    for provider in &mut file.providers {
+        let (key, path) = match &mut provider.backend {
+            Backend::Sandbox(SandboxSettings { dir }) => ("dir", dir),
+            Backend::Kubevirt(settings) => ("kubeconfig", &mut settings.kubeconfig),
+            Backend::Libvirt(_) => continue,
+        };
+        if let Some(path) = path {
+            match expand(path) {
+                Ok(expanded) => *path = expanded,
+                Err(e) => problems.push(format!("provider `{}`: `{key}`: {e}", provider.name)),
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(file)
+    } else {
+        Err(problems.join("\n"))
+    }
+}
+
+/// `path` with `~` and `$VARS` (`${VARS}`) expanded, as a shell would.
+fn expand(path: &Path) -> Result<PathBuf, String> {
+    let text = path
+        .to_str()
+        .ok_or_else(|| format!("{} is not UTF-8", path.display()))?;
+    shellexpand::full(text)
+        .map(|expanded| PathBuf::from(expanded.as_ref()))
+        .map_err(|e| format!("{e} (in {text})"))
 }
 
 /// The keys a provider of type `kind` may have, read from the schema so they cannot drift from

@@ -34,15 +34,24 @@ fn every_example_and_good_fixture_validates() {
         files.len() >= 13,
         "three examples and at least ten fixtures"
     );
+    // 09_cloudinit.yml copies ~/notes/local.txt into its VM: a file that must be there.
+    let home = tempfile::tempdir().expect("home");
+    std::fs::create_dir_all(home.path().join("notes")).expect("notes");
+    std::fs::write(home.path().join("notes/local.txt"), "local\n").expect("local file");
     for file in files {
         let name = relative(&file);
-        // 09_cloudinit.yml copies /etc/hosts into its VM, as kcli plans do, and the boot lab
-        // reads the test image where `tests/guest-image/build` leaves it: allowed as a user
-        // would allow them.
+        // 09_cloudinit.yml copies /etc/hosts and a file of the home directory into its VM, as
+        // kcli plans do, and the boot lab reads the test image where `tests/guest-image/build`
+        // leaves it: allowed as a user would allow them.
         let out = Plan::new(&["validate", &name])
+            .env("HOME", home.path())
             .env(
                 "SITEPLAN_ALLOW_READ",
-                format!("/etc/hosts:{}", root().join("target/guest-image").display()),
+                format!(
+                    "/etc/hosts:{}:{}",
+                    home.path().join("notes").display(),
+                    root().join("target/guest-image").display()
+                ),
             )
             .run();
         assert!(

@@ -22,3 +22,4 @@ mod providers;
 mod remote;
 mod robustness;
 mod secrets;
+mod validation;

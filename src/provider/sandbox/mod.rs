@@ -112,6 +112,7 @@ impl Sandbox {
         let fail = |what: &str, e: std::io::Error| {
             ProviderError::Connection(format!("sandbox {}: {what}: {e}", dir.display()))
         };
+        refuse_foreign(dir)?;
         std::fs::create_dir_all(dir).map_err(|e| fail("cannot create it", e))?;
         let dir = dir
             .canonicalize()
@@ -295,6 +296,46 @@ impl Disk {
     }
 }
 
+impl Disk {
+    /// What libvirt refuses and its test driver does not: a network on a bridge, or with
+    /// addresses, that another active network has.
+    fn refuse_taken(&self, want: &NetworkSpec) -> Result<(), ProviderError> {
+        let id = ResourceId::network(&want.name);
+        let conn = self.provider.connection();
+        for net in conn.list_all_networks(0).unwrap_or_default() {
+            if !net.is_active().unwrap_or(false) || net.name().is_ok_and(|n| n == want.name) {
+                continue;
+            }
+            let Ok((have, _)) = net
+                .xml_desc(0)
+                .map_err(|e| e.to_string())
+                .and_then(|x| xml::parse_network(&x, false))
+            else {
+                continue;
+            };
+            let bridged = |n: &NetworkSpec| n.mode == ForwardMode::Bridge;
+            if !bridged(want) && !bridged(&have) && have.bridge == want.bridge {
+                return Err(ProviderError::backend(
+                    &id,
+                    format!(
+                        "bridge name '{}' is already in use by network {}",
+                        want.bridge, have.name
+                    ),
+                ));
+            }
+            if let (Some(a), Some(b)) = (want.cidr, have.cidr) {
+                if a.contains(&b.network()) || b.contains(&a.network()) {
+                    return Err(ProviderError::backend(
+                        &id,
+                        format!("{a} is already in use by network {} ({b})", have.name),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 fn saving_failed(e: String) -> ProviderError {
     ProviderError::Connection(format!("saving the sandbox: {e}"))
 }
@@ -471,6 +512,29 @@ fn first_free(net: &NetworkSpec, held: &BTreeMap<String, IpAddr>) -> Option<IpAd
     (u32::from(start)..=u32::from(end))
         .map(|n| IpAddr::V4(n.into()))
         .find(|ip| !taken.contains(ip))
+}
+
+/// A directory that holds files but no sandbox is someone else's: the sandbox would write among
+/// them, and removes files in its `blobs` that it does not know.
+fn refuse_foreign(dir: &Path) -> Result<(), ProviderError> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(()); // new: created next
+    };
+    let names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let ours = [STATE_FILE, NODE_FILE, "lock"];
+    if names.is_empty() || names.iter().any(|n| ours.contains(&n.as_str())) {
+        return Ok(());
+    }
+    Err(ProviderError::Connection(format!(
+        "{} holds files and no sandbox ({}{}): a sandbox keeps a directory of its own; name a \
+         new or empty one",
+        dir.display(),
+        names.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
+        if names.len() > 3 { ", ..." } else { "" }
+    )))
 }
 
 /// The sandbox's lock file, locked for this process, which it says who holds: two processes
@@ -780,6 +844,10 @@ impl Provider for Sandbox {
 
     async fn create(&self, spec: &Spec, owner: &Owner) -> Result<Done, ProviderError> {
         let _one_change_at_a_time = self.changing.lock().await;
+        if let Spec::Network(net) = spec {
+            let net = net.clone();
+            self.on_disk(move |disk| disk.refuse_taken(&net)).await?;
+        }
         let result = self.inner.create(spec, owner).await;
         self.saved(saved::Touched::spec(spec).and_lock_of(&owner.plan), result)
             .await
