@@ -34,6 +34,17 @@ pub struct Desired {
     pub replace: Vec<ResourceId>,
     /// `plan destroy`: what goes, goes because the plan is destroyed.
     pub destroying: bool,
+    /// Static addresses on networks the plan does not declare, by VM: only the live network
+    /// says whether they fit.
+    pub addresses_elsewhere: Vec<AddressElsewhere>,
+}
+
+/// A VM's static address on a network the plan does not declare.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AddressElsewhere {
+    pub vm: String,
+    pub network: String,
+    pub ip: std::net::IpAddr,
 }
 
 /// What may not happen to one resource (its entry's guards, in spec terms).

@@ -145,6 +145,25 @@ pub fn plan(
             ));
         }
     }
+    for given in &desired.addresses_elsewhere {
+        let live = observed.get(&ResourceId::network(&given.network));
+        if let Some(LiveResource {
+            spec:
+                Spec::Network(crate::provider::spec::NetworkSpec {
+                    cidr: Some(cidr), ..
+                }),
+            ..
+        }) = live
+        {
+            if !cidr.contains(&given.ip) {
+                problems.push(format!(
+                    "vm {}: the static address {} is outside network/{} ({cidr}, as it is on \
+                     the provider): the guest would not be reached there",
+                    given.vm, given.ip, given.network
+                ));
+            }
+        }
+    }
 
     let mut changes = Vec::new();
     let mut unchanged = 0;

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use crate::manifest::model::{DiskBus, NetworkMode, VirtType as Accel};
-use crate::plan::desired::{Desired, DesiredResource, ResourceGuards};
+use crate::plan::desired::{AddressElsewhere, Desired, DesiredResource, ResourceGuards};
 use crate::plan::intent::{self, Intents, What};
 use crate::provider::cloudinit;
 use crate::provider::spec::*;
@@ -195,6 +195,13 @@ pub fn libvirt(intents: &Intents) -> Result<Desired, String> {
         for nic in &vm.nics {
             if !nic.network.declared {
                 external(ResourceId::network(&nic.network.name), &mut out);
+                if let Some((ip, _)) = nic.address {
+                    out.addresses_elsewhere.push(AddressElsewhere {
+                        vm: item.name.clone(),
+                        network: nic.network.name.clone(),
+                        ip,
+                    });
+                }
             }
             vm_deps.push(ResourceId::network(&nic.network.name));
             nics.push(NicSpec {

@@ -193,3 +193,25 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
     }
     found
 }
+
+#[test]
+fn a_static_address_outside_a_network_the_plan_does_not_declare_is_refused_by_diff() {
+    // The sandbox's `default` network is 192.168.122.0/24: only it can say so.
+    let lab = SandboxLab::new(
+        "elsewhere.yml",
+        "vm1:\n  memory: 512\n  nets:\n    - name: default\n      ip: 10.5.5.5\n      prefix: 24\n\
+         vm2:\n  memory: 512\n  nets:\n    - name: default\n      ip: 192.168.122.40\n      prefix: 24\n",
+    );
+    let validate = Plan::new(&["validate"]).arg_path(&lab.file).run();
+    assert!(validate.ok(), "{}", validate.text());
+    let diff = lab.plan(&["diff"], &[]);
+    assert_eq!(diff.code(), Some(1), "{}", diff.text());
+    assert!(
+        diff.text().contains(
+            "vm vm1: the static address 10.5.5.5 is outside network/default (192.168.122.0/24"
+        ),
+        "{}",
+        diff.text()
+    );
+    assert!(!diff.text().contains("vm vm2:"), "{}", diff.text());
+}
