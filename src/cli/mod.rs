@@ -703,6 +703,17 @@ pub fn run() -> ExitCode {
                 shutdown_timeout: None,
                 interruption: Default::default(),
             };
+            // `plan destroy` alone, where there is no kcli_plan.yml, names no plan: it must not
+            // destroy the one the directory's name would give.
+            if plan.file == Path::new(manifest::DEFAULT_PLAN_FILE) && !plan.file.exists() {
+                say!(
+                    "error: there is no {} here: name the plan to destroy (`plan destroy FILE`; \
+                     for a plan whose file is gone, its path, such as ./{})",
+                    manifest::DEFAULT_PLAN_FILE,
+                    manifest::DEFAULT_PLAN_FILE
+                );
+                return ExitCode::from(EXIT_ERROR);
+            }
             let view = Terminal::new(output.verbosity(), DiffFormat::Human, true, run.yes);
             let options = RunOptions {
                 interruption: view.interruption.clone(),

@@ -168,7 +168,7 @@ fn read_plan(path: &Path) -> Result<String, LoadFailure> {
         // kcli's default plan file, read when no file is given.
         if refused.missing && path == Path::new(DEFAULT_PLAN_FILE) {
             problem = problem.help(format!(
-                "name the plan file (`plan validate lab.yml`): with none, {DEFAULT_PLAN_FILE} \
+                "name the plan file (as in `plan diff lab.yml`): with none, {DEFAULT_PLAN_FILE} \
                  in the current directory is read, as kcli does"
             ));
         }

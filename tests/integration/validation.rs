@@ -17,6 +17,18 @@ fn validate_without_a_file_reads_kcli_plan_yml_as_kcli_does() {
         none.stderr
     );
 
+    // Nor does `plan destroy` take the plan the directory's name would give.
+    let destroy = Plan::new(&["destroy", "--yes", "--provider", "sandbox"])
+        .current_dir(dir.path())
+        .sandbox(&dir.path().join("sandbox"))
+        .run();
+    assert_eq!(destroy.code(), Some(1), "{}", destroy.text());
+    assert!(
+        destroy.text().contains("there is no kcli_plan.yml here"),
+        "{}",
+        destroy.text()
+    );
+
     std::fs::write(dir.path().join("kcli_plan.yml"), "vm1:\n  memory: 512\n").expect("plan");
     let found = Plan::new(&["validate"]).current_dir(dir.path()).run();
     assert!(found.ok(), "{}", found.text());
