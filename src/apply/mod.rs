@@ -6,7 +6,7 @@ pub mod across;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -16,7 +16,7 @@ use crate::plan::desired::Desired;
 use crate::plan::rules::Rules;
 use crate::plan::{Action, Change, Plan};
 use crate::provider::spec::{ResourceId, Spec};
-use crate::provider::{Done, Owner, Power, Provider, ProviderError};
+use crate::provider::{Done, Owner, Power, Provider, ProviderError, Readiness};
 
 /// How one change went.
 #[derive(Debug, Clone)]
@@ -156,6 +156,50 @@ fn ordering(plan: &Plan, desired: &Desired, rules: &dyn Rules) -> Vec<Vec<usize>
         }
     }
     deps
+}
+
+/// Waits until the guest of the VM `change` made is ready (its cloud-init has run), for a VM
+/// that others wait for: a failed cloud-init, or none in `timeout`, fails the change, and
+/// so skips what waits for it. A provider that cannot tell is not waited for.
+async fn until_ready(
+    provider: &dyn Provider,
+    change: &Change,
+    timeout: Duration,
+    stop: &CancellationToken,
+) -> Result<(), ProviderError> {
+    let vm = change.id.name.clone();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let found = provider.readiness(std::slice::from_ref(&vm)).await?;
+        let why = match found.get(&vm) {
+            None | Some(Readiness::Ready) => return Ok(()),
+            Some(Readiness::Failed { errors, log }) => {
+                let mut said = format!("its guest's cloud-init failed: {}", errors.join("; "));
+                if let Some(last) = log.last() {
+                    said.push_str(&format!(" (its output ends: {last})"));
+                }
+                return Err(ProviderError::backend(
+                    &change.id,
+                    crate::secrets::scrub(&said),
+                ));
+            }
+            Some(Readiness::Pending(why)) => why.clone(),
+        };
+        if Instant::now() >= deadline || stop.is_cancelled() {
+            return Err(ProviderError::backend(
+                &change.id,
+                format!(
+                    "made, but its guest is not ready after {}s ({why}); what waits for it \
+                     was not started",
+                    timeout.as_secs()
+                ),
+            ));
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+            () = stop.cancelled() => {}
+        }
+    }
 }
 
 async fn run_change(
@@ -309,6 +353,20 @@ pub async fn apply_until(
             .map(|c| desired.guards_of(&c.id).prevent_destroy)
             .collect(),
     );
+    // The VMs others wait for, for how long: such a VM's change ends when its guest is ready.
+    let awaited: Arc<Vec<Option<Duration>>> = Arc::new(
+        plan.changes
+            .iter()
+            .map(|c| {
+                let starts = c.desired.as_ref().is_some_and(Spec::runs)
+                    && matches!(
+                        c.action,
+                        Action::Create | Action::Replace | Action::Restart | Action::Update
+                    );
+                desired.awaited.get(&c.id).copied().filter(|_| starts)
+            })
+            .collect(),
+    );
     let mut running = JoinSet::new();
     // Set when a change fails with the connection itself: nothing more is started on a
     // provider that is gone (each would fail the same way); those are skipped, naming it.
@@ -323,6 +381,7 @@ pub async fn apply_until(
             guarded.clone(),
             progress.clone(),
         );
+        let awaited = awaited.clone();
         let stop = stop.clone();
         let lost = lost.clone();
         let links = links.clone();
@@ -379,7 +438,13 @@ pub async fn apply_until(
                 prevent_destroy: guarded[i],
                 ..owner
             };
-            let status = match run_change(provider.as_ref(), change, &owner).await {
+            let mut result = run_change(provider.as_ref(), change, &owner).await;
+            if let (Ok(_), Some(timeout)) = (&result, awaited[i]) {
+                if let Err(e) = until_ready(provider.as_ref(), change, timeout, &stop).await {
+                    result = Err(e);
+                }
+            }
+            let status = match result {
                 Ok(done) => Status::Done(done),
                 Err(error) => Status::Failed(Arc::new(error)),
             };

@@ -20,6 +20,8 @@ struct Fake {
     order: Mutex<Vec<ResourceId>>,
     running: AtomicUsize,
     most: AtomicUsize,
+    /// Each VM's guest: ready after this many asks, or failed.
+    guests: Mutex<std::collections::BTreeMap<String, (usize, bool)>>,
 }
 
 #[async_trait]
@@ -32,6 +34,30 @@ impl Provider for Fake {
     }
     fn parallelism(&self) -> Option<usize> {
         self.takes
+    }
+    async fn readiness(
+        &self,
+        vms: &[String],
+    ) -> Result<std::collections::BTreeMap<String, Readiness>, ProviderError> {
+        let mut guests = self.guests.lock().unwrap();
+        let mut found = std::collections::BTreeMap::new();
+        for vm in vms {
+            if let Some((asks, fails)) = guests.get_mut(vm) {
+                let ready = match (*asks, *fails) {
+                    (0, true) => Readiness::Failed {
+                        errors: vec!["runcmd failed".into()],
+                        log: vec!["exit 1".into()],
+                    },
+                    (0, false) => Readiness::Ready,
+                    _ => {
+                        *asks -= 1;
+                        Readiness::Pending("booting".into())
+                    }
+                };
+                found.insert(vm.clone(), ready);
+            }
+        }
+        Ok(found)
     }
     async fn health(&self) -> Health {
         Health {
@@ -346,5 +372,83 @@ async fn vms_start_in_dependency_order_and_stop_in_reverse() {
     assert_eq!(
         names(powered(Power::Restart { grace: None }).await),
         ["db", "app", "web"]
+    );
+}
+
+/// A VM that others wait for is done when its guest is ready; one whose cloud-init fails
+/// fails, and what waits for it is skipped; the rest go on.
+#[tokio::test]
+async fn what_waits_for_a_vm_starts_when_its_guest_is_ready() {
+    let mut desired = Desired::default();
+    for (name, after) in [
+        ("db", None),
+        ("app", Some("db")),
+        ("bad", None),
+        ("web", Some("bad")),
+    ] {
+        let disk = format!("{name}-disk");
+        desired.resources.push(DesiredResource {
+            spec: volume(&disk),
+            entry: format!("vm/{name}"),
+            depends_on: Vec::new(),
+        });
+        let mut needs = vec![ResourceId::volume("default", &disk)];
+        if let Some(after) = after {
+            needs.push(ResourceId::vm(after));
+            desired
+                .awaited
+                .insert(ResourceId::vm(after), std::time::Duration::from_secs(60));
+        }
+        desired.resources.push(DesiredResource {
+            spec: vm(name, &disk),
+            entry: format!("vm/{name}"),
+            depends_on: needs,
+        });
+    }
+    let plan = crate::plan::plan(
+        &crate::plan::Identity::named("lab"),
+        &desired,
+        &Observed::default(),
+        &crate::provider::rules::LibvirtRules,
+    )
+    .expect("plan");
+    let fake = Arc::new(Fake::default());
+    fake.guests.lock().unwrap().extend([
+        ("db".to_string(), (1, false)),
+        ("bad".to_string(), (1, true)),
+    ]);
+    let report = apply(&plan, &desired, fake.clone(), 4, Arc::new(Quiet)).await;
+    let status = |vm: &str| {
+        report
+            .steps
+            .iter()
+            .find(|s| s.id == ResourceId::vm(vm))
+            .map(|s| s.status.clone())
+            .unwrap()
+    };
+    assert!(
+        matches!(status("db"), Status::Done(_)),
+        "{:?}",
+        status("db")
+    );
+    assert!(
+        matches!(status("app"), Status::Done(_)),
+        "{:?}",
+        status("app")
+    );
+    assert!(
+        matches!(&status("bad"), Status::Failed(e) if e.to_string().contains("cloud-init failed: runcmd failed")),
+        "{:?}",
+        status("bad")
+    );
+    assert!(
+        matches!(status("web"), Status::Skipped(_)),
+        "{:?}",
+        status("web")
+    );
+    assert_eq!(
+        fake.guests.lock().unwrap()["db"].0,
+        0,
+        "db was asked until it was ready"
     );
 }

@@ -300,16 +300,32 @@ fn show_vms(vms: &Vms, view: &Terminal) -> ExitCode {
         }
         let _ = out::stdout(&format!("\n{}", super::table::text(&mut table, 2)));
     }
-    if vms.unreachable.is_empty() {
-        return ExitCode::SUCCESS;
+    let waited = vms.waited.unwrap_or_default().as_secs();
+    for (vm, errors, log) in &vms.failed {
+        let mut said = format!("error: vm {vm}: cloud-init failed: {}", errors.join("; "));
+        if !log.is_empty() {
+            said.push_str("\n  the end of its output (/var/log/cloud-init-output.log):");
+            for line in log {
+                said.push_str(&format!("\n    {line}"));
+            }
+        }
+        say!("{}", crate::secrets::scrub(&said));
     }
-    say!(
-        "error: no address after {}s for: {} (is the guest booting? is DHCP on its network? \
-         does its guest agent report its static address?)",
-        vms.waited.unwrap_or_default().as_secs(),
-        vms.unreachable.join(", ")
-    );
-    ExitCode::from(EXIT_ERROR)
+    for (vm, why) in &vms.unready {
+        say!("error: vm {vm} is not ready after {waited}s: {why}");
+    }
+    if !vms.unreachable.is_empty() {
+        say!(
+            "error: no address after {waited}s for: {} (is the guest booting? is DHCP on its \
+             network? does its guest agent report its static address?)",
+            vms.unreachable.join(", ")
+        );
+    }
+    if vms.unreachable.is_empty() && vms.unready.is_empty() && vms.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_ERROR)
+    }
 }
 
 /// `plan status` as a table: a row per resource, what stands out in its last column, and a

@@ -186,6 +186,11 @@ struct VmKeys {
     /// Give the VM a channel for the QEMU guest agent, through which siteplan asks the guest
     /// for its addresses. Default true.
     guestagent: Option<bool>,
+    /// kcli's: the VMs after this one in the plan start only once its guest is ready
+    /// (cloud-init has run its commands and scripts). Default false.
+    wait: Option<bool>,
+    /// How long, in seconds, what waits for this VM waits for its guest to be ready. Default 900.
+    waittimeout: Option<u32>,
     /// Room to add CPUs to the running VM (KubeVirt): `true` (four times `numcpus`) or the most
     /// vCPUs it may have. On libvirt, CPU changes still need a restart.
     cpuhotplug: Option<HotplugFormat>,

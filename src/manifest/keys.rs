@@ -166,9 +166,7 @@ pub const VM_UNIMPLEMENTED: &[&str] = &[
     "vnc",
     "vncpassword",
     "vsock",
-    "wait",
     "waitcommand",
-    "waittimeout",
     "windows",
     "yamlinventory",
 ];

@@ -195,6 +195,10 @@ pub struct Vm {
     /// A channel for the QEMU guest agent (kcli's `guestagent`), through which the host asks
     /// the guest for its addresses.
     pub guestagent: bool,
+    /// kcli's `wait`: the VMs after this one in the plan wait until its guest is ready.
+    pub wait: bool,
+    /// How long a VM that waits for this one waits (kcli's `waittimeout`), in seconds.
+    pub wait_timeout_s: u64,
     /// Headroom for CPUs added to a running VM (kcli's `cpuhotplug`): the most vCPUs it may
     /// have. `true` in the plan: four times `numcpus`.
     pub max_cpus: Option<u32>,

@@ -502,6 +502,12 @@ fn read_vm<'a>(r: &mut MapReader<'a>, lookup: Option<&Lookup<'a>>, d: &mut Diagn
     let reserveip = r.bool("reserveip", false, d);
     let boot = read_direct_boot(r, d);
     let guestagent = r.bool("guestagent", true, d);
+    // kcli's `wait`: the VMs after this one wait until it is ready, for `waittimeout` seconds.
+    let wait = r.bool("wait", false, d);
+    let wait_timeout_s = r
+        .int("waittimeout", d)
+        .map(|(n, span)| u64::from(positive_u32(n, span, "waittimeout", d)))
+        .unwrap_or(DEFAULT_WAIT_SECONDS);
     // kcli's hotplug keys: true, or the most the VM may grow to.
     let max_cpus = match r.take("cpuhotplug").map(|n| &n.value) {
         Some(Value::Bool(true)) => Some(numcpus.saturating_mul(4)),
@@ -545,6 +551,8 @@ fn read_vm<'a>(r: &mut MapReader<'a>, lookup: Option<&Lookup<'a>>, d: &mut Diagn
         reserveip,
         boot,
         guestagent,
+        wait,
+        wait_timeout_s,
         max_cpus,
         max_memory_mib,
         variables: sensitive_registered(r.variables()),
@@ -1209,6 +1217,9 @@ fn is_system_directory(path: &str) -> bool {
     let trimmed = if trimmed.is_empty() { "/" } else { trimmed };
     SYSTEM.contains(&trimmed)
 }
+
+/// How long what waits for a VM waits for its guest to be ready, unless `waittimeout` says.
+const DEFAULT_WAIT_SECONDS: u64 = 900;
 
 /// More vCPUs than QEMU gives one VM.
 const MAX_VCPUS: u32 = 4096;

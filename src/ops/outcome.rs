@@ -53,6 +53,10 @@ pub struct Vms {
     pub rows: Vec<VmRow>,
     /// `--wait` ran out before these running VMs had an address.
     pub unreachable: Vec<String>,
+    /// `--wait` ran out before these guests were ready: why each is not.
+    pub unready: Vec<(String, String)>,
+    /// Guests whose cloud-init failed: what it said, and its output's last lines.
+    pub failed: Vec<(String, Vec<String>, Vec<String>)>,
     /// How long `--wait` would wait, when it was asked for.
     pub waited: Option<std::time::Duration>,
 }
@@ -88,8 +92,12 @@ pub struct VmRow {
     /// what the provider reports (leases, the guest agent).
     pub addresses: Vec<ShownAddress>,
     /// Running, and its address is not known yet: a static one the guest agent could confirm
-    /// but has not, or (with no static address) none at all. `--wait` waits for these.
+    /// but has not, or (with no static address) none at all; or its guest is not ready yet.
+    /// `--wait` waits for these.
     pub waiting: bool,
+    /// Whether its guest has run what cloud-init was given, where the provider can tell (a
+    /// running VM with a seed).
+    pub ready: Option<crate::provider::Readiness>,
 }
 
 /// An address of a running VM, with every source that gives it (`static`, `lease`,

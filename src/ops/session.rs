@@ -16,7 +16,9 @@ use crate::plan::desired::{Desired, DesiredResource};
 use crate::plan::intent::{Intents, What};
 use crate::plan::{self, saved, Action, Change, Plan};
 use crate::provider::spec::{ResourceId, ResourceKind, Spec};
-use crate::provider::{backends, Address, AddressQuery, AddressSource, Observed, Provider, Scope};
+use crate::provider::{
+    backends, Address, AddressQuery, AddressSource, Observed, Provider, Readiness, Scope,
+};
 use crate::registry;
 
 /// What an operation wants of the providers: the plan's resources, or none of them.
@@ -63,6 +65,8 @@ pub(super) struct Guest {
     /// Each NIC's MAC, and its static address if the guest is given one.
     nics: Vec<(String, Option<IpAddr>)>,
     agent: bool,
+    /// It has a cloud-init seed: it is ready once cloud-init has run it.
+    seeded: bool,
 }
 
 impl Guest {
@@ -78,6 +82,7 @@ impl Guest {
                         .map(|n| (n.mac.to_ascii_lowercase(), n.address.map(|(ip, _)| ip)))
                         .collect(),
                     agent: vm.guest_agent,
+                    seeded: vm.cloud_init.is_some(),
                 }),
                 _ => None,
             })
@@ -836,12 +841,33 @@ impl Session {
             let out_of_time =
                 deadline.is_none_or(|d| tokio::time::Instant::now() >= d) || stopped();
             if pending.is_empty() || out_of_time {
-                if wait.is_some() {
-                    view.event(Event::Waited);
+                if wait.is_none() {
+                    return Vms {
+                        rows,
+                        waited: wait,
+                        ..Vms::default()
+                    };
+                }
+                view.event(Event::Waited);
+                let (mut unreachable, mut unready, mut failed) =
+                    (Vec::new(), Vec::new(), Vec::new());
+                for row in &rows {
+                    match &row.ready {
+                        Some(Readiness::Failed { errors, log }) => {
+                            failed.push((row.name.clone(), errors.clone(), log.clone()));
+                        }
+                        _ if !row.waiting => {}
+                        Some(Readiness::Pending(why)) if !row.addresses.is_empty() => {
+                            unready.push((row.name.clone(), why.clone()));
+                        }
+                        _ => unreachable.push(row.name.clone()),
+                    }
                 }
                 return Vms {
                     rows,
-                    unreachable: if wait.is_some() { pending } else { Vec::new() },
+                    unreachable,
+                    unready,
+                    failed,
                     waited: wait,
                 };
             }
@@ -878,6 +904,14 @@ impl Session {
         let shown = site.shown();
         let queries: Vec<AddressQuery> = site.guests.iter().map(Guest::query).collect();
         let mut reported = provider.addresses(&queries).await.unwrap_or_default();
+        let seeded: Vec<String> = site
+            .guests
+            .iter()
+            // Readiness is read through the guest agent, of what cloud-init was given.
+            .filter(|g| g.seeded && g.agent)
+            .map(|g| g.name.clone())
+            .collect();
+        let mut readiness = provider.readiness(&seeded).await.unwrap_or_default();
         site.guests
             .iter()
             .map(|guest| {
@@ -902,13 +936,20 @@ impl Session {
                 } else {
                     Vec::new()
                 };
+                let ready = if state == VmState::Running {
+                    readiness.remove(&guest.name)
+                } else {
+                    None
+                };
                 VmRow {
                     name: guest.name.clone(),
                     provider: shown.clone(),
                     state,
                     waiting: state == VmState::Running
-                        && guest.waiting(&addresses, provider.hears_guest_agents()),
+                        && (guest.waiting(&addresses, provider.hears_guest_agents())
+                            || matches!(ready, Some(Readiness::Pending(_)))),
                     addresses,
+                    ready,
                 }
             })
             .collect()
@@ -975,6 +1016,7 @@ mod tests {
                 static_ip.map(ip),
             )],
             agent,
+            seeded: true,
         }
     }
 

@@ -37,6 +37,9 @@ pub struct Desired {
     /// Static addresses on networks the plan does not declare, by VM: only the live network
     /// says whether they fit.
     pub addresses_elsewhere: Vec<AddressElsewhere>,
+    /// VMs that others wait for (`depends_on`, kcli's `wait`), and for how long at most: what
+    /// waits for one starts when its guest is ready.
+    pub awaited: BTreeMap<ResourceId, std::time::Duration>,
 }
 
 /// A VM's static address on a network the plan does not declare.

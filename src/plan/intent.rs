@@ -185,6 +185,8 @@ pub struct VmIntent {
     pub boot: Option<DirectBoot>,
     /// Whether the VM has a channel for the QEMU guest agent.
     pub guest_agent: bool,
+    /// How long what waits for this VM waits for its guest to be ready.
+    pub wait_timeout: std::time::Duration,
     /// The most vCPUs and memory (MiB) the running VM may grow to, where a backend can.
     pub max_cpus: Option<u32>,
     pub max_memory_mib: Option<u64>,
@@ -455,6 +457,8 @@ pub fn intents_reading(
     }
 
     let mut items = Vec::new();
+    // VMs with kcli's `wait`, so far.
+    let mut waited_for: Vec<String> = Vec::new();
     for entry in &manifest.entries {
         let what = match &entry.kind {
             EntryKind::Profile => continue,
@@ -511,9 +515,25 @@ pub fn intents_reading(
                     .map(|k| k.name.clone())
                     .collect(),
             },
-            after: entry.depends_on.iter().map(|d| d.name.clone()).collect(),
+            after: entry
+                .depends_on
+                .iter()
+                .map(|d| d.name.clone())
+                .chain(
+                    matches!(entry.kind, EntryKind::Vm(_))
+                        .then(|| waited_for.clone())
+                        .into_iter()
+                        .flatten(),
+                )
+                .collect(),
             what,
         });
+        // kcli's `wait`: the VMs after this one (in the plan's order) wait for it.
+        if let EntryKind::Vm(vm) = &entry.kind {
+            if vm.wait {
+                waited_for.push(entry.name.clone());
+            }
+        }
     }
     Ok(Intents { items })
 }
@@ -708,6 +728,7 @@ fn vm_intent(
             }
         }),
         guest_agent: vm.guestagent,
+        wait_timeout: std::time::Duration::from_secs(vm.wait_timeout_s),
         max_cpus: vm.max_cpus,
         max_memory_mib: vm.max_memory_mib,
     })

@@ -262,6 +262,17 @@ pub fn libvirt(intents: &Intents) -> Result<Desired, String> {
             .and_then(|b| b.initrd.as_ref())
             .map(|f| boot_file(f, &mut out));
         for after in &item.after {
+            // A VM waits for the VMs it depends on to be ready, not only made, where that
+            // can be known: cloud-init's result, read through the guest agent.
+            if let Some(What::Vm(awaited)) = intents
+                .get(after)
+                .map(|i| &i.what)
+                .filter(|w| matches!(w, What::Vm(v) if v.guest_agent && v.cloud_init.is_some()))
+            {
+                out.awaited
+                    .entry(ResourceId::vm(after))
+                    .or_insert(awaited.wait_timeout);
+            }
             let entry = intents.get(after).map(|i| i.entry.clone());
             vm_deps.extend(
                 out.resources

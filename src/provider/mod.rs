@@ -102,6 +102,20 @@ impl AddressSource {
     }
 }
 
+/// Whether a guest is ready: cloud-init has finished its work (the VM's `cmds` and scripts
+/// have run), and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    /// Not yet, and why.
+    Pending(String),
+    Ready,
+    /// cloud-init finished with errors: what it said, and the last lines of its output.
+    Failed {
+        errors: Vec<String>,
+        log: Vec<String>,
+    },
+}
+
 /// An address a provider reports for a VM, on the NIC with `mac` when it knows which.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Address {
@@ -430,6 +444,15 @@ pub trait Provider: Send + Sync {
     /// that a static address can be confirmed rather than assumed).
     fn hears_guest_agents(&self) -> bool {
         false
+    }
+
+    /// Whether each of these running VMs' guests is ready (cloud-init has run its commands and
+    /// scripts), where the provider can tell; a VM left out is one it cannot tell about.
+    async fn readiness(
+        &self,
+        _vms: &[String],
+    ) -> Result<std::collections::BTreeMap<String, Readiness>, ProviderError> {
+        Ok(std::collections::BTreeMap::new())
     }
 
     /// Starts, stops or restarts a VM `owner` owns; refuses one it does not. Starting one that

@@ -154,11 +154,24 @@ fn three_real_guests_boot_configured_as_the_plan_says() {
     // Lookups that find nothing are expected below: libvirt need not print them.
     virt::error::clear_error_callback();
     let conn = Connect::open(Some(&lab.uri)).expect("connect");
+    // `--wait` waited for every guest to be ready: their commands and scripts have run by
+    // the time it returned (nothing here waits for cloud-init first).
+    for (vm, _) in &expected {
+        let guest = Guest::find(&conn, vm);
+        guest.wait_for_agent();
+        assert_eq!(guest.run("cat /var/tmp/cmds-ran"), "cmds ran\n", "{vm}");
+        assert_eq!(
+            guest.run("cat /var/tmp/script-ran"),
+            format!("script ran on {vm}\n"),
+            "{vm}"
+        );
+    }
     for (vm, ip) in &expected {
         let guest = Guest::find(&conn, vm);
         guest.check(vm, ip, *vm == static_vm);
     }
 
+    broken_guest(&lab);
     day_two(&lab, &conn, &static_vm, &expected[1]);
     let names: Vec<String> = expected.iter().map(|(vm, _)| vm.clone()).collect();
     lab_snapshot(&lab, &conn, &names);
@@ -178,6 +191,28 @@ fn three_real_guests_boot_configured_as_the_plan_says() {
     assert!(conn
         .lookup_storage_pool_by_name(&format!("{PREFIX}pool"))
         .is_err());
+}
+
+/// A fourth guest whose cloud-init fails: `apply --wait` says so, with what its commands
+/// printed, and fails; taking it out again leaves the three as they were.
+fn broken_guest(lab: &BootLab) {
+    let broken = format!("{PREFIX}4");
+    let applied = lab.plan_with(
+        &["apply", "--yes", "--wait", "--wait-timeout", "420"],
+        &["-P", "broken=true"],
+    );
+    assert_eq!(applied.code(), Some(1), "{}", applied.text());
+    let said = applied.text();
+    assert!(
+        said.contains(&format!("error: vm {broken}: cloud-init failed")),
+        "{said}"
+    );
+    assert!(
+        said.contains("the fourth guest fails on purpose"),
+        "its output's last lines are shown:\n{said}"
+    );
+    let removed = lab.plan(&["apply", "--yes"]);
+    assert!(removed.ok(), "{}", removed.text());
 }
 
 /// Living with the lab: a memory change waits for a restart until `apply --restart`, after

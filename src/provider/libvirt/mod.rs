@@ -11,6 +11,7 @@ pub mod content;
 pub mod hostkey;
 pub mod ledger;
 pub mod lock;
+pub mod readiness;
 pub mod records;
 pub mod snapshot;
 pub mod xml;
@@ -495,6 +496,34 @@ impl Provider for LibvirtProvider {
     /// The test driver has no guests, so no agents; a real hypervisor's do answer.
     fn hears_guest_agents(&self) -> bool {
         !self.inner.test_driver
+    }
+
+    /// Through each guest's agent; the test driver's guests, which run nothing, are ready
+    /// once running.
+    async fn readiness(
+        &self,
+        vms: &[String],
+    ) -> Result<std::collections::BTreeMap<String, super::Readiness>, ProviderError> {
+        let vms = vms.to_vec();
+        self.blocking(move |inner| {
+            let mut found = std::collections::BTreeMap::new();
+            for vm in vms {
+                let Ok(domain) = inner.conn.lookup_domain_by_name(&vm) else {
+                    continue;
+                };
+                if !domain.is_active().unwrap_or(false) {
+                    continue;
+                }
+                let ready = if inner.test_driver {
+                    super::Readiness::Ready
+                } else {
+                    readiness::of(&domain)
+                };
+                found.insert(vm, ready);
+            }
+            Ok(found)
+        })
+        .await
     }
 
     async fn create_lock(&self, holder: &LockHolder) -> Result<LockAttempt, ProviderError> {

@@ -917,6 +917,13 @@ impl Provider for Sandbox {
         self.inner.details(vm).await
     }
 
+    async fn readiness(
+        &self,
+        vms: &[String],
+    ) -> Result<BTreeMap<String, super::Readiness>, ProviderError> {
+        self.inner.readiness(vms).await
+    }
+
     async fn reattach(
         &self,
         vm: &str,

@@ -1,0 +1,118 @@
+//! Whether a guest is ready: cloud-init has finished, and how, read through the QEMU guest agent
+//! (never over the network). cloud-init writes `/run/cloud-init/result.json` when its last stage
+//! ends, after the VM's `cmds` and scripts have run; its `errors` list what failed, and
+//! `/var/log/cloud-init-output.log` says what those commands printed.
+
+use base64::Engine;
+use serde_json::{json, Value};
+use virt::domain::Domain;
+
+use crate::provider::Readiness;
+
+const RESULT: &str = "/run/cloud-init/result.json";
+const OUTPUT_LOG: &str = "/var/log/cloud-init-output.log";
+/// How much of the log's end is read for a failure, and how many of its lines are said.
+const LOG_TAIL_BYTES: i64 = 8192;
+const LOG_TAIL_LINES: usize = 15;
+/// A result file is small; more than this is not one.
+const MOST_READ: usize = 1 << 20;
+/// Each agent command's wait: an agent that does not answer at once is not up yet.
+const AGENT_SECONDS: i32 = 5;
+
+/// How a running domain's guest is: ready, failed (with what cloud-init said and its output's
+/// last lines), or not yet (and why).
+pub fn of(domain: &Domain) -> Readiness {
+    let agent = Agent(domain);
+    let text = match agent.read(RESULT, None) {
+        Ok(Some(text)) => text,
+        Ok(None) => return Readiness::Pending("cloud-init has not finished".into()),
+        Err(e) => return Readiness::Pending(format!("its guest agent does not answer yet ({e})")),
+    };
+    let Ok(result) = serde_json::from_str::<Value>(&text) else {
+        return Readiness::Pending("cloud-init is writing its result".into());
+    };
+    let errors: Vec<String> = result
+        .pointer("/v1/errors")
+        .and_then(Value::as_array)
+        .map(|errors| {
+            errors
+                .iter()
+                .map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    if errors.is_empty() {
+        return Readiness::Ready;
+    }
+    let log = agent
+        .read(OUTPUT_LOG, Some(LOG_TAIL_BYTES))
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    Readiness::Failed {
+        errors,
+        log: lines[lines.len().saturating_sub(LOG_TAIL_LINES)..]
+            .iter()
+            .map(|l| l.to_string())
+            .collect(),
+    }
+}
+
+struct Agent<'a>(&'a Domain);
+
+impl Agent<'_> {
+    fn command(&self, command: Value) -> Result<Value, String> {
+        let answer = self
+            .0
+            .qemu_agent_command(&command.to_string(), AGENT_SECONDS, 0)
+            .map_err(|e| e.message().to_string())?;
+        let answer: Value = serde_json::from_str(&answer).map_err(|e| e.to_string())?;
+        Ok(answer.get("return").cloned().unwrap_or(Value::Null))
+    }
+
+    /// The text of a guest's file (its last `tail` bytes, when given); `None` when it is not
+    /// there.
+    fn read(&self, path: &str, tail: Option<i64>) -> Result<Option<String>, String> {
+        let handle = match self.command(json!({
+            "execute": "guest-file-open",
+            "arguments": {"path": path, "mode": "r"},
+        })) {
+            Ok(handle) => handle,
+            Err(e) if e.contains("No such file") => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let read = self.read_open(&handle, tail);
+        let _ =
+            self.command(json!({"execute": "guest-file-close", "arguments": {"handle": handle}}));
+        read.map(Some)
+    }
+
+    fn read_open(&self, handle: &Value, tail: Option<i64>) -> Result<String, String> {
+        if let Some(tail) = tail {
+            // A file shorter than the tail cannot be sought before its start: read it whole.
+            let _ = self.command(json!({
+                "execute": "guest-file-seek",
+                "arguments": {"handle": handle, "offset": -tail, "whence": "end"},
+            }));
+        }
+        let mut bytes = Vec::new();
+        loop {
+            let chunk = self.command(json!({
+                "execute": "guest-file-read",
+                "arguments": {"handle": handle, "count": 65536},
+            }))?;
+            let data = chunk.get("buf-b64").and_then(Value::as_str).unwrap_or("");
+            bytes.extend(
+                base64::engine::general_purpose::STANDARD
+                    .decode(data)
+                    .map_err(|e| e.to_string())?,
+            );
+            let eof = chunk.get("eof").and_then(Value::as_bool).unwrap_or(true);
+            if eof || data.is_empty() || bytes.len() > MOST_READ {
+                break;
+            }
+        }
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+}
