@@ -114,9 +114,21 @@ fn three_real_guests_boot_configured_as_the_plan_says() {
         applied.text()
     );
     crate::harness::report(&format!(
-        "bring-up: `plan apply --wait` of three guests took {:.0}s to every address known",
+        "bring-up: `plan apply --wait` of three guests took {:.0}s to every guest ready",
         bring_up.as_secs_f64()
     ));
+    // The second has kcli's `wait`: its change ends when its guest is ready, and the third
+    // is only then made.
+    let said = applied.text();
+    let line = |what: &str| said.lines().position(|l| l.contains(what));
+    let second_ready = line(&format!("vm/{PREFIX}2 ok"))
+        .unwrap_or_else(|| panic!("no line for vm/{PREFIX}2:\n{said}"));
+    let third_made = line(&format!("creating vm/{PREFIX}3"))
+        .unwrap_or_else(|| panic!("no line for vm/{PREFIX}3:\n{said}"));
+    assert!(
+        second_ready < third_made,
+        "vm/{PREFIX}3 was made before vm/{PREFIX}2 was ready:\n{said}"
+    );
 
     // The table: the static address, confirmed by the guest's agent; leases for the others.
     let row = |vm: &str| -> String {
