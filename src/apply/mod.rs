@@ -164,14 +164,17 @@ fn ordering(plan: &Plan, desired: &Desired, rules: &dyn Rules) -> Vec<Vec<usize>
 async fn until_ready(
     provider: &dyn Provider,
     change: &Change,
-    timeout: Duration,
+    awaited: &crate::plan::desired::Awaited,
     stop: &CancellationToken,
 ) -> Result<(), ProviderError> {
-    let vm = change.id.name.clone();
+    let vm = &awaited.ready.vm;
+    let timeout = awaited.timeout;
     let deadline = Instant::now() + timeout;
     loop {
-        let found = provider.readiness(std::slice::from_ref(&vm)).await?;
-        let why = match found.get(&vm) {
+        let found = provider
+            .readiness(std::slice::from_ref(&awaited.ready))
+            .await?;
+        let why = match found.get(vm) {
             None | Some(Readiness::Ready) => return Ok(()),
             Some(Readiness::Failed { errors, log }) => {
                 let mut said = format!("its guest's cloud-init failed: {}", errors.join("; "));
@@ -354,7 +357,7 @@ pub async fn apply_until(
             .collect(),
     );
     // The VMs others wait for, for how long: such a VM's change ends when its guest is ready.
-    let awaited: Arc<Vec<Option<Duration>>> = Arc::new(
+    let awaited: Arc<Vec<Option<crate::plan::desired::Awaited>>> = Arc::new(
         plan.changes
             .iter()
             .map(|c| {
@@ -363,7 +366,7 @@ pub async fn apply_until(
                         c.action,
                         Action::Create | Action::Replace | Action::Restart | Action::Update
                     );
-                desired.awaited.get(&c.id).copied().filter(|_| starts)
+                desired.awaited.get(&c.id).cloned().filter(|_| starts)
             })
             .collect(),
     );
@@ -439,8 +442,8 @@ pub async fn apply_until(
                 ..owner
             };
             let mut result = run_change(provider.as_ref(), change, &owner).await;
-            if let (Ok(_), Some(timeout)) = (&result, awaited[i]) {
-                if let Err(e) = until_ready(provider.as_ref(), change, timeout, &stop).await {
+            if let (Ok(_), Some(awaited)) = (&result, &awaited[i]) {
+                if let Err(e) = until_ready(provider.as_ref(), change, awaited, &stop).await {
                     result = Err(e);
                 }
             }

@@ -37,11 +37,11 @@ impl Provider for Fake {
     }
     async fn readiness(
         &self,
-        vms: &[String],
+        vms: &[crate::provider::ReadinessQuery],
     ) -> Result<std::collections::BTreeMap<String, Readiness>, ProviderError> {
         let mut guests = self.guests.lock().unwrap();
         let mut found = std::collections::BTreeMap::new();
-        for vm in vms {
+        for vm in vms.iter().map(|q| &q.vm) {
             if let Some((asks, fails)) = guests.get_mut(vm) {
                 let ready = match (*asks, *fails) {
                     (0, true) => Readiness::Failed {
@@ -395,9 +395,17 @@ async fn what_waits_for_a_vm_starts_when_its_guest_is_ready() {
         let mut needs = vec![ResourceId::volume("default", &disk)];
         if let Some(after) = after {
             needs.push(ResourceId::vm(after));
-            desired
-                .awaited
-                .insert(ResourceId::vm(after), std::time::Duration::from_secs(60));
+            desired.awaited.insert(
+                ResourceId::vm(after),
+                crate::plan::desired::Awaited {
+                    ready: crate::provider::ReadinessQuery {
+                        vm: after.into(),
+                        cloud_init: true,
+                        command: None,
+                    },
+                    timeout: std::time::Duration::from_secs(60),
+                },
+            );
         }
         desired.resources.push(DesiredResource {
             spec: vm(name, &disk),

@@ -189,6 +189,9 @@ struct VmKeys {
     /// kcli's: the VMs after this one in the plan start only once its guest is ready
     /// (cloud-init has run its commands and scripts). Default false.
     wait: Option<bool>,
+    /// kcli's: a shell command that succeeds in the guest once it is ready, run through the
+    /// guest agent (after cloud-init has finished) until it exits 0.
+    waitcommand: Option<String>,
     /// How long, in seconds, what waits for this VM waits for its guest to be ready. Default 900.
     waittimeout: Option<u32>,
     /// Room to add CPUs to the running VM (KubeVirt): `true` (four times `numcpus`) or the most

@@ -166,7 +166,6 @@ pub const VM_UNIMPLEMENTED: &[&str] = &[
     "vnc",
     "vncpassword",
     "vsock",
-    "waitcommand",
     "windows",
     "yamlinventory",
 ];

@@ -197,6 +197,9 @@ pub struct Vm {
     pub guestagent: bool,
     /// kcli's `wait`: the VMs after this one in the plan wait until its guest is ready.
     pub wait: bool,
+    /// A command that succeeds in the guest once it is ready (kcli's `waitcommand`), run
+    /// through the guest agent after cloud-init has finished.
+    pub wait_command: Option<String>,
     /// How long a VM that waits for this one waits (kcli's `waittimeout`), in seconds.
     pub wait_timeout_s: u64,
     /// Headroom for CPUs added to a running VM (kcli's `cpuhotplug`): the most vCPUs it may

@@ -504,6 +504,7 @@ fn read_vm<'a>(r: &mut MapReader<'a>, lookup: Option<&Lookup<'a>>, d: &mut Diagn
     let guestagent = r.bool("guestagent", true, d);
     // kcli's `wait`: the VMs after this one wait until it is ready, for `waittimeout` seconds.
     let wait = r.bool("wait", false, d);
+    let wait_command = r.string("waitcommand", d).map(|c| c.value);
     let wait_timeout_s = r
         .int("waittimeout", d)
         .map(|(n, span)| u64::from(positive_u32(n, span, "waittimeout", d)))
@@ -552,6 +553,7 @@ fn read_vm<'a>(r: &mut MapReader<'a>, lookup: Option<&Lookup<'a>>, d: &mut Diagn
         boot,
         guestagent,
         wait,
+        wait_command,
         wait_timeout_s,
         max_cpus,
         max_memory_mib,

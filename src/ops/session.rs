@@ -17,7 +17,8 @@ use crate::plan::intent::{Intents, What};
 use crate::plan::{self, saved, Action, Change, Plan};
 use crate::provider::spec::{ResourceId, ResourceKind, Spec};
 use crate::provider::{
-    backends, Address, AddressQuery, AddressSource, Observed, Provider, Readiness, Scope,
+    backends, Address, AddressQuery, AddressSource, Observed, Provider, Readiness, ReadinessQuery,
+    Scope,
 };
 use crate::registry;
 
@@ -67,6 +68,8 @@ pub(super) struct Guest {
     agent: bool,
     /// It has a cloud-init seed: it is ready once cloud-init has run it.
     seeded: bool,
+    /// kcli's `waitcommand`: it is ready once this succeeds in the guest.
+    wait_command: Option<String>,
 }
 
 impl Guest {
@@ -83,6 +86,7 @@ impl Guest {
                         .collect(),
                     agent: vm.guest_agent,
                     seeded: vm.cloud_init.is_some(),
+                    wait_command: vm.wait_command.clone(),
                 }),
                 _ => None,
             })
@@ -904,14 +908,19 @@ impl Session {
         let shown = site.shown();
         let queries: Vec<AddressQuery> = site.guests.iter().map(Guest::query).collect();
         let mut reported = provider.addresses(&queries).await.unwrap_or_default();
-        let seeded: Vec<String> = site
+        let ready_when: Vec<ReadinessQuery> = site
             .guests
             .iter()
-            // Readiness is read through the guest agent, of what cloud-init was given.
-            .filter(|g| g.seeded && g.agent)
-            .map(|g| g.name.clone())
+            // Readiness is read through the guest agent: what cloud-init was given has run,
+            // and the plan's `waitcommand` succeeds.
+            .filter(|g| g.agent && (g.seeded || g.wait_command.is_some()))
+            .map(|g| ReadinessQuery {
+                vm: g.name.clone(),
+                cloud_init: g.seeded,
+                command: g.wait_command.clone(),
+            })
             .collect();
-        let mut readiness = provider.readiness(&seeded).await.unwrap_or_default();
+        let mut readiness = provider.readiness(&ready_when).await.unwrap_or_default();
         site.guests
             .iter()
             .map(|guest| {
@@ -1017,6 +1026,7 @@ mod tests {
             )],
             agent,
             seeded: true,
+            wait_command: None,
         }
     }
 

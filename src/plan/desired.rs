@@ -39,7 +39,14 @@ pub struct Desired {
     pub addresses_elsewhere: Vec<AddressElsewhere>,
     /// VMs that others wait for (`depends_on`, kcli's `wait`), and for how long at most: what
     /// waits for one starts when its guest is ready.
-    pub awaited: BTreeMap<ResourceId, std::time::Duration>,
+    pub awaited: BTreeMap<ResourceId, Awaited>,
+}
+
+/// A VM others wait for: what makes it ready, and for how long they wait at most.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Awaited {
+    pub ready: crate::provider::ReadinessQuery,
+    pub timeout: std::time::Duration,
 }
 
 /// A VM's static address on a network the plan does not declare.

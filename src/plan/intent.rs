@@ -187,6 +187,8 @@ pub struct VmIntent {
     pub guest_agent: bool,
     /// How long what waits for this VM waits for its guest to be ready.
     pub wait_timeout: std::time::Duration,
+    /// A command that succeeds in the guest once it is ready (kcli's `waitcommand`).
+    pub wait_command: Option<String>,
     /// The most vCPUs and memory (MiB) the running VM may grow to, where a backend can.
     pub max_cpus: Option<u32>,
     pub max_memory_mib: Option<u64>,
@@ -729,6 +731,7 @@ fn vm_intent(
         }),
         guest_agent: vm.guestagent,
         wait_timeout: std::time::Duration::from_secs(vm.wait_timeout_s),
+        wait_command: vm.wait_command.clone(),
         max_cpus: vm.max_cpus,
         max_memory_mib: vm.max_memory_mib,
     })

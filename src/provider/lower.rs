@@ -8,10 +8,11 @@
 use std::collections::BTreeMap;
 
 use crate::manifest::model::{DiskBus, NetworkMode, VirtType as Accel};
-use crate::plan::desired::{AddressElsewhere, Desired, DesiredResource, ResourceGuards};
+use crate::plan::desired::{AddressElsewhere, Awaited, Desired, DesiredResource, ResourceGuards};
 use crate::plan::intent::{self, Intents, What};
 use crate::provider::cloudinit;
 use crate::provider::spec::*;
+use crate::provider::ReadinessQuery;
 
 pub fn seed_volume(vm: &str) -> String {
     format!("{vm}-cidata.img")
@@ -264,14 +265,18 @@ pub fn libvirt(intents: &Intents) -> Result<Desired, String> {
         for after in &item.after {
             // A VM waits for the VMs it depends on to be ready, not only made, where that
             // can be known: cloud-init's result, read through the guest agent.
-            if let Some(What::Vm(awaited)) = intents
-                .get(after)
-                .map(|i| &i.what)
-                .filter(|w| matches!(w, What::Vm(v) if v.guest_agent && v.cloud_init.is_some()))
-            {
-                out.awaited
-                    .entry(ResourceId::vm(after))
-                    .or_insert(awaited.wait_timeout);
+            if let Some(What::Vm(awaited)) = intents.get(after).map(|i| &i.what) {
+                let ready = ReadinessQuery {
+                    vm: after.clone(),
+                    cloud_init: awaited.cloud_init.is_some(),
+                    command: awaited.wait_command.clone(),
+                };
+                if awaited.guest_agent && (ready.cloud_init || ready.command.is_some()) {
+                    out.awaited.entry(ResourceId::vm(after)).or_insert(Awaited {
+                        ready,
+                        timeout: awaited.wait_timeout,
+                    });
+                }
             }
             let entry = intents.get(after).map(|i| i.entry.clone());
             vm_deps.extend(

@@ -102,6 +102,15 @@ impl AddressSource {
     }
 }
 
+/// What makes a VM's guest ready: cloud-init finished, where it was given a seed, and a
+/// command of the plan's (kcli's `waitcommand`) that succeeds in the guest.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReadinessQuery {
+    pub vm: String,
+    pub cloud_init: bool,
+    pub command: Option<String>,
+}
+
 /// Whether a guest is ready: cloud-init has finished its work (the VM's `cmds` and scripts
 /// have run), and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -450,7 +459,7 @@ pub trait Provider: Send + Sync {
     /// scripts), where the provider can tell; a VM left out is one it cannot tell about.
     async fn readiness(
         &self,
-        _vms: &[String],
+        _vms: &[ReadinessQuery],
     ) -> Result<std::collections::BTreeMap<String, Readiness>, ProviderError> {
         Ok(std::collections::BTreeMap::new())
     }

@@ -502,13 +502,13 @@ impl Provider for LibvirtProvider {
     /// once running.
     async fn readiness(
         &self,
-        vms: &[String],
+        vms: &[super::ReadinessQuery],
     ) -> Result<std::collections::BTreeMap<String, super::Readiness>, ProviderError> {
         let vms = vms.to_vec();
         self.blocking(move |inner| {
             let mut found = std::collections::BTreeMap::new();
-            for vm in vms {
-                let Ok(domain) = inner.conn.lookup_domain_by_name(&vm) else {
+            for query in vms {
+                let Ok(domain) = inner.conn.lookup_domain_by_name(&query.vm) else {
                     continue;
                 };
                 if !domain.is_active().unwrap_or(false) {
@@ -517,9 +517,9 @@ impl Provider for LibvirtProvider {
                 let ready = if inner.test_driver {
                     super::Readiness::Ready
                 } else {
-                    readiness::of(&domain)
+                    readiness::of(&domain, &query)
                 };
-                found.insert(vm, ready);
+                found.insert(query.vm, ready);
             }
             Ok(found)
         })

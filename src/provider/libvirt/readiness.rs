@@ -1,13 +1,14 @@
 //! Whether a guest is ready: cloud-init has finished, and how, read through the QEMU guest agent
 //! (never over the network). cloud-init writes `/run/cloud-init/result.json` when its last stage
 //! ends, after the VM's `cmds` and scripts have run; its `errors` list what failed, and
-//! `/var/log/cloud-init-output.log` says what those commands printed.
+//! `/var/log/cloud-init-output.log` says what those commands printed. A plan's own test (kcli's
+//! `waitcommand`) runs in the guest through the agent too, until it succeeds.
 
 use base64::Engine;
 use serde_json::{json, Value};
 use virt::domain::Domain;
 
-use crate::provider::Readiness;
+use crate::provider::{Readiness, ReadinessQuery};
 
 const RESULT: &str = "/run/cloud-init/result.json";
 const OUTPUT_LOG: &str = "/var/log/cloud-init-output.log";
@@ -21,8 +22,21 @@ const AGENT_SECONDS: i32 = 5;
 
 /// How a running domain's guest is: ready, failed (with what cloud-init said and its output's
 /// last lines), or not yet (and why).
-pub fn of(domain: &Domain) -> Readiness {
+pub fn of(domain: &Domain, query: &ReadinessQuery) -> Readiness {
     let agent = Agent(domain);
+    if query.cloud_init {
+        let finished = cloud_init(&agent);
+        if finished != Readiness::Ready {
+            return finished;
+        }
+    }
+    match &query.command {
+        Some(command) => agent.succeeds(command),
+        None => Readiness::Ready,
+    }
+}
+
+fn cloud_init(agent: &Agent) -> Readiness {
     let text = match agent.read(RESULT, None) {
         Ok(Some(text)) => text,
         Ok(None) => return Readiness::Pending("cloud-init has not finished".into()),
@@ -69,6 +83,46 @@ impl Agent<'_> {
             .map_err(|e| e.message().to_string())?;
         let answer: Value = serde_json::from_str(&answer).map_err(|e| e.to_string())?;
         Ok(answer.get("return").cloned().unwrap_or(Value::Null))
+    }
+
+    /// Whether `command` succeeds in the guest now (kcli's `waitcommand`, run by `sh -c`):
+    /// ready when it exits 0; not yet otherwise, or while it runs past the agent's wait.
+    fn succeeds(&self, command: &str) -> Readiness {
+        let started = self.command(json!({
+            "execute": "guest-exec",
+            "arguments": {"path": "/bin/sh", "arg": ["-c", command], "capture-output": true},
+        }));
+        let pid = match started
+            .as_ref()
+            .ok()
+            .and_then(|r| r.get("pid"))
+            .and_then(Value::as_i64)
+        {
+            Some(pid) => pid,
+            None => {
+                let why = started.err().unwrap_or_else(|| "no process".into());
+                return Readiness::Pending(format!("its waitcommand cannot run yet ({why})"));
+            }
+        };
+        for _ in 0..(AGENT_SECONDS * 2) {
+            let status = self.command(json!({
+                "execute": "guest-exec-status",
+                "arguments": {"pid": pid},
+            }));
+            if let Ok(status) = status {
+                if status.get("exited").and_then(Value::as_bool) == Some(true) {
+                    return match status.get("exitcode").and_then(Value::as_i64) {
+                        Some(0) => Readiness::Ready,
+                        code => Readiness::Pending(format!(
+                            "its waitcommand has not succeeded yet (exit {})",
+                            code.map_or("unknown".into(), |c| c.to_string())
+                        )),
+                    };
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        Readiness::Pending("its waitcommand is still running".into())
     }
 
     /// The text of a guest's file (its last `tail` bytes, when given); `None` when it is not

@@ -919,7 +919,7 @@ impl Provider for Sandbox {
 
     async fn readiness(
         &self,
-        vms: &[String],
+        vms: &[super::ReadinessQuery],
     ) -> Result<BTreeMap<String, super::Readiness>, ProviderError> {
         self.inner.readiness(vms).await
     }
