@@ -449,7 +449,8 @@ fn list_shows_kcli_plans_next_to_siteplans_on_a_real_libvirtd() {
             .args(&[&file.to_string_lossy(), "--provider", &uri])
             .run()
     };
-    let _ = run(&["destroy", "--yes"]);
+    // What an earlier run left, from its own temporary file, is this plan's.
+    let _ = run(&["destroy", "--yes", "--plan-moved"]);
     virt::error::clear_error_callback();
     let conn = virt::connect::Connect::open(Some(&uri)).expect("connect");
     let kcli_pool = KcliPool::new(&conn);

@@ -101,8 +101,9 @@ fn three_real_guests_boot_configured_as_the_plan_says() {
         return;
     };
     let lab = BootLab { uri, image };
-    // An earlier run killed midway left the plan's own resources: destroy finds them by marks.
-    let _ = lab.destroy();
+    // An earlier run killed midway left the plan's own resources, perhaps from another
+    // checkout: destroy finds them by marks.
+    let _ = lab.plan(&["destroy", "--yes", "--plan-moved"]);
 
     let started = Instant::now();
     let applied = lab.plan(&["apply", "--yes", "--wait", "--wait-timeout", "420"]);

@@ -309,7 +309,8 @@ fn dns_life(provider: &str, sandbox: &std::path::Path, dir: &std::path::Path) {
             .sandbox(sandbox)
             .run()
     };
-    let _ = run(&["destroy", "--yes"], &[]);
+    // What an earlier run left, from its own temporary file, is this plan's.
+    let _ = run(&["destroy", "--yes", "--plan-moved"], &[]);
     let applied = run(&["apply", "--yes"], &[]);
     assert!(applied.ok(), "{}", applied.stderr);
     let unchanged = run(&["diff", "--detailed-exitcode"], &[]);
@@ -378,7 +379,7 @@ fn dns_in_their_network(
             .sandbox(sandbox)
             .run()
     };
-    let _ = run(&["destroy", "--yes"], &[]);
+    let _ = run(&["destroy", "--yes", "--plan-moved"], &[]);
     let created = run(&["diff", "--format", "json"], &[]);
     assert!(
         created

@@ -416,8 +416,9 @@ fn real_libvirtd_lifecycle() {
         sandbox: tmp.path().join("unused"),
         name: "life",
     };
-    // Whatever an earlier failed run left is the plan's own: destroy finds it by its marks.
-    let _ = lab.plan(&["destroy", "--yes"], &[]);
+    // Whatever an earlier failed run left is the plan's own, from its own temporary file:
+    // destroy finds it by its marks.
+    let _ = lab.plan(&["destroy", "--yes", "--plan-moved"], &[]);
     let theirs = Unrelated::define(&uri);
     lifecycle(&lab);
     theirs.assert_still_there();

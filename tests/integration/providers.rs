@@ -245,7 +245,7 @@ fn spread_over(env: &Env, second: &str) {
         let strs: Vec<&str> = a.iter().map(String::as_str).collect();
         plan(env, &strs)
     };
-    let _ = run(&["destroy", "--yes"]);
+    let _ = run(&["destroy", "--yes", "--plan-moved"]);
     let (ok, out, err) = run(&["diff"]);
     assert!(ok, "{out}{err}");
     assert!(out.contains("+ vm/spread0 on play"), "{out}");
