@@ -7,11 +7,14 @@
 //! not at all, however the process ends; `node.xml` is made from them on opening. Nothing else
 //! needs to be installed.
 
+mod leases;
+mod load;
 mod saved;
 
-use std::collections::{BTreeMap, BTreeSet};
+use load::{ledgers_as_records, load_state, Autostart};
+
+use std::collections::BTreeMap;
 use std::fs::File;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -24,8 +27,8 @@ use super::libvirt::{xml, LibvirtProvider};
 use super::snapshot::{FoundSnapshots, SnapshotMark};
 use super::spec::*;
 use super::{
-    Address, AddressQuery, AddressSource, Addresses, Done, Health, HealthStatus, LiveResource,
-    Observed, Owner, Power, Provider, ProviderError, ResourceId, Scope,
+    AddressQuery, Addresses, Done, Health, HealthStatus, Observed, Owner, Power, Provider,
+    ProviderError, ResourceId, Scope,
 };
 
 /// Everything the sandbox holds, as of a journal record (`saved::Checkpoint`).
@@ -41,36 +44,6 @@ const NODE_FILE: &str = "node.xml";
 const BLOB_DIR: &str = "blobs";
 /// Simulated DHCP leases (see `simulated_addresses`).
 const LEASES_FILE: &str = "leases.json";
-
-/// What the test driver is opened with. Earlier versions saved exactly this as `state.json`.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-struct State {
-    /// The test driver's node file.
-    node: String,
-    /// The node file has no place for autostart flags.
-    autostart: Autostart,
-    /// Which blob holds each volume's bytes.
-    volumes: content::Index,
-    /// Each pool's ledger (earlier versions kept them as bytes in `volumes`).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    ledgers: content::Ledgers,
-    /// The saved definitions of running domains that run with another one (a change waiting
-    /// for a restart), by name: the node file holds what they run with, and the node file has
-    /// no place for a second definition.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    defined: BTreeMap<String, String>,
-    /// Each domain's snapshots (their XML, parents first): the node file has no place for
-    /// them that this code writes, so they are defined again on opening.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    snapshots: BTreeMap<String, Vec<String>>,
-}
-
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-struct Autostart {
-    networks: Vec<String>,
-    pools: Vec<String>,
-    domains: Vec<String>,
-}
 
 pub struct Sandbox {
     inner: LibvirtProvider,
@@ -371,149 +344,6 @@ impl Sandbox {
     }
 }
 
-impl Sandbox {
-    /// A running VM's addresses as dnsmasq would hand them out: the reservation for its MAC, else
-    /// the lease that MAC already holds, else the first free address of the network's DHCP range.
-    /// Leases are kept in `leases.json`, so they stay put from run to run; the leases of MACs no VM
-    /// has any more are freed.
-    /// A NIC its guest configures statically asks for no lease.
-    async fn simulated_addresses(&self, vms: &[AddressQuery]) -> Result<Addresses, ProviderError> {
-        let ids = self
-            .on_disk(|disk| {
-                let conn = disk.provider.connection();
-                let mut ids: Vec<ResourceId> = conn
-                    .list_all_domains(0)
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(|d| d.name().ok())
-                    .map(|n| ResourceId::vm(&n))
-                    .collect();
-                ids.extend(
-                    conn.list_all_networks(0)
-                        .unwrap_or_default()
-                        .iter()
-                        .filter_map(|n| n.name().ok())
-                        .map(|n| ResourceId::network(&n)),
-                );
-                Ok(ids)
-            })
-            .await?;
-        let seen = self
-            .inner
-            .observe(&Scope {
-                plan: String::new(),
-                ids,
-            })
-            .await?;
-        let in_use: BTreeSet<String> = seen
-            .resources
-            .values()
-            .filter_map(|r| match &r.spec {
-                Spec::Vm(v) => Some(v.nics.iter().filter_map(|n| n.mac.clone())),
-                _ => None,
-            })
-            .flatten()
-            .map(|m| m.to_ascii_lowercase())
-            .collect();
-
-        let vms = vms.to_vec();
-        self.on_disk(move |disk| disk.lease(&vms, &seen, in_use))
-            .await
-    }
-}
-
-impl Disk {
-    /// Leases for `vms` from what was `seen`, freeing those of MACs not `in_use`, saved.
-    fn lease(
-        &self,
-        vms: &[AddressQuery],
-        seen: &Observed,
-        in_use: BTreeSet<String>,
-    ) -> Result<Addresses, ProviderError> {
-        let _one_at_a_time = self.lock_saving();
-        let path = self.dir.join(LEASES_FILE);
-        let mut leases: Leases = std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default();
-        for held in leases.values_mut() {
-            held.retain(|mac, _| in_use.contains(mac));
-        }
-        let mut all = Addresses::new();
-        for query in vms {
-            let running = match seen.get(&ResourceId::vm(&query.vm)) {
-                Some(LiveResource {
-                    spec: Spec::Vm(spec),
-                    active: true,
-                    ..
-                }) => spec,
-                _ => continue,
-            };
-            let found = all.entry(query.vm.clone()).or_default();
-            lease(running, &query.static_macs, seen, &mut leases, found);
-        }
-        let text = serde_json::to_string_pretty(&leases).unwrap_or_default();
-        crate::files::write_atomic(&path, text.as_bytes())
-            .map_err(|e| ProviderError::Connection(format!("saving the sandbox's leases: {e}")))?;
-        Ok(all)
-    }
-}
-
-/// A VM's leases: reserved, already leased, or newly leased, for each NIC whose guest asks.
-fn lease(
-    spec: &VmSpec,
-    static_macs: &[String],
-    seen: &Observed,
-    leases: &mut Leases,
-    found: &mut Vec<Address>,
-) {
-    for nic in &spec.nics {
-        let (Some(mac), Some(Spec::Network(net))) = (
-            nic.mac.as_ref().map(|m| m.to_ascii_lowercase()),
-            seen.get(&ResourceId::network(&nic.network))
-                .map(|r| &r.spec),
-        ) else {
-            continue;
-        };
-        if static_macs.iter().any(|m| m.eq_ignore_ascii_case(&mac)) {
-            continue;
-        }
-        let held = leases.entry(net.name.clone()).or_default();
-        let ip = match net.hosts.iter().find(|h| h.mac.eq_ignore_ascii_case(&mac)) {
-            Some(host) => Some(host.ip),
-            None => match held.get(&mac) {
-                Some(ip) => Some(*ip),
-                None => first_free(net, held).inspect(|ip| {
-                    held.insert(mac.clone(), *ip);
-                }),
-            },
-        };
-        found.extend(ip.map(|ip| Address {
-            ip,
-            mac: Some(mac),
-            source: AddressSource::Lease,
-        }));
-    }
-}
-
-/// Simulated DHCP leases: network name → MAC → address.
-type Leases = BTreeMap<String, BTreeMap<String, IpAddr>>;
-
-/// The lowest address of the network's IPv4 DHCP range that is neither reserved nor leased.
-fn first_free(net: &NetworkSpec, held: &BTreeMap<String, IpAddr>) -> Option<IpAddr> {
-    let Some((IpAddr::V4(start), IpAddr::V4(end))) = net.dhcp else {
-        return None;
-    };
-    let taken: BTreeSet<IpAddr> = held
-        .values()
-        .copied()
-        .chain(net.hosts.iter().map(|h| h.ip))
-        .collect();
-    (u32::from(start)..=u32::from(end))
-        .map(|n| IpAddr::V4(n.into()))
-        .find(|ip| !taken.contains(ip))
-}
-
 /// A directory that holds files but no sandbox is someone else's: the sandbox would write among
 /// them, and removes files in its `blobs` that it does not know.
 fn refuse_foreign(dir: &Path) -> Result<(), ProviderError> {
@@ -582,183 +412,6 @@ fn open_exclusively(dir: &Path) -> Result<File, ProviderError> {
     Ok(lock)
 }
 
-/// The ledgers that earlier versions kept as volume bytes, as records, and the index without
-/// them.
-fn ledgers_as_records(
-    blobs: &Path,
-    mut volumes: content::Index,
-    mut ledgers: content::Ledgers,
-) -> std::io::Result<(content::Index, content::Ledgers)> {
-    use crate::provider::libvirt::ledger::{Ledger, LEDGER_VOLUME};
-    let kept_as_bytes: Vec<String> = volumes
-        .keys()
-        .filter(|k| k.ends_with(&format!("/{LEDGER_VOLUME}")))
-        .cloned()
-        .collect();
-    for key in kept_as_bytes {
-        let (Some(file), Some((pool, _))) = (volumes.remove(&key), key.split_once('/')) else {
-            continue;
-        };
-        let ledger =
-            Ledger::from_bytes(&std::fs::read(blobs.join(file))?).map_err(std::io::Error::other)?;
-        ledgers.insert(pool.to_string(), ledger);
-    }
-    Ok((volumes, ledgers))
-}
-
-/// What opening found on disk.
-struct Loaded {
-    state: State,
-    /// The last journal record it holds.
-    seq: u64,
-    checkpoint_bytes: u64,
-    /// The journal is not empty, or the state is of an earlier version: write a checkpoint.
-    fold: bool,
-}
-
-/// The checkpoint and the journal's records after it; for a sandbox of an earlier version, its
-/// single-file state (or, before that, its node file, autostart flags and volume files); for a
-/// new one, the first state.
-fn load_state(dir: &Path) -> std::io::Result<Loaded> {
-    let earlier = |state| Loaded {
-        state,
-        seq: 0,
-        checkpoint_bytes: 0,
-        fold: true,
-    };
-    let text = match std::fs::read(dir.join(STATE_FILE)) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return load_unsaved(dir).map(earlier)
-        }
-        Err(e) => return Err(e),
-    };
-    let format = serde_json::from_slice::<Format>(&text).map_err(std::io::Error::other)?;
-    match format.format {
-        None => {
-            let state = serde_json::from_slice(&text).map_err(std::io::Error::other)?;
-            Ok(earlier(state))
-        }
-        Some(saved::FORMAT) => {
-            let checkpoint: saved::Checkpoint =
-                serde_json::from_slice(&text).map_err(std::io::Error::other)?;
-            let records = saved::replay(&dir.join(JOURNAL_FILE), checkpoint.seq)?;
-            let seq = checkpoint.seq + records.len() as u64;
-            // Whatever the journal holds, even only a line cut short, goes into a checkpoint:
-            // records must not be appended after a cut line, where replay would never reach.
-            let fold = std::fs::metadata(dir.join(JOURNAL_FILE)).is_ok_and(|m| m.len() > 0);
-            let mut objects = checkpoint.objects;
-            for record in records {
-                objects.apply(record);
-            }
-            Ok(Loaded {
-                state: state_of(&objects)?,
-                seq,
-                checkpoint_bytes: text.len() as u64,
-                fold,
-            })
-        }
-        Some(other) => Err(std::io::Error::other(format!(
-            "it is saved in format {other}, which a later version of siteplan wrote; this one \
-             reads format {} and earlier",
-            saved::FORMAT
-        ))),
-    }
-}
-
-/// Only the format of `state.json`.
-#[derive(serde::Deserialize)]
-struct Format {
-    format: Option<u32>,
-}
-
-/// What the test driver opens with, made from the saved objects.
-fn state_of(objects: &saved::Objects) -> std::io::Result<State> {
-    let names = |on: &dyn Fn(&String) -> bool, keys: Vec<&String>| -> Vec<String> {
-        keys.into_iter().filter(|k| on(k)).cloned().collect()
-    };
-    Ok(State {
-        node: objects.node()?,
-        autostart: Autostart {
-            networks: names(
-                &|k| objects.networks[k].autostart,
-                objects.networks.keys().collect(),
-            ),
-            pools: names(
-                &|k| objects.pools[k].autostart,
-                objects.pools.keys().collect(),
-            ),
-            domains: names(
-                &|k| objects.domains[k].autostart,
-                objects.domains.keys().collect(),
-            ),
-        },
-        volumes: objects.blobs(),
-        ledgers: objects.ledgers(),
-        defined: objects
-            .domains
-            .iter()
-            .filter_map(|(name, d)| d.defined.clone().map(|x| (name.clone(), x)))
-            .collect(),
-        snapshots: objects
-            .domains
-            .iter()
-            .filter(|(_, d)| !d.snapshots.is_empty())
-            .map(|(name, d)| (name.clone(), d.snapshots.clone()))
-            .collect(),
-    })
-}
-
-/// A sandbox saved before `state.json` existed (or a node file written by hand): the node
-/// file, autostart flags and volume files it had; for a new one, the first state.
-fn load_unsaved(dir: &Path) -> std::io::Result<State> {
-    let node = match std::fs::read_to_string(dir.join(NODE_FILE)) {
-        Ok(node) => node,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return initial_state(),
-        Err(e) => return Err(e),
-    };
-    let autostart = std::fs::read_to_string(dir.join("autostart.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
-    // Volume bytes were kept as volumes/POOL/NAME.
-    let mut volumes = content::Index::new();
-    let blobs = dir.join(BLOB_DIR);
-    for pool in std::fs::read_dir(dir.join("volumes"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        for vol in std::fs::read_dir(pool.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let file = format!(
-                "imported-{}-{}",
-                pool.file_name().to_string_lossy(),
-                vol.file_name().to_string_lossy()
-            );
-            std::fs::create_dir_all(&blobs)?;
-            std::fs::copy(vol.path(), blobs.join(&file))?;
-            volumes.insert(
-                format!(
-                    "{}/{}",
-                    pool.file_name().to_string_lossy(),
-                    vol.file_name().to_string_lossy()
-                ),
-                file,
-            );
-        }
-    }
-    Ok(State {
-        node,
-        autostart,
-        volumes,
-        ..State::default()
-    })
-}
-
 fn restore_autostart(conn: &Connect, flags: &Autostart) {
     for name in &flags.networks {
         if let Ok(n) = conn.lookup_network_by_name(name) {
@@ -775,46 +428,6 @@ fn restore_autostart(conn: &Connect, flags: &Autostart) {
             let _ = d.set_autostart(true);
         }
     }
-}
-
-fn initial_state() -> std::io::Result<State> {
-    Ok(State {
-        node: initial_node()?,
-        ..State::default()
-    })
-}
-
-/// A new sandbox has what a fresh libvirt host has: a `default` NAT network and a `default` pool.
-fn initial_node() -> std::io::Result<String> {
-    let network = xml::network_xml(
-        &NetworkSpec {
-            name: "default".into(),
-            mode: ForwardMode::Nat,
-            bridge: "virbr0".into(),
-            cidr: "192.168.122.0/24".parse().ok(),
-            dhcp: Some((
-                "192.168.122.2"
-                    .parse()
-                    .unwrap_or(IpAddr::from([0, 0, 0, 0])),
-                "192.168.122.254"
-                    .parse()
-                    .unwrap_or(IpAddr::from([0, 0, 0, 0])),
-            )),
-            hosts: Vec::new(),
-            dns_hosts: Vec::new(),
-            domain: None,
-            mtu: None,
-            dns: true,
-            autostart: true,
-        },
-        None,
-    )?;
-    let pool = xml::pool_xml(&PoolSpec {
-        name: "default".into(),
-        path: "/var/lib/libvirt/images".into(),
-        autostart: true,
-    })?;
-    xml::node_xml(&[network], &[(pool, Vec::new())], &[])
 }
 
 #[async_trait]
