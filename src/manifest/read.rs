@@ -376,25 +376,50 @@ fn read_vm<'a>(r: &mut MapReader<'a>, lookup: Option<&Lookup<'a>>, d: &mut Diagn
             } else {
                 "which is neither declared in this plan nor in ~/.kcli/profiles.yml"
             };
-            d.push(
-                Problem::error(
-                    "plan::unknown-profile",
-                    format!("{} uses profile `{}`, {nowhere}", r.what, p.name),
-                )
-                .label(p.span, "no profile or image has this name")
-                .help(match did_you_mean(&p.name, known) {
-                    Some(s) => format!("did you mean `{s}`?"),
-                    None if off => format!(
-                        "the kcli configuration is turned off (--no-kcli-config or {}); \
-                         declare the profile in the plan with `type: profile`",
-                        super::kcli::OFF_VARIABLE
-                    ),
-                    None => {
-                        "declare it in the plan with `type: profile`, or in ~/.kcli/profiles.yml"
-                            .to_string()
-                    }
-                }),
-            );
+            match did_you_mean(&p.name, known) {
+                // A slip of the pen: not taken as anything else.
+                Some(near) => d.push(
+                    Problem::error(
+                        "plan::unknown-profile",
+                        format!("{} uses profile `{}`, {nowhere}", r.what, p.name),
+                    )
+                    .label(p.span, "no profile or image has this name")
+                    .help(format!("did you mean `{near}`?")),
+                ),
+                // kcli then looks for an image of that name in the pool (or one it knows how
+                // to download): only the provider can tell, so the diff checks it is there.
+                None => {
+                    d.push(
+                        Problem::warning(
+                            "plan::profile-as-image",
+                            format!(
+                                "{} uses profile `{}`, {nowhere}: it is taken as the name of \
+                                 an image in the VM's pool, as kcli does",
+                                r.what, p.name
+                            ),
+                        )
+                        .label(p.span, "no profile has this name")
+                        .help(if off {
+                            format!(
+                                "the kcli configuration is turned off (--no-kcli-config or {}); \
+                                 if this is a profile, declare it in the plan with \
+                                 `type: profile`; if an image, write `image: {}`",
+                                super::kcli::OFF_VARIABLE,
+                                p.name
+                            )
+                        } else {
+                            format!(
+                                "if this is a profile, declare it in the plan with `type: \
+                                 profile` or in ~/.kcli/profiles.yml; if an image, write \
+                                 `image: {}`",
+                                p.name
+                            )
+                        }),
+                    );
+                    image_from_profile = Some(p);
+                    profile = None;
+                }
+            }
         }
     }
     if let Some(lookup) = lookup {
@@ -759,6 +784,7 @@ fn read_nics(node: &Node, d: &mut Diagnostics) -> Vec<Nic> {
             }),
             Value::Map(_) => {
                 let mut r = MapReader::new(item, "NIC".into(), item.span).with_variables();
+                let named = r.peek("name").map(|n| n.span);
                 let network = r.reference("name", d);
                 let mac = r.string("mac", d).and_then(|m| mac_address(m, d));
                 let ip = r.ip("ip", d);
@@ -803,14 +829,27 @@ fn read_nics(node: &Node, d: &mut Diagnostics) -> Vec<Nic> {
                     .map_or_else(|| "virtio".into(), |m| m.value);
                 let noconf = r.bool("noconf", false, d);
                 r.finish(keys::NIC_UNIMPLEMENTED, d);
-                let Some(network) = network else {
-                    d.push(
-                        Problem::error("plan::nic-without-network", "a NIC must name its network")
-                            .label(item.span, "this NIC has no `name`")
-                            .help("add `name: NETWORK`"),
-                    );
-                    return None;
-                };
+                // kcli: a NIC that names no network is on `default`.
+                let network = network.unwrap_or_else(|| {
+                    if let Some(span) = named {
+                        d.push(
+                            Problem::warning(
+                                "plan::nic-default-network",
+                                "this NIC's network is empty (`None`): it joins network \
+                                 `default`, as a NIC without a `name` does in kcli",
+                            )
+                            .label(span, "no network")
+                            .help(
+                                "is it a parameter without a value? Name the network, or \
+                                 leave `name` out for `default`",
+                            ),
+                        );
+                    }
+                    Ref {
+                        name: "default".into(),
+                        span: named.unwrap_or(item.span),
+                    }
+                });
                 Some(Nic {
                     network,
                     mac,

@@ -564,3 +564,41 @@ fn a_kcli_client_names_a_provider_and_one_siteplan_cannot_drive_is_refused_by_na
         out.stderr
     );
 }
+
+#[test]
+fn what_kcli_takes_without_a_word_is_taken_with_a_warning() {
+    let plan = "tests/fixtures/kcli/loose/kcli_plan.yml";
+    let validated = Plan::new(&["validate", plan]).run();
+    assert!(validated.ok(), "{}", validated.stderr);
+    let said = flat(&validated.stderr);
+    for warning in [
+        "vm `web1` uses profile `centos9stream`, which this plan does not declare: it is taken \
+         as the name of an image in the VM's pool, as kcli does",
+        "this NIC's network is empty (`None`): it joins network `default`",
+    ] {
+        assert!(said.contains(warning), "{said}");
+    }
+    let strict = Plan::new(&["validate", "--strict", plan]).run();
+    assert_eq!(strict.code(), Some(1), "--strict keeps them errors");
+
+    // Both NICs are on `default` (one named nothing, one None); the image is the profile's name.
+    let graph = Plan::new(&["graph", plan]).run();
+    assert!(graph.ok(), "{}", graph.stderr);
+    assert!(graph.stdout.contains(
+        "vm/web1\n  needs image/centos9stream (image)\n  needs network/default (nets)\n"
+    ));
+    // Only the provider knows whether the pool holds that image: the diff says it does not.
+    let sandbox = tempfile::tempdir().expect("tempdir");
+    let diff = Plan::new(&["diff", plan, "--provider", "sandbox"])
+        .sandbox(sandbox.path())
+        .run();
+    assert_eq!(diff.code(), Some(1));
+    assert!(
+        flat(&diff.stderr).contains(
+            "the plan uses volume/default/centos9stream, which it does \
+             not declare and which does not exist on the provider"
+        ),
+        "{}",
+        diff.stderr
+    );
+}
