@@ -29,6 +29,15 @@ pub fn state_dir() -> PathBuf {
         .join("siteplan")
 }
 
+/// `$XDG_CACHE_HOME/siteplan` (by default `~/.cache/siteplan`): what siteplan fetched and can
+/// fetch again (plans included by URL).
+pub fn cache_dir() -> PathBuf {
+    dirs::cache_dir()
+        .or_else(|| dirs::home_dir().map(|h| h.join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("siteplan")
+}
+
 /// `$XDG_CONFIG_HOME/siteplan` (by default `~/.config/siteplan`): the providers file.
 pub fn config_dir() -> Option<PathBuf> {
     dirs::config_dir().map(|d| d.join("siteplan"))

@@ -79,6 +79,8 @@ impl FileAccess {
         let named = plan_file
             .parent()
             .map_or_else(String::new, |p| p.display().to_string());
+        // Plans included by URL, and what they name, are fetched there (`remote`).
+        let fetched = crate::files::cache_dir().join("plans");
         FileAccess {
             root: Some(real(&directory)),
             root_shown: if named.is_empty() { ".".into() } else { named },
@@ -86,6 +88,7 @@ impl FileAccess {
                 .iter()
                 .chain(&from_env)
                 .filter(|p| !p.as_os_str().is_empty())
+                .chain(std::iter::once(&fetched))
                 .map(|p| real(p))
                 .collect(),
         }

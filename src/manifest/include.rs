@@ -4,7 +4,8 @@
 //! parameters (its block and default files) under the including plan's, which it inherits; its
 //! entries join the including plan's, under the same plan name. Paths in the included plan
 //! (scripts, origin files, images given as `./` paths) are relative to its own directory, as
-//! kcli, which changes into it, reads them.
+//! kcli, which changes into it, reads them. `url:` (with an optional `sha256:` pin) fetches the
+//! plan instead (`remote`), with what it names beside it.
 
 use std::path::{Path, PathBuf};
 
@@ -20,8 +21,16 @@ pub const MAX_DEPTH: usize = 8;
 pub struct Include {
     pub name: String,
     pub span: Span,
-    /// The included file, relative to the including plan's directory.
-    pub file: PathBuf,
+    pub source: Source,
+}
+
+/// Where an included plan is read from.
+#[derive(Debug)]
+pub enum Source {
+    /// A file, relative to the including plan's directory.
+    File(PathBuf),
+    /// A URL (`remote::plan_url`), with the SHA-256 its text must have, if pinned.
+    Url { url: String, pin: Option<String> },
 }
 
 /// Takes the `type: plan` entries out of the plan's tree, returning what they include. Those
@@ -47,7 +56,38 @@ pub fn split(root: &mut Node, d: &mut Diagnostics) -> Vec<Include> {
                 .filter(|t| !t.is_empty())
         };
         match (text("file"), text("url")) {
-            (Some(file), _) => {
+            (file, Some(url)) => match super::remote::plan_url(&url, file.as_deref()) {
+                Ok(url) => {
+                    let pin = text("sha256").map(|p| p.trim_start_matches("sha256:").to_string());
+                    match pin {
+                        Some(pin)
+                            if pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_hexdigit()) =>
+                        {
+                            d.push(
+                                Problem::error("plan::bad-checksum", "not a SHA-256 digest")
+                                    .label(key.span, "its `sha256` is not 64 hexadecimal digits"),
+                            )
+                        }
+                        pin => includes.push(Include {
+                            name,
+                            span: key.span,
+                            source: Source::Url { url, pin },
+                        }),
+                    }
+                }
+                Err(why) => d.push(
+                    Problem::error(
+                        "plan::included-url",
+                        format!("plan `{name}` cannot be fetched: {why}"),
+                    )
+                    .label(key.span, "a plan from a URL")
+                    .help(
+                        "give an http(s) URL (a plan file, or a directory with a \
+                         kcli_plan.yml), or name a local plan with `file:` alone",
+                    ),
+                ),
+            },
+            (Some(file), None) => {
                 let mut file = PathBuf::from(file);
                 // kcli: a directory means its kcli_plan.yml.
                 if file.extension().is_none() {
@@ -56,24 +96,19 @@ pub fn split(root: &mut Node, d: &mut Diagnostics) -> Vec<Include> {
                 includes.push(Include {
                     name,
                     span: key.span,
-                    file,
+                    source: Source::File(file),
                 });
             }
-            (None, Some(_)) => d.push(
-                Problem::error(
-                    "plan::included-url",
-                    format!("plan `{name}` includes a plan by URL, which siteplan does not fetch"),
-                )
-                .label(key.span, "a plan from a URL")
-                .help("download the plan beside this one and name it with `file:`"),
-            ),
             (None, None) => d.push(
                 Problem::error(
                     "plan::included-nothing",
                     format!("plan `{name}` names no plan file"),
                 )
                 .label(key.span, "no `file`")
-                .help("add `file: path/to/plan.yml`, relative to this plan"),
+                .help(
+                    "add `file: path/to/plan.yml`, relative to this plan, or `url:` (http(s), \
+                     with `sha256:` to pin it)",
+                ),
             ),
         }
         false
@@ -99,7 +134,7 @@ pub fn rebase(kind: &mut EntryKind, dir: &Path) {
                 .as_deref()
                 .filter(|u| u.starts_with("./") || u.starts_with("../"))
             {
-                image.url = moved(url).map(|u| match u.starts_with("../") {
+                image.url = moved(url).map(|u| match u.starts_with("../") || u.starts_with('/') {
                     true => u,
                     false => format!("./{u}"),
                 });

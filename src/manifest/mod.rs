@@ -12,6 +12,7 @@ pub mod keys;
 pub mod model;
 pub mod params;
 pub mod read;
+pub mod remote;
 pub mod revision;
 pub mod template;
 pub mod validate;
@@ -275,6 +276,7 @@ pub fn load_text(
         kcli: &kcli,
         access: &access,
         included: std::cell::Cell::new(0),
+        fetch_deadline: std::cell::OnceCell::new(),
     };
     let Some(document) = document(text, path, overrides, &BTreeMap::new(), &reading, 0, &mut d)
     else {
@@ -355,6 +357,40 @@ struct Reading<'a> {
     kcli: &'a KcliConfig,
     access: &'a access::FileAccess,
     included: std::cell::Cell<usize>,
+    /// Set at the first fetch of a plan included by URL.
+    fetch_deadline: std::cell::OnceCell<std::time::Instant>,
+}
+
+impl Reading<'_> {
+    /// When all the fetching of this load must be done by (`remote::FETCH_BUDGET` from the
+    /// first fetch).
+    fn deadline(&self) -> std::time::Instant {
+        *self
+            .fetch_deadline
+            .get_or_init(|| std::time::Instant::now() + remote::FETCH_BUDGET)
+    }
+}
+
+/// The scripts and `origin` files the VMs of `entries` name by relative paths, once each.
+fn relative_files(entries: &[model::Entry]) -> Vec<String> {
+    let mut named = Vec::new();
+    for entry in entries {
+        let model::EntryKind::Vm(vm) = &entry.kind else {
+            continue;
+        };
+        let origins = vm.files.iter().filter_map(|f| match &f.source {
+            model::FileSource::Origin(origin) => Some(origin),
+            _ => None,
+        });
+        for name in vm.scripts.iter().chain(origins) {
+            let relative =
+                !name.starts_with('/') && !name.starts_with('~') && !name.contains("://");
+            if relative && !named.contains(name) {
+                named.push(name.clone());
+            }
+        }
+    }
+    named
 }
 
 /// At most this many included plans in one plan, all levels together.
@@ -571,7 +607,6 @@ fn include_plan(
     d: &mut Diagnostics,
 ) {
     let access = reading.access;
-    let child_path = path.parent().unwrap_or(Path::new(".")).join(&inc.file);
     let refuse_with = |d: &mut Diagnostics, message: String, help: Option<String>| {
         d.push(
             Problem::error("plan::included-plan", message)
@@ -606,7 +641,56 @@ fn include_plan(
             ),
         );
     }
-    let text = match access.read_text(&child_path) {
+    let plan_name = including
+        .context
+        .get("plan")
+        .and_then(|p| p.as_str())
+        .unwrap_or_default()
+        .to_string();
+    let (child_path, fetched) = match &inc.source {
+        include::Source::File(file) => (path.parent().unwrap_or(Path::new(".")).join(file), None),
+        include::Source::Url { url, pin } => {
+            match remote::fetch_plan(url, pin.as_deref(), &plan_name, reading.deadline()) {
+                Ok(fetched) => {
+                    if pin.is_none() {
+                        d.push(
+                            Problem::warning(
+                                "plan::unpinned-url",
+                                format!(
+                                    "plan `{}` is fetched from {url} without a `sha256` pin: \
+                                     what it declares can change with no change to this file",
+                                    inc.name
+                                ),
+                            )
+                            .label(inc.span, "fetched, not pinned")
+                            .help(format!(
+                                "pin what was fetched now: `sha256: {}`",
+                                fetched.digest
+                            )),
+                        );
+                    }
+                    (fetched.path.clone(), Some(fetched))
+                }
+                Err(why) => {
+                    return refuse_with(
+                        d,
+                        format!("plan `{}`: {why}", inc.name),
+                        Some(
+                            "check the URL and the pin; to read the plan from a file instead, \
+                             download it beside this plan and name it with `file:`"
+                                .into(),
+                        ),
+                    )
+                }
+            }
+        }
+    };
+    let read = |path: &Path| match &fetched {
+        // siteplan wrote it into its own cache: not a file the plan names.
+        Some(_) => access::read_given(path),
+        None => access.read_text(path),
+    };
+    let text = match read(&child_path) {
         Ok(text) => text,
         Err(refused) => {
             return refuse_with(
@@ -616,48 +700,93 @@ fn include_plan(
             )
         }
     };
+    let overrides = Overrides {
+        name: Some(plan_name),
+        ..Overrides::default()
+    };
+    let inherited = including.parameters.clone();
+    let load = |child_d: &mut Diagnostics| {
+        document(
+            &text,
+            &child_path,
+            &overrides,
+            &inherited,
+            reading,
+            depth + 1,
+            child_d,
+        )
+    };
     let mut child_d = Diagnostics::default();
-    let child = document(
-        &text,
-        &child_path,
-        &Overrides {
-            name: Some(
-                including
-                    .context
-                    .get("plan")
-                    .and_then(|p| p.as_str())
-                    .unwrap_or_default()
-                    .to_string(),
-            ),
-            ..Overrides::default()
-        },
-        &including.parameters,
-        reading,
-        depth + 1,
-        &mut child_d,
-    );
+    let mut child = load(&mut child_d);
+    // A fetched plan's scripts and files are fetched from beside it, as kcli does; then it is
+    // read again, finding them.
+    if let (Some(fetched), Some(first)) = (&fetched, &child) {
+        let named = relative_files(&first.entries);
+        let mut problems = Vec::new();
+        for name in named.iter().take(remote::MAX_FILES_BESIDE) {
+            if let Err(why) = remote::fetch_beside(fetched, name, reading.deadline()) {
+                problems.push(why);
+            }
+        }
+        if named.len() > remote::MAX_FILES_BESIDE {
+            problems.push(format!(
+                "it names {} files; at most {} are fetched",
+                named.len(),
+                remote::MAX_FILES_BESIDE
+            ));
+        }
+        for why in problems {
+            refuse_with(
+                d,
+                format!("plan `{}`: {why}", inc.name),
+                Some(
+                    "a plan included by URL has the scripts and files it names by relative \
+                     paths fetched from beside it"
+                        .into(),
+                ),
+            );
+        }
+        if !named.is_empty() {
+            child_d = Diagnostics::default();
+            child = load(&mut child_d);
+        }
+    }
     let child_source = child
         .as_ref()
         .map_or_else(|| original_source(&child_path, &text), |c| c.source.clone());
     for p in child_d.into_sorted() {
-        d.push(match p.source {
+        let mut p = match p.source {
             Some(_) => p,
             None => p.in_source(child_source.clone()),
-        });
+        };
+        // Its problems name the URL, not the cache.
+        if let (Some(fetched), Some(source)) = (&fetched, p.source.as_mut()) {
+            let cached = child_path.display().to_string();
+            if let Some(rest) = source.name.strip_prefix(&cached) {
+                source.name = format!("{}{rest}", fetched.url);
+            }
+        }
+        d.push(p);
     }
     let Some(child) = child else { return };
-    including.read.push(child_path);
+    including.read.push(child_path.clone());
     including.read.extend(child.read);
-    let dir = inc.file.parent().unwrap_or(Path::new(""));
+    let (dir, shown) = match &inc.source {
+        include::Source::File(file) => (
+            file.parent().unwrap_or(Path::new("")),
+            file.display().to_string(),
+        ),
+        include::Source::Url { url, .. } => {
+            (child_path.parent().unwrap_or(Path::new("")), url.clone())
+        }
+    };
     for mut entry in child.entries {
         if including.entries.iter().any(|e| e.name == entry.name) {
             refuse(
                 d,
                 format!(
                     "`{}` is declared both here and in {}, which plan `{}` includes",
-                    entry.name,
-                    inc.file.display(),
-                    inc.name
+                    entry.name, shown, inc.name
                 ),
             );
             continue;
