@@ -133,7 +133,113 @@ fn environment() -> Environment<'static> {
         Some(i) => path[..i].to_string(),
         None => String::new(),
     });
+    kcli_filters(&mut env);
     env
+}
+
+/// The rest of kcli's own filters that compute from their arguments alone, as kcli defines
+/// them. (Those that read files, the network or a cluster are not offered: a plan's template
+/// reads nothing.)
+fn kcli_filters(env: &mut Environment<'static>) {
+    use minijinja::value::ValueKind;
+    env.add_filter("none", |value: Value| match value.kind() {
+        ValueKind::None | ValueKind::Undefined => Value::from(""),
+        _ => value,
+    });
+    env.add_filter("diskpath", |path: String| match path.starts_with("/dev") {
+        true => path,
+        false => format!("/dev/{path}"),
+    });
+    env.add_filter("base64", |value: Value| {
+        use base64::Engine;
+        match value.kind() {
+            ValueKind::None | ValueKind::Undefined => Value::from(()),
+            _ => Value::from(
+                base64::engine::general_purpose::STANDARD.encode(value.to_string().as_bytes()),
+            ),
+        }
+    });
+    env.add_filter("type", |value: Value| match value.kind() {
+        ValueKind::String => Value::from("string"),
+        ValueKind::Number => Value::from("int"),
+        ValueKind::Map => Value::from("dict"),
+        ValueKind::Seq => Value::from("list"),
+        _ => Value::from(()),
+    });
+    env.add_filter("certificate", |value: String| {
+        match value.contains("BEGIN CERTIFICATE") {
+            true => value,
+            false => format!("-----BEGIN CERTIFICATE-----\n{value}\n-----END CERTIFICATE-----"),
+        }
+    });
+    env.add_filter("count", |value: Value, what: String| {
+        value.to_string().matches(what.as_str()).count()
+    });
+    env.add_filter("ipv6_wrap", |name: String| {
+        match name.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V6(_)) => format!("[{name}]"),
+            _ => name,
+        }
+    });
+    env.add_filter(
+        "network_ip",
+        |network: String, num: Option<i64>, version: Option<bool>| {
+            let net: ipnet::IpNet = network.parse().map_err(|_| {
+                minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    format!("network_ip: `{network}` is not a network (CIDR)"),
+                )
+            })?;
+            let num = num.unwrap_or(0);
+            let hosts = match net {
+                ipnet::IpNet::V4(n) => 1u128 << (32 - n.prefix_len()),
+                ipnet::IpNet::V6(n) => 1u128
+                    .checked_shl(128 - u32::from(n.prefix_len()))
+                    .unwrap_or(u128::MAX),
+            };
+            // Python's ip_network(...)[num]: from the start, or from the end when negative.
+            let index = match num {
+                n if n >= 0 && (n as u128) < hosts => n as u128,
+                n if n < 0 && (n.unsigned_abs() as u128) <= hosts => {
+                    hosts - n.unsigned_abs() as u128
+                }
+                _ => {
+                    return Err(minijinja::Error::new(
+                        minijinja::ErrorKind::InvalidOperation,
+                        format!("network_ip: {network} has no address number {num}"),
+                    ))
+                }
+            };
+            let ip = match net {
+                ipnet::IpNet::V4(n) => std::net::IpAddr::V4(std::net::Ipv4Addr::from(
+                    u32::from(n.network()).wrapping_add(index as u32),
+                )),
+                ipnet::IpNet::V6(n) => std::net::IpAddr::V6(std::net::Ipv6Addr::from(
+                    u128::from(n.network()).wrapping_add(index),
+                )),
+            };
+            Ok(match (version.unwrap_or(false), ip) {
+                (true, std::net::IpAddr::V6(_)) => format!("[{ip}]"),
+                _ => ip.to_string(),
+            })
+        },
+    );
+    env.add_filter(
+        "kubenodes",
+        |cluster: String, ctlplanes: Option<i64>, workers: Option<i64>| {
+            let mut nodes = Vec::new();
+            for (role, n) in [("ctlplane", ctlplanes), ("worker", workers)] {
+                for i in 0..n.unwrap_or(1).clamp(0, 1000) {
+                    nodes.push(format!("{cluster}-{role}-{i}"));
+                }
+            }
+            nodes
+        },
+    );
+    env.add_filter("has_ctlplane", |list: Vec<String>| {
+        list.iter()
+            .any(|e| e.contains("ctlplane") || e.contains("master"))
+    });
 }
 
 /// The template context: `params`, with every value under a name that says secret (at any
@@ -451,6 +557,27 @@ mod tests {
         .unwrap()
         .text;
         assert_eq!(out, "vm0:\n  memory: 1024\nvm1:\n  memory: 1024\n");
+    }
+
+    #[test]
+    fn kclis_own_filters_compute_as_kcli_does() {
+        let cases = [
+            ("{{ n | none }}|{{ 'vda' | diskpath }}|{{ '/dev/sdb' | diskpath }}", "|/dev/vda|/dev/sdb"),
+            ("{{ 'kcli' | base64 }}|{{ 'a.b.c' | count('.') }}", "a2NsaQ==|2"),
+            ("{{ 'x' | type }} {{ 3 | type }} {{ [1] | type }} {{ {} | type }}", "string int list dict"),
+            ("{{ '10.0.0.0/24' | network_ip }} {{ '10.0.0.0/24' | network_ip(-2) }}", "10.0.0.0 10.0.0.254"),
+            ("{{ 'fd00::/64' | network_ip(1, true) }} {{ '::1' | ipv6_wrap }} {{ 'a' | ipv6_wrap }}", "[fd00::1] [::1] a"),
+            ("{{ 'k' | kubenodes(1, 2) | join(',') }} {{ ['k-master-0'] | has_ctlplane }}", "k-ctlplane-0,k-worker-0,k-worker-1 True"),
+            ("{{ 'QUJD' | certificate }}", "-----BEGIN CERTIFICATE-----\nQUJD\n-----END CERTIFICATE-----"),
+        ];
+        for (template, expected) in cases {
+            let out = render(template, &params(&[("n", json!(null))]))
+                .unwrap_or_else(|p| panic!("{template}: {}", p.message))
+                .text;
+            assert_eq!(out, expected, "{template}");
+        }
+        assert!(render("{{ 'nonsense' | network_ip }}", &params(&[])).is_err());
+        assert!(render("{{ '10.0.0.0/30' | network_ip(9) }}", &params(&[])).is_err());
     }
 
     #[test]
