@@ -179,6 +179,7 @@ fn get(url: &str, deadline: Instant) -> Result<String, String> {
             FETCH_BUDGET.as_secs()
         ));
     }
+    refuse_link_local(url)?;
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(left))
         .build()
@@ -193,6 +194,39 @@ fn get(url: &str, deadline: Instant) -> Result<String, String> {
         .limit(TEXT_LIMIT)
         .read_to_string()
         .map_err(|e| format!("cannot read {url}: {e}"))
+}
+
+/// Refuses a URL whose host is link-local: where clouds answer for an instance's metadata and
+/// credentials, which a plan from a pull request must not have fetched (its errors would show
+/// the text).
+fn refuse_link_local(url: &str) -> Result<(), String> {
+    use std::net::{IpAddr, ToSocketAddrs};
+    let authority = url
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_default();
+    let host_port = authority.rsplit('@').next().unwrap_or_default();
+    let with_port = match host_port.rsplit_once(':') {
+        Some((_, port))
+            if port.bytes().all(|b| b.is_ascii_digit()) && !host_port.ends_with(']') =>
+        {
+            host_port.to_string()
+        }
+        _ => format!("{host_port}:80"),
+    };
+    let link_local = |ip: IpAddr| match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+    };
+    // Unresolvable: the request itself says so.
+    let addresses = with_port.to_socket_addrs().map(|a| a.collect::<Vec<_>>());
+    if addresses.is_ok_and(|a| a.iter().any(|a| link_local(a.ip()))) {
+        return Err(format!(
+            "{url} is on a link-local address (where clouds serve instance metadata): not fetched"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -228,6 +262,18 @@ mod tests {
         }
         for refused in ["file:///etc/passwd", "/srv/plan.yml", "ftp://host/p.yml"] {
             assert!(plan_url(refused, None).is_err(), "{refused}");
+        }
+    }
+
+    #[test]
+    fn link_local_addresses_are_not_fetched() {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for url in [
+            "http://169.254.169.254/latest/meta-data/kcli_plan.yml",
+            "http://[fe80::1]:8080/p.yml",
+        ] {
+            let refused = get(url, deadline).expect_err(url);
+            assert!(refused.contains("link-local"), "{refused}");
         }
     }
 
