@@ -176,10 +176,11 @@ struct VmKeys {
     /// Reserve the VM's static IP in its network's DHCP. Default false.
     reserveip: Option<bool>,
     /// Boot this kernel directly instead of the first disk's boot loader: an absolute path on
-    /// the provider's host, or the name of an image (declared in the plan, or a volume already
-    /// in the VM's pool).
+    /// the provider's host, the name of an image (declared in the plan, or a volume already
+    /// in the VM's pool), or an http(s) URL (fetched into the VM's pool as an image of its own).
     kernel: Option<String>,
-    /// The initrd for `kernel`: an absolute path on the provider's host, or an image's name.
+    /// The initrd for `kernel`: an absolute path on the provider's host, an image's name, or
+    /// an http(s) URL.
     initrd: Option<String>,
     /// The kernel command line for `kernel`, such as `root=/dev/vda console=ttyS0`.
     cmdline: Option<String>,

@@ -144,10 +144,93 @@ pub fn read_entries(root: &Node, kcli: &KcliConfig, d: &mut Diagnostics) -> Read
             None => unreadable.push(name.clone()),
         }
     }
+    images_for_boot_urls(&mut entries, &unreadable);
     ReadEntries {
         entries,
         unreadable,
     }
+}
+
+/// Gives each kernel or initrd a VM names by an http(s) URL an image entry of its own, which
+/// fetches it into the VM's pool (one per URL and pool), and points the VM at it: named after
+/// the URL's file, or after the VM and its role when that name is taken.
+fn images_for_boot_urls(entries: &mut Vec<Entry>, unreadable: &[String]) {
+    let mut added: Vec<Entry> = Vec::new();
+    for i in 0..entries.len() {
+        let EntryKind::Vm(vm) = &entries[i].kind else {
+            continue;
+        };
+        let Some(boot) = &vm.boot else { continue };
+        let pool = vm.pool.clone();
+        let vm_name = entries[i].name.clone();
+        let mut named = Vec::new();
+        for (role, file) in [
+            ("kernel", Some(&boot.kernel)),
+            ("initrd", boot.initrd.as_ref()),
+        ] {
+            let Some(BootFile::Image(image)) = file else {
+                continue;
+            };
+            if !image.name.contains("://") {
+                continue;
+            }
+            let same = |e: &Entry| matches!(&e.kind, EntryKind::Image(i) if i.url.as_deref() == Some(image.name.as_str()) && i.pool.name == pool.name);
+            let name = match added.iter().find(|e| same(e)) {
+                Some(existing) => existing.name.clone(),
+                None => {
+                    let file_name: String = image
+                        .name
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or_default()
+                        .split(['?', '#'])
+                        .next()
+                        .unwrap_or_default()
+                        .chars()
+                        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+                        .collect();
+                    let taken = |n: &str| {
+                        n.is_empty()
+                            || entries.iter().any(|e| e.name == n)
+                            || added.iter().any(|e| e.name == n)
+                            || unreadable.iter().any(|u| u == n)
+                    };
+                    let name = match taken(&file_name) {
+                        false => file_name,
+                        true => format!("{vm_name}-{role}"),
+                    };
+                    added.push(Entry {
+                        name: name.clone(),
+                        span: image.span,
+                        kind: EntryKind::Image(Image {
+                            url: Some(image.name.clone()),
+                            pool: pool.clone(),
+                            size_bytes: None,
+                            sha256: None,
+                        }),
+                        depends_on: Vec::new(),
+                        guards: Guards::default(),
+                    });
+                    name
+                }
+            };
+            named.push((role, name));
+        }
+        let EntryKind::Vm(vm) = &mut entries[i].kind else {
+            continue;
+        };
+        let Some(boot) = &mut vm.boot else { continue };
+        for (role, name) in named {
+            let file = match role {
+                "kernel" => Some(&mut boot.kernel),
+                _ => boot.initrd.as_mut(),
+            };
+            if let Some(BootFile::Image(image)) = file {
+                image.name = name;
+            }
+        }
+    }
+    entries.extend(added);
 }
 
 /// Every top-level key the reader asks for in an entry of `kind` (for checking the schema).
@@ -612,19 +695,27 @@ fn read_direct_boot(r: &mut MapReader, d: &mut Diagnostics) -> Option<DirectBoot
         if s.value.starts_with('/') {
             return Some(BootFile::Path(s));
         }
+        // Fetched as an image of the plan's own (`images_for_boot_urls`), as kcli's images
+        // are from a URL.
+        if s.value.starts_with("http://") || s.value.starts_with("https://") {
+            return Some(BootFile::Image(Ref {
+                name: s.value,
+                span: s.span,
+            }));
+        }
         if s.value.contains("://") || s.value.contains('/') {
             d.push(
                 Problem::error(
                     "plan::bad-boot-file",
                     format!(
-                        "`{key}` of {} must be an absolute path or an image name",
+                        "`{key}` of {} must be an http(s) URL, an absolute path or an image name",
                         r.what
                     ),
                 )
-                .label(s.span, "neither an absolute path nor an image name")
+                .label(s.span, "neither a URL, an absolute path nor an image name")
                 .help(format!(
-                    "to fetch it, declare an entry of `type: image` with its `url` and `sha256`, \
-                     and write that entry's name here (`{key}: my-{key}`)"
+                    "give an http(s) URL, or declare an entry of `type: image` with its `url` \
+                     and `sha256`, and write that entry's name here (`{key}: my-{key}`)"
                 )),
             );
             return None;
