@@ -162,9 +162,50 @@ impl KcliConfig {
             vars.entry(name.to_string()).or_insert(value.into());
         }
         vars.insert("config_client".into(), client.into());
+        // Under them, kcli's own defaults, which its templates see whatever the configuration
+        // says (`{{ config_pool }}` is `default` on a machine without one).
+        for (name, value) in KCLI_DEFAULTS {
+            if let Ok(value) = serde_json::from_str(value) {
+                vars.entry(format!("config_{name}")).or_insert(value);
+            }
+        }
         vars
     }
 }
+
+/// kcli's defaults for the VM keys siteplan reads, as kcli sets them (JSON).
+const KCLI_DEFAULTS: &[(&str, &str)] = &[
+    ("pool", r#""default""#),
+    ("nets", r#"["default"]"#),
+    ("image", "null"),
+    ("numcpus", "2"),
+    ("memory", "512"),
+    ("cpumodel", r#""host-model""#),
+    ("cpuhotplug", "false"),
+    ("memoryhotplug", "false"),
+    ("disksize", "10"),
+    ("disks", r#"[{"size": 10, "default": true}]"#),
+    ("diskinterface", r#""virtio""#),
+    ("diskthin", "true"),
+    ("cloudinit", "true"),
+    ("guestagent", "true"),
+    ("start", "true"),
+    ("autostart", "false"),
+    ("reserveip", "false"),
+    ("reservedns", "false"),
+    ("reservehost", "false"),
+    ("keys", "[]"),
+    ("cmds", "[]"),
+    ("scripts", "[]"),
+    ("files", "[]"),
+    ("dns", "null"),
+    ("domain", "null"),
+    ("gateway", "null"),
+    ("cmdline", "null"),
+    ("virttype", "null"),
+    ("wait", "false"),
+    ("waittimeout", "0"),
+];
 
 /// The connection a kcli client of type `kvm` describes, as a libvirt URI, the way kcli builds
 /// it: the local system daemon for 127.0.0.1 or localhost, else SSH (or TCP/TLS) to the host.
@@ -217,6 +258,17 @@ mod tests {
         assert_eq!(vars["config_host"], "10.0.0.5");
         assert_eq!(vars["config_numcpus"], 4);
         assert_eq!(vars["config_client"], "lab");
+        assert_eq!(
+            vars["config_pool"], "fast",
+            "the configuration over kcli's default"
+        );
+        assert_eq!(
+            vars["config_memory"], 512,
+            "kcli's default where it says nothing"
+        );
+        let none = KcliConfig::default().template_variables();
+        assert_eq!(none["config_pool"], "default");
+        assert_eq!(none["config_nets"], serde_json::json!(["default"]));
         assert_eq!(
             libvirt_uri(&c.clients["lab"]).unwrap(),
             "qemu+ssh://root@10.0.0.5/system"
