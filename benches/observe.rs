@@ -9,9 +9,9 @@
 
 use std::time::{Duration, Instant};
 
+use siteplan::plan::model::spec::*;
 use siteplan::provider::libvirt::LibvirtProvider;
 use siteplan::provider::sandbox::Sandbox;
-use siteplan::provider::spec::*;
 use siteplan::provider::{Owner, Provider, Scope};
 use virt::connect::Connect;
 

@@ -5,6 +5,7 @@
 
 pub mod apply;
 pub mod cli;
+pub mod cloudinit;
 pub mod diagnostics;
 pub mod files;
 pub mod graph;

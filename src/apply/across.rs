@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::provider::spec::ResourceId;
+use crate::plan::model::spec::ResourceId;
 
 /// How the changes of one entry stand, in every part.
 #[derive(Debug, Clone, Default)]

@@ -12,10 +12,10 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::plan::desired::Desired;
-use crate::plan::rules::Rules;
+use crate::plan::model::desired::Desired;
+use crate::plan::model::rules::Rules;
+use crate::plan::model::spec::{ResourceId, Spec};
 use crate::plan::{Action, Change, Plan};
-use crate::provider::spec::{ResourceId, Spec};
 use crate::provider::{Done, Owner, Power, Provider, ProviderError, Readiness};
 
 /// How one change went.
@@ -164,7 +164,7 @@ fn ordering(plan: &Plan, desired: &Desired, rules: &dyn Rules) -> Vec<Vec<usize>
 async fn until_ready(
     provider: &dyn Provider,
     change: &Change,
-    awaited: &crate::plan::desired::Awaited,
+    awaited: &crate::plan::model::desired::Awaited,
     stop: &CancellationToken,
 ) -> Result<(), ProviderError> {
     let vm = &awaited.ready.vm;
@@ -357,7 +357,7 @@ pub async fn apply_until(
             .collect(),
     );
     // The VMs others wait for, for how long: such a VM's change ends when its guest is ready.
-    let awaited: Arc<Vec<Option<crate::plan::desired::Awaited>>> = Arc::new(
+    let awaited: Arc<Vec<Option<crate::plan::model::desired::Awaited>>> = Arc::new(
         plan.changes
             .iter()
             .map(|c| {

@@ -6,8 +6,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::*;
-use crate::plan::desired::DesiredResource;
-use crate::provider::spec::*;
+use crate::plan::model::desired::DesiredResource;
+use crate::plan::model::spec::*;
 use crate::provider::{Health, HealthStatus, Observed, ProviderError, Scope};
 
 #[derive(Default)]
@@ -397,7 +397,7 @@ async fn what_waits_for_a_vm_starts_when_its_guest_is_ready() {
             needs.push(ResourceId::vm(after));
             desired.awaited.insert(
                 ResourceId::vm(after),
-                crate::plan::desired::Awaited {
+                crate::plan::model::desired::Awaited {
                     ready: crate::provider::ReadinessQuery {
                         vm: after.into(),
                         cloud_init: true,

@@ -9,7 +9,7 @@ use super::view::View;
 use crate::manifest::model::EntryKind;
 use crate::manifest::Loaded;
 use crate::plan::intent;
-use crate::provider::spec::{ResourceId, ResourceKind, Spec};
+use crate::plan::model::spec::{ResourceId, ResourceKind, Spec};
 
 #[derive(Debug, Serialize)]
 pub struct VmInfo {

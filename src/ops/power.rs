@@ -8,8 +8,8 @@ use super::session::{Goal, Session};
 use super::view::{Event, View};
 use crate::manifest::Loaded;
 use crate::plan::intent;
+use crate::plan::model::spec::{ResourceKind, Spec};
 use crate::plan::{Action, Change, Plan};
-use crate::provider::spec::{ResourceKind, Spec};
 use crate::provider::{Observed, Power};
 
 /// Starts, stops or restarts the plan's VMs (all of them when `names` is empty). Unknown

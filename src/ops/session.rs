@@ -12,10 +12,10 @@ use super::outcome::{Refusal, ShownAddress, VmRow, VmState, Vms};
 use super::view::{Event, View};
 use crate::apply::{self, Report};
 use crate::manifest::Loaded;
-use crate::plan::desired::{Desired, DesiredResource};
 use crate::plan::intent::{Intents, What};
+use crate::plan::model::desired::{Desired, DesiredResource};
+use crate::plan::model::spec::{ResourceId, ResourceKind, Spec};
 use crate::plan::{self, saved, Action, Change, Plan};
-use crate::provider::spec::{ResourceId, ResourceKind, Spec};
 use crate::provider::{
     backends, Address, AddressQuery, AddressSource, Observed, Provider, Readiness, ReadinessQuery,
     Scope,

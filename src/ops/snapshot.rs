@@ -27,8 +27,8 @@ use super::session::{Goal, Session};
 use super::view::{Answer, View};
 use crate::manifest::Loaded;
 use crate::plan::intent;
+use crate::plan::model::spec::{ResourceId, Spec};
 use crate::provider::snapshot::{check_name, FoundSnapshots, SnapshotMark, VmSnapshot};
-use crate::provider::spec::{ResourceId, Spec};
 use crate::provider::{Owner, Provider, ProviderError};
 
 /// A VM a lab snapshot command works on.

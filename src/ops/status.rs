@@ -10,8 +10,8 @@ use super::session::{Goal, Session};
 use super::view::View;
 use crate::manifest::Loaded;
 use crate::plan::intent;
+use crate::plan::model::spec::{ResourceId, ResourceKind};
 use crate::plan::{Action, AttributeChange, Change};
-use crate::provider::spec::{ResourceId, ResourceKind};
 use crate::provider::LiveResource;
 
 /// The version of `plan status -o json|yaml` documents this siteplan writes.

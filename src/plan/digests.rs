@@ -91,7 +91,7 @@ fn take(value: &mut Value, pointer: &str, parent: &str, found: &mut Vec<(String,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::Disruption;
+    use crate::plan::model::Disruption;
     use serde_json::json;
 
     fn source(digest: &str) -> Value {

@@ -15,9 +15,9 @@ use std::path::Path;
 use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 
+use crate::cloudinit::{self, SeedDocuments, SeedFile, SeedInput, SeedNic};
 use crate::manifest::guestfiles;
 use crate::manifest::model::{self as m, EntryKind, Manifest};
-use crate::provider::cloudinit::{self, SeedDocuments, SeedFile, SeedInput, SeedNic};
 
 /// Everything a plan asks for.
 #[derive(Debug, Clone, Default)]

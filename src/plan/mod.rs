@@ -4,85 +4,21 @@
 //! inputs give the same plan, and it can be tested without a backend. Apply does exactly what
 //! the plan's changes say.
 
-pub mod desired;
 pub mod digests;
 pub mod intent;
+pub mod model;
 pub mod render;
-pub mod rules;
 pub mod saved;
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::provider::spec::{ResourceId, Spec};
-use crate::provider::{Disruption, LiveResource, Observed};
-use desired::{Desired, DesiredResource};
-use rules::Rules;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    Create,
-    Update,
-    /// Delete, then create again.
-    Replace,
-    Delete,
-    /// Nothing to change: a running VM whose definition was changed before restarts to run
-    /// it (only with `apply --restart`; otherwise it keeps waiting, and the diff says so).
-    Restart,
-}
-
-/// One attribute that differs.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AttributeChange {
-    pub name: String,
-    pub before: Option<serde_json::Value>,
-    pub after: Option<serde_json::Value>,
-    pub disruption: Disruption,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Change {
-    pub id: ResourceId,
-    /// The plan entry this resource belongs to (`vm/web1`).
-    pub entry: Option<String>,
-    /// The provider it is on, when a plan spans several (`client:`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub provider: Option<String>,
-    pub action: Action,
-    pub attributes: Vec<AttributeChange>,
-    /// Why a replace or a delete happens.
-    pub reason: Option<String>,
-    /// The most disruptive attribute change (updates and replaces).
-    pub disruption: Option<Disruption>,
-    /// Attributes changed outside siteplan since the resource was created or last updated.
-    pub drift: Vec<AttributeChange>,
-    /// The resource exists without siteplan's mark, as a killed run leaves it: it is taken over
-    /// (marked) first.
-    pub claim: bool,
-    /// A delete or replace loses what the resource holds (`Rules::holds_data`): data loss,
-    /// rather than something made again as it was.
-    #[serde(skip)]
-    pub loses_data: bool,
-    /// A running VM's attributes already changed in its definition that it does not run with
-    /// yet (`before` is what it runs with): they take effect when it restarts.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub pending_restart: Vec<AttributeChange>,
-    /// How apply restarts the VM after this change (`apply --restart`), so that what waits
-    /// for a restart takes effect.
-    #[serde(skip)]
-    pub restart: Option<crate::provider::Power>,
-    /// Networks made again in this run that the running VM's NICs are moved onto, live.
-    #[serde(skip)]
-    pub reattach: Vec<String>,
-    /// What to create or update to.
-    #[serde(skip)]
-    pub desired: Option<Spec>,
-    /// What exists now (for deletes and replaces).
-    #[serde(skip)]
-    pub live: Option<Spec>,
-}
+pub use model::change::{Action, AttributeChange, Change};
+use model::desired::{Desired, DesiredResource};
+use model::rules::Rules;
+use model::spec::{ResourceId, Spec};
+use model::{Disruption, LiveResource, Observed};
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Plan {
@@ -149,7 +85,7 @@ pub fn plan(
         let live = observed.get(&ResourceId::network(&given.network));
         if let Some(LiveResource {
             spec:
-                Spec::Network(crate::provider::spec::NetworkSpec {
+                Spec::Network(model::spec::NetworkSpec {
                     cidr: Some(cidr), ..
                 }),
             ..
@@ -470,7 +406,7 @@ fn restarts_to_see(
     rules: &dyn Rules,
     unchanged: &mut usize,
 ) {
-    let restarts: Vec<rules::RestartFor> = changes
+    let restarts: Vec<model::rules::RestartFor> = changes
         .iter()
         .filter(|c| c.action == Action::Replace)
         .filter_map(|c| rules.restart_to_see(c, desired))
@@ -552,7 +488,7 @@ fn moves_with_networks(
     rules: &dyn Rules,
     unchanged: &mut usize,
 ) {
-    let moves: Vec<rules::MoveWith> = changes
+    let moves: Vec<model::rules::MoveWith> = changes
         .iter()
         .filter(|c| c.action == Action::Replace)
         .flat_map(|c| rules.moved_with(c, desired))
@@ -652,7 +588,7 @@ fn applied_elsewhere(
                 name: "applied_from".into(),
                 before: Some(there.into()),
                 after: Some(here.as_str().into()),
-                disruption: crate::provider::Disruption::Live,
+                disruption: model::Disruption::Live,
             };
             match changes.iter_mut().find(|c| &c.id == id) {
                 // Made again or deleted: the new mark records this file anyway.
@@ -671,7 +607,7 @@ fn applied_elsewhere(
                         observed,
                         moved,
                         "the plan file was moved (--plan-moved): its mark records this one".into(),
-                        crate::provider::Disruption::Live,
+                        model::Disruption::Live,
                     ));
                 }
             }
@@ -776,7 +712,7 @@ pub fn between(
             r.spec.id(),
             LiveResource {
                 spec: r.spec.clone(),
-                owner: Some(crate::provider::OwnerMark {
+                owner: Some(model::OwnerMark {
                     plan: name.to_string(),
                     spec: r.spec.clone(),
                     prevent_destroy: old.guards_of(&r.spec.id()).prevent_destroy,

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::render::json;
 use super::Plan;
-use crate::provider::Observed;
+use crate::plan::model::Observed;
 use crate::secrets;
 
 /// The value of `saved_plan_version` in files this siteplan writes.

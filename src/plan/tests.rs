@@ -1,9 +1,9 @@
 //! The planner on hand-made states: no backend needed.
 
-use super::desired::{Desired, DesiredResource, ResourceGuards};
+use super::model::desired::{Desired, DesiredResource, ResourceGuards};
 use super::*;
+use crate::plan::model::spec::*;
 use crate::provider::rules::LibvirtRules;
-use crate::provider::spec::*;
 use crate::provider::{LiveResource, Observed, OwnerMark};
 
 fn network(cidr: &str) -> Spec {

@@ -7,11 +7,13 @@
 
 use std::collections::BTreeMap;
 
+use crate::cloudinit;
 use crate::manifest::model::{DiskBus, NetworkMode, VirtType as Accel};
-use crate::plan::desired::{AddressElsewhere, Awaited, Desired, DesiredResource, ResourceGuards};
 use crate::plan::intent::{self, Intents, What};
-use crate::provider::cloudinit;
-use crate::provider::spec::*;
+use crate::plan::model::desired::{
+    AddressElsewhere, Awaited, Desired, DesiredResource, ResourceGuards,
+};
+use crate::plan::model::spec::*;
 use crate::provider::ReadinessQuery;
 
 pub fn seed_volume(vm: &str) -> String {

@@ -9,7 +9,6 @@
 //! See docs/providers.md for how to add one.
 
 pub mod backends;
-pub mod cloudinit;
 pub mod crashpoint;
 pub mod fetch;
 #[cfg(feature = "kubevirt")]
@@ -22,7 +21,6 @@ pub mod rules;
 #[cfg(feature = "libvirt")]
 pub mod sandbox;
 pub mod snapshot;
-pub mod spec;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -30,7 +28,10 @@ use std::net::IpAddr;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-pub use spec::{ResourceId, ResourceKind, Spec};
+pub use crate::plan::model::spec::{ResourceId, ResourceKind, Spec};
+pub use crate::plan::model::{
+    Disruption, LiveResource, Observed, OwnerMark, Pending, Power, ReadinessQuery,
+};
 
 /// Which plan a change is made for, and the guard to record with it. Written into every mark
 /// the provider keeps.
@@ -54,26 +55,6 @@ impl Owner {
             applied_from: None,
         }
     }
-}
-
-/// The ownership mark found on a live resource: which plan created it, from which spec.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OwnerMark {
-    pub plan: String,
-    /// The spec the resource was created (or last updated) from; comparing it with the live spec
-    /// tells a change made outside siteplan (drift) from a change to the plan.
-    pub spec: Spec,
-    /// The plan had `prevent_destroy` on it when it was created or last updated. Destroy and
-    /// prune read it from here, so the guard cannot be lost with the plan file.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub prevent_destroy: bool,
-    /// When it was created (RFC 3339), kept through updates, for `plan info`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created: Option<String>,
-    /// The plan file it was last applied from; marks written before siteplan recorded it have
-    /// none. A plan of the same name applied from another file is refused (`plan::identity`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub applied_from: Option<String>,
 }
 
 /// Where an address shown for a VM comes from.
@@ -100,15 +81,6 @@ impl AddressSource {
             AddressSource::Vmi => "vmi",
         }
     }
-}
-
-/// What makes a VM's guest ready: cloud-init finished, where it was given a seed, and a
-/// command of the plan's (kcli's `waitcommand`) that succeeds in the guest.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ReadinessQuery {
-    pub vm: String,
-    pub cloud_init: bool,
-    pub command: Option<String>,
 }
 
 /// Whether a guest is ready: cloud-init has finished its work (the VM's `cmds` and scripts
@@ -157,88 +129,6 @@ pub struct AddressQuery {
     pub agent: bool,
 }
 
-/// One resource as observed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LiveResource {
-    pub spec: Spec,
-    pub owner: Option<OwnerMark>,
-    /// Active network or pool, running VM. Volumes are always active.
-    pub active: bool,
-    /// Whether it holds nothing (a pool without volumes), when the provider can tell: an
-    /// unmarked empty pool is what an interrupted run leaves, and taking it over loses nothing.
-    pub empty: Option<bool>,
-    /// A running VM's attributes whose saved definition differs from what it runs with: the
-    /// change waits for the VM to restart. Empty for anything else.
-    pub pending_restart: Vec<Pending>,
-    /// A VM that is paused (it is `active` too): a lab snapshot stopped half-way leaves it so,
-    /// or a person did. Apply resumes it where the plan says it runs.
-    pub paused: bool,
-}
-
-/// One attribute of a running VM that was changed in its definition and not in the running
-/// VM: what it runs with, and what it takes when it restarts.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Pending {
-    pub attribute: String,
-    pub running: Option<serde_json::Value>,
-    pub defined: Option<serde_json::Value>,
-}
-
-impl Pending {
-    /// The attributes of `defined` that differ from `booted` (the definition the VM runs
-    /// with), compared as the planner compares specs. Power state and autostart are not part
-    /// of a running definition.
-    pub fn between(booted: &Spec, defined: &Spec) -> Vec<Pending> {
-        let fields = |s: &Spec| -> BTreeMap<String, serde_json::Value> {
-            match serde_json::to_value(s) {
-                Ok(serde_json::Value::Object(map)) => map
-                    .into_iter()
-                    .filter(|(k, _)| !matches!(k.as_str(), "kind" | "running" | "autostart"))
-                    .collect(),
-                _ => BTreeMap::new(),
-            }
-        };
-        let (running, defined) = (fields(booted), fields(defined));
-        let mut names: Vec<&String> = running.keys().chain(defined.keys()).collect();
-        names.sort();
-        names.dedup();
-        names
-            .into_iter()
-            .filter(|n| running.get(*n) != defined.get(*n))
-            .map(|n| Pending {
-                attribute: n.clone(),
-                running: running.get(n).cloned(),
-                defined: defined.get(n).cloned(),
-            })
-            .collect()
-    }
-}
-
-/// What a provider saw: resources by id.
-#[derive(Debug, Clone, Default)]
-pub struct Observed {
-    pub resources: BTreeMap<ResourceId, LiveResource>,
-    /// What a run of the plan that died left without a mark (as its lock noted): only these are
-    /// taken over (`Rules::leftover`). Addresses (`pool/lab`).
-    pub unmarked_by_killed_run: std::collections::BTreeSet<String>,
-}
-
-impl Observed {
-    pub fn get(&self, id: &ResourceId) -> Option<&LiveResource> {
-        self.resources.get(id)
-    }
-
-    /// Everything marked as created by `plan`.
-    pub fn owned_by<'a>(
-        &'a self,
-        plan: &'a str,
-    ) -> impl Iterator<Item = (&'a ResourceId, &'a LiveResource)> {
-        self.resources
-            .iter()
-            .filter(move |(_, r)| r.owner.as_ref().is_some_and(|o| o.plan == plan))
-    }
-}
-
 /// What observing should cover.
 #[derive(Debug, Clone, Default)]
 pub struct Scope {
@@ -246,34 +136,6 @@ pub struct Scope {
     pub plan: String,
     /// Resources the plan refers to or declares, owned or not.
     pub ids: Vec<ResourceId>,
-}
-
-/// How disruptive changing one attribute is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Disruption {
-    /// Applied to the running resource.
-    Live,
-    /// Saved now, effective when the VM restarts.
-    Reboot,
-    /// Only by deleting and creating the resource again: its data is lost.
-    Replace,
-}
-
-/// What `plan start|stop|restart` and `apply --restart` ask of a VM.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Power {
-    Start,
-    /// Asked to shut down, and forced off when it has not after `grace` (the provider's
-    /// own timeout when `None`).
-    Stop {
-        grace: Option<std::time::Duration>,
-    },
-    /// Stopped as above, then started: a guest's own reboot would keep running the old
-    /// definition, so this is what makes a saved change take effect.
-    Restart {
-        grace: Option<std::time::Duration>,
-    },
 }
 
 /// Which tool made a plan found on a provider.
@@ -410,13 +272,13 @@ pub trait Provider: Send + Sync {
     fn lower(
         &self,
         intents: &crate::plan::intent::Intents,
-    ) -> Result<crate::plan::desired::Desired, String> {
+    ) -> Result<crate::plan::model::desired::Desired, String> {
         lower::libvirt(intents)
     }
 
     /// What only this backend knows about changing its resources (costs, leftovers, restarts)
     /// and what it can do at all; the planner asks. The libvirt family's by default.
-    fn rules(&self) -> &dyn crate::plan::rules::Rules {
+    fn rules(&self) -> &dyn crate::plan::model::rules::Rules {
         &rules::LibvirtRules
     }
 

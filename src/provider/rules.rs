@@ -1,12 +1,12 @@
 //! The libvirt family's planning rules (the libvirt provider, the sandbox, and plan-against-plan,
 //! which has no provider).
 
-use crate::plan::desired::Desired;
-use crate::plan::rules::{merge_ignored, Capabilities, MoveWith, RestartFor, Rules};
-use crate::plan::{AttributeChange, Change};
-use crate::provider::spec::{
+use crate::plan::model::desired::Desired;
+use crate::plan::model::rules::{merge_ignored, Capabilities, MoveWith, RestartFor, Rules};
+use crate::plan::model::spec::{
     BootFile, ResourceId, ResourceKind, Spec, VmSpec, VolumeSource, VolumeSpec,
 };
+use crate::plan::{AttributeChange, Change};
 use crate::provider::{Disruption, LiveResource};
 
 pub struct LibvirtRules;

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::spec::VmSpec;
+use crate::plan::model::spec::VmSpec;
 
 /// What begins the description of a VM snapshot that belongs to a lab snapshot.
 pub const MARK_PREFIX: &str = "siteplan lab snapshot ";

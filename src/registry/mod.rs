@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::provider::spec::ResourceId;
+use crate::plan::model::spec::ResourceId;
 use crate::provider::{backends, HealthStatus, Scope};
 use config::ProviderConfig;
 

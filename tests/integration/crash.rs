@@ -98,9 +98,7 @@ impl Backend {
                 let (pool, name) = seed["volume ".len()..].split_once('/').expect("pool/name");
                 let bytes = provider.read_volume(pool, name).await.expect("read seed");
                 assert_eq!(
-                    siteplan::provider::cloudinit::seed_label(&bytes)
-                        .ok()
-                        .as_deref(),
+                    siteplan::cloudinit::seed_label(&bytes).ok().as_deref(),
                     Some("cidata"),
                     "{seed} is not a filled seed"
                 );

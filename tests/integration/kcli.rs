@@ -2,7 +2,7 @@
 //! and files use, templated scripts, default parameter files and base plans, and the user's
 //! kcli configuration and profiles.
 
-use siteplan::provider::cloudinit::read_seed_file;
+use siteplan::cloudinit::read_seed_file;
 use siteplan::provider::Provider;
 
 use crate::harness::{root, Plan};

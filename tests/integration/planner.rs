@@ -40,7 +40,7 @@ struct State {
 
 const PLAN: &str = "lab";
 
-fn desired(file: &Path) -> siteplan::plan::desired::Desired {
+fn desired(file: &Path) -> siteplan::plan::model::desired::Desired {
     let loaded = manifest::load(file, &Overrides::default(), Options::default())
         .unwrap_or_else(|f| panic!("{} does not load: {:?}", file.display(), f.problems));
     let base = file.parent().unwrap_or(Path::new("."));

@@ -10,10 +10,10 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use siteplan::provider::cloudinit::{self, SeedInput, SeedNic};
+use siteplan::cloudinit::{self, SeedInput, SeedNic};
+use siteplan::plan::model::spec::*;
 use siteplan::provider::libvirt::LibvirtProvider;
 use siteplan::provider::sandbox::Sandbox;
-use siteplan::provider::spec::*;
 use siteplan::provider::{Owner, Provider, ProviderError, Scope};
 
 const MIB: u64 = 1 << 20;

@@ -7,8 +7,8 @@ use super::{
     address, changed_leaves, for_people, has_text, shown_name, shown_value, summary, symbol, value,
     Impact, Leaf,
 };
+use crate::plan::model::Disruption;
 use crate::plan::{Action, AttributeChange, Plan};
-use crate::provider::Disruption;
 
 fn attribute_line(out: &mut String, a: &AttributeChange, width: usize, action: Action) {
     let forces = if action == Action::Replace && a.disruption == Disruption::Replace {

@@ -6,8 +6,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::Impact;
+use crate::plan::model::Disruption;
 use crate::plan::{Action, AttributeChange, Change, Plan};
-use crate::provider::Disruption;
 
 /// "2": a delete of what holds no data has the impact `deleted` (it was `recreate`), and what
 /// holds data is the backend's word (KubeVirt's DataVolumes and VirtualMachines too).

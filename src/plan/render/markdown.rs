@@ -8,8 +8,8 @@ use super::{
     address, changed_leaves, for_people, is_text, leaves, shown_name, shown_value, summary, symbol,
     value, Impact, Leaf,
 };
+use crate::plan::model::Disruption;
 use crate::plan::{Action, AttributeChange, Change, Plan};
-use crate::provider::Disruption;
 
 /// Text safe inside a table cell.
 fn cell(text: &str) -> String {

@@ -9,8 +9,8 @@ mod markdown;
 pub use human::human;
 pub use markdown::markdown;
 
+use crate::plan::model::Disruption;
 use crate::plan::{Action, Change, Plan};
-use crate::provider::Disruption;
 
 pub(crate) fn symbol(action: Action) -> &'static str {
     match action {

@@ -21,11 +21,11 @@ use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::Value;
 
-use super::spec::{ObjectSpec, PoolSpec, ResourceId, ResourceKind, Spec};
 use super::{
     Address, AddressQuery, AddressSource, Addresses, Done, Health, HealthStatus, LiveResource,
     MadeBy, Observed, Owner, OwnerMark, Pending, PlanMember, Power, Provider, ProviderError, Scope,
 };
+use crate::plan::model::spec::{ObjectSpec, PoolSpec, ResourceId, ResourceKind, Spec};
 use crate::registry::config::KubevirtSettings;
 use objects::{CREATED_FROM, KCLI_PLAN, PLAN_LABEL, PREVENT_DESTROY};
 
@@ -584,11 +584,11 @@ impl Provider for KubevirtProvider {
     fn lower(
         &self,
         intents: &crate::plan::intent::Intents,
-    ) -> Result<crate::plan::desired::Desired, String> {
+    ) -> Result<crate::plan::model::desired::Desired, String> {
         objects::lower(intents, &self.namespace)
     }
 
-    fn rules(&self) -> &dyn crate::plan::rules::Rules {
+    fn rules(&self) -> &dyn crate::plan::model::rules::Rules {
         &self.rules
     }
 

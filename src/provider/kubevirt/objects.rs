@@ -13,9 +13,9 @@ use std::collections::BTreeMap;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::plan::desired::{Desired, DesiredResource, ResourceGuards};
 use crate::plan::intent::{Intents, VmIntent, What};
-use crate::provider::spec::{ObjectSpec, ResourceId, ResourceKind, Spec};
+use crate::plan::model::desired::{Desired, DesiredResource, ResourceGuards};
+use crate::plan::model::spec::{ObjectSpec, ResourceId, ResourceKind, Spec};
 use crate::provider::Owner;
 
 /// Labels and annotations that mark what a plan made.

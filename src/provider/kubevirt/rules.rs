@@ -12,10 +12,10 @@ use std::sync::Mutex;
 use serde_json::Value;
 
 use super::objects::SECRET_DIGEST;
-use crate::plan::desired::Desired;
-use crate::plan::rules::{Capabilities, RestartFor, Rules};
+use crate::plan::model::desired::Desired;
+use crate::plan::model::rules::{Capabilities, RestartFor, Rules};
+use crate::plan::model::spec::{ObjectSpec, ResourceId, ResourceKind, Spec};
 use crate::plan::{AttributeChange, Change};
-use crate::provider::spec::{ObjectSpec, ResourceId, ResourceKind, Spec};
 use crate::provider::Disruption;
 
 #[derive(Default)]
@@ -298,7 +298,7 @@ fn references(vm: &ObjectSpec) -> Vec<ResourceId> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::spec::ObjectSpec;
+    use crate::plan::model::spec::ObjectSpec;
 
     #[test]
     fn what_holds_data_is_kubevirts_own_word() {

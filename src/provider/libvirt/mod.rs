@@ -32,12 +32,12 @@ use super::crashpoint;
 use super::fetch;
 use super::lock::{FoundLock, LockAttempt, LockHolder};
 use super::snapshot::{FoundSnapshots, SnapshotMark};
-use super::spec::*;
 use super::{
     Address, AddressQuery, AddressSource, Addresses, Console, Done, Health, HealthStatus,
     LiveResource, MadeBy, NetworkUser, Observed, Owner, OwnerMark, Pending, PlanMember, Power,
     Provider, ProviderError, Scope, VmDetails,
 };
+use crate::plan::model::spec::*;
 use content::ContentStore;
 use ledger::{Ledger, LEDGER_CAPACITY, LEDGER_VOLUME};
 use xml::DomainFlavor;
@@ -485,7 +485,7 @@ impl Provider for LibvirtProvider {
     }
 
     /// The test driver cannot hot-plug devices.
-    fn rules(&self) -> &dyn crate::plan::rules::Rules {
+    fn rules(&self) -> &dyn crate::plan::model::rules::Rules {
         if self.inner.test_driver {
             &super::rules::TestDriverRules
         } else {

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use virt::sys;
 
 use super::xml::{self, OWNER_NS};
-use crate::provider::spec::{DnsHost, DnsRecordSpec, ResourceId, Spec};
+use crate::plan::model::spec::{DnsHost, DnsRecordSpec, ResourceId, Spec};
 use crate::provider::{LiveResource, OwnerMark, ProviderError};
 
 /// The records ledger of a network's definition: record name → its mark.

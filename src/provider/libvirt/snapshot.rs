@@ -11,9 +11,9 @@ use virt::sys;
 
 use super::xml;
 use super::{err, Inner};
+use crate::plan::model::spec::{ResourceId, Spec, VmSpec};
 use crate::provider::crashpoint;
 use crate::provider::snapshot::{FoundSnapshots, SnapshotMark, VmSnapshot};
-use crate::provider::spec::{ResourceId, Spec, VmSpec};
 use crate::provider::{Owner, ProviderError};
 
 /// A disk of a domain as its snapshot needs to know it.

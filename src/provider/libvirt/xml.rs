@@ -10,7 +10,7 @@ use ipnet::IpNet;
 use quick_xml::events::{BytesStart, BytesText, Event};
 use quick_xml::{Reader, Writer};
 
-use crate::provider::spec::*;
+use crate::plan::model::spec::*;
 use crate::provider::OwnerMark;
 
 /// The namespace of siteplan's ownership mark in `<metadata>`.

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use super::{Disk, Sandbox, LEASES_FILE};
-use crate::provider::spec::*;
+use crate::plan::model::spec::*;
 use crate::provider::{
     Address, AddressQuery, AddressSource, Addresses, LiveResource, Observed, Provider,
     ProviderError, ResourceId, Scope,

@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use super::{saved, BLOB_DIR, JOURNAL_FILE, NODE_FILE, STATE_FILE};
+use crate::plan::model::spec::*;
 use crate::provider::libvirt::{content, xml};
-use crate::provider::spec::*;
 
 /// What the test driver is opened with. Earlier versions saved exactly this as `state.json`.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]

@@ -25,11 +25,11 @@ use virt::sys;
 use super::libvirt::content::{self, ContentStore};
 use super::libvirt::{xml, LibvirtProvider};
 use super::snapshot::{FoundSnapshots, SnapshotMark};
-use super::spec::*;
 use super::{
     AddressQuery, Addresses, Done, Health, HealthStatus, Observed, Owner, Power, Provider,
     ProviderError, ResourceId, Scope,
 };
+use crate::plan::model::spec::*;
 
 /// Everything the sandbox holds, as of a journal record (`saved::Checkpoint`).
 const STATE_FILE: &str = "state.json";
@@ -503,7 +503,7 @@ impl Provider for Sandbox {
         self.simulated_addresses(vms).await
     }
 
-    fn rules(&self) -> &dyn crate::plan::rules::Rules {
+    fn rules(&self) -> &dyn crate::plan::model::rules::Rules {
         self.inner.rules()
     }
 

@@ -20,9 +20,9 @@ use serde::{Deserialize, Serialize};
 use virt::connect::Connect;
 use virt::sys;
 
+use crate::plan::model::spec::{ResourceId, ResourceKind, Spec};
 use crate::provider::libvirt::content::{Blobs, Index, Ledgers};
 use crate::provider::libvirt::xml;
-use crate::provider::spec::{ResourceId, ResourceKind, Spec};
 use crate::provider::OwnerMark;
 
 /// The checkpoint's format; a `state.json` without it is the single-file state of earlier

@@ -3,11 +3,11 @@
 //! started, and which running VM must restart to see a resource that is made again. Each
 //! provider answers for its own resources (`Provider::rules`); the planner stays pure.
 
+use super::change::{AttributeChange, Change};
 use super::desired::Desired;
-use super::intent::{Intents, What};
-use super::{AttributeChange, Change};
-use crate::provider::spec::{ResourceId, ResourceKind, Spec};
-use crate::provider::{Disruption, LiveResource};
+use super::spec::{ResourceId, ResourceKind, Spec};
+use super::{Disruption, LiveResource};
+use crate::plan::intent::{Intents, What};
 
 pub trait Rules: Send + Sync {
     /// What changing `attribute` of a resource from `live` to `want` costs (for a running VM;

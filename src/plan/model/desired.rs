@@ -3,11 +3,8 @@
 //! their guards. The planner compares it with what the provider observed.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
-use super::intent;
-use crate::manifest::model::Manifest;
-use crate::provider::spec::*;
+use super::spec::*;
 
 /// One resource the plan wants, with what must exist before it.
 #[derive(Debug, Clone)]
@@ -45,7 +42,7 @@ pub struct Desired {
 /// A VM others wait for: what makes it ready, and for how long they wait at most.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Awaited {
-    pub ready: crate::provider::ReadinessQuery,
+    pub ready: super::ReadinessQuery,
     pub timeout: std::time::Duration,
 }
 
@@ -95,10 +92,4 @@ impl Desired {
     pub fn get(&self, id: &ResourceId) -> Option<&DesiredResource> {
         self.resources.iter().find(|r| r.spec.id() == *id)
     }
-}
-
-/// The plan's desired state on the libvirt family (what plan-against-plan compares, with no
-/// provider to ask). `base` is the plan file's directory, for relative file paths.
-pub fn desired(manifest: &Manifest, plan: &str, base: &Path) -> Result<Desired, String> {
-    crate::provider::lower::libvirt(&intent::intents(manifest, plan, base)?)
 }
