@@ -1,0 +1,522 @@
+//! The command line as clap reads it: every command, its arguments and their help.
+
+use super::*;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "plan",
+    version,
+    about = "Declarative plan/apply for virtual labs, in kcli's plan format"
+)]
+pub(super) struct Cli {
+    #[command(subcommand)]
+    pub(super) command: Command,
+}
+
+/// Options every command that reads a plan takes.
+#[derive(clap::Args, Debug)]
+pub(super) struct PlanArgs {
+    /// The plan file (YAML, rendered as a Jinja template first); as kcli, `kcli_plan.yml`
+    /// when none is given
+    #[arg(default_value = manifest::DEFAULT_PLAN_FILE)]
+    pub(super) file: PathBuf,
+    /// Set a parameter, overriding the plan and parameter files (repeatable): -P memory=4096
+    #[arg(short = 'P', long = "param", value_name = "KEY=VALUE")]
+    pub(super) params: Vec<String>,
+    /// Read parameters from a YAML file (repeatable; later files win).
+    /// Default: kcli_parameters.yml in the current directory, if it exists
+    #[arg(long = "paramfile", value_name = "FILE")]
+    pub(super) paramfiles: Vec<PathBuf>,
+    /// Read no kcli configuration (~/.kcli/config.yml, ~/.kcli/profiles.yml), for a run that
+    /// means the same on every machine. Also: SITEPLAN_NO_KCLI_CONFIG=1
+    #[arg(long)]
+    pub(super) no_kcli_config: bool,
+    /// Let the plan read this directory (and what is under it) or file besides its own
+    /// directory's tree: scripts, origin files, included and base plans, local images
+    /// (repeatable). Also: SITEPLAN_ALLOW_READ=DIR:DIR
+    #[arg(long = "allow-read", value_name = "PATH")]
+    pub(super) allow_read: Vec<PathBuf>,
+    /// The plan's name when the command is given one (`--name`): kcli's `NAME_default.yml` and
+    /// `{{ plan }}` follow it. Set from the command's other arguments after parsing.
+    #[arg(skip)]
+    pub(super) name: Option<String>,
+}
+
+impl PlanArgs {
+    /// The parameter overrides. Every command that reads a plan asks for them first, so this is
+    /// also where `--no-kcli-config` takes effect, for the whole process.
+    pub(super) fn overrides(&self) -> Overrides {
+        if self.no_kcli_config {
+            manifest::kcli::turn_off();
+        }
+        Overrides {
+            paramfiles: self.paramfiles.clone(),
+            sets: self.params.clone(),
+            name: self.name.clone(),
+            allow_read: self.allow_read.clone(),
+        }
+    }
+}
+
+/// Where a plan goes.
+#[derive(clap::Args, Debug)]
+pub(super) struct TargetArgs {
+    /// A provider's name from the providers file, `sandbox`, or a libvirt URI
+    /// (qemu:///system, qemu+ssh://host/system). Default: the file's default; without a file,
+    /// the local libvirt (SITEPLAN_LOCAL_URI, qemu:///system by default), never another in its
+    /// place when it does not answer. A VM's `client:` overrides it
+    #[arg(long)]
+    pub(super) provider: Option<String>,
+    /// The plan's name, which marks what it creates. Default: the file's name without extension
+    #[arg(long)]
+    pub(super) name: Option<String>,
+    /// Consider only this entry (name or address, repeatable) and what it needs; for destroy,
+    /// this entry and what needs it
+    #[arg(long = "target", value_name = "NAME")]
+    pub(super) targets: Vec<String>,
+}
+
+/// Whose resources a plan may take as its own.
+#[derive(clap::Args, Debug)]
+pub(super) struct MovedArgs {
+    /// This plan file was moved or renamed: resources its plan's name marks that were applied
+    /// from another file are its own (their marks then record this file). Without it a plan is
+    /// refused where its name marks what another file applied, which is another lab's
+    #[arg(long)]
+    pub(super) plan_moved: bool,
+}
+
+/// How changes are made.
+#[derive(clap::Args, Debug)]
+pub(super) struct RunArgs {
+    /// Go ahead without asking (required when stdin is not a terminal)
+    #[arg(long, visible_alias = "auto-approve")]
+    pub(super) yes: bool,
+    /// How many changes may run at once
+    #[arg(long, default_value_t = 10)]
+    pub(super) parallelism: usize,
+}
+
+/// How `plan start|stop|restart` run.
+#[derive(clap::Args, Debug)]
+pub(super) struct PowerArgs {
+    /// How many VMs at once
+    #[arg(long, default_value_t = 10)]
+    pub(super) parallelism: usize,
+    #[command(flatten)]
+    pub(super) output: OutputArgs,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum ListOutput {
+    Table,
+    Json,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum OutputFormat {
+    Ansible,
+    SshConfig,
+    Hosts,
+    Json,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum StatusOutput {
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub(super) enum SchemaOf {
+    Plan,
+    Diff,
+    Providers,
+}
+
+#[derive(Subcommand, Debug)]
+pub(super) enum ProviderCommand {
+    /// List providers, checking each one's health (in parallel; 5 s at most each)
+    List {
+        /// Only providers of this service type (siteplan's are all `vm`)
+        #[arg(long = "type", value_name = "TYPE")]
+        service_type: Option<String>,
+        /// At most this many (1 to 100)
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=100))]
+        page_size: u16,
+        /// The token a previous page ended with
+        #[arg(long)]
+        page_token: Option<String>,
+        #[arg(short, long = "output", value_enum, default_value = "table")]
+        output: providers::Output,
+    },
+    /// One provider, by id or name
+    Get {
+        id_or_name: String,
+        #[arg(short, long = "output", value_enum, default_value = "json")]
+        output: providers::Output,
+    },
+}
+
+/// How much is said.
+#[derive(clap::Args, Debug)]
+pub(super) struct OutputArgs {
+    /// Say only the counts, errors and the final summary
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub(super) quiet: bool,
+    /// Also say what each change sets as it starts, and how long observing took
+    #[arg(short, long)]
+    pub(super) verbose: bool,
+}
+
+impl OutputArgs {
+    pub(super) fn verbosity(&self) -> Verbosity {
+        match (self.quiet, self.verbose) {
+            (true, _) => Verbosity::Quiet,
+            (_, true) => Verbosity::Verbose,
+            _ => Verbosity::Normal,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub(super) enum Command {
+    /// Check a plan and report every problem in it at once
+    Validate {
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// Treat warnings (kcli keys siteplan ignores) as errors
+        #[arg(long)]
+        strict: bool,
+        /// Also say which files were read besides the plan (parameter files, base plans, the
+        /// kcli configuration)
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Print the plan after templating, as siteplan reads it
+    Render {
+        #[command(flatten)]
+        plan: PlanArgs,
+    },
+    /// Print, as YAML, the Kubernetes objects `apply` would send to a KubeVirt provider (for
+    /// committing manifests instead of applying them). Secret values are shown as (sensitive)
+    Export {
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// The KubeVirt provider, by its name in the providers file
+        #[arg(long)]
+        provider: Option<String>,
+        /// The plan's name, which marks what it creates. Default: the file's name without extension
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Print the plan's dependency graph
+    Graph {
+        #[command(flatten)]
+        plan: PlanArgs,
+        #[arg(long, value_enum, default_value = "text")]
+        format: GraphFormat,
+    },
+    /// Show what apply would change on the provider
+    Diff {
+        #[command(flatten)]
+        plan: PlanArgs,
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        moved: MovedArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+        /// human (a terminal), markdown (a pull-request comment) or json (versioned; see
+        /// `plan schema diff`)
+        #[arg(long, value_enum, default_value = "human")]
+        format: DiffFormat,
+        /// Exit 0 when there is nothing to change, 2 when there is, 1 on error
+        #[arg(long)]
+        detailed_exitcode: bool,
+        /// Replace this resource (entry name or address, repeatable) even if unchanged
+        #[arg(long = "replace", value_name = "NAME")]
+        replace: Vec<String>,
+        /// Save the plan to PLANFILE, for `plan apply PLANFILE` to apply exactly these changes
+        #[arg(long, value_name = "PLANFILE")]
+        out: Option<PathBuf>,
+        /// Compare FILE with another version of the plan instead of with a provider: a file, or
+        /// a git revision and path (`origin/main:site.yml`; `HEAD~1:./site.yml` from here)
+        #[arg(long, value_name = "OLD", conflicts_with_all = ["provider", "replace", "targets"])]
+        against: Option<String>,
+    },
+    /// Make the provider match the plan (FILE may be a plan saved by `plan diff --out`)
+    Apply {
+        #[command(flatten)]
+        plan: PlanArgs,
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        moved: MovedArgs,
+        #[command(flatten)]
+        run: RunArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+        /// Wait until every running VM has an IP address; fail if one has none in time
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits, in seconds
+        #[arg(long, value_name = "SECONDS", default_value_t = 300, requires = "wait")]
+        wait_timeout: u64,
+        /// Replace this resource (entry name or address, repeatable) even if unchanged
+        #[arg(long = "replace", value_name = "NAME")]
+        replace: Vec<String>,
+        /// Restart the running VMs whose changes take effect only at a restart (this run's,
+        /// and those saved earlier), after the changes, in dependency order. Without it,
+        /// nothing running is restarted, and apply says which VMs wait
+        #[arg(long)]
+        restart: bool,
+        /// How long a VM restarted by --restart may take to shut down before it is forced
+        /// off, in seconds (default: the provider's, 60 for libvirt)
+        #[arg(long, value_name = "SECONDS", requires = "restart")]
+        shutdown_timeout: Option<u64>,
+    },
+    /// Delete everything the plan created, and nothing else
+    Destroy {
+        #[command(flatten)]
+        plan: PlanArgs,
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        moved: MovedArgs,
+        #[command(flatten)]
+        run: RunArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Every resource of the plan as it is live: state, addresses, what waits for a restart,
+    /// what changed outside siteplan, and what apply would do. Exit 0 when the lab matches
+    /// the plan, 2 when it does not, 1 on error
+    Status {
+        #[command(flatten)]
+        plan: PlanArgs,
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        moved: MovedArgs,
+        #[arg(short, long = "output", value_enum, default_value = "table")]
+        output: StatusOutput,
+    },
+    /// Start the plan's VMs (those it declares running), or the ones named, in dependency
+    /// order
+    Start {
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// VMs of the plan, by name (default: all of them)
+        #[arg(value_name = "VM")]
+        vms: Vec<String>,
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        power: PowerArgs,
+        /// Wait until every running VM has an IP address; fail if one has none in time
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits, in seconds
+        #[arg(long, value_name = "SECONDS", default_value_t = 300, requires = "wait")]
+        wait_timeout: u64,
+    },
+    /// Stop the plan's VMs, or the ones named, in reverse dependency order: each is asked to
+    /// shut down, and forced off when it has not within --timeout
+    Stop {
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// VMs of the plan, by name (default: all of them)
+        #[arg(value_name = "VM")]
+        vms: Vec<String>,
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        power: PowerArgs,
+        /// Seconds a VM may take to shut down before it is forced off (default: the
+        /// provider's, 60 for libvirt)
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<u64>,
+    },
+    /// Restart the plan's VMs (those it declares running), or the ones named: stopped as
+    /// `plan stop` does, then started, so that they run what they are defined with
+    Restart {
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// VMs of the plan, by name (default: all of them)
+        #[arg(value_name = "VM")]
+        vms: Vec<String>,
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        power: PowerArgs,
+        /// Seconds a VM may take to shut down before it is forced off (default: the
+        /// provider's, 60 for libvirt)
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<u64>,
+        /// Wait until every running VM has an IP address; fail if one has none in time
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits, in seconds
+        #[arg(long, value_name = "SECONDS", default_value_t = 300, requires = "wait")]
+        wait_timeout: u64,
+    },
+    /// The plans present on the providers (every enabled one of the providers file, or
+    /// --provider), found from ownership marks: siteplan's and kcli's, as `kcli list plan`
+    /// shows them, with their VMs and states. Needs no plan file
+    List {
+        /// One provider only: a name from the providers file, `sandbox`, or a libvirt URI
+        #[arg(long)]
+        provider: Option<String>,
+        #[arg(short, long = "output", value_enum, default_value = "table")]
+        output: ListOutput,
+    },
+    /// One VM of the plan as it is live: state, autostart, plan, profile, image, addresses,
+    /// memory, cpus, creation time, NICs (MAC, network), disks (size, format, path), snapshots
+    Info {
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// The VM, by name
+        vm: String,
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(short, long = "output", value_enum, default_value = "table")]
+        output: StatusOutput,
+    },
+    /// The lab's VMs for other tools, from live state: an Ansible inventory (a group for the
+    /// plan and one per profile), ssh config entries, /etc/hosts lines, or JSON with every
+    /// VM's addresses and MACs
+    Output {
+        #[command(flatten)]
+        plan: PlanArgs,
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long, value_enum, default_value = "json")]
+        format: OutputFormat,
+        /// The user to log in as (default: the image's usual user, as kcli guesses it: debian,
+        /// ubuntu, fedora, cloud-user, core..., else root)
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Attach to a running VM's serial console through the provider (libvirt's console
+    /// stream, as `virsh console`); Ctrl-] detaches
+    Console {
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// The VM, by name
+        vm: String,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Log in to a VM of the plan with the system's ssh: the plan's user, key and address
+    /// (through the libvirt host when the provider is qemu+ssh://); anything after `--` is run
+    /// instead of a shell. The exit status is ssh's
+    Ssh {
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// The VM, by name
+        vm: String,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The user to log in as (default: the image's usual user)
+        #[arg(long)]
+        user: Option<String>,
+        /// The command to run, after `--`
+        #[arg(last = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+    /// Remove the plan's lock, which a run holds on the providers while it changes the plan,
+    /// whoever holds it (as `terraform force-unlock`): for a run that ended without releasing
+    /// it where it would not be taken over yet (a run on another host, killed, whose lock has
+    /// not expired). Asks first, unless --yes
+    Unlock {
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// A provider's name from the providers file, `sandbox`, or a libvirt URI (as for apply)
+        #[arg(long)]
+        provider: Option<String>,
+        /// The plan's name. Default: the file's name without extension
+        #[arg(long)]
+        name: Option<String>,
+        /// Remove it without asking (required when stdin is not a terminal)
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Lab snapshots: every VM of the plan at one point in time (paused together, memory
+    /// included), taken, listed, reverted and deleted as one
+    Snapshot {
+        #[command(subcommand)]
+        command: snapshot::SnapshotCommand,
+    },
+    /// The providers you have (see the providers file), with their health
+    Provider {
+        #[command(subcommand)]
+        command: ProviderCommand,
+    },
+    /// Print a JSON Schema: of plan files (the default), of `plan diff --format json`, or of the
+    /// providers file
+    Schema {
+        #[arg(value_enum, default_value = "plan")]
+        of: SchemaOf,
+    },
+    /// Print a shell completion script: plan completions bash > /etc/bash_completion.d/plan
+    Completions { shell: clap_complete::Shell },
+}
+
+/// Gives a command's plan arguments the plan's name its `--name` sets, so that loading the plan
+/// reads the parameter files and sees the `{{ plan }}` the name means.
+pub(super) fn name_the_plan(command: &mut Command) {
+    let (plan, name) = match command {
+        Command::Diff { plan, target, .. }
+        | Command::Apply { plan, target, .. }
+        | Command::Destroy { plan, target, .. }
+        | Command::Status { plan, target, .. }
+        | Command::Start { plan, target, .. }
+        | Command::Stop { plan, target, .. }
+        | Command::Restart { plan, target, .. }
+        | Command::Info { plan, target, .. }
+        | Command::Output { plan, target, .. }
+        | Command::Console { plan, target, .. }
+        | Command::Ssh { plan, target, .. } => (plan, target.name.clone()),
+        Command::Export { plan, name, .. } | Command::Unlock { plan, name, .. } => {
+            (plan, name.clone())
+        }
+        Command::Snapshot { command } => command.plan_and_name(),
+        _ => return,
+    };
+    plan.name = name;
+}
+
+/// The command line: as derived, except that a command with something to name after the plan
+/// file (`plan info FILE VM`) needs the file named, where the others read kcli_plan.yml without
+/// one.
+pub(super) fn command() -> clap::Command {
+    file_named_before_more(Cli::command())
+}
+
+pub(super) fn file_named_before_more(mut command: clap::Command) -> clap::Command {
+    let positionals: Vec<(String, bool)> = command
+        .get_positionals()
+        .map(|a| (a.get_id().to_string(), a.is_required_set()))
+        .collect();
+    let has_file = positionals.iter().any(|(id, _)| id == "file");
+    let more_required = positionals
+        .iter()
+        .any(|(id, required)| id != "file" && *required);
+    if has_file && more_required {
+        command = command.mut_arg("file", |file| file.required(true).default_value(None));
+        // Changing an argument moves it last: give each its place again.
+        for (index, (id, _)) in positionals.iter().enumerate() {
+            command = command.mut_arg(id, |arg| arg.index(index + 1));
+        }
+    }
+    let subcommands: Vec<String> = command
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    for name in subcommands {
+        command = command.mut_subcommand(name, file_named_before_more);
+    }
+    command
+}
