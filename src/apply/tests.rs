@@ -181,7 +181,7 @@ fn lab() -> (Plan, Desired) {
         &crate::plan::Identity::named("lab"),
         &desired,
         &Observed::default(),
-        &crate::provider::rules::LibvirtRules,
+        &crate::provider::libvirt::rules::LibvirtRules,
     )
     .expect("plan");
     (plan, desired)
@@ -417,7 +417,7 @@ async fn what_waits_for_a_vm_starts_when_its_guest_is_ready() {
         &crate::plan::Identity::named("lab"),
         &desired,
         &Observed::default(),
-        &crate::provider::rules::LibvirtRules,
+        &crate::provider::libvirt::rules::LibvirtRules,
     )
     .expect("plan");
     let fake = Arc::new(Fake::default());

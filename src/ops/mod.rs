@@ -43,8 +43,8 @@ use crate::plan::intent::{self, Intents};
 use crate::plan::render;
 use crate::plan::saved::{self, SavedPlan};
 use crate::plan::{self as planner, Action, Plan};
-use crate::provider::lower;
-use crate::provider::rules::LibvirtRules;
+use crate::provider::libvirt::lower;
+use crate::provider::libvirt::rules::LibvirtRules;
 
 /// `plan diff`: what apply would change. With `out`, the plan is saved for `apply PLANFILE`.
 pub async fn diff(

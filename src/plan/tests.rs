@@ -3,7 +3,7 @@
 use super::model::desired::{Desired, DesiredResource, ResourceGuards};
 use super::*;
 use crate::plan::model::spec::*;
-use crate::provider::rules::LibvirtRules;
+use crate::provider::libvirt::rules::LibvirtRules;
 use crate::provider::{LiveResource, Observed, OwnerMark};
 
 fn network(cidr: &str) -> Spec {

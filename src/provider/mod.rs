@@ -13,11 +13,8 @@ pub mod crashpoint;
 pub mod fetch;
 #[cfg(feature = "kubevirt")]
 pub mod kubevirt;
-#[cfg(feature = "libvirt")]
 pub mod libvirt;
 pub mod lock;
-pub mod lower;
-pub mod rules;
 #[cfg(feature = "libvirt")]
 pub mod sandbox;
 pub mod snapshot;
@@ -273,13 +270,13 @@ pub trait Provider: Send + Sync {
         &self,
         intents: &crate::plan::intent::Intents,
     ) -> Result<crate::plan::model::desired::Desired, String> {
-        lower::libvirt(intents)
+        libvirt::lower::libvirt(intents)
     }
 
     /// What only this backend knows about changing its resources (costs, leftovers, restarts)
     /// and what it can do at all; the planner asks. The libvirt family's by default.
     fn rules(&self) -> &dyn crate::plan::model::rules::Rules {
-        &rules::LibvirtRules
+        &libvirt::rules::LibvirtRules
     }
 
     /// The objects `plan export` prints for a plan's intents, as the backend would send them

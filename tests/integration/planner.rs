@@ -16,8 +16,9 @@ use std::path::Path;
 
 use siteplan::manifest::{self, Options, Overrides};
 use siteplan::plan::{self, intent, render};
-use siteplan::provider::rules::LibvirtRules;
-use siteplan::provider::{lower, LiveResource, Observed, OwnerMark, Spec};
+use siteplan::provider::libvirt::lower;
+use siteplan::provider::libvirt::rules::LibvirtRules;
+use siteplan::provider::{LiveResource, Observed, OwnerMark, Spec};
 
 #[derive(serde::Deserialize, Default)]
 #[serde(deny_unknown_fields)]
