@@ -13,7 +13,7 @@
 #![allow(clippy::disallowed_macros, clippy::disallowed_methods)] // a benchmark's own report
 #![allow(dead_code)] // the stand-in serves the tests too
 
-#[path = "../tests/integration/kube_api.rs"]
+#[path = "../tests/integration/kube_api/mod.rs"]
 mod kube_api;
 
 use std::fmt::Write;

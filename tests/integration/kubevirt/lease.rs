@@ -1,0 +1,85 @@
+//! The plan lock on KubeVirt: a Lease, taken over only when stale.
+
+use super::*;
+
+/// A Lease holding plan `kvlab`, as a run on another host left it, renewed at `renewed`.
+fn lease_from_elsewhere(renewed: &str) -> serde_json::Value {
+    let holder = serde_json::json!({
+        "plan": "kvlab", "host": "elsewhere.invalid", "pid": 4242,
+        "command": "plan apply kvlab.yml", "since": renewed, "renewed": renewed,
+        "ttl_seconds": 120, "run": "their-run",
+    });
+    serde_json::json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "siteplan-lock-kvlab", "namespace": "lab", "uid": "uid-theirs",
+            "annotations": {"siteplan.io/lock-holder": holder.to_string()}},
+        "spec": {"holderIdentity": "elsewhere.invalid/4242", "leaseDurationSeconds": 120}})
+}
+
+#[test]
+fn the_plan_lock_on_kubevirt_is_a_lease() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cluster = StandIn::start(Cluster::default());
+    let bare = StandIn::start(Cluster::default());
+    let file = providers(tmp.path(), &cluster, &bare);
+    let plan_file = tmp.path().join("kvlab.yml");
+    std::fs::write(&plan_file, LAB).expect("plan");
+    let run = |args: &[&str]| {
+        Plan::new(args)
+            .args(&[&plan_file.to_string_lossy(), "--provider", "kv"])
+            .providers(&file, &tmp.path().join("state"))
+            .run()
+    };
+    let lease = "/apis/coordination.k8s.io/v1/namespaces/lab/leases/siteplan-lock-kvlab";
+
+    // Held by a run on another host that renewed it just now: refused, nothing written.
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    cluster.seed(lease, lease_from_elsewhere(&now));
+    let before = cluster.requests().len();
+    let refused = run(&["apply", "--yes"]);
+    assert_eq!(refused.code(), Some(1), "{}", refused.text());
+    assert!(
+        refused.stderr.contains(
+            "plan `kvlab` is locked on kv by `plan apply kvlab.yml` (pid 4242 on elsewhere.invalid"
+        ),
+        "{}",
+        refused.text()
+    );
+    let writes: Vec<String> = cluster.requests()[before..]
+        .iter()
+        .filter(|r| !r.starts_with("GET ") && !r.ends_with("/leases"))
+        .cloned()
+        .collect();
+    assert!(writes.is_empty(), "written while locked: {writes:?}");
+    let diff = run(&["diff"]);
+    assert!(
+        diff.stderr
+            .contains("plan `kvlab` is being changed on kv by `plan apply kvlab.yml`"),
+        "{}",
+        diff.text()
+    );
+
+    // Not renewed for longer than it lasts: taken over, and the run's own lease is gone after.
+    cluster.seed(lease, lease_from_elsewhere("2026-01-01T00:00:00Z"));
+    let applied = run(&["apply", "--yes"]);
+    assert!(applied.ok(), "{}", applied.text());
+    assert!(
+        applied.stderr.contains(
+            "taking over plan `kvlab`'s lock on kv from `plan apply kvlab.yml` (pid 4242 on \
+             elsewhere.invalid"
+        ) && applied
+            .stderr
+            .contains("last renewed at 2026-01-01T00:00:00Z"),
+        "{}",
+        applied.text()
+    );
+    let asked = cluster.requests();
+    assert!(
+        asked
+            .iter()
+            .any(|r| r == "POST /apis/coordination.k8s.io/v1/namespaces/lab/leases"),
+        "{asked:?}"
+    );
+    assert!(cluster.object(lease).is_none(), "the run's lease is left");
+    let destroyed = run(&["destroy", "--yes"]);
+    assert!(destroyed.ok(), "{}", destroyed.text());
+}
