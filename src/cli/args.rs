@@ -43,17 +43,14 @@ pub(super) struct PlanArgs {
 }
 
 impl PlanArgs {
-    /// The parameter overrides. Every command that reads a plan asks for them first, so this is
-    /// also where `--no-kcli-config` takes effect, for the whole process.
+    /// The parameter overrides, and whether the kcli configuration is read.
     pub(super) fn overrides(&self) -> Overrides {
-        if self.no_kcli_config {
-            manifest::kcli::turn_off();
-        }
         Overrides {
             paramfiles: self.paramfiles.clone(),
             sets: self.params.clone(),
             name: self.name.clone(),
             allow_read: self.allow_read.clone(),
+            no_kcli_config: self.no_kcli_config,
         }
     }
 }

@@ -689,7 +689,7 @@ fn validate(plan: &PlanArgs, strict: bool, verbose: bool) -> ExitCode {
         for file in &loaded.read {
             read.push_str(&format!("read {}\n", file.display()));
         }
-        let kcli = if !manifest::kcli::enabled() {
+        let kcli = if !manifest::kcli::enabled(plan.no_kcli_config) {
             "kcli configuration: off (--no-kcli-config or SITEPLAN_NO_KCLI_CONFIG)".to_string()
         } else if manifest::kcli::directory()
             .is_some_and(|dir| loaded.read.iter().any(|f| f.starts_with(&dir)))

@@ -27,7 +27,8 @@ fn all_views() -> Result<Vec<ProviderView>, String> {
         .health_timeout
         .map_or(registry::HEALTH_TIMEOUT, std::time::Duration::from_secs);
     let mut providers = file.providers.clone();
-    providers.extend(registry::kcli_providers(&file.providers));
+    // `plan provider list` takes no --no-kcli-config: the environment variable turns it off.
+    providers.extend(registry::kcli_providers(&file.providers, false));
     super::block_on(registry::views(&providers, timeout))
         .map_err(|_| "cannot start the runtime".to_string())?
 }

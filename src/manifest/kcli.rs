@@ -7,31 +7,18 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::yaml::{self, Node, Value};
 
 /// The environment variable that turns reading the kcli configuration off.
 pub const OFF_VARIABLE: &str = "SITEPLAN_NO_KCLI_CONFIG";
 
-static TURNED_OFF: AtomicBool = AtomicBool::new(false);
-
-/// `--no-kcli-config`: this process reads no kcli configuration.
-pub fn turn_off() {
-    TURNED_OFF.store(true, Ordering::Relaxed);
-}
-
-/// Whether `--no-kcli-config` turned it off (the environment variable stays for a command
-/// copied from a hint; the flag does not).
-pub fn turned_off_by_flag() -> bool {
-    TURNED_OFF.load(Ordering::Relaxed)
-}
-
-/// Whether the kcli configuration is read at all.
-pub fn enabled() -> bool {
+/// Whether the kcli configuration is read at all: not when the command says
+/// `--no-kcli-config` (`off_by_flag`), nor when the environment turns it off.
+pub fn enabled(off_by_flag: bool) -> bool {
     let off_in_environment =
         std::env::var(OFF_VARIABLE).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
-    !TURNED_OFF.load(Ordering::Relaxed) && !off_in_environment
+    !off_by_flag && !off_in_environment
 }
 
 /// kcli's directory: `~/.kcli`.
@@ -52,16 +39,24 @@ pub struct KcliConfig {
     pub profiles: BTreeMap<String, Node>,
     /// Files that exist but could not be read, with why.
     pub broken: Vec<String>,
+    /// It was turned off (`enabled`): nothing was read.
+    pub off: bool,
 }
 
 impl KcliConfig {
-    /// The configuration, unless it is turned off: read once per process (loading the plan and
-    /// choosing each provider ask for it). `--no-kcli-config` takes effect before the first read.
-    pub fn load() -> KcliConfig {
+    /// The configuration, unless it is turned off (`enabled`): read once per process (loading
+    /// the plan and choosing each provider ask for it).
+    pub fn load(off_by_flag: bool) -> KcliConfig {
         static READ: std::sync::OnceLock<KcliConfig> = std::sync::OnceLock::new();
-        READ.get_or_init(|| match (enabled(), directory()) {
-            (true, Some(dir)) => KcliConfig::read_from(&dir),
-            _ => KcliConfig::default(),
+        if !enabled(off_by_flag) {
+            return KcliConfig {
+                off: true,
+                ..KcliConfig::default()
+            };
+        }
+        READ.get_or_init(|| match directory() {
+            Some(dir) => KcliConfig::read_from(&dir),
+            None => KcliConfig::default(),
         })
         .clone()
     }

@@ -143,7 +143,7 @@ pub fn render(path: &Path, overrides: &Overrides) -> Result<String, LoadFailure>
     let text = read_plan(path)?;
     let original = original_source(path, &text);
     let mut d = Diagnostics::default();
-    let kcli = KcliConfig::load();
+    let kcli = KcliConfig::load(overrides.no_kcli_config);
     let name = plan_name(path, overrides);
     let access = access::FileAccess::for_plan(path, &overrides.allow_read);
     let (params, _) = params::resolve(&text, path, &name, overrides, &access, &mut d);
@@ -257,7 +257,7 @@ pub fn load_text(
     let original = original_source(path, text);
     let mut d = Diagnostics::default();
 
-    let kcli = KcliConfig::load();
+    let kcli = KcliConfig::load(overrides.no_kcli_config);
     for broken in &kcli.broken {
         d.push(
             Problem::error(
@@ -632,6 +632,7 @@ fn include_plan(
     };
     let overrides = Overrides {
         name: Some(plan_name),
+        no_kcli_config: reading.kcli.off,
         ..Overrides::default()
     };
     let inherited = including.parameters.clone();

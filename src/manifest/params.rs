@@ -33,6 +33,9 @@ pub struct Overrides {
     pub name: Option<String>,
     /// `--allow-read`: what the plan may read besides its own directory's tree.
     pub allow_read: Vec<PathBuf>,
+    /// `--no-kcli-config`: the user's kcli configuration is not read (`SITEPLAN_NO_KCLI_CONFIG`
+    /// turns it off too).
+    pub no_kcli_config: bool,
 }
 
 /// A parameter's value and where it was set.

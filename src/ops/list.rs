@@ -45,7 +45,8 @@ pub struct Unreachable {
 pub async fn list(provider: Option<&str>) -> Result<Listing, String> {
     // Each with the name it is shown by: its own, or (a URI given) where it connects.
     let configs: Vec<(String, config::ProviderConfig)> = match provider {
-        Some(choice) => registry::choose(Some(choice))?
+        // `plan list` takes no --no-kcli-config: the environment variable still turns it off.
+        Some(choice) => registry::choose(Some(choice), false)?
             .into_iter()
             .take(1)
             .map(|c| {

@@ -91,7 +91,11 @@ pub async fn diff(
 /// Nothing is asked of the cluster.
 pub async fn export(request: &Request, loaded: &Loaded) -> Result<String, String> {
     let intents = intent::intents(&loaded.manifest, &request.name, &request.base)?;
-    let opened = open_provider(request.provider.as_deref()).await?;
+    let opened = open_provider(
+        request.provider.as_deref(),
+        request.overrides.no_kcli_config,
+    )
+    .await?;
     let manifests = opened
         .provider
         .export(&intents, &crate::provider::Owner::plan(&request.name))?;
@@ -251,6 +255,7 @@ fn saved_request(saved: &SavedPlan) -> Request {
             sets,
             name: Some(saved.name.clone()),
             allow_read: saved.allow_read.clone(),
+            no_kcli_config: saved.no_kcli_config,
         },
         ..Request::new(&saved.file, Some(saved.name.clone()))
     }
@@ -484,6 +489,7 @@ fn save(
             .iter()
             .map(|p| absolute(p))
             .collect(),
+        no_kcli_config: request.overrides.no_kcli_config,
         params,
         sensitive_params,
         targets: request.targets.clone(),

@@ -88,7 +88,7 @@ impl Request {
         for path in &self.overrides.allow_read {
             flag(&mut words, "--allow-read", &path.to_string_lossy());
         }
-        if crate::manifest::kcli::turned_off_by_flag() {
+        if self.overrides.no_kcli_config {
             words.push("--no-kcli-config".into());
         }
         words.join(" ")

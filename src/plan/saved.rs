@@ -37,6 +37,9 @@ pub struct SavedPlan {
     /// `--allow-read` paths as given (absolute).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow_read: Vec<PathBuf>,
+    /// `--no-kcli-config` was given: the plan is read again without the kcli configuration.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_kcli_config: bool,
     /// `-P` values as given, except those of sensitive parameters.
     pub params: Vec<String>,
     /// Sensitive parameters that were given with `-P`: `apply` needs them again.
@@ -162,6 +165,7 @@ impl SavedPlan {
             sets: self.params.iter().chain(secret).cloned().collect(),
             name: Some(self.name.clone()),
             allow_read: self.allow_read.clone(),
+            no_kcli_config: self.no_kcli_config,
         })
     }
 

@@ -191,8 +191,8 @@ pub async fn views(
 /// The clients of the user's kcli configuration that siteplan can drive and that no provider
 /// of `named` (the providers file, or the defaults) already names: VMs may name them, so
 /// `plan provider list` shows them too.
-pub fn kcli_providers(named: &[ProviderConfig]) -> Vec<ProviderConfig> {
-    let kcli = crate::manifest::kcli::KcliConfig::load();
+pub fn kcli_providers(named: &[ProviderConfig], kcli_off: bool) -> Vec<ProviderConfig> {
+    let kcli = crate::manifest::kcli::KcliConfig::load(kcli_off);
     kcli.clients
         .iter()
         .filter(|(name, _)| !named.iter().any(|p| &p.name == *name))
@@ -245,7 +245,7 @@ pub struct Choice {
 /// The providers to try, in order, for `choice`: a name from the providers file, `sandbox`, or
 /// a libvirt URI; without one, the file's `default` (or its first enabled provider); without a
 /// file, the local libvirt, then the sandbox when the local libvirt does not answer.
-pub fn choose(choice: Option<&str>) -> Result<Vec<Choice>, String> {
+pub fn choose(choice: Option<&str>, kcli_off: bool) -> Result<Vec<Choice>, String> {
     let (file, found) = config::load()?;
     let named = |config: &ProviderConfig| -> Result<Vec<Choice>, String> {
         if !config.enabled {
@@ -268,7 +268,7 @@ pub fn choose(choice: Option<&str>) -> Result<Vec<Choice>, String> {
     if let Some(config) = choice.and_then(|c| file.providers.iter().find(|p| p.name == c)) {
         return named(config);
     }
-    let kcli = crate::manifest::kcli::KcliConfig::load();
+    let kcli = crate::manifest::kcli::KcliConfig::load(kcli_off);
     match choice {
         Some("sandbox") => Ok(vec![unnamed(ProviderConfig::sandbox("sandbox"))]),
         Some(uri) if uri.contains(':') => Ok(vec![unnamed(ProviderConfig::libvirt("uri", uri))]),

@@ -98,6 +98,7 @@ pub fn read_entries(root: &Node, kcli: &KcliConfig, d: &mut Diagnostics) -> Read
                 _ => Outside::default(),
             };
             let lookup = Lookup {
+                kcli_off: kcli.off,
                 profiles: &profiles,
                 images: &images,
                 outside: &outside,
@@ -253,6 +254,7 @@ pub fn keys_read_for(kind: Kind) -> Vec<&'static str> {
     let mut d = Diagnostics::default();
     let (profiles, outside) = (BTreeMap::new(), Outside::default());
     let lookup = Lookup {
+        kcli_off: false,
         profiles: &profiles,
         images: &[],
         outside: &outside,
@@ -395,6 +397,8 @@ fn entry_type(name: &str, key: &Node, value: &Node, d: &mut Diagnostics) -> Opti
 /// What a VM may draw on besides its own keys: the plan's profiles and images, and what the
 /// kcli configuration gives it.
 struct Lookup<'a> {
+    /// The kcli configuration was turned off (said in messages about what it would give).
+    kcli_off: bool,
     profiles: &'a BTreeMap<&'a str, &'a Node>,
     images: &'a [&'a str],
     outside: &'a Outside,

@@ -32,7 +32,7 @@ pub(super) fn read_vm<'a>(
         } else {
             let mut known: Vec<&str> = lookup.profiles.keys().copied().collect();
             known.extend(lookup.images);
-            let off = !crate::manifest::kcli::enabled();
+            let off = lookup.kcli_off;
             let nowhere = if off {
                 "which this plan does not declare"
             } else {

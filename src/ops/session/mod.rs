@@ -82,10 +82,11 @@ pub struct Session {
 }
 
 /// Opens the provider `choice` names (see `registry::choose`), or says why it cannot: a
-/// provider that does not answer is never replaced by another.
-pub async fn open_provider(choice: Option<&str>) -> Result<Opened, String> {
+/// provider that does not answer is never replaced by another. `kcli_off`: the kcli
+/// configuration's clients are not providers (`--no-kcli-config`).
+pub async fn open_provider(choice: Option<&str>, kcli_off: bool) -> Result<Opened, String> {
     let mut last = String::from("no provider to try");
-    let candidates = registry::choose(choice)?;
+    let candidates = registry::choose(choice, kcli_off)?;
     let unnamed_default = choice.is_none() && candidates.iter().all(|c| !c.named);
     for candidate in candidates {
         match backends::open(&candidate.config).await {
@@ -148,7 +149,7 @@ impl Session {
             // A VM's `client:` names a provider of the providers file; the rest go to
             // --provider.
             let choice = client.clone().or_else(|| request.provider.clone());
-            let opened = open_provider(choice.as_deref()).await?;
+            let opened = open_provider(choice.as_deref(), request.overrides.no_kcli_config).await?;
             let provider = &opened.provider;
             let refused = provider
                 .rules()
