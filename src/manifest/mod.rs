@@ -587,9 +587,10 @@ fn include_plan(
                             Problem::warning(
                                 "plan::unpinned-url",
                                 format!(
-                                    "plan `{}` is fetched from {url} without a `sha256` pin: \
+                                    "plan `{}` is fetched from {} without a `sha256` pin: \
                                      what it declares can change with no change to this file",
-                                    inc.name
+                                    inc.name,
+                                    remote::shown(url)
                                 ),
                             )
                             .label(inc.span, "fetched, not pinned")
@@ -694,7 +695,7 @@ fn include_plan(
         if let (Some(fetched), Some(source)) = (&fetched, p.source.as_mut()) {
             let cached = child_path.display().to_string();
             if let Some(rest) = source.name.strip_prefix(&cached) {
-                source.name = format!("{}{rest}", fetched.url);
+                source.name = format!("{}{rest}", remote::shown(&fetched.url));
             }
         }
         d.push(p);
@@ -707,9 +708,10 @@ fn include_plan(
             file.parent().unwrap_or(Path::new("")),
             file.display().to_string(),
         ),
-        include::Source::Url { url, .. } => {
-            (child_path.parent().unwrap_or(Path::new("")), url.clone())
-        }
+        include::Source::Url { url, .. } => (
+            child_path.parent().unwrap_or(Path::new("")),
+            remote::shown(url),
+        ),
     };
     for mut entry in child.entries {
         if including.entries.iter().any(|e| e.name == entry.name) {

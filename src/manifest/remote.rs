@@ -41,7 +41,8 @@ pub fn plan_url(url: &str, file: Option<&str>) -> Result<String, String> {
     }
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(format!(
-            "`{url}` is not an http(s) URL: siteplan fetches included plans over http(s) only"
+            "`{}` is not an http(s) URL: siteplan fetches included plans over http(s) only",
+            shown(&url)
         ));
     }
     if let Some(file) = file {
@@ -86,8 +87,9 @@ pub fn fetch_plan(
     if let Some(pin) = pin {
         if !digest.eq_ignore_ascii_case(pin) {
             return Err(format!(
-                "{url} has SHA-256 {digest}, but the plan pins {pin}: it changed since it was \
-                 pinned (or the pin is wrong)"
+                "{} has SHA-256 {digest}, but the plan pins {pin}: it changed since it was \
+                 pinned (or the pin is wrong)",
+                shown(url)
             ));
         }
     }
@@ -144,6 +146,24 @@ pub fn fetch_beside(fetched: &Fetched, relative: &str, deadline: Instant) -> Res
     write(&dir.join(path), &text)
 }
 
+/// `url` as messages show it: without the credentials it may carry (`user:token@`, a query).
+pub fn shown(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let host = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("(sensitive)@{host}"),
+        None => authority.to_string(),
+    };
+    let path = match path.split_once('?') {
+        Some((path, _)) => format!("{path}?(sensitive)"),
+        None => path.to_string(),
+    };
+    match scheme {
+        "" => format!("{host}{path}"),
+        scheme => format!("{scheme}://{host}{path}"),
+    }
+}
+
 /// The URL's directory.
 fn base_url(url: &str) -> &str {
     url.rsplit_once('/').map_or(url, |(base, _)| base)
@@ -175,7 +195,8 @@ fn get(url: &str, deadline: Instant) -> Result<String, String> {
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
         return Err(format!(
-            "cannot fetch {url}: fetching included plans took longer than {} s in all",
+            "cannot fetch {}: fetching included plans took longer than {} s in all",
+            shown(url),
             FETCH_BUDGET.as_secs()
         ));
     }
@@ -187,13 +208,13 @@ fn get(url: &str, deadline: Instant) -> Result<String, String> {
     let mut response = agent
         .get(url)
         .call()
-        .map_err(|e| format!("cannot fetch {url}: {e}"))?;
+        .map_err(|e| format!("cannot fetch {}: {e}", shown(url)))?;
     response
         .body_mut()
         .with_config()
         .limit(TEXT_LIMIT)
         .read_to_string()
-        .map_err(|e| format!("cannot read {url}: {e}"))
+        .map_err(|e| format!("cannot read {}: {e}", shown(url)))
 }
 
 /// Refuses a URL whose host is link-local: where clouds answer for an instance's metadata and
@@ -223,7 +244,8 @@ fn refuse_link_local(url: &str) -> Result<(), String> {
     let addresses = with_port.to_socket_addrs().map(|a| a.collect::<Vec<_>>());
     if addresses.is_ok_and(|a| a.iter().any(|a| link_local(a.ip()))) {
         return Err(format!(
-            "{url} is on a link-local address (where clouds serve instance metadata): not fetched"
+            "{} is on a link-local address (where clouds serve instance metadata): not fetched",
+            shown(url)
         ));
     }
     Ok(())
@@ -275,6 +297,18 @@ mod tests {
             let refused = get(url, deadline).expect_err(url);
             assert!(refused.contains("link-local"), "{refused}");
         }
+    }
+
+    #[test]
+    fn a_url_is_shown_without_its_credentials() {
+        assert_eq!(
+            shown("https://me:s3cret@example.com/labs/kcli_plan.yml?token=abc"),
+            "https://(sensitive)@example.com/labs/kcli_plan.yml?(sensitive)"
+        );
+        assert_eq!(
+            shown("http://127.0.0.1:8080/a.yml"),
+            "http://127.0.0.1:8080/a.yml"
+        );
     }
 
     #[test]
