@@ -235,13 +235,24 @@ impl Inner {
         } else {
             0
         };
-        match snapshot.revert(paused) {
+        let revert = |flags: u32| {
+            // Starting QEMU again can meet EAGAIN (libvirtd's loading of the VM's cgroup device
+            // filter interrupted): what "try again" means, once, after a moment.
+            snapshot.revert(flags).or_else(|e| {
+                if !e.message().contains("Resource temporarily unavailable") {
+                    return Err(e);
+                }
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                snapshot.revert(flags)
+            })
+        };
+        match revert(paused) {
             Ok(()) => Ok(()),
             // The definition changed since in a way libvirt calls risky (devices, memory):
             // the person asked for the snapshot's, so it is forced.
-            Err(e) if e.code().is(virt::error::ErrorNumber::SnapshotRevertRisky) => snapshot
-                .revert(paused | sys::VIR_DOMAIN_SNAPSHOT_REVERT_FORCE)
-                .map_err(fail),
+            Err(e) if e.code().is(virt::error::ErrorNumber::SnapshotRevertRisky) => {
+                revert(paused | sys::VIR_DOMAIN_SNAPSHOT_REVERT_FORCE).map_err(fail)
+            }
             Err(e) => Err(fail(e)),
         }
     }
