@@ -18,6 +18,16 @@ use super::access::TEXT_LIMIT;
 /// How long all the fetching of one load may take, together.
 pub const FETCH_BUDGET: Duration = Duration::from_secs(120);
 
+/// Set to `1` to let plans include plans by URL. Off by default: a plan from a stranger's pull
+/// request must not make a CI runner fetch from the runner's own network (what it fetched would
+/// show in the errors).
+pub const ALLOW_FETCH_ENV: &str = "SITEPLAN_ALLOW_FETCH";
+
+/// Whether fetching plans by URL is allowed (`ALLOW_FETCH_ENV`).
+fn fetching_allowed() -> bool {
+    std::env::var(ALLOW_FETCH_ENV).is_ok_and(|v| v == "1" || v == "true")
+}
+
 /// At most this many files are fetched from beside one included plan.
 pub const MAX_FILES_BESIDE: usize = 64;
 
@@ -192,6 +202,13 @@ fn write(path: &Path, text: &str) -> Result<(), String> {
 
 /// The text at `url`: at most `TEXT_LIMIT` bytes of UTF-8, before `deadline`.
 fn get(url: &str, deadline: Instant) -> Result<String, String> {
+    if !fetching_allowed() {
+        return Err(format!(
+            "{} is not fetched: plans are fetched by URL only where the user allows it \
+             ({ALLOW_FETCH_ENV}=1)",
+            shown(url)
+        ));
+    }
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
         return Err(format!(
@@ -289,12 +306,11 @@ mod tests {
 
     #[test]
     fn link_local_addresses_are_not_fetched() {
-        let deadline = Instant::now() + Duration::from_secs(5);
         for url in [
             "http://169.254.169.254/latest/meta-data/kcli_plan.yml",
             "http://[fe80::1]:8080/p.yml",
         ] {
-            let refused = get(url, deadline).expect_err(url);
+            let refused = refuse_link_local(url).expect_err(url);
             assert!(refused.contains("link-local"), "{refused}");
         }
     }

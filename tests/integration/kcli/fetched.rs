@@ -76,6 +76,7 @@ fn a_plan_included_by_url_is_fetched_with_its_files_and_can_be_pinned() {
     let run = |args: &[&str], file: &std::path::Path| {
         Plan::new(args)
             .arg_path(file)
+            .env("SITEPLAN_ALLOW_FETCH", "1")
             .env("XDG_CACHE_HOME", &cache)
             .sandbox(&work.path().join("sandbox"))
             .run()
@@ -84,6 +85,17 @@ fn a_plan_included_by_url_is_fetched_with_its_files_and_can_be_pinned() {
     // Unpinned: fetched (a directory means its kcli_plan.yml, with its default parameters),
     // and a warning gives the digest to pin.
     let unpinned = lab("lab.yml", &format!("  url: {}/labs/web\n", server.url));
+    // Not allowed: nothing is fetched, and the error says how to allow it.
+    let refused = Plan::new(&["validate"])
+        .arg_path(&unpinned)
+        .env("XDG_CACHE_HOME", &cache)
+        .run();
+    assert_eq!(refused.code(), Some(1), "{}", refused.stderr);
+    assert!(
+        flat(&refused.stderr).contains("SITEPLAN_ALLOW_FETCH=1"),
+        "{}",
+        refused.stderr
+    );
     let validated = run(&["validate"], &unpinned);
     assert!(validated.ok(), "{}", validated.stderr);
     let said = flat(&validated.stderr);
