@@ -164,7 +164,7 @@ async fn main() {
     let sandbox = Sandbox::open(&tmp.path().join("sandbox")).expect("sandbox");
     let uri = format!("test://{}", sandbox.dir().join("node.xml").display());
     let specs = lab("bn", 200, "/srv/bench");
-    measure(&sandbox, &specs, &uri, "sandbox", Some(&sandbox)).await;
+    measure(&*sandbox, &specs, &uri, "sandbox", Some(&sandbox)).await;
 
     match std::env::var("SITEPLAN_BENCH_LIBVIRT_URI").ok().filter(|u| !u.is_empty()) {
         Some(uri) => {

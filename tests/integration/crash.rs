@@ -90,7 +90,7 @@ impl Backend {
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
         runtime.block_on(async {
             let provider: Box<dyn Provider> = if self.provider == "sandbox" {
-                Box::new(crate::harness::reopen_sandbox(&self.sandbox))
+                Box::new(crate::harness::reopen_sandbox(&self.sandbox).into_provider())
             } else {
                 Box::new(LibvirtProvider::connect(&self.provider).expect("libvirt"))
             };

@@ -4,50 +4,24 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use super::{Disk, Sandbox, LEASES_FILE};
+use super::{Disk, LEASES_FILE};
 use crate::plan::model::spec::*;
 use crate::provider::{
-    Address, AddressQuery, AddressSource, Addresses, LiveResource, Observed, Provider,
-    ProviderError, ResourceId, Scope,
+    Address, AddressQuery, AddressSource, Addresses, LiveResource, Observed, ProviderError,
+    ResourceId,
 };
 
-impl Sandbox {
-    /// A running VM's addresses as dnsmasq would hand them out: the reservation for its MAC, else
-    /// the lease that MAC already holds, else the first free address of the network's DHCP range.
-    /// Leases are kept in `leases.json`, so they stay put from run to run; the leases of MACs no VM
-    /// has any more are freed.
-    /// A NIC its guest configures statically asks for no lease.
-    pub(super) async fn simulated_addresses(
+impl Disk {
+    /// A running VM's addresses as dnsmasq would hand them out: the reservation for its MAC,
+    /// else the lease that MAC already holds, else the first free address of the network's DHCP
+    /// range. Leases are kept in `leases.json`, so they stay put from run to run; the leases of
+    /// MACs no VM `seen` has any more are freed. A NIC its guest configures statically asks for
+    /// no lease.
+    pub(super) fn lease(
         &self,
         vms: &[AddressQuery],
+        seen: &Observed,
     ) -> Result<Addresses, ProviderError> {
-        let ids = self
-            .on_disk(|disk| {
-                let conn = disk.provider.connection();
-                let mut ids: Vec<ResourceId> = conn
-                    .list_all_domains(0)
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(|d| d.name().ok())
-                    .map(|n| ResourceId::vm(&n))
-                    .collect();
-                ids.extend(
-                    conn.list_all_networks(0)
-                        .unwrap_or_default()
-                        .iter()
-                        .filter_map(|n| n.name().ok())
-                        .map(|n| ResourceId::network(&n)),
-                );
-                Ok(ids)
-            })
-            .await?;
-        let seen = self
-            .inner
-            .observe(&Scope {
-                plan: String::new(),
-                ids,
-            })
-            .await?;
         let in_use: BTreeSet<String> = seen
             .resources
             .values()
@@ -58,21 +32,6 @@ impl Sandbox {
             .flatten()
             .map(|m| m.to_ascii_lowercase())
             .collect();
-
-        let vms = vms.to_vec();
-        self.on_disk(move |disk| disk.lease(&vms, &seen, in_use))
-            .await
-    }
-}
-
-impl Disk {
-    /// Leases for `vms` from what was `seen`, freeing those of MACs not `in_use`, saved.
-    fn lease(
-        &self,
-        vms: &[AddressQuery],
-        seen: &Observed,
-        in_use: BTreeSet<String>,
-    ) -> Result<Addresses, ProviderError> {
         let _one_at_a_time = self.lock_saving();
         let path = self.dir.join(LEASES_FILE);
         let mut leases: Leases = std::fs::read_to_string(&path)

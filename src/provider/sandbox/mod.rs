@@ -1,4 +1,6 @@
 //! The sandbox: the libvirt provider on libvirt's in-process test driver, saved to a directory.
+//! It is that provider with a hook (`libvirt::Hook`): each change the provider makes is saved
+//! here, so every method of the provider is the sandbox's too.
 //!
 //! libvirt's test driver reads a node file (`test:///path/node.xml`) but never writes it, and
 //! keeps no volume content. The sandbox keeps every object it holds (domains with their run
@@ -18,17 +20,12 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use virt::connect::Connect;
 use virt::sys;
 
 use super::libvirt::content::{self, ContentStore};
-use super::libvirt::{xml, LibvirtProvider};
-use super::snapshot::{FoundSnapshots, SnapshotMark};
-use super::{
-    AddressQuery, Addresses, Done, Health, HealthStatus, Observed, Owner, Power, Provider,
-    ProviderError, ResourceId, Scope,
-};
+use super::libvirt::{xml, Hook, LibvirtProvider, Touched};
+use super::{AddressQuery, Addresses, Health, HealthStatus, Observed, ProviderError, ResourceId};
 use crate::plan::model::spec::*;
 
 /// Everything the sandbox holds, as of a journal record (`saved::Checkpoint`).
@@ -45,18 +42,24 @@ const BLOB_DIR: &str = "blobs";
 /// Simulated DHCP leases (see `simulated_addresses`).
 const LEASES_FILE: &str = "leases.json";
 
+/// The sandbox: a libvirt provider whose hook is its directory. It is used as that provider
+/// (`Deref`, `into_provider`).
 pub struct Sandbox {
-    inner: LibvirtProvider,
-    /// What is saved, and the libvirt calls that read it: run on blocking threads.
+    provider: LibvirtProvider,
     disk: Arc<Disk>,
-    /// One change at a time, each saved before the next starts: the saved state then never
-    /// holds half of a change. (The test driver serialises its calls anyway.)
-    changing: tokio::sync::Mutex<()>,
 }
 
-/// The sandbox's directory and the connection it saves from.
+impl std::ops::Deref for Sandbox {
+    type Target = LibvirtProvider;
+
+    fn deref(&self) -> &LibvirtProvider {
+        &self.provider
+    }
+}
+
+/// The sandbox's directory: the provider's hook. It holds no provider (the provider holds it);
+/// each call is given the provider's connection.
 struct Disk {
-    provider: LibvirtProvider,
     dir: PathBuf,
     /// Held for the sandbox's lifetime: two processes must not write one sandbox at once.
     _lock: File,
@@ -118,12 +121,10 @@ impl Sandbox {
             ledgers_as_records(&dir.join(BLOB_DIR), state.volumes, state.ledgers)
                 .map_err(|e| fail("cannot read its ledgers", e))?;
         let blobs = content::Blobs::new(dir.join(BLOB_DIR), volumes, ledgers);
-        let inner =
-            LibvirtProvider::with(conn, &uri, ContentStore::Files(blobs)).without_image_downloads();
+        let content = ContentStore::Files(blobs);
         let journal = saved::Journal::open(&dir.join(JOURNAL_FILE), loaded.seq)
             .map_err(|e| fail("cannot open its journal", e))?;
         let disk = Disk {
-            provider: inner.clone(),
             dir,
             _lock: lock,
             saving: std::sync::Mutex::new(Saving {
@@ -133,42 +134,109 @@ impl Sandbox {
             }),
         };
         {
+            let on = On {
+                conn: &conn,
+                content: &content,
+            };
             let mut saving = disk.lock_saving();
             if loaded.fold {
-                disk.checkpoint(&mut saving)?;
+                disk.checkpoint(on, &mut saving)?;
             }
             if cfg!(debug_assertions) {
-                saving.expected = Some(disk.read_all()?);
+                saving.expected = Some(on.read_all()?);
             }
         }
-        Ok(Sandbox {
-            disk: Arc::new(disk),
-            inner,
-            changing: tokio::sync::Mutex::new(()),
-        })
+        let disk = Arc::new(disk);
+        let provider = LibvirtProvider::with(conn, &uri, content)
+            .without_image_downloads()
+            .with_hook(disk.clone());
+        Ok(Sandbox { provider, disk })
     }
 
     pub fn dir(&self) -> &Path {
         &self.disk.dir
     }
 
+    /// The provider the sandbox is.
+    pub fn into_provider(self) -> LibvirtProvider {
+        self.provider
+    }
+
     /// Writes `node.xml` as the sandbox is now, for tools that read libvirt's test driver
     /// files (`virsh -c test:///DIR/node.xml`), and returns its path.
     pub fn write_node_file(&self) -> Result<PathBuf, ProviderError> {
-        self.disk.write_node_file()
+        let on = On {
+            conn: self.provider.connection(),
+            content: self.provider.content(),
+        };
+        self.disk.write_node_file(on)
+    }
+}
+
+/// The connection and volume store a hook call is given.
+#[derive(Clone, Copy)]
+struct On<'a> {
+    conn: &'a Connect,
+    content: &'a ContentStore,
+}
+
+impl On<'_> {
+    fn blobs(&self) -> Option<&content::Blobs> {
+        match self.content {
+            ContentStore::Files(blobs) => Some(blobs),
+            ContentStore::Streams => None,
+        }
     }
 
-    /// Runs `f` on the sandbox's disk on a blocking thread: libvirt calls and file writes stay
-    /// off the async executor.
-    async fn on_disk<T, F>(&self, f: F) -> Result<T, ProviderError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Disk) -> Result<T, ProviderError> + Send + 'static,
-    {
-        let disk = self.disk.clone();
-        tokio::task::spawn_blocking(move || f(&disk))
-            .await
-            .map_err(|e| ProviderError::Connection(format!("saving the sandbox failed: {e}")))?
+    fn read_all(&self) -> Result<saved::Objects, ProviderError> {
+        saved::read_all(self.conn, self.blobs()).map_err(saving_failed)
+    }
+}
+
+impl Hook for Disk {
+    fn kind(&self) -> &'static str {
+        "sandbox"
+    }
+
+    fn endpoint(&self) -> String {
+        self.dir.display().to_string()
+    }
+
+    /// A sandbox that is there but does not answer is unhealthy, not unavailable.
+    fn health(&self, libvirt: Health) -> Health {
+        if libvirt.status == HealthStatus::Ready {
+            return libvirt;
+        }
+        Health {
+            status: HealthStatus::Unhealthy,
+            reason: libvirt.reason,
+        }
+    }
+
+    fn before_create(&self, conn: &Connect, spec: &Spec) -> Result<(), ProviderError> {
+        match spec {
+            Spec::Network(net) => refuse_taken(conn, net),
+            _ => Ok(()),
+        }
+    }
+
+    fn changed(
+        &self,
+        conn: &Connect,
+        content: &ContentStore,
+        touched: &Touched,
+    ) -> Result<(), ProviderError> {
+        self.save(On { conn, content }, touched)
+    }
+
+    /// The test driver invents addresses unrelated to the networks; the sandbox gives the
+    /// leases a DHCP server on those networks would.
+    fn addresses(
+        &self,
+        seen: &Observed,
+        vms: &[AddressQuery],
+    ) -> Option<Result<Addresses, ProviderError>> {
+        Some(self.lease(vms, seen))
     }
 }
 
@@ -181,42 +249,26 @@ impl Disk {
         self.saving.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn blobs(&self) -> Option<&content::Blobs> {
-        match self.provider.content() {
-            ContentStore::Files(blobs) => Some(blobs),
-            ContentStore::Streams => None,
-        }
-    }
-
-    fn read_all(&self) -> Result<saved::Objects, ProviderError> {
-        saved::read_all(self.provider.connection(), self.blobs()).map_err(saving_failed)
-    }
-
     /// Saves what a change `touched`: one journal record, or a checkpoint when the journal has
     /// grown as large as the last one.
-    fn save(&self, touched: &saved::Touched) -> Result<(), ProviderError> {
+    fn save(&self, on: On, touched: &Touched) -> Result<(), ProviderError> {
         let mut saving = self.lock_saving();
         let journal = &saving.journal;
         if journal.broken || journal.bytes >= saving.checkpoint_bytes.max(JOURNAL_MIN_BYTES) {
-            return self.checkpoint(&mut saving);
+            return self.checkpoint(on, &mut saving);
         }
-        let record = saved::read(
-            self.provider.connection(),
-            self.blobs(),
-            touched,
-            journal.seq + 1,
-        )
-        .map_err(saving_failed)?;
+        let record =
+            saved::read(on.conn, on.blobs(), touched, journal.seq + 1).map_err(saving_failed)?;
         saving
             .journal
             .append(&record)
             .map_err(|e| saving_failed(e.to_string()))?;
-        if let Some(blobs) = self.blobs() {
+        if let Some(blobs) = on.blobs() {
             blobs.remove_dropped(|key| record.volumes.contains_key(key));
         }
         if let Some(mut expected) = saving.expected.take() {
             expected.apply(record);
-            let found = self.read_all()?;
+            let found = on.read_all()?;
             let missed = expected.differences(&found);
             if !missed.is_empty() {
                 return Err(saving_failed(format!(
@@ -230,8 +282,8 @@ impl Disk {
     }
 
     /// Writes every object as the new checkpoint, and empties the journal it now holds.
-    fn checkpoint(&self, saving: &mut Saving) -> Result<(), ProviderError> {
-        let objects = self.read_all()?;
+    fn checkpoint(&self, on: On, saving: &mut Saving) -> Result<(), ProviderError> {
+        let objects = on.read_all()?;
         let checkpoint = saved::Checkpoint {
             format: saved::FORMAT,
             seq: saving.journal.seq,
@@ -246,7 +298,7 @@ impl Disk {
             .journal
             .clear()
             .map_err(|e| saving_failed(e.to_string()))?;
-        if let Some(blobs) = self.blobs() {
+        if let Some(blobs) = on.blobs() {
             blobs.collect_garbage();
         }
         if saving.expected.is_some() {
@@ -257,9 +309,9 @@ impl Disk {
 
     /// Writes `node.xml` as the sandbox is now, for tools that read libvirt's test driver
     /// files (`virsh -c test:///DIR/node.xml`), and returns its path.
-    pub fn write_node_file(&self) -> Result<PathBuf, ProviderError> {
+    fn write_node_file(&self, on: On) -> Result<PathBuf, ProviderError> {
         let path = self.dir().join(NODE_FILE);
-        let node = self
+        let node = on
             .read_all()?
             .node()
             .map_err(|e| saving_failed(e.to_string()))?;
@@ -269,44 +321,41 @@ impl Disk {
     }
 }
 
-impl Disk {
-    /// What libvirt refuses and its test driver does not: a network on a bridge, or with
-    /// addresses, that another active network has.
-    fn refuse_taken(&self, want: &NetworkSpec) -> Result<(), ProviderError> {
-        let id = ResourceId::network(&want.name);
-        let conn = self.provider.connection();
-        for net in conn.list_all_networks(0).unwrap_or_default() {
-            if !net.is_active().unwrap_or(false) || net.name().is_ok_and(|n| n == want.name) {
-                continue;
-            }
-            let Ok((have, _)) = net
-                .xml_desc(0)
-                .map_err(|e| e.to_string())
-                .and_then(|x| xml::parse_network(&x, false))
-            else {
-                continue;
-            };
-            let bridged = |n: &NetworkSpec| n.mode == ForwardMode::Bridge;
-            if !bridged(want) && !bridged(&have) && have.bridge == want.bridge {
+/// What libvirt refuses and its test driver does not: a network on a bridge, or with
+/// addresses, that another active network has.
+fn refuse_taken(conn: &Connect, want: &NetworkSpec) -> Result<(), ProviderError> {
+    let id = ResourceId::network(&want.name);
+    for net in conn.list_all_networks(0).unwrap_or_default() {
+        if !net.is_active().unwrap_or(false) || net.name().is_ok_and(|n| n == want.name) {
+            continue;
+        }
+        let Ok((have, _)) = net
+            .xml_desc(0)
+            .map_err(|e| e.to_string())
+            .and_then(|x| xml::parse_network(&x, false))
+        else {
+            continue;
+        };
+        let bridged = |n: &NetworkSpec| n.mode == ForwardMode::Bridge;
+        if !bridged(want) && !bridged(&have) && have.bridge == want.bridge {
+            return Err(ProviderError::backend(
+                &id,
+                format!(
+                    "bridge name '{}' is already in use by network {}",
+                    want.bridge, have.name
+                ),
+            ));
+        }
+        if let (Some(a), Some(b)) = (want.cidr, have.cidr) {
+            if a.contains(&b.network()) || b.contains(&a.network()) {
                 return Err(ProviderError::backend(
                     &id,
-                    format!(
-                        "bridge name '{}' is already in use by network {}",
-                        want.bridge, have.name
-                    ),
+                    format!("{a} is already in use by network {} ({b})", have.name),
                 ));
             }
-            if let (Some(a), Some(b)) = (want.cidr, have.cidr) {
-                if a.contains(&b.network()) || b.contains(&a.network()) {
-                    return Err(ProviderError::backend(
-                        &id,
-                        format!("{a} is already in use by network {} ({b})", have.name),
-                    ));
-                }
-            }
         }
-        Ok(())
     }
+    Ok(())
 }
 
 fn saving_failed(e: String) -> ProviderError {
@@ -326,22 +375,6 @@ fn restore_snapshots(conn: &Connect, saved: &BTreeMap<String, Vec<String>>) -> R
         }
     }
     Ok(())
-}
-
-impl Sandbox {
-    /// `result`, once what the change `touched` is saved.
-    async fn saved<T>(
-        &self,
-        touched: saved::Touched,
-        result: Result<T, ProviderError>,
-    ) -> Result<T, ProviderError> {
-        super::crashpoint::point("change made, sandbox not saved yet");
-        // Save even after a failure: part of the change may have happened.
-        let saved = self.on_disk(move |disk| disk.save(&touched)).await;
-        let value = result?;
-        saved?;
-        Ok(value)
-    }
 }
 
 /// A directory that holds files but no sandbox is someone else's: the sandbox would write among
@@ -427,232 +460,5 @@ fn restore_autostart(conn: &Connect, flags: &Autostart) {
         if let Ok(d) = conn.lookup_domain_by_name(name) {
             let _ = d.set_autostart(true);
         }
-    }
-}
-
-#[async_trait]
-impl Provider for Sandbox {
-    fn kind(&self) -> &'static str {
-        "sandbox"
-    }
-
-    fn endpoint(&self) -> String {
-        self.dir().display().to_string()
-    }
-
-    async fn health(&self) -> Health {
-        let health = self.inner.health().await;
-        if health.status == HealthStatus::Ready {
-            return health;
-        }
-        Health {
-            status: HealthStatus::Unhealthy,
-            reason: health.reason,
-        }
-    }
-
-    async fn observe(&self, scope: &Scope) -> Result<Observed, ProviderError> {
-        self.inner.observe(scope).await
-    }
-
-    async fn create(&self, spec: &Spec, owner: &Owner) -> Result<Done, ProviderError> {
-        let _one_change_at_a_time = self.changing.lock().await;
-        if let Spec::Network(net) = spec {
-            let net = net.clone();
-            self.on_disk(move |disk| disk.refuse_taken(&net)).await?;
-        }
-        let result = self.inner.create(spec, owner).await;
-        self.saved(saved::Touched::spec(spec).and_lock_of(&owner.plan), result)
-            .await
-    }
-
-    async fn update(&self, spec: &Spec, owner: &Owner) -> Result<Done, ProviderError> {
-        let _one_change_at_a_time = self.changing.lock().await;
-        let result = self.inner.update(spec, owner).await;
-        self.saved(saved::Touched::spec(spec).and_lock_of(&owner.plan), result)
-            .await
-    }
-
-    async fn power(&self, vm: &str, power: Power, owner: &Owner) -> Result<Done, ProviderError> {
-        let _one_change_at_a_time = self.changing.lock().await;
-        let result = self.inner.power(vm, power, owner).await;
-        self.saved(saved::Touched::domain(vm).and_lock_of(&owner.plan), result)
-            .await
-    }
-
-    async fn delete(&self, id: &ResourceId, owner: &Owner) -> Result<Done, ProviderError> {
-        let _one_change_at_a_time = self.changing.lock().await;
-        let result = self.inner.delete(id, owner).await;
-        self.saved(
-            saved::Touched::resource(id).and_lock_of(&owner.plan),
-            result,
-        )
-        .await
-    }
-
-    async fn claim(&self, spec: &Spec, owner: &Owner) -> Result<Done, ProviderError> {
-        let _one_change_at_a_time = self.changing.lock().await;
-        let result = self.inner.claim(spec, owner).await;
-        self.saved(saved::Touched::spec(spec).and_lock_of(&owner.plan), result)
-            .await
-    }
-
-    /// The test driver invents addresses unrelated to the networks; the sandbox gives the
-    /// leases a DHCP server on those networks would.
-    async fn addresses(&self, vms: &[AddressQuery]) -> Result<Addresses, ProviderError> {
-        self.simulated_addresses(vms).await
-    }
-
-    fn rules(&self) -> &dyn crate::plan::model::rules::Rules {
-        self.inner.rules()
-    }
-
-    async fn console(
-        &self,
-        vm: &str,
-        owner: &Owner,
-    ) -> Result<std::sync::Arc<dyn super::Console>, ProviderError> {
-        self.inner.console(vm, owner).await
-    }
-
-    async fn plans(&self) -> Result<Vec<super::PlanMember>, ProviderError> {
-        self.inner.plans().await
-    }
-
-    async fn network_users(
-        &self,
-        networks: &[String],
-    ) -> Result<Vec<super::NetworkUser>, ProviderError> {
-        self.inner.network_users(networks).await
-    }
-
-    async fn details(&self, vm: &str) -> Result<super::VmDetails, ProviderError> {
-        self.inner.details(vm).await
-    }
-
-    async fn readiness(
-        &self,
-        vms: &[super::ReadinessQuery],
-    ) -> Result<BTreeMap<String, super::Readiness>, ProviderError> {
-        self.inner.readiness(vms).await
-    }
-
-    async fn reattach(
-        &self,
-        vm: &str,
-        networks: &[String],
-        owner: &Owner,
-    ) -> Result<Done, ProviderError> {
-        let _one_change_at_a_time = self.changing.lock().await;
-        let result = self.inner.reattach(vm, networks, owner).await;
-        self.saved(saved::Touched::domain(vm).and_lock_of(&owner.plan), result)
-            .await
-    }
-
-    async fn create_lock(
-        &self,
-        holder: &super::lock::LockHolder,
-    ) -> Result<super::lock::LockAttempt, ProviderError> {
-        let _one = self.changing.lock().await;
-        let result = self.inner.create_lock(holder).await;
-        self.saved(
-            saved::Touched::network(&super::lock::object_name(&holder.plan)),
-            result,
-        )
-        .await
-    }
-
-    async fn read_lock(&self, plan: &str) -> Result<Option<super::lock::FoundLock>, ProviderError> {
-        self.inner.read_lock(plan).await
-    }
-
-    async fn renew_lock(
-        &self,
-        holder: &super::lock::LockHolder,
-        token: &str,
-    ) -> Result<(), ProviderError> {
-        let _one = self.changing.lock().await;
-        let result = self.inner.renew_lock(holder, token).await;
-        self.saved(
-            saved::Touched::network(&super::lock::object_name(&holder.plan)),
-            result,
-        )
-        .await
-    }
-
-    async fn delete_lock(&self, plan: &str, token: &str) -> Result<bool, ProviderError> {
-        let _one = self.changing.lock().await;
-        let result = self.inner.delete_lock(plan, token).await;
-        self.saved(
-            saved::Touched::network(&super::lock::object_name(plan)),
-            result,
-        )
-        .await
-    }
-
-    async fn read_volume(&self, pool: &str, name: &str) -> Result<Vec<u8>, ProviderError> {
-        self.inner.read_volume(pool, name).await
-    }
-
-    async fn snapshot_refusals(
-        &self,
-        vms: &[String],
-        owner: &Owner,
-    ) -> Result<Vec<String>, ProviderError> {
-        self.inner.snapshot_refusals(vms, owner).await
-    }
-
-    async fn pause(&self, vm: &str, owner: &Owner) -> Result<bool, ProviderError> {
-        let _one = self.changing.lock().await;
-        let result = self.inner.pause(vm, owner).await;
-        self.saved(saved::Touched::domain(vm).and_lock_of(&owner.plan), result)
-            .await
-    }
-
-    async fn resume(&self, vm: &str, owner: &Owner) -> Result<(), ProviderError> {
-        let _one = self.changing.lock().await;
-        let result = self.inner.resume(vm, owner).await;
-        self.saved(saved::Touched::domain(vm).and_lock_of(&owner.plan), result)
-            .await
-    }
-
-    async fn create_snapshot(
-        &self,
-        vm: &str,
-        mark: &SnapshotMark,
-        owner: &Owner,
-    ) -> Result<(), ProviderError> {
-        let _one = self.changing.lock().await;
-        let result = self.inner.create_snapshot(vm, mark, owner).await;
-        self.saved(saved::Touched::domain(vm).and_lock_of(&owner.plan), result)
-            .await
-    }
-
-    async fn snapshots(&self, plan: &str) -> Result<FoundSnapshots, ProviderError> {
-        self.inner.snapshots(plan).await
-    }
-
-    async fn revert_snapshot(
-        &self,
-        vm: &str,
-        name: &str,
-        owner: &Owner,
-    ) -> Result<(), ProviderError> {
-        let _one = self.changing.lock().await;
-        let result = self.inner.revert_snapshot(vm, name, owner).await;
-        self.saved(saved::Touched::domain(vm).and_lock_of(&owner.plan), result)
-            .await
-    }
-
-    async fn delete_snapshot(
-        &self,
-        vm: &str,
-        name: &str,
-        owner: &Owner,
-    ) -> Result<bool, ProviderError> {
-        let _one = self.changing.lock().await;
-        let result = self.inner.delete_snapshot(vm, name, owner).await;
-        self.saved(saved::Touched::domain(vm).and_lock_of(&owner.plan), result)
-            .await
     }
 }

@@ -20,9 +20,9 @@ use serde::{Deserialize, Serialize};
 use virt::connect::Connect;
 use virt::sys;
 
-use crate::plan::model::spec::{ResourceId, ResourceKind, Spec};
 use crate::provider::libvirt::content::{Blobs, Index, Ledgers};
 use crate::provider::libvirt::xml;
+use crate::provider::libvirt::Touched;
 use crate::provider::OwnerMark;
 
 /// The checkpoint's format; a `state.json` without it is the single-file state of earlier
@@ -220,79 +220,6 @@ impl Objects {
             &mut out,
         );
         out
-    }
-}
-
-/// The objects a change may touch.
-#[derive(Debug, Default, Clone)]
-pub struct Touched {
-    networks: BTreeSet<String>,
-    /// The pool's own definition.
-    pools: BTreeSet<String>,
-    /// The pool and every volume in it.
-    whole_pools: BTreeSet<String>,
-    volumes: BTreeSet<(String, String)>,
-    domains: BTreeSet<String>,
-}
-
-/// The volume in each pool that holds who owns what (see `libvirt::ledger`).
-const LEDGER: &str = crate::provider::libvirt::ledger::LEDGER_VOLUME;
-
-impl Touched {
-    pub fn domain(name: &str) -> Self {
-        let mut t = Touched::default();
-        t.domains.insert(name.to_string());
-        t
-    }
-
-    pub fn network(name: &str) -> Self {
-        let mut t = Touched::default();
-        t.networks.insert(name.to_string());
-        t
-    }
-
-    /// What making, changing or deleting the resource `id` touches.
-    pub fn resource(id: &ResourceId) -> Self {
-        let mut t = Touched::default();
-        match id.kind {
-            ResourceKind::Network => {
-                t.networks.insert(id.name.clone());
-            }
-            // A record lives in its network's definition.
-            ResourceKind::DnsRecord => {
-                t.networks.extend(id.pool.clone());
-            }
-            // A pool holds its ledger, and its volumes go with it.
-            ResourceKind::Pool => {
-                t.whole_pools.insert(id.name.clone());
-            }
-            // A volume changes its pool's space and its ledger.
-            ResourceKind::Volume => {
-                let pool = id.pool.clone().unwrap_or_default();
-                t.volumes.insert((pool.clone(), id.name.clone()));
-                t.volumes.insert((pool.clone(), LEDGER.to_string()));
-                t.pools.insert(pool);
-            }
-            ResourceKind::Vm => {
-                t.domains.insert(id.name.clone());
-            }
-            ResourceKind::VirtualMachine
-            | ResourceKind::DataVolume
-            | ResourceKind::NetworkAttachmentDefinition
-            | ResourceKind::Secret => {}
-        }
-        t
-    }
-
-    pub fn spec(spec: &Spec) -> Self {
-        Touched::resource(&spec.id())
-    }
-
-    /// And the lock of `plan`, where a change notes what it leaves without a mark for a while.
-    pub fn and_lock_of(mut self, plan: &str) -> Self {
-        self.networks
-            .insert(crate::provider::lock::object_name(plan));
-        self
     }
 }
 

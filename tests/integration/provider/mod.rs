@@ -598,7 +598,7 @@ async fn sandbox_manages_every_resource_kind() {
     foreign_node(&dir);
     let sandbox = Sandbox::open(&dir).expect("sandbox opens");
     let lab = lab("sp", Path::new("/srv/sandbox/lab"), tmp.path());
-    exercise(&sandbox, &lab, &foreign(), false).await;
+    exercise(&*sandbox, &lab, &foreign(), false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,7 @@
 
 pub mod content;
 mod domains;
+mod hook;
 pub mod hostkey;
 pub mod ledger;
 pub mod lock;
@@ -46,6 +47,7 @@ use crate::provider::{
 };
 use content::ContentStore;
 use domains::{with_uuid, StreamConsole};
+pub use hook::{Hook, Touched};
 use ledger::{Ledger, LEDGER_CAPACITY, LEDGER_VOLUME};
 use networks::network_definition;
 use xml::DomainFlavor;
@@ -72,6 +74,11 @@ struct Inner {
     shutdown_timeout: Duration,
     /// Download images. The sandbox does not: its volumes hold no data worth a download.
     fetch_images: bool,
+    /// What a backend built on this one adds (the sandbox's saving); `None` for libvirt itself.
+    hook: Option<Arc<dyn Hook>>,
+    /// With a hook, one change at a time, each kept before the next starts: what the hook keeps
+    /// then never holds half of a change.
+    one_change: tokio::sync::Mutex<()>,
 }
 
 /// libvirt prints every error to stderr by default, including lookups that are expected to fail;
@@ -121,6 +128,8 @@ impl LibvirtProvider {
                 ledger_locks: Mutex::new(HashMap::new()),
                 shutdown_timeout: SHUTDOWN_TIMEOUT,
                 fetch_images: true,
+                hook: None,
+                one_change: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -142,12 +151,93 @@ impl LibvirtProvider {
         self
     }
 
+    /// The provider with `hook` told of every change (see `hook`).
+    pub(crate) fn with_hook(mut self, hook: Arc<dyn Hook>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.hook = Some(hook);
+        }
+        self
+    }
+
+    /// Makes a change that `touched` these objects, and tells the hook, if there is one, once
+    /// it is made (even when it failed: part of it may have happened).
+    async fn change<T: Send + 'static>(
+        &self,
+        touched: impl FnOnce() -> Touched,
+        change: impl std::future::Future<Output = Result<T, ProviderError>> + Send,
+    ) -> Result<T, ProviderError> {
+        let Some(hook) = self.inner.hook.clone() else {
+            return change.await;
+        };
+        let _one_change_at_a_time = self.inner.one_change.lock().await;
+        let result = change.await;
+        crashpoint::point("change made, sandbox not saved yet");
+        let touched = touched();
+        let kept = self
+            .blocking(move |inner| hook.changed(&inner.conn, &inner.content, &touched))
+            .await;
+        let value = result?;
+        kept?;
+        Ok(value)
+    }
+
     /// How long a VM may take to shut down when asked before it is forced off (default 60 s).
     pub fn with_shutdown_timeout(mut self, timeout: Duration) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.shutdown_timeout = timeout;
         }
         self
+    }
+
+    /// Every domain and network on the connection, whoever made it.
+    async fn observe_everything(&self) -> Result<Observed, ProviderError> {
+        self.blocking(|inner| {
+            let names = |found: Vec<String>, id: fn(&str) -> ResourceId| {
+                found.iter().map(|n| id(n)).collect::<Vec<_>>()
+            };
+            let conn = &inner.conn;
+            let domains = conn.list_all_domains(0).unwrap_or_default();
+            let networks = conn.list_all_networks(0).unwrap_or_default();
+            let mut ids = names(
+                domains.iter().filter_map(|d| d.name().ok()).collect(),
+                ResourceId::vm,
+            );
+            ids.extend(names(
+                networks.iter().filter_map(|n| n.name().ok()).collect(),
+                ResourceId::network,
+            ));
+            inner.observe(&Scope {
+                plan: String::new(),
+                ids,
+            })
+        })
+        .await
+    }
+
+    /// Starts, stops or restarts a VM `owner` owns.
+    async fn power_owned(
+        &self,
+        vm: &str,
+        power: Power,
+        owner: &Owner,
+    ) -> Result<Done, ProviderError> {
+        let grace = |g: Option<Duration>| g.unwrap_or(self.inner.shutdown_timeout);
+        let summary = match power {
+            Power::Start => format!("vm {vm} {}", self.start_owned(vm, owner).await?),
+            Power::Stop { grace: g } => {
+                format!("vm {vm} {}", self.stop_owned(vm, grace(g), owner).await?)
+            }
+            Power::Restart { grace: g } => {
+                let stopped = self.stop_owned(vm, grace(g), owner).await?;
+                self.start_owned(vm, owner).await?;
+                format!("vm {vm} restarted ({stopped}, started)")
+            }
+        };
+        Ok(Done {
+            id: ResourceId::vm(vm),
+            summary,
+            needs_reboot: false,
+        })
     }
 
     async fn blocking<T, F>(&self, f: F) -> Result<T, ProviderError>
@@ -170,7 +260,7 @@ impl LibvirtProvider {
 #[async_trait]
 impl Provider for LibvirtProvider {
     fn kind(&self) -> &'static str {
-        "libvirt"
+        self.inner.hook.as_ref().map_or("libvirt", |h| h.kind())
     }
 
     /// libvirtd serves at most `max_client_requests` (5 by default) calls of one client at once
@@ -180,7 +270,10 @@ impl Provider for LibvirtProvider {
     }
 
     fn endpoint(&self) -> String {
-        self.inner.uri.clone()
+        match &self.inner.hook {
+            Some(hook) => hook.endpoint(),
+            None => self.inner.uri.clone(),
+        }
     }
 
     async fn health(&self) -> Health {
@@ -197,7 +290,7 @@ impl Provider for LibvirtProvider {
                 Ok(())
             })
             .await;
-        match result {
+        let health = match result {
             Ok(()) => Health {
                 status: HealthStatus::Ready,
                 reason: None,
@@ -206,6 +299,10 @@ impl Provider for LibvirtProvider {
                 status: HealthStatus::Unavailable,
                 reason: Some(e.to_string()),
             },
+        };
+        match &self.inner.hook {
+            Some(hook) => hook.health(health),
+            None => health,
         }
     }
 
@@ -215,30 +312,48 @@ impl Provider for LibvirtProvider {
     }
 
     async fn create(&self, spec: &Spec, owner: &Owner) -> Result<Done, ProviderError> {
+        let touched = || Touched::spec(spec).and_lock_of(&owner.plan);
         let (spec, owner) = (spec.clone(), owner.clone());
-        self.blocking(move |inner| inner.create(&spec, &owner))
-            .await
+        self.change(
+            touched,
+            self.blocking(move |inner| inner.create(&spec, &owner)),
+        )
+        .await
     }
 
     async fn update(&self, spec: &Spec, owner: &Owner) -> Result<Done, ProviderError> {
+        let touched = || Touched::spec(spec).and_lock_of(&owner.plan);
         let (spec, owner) = (spec.clone(), owner.clone());
-        let (done, stopping) = self
-            .blocking(move |inner| inner.update(&spec, &owner))
-            .await?;
-        if let Some(vm) = stopping {
-            self.finish_stopping(&vm).await?;
-        }
-        Ok(done)
+        self.change(touched, async move {
+            let (done, stopping) = self
+                .blocking(move |inner| inner.update(&spec, &owner))
+                .await?;
+            if let Some(vm) = stopping {
+                self.finish_stopping(&vm).await?;
+            }
+            Ok(done)
+        })
+        .await
     }
 
     async fn delete(&self, id: &ResourceId, owner: &Owner) -> Result<Done, ProviderError> {
+        let touched = || Touched::resource(id).and_lock_of(&owner.plan);
         let (id, owner) = (id.clone(), owner.clone());
-        self.blocking(move |inner| inner.delete(&id, &owner)).await
+        self.change(
+            touched,
+            self.blocking(move |inner| inner.delete(&id, &owner)),
+        )
+        .await
     }
 
     async fn claim(&self, spec: &Spec, owner: &Owner) -> Result<Done, ProviderError> {
+        let touched = || Touched::spec(spec).and_lock_of(&owner.plan);
         let (spec, owner) = (spec.clone(), owner.clone());
-        self.blocking(move |inner| inner.claim(&spec, &owner)).await
+        self.change(
+            touched,
+            self.blocking(move |inner| inner.claim(&spec, &owner)),
+        )
+        .await
     }
 
     async fn network_users(&self, networks: &[String]) -> Result<Vec<NetworkUser>, ProviderError> {
@@ -374,26 +489,22 @@ impl Provider for LibvirtProvider {
     }
 
     async fn power(&self, vm: &str, power: Power, owner: &Owner) -> Result<Done, ProviderError> {
-        let grace = |g: Option<Duration>| g.unwrap_or(self.inner.shutdown_timeout);
-        let summary = match power {
-            Power::Start => format!("vm {vm} {}", self.start_owned(vm, owner).await?),
-            Power::Stop { grace: g } => {
-                format!("vm {vm} {}", self.stop_owned(vm, grace(g), owner).await?)
-            }
-            Power::Restart { grace: g } => {
-                let stopped = self.stop_owned(vm, grace(g), owner).await?;
-                self.start_owned(vm, owner).await?;
-                format!("vm {vm} restarted ({stopped}, started)")
-            }
-        };
-        Ok(Done {
-            id: ResourceId::vm(vm),
-            summary,
-            needs_reboot: false,
-        })
+        let touched = || Touched::domain(vm).and_lock_of(&owner.plan);
+        self.change(touched, self.power_owned(vm, power, owner))
+            .await
     }
 
     async fn addresses(&self, vms: &[AddressQuery]) -> Result<Addresses, ProviderError> {
+        if let Some(hook) = self.inner.hook.clone() {
+            let seen = self.observe_everything().await?;
+            let vms = vms.to_vec();
+            let handed_out = self
+                .blocking(move |_| hook.addresses(&seen, &vms).transpose())
+                .await?;
+            if let Some(addresses) = handed_out {
+                return Ok(addresses);
+            }
+        }
         let vms = vms.to_vec();
         self.blocking(move |inner| {
             let mut found = Addresses::new();
@@ -449,9 +560,15 @@ impl Provider for LibvirtProvider {
     }
 
     async fn create_lock(&self, holder: &LockHolder) -> Result<LockAttempt, ProviderError> {
+        let touched = || Touched::network(&crate::provider::lock::object_name(&holder.plan));
         let holder = holder.clone();
-        self.blocking(move |inner| lock::create(&inner.conn, &holder).map_err(|e| inner.lost(e)))
-            .await
+        self.change(
+            touched,
+            self.blocking(move |inner| {
+                lock::create(&inner.conn, &holder).map_err(|e| inner.lost(e))
+            }),
+        )
+        .await
     }
 
     async fn read_lock(&self, plan: &str) -> Result<Option<FoundLock>, ProviderError> {
@@ -461,18 +578,26 @@ impl Provider for LibvirtProvider {
     }
 
     async fn renew_lock(&self, holder: &LockHolder, token: &str) -> Result<(), ProviderError> {
+        let touched = || Touched::network(&crate::provider::lock::object_name(&holder.plan));
         let (holder, token) = (holder.clone(), token.to_string());
-        self.blocking(move |inner| {
-            lock::renew(&inner.conn, &holder, &token).map_err(|e| inner.lost(e))
-        })
+        self.change(
+            touched,
+            self.blocking(move |inner| {
+                lock::renew(&inner.conn, &holder, &token).map_err(|e| inner.lost(e))
+            }),
+        )
         .await
     }
 
     async fn delete_lock(&self, plan: &str, token: &str) -> Result<bool, ProviderError> {
+        let touched = || Touched::network(&crate::provider::lock::object_name(plan));
         let (plan, token) = (plan.to_string(), token.to_string());
-        self.blocking(move |inner| {
-            lock::delete(&inner.conn, &plan, &token).map_err(|e| inner.lost(e))
-        })
+        self.change(
+            touched,
+            self.blocking(move |inner| {
+                lock::delete(&inner.conn, &plan, &token).map_err(|e| inner.lost(e))
+            }),
+        )
         .await
     }
 
@@ -482,9 +607,13 @@ impl Provider for LibvirtProvider {
         networks: &[String],
         owner: &Owner,
     ) -> Result<Done, ProviderError> {
+        let touched = || Touched::domain(vm).and_lock_of(&owner.plan);
         let (vm, networks, owner) = (vm.to_string(), networks.to_vec(), owner.clone());
-        self.blocking(move |inner| inner.reattach(&vm, &networks, &owner))
-            .await
+        self.change(
+            touched,
+            self.blocking(move |inner| inner.reattach(&vm, &networks, &owner)),
+        )
+        .await
     }
 
     async fn snapshot_refusals(
@@ -504,13 +633,23 @@ impl Provider for LibvirtProvider {
     }
 
     async fn pause(&self, vm: &str, owner: &Owner) -> Result<bool, ProviderError> {
+        let touched = || Touched::domain(vm).and_lock_of(&owner.plan);
         let (vm, owner) = (vm.to_string(), owner.clone());
-        self.blocking(move |inner| inner.pause(&vm, &owner)).await
+        self.change(
+            touched,
+            self.blocking(move |inner| inner.pause(&vm, &owner)),
+        )
+        .await
     }
 
     async fn resume(&self, vm: &str, owner: &Owner) -> Result<(), ProviderError> {
+        let touched = || Touched::domain(vm).and_lock_of(&owner.plan);
         let (vm, owner) = (vm.to_string(), owner.clone());
-        self.blocking(move |inner| inner.resume(&vm, &owner)).await
+        self.change(
+            touched,
+            self.blocking(move |inner| inner.resume(&vm, &owner)),
+        )
+        .await
     }
 
     async fn create_snapshot(
@@ -519,9 +658,13 @@ impl Provider for LibvirtProvider {
         mark: &SnapshotMark,
         owner: &Owner,
     ) -> Result<(), ProviderError> {
+        let touched = || Touched::domain(vm).and_lock_of(&owner.plan);
         let (vm, mark, owner) = (vm.to_string(), mark.clone(), owner.clone());
-        self.blocking(move |inner| inner.create_snapshot(&vm, &mark, &owner))
-            .await
+        self.change(
+            touched,
+            self.blocking(move |inner| inner.create_snapshot(&vm, &mark, &owner)),
+        )
+        .await
     }
 
     async fn snapshots(&self, plan: &str) -> Result<FoundSnapshots, ProviderError> {
@@ -535,9 +678,13 @@ impl Provider for LibvirtProvider {
         name: &str,
         owner: &Owner,
     ) -> Result<(), ProviderError> {
+        let touched = || Touched::domain(vm).and_lock_of(&owner.plan);
         let (vm, name, owner) = (vm.to_string(), name.to_string(), owner.clone());
-        self.blocking(move |inner| inner.revert_snapshot(&vm, &name, &owner))
-            .await
+        self.change(
+            touched,
+            self.blocking(move |inner| inner.revert_snapshot(&vm, &name, &owner)),
+        )
+        .await
     }
 
     async fn delete_snapshot(
@@ -546,9 +693,13 @@ impl Provider for LibvirtProvider {
         name: &str,
         owner: &Owner,
     ) -> Result<bool, ProviderError> {
+        let touched = || Touched::domain(vm).and_lock_of(&owner.plan);
         let (vm, name, owner) = (vm.to_string(), name.to_string(), owner.clone());
-        self.blocking(move |inner| inner.delete_snapshot(&vm, &name, &owner))
-            .await
+        self.change(
+            touched,
+            self.blocking(move |inner| inner.delete_snapshot(&vm, &name, &owner)),
+        )
+        .await
     }
 
     async fn read_volume(&self, pool: &str, name: &str) -> Result<Vec<u8>, ProviderError> {
@@ -670,6 +821,9 @@ impl Inner {
         let id = spec.id();
         if let Some(message) = crashpoint::injected_failure(&id.to_string()) {
             return Err(ProviderError::backend(&id, message));
+        }
+        if let Some(hook) = &self.hook {
+            hook.before_create(&self.conn, spec)?;
         }
         let mark = mark(owner, spec);
         let summary = match spec {
