@@ -4,6 +4,7 @@
 
 pub mod across;
 
+use crate::provider::capability::{self, Capability};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -170,8 +171,11 @@ async fn until_ready(
     let vm = &awaited.ready.vm;
     let timeout = awaited.timeout;
     let deadline = Instant::now() + timeout;
+    let Some(guests) = provider.guest_readiness() else {
+        return Ok(());
+    };
     loop {
-        let found = provider
+        let found = guests
             .readiness(std::slice::from_ref(&awaited.ready))
             .await?;
         let why = match found.get(vm) {
@@ -225,7 +229,7 @@ async fn run_change(
             .ok_or_else(|| {
                 ProviderError::Invalid(format!("{}: nothing to take over", change.id))
             })?;
-        let taken = provider.claim(&claimed, owner).await?;
+        let taken = repair(provider)?.claim(&claimed, owner).await?;
         if change.action != Action::Delete {
             return Ok(taken);
         }
@@ -234,7 +238,7 @@ async fn run_change(
         Action::Create => provider.create(&spec()?, owner).await?,
         // Only moved onto networks made again: the definition is as it was.
         Action::Update if !change.reattach.is_empty() && moves_only(change) => {
-            provider
+            repair(provider)?
                 .reattach(&change.id.name, &change.reattach, owner)
                 .await?
         }
@@ -243,7 +247,7 @@ async fn run_change(
             if change.reattach.is_empty() {
                 updated
             } else {
-                let moved = provider
+                let moved = repair(provider)?
                     .reattach(&change.id.name, &change.reattach, owner)
                     .await?;
                 Done {
@@ -263,14 +267,18 @@ async fn run_change(
         }
         Action::Restart => {
             let restart = change.restart.unwrap_or(Power::Restart { grace: None });
-            return provider.power(&change.id.name, restart, owner).await;
+            return power(provider)?
+                .power(&change.id.name, restart, owner)
+                .await;
         }
     };
     // A paused VM the plan says runs: resumed once its definition is as the plan says.
     let done = if change.action == Action::Update
         && change.attributes.iter().any(|a| a.name == "paused")
     {
-        provider.resume(&change.id.name, owner).await?;
+        capability::require(provider.lab_snapshots(), provider, Capability::LabSnapshots)?
+            .resume(&change.id.name, owner)
+            .await?;
         Done {
             summary: format!("{}; resumed", done.summary),
             ..done
@@ -282,7 +290,9 @@ async fn run_change(
     let waits = done.needs_reboot || !change.pending_restart.is_empty();
     let runs = change.desired.as_ref().is_some_and(Spec::runs);
     if let (Some(restart), true, true) = (change.restart, waits, runs) {
-        let restarted = provider.power(&change.id.name, restart, owner).await?;
+        let restarted = power(provider)?
+            .power(&change.id.name, restart, owner)
+            .await?;
         let made = done.summary.split(';').next().unwrap_or_default();
         return Ok(Done {
             summary: format!("{made}; then {}", restarted.summary),
@@ -291,6 +301,14 @@ async fn run_change(
         });
     }
     Ok(done)
+}
+
+fn repair(provider: &dyn Provider) -> Result<&dyn capability::Repair, ProviderError> {
+    capability::require(provider.repair(), provider, Capability::Repair)
+}
+
+fn power(provider: &dyn Provider) -> Result<&dyn capability::PowerControl, ProviderError> {
+    capability::require(provider.power_control(), provider, Capability::Power)
 }
 
 /// Whether a VM's update only moves its NICs onto networks made again: what it runs with and

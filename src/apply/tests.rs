@@ -29,35 +29,23 @@ impl Provider for Fake {
     fn kind(&self) -> &'static str {
         "fake"
     }
+
     fn endpoint(&self) -> String {
         "memory".into()
     }
+
     fn parallelism(&self) -> Option<usize> {
         self.takes
     }
-    async fn readiness(
+
+    fn lower(
         &self,
-        vms: &[crate::provider::ReadinessQuery],
-    ) -> Result<std::collections::BTreeMap<String, Readiness>, ProviderError> {
-        let mut guests = self.guests.lock().unwrap();
-        let mut found = std::collections::BTreeMap::new();
-        for vm in vms.iter().map(|q| &q.vm) {
-            if let Some((asks, fails)) = guests.get_mut(vm) {
-                let ready = match (*asks, *fails) {
-                    (0, true) => Readiness::Failed {
-                        errors: vec!["runcmd failed".into()],
-                        log: vec!["exit 1".into()],
-                    },
-                    (0, false) => Readiness::Ready,
-                    _ => {
-                        *asks -= 1;
-                        Readiness::Pending("booting".into())
-                    }
-                };
-                found.insert(vm.clone(), ready);
-            }
-        }
-        Ok(found)
+        intents: &crate::plan::intent::Intents,
+    ) -> Result<crate::plan::model::desired::Desired, String> {
+        crate::provider::libvirt::lower::libvirt(intents)
+    }
+    fn rules(&self) -> &dyn crate::plan::model::rules::Rules {
+        &crate::provider::libvirt::rules::LibvirtRules
     }
     async fn health(&self) -> Health {
         Health {
@@ -65,9 +53,11 @@ impl Provider for Fake {
             reason: None,
         }
     }
+
     async fn observe(&self, _: &Scope) -> Result<Observed, ProviderError> {
         Ok(Observed::default())
     }
+
     async fn create(&self, spec: &Spec, _: &Owner) -> Result<crate::provider::Done, ProviderError> {
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.most.fetch_max(now, Ordering::SeqCst);
@@ -87,6 +77,7 @@ impl Provider for Fake {
             needs_reboot: false,
         })
     }
+
     async fn update(
         &self,
         spec: &Spec,
@@ -94,6 +85,7 @@ impl Provider for Fake {
     ) -> Result<crate::provider::Done, ProviderError> {
         self.create(spec, owner).await
     }
+
     async fn delete(
         &self,
         id: &ResourceId,
@@ -101,19 +93,20 @@ impl Provider for Fake {
     ) -> Result<crate::provider::Done, ProviderError> {
         Err(ProviderError::Unsupported(format!("{id}")))
     }
+
     async fn addresses(
         &self,
         _: &[crate::provider::AddressQuery],
     ) -> Result<crate::provider::Addresses, ProviderError> {
         Ok(Default::default())
     }
-    async fn power(
-        &self,
-        vm: &str,
-        _: Power,
-        owner: &Owner,
-    ) -> Result<crate::provider::Done, ProviderError> {
-        self.create(&vm_on(vm, &[]), owner).await
+
+    fn guest_readiness(&self) -> Option<&dyn capability::GuestReadiness> {
+        Some(self)
+    }
+
+    fn power_control(&self) -> Option<&dyn capability::PowerControl> {
+        Some(self)
     }
 }
 
@@ -459,4 +452,47 @@ async fn what_waits_for_a_vm_starts_when_its_guest_is_ready() {
         0,
         "db was asked until it was ready"
     );
+}
+
+#[async_trait]
+impl capability::GuestReadiness for Fake {
+    fn hears_guest_agents(&self) -> bool {
+        false
+    }
+    async fn readiness(
+        &self,
+        vms: &[crate::provider::ReadinessQuery],
+    ) -> Result<std::collections::BTreeMap<String, Readiness>, ProviderError> {
+        let mut guests = self.guests.lock().unwrap();
+        let mut found = std::collections::BTreeMap::new();
+        for vm in vms.iter().map(|q| &q.vm) {
+            if let Some((asks, fails)) = guests.get_mut(vm) {
+                let ready = match (*asks, *fails) {
+                    (0, true) => Readiness::Failed {
+                        errors: vec!["runcmd failed".into()],
+                        log: vec!["exit 1".into()],
+                    },
+                    (0, false) => Readiness::Ready,
+                    _ => {
+                        *asks -= 1;
+                        Readiness::Pending("booting".into())
+                    }
+                };
+                found.insert(vm.clone(), ready);
+            }
+        }
+        Ok(found)
+    }
+}
+
+#[async_trait]
+impl capability::PowerControl for Fake {
+    async fn power(
+        &self,
+        vm: &str,
+        _: Power,
+        owner: &Owner,
+    ) -> Result<crate::provider::Done, ProviderError> {
+        self.create(&vm_on(vm, &[]), owner).await
+    }
 }

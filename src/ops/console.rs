@@ -1,6 +1,7 @@
 //! `plan console`: a VM of the plan, attached to through its provider's console (libvirt's
 //! console stream). The command line moves the bytes.
 
+use crate::provider::capability::{self, Capability};
 use std::sync::Arc;
 
 use super::outcome::Refusal;
@@ -21,9 +22,15 @@ pub async fn console(
     let intents = intent::intents(&loaded.manifest, &request.name, &request.base)?;
     let session = Session::open(loaded, Some(&intents), Goal::Converge, request, view).await?;
     let (_, site) = session.site_of_vm(vm)?;
-    site.opened
-        .provider
-        .console(vm, &Owner::plan(&request.name))
-        .await
-        .map_err(|e| Refusal::Invalid(e.to_string()))
+    let provider = site.opened.provider.as_ref();
+    let refused = |e: crate::provider::ProviderError| Refusal::Invalid(e.to_string());
+    capability::require(
+        provider.serial_console(),
+        provider,
+        Capability::SerialConsole,
+    )
+    .map_err(refused)?
+    .console(vm, &Owner::plan(&request.name))
+    .await
+    .map_err(refused)
 }

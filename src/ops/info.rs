@@ -112,10 +112,14 @@ pub async fn info(
         }
     }
     let provider = site.opened.provider.clone();
-    let details = provider
-        .details(vm)
-        .await
-        .map_err(|e| Refusal::Invalid(e.to_string()))?;
+    // A backend that keeps no inventory has nothing to show beyond the spec.
+    let details = match provider.inventory() {
+        Some(inventory) => inventory
+            .details(vm)
+            .await
+            .map_err(|e| Refusal::Invalid(e.to_string()))?,
+        None => crate::provider::VmDetails::default(),
+    };
     let row = session
         .vms_seen(&everywhere)
         .await

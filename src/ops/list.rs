@@ -1,6 +1,7 @@
 //! `plan list`: the plans present on the providers, found from ownership marks: siteplan's,
 //! and kcli's (its `plan` metadata), as `kcli list plan` shows them. No plan file is read.
 
+use crate::provider::capability::{self, Capability};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -70,7 +71,12 @@ pub async fn list(provider: Option<&str>) -> Result<Listing, String> {
     let asking = configs.iter().map(|(shown, config)| async move {
         let found = tokio::time::timeout(TIMEOUT, async {
             let opened = backends::open(config).await.map_err(|e| e.to_string())?;
-            opened.plans().await.map_err(|e| e.to_string())
+            let provider = opened.as_ref();
+            capability::require(provider.inventory(), provider, Capability::Inventory)
+                .map_err(|e| e.to_string())?
+                .plans()
+                .await
+                .map_err(|e| e.to_string())
         })
         .await
         .unwrap_or_else(|_| Err(format!("no answer within {} s", TIMEOUT.as_secs())));

@@ -5,6 +5,7 @@
 //! gone (its process on this host ended, or from another host it was not renewed in time) is
 //! taken over, with a message; `plan unlock` removes one by hand.
 
+use crate::provider::capability::{self, Capability, PlanLocks};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -100,7 +101,7 @@ impl Session {
     pub async fn tell_holders(&self, view: &dyn View) -> Vec<Vec<String>> {
         let mut unmarked = Vec::new();
         for site in &self.sites {
-            let Ok(Some(found)) = site.opened.provider.read_lock(&self.name).await else {
+            let Ok(Some(found)) = read_lock(site.opened.provider.as_ref(), &self.name).await else {
                 unmarked.push(Vec::new());
                 continue;
             };
@@ -133,7 +134,7 @@ impl Session {
         let mut found = Vec::new();
         for (i, site) in self.sites.iter().enumerate() {
             let shown = site.shown();
-            match site.opened.provider.read_lock(&self.name).await {
+            match read_lock(site.opened.provider.as_ref(), &self.name).await {
                 Ok(lock) => found.push((i, shown, lock)),
                 Err(ProviderError::Unsupported(_)) => found.push((i, shown, None)),
                 Err(e) => {
@@ -150,9 +151,7 @@ impl Session {
     /// Removes the lock `found` from site `site`: `false` when it had gone meanwhile.
     pub async fn remove_lock(&self, site: usize, found: &FoundLock) -> Result<bool, Refusal> {
         let site = &self.sites[site];
-        site.opened
-            .provider
-            .delete_lock(&self.name, &found.token)
+        delete_lock(site.opened.provider.as_ref(), &self.name, &found.token)
             .await
             .map_err(|e| {
                 Refusal::Invalid(format!(
@@ -191,6 +190,42 @@ impl PlanLock {
     }
 }
 
+// The provider's plan lock (`capability::PlanLocks`), or the one refusal of a backend without.
+
+async fn create_lock(
+    provider: &dyn Provider,
+    holder: &LockHolder,
+) -> Result<LockAttempt, ProviderError> {
+    plan_locks(provider)?.create_lock(holder).await
+}
+
+async fn read_lock(
+    provider: &dyn Provider,
+    plan: &str,
+) -> Result<Option<FoundLock>, ProviderError> {
+    plan_locks(provider)?.read_lock(plan).await
+}
+
+async fn renew_lock(
+    provider: &dyn Provider,
+    holder: &LockHolder,
+    token: &str,
+) -> Result<(), ProviderError> {
+    plan_locks(provider)?.renew_lock(holder, token).await
+}
+
+async fn delete_lock(
+    provider: &dyn Provider,
+    plan: &str,
+    token: &str,
+) -> Result<bool, ProviderError> {
+    plan_locks(provider)?.delete_lock(plan, token).await
+}
+
+fn plan_locks(provider: &dyn Provider) -> Result<&dyn PlanLocks, ProviderError> {
+    capability::require(provider.plan_locks(), provider, Capability::PlanLock)
+}
+
 /// Takes the lock on one provider: `None` when the provider keeps none (said).
 async fn take(
     provider: &dyn Provider,
@@ -209,7 +244,7 @@ async fn take(
     // A stale lock is deleted and the lock made again; if another run made it first, that
     // run holds it.
     for _ in 0..3 {
-        let found = match provider.create_lock(holder).await {
+        let found = match create_lock(provider, holder).await {
             Ok(LockAttempt::Taken(token)) => return Ok(Some(token)),
             Ok(LockAttempt::Held(found)) => found,
             Err(ProviderError::Unsupported(why)) => {
@@ -238,8 +273,7 @@ async fn take(
                 holder.unmarked.push(address.clone());
             }
         }
-        provider
-            .delete_lock(plan, &found.token)
+        delete_lock(provider, plan, &found.token)
             .await
             .map_err(failed)?;
     }
@@ -278,7 +312,7 @@ async fn release_all(held: &[Held], view: &dyn View) {
         // A pool this run (or a dead one before it) left without a mark is known to be the
         // plan's only through the lock's note: the lock stays as that record, stale at once,
         // for the next run to take over and finish the job.
-        if let Ok(Some(found)) = lock.provider.read_lock(plan).await {
+        if let Ok(Some(found)) = read_lock(lock.provider.as_ref(), plan).await {
             if found.token == lock.token && !found.holder.unmarked.is_empty() {
                 let left =
                     left_unmarked(lock.provider.as_ref(), plan, &found.holder.unmarked).await;
@@ -287,7 +321,10 @@ async fn release_all(held: &[Held], view: &dyn View) {
                         renewed: crate::provider::lock::rfc3339(SystemTime::UNIX_EPOCH),
                         ..found.holder
                     };
-                    if lock.provider.renew_lock(&record, &lock.token).await.is_ok() {
+                    if renew_lock(lock.provider.as_ref(), &record, &lock.token)
+                        .await
+                        .is_ok()
+                    {
                         view.event(Event::Warning(format!(
                             "{} on {} {} left without the plan's mark: plan `{plan}`'s lock \
                              stays there as the record that they are the plan's, for the next \
@@ -301,7 +338,7 @@ async fn release_all(held: &[Held], view: &dyn View) {
                 }
             }
         }
-        match lock.provider.delete_lock(plan, &lock.token).await {
+        match delete_lock(lock.provider.as_ref(), plan, &lock.token).await {
             Ok(true) => {}
             Ok(false) => view.event(Event::Warning(format!(
                 "plan `{plan}`'s lock on {} was gone before this run ended (removed with \
@@ -327,7 +364,7 @@ async fn renew_until(held: Vec<Held>, stop: CancellationToken, lost: Arc<Mutex<V
         }
         for lock in &held {
             let renewed = lock.holder.renewed_now();
-            if let Err(e) = lock.provider.renew_lock(&renewed, &lock.token).await {
+            if let Err(e) = renew_lock(lock.provider.as_ref(), &renewed, &lock.token).await {
                 lost.lock().unwrap_or_else(|p| p.into_inner()).push(format!(
                     "cannot renew plan `{}`'s lock on {}: {e}",
                     renewed.plan, lock.shown

@@ -20,6 +20,7 @@ pub mod snapshot;
 mod status;
 mod view;
 
+use crate::provider::capability::{self, Capability};
 use std::path::Path;
 
 pub use crate::provider::Power;
@@ -96,8 +97,9 @@ pub async fn export(request: &Request, loaded: &Loaded) -> Result<String, String
         request.overrides.no_kcli_config,
     )
     .await?;
-    let manifests = opened
-        .provider
+    let provider = opened.provider.as_ref();
+    let manifests = capability::require(provider.exporter(), provider, Capability::Export)
+        .map_err(|e| e.to_string())?
         .export(&intents, &crate::provider::Owner::plan(&request.name))?;
     let mut text = String::new();
     for manifest in manifests {

@@ -39,7 +39,9 @@ fn open_blocking(config: &ProviderConfig) -> Result<Arc<dyn Provider>, ProviderE
                 .dir
                 .clone()
                 .unwrap_or_else(super::sandbox::default_dir);
-            Ok(Arc::new(super::sandbox::Sandbox::open(&dir)?.into_provider()))
+            Ok(Arc::new(
+                super::sandbox::Sandbox::open(&dir)?.into_provider(),
+            ))
         }
         other => Err(ProviderError::Unsupported(format!(
             "this build of siteplan has no {} backend: build it with the `{}` feature",

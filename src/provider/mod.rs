@@ -9,6 +9,7 @@
 //! See docs/providers.md for how to add one.
 
 pub mod backends;
+pub mod capability;
 pub mod crashpoint;
 pub mod fetch;
 #[cfg(feature = "kubevirt")]
@@ -230,17 +231,9 @@ impl ProviderError {
     }
 }
 
-/// What a backend without lab snapshots answers (`Provider::create_snapshot` and the rest).
-fn no_snapshots(kind: &str) -> ProviderError {
-    ProviderError::Unsupported(format!("the {kind} provider cannot take lab snapshots"))
-}
-
-/// What a backend without a plan lock answers (`Provider::create_lock` and the rest).
-fn no_plan_lock(kind: &str) -> ProviderError {
-    ProviderError::Unsupported(format!("the {kind} provider keeps no plan lock"))
-}
-
-/// The interface every backend implements.
+/// The core every backend implements: what it holds, what changing it costs, and changing it.
+/// What a backend may do besides is a capability (`capability`) it opts into by answering
+/// `Some(self)` from the method of that name; the operations ask through `capability::require`.
 ///
 /// Methods are async so that backends with async clients (Kubernetes) fit; backends with blocking
 /// APIs (libvirt) run them on blocking threads, never on the executor's.
@@ -264,35 +257,15 @@ pub trait Provider: Send + Sync {
     /// Everything in `scope`, in as few round trips as the backend allows.
     async fn observe(&self, scope: &Scope) -> Result<Observed, ProviderError>;
 
-    /// The resources this backend holds for a plan's intents (libvirt's family by default:
-    /// networks, dir pools, volumes, seed images and domains). Pure.
+    /// The resources this backend holds for a plan's intents. Pure.
     fn lower(
         &self,
         intents: &crate::plan::intent::Intents,
-    ) -> Result<crate::plan::model::desired::Desired, String> {
-        libvirt::lower::libvirt(intents)
-    }
+    ) -> Result<crate::plan::model::desired::Desired, String>;
 
     /// What only this backend knows about changing its resources (costs, leftovers, restarts)
-    /// and what it can do at all; the planner asks. The libvirt family's by default.
-    fn rules(&self) -> &dyn crate::plan::model::rules::Rules {
-        &libvirt::rules::LibvirtRules
-    }
-
-    /// The objects `plan export` prints for a plan's intents, as the backend would send them
-    /// (Kubernetes manifests). Backends that take no manifests say so.
-    fn export(
-        &self,
-        intents: &crate::plan::intent::Intents,
-        owner: &Owner,
-    ) -> Result<Vec<serde_json::Value>, String> {
-        let _ = (intents, owner);
-        Err(format!(
-            "`plan export` prints Kubernetes objects, and the {} provider takes none: \
-             choose a kubevirt provider with --provider",
-            self.kind()
-        ))
-    }
+    /// and what it can do at all; the planner asks.
+    fn rules(&self) -> &dyn crate::plan::model::rules::Rules;
 
     async fn create(&self, spec: &Spec, owner: &Owner) -> Result<Done, ProviderError>;
 
@@ -308,203 +281,41 @@ pub trait Provider: Send + Sync {
     /// provider can look once.
     async fn addresses(&self, vms: &[AddressQuery]) -> Result<Addresses, ProviderError>;
 
-    /// Whether the guest agents of VMs that have one can answer through this provider (so
-    /// that a static address can be confirmed rather than assumed).
-    fn hears_guest_agents(&self) -> bool {
-        false
+    // The capabilities it opts into (see `capability`).
+
+    fn plan_locks(&self) -> Option<&dyn capability::PlanLocks> {
+        None
     }
 
-    /// Whether each of these running VMs' guests is ready (cloud-init has run its commands and
-    /// scripts), where the provider can tell; a VM left out is one it cannot tell about.
-    async fn readiness(
-        &self,
-        _vms: &[ReadinessQuery],
-    ) -> Result<std::collections::BTreeMap<String, Readiness>, ProviderError> {
-        Ok(std::collections::BTreeMap::new())
+    fn lab_snapshots(&self) -> Option<&dyn capability::LabSnapshots> {
+        None
     }
 
-    /// Starts, stops or restarts a VM `owner` owns; refuses one it does not. Starting one that
-    /// runs, or stopping one that is off, does nothing and says so.
-    async fn power(&self, vm: &str, power: Power, owner: &Owner) -> Result<Done, ProviderError> {
-        let _ = (power, owner);
-        Err(ProviderError::Unsupported(format!(
-            "vm/{vm}: the {} provider cannot start or stop VMs",
-            self.kind()
-        )))
+    fn power_control(&self) -> Option<&dyn capability::PowerControl> {
+        None
     }
 
-    /// Every VM on the backend attached to one of `networks`, whoever made it: what deleting
-    /// those networks would cut off. Backends that cannot tell say so.
-    async fn network_users(&self, networks: &[String]) -> Result<Vec<NetworkUser>, ProviderError> {
-        let _ = networks;
-        Err(ProviderError::Unsupported(format!(
-            "the {} provider cannot tell which VMs use a network",
-            self.kind()
-        )))
+    fn serial_console(&self) -> Option<&dyn capability::SerialConsole> {
+        None
     }
 
-    /// Every VM on the backend that belongs to a plan: siteplan's marks, and kcli's (`plan
-    /// list`). Backends that cannot tell say so.
-    async fn plans(&self) -> Result<Vec<PlanMember>, ProviderError> {
-        Err(ProviderError::Unsupported(format!(
-            "the {} provider cannot list plans",
-            self.kind()
-        )))
+    fn exporter(&self) -> Option<&dyn capability::Export> {
+        None
     }
 
-    /// Attaches to the serial console of a running VM `owner` owns (`plan console`).
-    async fn console(
-        &self,
-        vm: &str,
-        owner: &Owner,
-    ) -> Result<std::sync::Arc<dyn Console>, ProviderError> {
-        let _ = owner;
-        Err(ProviderError::Unsupported(format!(
-            "vm/{vm}: the {} provider has no serial console to attach to",
-            self.kind()
-        )))
+    fn inventory(&self) -> Option<&dyn capability::Inventory> {
+        None
     }
 
-    /// What `plan info` shows beyond the spec (disk paths, snapshots); nothing by default.
-    async fn details(&self, vm: &str) -> Result<VmDetails, ProviderError> {
-        let _ = vm;
-        Ok(VmDetails::default())
+    fn repair(&self) -> Option<&dyn capability::Repair> {
+        None
     }
 
-    /// Takes over a resource that exists unmarked, as a run killed between creating it and
-    /// marking it leaves it, and brings it to `spec`. Refuses anything that holds something or
-    /// carries another plan's mark. Only pools have such a window.
-    async fn claim(&self, spec: &Spec, owner: &Owner) -> Result<Done, ProviderError> {
-        let _ = owner;
-        Err(ProviderError::Unsupported(format!(
-            "{}: this provider cannot take over unmarked resources",
-            spec.id()
-        )))
+    fn guest_readiness(&self) -> Option<&dyn capability::GuestReadiness> {
+        None
     }
 
-    /// Moves a running VM's NICs on `networks` onto those networks as they are now: each was
-    /// made again (replaced) while the VM ran, and its NICs were left on the bridge that went
-    /// with the old one.
-    async fn reattach(
-        &self,
-        vm: &str,
-        networks: &[String],
-        owner: &Owner,
-    ) -> Result<Done, ProviderError> {
-        let _ = (networks, owner);
-        Err(ProviderError::Unsupported(format!(
-            "vm/{vm}: the {} provider cannot move a running VM's NICs",
-            self.kind()
-        )))
-    }
-
-    /// Creates the plan's lock object (see `lock`), atomically: two runs that try at once
-    /// cannot both succeed. When one exists, it is returned as found.
-    async fn create_lock(
-        &self,
-        holder: &lock::LockHolder,
-    ) -> Result<lock::LockAttempt, ProviderError> {
-        let _ = holder;
-        Err(no_plan_lock(self.kind()))
-    }
-
-    /// The plan's lock object, if there is one.
-    async fn read_lock(&self, plan: &str) -> Result<Option<lock::FoundLock>, ProviderError> {
-        let _ = plan;
-        Err(no_plan_lock(self.kind()))
-    }
-
-    /// Writes `holder` (renewed) into the lock object `token` names; an error when that object
-    /// is gone or is another run's.
-    async fn renew_lock(
-        &self,
-        holder: &lock::LockHolder,
-        token: &str,
-    ) -> Result<(), ProviderError> {
-        let _ = (holder, token);
-        Err(no_plan_lock(self.kind()))
-    }
-
-    /// Deletes the plan's lock object if it is still the one `token` names; `false` when it
-    /// was gone or another one.
-    async fn delete_lock(&self, plan: &str, token: &str) -> Result<bool, ProviderError> {
-        let _ = (plan, token);
-        Err(no_plan_lock(self.kind()))
-    }
-
-    /// Why these VMs cannot have a lab snapshot taken, one reason each, checked before any
-    /// is paused (firmware or disks the backend cannot snapshot). Backends without snapshots
-    /// refuse.
-    async fn snapshot_refusals(
-        &self,
-        vms: &[String],
-        owner: &Owner,
-    ) -> Result<Vec<String>, ProviderError> {
-        let _ = (vms, owner);
-        Err(no_snapshots(self.kind()))
-    }
-
-    /// Pauses a running VM `owner` owns; `false` when it was not running (nothing to do).
-    async fn pause(&self, vm: &str, owner: &Owner) -> Result<bool, ProviderError> {
-        let _ = (vm, owner);
-        Err(no_snapshots(self.kind()))
-    }
-
-    /// Resumes a paused VM `owner` owns.
-    async fn resume(&self, vm: &str, owner: &Owner) -> Result<(), ProviderError> {
-        let _ = (vm, owner);
-        Err(no_snapshots(self.kind()))
-    }
-
-    /// Takes one VM's snapshot of a lab snapshot, named and marked by `mark` (with its
-    /// memory when it runs). A paused VM stays paused.
-    async fn create_snapshot(
-        &self,
-        vm: &str,
-        mark: &snapshot::SnapshotMark,
-        owner: &Owner,
-    ) -> Result<(), ProviderError> {
-        let _ = (vm, mark, owner);
-        Err(no_snapshots(self.kind()))
-    }
-
-    /// Every snapshot of the VMs `plan` owns, with its mark when it is a lab snapshot's;
-    /// `(vm, name)` for the ones a person took.
-    async fn snapshots(&self, plan: &str) -> Result<snapshot::FoundSnapshots, ProviderError> {
-        let _ = plan;
-        Err(no_snapshots(self.kind()))
-    }
-
-    /// Brings a VM `owner` owns back to its snapshot `name`: disks, memory and definition.
-    /// A VM that ran comes back paused, for the lab to resume all at once.
-    async fn revert_snapshot(
-        &self,
-        vm: &str,
-        name: &str,
-        owner: &Owner,
-    ) -> Result<(), ProviderError> {
-        let _ = (vm, name, owner);
-        Err(no_snapshots(self.kind()))
-    }
-
-    /// Deletes a VM's lab snapshot `name` if it carries `owner`'s plan's mark; `false` when
-    /// there was none. A snapshot a person took is refused.
-    async fn delete_snapshot(
-        &self,
-        vm: &str,
-        name: &str,
-        owner: &Owner,
-    ) -> Result<bool, ProviderError> {
-        let _ = (vm, name, owner);
-        Err(no_snapshots(self.kind()))
-    }
-
-    /// A volume's content (optional: for tests and inspection).
-    async fn read_volume(&self, pool: &str, name: &str) -> Result<Vec<u8>, ProviderError> {
-        let _ = (pool, name);
-        Err(ProviderError::Unsupported(format!(
-            "reading volumes is not supported by the {} provider",
-            self.kind()
-        )))
+    fn volume_content(&self) -> Option<&dyn capability::VolumeContent> {
+        None
     }
 }

@@ -96,7 +96,12 @@ impl Backend {
             };
             for seed in inventory.iter().filter(|o| o.ends_with("-cidata.img")) {
                 let (pool, name) = seed["volume ".len()..].split_once('/').expect("pool/name");
-                let bytes = provider.read_volume(pool, name).await.expect("read seed");
+                let bytes = provider
+                    .volume_content()
+                    .expect("reads volumes")
+                    .read_volume(pool, name)
+                    .await
+                    .expect("read seed");
                 assert_eq!(
                     siteplan::cloudinit::seed_label(&bytes).ok().as_deref(),
                     Some("cidata"),

@@ -2,6 +2,7 @@
 //! them all at once, plan each part and merge the parts, apply each part within its provider's
 //! limit, and read back the plan's VMs.
 
+use crate::provider::capability::{self, Capability};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -532,7 +533,13 @@ impl Session {
                 continue;
             }
             let names: Vec<String> = going.iter().map(|id| id.name.clone()).collect();
-            let users = match site.opened.provider.network_users(&names).await {
+            let provider = site.opened.provider.as_ref();
+            let users =
+                match capability::require(provider.inventory(), provider, Capability::Inventory) {
+                    Ok(inventory) => inventory.network_users(&names).await,
+                    Err(e) => Err(e),
+                };
+            let users = match users {
                 Ok(users) => users,
                 Err(e) => {
                     view.event(Event::Warning(format!(

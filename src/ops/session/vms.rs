@@ -206,7 +206,13 @@ impl Session {
                 command: g.wait_command.clone(),
             })
             .collect();
-        let mut readiness = provider.readiness(&ready_when).await.unwrap_or_default();
+        // A backend that cannot tell whether a guest is ready, or hear its agent, says nothing.
+        let guests = provider.guest_readiness();
+        let mut readiness = match guests {
+            Some(guests) => guests.readiness(&ready_when).await.unwrap_or_default(),
+            None => Default::default(),
+        };
+        let hears_agents = guests.is_some_and(|g| g.hears_guest_agents());
         site.guests
             .iter()
             .map(|guest| {
@@ -241,7 +247,7 @@ impl Session {
                     provider: shown.clone(),
                     state,
                     waiting: state == VmState::Running
-                        && (guest.waiting(&addresses, provider.hears_guest_agents())
+                        && (guest.waiting(&addresses, hears_agents)
                             || matches!(ready, Some(Readiness::Pending(_)))),
                     addresses,
                     ready,

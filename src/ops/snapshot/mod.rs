@@ -13,6 +13,7 @@
 //!   (`provider::snapshot`), which `list` and `status` read; deleting a VM deletes its
 //!   snapshots, so `destroy` leaves none.
 
+use crate::provider::capability::{self, Capability};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
@@ -115,7 +116,7 @@ async fn ready(
     check_name(name)?;
     let session = open(request, loaded, view).await?;
     let owner = Owner::plan(&session.name);
-    check_capability(&session, &owner).await?;
+    check_capability(&session)?;
     let command = request.command(&format!("snapshot {verb}"));
     let lock = session.lock(&command, request, view).await?;
     Ok(Ready {
@@ -136,13 +137,18 @@ async fn open(request: &Request, loaded: &Loaded, view: &dyn View) -> Result<Ses
     Session::open(loaded, Some(&intents), Goal::Converge, &whole, view).await
 }
 
+/// The provider's lab snapshots, or the one refusal of a backend without.
+fn lab(provider: &dyn Provider) -> Result<&dyn capability::LabSnapshots, ProviderError> {
+    capability::require(provider.lab_snapshots(), provider, Capability::LabSnapshots)
+}
+
 /// Refuses at once on a provider that cannot take lab snapshots.
-async fn check_capability(session: &Session, owner: &Owner) -> Result<(), Refusal> {
+fn check_capability(session: &Session) -> Result<(), Refusal> {
     for site in &session.sites {
         if site.guests.is_empty() {
             continue;
         }
-        if let Err(e) = site.opened.provider.snapshot_refusals(&[], owner).await {
+        if let Err(e) = lab(site.opened.provider.as_ref()) {
             return Err(Refusal::Invalid(format!("{}: {e}", site.shown())));
         }
     }
@@ -159,7 +165,11 @@ async fn found(
         if site.guests.is_empty() {
             continue;
         }
-        match site.opened.provider.snapshots(&session.name).await {
+        let found = match lab(site.opened.provider.as_ref()) {
+            Ok(lab) => lab.snapshots(&session.name).await,
+            Err(e) => Err(e),
+        };
+        match found {
             Ok(FoundSnapshots {
                 marked: mine,
                 others: theirs,
@@ -366,12 +376,11 @@ pub async fn create(
             if targets.is_empty() {
                 continue;
             }
-            match site
-                .opened
-                .provider
-                .snapshot_refusals(&targets, &owner)
-                .await
-            {
+            let refused = match lab(site.opened.provider.as_ref()) {
+                Ok(lab) => lab.snapshot_refusals(&targets, &owner).await,
+                Err(e) => Err(e),
+            };
+            match refused {
                 Ok(refusals) => problems.extend(refusals),
                 Err(e) => problems.push(format!("{}: {e}", site.shown())),
             }
@@ -431,7 +440,7 @@ async fn take(
     let running: Vec<Member> = members.iter().filter(|m| m.running).cloned().collect();
     let pause_started = Instant::now();
     let paused = on_each(session, &running, parallelism, |p, m| async move {
-        p.pause(&m.vm, owner).await
+        lab(&*p)?.pause(&m.vm, owner).await
     })
     .await;
     let mut paused_vms = Vec::new();
@@ -454,7 +463,7 @@ async fn take(
                 run: run.clone(),
                 was_running: m.running,
             };
-            async move { p.create_snapshot(&m.vm, &mark, owner).await }
+            async move { lab(&*p)?.create_snapshot(&m.vm, &mark, owner).await }
         })
         .await;
         created.failed = failures(members, results);
@@ -462,7 +471,7 @@ async fn take(
 
     // 3. Resume what was paused: the lab runs again before anything is cleaned up.
     let resumed = on_each(session, &paused_vms, parallelism, |p, m| async move {
-        p.resume(&m.vm, owner).await
+        lab(&*p)?.resume(&m.vm, owner).await
     })
     .await;
     created.not_resumed = failures(&paused_vms, resumed);
@@ -475,7 +484,7 @@ async fn take(
     //    VM may have made before it failed.
     if !created.failed.is_empty() {
         let removed = on_each(session, members, parallelism, |p, m| async move {
-            p.delete_snapshot(&m.vm, name, owner).await
+            lab(&*p)?.delete_snapshot(&m.vm, name, owner).await
         })
         .await;
         created.not_removed = failures(members, removed);
@@ -630,11 +639,14 @@ async fn bring_back(
     };
     let pause_started = Instant::now();
     let paused = on_each(session, &members, parallelism, |p, m| async move {
-        p.pause(&m.vm, owner).await.unwrap_or(false)
+        match lab(&*p) {
+            Ok(lab) => lab.pause(&m.vm, owner).await.unwrap_or(false),
+            Err(_) => false,
+        }
     })
     .await;
     let results = on_each(session, &members, parallelism, |p, m| async move {
-        p.revert_snapshot(&m.vm, name, owner).await
+        lab(&*p)?.revert_snapshot(&m.vm, name, owner).await
     })
     .await;
     let mut to_resume = Vec::new();
@@ -655,7 +667,7 @@ async fn bring_back(
         }
     }
     let resumed = on_each(session, &to_resume, parallelism, |p, m| async move {
-        p.resume(&m.vm, owner).await
+        lab(&*p)?.resume(&m.vm, owner).await
     })
     .await;
     reverted.not_resumed = failures(&to_resume, resumed);
@@ -692,7 +704,7 @@ pub async fn delete(
         let (members, _) = members_of(&session, &marked, name, names, false)?;
         let owner = &owner;
         let results = on_each(&session, &members, options.parallelism, |p, m| async move {
-            p.delete_snapshot(&m.vm, name, owner).await
+            lab(&*p)?.delete_snapshot(&m.vm, name, owner).await
         })
         .await;
         let failed = failures(&members, results);

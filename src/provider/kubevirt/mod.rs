@@ -27,6 +27,7 @@ use super::{
     MadeBy, Observed, Owner, OwnerMark, Pending, PlanMember, Power, Provider, ProviderError, Scope,
 };
 use crate::plan::model::spec::{ObjectSpec, PoolSpec, ResourceId, ResourceKind, Spec};
+use crate::provider::capability;
 use crate::registry::config::KubevirtSettings;
 use objects::{CREATED_FROM, KCLI_PLAN, PLAN_LABEL, PREVENT_DESTROY};
 use observe::*;
@@ -396,33 +397,6 @@ impl Provider for KubevirtProvider {
         &self.rules
     }
 
-    /// The manifests apply will send: the plan's objects, marked as `owner`'s.
-    fn export(
-        &self,
-        intents: &crate::plan::intent::Intents,
-        owner: &Owner,
-    ) -> Result<Vec<serde_json::Value>, String> {
-        let desired = objects::lower(intents, &self.namespace)?;
-        Ok(desired
-            .resources
-            .iter()
-            .filter_map(|r| match &r.spec {
-                Spec::Object(object) => {
-                    let guarded = desired
-                        .guards
-                        .get(&r.spec.id())
-                        .is_some_and(|g| g.prevent_destroy);
-                    let owner = Owner {
-                        prevent_destroy: guarded,
-                        ..owner.clone()
-                    };
-                    Some(objects::manifest(object, &self.namespace, &owner))
-                }
-                _ => None,
-            })
-            .collect())
-    }
-
     async fn create(&self, spec: &Spec, owner: &Owner) -> Result<Done, ProviderError> {
         let id = spec.id();
         let Spec::Object(object) = spec else {
@@ -520,6 +494,108 @@ impl Provider for KubevirtProvider {
         })
     }
 
+    async fn addresses(&self, vms: &[AddressQuery]) -> Result<Addresses, ProviderError> {
+        let vmis = ApiResource {
+            plural: "virtualmachineinstances".into(),
+            kind: "VirtualMachineInstance".into(),
+            ..api_resource(ResourceKind::VirtualMachine)
+        };
+        let list =
+            Api::<DynamicObject>::namespaced_with(self.client.clone(), &self.namespace, &vmis)
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| {
+                    ProviderError::Connection(format!("listing VirtualMachineInstances: {e}"))
+                })?;
+        let mut found = Addresses::new();
+        for vmi in list.items {
+            let Some(name) = vmi.metadata.name.clone() else {
+                continue;
+            };
+            if !vms.iter().any(|q| q.vm == name) {
+                continue;
+            }
+            let status = vmi.data.get("status").cloned().unwrap_or_default();
+            let mut addresses = Vec::new();
+            for interface in status["interfaces"].as_array().into_iter().flatten() {
+                let mac = interface["mac"].as_str().map(str::to_ascii_lowercase);
+                let mut ips: Vec<&str> = interface["ipAddresses"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                ips.extend(interface["ipAddress"].as_str());
+                for ip in ips {
+                    // An address may come with its prefix length.
+                    let ip = ip.split('/').next().unwrap_or(ip);
+                    if let Ok(ip) = ip.parse() {
+                        addresses.push(Address {
+                            ip,
+                            mac: mac.clone(),
+                            source: AddressSource::Vmi,
+                        });
+                    }
+                }
+            }
+            addresses.dedup();
+            found.insert(name, addresses);
+        }
+        Ok(found)
+    }
+
+    fn exporter(&self) -> Option<&dyn capability::Export> {
+        Some(self)
+    }
+
+    fn serial_console(&self) -> Option<&dyn capability::SerialConsole> {
+        Some(self)
+    }
+
+    fn inventory(&self) -> Option<&dyn capability::Inventory> {
+        Some(self)
+    }
+
+    fn power_control(&self) -> Option<&dyn capability::PowerControl> {
+        Some(self)
+    }
+
+    fn plan_locks(&self) -> Option<&dyn capability::PlanLocks> {
+        Some(self)
+    }
+}
+
+impl capability::Export for KubevirtProvider {
+    /// The manifests apply will send: the plan's objects, marked as `owner`'s.
+    fn export(
+        &self,
+        intents: &crate::plan::intent::Intents,
+        owner: &Owner,
+    ) -> Result<Vec<serde_json::Value>, String> {
+        let desired = objects::lower(intents, &self.namespace)?;
+        Ok(desired
+            .resources
+            .iter()
+            .filter_map(|r| match &r.spec {
+                Spec::Object(object) => {
+                    let guarded = desired
+                        .guards
+                        .get(&r.spec.id())
+                        .is_some_and(|g| g.prevent_destroy);
+                    let owner = Owner {
+                        prevent_destroy: guarded,
+                        ..owner.clone()
+                    };
+                    Some(objects::manifest(object, &self.namespace, &owner))
+                }
+                _ => None,
+            })
+            .collect())
+    }
+}
+
+#[async_trait]
+impl capability::SerialConsole for KubevirtProvider {
     /// The VirtualMachineInstance's `console` subresource (a websocket), as `virtctl console`.
     async fn console(
         &self,
@@ -545,7 +621,10 @@ impl Provider for KubevirtProvider {
             .map_err(|e| ProviderError::backend(&id, e))?
             .map_err(|e| ProviderError::backend(&id, format!("cannot attach to its console: {e}")))
     }
+}
 
+#[async_trait]
+impl capability::Inventory for KubevirtProvider {
     /// The VirtualMachines of the namespace, whoever made them, whose template attaches one of
     /// `networks` (NetworkAttachmentDefinitions, by Multus network name).
     async fn network_users(
@@ -616,7 +695,10 @@ impl Provider for KubevirtProvider {
         }
         Ok(found)
     }
+}
 
+#[async_trait]
+impl capability::PowerControl for KubevirtProvider {
     /// Through KubeVirt's start, stop and restart subresources; stop and restart wait until
     /// the VM has stopped (a grace period is KubeVirt's to enforce) and started.
     async fn power(&self, vm: &str, power: Power, owner: &Owner) -> Result<Done, ProviderError> {
@@ -657,7 +739,10 @@ impl Provider for KubevirtProvider {
             needs_reboot: false,
         })
     }
+}
 
+#[async_trait]
+impl capability::PlanLocks for KubevirtProvider {
     /// From the VirtualMachineInstances' status (one LIST): each interface's addresses.
     async fn create_lock(
         &self,
@@ -683,55 +768,5 @@ impl Provider for KubevirtProvider {
 
     async fn delete_lock(&self, plan: &str, token: &str) -> Result<bool, ProviderError> {
         lease::delete(&self.leases(), plan, token).await
-    }
-
-    async fn addresses(&self, vms: &[AddressQuery]) -> Result<Addresses, ProviderError> {
-        let vmis = ApiResource {
-            plural: "virtualmachineinstances".into(),
-            kind: "VirtualMachineInstance".into(),
-            ..api_resource(ResourceKind::VirtualMachine)
-        };
-        let list =
-            Api::<DynamicObject>::namespaced_with(self.client.clone(), &self.namespace, &vmis)
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| {
-                    ProviderError::Connection(format!("listing VirtualMachineInstances: {e}"))
-                })?;
-        let mut found = Addresses::new();
-        for vmi in list.items {
-            let Some(name) = vmi.metadata.name.clone() else {
-                continue;
-            };
-            if !vms.iter().any(|q| q.vm == name) {
-                continue;
-            }
-            let status = vmi.data.get("status").cloned().unwrap_or_default();
-            let mut addresses = Vec::new();
-            for interface in status["interfaces"].as_array().into_iter().flatten() {
-                let mac = interface["mac"].as_str().map(str::to_ascii_lowercase);
-                let mut ips: Vec<&str> = interface["ipAddresses"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .collect();
-                ips.extend(interface["ipAddress"].as_str());
-                for ip in ips {
-                    // An address may come with its prefix length.
-                    let ip = ip.split('/').next().unwrap_or(ip);
-                    if let Ok(ip) = ip.parse() {
-                        addresses.push(Address {
-                            ip,
-                            mac: mac.clone(),
-                            source: AddressSource::Vmi,
-                        });
-                    }
-                }
-            }
-            addresses.dedup();
-            found.insert(name, addresses);
-        }
-        Ok(found)
     }
 }

@@ -56,7 +56,7 @@ fn a_paused_vm_is_shown_paused_and_apply_resumes_it() {
     let lab = new_lab();
     assert!(lab.plan(&["apply", "--yes"], &[]).ok());
     {
-        use siteplan::provider::Provider;
+        use siteplan::provider::capability::LabSnapshots;
         let sandbox = crate::harness::reopen_sandbox(&lab.sandbox());
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
         let paused = runtime

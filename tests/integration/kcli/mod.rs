@@ -3,7 +3,7 @@
 //! kcli configuration and profiles.
 
 use siteplan::cloudinit::read_seed_file;
-use siteplan::provider::Provider;
+use siteplan::provider::capability::VolumeContent;
 
 use crate::harness::{root, Plan};
 

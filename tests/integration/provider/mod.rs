@@ -12,6 +12,7 @@ use std::process::Command;
 
 use siteplan::cloudinit::{self, SeedInput, SeedNic};
 use siteplan::plan::model::spec::*;
+use siteplan::provider::capability::VolumeContent;
 use siteplan::provider::libvirt::LibvirtProvider;
 use siteplan::provider::sandbox::Sandbox;
 use siteplan::provider::{Owner, Provider, ProviderError, Scope};
@@ -398,6 +399,8 @@ async fn exercise(provider: &dyn Provider, lab: &Lab, foreign: &Foreign, real: b
         assert!(live.active, "vm is running");
         // The seed holds what cloud-init will read.
         let seed = provider
+            .volume_content()
+            .expect("reads volumes")
             .read_volume(&lab.pool_name(), &lab.seed(vm).name)
             .await
             .expect("seed readable");

@@ -4,6 +4,10 @@
 //! hosts too. libvirt's test driver has no volume content at all, so the sandbox keeps each
 //! volume's bytes in a file of its own state directory instead.
 
+use super::LibvirtProvider;
+use crate::provider::ProviderError;
+use crate::provider::ResourceId;
+use async_trait::async_trait;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +18,7 @@ use virt::storage_vol::StorageVol;
 use virt::stream::Stream;
 
 use super::ledger::{Ledger, LEDGER_VOLUME};
+use crate::provider::capability;
 use crate::provider::OwnerMark;
 
 const CHUNK: usize = 256 * 1024;
@@ -302,5 +307,21 @@ impl Blobs {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
+    }
+}
+
+#[async_trait]
+impl capability::VolumeContent for LibvirtProvider {
+    async fn read_volume(&self, pool: &str, name: &str) -> Result<Vec<u8>, ProviderError> {
+        let (pool, name) = (pool.to_string(), name.to_string());
+        self.blocking(move |inner| {
+            let id = ResourceId::volume(&pool, &name);
+            let vol = inner.volume(&pool, &name)?;
+            inner
+                .content
+                .read(&inner.conn, &pool, &vol)
+                .map_err(|e| ProviderError::backend(&id, e))
+        })
+        .await
     }
 }

@@ -2,6 +2,7 @@
 //! their addresses and their serial console.
 
 use super::*;
+use async_trait::async_trait;
 
 impl Inner {
     pub(super) fn create_vm(
@@ -483,4 +484,39 @@ pub(super) fn with_uuid(xml: &str, root: &str, uuid: &str) -> std::io::Result<St
         }
     }
     Ok(String::from_utf8(w.into_inner()).unwrap_or_default())
+}
+
+#[async_trait]
+impl capability::PowerControl for LibvirtProvider {
+    async fn power(&self, vm: &str, power: Power, owner: &Owner) -> Result<Done, ProviderError> {
+        let touched = || Touched::domain(vm).and_lock_of(&owner.plan);
+        self.change(touched, self.power_owned(vm, power, owner))
+            .await
+    }
+}
+
+#[async_trait]
+impl capability::SerialConsole for LibvirtProvider {
+    /// libvirt's console stream of the domain's first console (its serial port), as
+    /// `virsh console` opens it.
+    async fn console(&self, vm: &str, owner: &Owner) -> Result<Arc<dyn Console>, ProviderError> {
+        let (vm, owner) = (vm.to_string(), owner.clone());
+        self.blocking(move |inner| {
+            let id = ResourceId::vm(&vm);
+            let d = inner.owned_domain(&vm, &owner)?;
+            if !d.is_active().unwrap_or(false) {
+                return Err(ProviderError::backend(
+                    &id,
+                    "is not running: start it first (`plan start`)",
+                ));
+            }
+            let stream = virt::stream::Stream::new(&inner.conn, 0)
+                .map_err(|e| ProviderError::backend(&id, err(e)))?;
+            d.open_console(None, &stream, 0).map_err(|e| {
+                ProviderError::backend(&id, format!("cannot attach to its console: {}", err(e)))
+            })?;
+            Ok(Arc::new(StreamConsole { stream, _domain: d }) as Arc<dyn Console>)
+        })
+        .await
+    }
 }

@@ -4,8 +4,13 @@
 //! A network is the object that keeps metadata (pools and volumes keep none) and survives a
 //! daemon restart; an inactive one has no bridge and no dnsmasq, and costs nothing.
 
+use super::LibvirtProvider;
+use super::Touched;
+use crate::provider::ProviderError;
+use async_trait::async_trait;
 use virt::connect::Connect;
 
+use crate::provider::capability;
 use crate::provider::lock::{object_name, FoundLock, LockAttempt, LockHolder};
 
 /// The namespace of the holder element in the lock network's `<metadata>`.
@@ -166,6 +171,49 @@ pub fn holder_of(xml: &str) -> Option<LockHolder> {
         .descendants()
         .find(|n| n.tag_name().namespace() == Some(LOCK_NS) && n.tag_name().name() == "holder")?;
     serde_json::from_str(element.text()?).ok()
+}
+
+#[async_trait]
+impl capability::PlanLocks for LibvirtProvider {
+    async fn create_lock(&self, holder: &LockHolder) -> Result<LockAttempt, ProviderError> {
+        let touched = || Touched::network(&crate::provider::lock::object_name(&holder.plan));
+        let holder = holder.clone();
+        self.change(
+            touched,
+            self.blocking(move |inner| create(&inner.conn, &holder).map_err(|e| inner.lost(e))),
+        )
+        .await
+    }
+
+    async fn read_lock(&self, plan: &str) -> Result<Option<FoundLock>, ProviderError> {
+        let plan = plan.to_string();
+        self.blocking(move |inner| read(&inner.conn, &plan).map_err(|e| inner.lost(e)))
+            .await
+    }
+
+    async fn renew_lock(&self, holder: &LockHolder, token: &str) -> Result<(), ProviderError> {
+        let touched = || Touched::network(&crate::provider::lock::object_name(&holder.plan));
+        let (holder, token) = (holder.clone(), token.to_string());
+        self.change(
+            touched,
+            self.blocking(move |inner| {
+                renew(&inner.conn, &holder, &token).map_err(|e| inner.lost(e))
+            }),
+        )
+        .await
+    }
+
+    async fn delete_lock(&self, plan: &str, token: &str) -> Result<bool, ProviderError> {
+        let touched = || Touched::network(&crate::provider::lock::object_name(plan));
+        let (plan, token) = (plan.to_string(), token.to_string());
+        self.change(
+            touched,
+            self.blocking(move |inner| {
+                delete(&inner.conn, &plan, &token).map_err(|e| inner.lost(e))
+            }),
+        )
+        .await
+    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod content;
 mod domains;
 mod hook;
 pub mod hostkey;
+mod inventory;
 pub mod ledger;
 pub mod lock;
 mod networks;
@@ -19,6 +20,7 @@ mod observe;
 mod pools;
 pub mod readiness;
 pub mod records;
+mod repair;
 pub mod snapshot;
 mod volumes;
 pub mod xml;
@@ -36,17 +38,15 @@ use virt::storage_vol::StorageVol;
 use virt::sys;
 
 use crate::plan::model::spec::*;
+use crate::provider::capability;
 use crate::provider::crashpoint;
 use crate::provider::fetch;
-use crate::provider::lock::{FoundLock, LockAttempt, LockHolder};
-use crate::provider::snapshot::{FoundSnapshots, SnapshotMark};
 use crate::provider::{
     Address, AddressQuery, AddressSource, Addresses, Console, Done, Health, HealthStatus,
-    LiveResource, MadeBy, NetworkUser, Observed, Owner, OwnerMark, Pending, PlanMember, Power,
-    Provider, ProviderError, Scope, VmDetails,
+    LiveResource, Observed, Owner, OwnerMark, Pending, Power, Provider, ProviderError, Scope,
 };
 use content::ContentStore;
-use domains::{with_uuid, StreamConsole};
+use domains::with_uuid;
 pub use hook::{Hook, Touched};
 use ledger::{Ledger, LEDGER_CAPACITY, LEDGER_VOLUME};
 use networks::network_definition;
@@ -346,154 +346,6 @@ impl Provider for LibvirtProvider {
         .await
     }
 
-    async fn claim(&self, spec: &Spec, owner: &Owner) -> Result<Done, ProviderError> {
-        let touched = || Touched::spec(spec).and_lock_of(&owner.plan);
-        let (spec, owner) = (spec.clone(), owner.clone());
-        self.change(
-            touched,
-            self.blocking(move |inner| inner.claim(&spec, &owner)),
-        )
-        .await
-    }
-
-    async fn network_users(&self, networks: &[String]) -> Result<Vec<NetworkUser>, ProviderError> {
-        let networks = networks.to_vec();
-        self.blocking(move |inner| {
-            let domains = inner
-                .conn
-                .list_all_domains(0)
-                .map_err(|e| ProviderError::Connection(err(e)))?;
-            let mut users = Vec::new();
-            for dom in domains {
-                // The saved definition, and what a running domain runs with (a NIC hot-plugged
-                // or moved lives there only).
-                let running = dom.is_active().unwrap_or(false);
-                let mut seen = std::collections::BTreeSet::new();
-                let mut plan = None;
-                let mut name = String::new();
-                for flags in [sys::VIR_DOMAIN_XML_INACTIVE, 0] {
-                    let Ok(xml) = dom.xml_desc(flags) else {
-                        continue;
-                    };
-                    let Ok(info) = xml::parse_domain(&xml, running, false) else {
-                        continue;
-                    };
-                    plan = plan.or(info.mark.map(|m| m.plan)).or(info.kcli_plan);
-                    name = info.spec.name.clone();
-                    for nic in info.spec.nics {
-                        if networks.contains(&nic.network) {
-                            seen.insert(nic.network);
-                        }
-                    }
-                }
-                users.extend(seen.into_iter().map(|network| NetworkUser {
-                    network,
-                    vm: name.clone(),
-                    plan: plan.clone(),
-                    running,
-                }));
-            }
-            Ok(users)
-        })
-        .await
-    }
-
-    async fn plans(&self) -> Result<Vec<PlanMember>, ProviderError> {
-        self.blocking(|inner| {
-            let domains = inner
-                .conn
-                .list_all_domains(0)
-                .map_err(|e| ProviderError::Connection(err(e)))?;
-            let mut found = Vec::new();
-            for dom in domains {
-                let Ok(xml) = dom.xml_desc(sys::VIR_DOMAIN_XML_INACTIVE) else {
-                    continue;
-                };
-                let Ok(info) = xml::parse_domain(&xml, false, false) else {
-                    continue;
-                };
-                let (plan, made_by) = match (info.mark, info.kcli_plan) {
-                    (Some(mark), _) => (mark.plan, MadeBy::Siteplan),
-                    (None, Some(plan)) => (plan, MadeBy::Kcli),
-                    (None, None) => continue,
-                };
-                found.push(PlanMember {
-                    plan,
-                    made_by,
-                    vm: info.spec.name,
-                    running: dom.is_active().unwrap_or(false),
-                });
-            }
-            Ok(found)
-        })
-        .await
-    }
-
-    /// libvirt's console stream of the domain's first console (its serial port), as
-    /// `virsh console` opens it.
-    async fn console(&self, vm: &str, owner: &Owner) -> Result<Arc<dyn Console>, ProviderError> {
-        let (vm, owner) = (vm.to_string(), owner.clone());
-        self.blocking(move |inner| {
-            let id = ResourceId::vm(&vm);
-            let d = inner.owned_domain(&vm, &owner)?;
-            if !d.is_active().unwrap_or(false) {
-                return Err(ProviderError::backend(
-                    &id,
-                    "is not running: start it first (`plan start`)",
-                ));
-            }
-            let stream = virt::stream::Stream::new(&inner.conn, 0)
-                .map_err(|e| ProviderError::backend(&id, err(e)))?;
-            d.open_console(None, &stream, 0).map_err(|e| {
-                ProviderError::backend(&id, format!("cannot attach to its console: {}", err(e)))
-            })?;
-            Ok(Arc::new(StreamConsole { stream, _domain: d }) as Arc<dyn Console>)
-        })
-        .await
-    }
-
-    async fn details(&self, vm: &str) -> Result<VmDetails, ProviderError> {
-        let vm = vm.to_string();
-        self.blocking(move |inner| {
-            let id = ResourceId::vm(&vm);
-            let d = inner.domain(&vm)?;
-            let xml = d
-                .xml_desc(sys::VIR_DOMAIN_XML_INACTIVE)
-                .map_err(|e| ProviderError::backend(&id, err(e)))?;
-            let info = xml::parse_domain(&xml, false, false).map_err(ProviderError::Connection)?;
-            let mut details = VmDetails::default();
-            for disk in &info.spec.disks {
-                if let Ok(path) = inner
-                    .volume(&disk.pool, &disk.volume)
-                    .and_then(|v| v.path().map_err(|e| ProviderError::backend(&id, err(e))))
-                {
-                    details
-                        .disk_paths
-                        .insert(format!("{}/{}", disk.pool, disk.volume), path);
-                }
-            }
-            for s in d.list_all_snapshots(0).unwrap_or_default() {
-                let Ok(name) = s.name() else { continue };
-                if s.xml_desc(0)
-                    .is_ok_and(|text| snapshot::is_lab_snapshot(&text))
-                {
-                    details.lab_snapshots.push(name.clone());
-                }
-                details.snapshots.push(name);
-            }
-            details.snapshots.sort();
-            details.lab_snapshots.sort();
-            Ok(details)
-        })
-        .await
-    }
-
-    async fn power(&self, vm: &str, power: Power, owner: &Owner) -> Result<Done, ProviderError> {
-        let touched = || Touched::domain(vm).and_lock_of(&owner.plan);
-        self.change(touched, self.power_owned(vm, power, owner))
-            .await
-    }
-
     async fn addresses(&self, vms: &[AddressQuery]) -> Result<Addresses, ProviderError> {
         if let Some(hook) = self.inner.hook.clone() {
             let seen = self.observe_everything().await?;
@@ -517,6 +369,13 @@ impl Provider for LibvirtProvider {
         .await
     }
 
+    fn lower(
+        &self,
+        intents: &crate::plan::intent::Intents,
+    ) -> Result<crate::plan::model::desired::Desired, String> {
+        super::lower::libvirt(intents)
+    }
+
     /// The test driver cannot hot-plug devices.
     fn rules(&self) -> &dyn crate::plan::model::rules::Rules {
         if self.inner.test_driver {
@@ -526,193 +385,36 @@ impl Provider for LibvirtProvider {
         }
     }
 
-    /// The test driver has no guests, so no agents; a real hypervisor's do answer.
-    fn hears_guest_agents(&self) -> bool {
-        !self.inner.test_driver
+    fn plan_locks(&self) -> Option<&dyn capability::PlanLocks> {
+        Some(self)
     }
 
-    /// Through each guest's agent; the test driver's guests, which run nothing, are ready
-    /// once running.
-    async fn readiness(
-        &self,
-        vms: &[crate::provider::ReadinessQuery],
-    ) -> Result<std::collections::BTreeMap<String, crate::provider::Readiness>, ProviderError> {
-        let vms = vms.to_vec();
-        self.blocking(move |inner| {
-            let mut found = std::collections::BTreeMap::new();
-            for query in vms {
-                let Ok(domain) = inner.conn.lookup_domain_by_name(&query.vm) else {
-                    continue;
-                };
-                if !domain.is_active().unwrap_or(false) {
-                    continue;
-                }
-                let ready = if inner.test_driver {
-                    crate::provider::Readiness::Ready
-                } else {
-                    readiness::of(&domain, &query)
-                };
-                found.insert(query.vm, ready);
-            }
-            Ok(found)
-        })
-        .await
+    fn lab_snapshots(&self) -> Option<&dyn capability::LabSnapshots> {
+        Some(self)
     }
 
-    async fn create_lock(&self, holder: &LockHolder) -> Result<LockAttempt, ProviderError> {
-        let touched = || Touched::network(&crate::provider::lock::object_name(&holder.plan));
-        let holder = holder.clone();
-        self.change(
-            touched,
-            self.blocking(move |inner| {
-                lock::create(&inner.conn, &holder).map_err(|e| inner.lost(e))
-            }),
-        )
-        .await
+    fn power_control(&self) -> Option<&dyn capability::PowerControl> {
+        Some(self)
     }
 
-    async fn read_lock(&self, plan: &str) -> Result<Option<FoundLock>, ProviderError> {
-        let plan = plan.to_string();
-        self.blocking(move |inner| lock::read(&inner.conn, &plan).map_err(|e| inner.lost(e)))
-            .await
+    fn serial_console(&self) -> Option<&dyn capability::SerialConsole> {
+        Some(self)
     }
 
-    async fn renew_lock(&self, holder: &LockHolder, token: &str) -> Result<(), ProviderError> {
-        let touched = || Touched::network(&crate::provider::lock::object_name(&holder.plan));
-        let (holder, token) = (holder.clone(), token.to_string());
-        self.change(
-            touched,
-            self.blocking(move |inner| {
-                lock::renew(&inner.conn, &holder, &token).map_err(|e| inner.lost(e))
-            }),
-        )
-        .await
+    fn inventory(&self) -> Option<&dyn capability::Inventory> {
+        Some(self)
     }
 
-    async fn delete_lock(&self, plan: &str, token: &str) -> Result<bool, ProviderError> {
-        let touched = || Touched::network(&crate::provider::lock::object_name(plan));
-        let (plan, token) = (plan.to_string(), token.to_string());
-        self.change(
-            touched,
-            self.blocking(move |inner| {
-                lock::delete(&inner.conn, &plan, &token).map_err(|e| inner.lost(e))
-            }),
-        )
-        .await
+    fn repair(&self) -> Option<&dyn capability::Repair> {
+        Some(self)
     }
 
-    async fn reattach(
-        &self,
-        vm: &str,
-        networks: &[String],
-        owner: &Owner,
-    ) -> Result<Done, ProviderError> {
-        let touched = || Touched::domain(vm).and_lock_of(&owner.plan);
-        let (vm, networks, owner) = (vm.to_string(), networks.to_vec(), owner.clone());
-        self.change(
-            touched,
-            self.blocking(move |inner| inner.reattach(&vm, &networks, &owner)),
-        )
-        .await
+    fn guest_readiness(&self) -> Option<&dyn capability::GuestReadiness> {
+        Some(self)
     }
 
-    async fn snapshot_refusals(
-        &self,
-        vms: &[String],
-        owner: &Owner,
-    ) -> Result<Vec<String>, ProviderError> {
-        let (vms, owner) = (vms.to_vec(), owner.clone());
-        self.blocking(move |inner| {
-            let mut refusals = Vec::new();
-            for vm in &vms {
-                refusals.extend(inner.snapshot_refusal(vm, &owner)?);
-            }
-            Ok(refusals)
-        })
-        .await
-    }
-
-    async fn pause(&self, vm: &str, owner: &Owner) -> Result<bool, ProviderError> {
-        let touched = || Touched::domain(vm).and_lock_of(&owner.plan);
-        let (vm, owner) = (vm.to_string(), owner.clone());
-        self.change(
-            touched,
-            self.blocking(move |inner| inner.pause(&vm, &owner)),
-        )
-        .await
-    }
-
-    async fn resume(&self, vm: &str, owner: &Owner) -> Result<(), ProviderError> {
-        let touched = || Touched::domain(vm).and_lock_of(&owner.plan);
-        let (vm, owner) = (vm.to_string(), owner.clone());
-        self.change(
-            touched,
-            self.blocking(move |inner| inner.resume(&vm, &owner)),
-        )
-        .await
-    }
-
-    async fn create_snapshot(
-        &self,
-        vm: &str,
-        mark: &SnapshotMark,
-        owner: &Owner,
-    ) -> Result<(), ProviderError> {
-        let touched = || Touched::domain(vm).and_lock_of(&owner.plan);
-        let (vm, mark, owner) = (vm.to_string(), mark.clone(), owner.clone());
-        self.change(
-            touched,
-            self.blocking(move |inner| inner.create_snapshot(&vm, &mark, &owner)),
-        )
-        .await
-    }
-
-    async fn snapshots(&self, plan: &str) -> Result<FoundSnapshots, ProviderError> {
-        let plan = plan.to_string();
-        self.blocking(move |inner| inner.snapshots(&plan)).await
-    }
-
-    async fn revert_snapshot(
-        &self,
-        vm: &str,
-        name: &str,
-        owner: &Owner,
-    ) -> Result<(), ProviderError> {
-        let touched = || Touched::domain(vm).and_lock_of(&owner.plan);
-        let (vm, name, owner) = (vm.to_string(), name.to_string(), owner.clone());
-        self.change(
-            touched,
-            self.blocking(move |inner| inner.revert_snapshot(&vm, &name, &owner)),
-        )
-        .await
-    }
-
-    async fn delete_snapshot(
-        &self,
-        vm: &str,
-        name: &str,
-        owner: &Owner,
-    ) -> Result<bool, ProviderError> {
-        let touched = || Touched::domain(vm).and_lock_of(&owner.plan);
-        let (vm, name, owner) = (vm.to_string(), name.to_string(), owner.clone());
-        self.change(
-            touched,
-            self.blocking(move |inner| inner.delete_snapshot(&vm, &name, &owner)),
-        )
-        .await
-    }
-
-    async fn read_volume(&self, pool: &str, name: &str) -> Result<Vec<u8>, ProviderError> {
-        let (pool, name) = (pool.to_string(), name.to_string());
-        self.blocking(move |inner| {
-            let id = ResourceId::volume(&pool, &name);
-            let vol = inner.volume(&pool, &name)?;
-            inner
-                .content
-                .read(&inner.conn, &pool, &vol)
-                .map_err(|e| ProviderError::backend(&id, e))
-        })
-        .await
+    fn volume_content(&self) -> Option<&dyn capability::VolumeContent> {
+        Some(self)
     }
 }
 

@@ -4,10 +4,14 @@
 //! `/var/log/cloud-init-output.log` says what those commands printed. A plan's own test (kcli's
 //! `waitcommand`) runs in the guest through the agent too, until it succeeds.
 
+use super::LibvirtProvider;
+use crate::provider::ProviderError;
+use async_trait::async_trait;
 use base64::Engine;
 use serde_json::{json, Value};
 use virt::domain::Domain;
 
+use crate::provider::capability;
 use crate::provider::{Readiness, ReadinessQuery};
 
 const RESULT: &str = "/run/cloud-init/result.json";
@@ -168,5 +172,41 @@ impl Agent<'_> {
             }
         }
         Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+}
+
+#[async_trait]
+impl capability::GuestReadiness for LibvirtProvider {
+    /// The test driver has no guests, so no agents; a real hypervisor's do answer.
+    fn hears_guest_agents(&self) -> bool {
+        !self.inner.test_driver
+    }
+
+    /// Through each guest's agent; the test driver's guests, which run nothing, are ready
+    /// once running.
+    async fn readiness(
+        &self,
+        vms: &[crate::provider::ReadinessQuery],
+    ) -> Result<std::collections::BTreeMap<String, crate::provider::Readiness>, ProviderError> {
+        let vms = vms.to_vec();
+        self.blocking(move |inner| {
+            let mut found = std::collections::BTreeMap::new();
+            for query in vms {
+                let Ok(domain) = inner.conn.lookup_domain_by_name(&query.vm) else {
+                    continue;
+                };
+                if !domain.is_active().unwrap_or(false) {
+                    continue;
+                }
+                let ready = if inner.test_driver {
+                    crate::provider::Readiness::Ready
+                } else {
+                    of(&domain, &query)
+                };
+                found.insert(query.vm, ready);
+            }
+            Ok(found)
+        })
+        .await
     }
 }

@@ -6,12 +6,16 @@
 //! What libvirt cannot keep in an internal snapshot is refused before anything is paused: UEFI
 //! firmware (its NVRAM lives outside the disks) and writable disks that are not qcow2.
 
+use super::LibvirtProvider;
+use super::Touched;
+use async_trait::async_trait;
 use virt::domain::{Domain, DomainState};
 use virt::sys;
 
 use super::xml;
 use super::{err, Inner};
 use crate::plan::model::spec::{ResourceId, Spec, VmSpec};
+use crate::provider::capability;
 use crate::provider::crashpoint;
 use crate::provider::snapshot::{FoundSnapshots, SnapshotMark, VmSnapshot};
 use crate::provider::{Owner, ProviderError};
@@ -373,6 +377,95 @@ fn snapshot_xml(name: &str, description: &str) -> Result<String, String> {
         })
         .map_err(|e| e.to_string())?;
     String::from_utf8(w.into_inner()).map_err(|e| e.to_string())
+}
+
+#[async_trait]
+impl capability::LabSnapshots for LibvirtProvider {
+    async fn snapshot_refusals(
+        &self,
+        vms: &[String],
+        owner: &Owner,
+    ) -> Result<Vec<String>, ProviderError> {
+        let (vms, owner) = (vms.to_vec(), owner.clone());
+        self.blocking(move |inner| {
+            let mut refusals = Vec::new();
+            for vm in &vms {
+                refusals.extend(inner.snapshot_refusal(vm, &owner)?);
+            }
+            Ok(refusals)
+        })
+        .await
+    }
+
+    async fn pause(&self, vm: &str, owner: &Owner) -> Result<bool, ProviderError> {
+        let touched = || Touched::domain(vm).and_lock_of(&owner.plan);
+        let (vm, owner) = (vm.to_string(), owner.clone());
+        self.change(
+            touched,
+            self.blocking(move |inner| inner.pause(&vm, &owner)),
+        )
+        .await
+    }
+
+    async fn resume(&self, vm: &str, owner: &Owner) -> Result<(), ProviderError> {
+        let touched = || Touched::domain(vm).and_lock_of(&owner.plan);
+        let (vm, owner) = (vm.to_string(), owner.clone());
+        self.change(
+            touched,
+            self.blocking(move |inner| inner.resume(&vm, &owner)),
+        )
+        .await
+    }
+
+    async fn create_snapshot(
+        &self,
+        vm: &str,
+        mark: &SnapshotMark,
+        owner: &Owner,
+    ) -> Result<(), ProviderError> {
+        let touched = || Touched::domain(vm).and_lock_of(&owner.plan);
+        let (vm, mark, owner) = (vm.to_string(), mark.clone(), owner.clone());
+        self.change(
+            touched,
+            self.blocking(move |inner| inner.create_snapshot(&vm, &mark, &owner)),
+        )
+        .await
+    }
+
+    async fn snapshots(&self, plan: &str) -> Result<FoundSnapshots, ProviderError> {
+        let plan = plan.to_string();
+        self.blocking(move |inner| inner.snapshots(&plan)).await
+    }
+
+    async fn revert_snapshot(
+        &self,
+        vm: &str,
+        name: &str,
+        owner: &Owner,
+    ) -> Result<(), ProviderError> {
+        let touched = || Touched::domain(vm).and_lock_of(&owner.plan);
+        let (vm, name, owner) = (vm.to_string(), name.to_string(), owner.clone());
+        self.change(
+            touched,
+            self.blocking(move |inner| inner.revert_snapshot(&vm, &name, &owner)),
+        )
+        .await
+    }
+
+    async fn delete_snapshot(
+        &self,
+        vm: &str,
+        name: &str,
+        owner: &Owner,
+    ) -> Result<bool, ProviderError> {
+        let touched = || Touched::domain(vm).and_lock_of(&owner.plan);
+        let (vm, name, owner) = (vm.to_string(), name.to_string(), owner.clone());
+        self.change(
+            touched,
+            self.blocking(move |inner| inner.delete_snapshot(&vm, &name, &owner)),
+        )
+        .await
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,121 @@
+//! What else the connection holds, whoever made it: plans' VMs, a network's users, a VM's disks
+//! and snapshots.
+
+use async_trait::async_trait;
+use virt::sys;
+
+use super::{err, snapshot, xml, LibvirtProvider};
+use crate::provider::capability;
+use crate::provider::{MadeBy, NetworkUser, PlanMember, ProviderError, ResourceId, VmDetails};
+
+#[async_trait]
+impl capability::Inventory for LibvirtProvider {
+    async fn network_users(&self, networks: &[String]) -> Result<Vec<NetworkUser>, ProviderError> {
+        let networks = networks.to_vec();
+        self.blocking(move |inner| {
+            let domains = inner
+                .conn
+                .list_all_domains(0)
+                .map_err(|e| ProviderError::Connection(err(e)))?;
+            let mut users = Vec::new();
+            for dom in domains {
+                // The saved definition, and what a running domain runs with (a NIC hot-plugged
+                // or moved lives there only).
+                let running = dom.is_active().unwrap_or(false);
+                let mut seen = std::collections::BTreeSet::new();
+                let mut plan = None;
+                let mut name = String::new();
+                for flags in [sys::VIR_DOMAIN_XML_INACTIVE, 0] {
+                    let Ok(xml) = dom.xml_desc(flags) else {
+                        continue;
+                    };
+                    let Ok(info) = xml::parse_domain(&xml, running, false) else {
+                        continue;
+                    };
+                    plan = plan.or(info.mark.map(|m| m.plan)).or(info.kcli_plan);
+                    name = info.spec.name.clone();
+                    for nic in info.spec.nics {
+                        if networks.contains(&nic.network) {
+                            seen.insert(nic.network);
+                        }
+                    }
+                }
+                users.extend(seen.into_iter().map(|network| NetworkUser {
+                    network,
+                    vm: name.clone(),
+                    plan: plan.clone(),
+                    running,
+                }));
+            }
+            Ok(users)
+        })
+        .await
+    }
+
+    async fn plans(&self) -> Result<Vec<PlanMember>, ProviderError> {
+        self.blocking(|inner| {
+            let domains = inner
+                .conn
+                .list_all_domains(0)
+                .map_err(|e| ProviderError::Connection(err(e)))?;
+            let mut found = Vec::new();
+            for dom in domains {
+                let Ok(xml) = dom.xml_desc(sys::VIR_DOMAIN_XML_INACTIVE) else {
+                    continue;
+                };
+                let Ok(info) = xml::parse_domain(&xml, false, false) else {
+                    continue;
+                };
+                let (plan, made_by) = match (info.mark, info.kcli_plan) {
+                    (Some(mark), _) => (mark.plan, MadeBy::Siteplan),
+                    (None, Some(plan)) => (plan, MadeBy::Kcli),
+                    (None, None) => continue,
+                };
+                found.push(PlanMember {
+                    plan,
+                    made_by,
+                    vm: info.spec.name,
+                    running: dom.is_active().unwrap_or(false),
+                });
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn details(&self, vm: &str) -> Result<VmDetails, ProviderError> {
+        let vm = vm.to_string();
+        self.blocking(move |inner| {
+            let id = ResourceId::vm(&vm);
+            let d = inner.domain(&vm)?;
+            let xml = d
+                .xml_desc(sys::VIR_DOMAIN_XML_INACTIVE)
+                .map_err(|e| ProviderError::backend(&id, err(e)))?;
+            let info = xml::parse_domain(&xml, false, false).map_err(ProviderError::Connection)?;
+            let mut details = VmDetails::default();
+            for disk in &info.spec.disks {
+                if let Ok(path) = inner
+                    .volume(&disk.pool, &disk.volume)
+                    .and_then(|v| v.path().map_err(|e| ProviderError::backend(&id, err(e))))
+                {
+                    details
+                        .disk_paths
+                        .insert(format!("{}/{}", disk.pool, disk.volume), path);
+                }
+            }
+            for s in d.list_all_snapshots(0).unwrap_or_default() {
+                let Ok(name) = s.name() else { continue };
+                if s.xml_desc(0)
+                    .is_ok_and(|text| snapshot::is_lab_snapshot(&text))
+                {
+                    details.lab_snapshots.push(name.clone());
+                }
+                details.snapshots.push(name);
+            }
+            details.snapshots.sort();
+            details.lab_snapshots.sort();
+            Ok(details)
+        })
+        .await
+    }
+}
