@@ -1,55 +1,90 @@
-//! The backends this build has, and how a configured provider becomes a `Provider`. A new
-//! backend adds its settings variant (`registry::config::Backend`), a match arm here behind its
-//! cargo feature, and nothing else (see docs/providers.md).
+//! The backends: one registration table (`backends!` below), a line per backend naming the
+//! settings it reads from the providers file. Each backend's folder holds those settings and
+//! implements `Settings` for them: where the provider is, and how it is opened (behind the
+//! backend's cargo feature). From the table come the providers file's `type:` values, their
+//! schema, and opening a configured provider. See docs/providers.md.
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
 use super::{Provider, ProviderError};
-#[cfg(any(feature = "libvirt", feature = "kubevirt"))]
-use crate::registry::config::Backend;
 use crate::registry::config::ProviderConfig;
 
-/// Connects to the provider `config` describes: the one place a configured provider becomes a
-/// `Provider`. Backends whose clients block connect on a blocking thread; async clients
-/// (Kubernetes) connect here directly.
-pub async fn open(config: &ProviderConfig) -> Result<Arc<dyn Provider>, ProviderError> {
-    match &config.backend {
-        #[cfg(feature = "kubevirt")]
-        Backend::Kubevirt(kube) => Ok(Arc::new(
-            super::kubevirt::KubevirtProvider::connect(kube).await?,
-        )),
-        _ => {
-            let config = config.clone();
-            tokio::task::spawn_blocking(move || open_blocking(&config))
-                .await
-                .map_err(|e| ProviderError::Connection(format!("opening the provider: {e}")))?
-        }
+/// A backend's own settings in the providers file: what only it knows of a configured provider.
+#[async_trait]
+pub trait Settings: Send + Sync {
+    /// Where the provider is, for display, before it is opened.
+    fn endpoint(&self) -> String;
+
+    /// Expands `~` and `$VARS` in the paths it names, with the key of the one that fails.
+    fn expand_paths(&mut self) -> Result<(), (&'static str, String)> {
+        Ok(())
     }
+
+    /// Connects to the provider `config` (whose backend these settings are) describes.
+    /// Backends whose clients block connect on a blocking thread.
+    async fn open(&self, config: &ProviderConfig) -> Result<Arc<dyn Provider>, ProviderError>;
 }
 
-fn open_blocking(config: &ProviderConfig) -> Result<Arc<dyn Provider>, ProviderError> {
-    match &config.backend {
-        #[cfg(feature = "libvirt")]
-        Backend::Libvirt(libvirt) => Ok(Arc::new(super::libvirt::LibvirtProvider::connect(
-            &libvirt.connect_uri(),
-        )?)),
-        #[cfg(feature = "libvirt")]
-        Backend::Sandbox(sandbox) => {
-            let dir = sandbox
-                .dir
-                .clone()
-                .unwrap_or_else(super::sandbox::default_dir);
-            Ok(Arc::new(
-                super::sandbox::Sandbox::open(&dir)?.into_provider(),
-            ))
+/// What a backend that this build leaves out answers when opened.
+pub fn not_built(kind: &str, feature: &str) -> ProviderError {
+    ProviderError::Unsupported(format!(
+        "this build of siteplan has no {kind} backend: build it with the `{feature}` feature"
+    ))
+}
+
+/// Makes `Backend` from the table: the backend a provider is, with its own settings, tagged by
+/// `type:` in the providers file.
+macro_rules! backends {
+    ($( $(#[doc = $doc:literal])* $(#[cfg($cfg:meta)])? $kind:literal => $variant:ident($settings:ty), )*) => {
+        /// The backend a provider is, with the settings only that backend has (`type:` in the
+        /// providers file).
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+        #[serde(tag = "type")]
+        pub enum Backend {
+            $( $(#[doc = $doc])* $(#[cfg($cfg)])? #[serde(rename = $kind)] $variant($settings), )*
         }
-        other => Err(ProviderError::Unsupported(format!(
-            "this build of siteplan has no {} backend: build it with the `{}` feature",
-            other.as_str(),
-            match other.as_str() {
-                "sandbox" => "libvirt",
-                kind => kind,
+
+        impl Backend {
+            /// The backend's type, as the file's `type:` says it.
+            pub fn as_str(&self) -> &'static str {
+                match self {
+                    $( $(#[cfg($cfg)])? Backend::$variant(_) => $kind, )*
+                }
             }
-        ))),
-    }
+
+            pub fn settings(&self) -> &dyn Settings {
+                match self {
+                    $( $(#[cfg($cfg)])? Backend::$variant(settings) => settings, )*
+                }
+            }
+
+            pub fn settings_mut(&mut self) -> &mut dyn Settings {
+                match self {
+                    $( $(#[cfg($cfg)])? Backend::$variant(settings) => settings, )*
+                }
+            }
+        }
+    };
+}
+
+backends! {
+    /// A libvirt daemon: local (`qemu:///system`) or over ssh (`qemu+ssh://`).
+    "libvirt" => Libvirt(super::libvirt::settings::LibvirtSettings),
+    /// libvirt's test driver, saved in a directory: needs no hypervisor.
+    "sandbox" => Sandbox(super::sandbox::settings::SandboxSettings),
+    /// A Kubernetes cluster with KubeVirt and CDI.
+    "kubevirt" => Kubevirt(super::kubevirt::settings::KubevirtSettings),
+    /// The test suite's in-memory backend, added through this table alone.
+    #[cfg(test)]
+    "memory" => Memory(super::memory::MemorySettings),
+}
+
+/// Connects to the provider `config` describes: the one place a configured provider becomes a
+/// `Provider`.
+pub async fn open(config: &ProviderConfig) -> Result<Arc<dyn Provider>, ProviderError> {
+    config.backend.settings().open(config).await
 }

@@ -12,11 +12,11 @@ pub mod backends;
 pub mod capability;
 pub mod crashpoint;
 pub mod fetch;
-#[cfg(feature = "kubevirt")]
 pub mod kubevirt;
 pub mod libvirt;
 pub mod lock;
-#[cfg(feature = "libvirt")]
+#[cfg(test)]
+pub mod memory;
 pub mod sandbox;
 pub mod snapshot;
 

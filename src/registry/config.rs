@@ -10,6 +10,11 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use crate::provider::backends::Backend;
+pub use crate::provider::kubevirt::settings::KubevirtSettings;
+pub use crate::provider::libvirt::settings::LibvirtSettings;
+pub use crate::provider::sandbox::settings::SandboxSettings;
+
 /// The providers file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -44,64 +49,9 @@ pub struct ProviderConfig {
     pub parallelism: Option<usize>,
 }
 
-/// The backend a provider is, with the settings only that backend has (`type:` in the file).
-/// A new backend is a variant here and an arm in `provider::backends::open`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum Backend {
-    Libvirt(LibvirtSettings),
-    Sandbox(SandboxSettings),
-    Kubevirt(KubevirtSettings),
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct LibvirtSettings {
-    /// The connection URI (`qemu:///system`, `qemu+ssh://root@lab1/system`).
-    pub uri: String,
-    /// Over ssh, check the host's key against known_hosts. Default true; false adds
-    /// `no_verify=1` to the URI.
-    #[serde(default = "yes")]
-    pub verify_host_key: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct SandboxSettings {
-    /// Its directory; default `$XDG_STATE_HOME/siteplan/sandbox`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dir: Option<PathBuf>,
-}
-
-/// A Kubernetes cluster with KubeVirt and CDI.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct KubevirtSettings {
-    /// The kubeconfig file; default: `$KUBECONFIG`, else `~/.kube/config`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kubeconfig: Option<PathBuf>,
-    /// The kubeconfig's context to use; default: its current context.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub context: Option<String>,
-    /// The namespace the plan's objects go to; default: the context's namespace, else `default`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-}
-
-impl Backend {
-    /// The backend's type, as the file's `type:` says it.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Backend::Libvirt(_) => "libvirt",
-            Backend::Sandbox(_) => "sandbox",
-            Backend::Kubevirt(_) => "kubevirt",
-        }
-    }
-}
-
 /// Where the sandbox lives by default: `$SITEPLAN_SANDBOX_DIR`, else the XDG state directory.
 pub fn default_sandbox_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("SITEPLAN_SANDBOX_DIR") {
-        return PathBuf::from(dir);
-    }
-    crate::files::state_dir().join("sandbox")
+    crate::provider::sandbox::settings::default_dir()
 }
 
 fn default_pool() -> String {
@@ -141,39 +91,7 @@ impl ProviderConfig {
     /// Where it is, for display (before it is opened: a KubeVirt provider's cluster URL is in
     /// its kubeconfig).
     pub fn endpoint(&self) -> String {
-        match &self.backend {
-            Backend::Libvirt(libvirt) => libvirt.uri.clone(),
-            Backend::Kubevirt(kube) => format!(
-                "{}{}{}",
-                kube.kubeconfig
-                    .as_ref()
-                    .map_or("kubeconfig".into(), |p| p.display().to_string()),
-                kube.context
-                    .as_ref()
-                    .map_or(String::new(), |c| format!(" context {c}")),
-                kube.namespace
-                    .as_ref()
-                    .map_or(String::new(), |n| format!(" namespace {n}")),
-            ),
-            Backend::Sandbox(sandbox) => sandbox
-                .dir
-                .clone()
-                .unwrap_or_else(default_sandbox_dir)
-                .display()
-                .to_string(),
-        }
-    }
-}
-
-impl LibvirtSettings {
-    /// The URI to connect to, with host-key checking turned off only when asked.
-    pub fn connect_uri(&self) -> String {
-        let uri = &self.uri;
-        if self.verify_host_key || !uri.contains("+ssh") || uri.contains("no_verify=") {
-            return uri.clone();
-        }
-        let joiner = if uri.contains('?') { '&' } else { '?' };
-        format!("{uri}{joiner}no_verify=1")
+        self.backend.settings().endpoint()
     }
 }
 
@@ -255,16 +173,8 @@ pub fn parse(text: &str) -> Result<ProvidersFile, String> {
         }
     }
     for provider in &mut file.providers {
-        let (key, path) = match &mut provider.backend {
-            Backend::Sandbox(SandboxSettings { dir }) => ("dir", dir),
-            Backend::Kubevirt(settings) => ("kubeconfig", &mut settings.kubeconfig),
-            Backend::Libvirt(_) => continue,
-        };
-        if let Some(path) = path {
-            match expand(path) {
-                Ok(expanded) => *path = expanded,
-                Err(e) => problems.push(format!("provider `{}`: `{key}`: {e}", provider.name)),
-            }
+        if let Err((key, e)) = provider.backend.settings_mut().expand_paths() {
+            problems.push(format!("provider `{}`: `{key}`: {e}", provider.name));
         }
     }
     if problems.is_empty() {
@@ -275,7 +185,7 @@ pub fn parse(text: &str) -> Result<ProvidersFile, String> {
 }
 
 /// `path` with `~` and `$VARS` (`${VARS}`) expanded, as a shell would.
-fn expand(path: &Path) -> Result<PathBuf, String> {
+pub fn expand(path: &Path) -> Result<PathBuf, String> {
     let text = path
         .to_str()
         .ok_or_else(|| format!("{} is not UTF-8", path.display()))?;
@@ -400,14 +310,5 @@ mod tests {
             let e = parse(bad).expect_err(bad);
             assert!(e.contains(says), "{bad}: {e}");
         }
-    }
-
-    #[test]
-    fn host_keys_are_checked_unless_told_not_to() {
-        let p = LibvirtSettings {
-            uri: "qemu+ssh://h/system".into(),
-            verify_host_key: true,
-        };
-        assert_eq!(p.connect_uri(), "qemu+ssh://h/system");
     }
 }
