@@ -9,7 +9,7 @@ use super::view::View;
 use crate::manifest::model::EntryKind;
 use crate::manifest::Loaded;
 use crate::plan::intent;
-use crate::plan::model::spec::{ResourceId, ResourceKind, Spec};
+use crate::plan::model::spec::{ResourceId, Spec};
 
 #[derive(Debug, Serialize)]
 pub struct VmInfo {
@@ -84,9 +84,7 @@ pub async fn info(
         .resources
         .iter()
         .map(|r| r.spec.id())
-        .find(|id| {
-            id.name == vm && matches!(id.kind, ResourceKind::Vm | ResourceKind::VirtualMachine)
-        })
+        .find(|id| id.name == vm && id.kind.is_vm())
         .unwrap_or_else(|| ResourceId::vm(vm));
     let Some(live) = observed.get(&id) else {
         return Err(Refusal::Invalid(format!(

@@ -8,7 +8,7 @@ use super::session::{Goal, Session};
 use super::view::{Event, View};
 use crate::manifest::Loaded;
 use crate::plan::intent;
-use crate::plan::model::spec::{ResourceKind, Spec};
+use crate::plan::model::spec::Spec;
 use crate::plan::{Action, Change, Plan};
 use crate::provider::{Observed, Power};
 
@@ -68,11 +68,7 @@ pub async fn power(
 /// Whether a desired resource is one of the plan's VMs (a libvirt domain, a KubeVirt
 /// VirtualMachine).
 fn is_vm(spec: &Spec) -> bool {
-    match spec {
-        Spec::Vm(_) => true,
-        Spec::Object(object) => object.object == ResourceKind::VirtualMachine,
-        _ => false,
-    }
+    spec.id().kind.is_vm()
 }
 
 /// One change per VM to power, in each provider's part. Without names, starting and

@@ -75,9 +75,9 @@ fn shown(attributes: &[AttributeChange]) -> Vec<ShownAttribute> {
 fn state(kind: ResourceKind, live: Option<&LiveResource>) -> &'static str {
     match (kind, live) {
         (_, None) => "missing",
-        (ResourceKind::Vm | ResourceKind::VirtualMachine, Some(l)) if l.paused => "paused",
-        (ResourceKind::Vm | ResourceKind::VirtualMachine, Some(l)) if l.active => "running",
-        (ResourceKind::Vm | ResourceKind::VirtualMachine, Some(_)) => "stopped",
+        (kind, Some(l)) if kind.is_vm() && l.paused => "paused",
+        (kind, Some(l)) if kind.is_vm() && l.active => "running",
+        (kind, Some(_)) if kind.is_vm() => "stopped",
         (ResourceKind::Network | ResourceKind::Pool, Some(l)) if l.active => "active",
         (ResourceKind::Network | ResourceKind::Pool, Some(_)) => "inactive",
         (_, Some(_)) => "present",
@@ -122,7 +122,7 @@ pub async fn status(
         };
         for wanted in &site.desired.resources {
             let id = wanted.spec.id();
-            let is_vm = matches!(id.kind, ResourceKind::Vm | ResourceKind::VirtualMachine);
+            let is_vm = id.kind.is_vm();
             let name = if is_vm { id.name.as_str() } else { "" };
             resources.push(row(
                 id.to_string(),

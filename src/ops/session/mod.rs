@@ -554,7 +554,7 @@ impl Session {
             // or moved off it live (a move that waits for a restart leaves it running there).
             let leaves = |vm: &str, network: &str| {
                 part.changes.iter().any(|c| {
-                    let a_vm = matches!(c.id.kind, ResourceKind::Vm | ResourceKind::VirtualMachine);
+                    let a_vm = c.id.kind.is_vm();
                     if !a_vm || c.id.name != vm {
                         return false;
                     }

@@ -217,12 +217,7 @@ impl Session {
             .iter()
             .map(|guest| {
                 // A domain, or (KubeVirt) a VirtualMachine object.
-                let live = observed.get(&ResourceId::vm(&guest.name)).or_else(|| {
-                    observed.get(&ResourceId::object(
-                        ResourceKind::VirtualMachine,
-                        &guest.name,
-                    ))
-                });
+                let live = observed.vm(&guest.name);
                 let state = match live {
                     Some(r) if r.paused => VmState::Paused,
                     Some(r) if r.active => VmState::Running,

@@ -108,6 +108,15 @@ impl Observed {
         self.resources.get(id)
     }
 
+    /// The VM `name`, of whichever backend's kind (a libvirt domain, a KubeVirt
+    /// VirtualMachine).
+    pub fn vm(&self, name: &str) -> Option<&LiveResource> {
+        self.resources
+            .iter()
+            .find(|(id, _)| id.kind.is_vm() && id.name == name)
+            .map(|(_, live)| live)
+    }
+
     /// Everything marked as created by `plan`.
     pub fn owned_by<'a>(
         &'a self,

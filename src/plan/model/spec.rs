@@ -50,6 +50,12 @@ impl fmt::Display for ResourceKind {
 }
 
 impl ResourceKind {
+    /// A virtual machine, whichever backend's kind it is (a libvirt domain, a KubeVirt
+    /// VirtualMachine): what the day-two commands act on.
+    pub fn is_vm(self) -> bool {
+        matches!(self, ResourceKind::Vm | ResourceKind::VirtualMachine)
+    }
+
     /// The Kubernetes object kind (`VirtualMachine`) and API version of a Kubernetes kind.
     pub fn kube_type(self) -> Option<(&'static str, &'static str)> {
         match self {
