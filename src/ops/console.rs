@@ -9,7 +9,6 @@ use super::request::Request;
 use super::session::{Goal, Session};
 use super::view::View;
 use crate::manifest::Loaded;
-use crate::plan::intent;
 use crate::provider::{Console, Owner};
 
 /// The console of `vm`, which must be a VM of the plan, created by it and running.
@@ -19,8 +18,7 @@ pub async fn console(
     vm: &str,
     view: &dyn View,
 ) -> Result<Arc<dyn Console>, Refusal> {
-    let intents = intent::intents(&loaded.manifest, &request.name, &request.base)?;
-    let session = Session::open(loaded, Some(&intents), Goal::Converge, request, view).await?;
+    let session = Session::open(loaded, Goal::Converge, request, view).await?;
     let (_, site) = session.site_of_vm(vm)?;
     let provider = site.opened.provider.as_ref();
     let refused = |e: crate::provider::ProviderError| Refusal::Invalid(e.to_string());

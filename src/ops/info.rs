@@ -8,7 +8,6 @@ use super::session::{Goal, Session};
 use super::view::View;
 use crate::manifest::model::EntryKind;
 use crate::manifest::Loaded;
-use crate::plan::intent;
 use crate::plan::model::spec::{ResourceId, Spec};
 
 #[derive(Debug, Serialize)]
@@ -74,8 +73,7 @@ pub async fn info(
     vm: &str,
     view: &dyn View,
 ) -> Result<VmInfo, Refusal> {
-    let intents = intent::intents(&loaded.manifest, &request.name, &request.base)?;
-    let session = Session::open(loaded, Some(&intents), Goal::Converge, request, view).await?;
+    let session = Session::open(loaded, Goal::Converge, request, view).await?;
     let (index, site) = session.site_of_vm(vm)?;
     let everywhere = session.observe(view).await?;
     let observed = &everywhere[index];

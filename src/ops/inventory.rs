@@ -14,7 +14,7 @@ use super::session::{Goal, Session};
 use super::view::View;
 use crate::manifest::model::EntryKind;
 use crate::manifest::Loaded;
-use crate::plan::intent::{self, What};
+use crate::plan::intent::What;
 use crate::provider::AddressSource;
 
 /// The version of `plan output --format json` documents this siteplan writes.
@@ -133,12 +133,11 @@ pub async fn inventory(
     user: Option<&str>,
     view: &dyn View,
 ) -> Result<Inventory, Refusal> {
-    let intents = intent::intents(&loaded.manifest, &request.name, &request.base)?;
-    let session = Session::open(loaded, Some(&intents), Goal::Converge, request, view).await?;
+    let session = Session::open(loaded, Goal::Converge, request, view).await?;
     let rows = session.vms(None, None, view).await.rows;
     let home_ssh = dirs::home_dir().map(|h| h.join(".ssh"));
     let mut vms = Vec::new();
-    for item in &intents.items {
+    for item in &session.items {
         let What::Vm(vm) = &item.what else { continue };
         let Some(site) = session
             .sites

@@ -393,13 +393,12 @@ pub async fn unlock(
     view: &dyn View,
 ) -> Result<Vec<Unlocked>, Refusal> {
     // A plan whose scripts are gone still names its providers.
-    let intents = crate::plan::intent::intents(&loaded.manifest, &request.name, &request.base).ok();
-    let session = Session::open(
+    let session = Session::open_unreadable(
         loaded,
-        intents.as_ref(),
         super::Goal::Converge,
         request,
         view,
+        super::session::Unreadable::ProvidersOnly,
     )
     .await?;
     let mut unlocked = Vec::new();

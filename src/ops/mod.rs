@@ -35,12 +35,12 @@ pub use lock::{unlock, Locked, PlanLock, Unlocked};
 pub use outcome::{Outcome, Refusal, VmRow, VmState, Vms};
 pub use power::power;
 pub use request::{Request, RunOptions};
-pub use session::{open_provider, Goal, Opened, Session};
+pub use session::{open_provider, Goal, Opened, Session, Unreadable};
 pub use status::{status, LabStatus, ResourceStatus, ShownAttribute};
 pub use view::{Answer, Event, View};
 
 use crate::manifest::{self, Loaded};
-use crate::plan::intent::{self, Intents};
+use crate::plan::intent::{self};
 use crate::plan::render;
 use crate::plan::saved::{self, SavedPlan};
 use crate::plan::{self as planner, Action, Plan};
@@ -55,8 +55,7 @@ pub async fn diff(
     view: &dyn View,
 ) -> Outcome {
     let result = async {
-        let intents = intent::intents(&loaded.manifest, &request.name, &request.base)?;
-        let session = Session::open(loaded, Some(&intents), Goal::Converge, request, view).await?;
+        let session = Session::open(loaded, Goal::Converge, request, view).await?;
         let unmarked = session.tell_holders(view).await;
         let mut observed = session.observe(view).await?;
         Session::note_killed_runs(&mut observed, &unmarked);
@@ -116,20 +115,7 @@ pub async fn apply(
     options: RunOptions,
     view: &dyn View,
 ) -> Outcome {
-    let intents = match intent::intents(&loaded.manifest, &request.name, &request.base) {
-        Ok(intents) => intents,
-        Err(e) => return Outcome::Refused(Refusal::Invalid(e)),
-    };
-    converge(
-        request,
-        loaded,
-        Some(&intents),
-        Goal::Converge,
-        None,
-        options,
-        view,
-    )
-    .await
+    converge(request, loaded, Goal::Converge, None, options, view).await
 }
 
 /// `plan destroy`: deletes what the plan created, and nothing else, after asking. When the
@@ -141,27 +127,7 @@ pub async fn destroy(
     options: RunOptions,
     view: &dyn View,
 ) -> Outcome {
-    let intents = match intent::intents(&loaded.manifest, &request.name, &request.base) {
-        Ok(intents) => Some(intents),
-        Err(e) => {
-            view.event(Event::Warning(format!(
-                "{e}; destroying what the provider's marks say plan `{}` created, with the \
-                 guards recorded on each resource",
-                request.name
-            )));
-            None
-        }
-    };
-    converge(
-        request,
-        loaded,
-        intents.as_ref(),
-        Goal::Destroy,
-        None,
-        options,
-        view,
-    )
-    .await
+    converge(request, loaded, Goal::Destroy, None, options, view).await
 }
 
 /// `plan apply PLANFILE`: the changes that were reviewed and saved, or a refusal saying what
@@ -219,14 +185,9 @@ pub async fn apply_saved(
         plan_moved: saved.plan_moved,
         ..Request::new(&saved.file, Some(saved.name.clone()))
     };
-    let intents = match intent::intents(&loaded.manifest, &request.name, &request.base) {
-        Ok(intents) => intents,
-        Err(e) => return Outcome::Refused(Refusal::Invalid(e)),
-    };
     converge(
         &request,
         &loaded,
-        Some(&intents),
         Goal::Converge,
         Some(&Reviewed {
             saved: &saved,
@@ -268,7 +229,6 @@ fn saved_request(saved: &SavedPlan) -> Request {
 async fn converge(
     request: &Request,
     loaded: &Loaded,
-    intents: Option<&Intents>,
     goal: Goal,
     reviewed: Option<&Reviewed<'_>>,
     options: RunOptions,
@@ -278,7 +238,11 @@ async fn converge(
     let interruption = &options.interruption;
     interruption.listen();
     let result = async {
-        let mut session = Session::open(loaded, intents, goal, request, view).await?;
+        let unreadable = match goal {
+            Goal::Converge => Unreadable::Refuse,
+            Goal::Destroy => Unreadable::DestroyByMarks,
+        };
+        let mut session = Session::open_unreadable(loaded, goal, request, view, unreadable).await?;
         if destroying && request.targets.is_empty() {
             session.add_providers_left_behind(view).await;
         }
@@ -302,6 +266,11 @@ async fn converge(
             }
             let mut parts = session.plan(&observed)?;
             session.keep_networks_in_use(&mut parts, view).await;
+            // `--restart` is part of the plan: what is shown is what is applied.
+            let restart = (options.restart && !destroying).then_some(Power::Restart {
+                grace: options.shutdown_timeout,
+            });
+            restart_after(&mut parts, restart);
             let plan = merged(request, parts.clone());
             view.event(Event::Plan(&plan));
             if let Some(reviewed) = reviewed.filter(|r| !r.saved.same_changes(&plan)) {
@@ -312,10 +281,7 @@ async fn converge(
             }
             // What apply ends with: the plan's VMs (destroy has none left to show).
             let wants_vms = !destroying;
-            let restart = (options.restart && !destroying).then_some(Power::Restart {
-                grace: options.shutdown_timeout,
-            });
-            let (parts, held_back) = restarts(parts, restart);
+            let (parts, held_back) = without_waiting(parts);
             if parts.iter().all(|p| p.is_empty()) {
                 let vms = match wants_vms {
                     true => Some(session.vms(options.wait, Some(interruption), view).await),
@@ -415,30 +381,33 @@ pub fn diff_against(request: &Request, old: &str, new: &Loaded, view: &dyn View)
     }
 }
 
-/// With `restart`, VM changes that wait for a restart are made to restart the VM after them;
-/// without it, VMs that only wait for a restart are left out of what is applied, and named
-/// (the second value).
-fn restarts(mut parts: Vec<Plan>, restart: Option<Power>) -> (Vec<Plan>, Vec<String>) {
+/// With `restart` (`--restart`), VM changes that wait for a restart restart the VM after them.
+fn restart_after(parts: &mut [Plan], restart: Option<Power>) {
+    let Some(restart) = restart else {
+        return;
+    };
+    for change in parts.iter_mut().flat_map(|p| &mut p.changes) {
+        if matches!(change.action, Action::Update | Action::Restart) {
+            change.restart = Some(restart);
+        }
+    }
+}
+
+/// The parts without the VMs that only wait for a restart no change of this run gives them
+/// (shown as waiting), and those VMs, named.
+fn without_waiting(mut parts: Vec<Plan>) -> (Vec<Plan>, Vec<String>) {
     let mut held_back = Vec::new();
     for part in &mut parts {
-        if restart.is_some() {
-            for change in &mut part.changes {
-                if matches!(change.action, Action::Update | Action::Restart) {
-                    change.restart = restart;
-                }
+        part.changes.retain(|change| {
+            let waits = change.action == Action::Restart && change.restart.is_none();
+            if waits {
+                held_back.push(match &change.provider {
+                    Some(provider) => format!("{} on {provider}", change.id),
+                    None => change.id.to_string(),
+                });
             }
-        } else {
-            part.changes.retain(|change| {
-                let waits = change.action == Action::Restart;
-                if waits {
-                    held_back.push(match &change.provider {
-                        Some(provider) => format!("{} on {provider}", change.id),
-                        None => change.id.to_string(),
-                    });
-                }
-                !waits
-            });
-        }
+            !waits
+        });
     }
     (parts, held_back)
 }

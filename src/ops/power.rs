@@ -7,7 +7,6 @@ use super::request::{Request, RunOptions};
 use super::session::{Goal, Session};
 use super::view::{Event, View};
 use crate::manifest::Loaded;
-use crate::plan::intent;
 use crate::plan::model::spec::Spec;
 use crate::plan::{Action, Change, Plan};
 use crate::provider::{Observed, Power};
@@ -25,8 +24,7 @@ pub async fn power(
     let interruption = &options.interruption;
     interruption.listen();
     let result = async {
-        let intents = intent::intents(&loaded.manifest, &request.name, &request.base)?;
-        let session = Session::open(loaded, Some(&intents), Goal::Converge, request, view).await?;
+        let session = Session::open(loaded, Goal::Converge, request, view).await?;
         let command = request.command(match power {
             Power::Start => "start",
             Power::Stop { .. } => "stop",

@@ -9,7 +9,6 @@ use super::request::Request;
 use super::session::{Goal, Session};
 use super::view::View;
 use crate::manifest::Loaded;
-use crate::plan::intent;
 use crate::plan::model::spec::{ResourceId, ResourceKind};
 use crate::plan::{Action, AttributeChange, Change};
 use crate::provider::LiveResource;
@@ -90,8 +89,7 @@ pub async fn status(
     loaded: &Loaded,
     view: &dyn View,
 ) -> Result<LabStatus, Refusal> {
-    let intents = intent::intents(&loaded.manifest, &request.name, &request.base)?;
-    let session = Session::open(loaded, Some(&intents), Goal::Converge, request, view).await?;
+    let session = Session::open(loaded, Goal::Converge, request, view).await?;
     let unmarked = session.tell_holders(view).await;
     let mut observed = session.observe(view).await?;
     Session::note_killed_runs(&mut observed, &unmarked);

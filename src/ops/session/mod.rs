@@ -13,7 +13,7 @@ use super::outcome::{Refusal, ShownAddress, VmRow, VmState, Vms};
 use super::view::{Event, View};
 use crate::apply::{self, Report};
 use crate::manifest::Loaded;
-use crate::plan::intent::{Intents, What};
+use crate::plan::intent::{self, Intent, Intents, What};
 use crate::plan::model::desired::{Desired, DesiredResource};
 use crate::plan::model::spec::{ResourceId, ResourceKind, Spec};
 use crate::plan::{self, saved, Action, Change, Plan};
@@ -33,6 +33,19 @@ pub enum Goal {
     Converge,
     /// Delete what the plan created (destroy).
     Destroy,
+}
+
+/// What opening a session makes of a plan that cannot be read in full (a script it names is
+/// gone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreadable {
+    /// Refused: nothing is planned from half a plan.
+    Refuse,
+    /// `plan destroy`: what goes is what the providers' marks say the plan created, with the
+    /// guards recorded on each; said as a warning.
+    DestroyByMarks,
+    /// `plan unlock`: only the providers matter.
+    ProvidersOnly,
 }
 
 /// A provider, opened.
@@ -80,6 +93,9 @@ pub struct Session {
     across: Vec<(String, String)>,
     /// The user said where the plan goes (`--provider`): nothing is chosen for them.
     told_where: bool,
+    /// The plan's entries as intents (none when it could not be read), for what operations
+    /// show of them.
+    pub items: Vec<Intent>,
 }
 
 /// Opens the provider `choice` names (see `registry::choose`), or says why it cannot: a
@@ -114,17 +130,42 @@ pub async fn open_provider(choice: Option<&str>, kcli_off: bool) -> Result<Opene
 }
 
 impl Session {
-    /// Splits the plan's intents by provider (a VM's `client:`, else `request.provider`),
-    /// opens each provider, has it lower its part into the resources it holds, and says where
-    /// each part goes. `intents` is `None` when the plan cannot be read in full (destroy then
-    /// works from the providers' marks alone).
+    /// Reads the plan's intents (the one place an operation does), splits them by provider (a
+    /// VM's `client:`, else `request.provider`), opens each provider, has it lower its part
+    /// into the resources it holds, and says where each part goes. A plan that cannot be read
+    /// in full is refused.
     pub async fn open(
         loaded: &Loaded,
-        intents: Option<&Intents>,
         goal: Goal,
         request: &super::Request,
         view: &dyn View,
     ) -> Result<Session, Refusal> {
+        Session::open_unreadable(loaded, goal, request, view, Unreadable::Refuse).await
+    }
+
+    /// `open`, taking a plan that cannot be read in full as `unreadable` says.
+    pub async fn open_unreadable(
+        loaded: &Loaded,
+        goal: Goal,
+        request: &super::Request,
+        view: &dyn View,
+        unreadable: Unreadable,
+    ) -> Result<Session, Refusal> {
+        let intents = match intent::intents(&loaded.manifest, &request.name, &request.base) {
+            Ok(intents) => Some(intents),
+            Err(e) if unreadable == Unreadable::Refuse => return Err(Refusal::Invalid(e)),
+            Err(e) => {
+                if unreadable == Unreadable::DestroyByMarks {
+                    view.event(Event::Warning(format!(
+                        "{e}; destroying what the provider's marks say plan `{}` created, with \
+                         the guards recorded on each resource",
+                        request.name
+                    )));
+                }
+                None
+            }
+        };
+        let intents = intents.as_ref();
         let focus = if request.targets.is_empty() {
             None
         } else {
@@ -211,6 +252,7 @@ impl Session {
             entries,
             across: intents.map(Intents::across_providers).unwrap_or_default(),
             told_where: request.provider.is_some(),
+            items: intents.map(|i| i.items.clone()).unwrap_or_default(),
         })
     }
 

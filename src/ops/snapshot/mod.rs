@@ -27,7 +27,6 @@ use super::request::{Request, RunOptions};
 use super::session::{Goal, Session};
 use super::view::{Answer, View};
 use crate::manifest::Loaded;
-use crate::plan::intent;
 use crate::plan::model::spec::{ResourceId, Spec};
 use crate::provider::snapshot::{check_name, FoundSnapshots, SnapshotMark, VmSnapshot};
 use crate::provider::{Owner, Provider, ProviderError};
@@ -129,12 +128,11 @@ async fn ready(
 /// Opens the plan's providers for a snapshot command. Its `--target` names VMs, which each
 /// command takes as `names`: the session itself covers the whole plan.
 async fn open(request: &Request, loaded: &Loaded, view: &dyn View) -> Result<Session, Refusal> {
-    let intents = intent::intents(&loaded.manifest, &request.name, &request.base)?;
     let whole = Request {
         targets: Vec::new(),
         ..request.clone()
     };
-    Session::open(loaded, Some(&intents), Goal::Converge, &whole, view).await
+    Session::open(loaded, Goal::Converge, &whole, view).await
 }
 
 /// The provider's lab snapshots, or the one refusal of a backend without.

@@ -7,8 +7,9 @@ use super::{
     address, changed_leaves, for_people, has_text, shown_name, shown_value, summary, symbol, value,
     Impact, Leaf,
 };
+use crate::plan::model::spec::Spec;
 use crate::plan::model::Disruption;
-use crate::plan::{Action, AttributeChange, Plan};
+use crate::plan::{Action, AttributeChange, Change, Plan};
 
 fn attribute_line(out: &mut String, a: &AttributeChange, width: usize, action: Action) {
     let forces = if action == Action::Replace && a.disruption == Disruption::Replace {
@@ -71,6 +72,17 @@ fn text_attribute(out: &mut String, a: &AttributeChange, forces: &str) {
     }
 }
 
+/// For a running VM whose change takes effect when it restarts: that this run restarts it
+/// (`--restart`), which the plan says before it is applied.
+fn restarted_now(change: &Change) -> &'static str {
+    let runs = change.desired.as_ref().is_some_and(Spec::runs);
+    if change.restart.is_some() && runs && Impact::of(change) == Impact::Reboot {
+        ": restarted by this run"
+    } else {
+        ""
+    }
+}
+
 pub fn human(plan: &Plan) -> String {
     let mut out = String::new();
     if plan.is_empty() {
@@ -90,7 +102,7 @@ pub fn human(plan: &Plan) -> String {
             let _ = write!(head, ": {reason}");
         }
         if let Some(cost) = Impact::of(change).words() {
-            let _ = write!(head, " ({cost})");
+            let _ = write!(head, " ({cost}{})", restarted_now(change));
         }
         let _ = writeln!(out, "{head}");
         let width = change

@@ -264,9 +264,17 @@ pub fn summary(plan: &Plan) -> String {
     if plan.is_empty() {
         return format!("No changes to plan `{}`.", plan.name);
     }
-    let restarts = match plan.count(Action::Restart) {
-        0 => String::new(),
-        n => format!(" {n} waiting for a restart."),
+    // `--restart` restarts, in this run, what would otherwise wait.
+    let (now, waiting): (Vec<&Change>, Vec<&Change>) = plan
+        .changes
+        .iter()
+        .filter(|c| c.action == Action::Restart)
+        .partition(|c| c.restart.is_some());
+    let restarts = match (now.len(), waiting.len()) {
+        (0, 0) => String::new(),
+        (0, n) => format!(" {n} waiting for a restart."),
+        (n, 0) => format!(" {n} to restart."),
+        (n, m) => format!(" {n} to restart, {m} waiting for a restart."),
     };
     format!(
         "Plan: {} to add, {} to change, {} to replace, {} to destroy.{restarts}",

@@ -122,8 +122,22 @@ fn status_tells_the_truth_about_a_change_that_waits_for_a_restart() {
         again.stderr
     );
 
+    assert!(
+        !again.text().contains("restarted by this run"),
+        "{}",
+        again.text()
+    );
+
     let restarted = lab.plan(&["apply", "--yes", "--restart"], &bigger);
     assert!(restarted.ok(), "{}", restarted.text());
+    // The plan shown says what the run does: --restart is decided before it is shown.
+    let shown = restarted.text();
+    assert!(
+        shown.contains("↻ vm/day0")
+            && shown.contains("(needs a reboot: restarted by this run)")
+            && shown.contains("1 to restart."),
+        "{shown}"
+    );
     assert!(
         restarted.stderr.contains("vm day0 restarted"),
         "{}",
