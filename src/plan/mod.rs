@@ -409,7 +409,7 @@ fn restarts_to_see(
     let restarts: Vec<model::rules::RestartFor> = changes
         .iter()
         .filter(|c| c.action == Action::Replace)
-        .filter_map(|c| rules.restart_to_see(c, desired))
+        .flat_map(|c| rules.restart_to_see(c, desired))
         .collect();
     for restart in restarts {
         let id = restart.vm;

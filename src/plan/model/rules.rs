@@ -35,11 +35,12 @@ pub trait Rules: Send + Sync {
         false
     }
 
-    /// The VM that reads what `replace` makes again only when it boots, and so must restart
-    /// to see it (a cloud-init seed), with the attribute that says what changed.
-    fn restart_to_see(&self, replace: &Change, desired: &Desired) -> Option<RestartFor> {
+    /// The VMs that read what `replace` makes again only when they boot, and so must restart
+    /// to see it (a cloud-init seed, a network attachment), with the attribute that says what
+    /// changed.
+    fn restart_to_see(&self, replace: &Change, desired: &Desired) -> Vec<RestartFor> {
         let _ = (replace, desired);
-        None
+        Vec::new()
     }
 
     /// The VMs with NICs on what `replace` makes again (a network): while they run, their

@@ -11,6 +11,41 @@ use crate::provider::{Disruption, LiveResource};
 
 pub struct LibvirtRules;
 
+impl LibvirtRules {
+    /// The VM whose cloud-init seed `replace` makes again.
+    fn seed_read_at_boot(&self, replace: &Change, desired: &Desired) -> Option<RestartFor> {
+        let Some(Spec::Volume(VolumeSpec {
+            source: VolumeSource::Generated { .. },
+            ..
+        })) = &replace.desired
+        else {
+            return None;
+        };
+        let source = replace.attributes.iter().find(|a| a.name == "source")?;
+        let seed = &replace.id;
+        desired.resources.iter().find_map(|r| match &r.spec {
+            Spec::Vm(vm)
+                if vm
+                    .seed
+                    .as_ref()
+                    .is_some_and(|(p, n)| ResourceId::volume(p, n) == *seed) =>
+            {
+                Some(RestartFor {
+                    vm: r.spec.id(),
+                    reason: format!("its cloud-init seed {seed} is made again"),
+                    attribute: AttributeChange {
+                        name: "seed".into(),
+                        before: digest(&source.before),
+                        after: digest(&source.after),
+                        disruption: Disruption::Reboot,
+                    },
+                })
+            }
+            _ => None,
+        })
+    }
+}
+
 impl Rules for LibvirtRules {
     fn disruption(&self, attribute: &str, live: &Spec, want: &Spec) -> Disruption {
         // A VM's mark that records no seed yet only learns it: nothing changes in the guest.
@@ -57,36 +92,10 @@ impl Rules for LibvirtRules {
     }
 
     /// A VM reads its cloud-init seed when it boots.
-    fn restart_to_see(&self, replace: &Change, desired: &Desired) -> Option<RestartFor> {
-        let Some(Spec::Volume(VolumeSpec {
-            source: VolumeSource::Generated { .. },
-            ..
-        })) = &replace.desired
-        else {
-            return None;
-        };
-        let source = replace.attributes.iter().find(|a| a.name == "source")?;
-        let seed = &replace.id;
-        desired.resources.iter().find_map(|r| match &r.spec {
-            Spec::Vm(vm)
-                if vm
-                    .seed
-                    .as_ref()
-                    .is_some_and(|(p, n)| ResourceId::volume(p, n) == *seed) =>
-            {
-                Some(RestartFor {
-                    vm: r.spec.id(),
-                    reason: format!("its cloud-init seed {seed} is made again"),
-                    attribute: AttributeChange {
-                        name: "seed".into(),
-                        before: digest(&source.before),
-                        after: digest(&source.after),
-                        disruption: Disruption::Reboot,
-                    },
-                })
-            }
-            _ => None,
-        })
+    fn restart_to_see(&self, replace: &Change, desired: &Desired) -> Vec<RestartFor> {
+        self.seed_read_at_boot(replace, desired)
+            .into_iter()
+            .collect()
     }
 
     /// A running VM's NICs on a network made again are moved onto it, live.
@@ -211,7 +220,7 @@ impl Rules for TestDriverRules {
         LibvirtRules.starts_when_stopped(kind)
     }
 
-    fn restart_to_see(&self, replace: &Change, desired: &Desired) -> Option<RestartFor> {
+    fn restart_to_see(&self, replace: &Change, desired: &Desired) -> Vec<RestartFor> {
         LibvirtRules.restart_to_see(replace, desired)
     }
 

@@ -25,6 +25,8 @@ pub struct KubevirtRules {
     pub expandable: Mutex<BTreeSet<String>>,
 }
 
+/// A network attachment's CNI configuration.
+const NETWORK_CONFIG: &str = "spec.config";
 /// The list of a VM's disk templates.
 const TEMPLATES: &str = "spec.dataVolumeTemplates";
 const SOCKETS: &str = "spec.template.spec.domain.cpu.sockets";
@@ -108,32 +110,40 @@ impl Rules for KubevirtRules {
             })
     }
 
-    fn restart_to_see(&self, replace: &Change, desired: &Desired) -> Option<RestartFor> {
-        if replace.id.kind != ResourceKind::Secret {
-            return None;
-        }
-        let digest = replace
-            .attributes
+    /// A VM reads its cloud-init Secret when it boots, and its instance's pod is attached to
+    /// its networks when it starts: a network attachment made again reaches a running VM only
+    /// when it restarts.
+    fn restart_to_see(&self, replace: &Change, desired: &Desired) -> Vec<RestartFor> {
+        let (field, name, what) = match replace.id.kind {
+            ResourceKind::Secret => (SECRET_DIGEST, "cloud-init", "cloud-init"),
+            ResourceKind::NetworkAttachmentDefinition => (NETWORK_CONFIG, "network", "network"),
+            _ => return Vec::new(),
+        };
+        let Some(changed) = replace.attributes.iter().find(|a| a.name == field) else {
+            return Vec::new();
+        };
+        desired
+            .resources
             .iter()
-            .find(|a| a.name == SECRET_DIGEST)?;
-        desired.resources.iter().find_map(|r| match &r.spec {
-            Spec::Object(vm)
-                if vm.object == ResourceKind::VirtualMachine
-                    && references(vm).contains(&replace.id) =>
-            {
-                Some(RestartFor {
-                    vm: r.spec.id(),
-                    reason: format!("its cloud-init {} is made again", replace.id),
-                    attribute: AttributeChange {
-                        name: "cloud-init".into(),
-                        before: digest.before.clone(),
-                        after: digest.after.clone(),
-                        disruption: Disruption::Reboot,
-                    },
-                })
-            }
-            _ => None,
-        })
+            .filter_map(|r| match &r.spec {
+                Spec::Object(vm)
+                    if vm.object == ResourceKind::VirtualMachine
+                        && references(vm).contains(&replace.id) =>
+                {
+                    Some(RestartFor {
+                        vm: r.spec.id(),
+                        reason: format!("its {what} {} is made again", replace.id),
+                        attribute: AttributeChange {
+                            name: name.into(),
+                            before: changed.before.clone(),
+                            after: changed.after.clone(),
+                            disruption: Disruption::Reboot,
+                        },
+                    })
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     /// A DataVolume holds a disk; a VirtualMachine its guest, and the DataVolumes its
