@@ -198,16 +198,7 @@ pub(super) enum Command {
     },
     /// Print, as YAML, the Kubernetes objects `apply` would send to a KubeVirt provider (for
     /// committing manifests instead of applying them). Secret values are shown as (sensitive)
-    Export {
-        #[command(flatten)]
-        plan: PlanArgs,
-        /// The KubeVirt provider, by its name in the providers file
-        #[arg(long)]
-        provider: Option<String>,
-        /// The plan's name, which marks what it creates. Default: the file's name without extension
-        #[arg(long)]
-        name: Option<String>,
-    },
+    Export(ExportArgs),
     /// Print the plan's dependency graph
     Graph {
         #[command(flatten)]
@@ -216,77 +207,11 @@ pub(super) enum Command {
         format: GraphFormat,
     },
     /// Show what apply would change on the provider
-    Diff {
-        #[command(flatten)]
-        plan: PlanArgs,
-        #[command(flatten)]
-        target: TargetArgs,
-        #[command(flatten)]
-        moved: MovedArgs,
-        #[command(flatten)]
-        output: OutputArgs,
-        /// human (a terminal), markdown (a pull-request comment) or json (versioned; see
-        /// `plan schema diff`)
-        #[arg(long, value_enum, default_value = "human")]
-        format: DiffFormat,
-        /// Exit 0 when there is nothing to change, 2 when there is, 1 on error
-        #[arg(long)]
-        detailed_exitcode: bool,
-        /// Replace this resource (entry name or address, repeatable) even if unchanged
-        #[arg(long = "replace", value_name = "NAME")]
-        replace: Vec<String>,
-        /// Save the plan to PLANFILE, for `plan apply PLANFILE` to apply exactly these changes
-        #[arg(long, value_name = "PLANFILE")]
-        out: Option<PathBuf>,
-        /// Compare FILE with another version of the plan instead of with a provider: a file, or
-        /// a git revision and path (`origin/main:site.yml`; `HEAD~1:./site.yml` from here)
-        #[arg(long, value_name = "OLD", conflicts_with_all = ["provider", "replace", "targets"])]
-        against: Option<String>,
-    },
+    Diff(DiffArgs),
     /// Make the provider match the plan (FILE may be a plan saved by `plan diff --out`)
-    Apply {
-        #[command(flatten)]
-        plan: PlanArgs,
-        #[command(flatten)]
-        target: TargetArgs,
-        #[command(flatten)]
-        moved: MovedArgs,
-        #[command(flatten)]
-        run: RunArgs,
-        #[command(flatten)]
-        output: OutputArgs,
-        /// Wait until every running VM has an IP address; fail if one has none in time
-        #[arg(long)]
-        wait: bool,
-        /// How long --wait waits, in seconds
-        #[arg(long, value_name = "SECONDS", default_value_t = 300, requires = "wait")]
-        wait_timeout: u64,
-        /// Replace this resource (entry name or address, repeatable) even if unchanged
-        #[arg(long = "replace", value_name = "NAME")]
-        replace: Vec<String>,
-        /// Restart the running VMs whose changes take effect only at a restart (this run's,
-        /// and those saved earlier), after the changes, in dependency order. Without it,
-        /// nothing running is restarted, and apply says which VMs wait
-        #[arg(long)]
-        restart: bool,
-        /// How long a VM restarted by --restart may take to shut down before it is forced
-        /// off, in seconds (default: the provider's, 60 for libvirt)
-        #[arg(long, value_name = "SECONDS", requires = "restart")]
-        shutdown_timeout: Option<u64>,
-    },
+    Apply(ApplyArgs),
     /// Delete everything the plan created, and nothing else
-    Destroy {
-        #[command(flatten)]
-        plan: PlanArgs,
-        #[command(flatten)]
-        target: TargetArgs,
-        #[command(flatten)]
-        moved: MovedArgs,
-        #[command(flatten)]
-        run: RunArgs,
-        #[command(flatten)]
-        output: OutputArgs,
-    },
+    Destroy(DestroyArgs),
     /// Every resource of the plan as it is live: state, addresses, what waits for a restart,
     /// what changed outside siteplan, and what apply would do. Exit 0 when the lab matches
     /// the plan, 2 when it does not, 1 on error
@@ -465,9 +390,9 @@ pub(super) enum Command {
 /// reads the parameter files and sees the `{{ plan }}` the name means.
 pub(super) fn name_the_plan(command: &mut Command) {
     let (plan, name) = match command {
-        Command::Diff { plan, target, .. }
-        | Command::Apply { plan, target, .. }
-        | Command::Destroy { plan, target, .. }
+        Command::Diff(DiffArgs { plan, target, .. })
+        | Command::Apply(ApplyArgs { plan, target, .. })
+        | Command::Destroy(DestroyArgs { plan, target, .. })
         | Command::Status { plan, target, .. }
         | Command::Start { plan, target, .. }
         | Command::Stop { plan, target, .. }
@@ -476,7 +401,7 @@ pub(super) fn name_the_plan(command: &mut Command) {
         | Command::Output { plan, target, .. }
         | Command::Console { plan, target, .. }
         | Command::Ssh { plan, target, .. } => (plan, target.name.clone()),
-        Command::Export { plan, name, .. } | Command::Unlock { plan, name, .. } => {
+        Command::Export(ExportArgs { plan, name, .. }) | Command::Unlock { plan, name, .. } => {
             (plan, name.clone())
         }
         Command::Snapshot { command } => command.plan_and_name(),
@@ -516,4 +441,95 @@ pub(super) fn file_named_before_more(mut command: clap::Command) -> clap::Comman
         command = command.mut_subcommand(name, file_named_before_more);
     }
     command
+}
+
+// `plan export`'s arguments (its help is the variant's).
+#[derive(clap::Args, Debug)]
+pub(super) struct ExportArgs {
+    #[command(flatten)]
+    pub(super) plan: PlanArgs,
+    /// The KubeVirt provider, by its name in the providers file
+    #[arg(long)]
+    pub(super) provider: Option<String>,
+    /// The plan's name, which marks what it creates. Default: the file's name without extension
+    #[arg(long)]
+    pub(super) name: Option<String>,
+}
+
+// `plan diff`'s arguments (its help is the variant's).
+#[derive(clap::Args, Debug)]
+pub(super) struct DiffArgs {
+    #[command(flatten)]
+    pub(super) plan: PlanArgs,
+    #[command(flatten)]
+    pub(super) target: TargetArgs,
+    #[command(flatten)]
+    pub(super) moved: MovedArgs,
+    #[command(flatten)]
+    pub(super) output: OutputArgs,
+    /// human (a terminal), markdown (a pull-request comment) or json (versioned; see
+    /// `plan schema diff`)
+    #[arg(long, value_enum, default_value = "human")]
+    pub(super) format: DiffFormat,
+    /// Exit 0 when there is nothing to change, 2 when there is, 1 on error
+    #[arg(long)]
+    pub(super) detailed_exitcode: bool,
+    /// Replace this resource (entry name or address, repeatable) even if unchanged
+    #[arg(long = "replace", value_name = "NAME")]
+    pub(super) replace: Vec<String>,
+    /// Save the plan to PLANFILE, for `plan apply PLANFILE` to apply exactly these changes
+    #[arg(long, value_name = "PLANFILE")]
+    pub(super) out: Option<PathBuf>,
+    /// Compare FILE with another version of the plan instead of with a provider: a file, or
+    /// a git revision and path (`origin/main:site.yml`; `HEAD~1:./site.yml` from here)
+    #[arg(long, value_name = "OLD", conflicts_with_all = ["provider", "replace", "targets"])]
+    pub(super) against: Option<String>,
+}
+
+// `plan apply`'s arguments (its help is the variant's).
+#[derive(clap::Args, Debug)]
+pub(super) struct ApplyArgs {
+    #[command(flatten)]
+    pub(super) plan: PlanArgs,
+    #[command(flatten)]
+    pub(super) target: TargetArgs,
+    #[command(flatten)]
+    pub(super) moved: MovedArgs,
+    #[command(flatten)]
+    pub(super) run: RunArgs,
+    #[command(flatten)]
+    pub(super) output: OutputArgs,
+    /// Wait until every running VM has an IP address; fail if one has none in time
+    #[arg(long)]
+    pub(super) wait: bool,
+    /// How long --wait waits, in seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, requires = "wait")]
+    pub(super) wait_timeout: u64,
+    /// Replace this resource (entry name or address, repeatable) even if unchanged
+    #[arg(long = "replace", value_name = "NAME")]
+    pub(super) replace: Vec<String>,
+    /// Restart the running VMs whose changes take effect only at a restart (this run's,
+    /// and those saved earlier), after the changes, in dependency order. Without it,
+    /// nothing running is restarted, and apply says which VMs wait
+    #[arg(long)]
+    pub(super) restart: bool,
+    /// How long a VM restarted by --restart may take to shut down before it is forced
+    /// off, in seconds (default: the provider's, 60 for libvirt)
+    #[arg(long, value_name = "SECONDS", requires = "restart")]
+    pub(super) shutdown_timeout: Option<u64>,
+}
+
+// `plan destroy`'s arguments (its help is the variant's).
+#[derive(clap::Args, Debug)]
+pub(super) struct DestroyArgs {
+    #[command(flatten)]
+    pub(super) plan: PlanArgs,
+    #[command(flatten)]
+    pub(super) target: TargetArgs,
+    #[command(flatten)]
+    pub(super) moved: MovedArgs,
+    #[command(flatten)]
+    pub(super) run: RunArgs,
+    #[command(flatten)]
+    pub(super) output: OutputArgs,
 }

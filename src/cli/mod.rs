@@ -3,11 +3,14 @@
 //! (`manifest`, `graph`, `ops`) does the work, and `view` renders what it reports.
 
 mod args;
+mod change;
 mod console;
 mod inventory;
+mod lab;
 pub(crate) mod out;
 mod progress;
 mod providers;
+mod resolve;
 mod snapshot;
 mod table;
 mod view;
@@ -24,8 +27,10 @@ use crate::manifest::{self, format, LoadFailure, Loaded, Options, Overrides};
 use crate::ops::{self, Request, RunOptions};
 use crate::plan::saved::SavedPlan;
 use args::*;
+use lab::{console, lab_inventory, list_plans, power_vms, ssh, status, unlock, vm_info};
 use out::say;
 use progress::Verbosity;
+use resolve::request;
 use view::{DiffFormat, Terminal};
 
 /// Exit status for any error: bad input, or a failure to do what was asked.
@@ -59,181 +64,14 @@ pub fn run() -> ExitCode {
             Ok(text) => print(&text),
             Err(failure) => report_failure(&failure),
         },
-        Command::Export {
-            plan,
-            provider,
-            name,
-        } => {
-            let Ok(loaded) = load(&plan, false) else {
-                return ExitCode::from(EXIT_ERROR);
-            };
-            let request = Request {
-                provider,
-                overrides: plan.overrides(),
-                ..Request::new(&plan.file, name)
-            };
-            match block_on(ops::export(&request, &loaded)) {
-                Ok(Ok(documents)) => print(&documents),
-                Ok(Err(message)) => {
-                    say!("error: {message}");
-                    ExitCode::from(EXIT_ERROR)
-                }
-                Err(code) => code,
-            }
-        }
+        Command::Export(args) => change::export(args),
         Command::Graph { plan, format } => match load(&plan, false) {
             Ok(loaded) => print(&graph::render(&loaded.graph, format)),
             Err(code) => code,
         },
-        Command::Diff {
-            plan,
-            target,
-            moved,
-            output,
-            format,
-            detailed_exitcode,
-            replace,
-            against,
-            out,
-        } => {
-            let view = Terminal::new(output.verbosity(), format, false, false);
-            let request = Request {
-                replace,
-                plan_moved: moved.plan_moved,
-                ..request(&plan, target)
-            };
-            let Ok(loaded) = load(&plan, false) else {
-                return ExitCode::from(EXIT_ERROR);
-            };
-            let outcome = match against {
-                Some(old) => ops::diff_against(&request, &old, &loaded, &view),
-                None => match block_on(ops::diff(&request, &loaded, out.as_deref(), &view)) {
-                    Ok(outcome) => outcome,
-                    Err(code) => return code,
-                },
-            };
-            view::finish(outcome, &view, detailed_exitcode)
-        }
-        Command::Apply {
-            plan,
-            target,
-            moved,
-            run,
-            output,
-            wait,
-            wait_timeout,
-            replace,
-            restart,
-            shutdown_timeout,
-        } => {
-            let options = RunOptions {
-                parallelism: run.parallelism,
-                wait: wait.then(|| std::time::Duration::from_secs(wait_timeout)),
-                restart,
-                shutdown_timeout: shutdown_timeout.map(std::time::Duration::from_secs),
-                interruption: Default::default(),
-            };
-            let view = Terminal::new(output.verbosity(), DiffFormat::Human, true, run.yes);
-            let options = RunOptions {
-                interruption: view.interruption.clone(),
-                ..options
-            };
-            match saved_plan(&plan.file) {
-                Some(Ok(saved)) => {
-                    let outcome = block_on(ops::apply_saved(
-                        saved,
-                        &plan.file,
-                        &plan.params,
-                        options,
-                        &view,
-                    ));
-                    match outcome {
-                        Ok(outcome) => view::finish(outcome, &view, false),
-                        Err(code) => code,
-                    }
-                }
-                Some(Err(e)) => {
-                    say!("error: {}: {e}", plan.file.display());
-                    ExitCode::from(EXIT_ERROR)
-                }
-                None => {
-                    let request = Request {
-                        replace,
-                        plan_moved: moved.plan_moved,
-                        ..request(&plan, target)
-                    };
-                    let Ok(loaded) = load(&plan, false) else {
-                        return ExitCode::from(EXIT_ERROR);
-                    };
-                    match block_on(ops::apply(&request, &loaded, options, &view)) {
-                        Ok(outcome) => view::finish(outcome, &view, false),
-                        Err(code) => code,
-                    }
-                }
-            }
-        }
-        Command::Destroy {
-            plan,
-            target,
-            moved,
-            run,
-            output,
-        } => {
-            let options = RunOptions {
-                parallelism: run.parallelism,
-                wait: None,
-                restart: false,
-                shutdown_timeout: None,
-                interruption: Default::default(),
-            };
-            // `plan destroy` alone, where there is no kcli_plan.yml, names no plan: it must not
-            // destroy the one the directory's name would give.
-            if plan.file == Path::new(manifest::DEFAULT_PLAN_FILE) && !plan.file.exists() {
-                say!(
-                    "error: there is no {} here: name the plan to destroy (`plan destroy FILE`; \
-                     for a plan whose file is gone, its path, such as ./{})",
-                    manifest::DEFAULT_PLAN_FILE,
-                    manifest::DEFAULT_PLAN_FILE
-                );
-                return ExitCode::from(EXIT_ERROR);
-            }
-            let view = Terminal::new(output.verbosity(), DiffFormat::Human, true, run.yes);
-            let options = RunOptions {
-                interruption: view.interruption.clone(),
-                ..options
-            };
-            let request = Request {
-                plan_moved: moved.plan_moved,
-                ..request(&plan, target)
-            };
-            let loaded = if plan.file.exists() {
-                // A file that declares nothing still names a plan whose marks say what goes.
-                load_with(
-                    &plan,
-                    Options {
-                        strict: false,
-                        declaring_nothing: true,
-                    },
-                )
-            } else {
-                // A plan whose file is gone can still be destroyed: what goes is what carries
-                // its mark, guarded by what the marks recorded.
-                say!(
-                    "warning: {} does not exist; destroying what the provider's marks say its \
-                     plan created, with the guards recorded on each resource",
-                    plan.file.display()
-                );
-                manifest::load_text("", &plan.file, &Overrides::default(), Options::default())
-                    .map_err(|failure| report_failure(&failure))
-            };
-            let Ok(loaded) = loaded else {
-                return ExitCode::from(EXIT_ERROR);
-            };
-            match block_on(ops::destroy(&request, &loaded, options, &view)) {
-                Ok(outcome) => view::finish(outcome, &view, false),
-                Err(code) => code,
-            }
-        }
+        Command::Diff(args) => change::diff(args),
+        Command::Apply(args) => change::apply(args),
+        Command::Destroy(args) => change::destroy(args),
         Command::Status {
             plan,
             target,
@@ -253,7 +91,7 @@ pub fn run() -> ExitCode {
             &vms,
             &power,
             ops::Power::Start,
-            wait.then(|| std::time::Duration::from_secs(wait_timeout)),
+            resolve::wait(wait, wait_timeout),
         ),
         Command::Stop {
             plan,
@@ -287,7 +125,7 @@ pub fn run() -> ExitCode {
             ops::Power::Restart {
                 grace: timeout.map(std::time::Duration::from_secs),
             },
-            wait.then(|| std::time::Duration::from_secs(wait_timeout)),
+            resolve::wait(wait, wait_timeout),
         ),
         Command::List { provider, output } => list_plans(provider.as_deref(), output),
         Command::Info {
@@ -381,214 +219,6 @@ fn document(value: &impl serde::Serialize, yaml: bool) -> String {
     text
 }
 
-/// `plan status`: the lab as it is, as a table or a document; exit 2 when it does not match
-/// the plan.
-fn status(plan: &PlanArgs, target: TargetArgs, moved: bool, output: StatusOutput) -> ExitCode {
-    let looked = || -> Result<ExitCode, ExitCode> {
-        let (view, request, loaded) = looking(plan, target)?;
-        let request = Request {
-            plan_moved: moved,
-            ..request
-        };
-        let lab = found(block_on(ops::status(&request, &loaded, &view)), &view)?;
-        let shown = match output {
-            StatusOutput::Table => view::status_table(&lab, &request.command("diff")),
-            StatusOutput::Json => document(&lab, false),
-            StatusOutput::Yaml => document(&lab, true),
-        };
-        let printed = print(&shown);
-        Ok(if printed != ExitCode::SUCCESS || lab.matches {
-            printed
-        } else {
-            ExitCode::from(view::EXIT_CHANGES)
-        })
-    };
-    looked().unwrap_or_else(|code| code)
-}
-
-/// `plan list`: exit 1 only when no provider answered.
-fn list_plans(provider: Option<&str>, output: ListOutput) -> ExitCode {
-    let listing = match block_on(ops::list(provider)) {
-        Ok(Ok(listing)) => listing,
-        Ok(Err(message)) => {
-            say!("error: {message}");
-            return ExitCode::from(EXIT_ERROR);
-        }
-        Err(code) => return code,
-    };
-    for gone in &listing.unreachable {
-        say!(
-            "warning: provider `{}` could not be asked: {}",
-            gone.provider,
-            gone.reason
-        );
-    }
-    let printed = print(&match output {
-        ListOutput::Json => document(&listing, false),
-        ListOutput::Table => view::plans_table(&listing),
-    });
-    let none_answered = listing.unreachable.len() == listing.asked;
-    if printed == ExitCode::SUCCESS && none_answered {
-        ExitCode::from(EXIT_ERROR)
-    } else {
-        printed
-    }
-}
-
-/// `plan info`.
-fn vm_info(plan: &PlanArgs, target: TargetArgs, vm: &str, output: StatusOutput) -> ExitCode {
-    let looked = || -> Result<ExitCode, ExitCode> {
-        let (view, request, loaded) = looking(plan, target)?;
-        let info = found(block_on(ops::info(&request, &loaded, vm, &view)), &view)?;
-        Ok(print(&match output {
-            StatusOutput::Table => view::info_text(&info),
-            StatusOutput::Json => document(&info, false),
-            StatusOutput::Yaml => document(&info, true),
-        }))
-    };
-    looked().unwrap_or_else(|code| code)
-}
-
-/// The plan's VMs as they are live, or the exit status of what went wrong (said already).
-fn lab_inventory(
-    plan: &PlanArgs,
-    target: TargetArgs,
-    user: Option<&str>,
-) -> Result<ops::Inventory, ExitCode> {
-    let (view, request, loaded) = looking(plan, target)?;
-    found(
-        block_on(ops::inventory(&request, &loaded, user, &view)),
-        &view,
-    )
-}
-
-/// `plan console`: attached until Ctrl-], the guest closes the console, or stdin ends.
-fn console(plan: &PlanArgs, target: TargetArgs, vm: &str) -> ExitCode {
-    let looked = || -> Result<ExitCode, ExitCode> {
-        let (view, request, loaded) = looking(plan, target)?;
-        let attached = found(block_on(ops::console(&request, &loaded, vm, &view)), &view)?;
-        Ok(match console::attach(attached, &format!("vm/{vm}")) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(why) => {
-                say!("error: {why}");
-                ExitCode::from(EXIT_ERROR)
-            }
-        })
-    };
-    looked().unwrap_or_else(|code| code)
-}
-
-/// `plan ssh`: runs the system's ssh, which takes over the terminal; its exit status is ours.
-fn ssh(
-    plan: &PlanArgs,
-    target: TargetArgs,
-    vm: &str,
-    user: Option<&str>,
-    command: &[String],
-) -> ExitCode {
-    let found = match lab_inventory(plan, target, user) {
-        Ok(found) => found,
-        Err(code) => return code,
-    };
-    let Some(guest) = found.vms.iter().find(|v| v.name == vm) else {
-        let names: Vec<&str> = found.vms.iter().map(|v| v.name.as_str()).collect();
-        say!(
-            "error: `{vm}` is no VM of plan `{}`; its VMs are: {}",
-            found.plan,
-            names.join(", ")
-        );
-        return ExitCode::from(EXIT_ERROR);
-    };
-    let args = match inventory::ssh_command(guest, command) {
-        Ok(args) => args,
-        Err(why) => {
-            say!("error: {why}");
-            return ExitCode::from(EXIT_ERROR);
-        }
-    };
-    match std::process::Command::new("ssh").args(&args).status() {
-        Ok(status) => ExitCode::from(status.code().map_or(EXIT_ERROR, |c| c as u8)),
-        Err(e) => {
-            say!("error: cannot run ssh: {e} (is openssh-client installed?)");
-            ExitCode::from(EXIT_ERROR)
-        }
-    }
-}
-
-/// `plan unlock`.
-fn unlock(plan: &PlanArgs, provider: Option<String>, name: Option<String>, yes: bool) -> ExitCode {
-    let view = Terminal::new(Verbosity::Normal, DiffFormat::Human, true, yes);
-    let request = Request {
-        provider,
-        overrides: plan.overrides(),
-        ..Request::new(&plan.file, name)
-    };
-    // A file that declares nothing still names a plan.
-    let loaded = load_with(
-        plan,
-        Options {
-            strict: false,
-            declaring_nothing: true,
-        },
-    );
-    let Ok(loaded) = loaded else {
-        return ExitCode::from(EXIT_ERROR);
-    };
-    let unlocked = match block_on(ops::unlock(&request, &loaded, &view)) {
-        Ok(Ok(unlocked)) => unlocked,
-        Ok(Err(refusal)) => return view::finish(ops::Outcome::Refused(refusal), &view, false),
-        Err(code) => return code,
-    };
-    for lock in unlocked {
-        match (&lock.holder, lock.removed) {
-            (None, _) => say!(
-                "Plan `{}` holds no lock on {}.",
-                request.name,
-                lock.provider
-            ),
-            (Some(holder), true) => say!(
-                "Removed plan `{}`'s lock on {}, held by {}.",
-                request.name,
-                lock.provider,
-                holder.describe()
-            ),
-            (Some(_), false) => say!(
-                "Plan `{}`'s lock on {} was gone already.",
-                request.name,
-                lock.provider
-            ),
-        }
-    }
-    ExitCode::SUCCESS
-}
-
-/// `plan start|stop|restart`.
-fn power_vms(
-    plan: &PlanArgs,
-    target: TargetArgs,
-    vms: &[String],
-    args: &PowerArgs,
-    power: ops::Power,
-    wait: Option<std::time::Duration>,
-) -> ExitCode {
-    let view = Terminal::new(args.output.verbosity(), DiffFormat::Human, true, true);
-    let request = request(plan, target);
-    let Ok(loaded) = load(plan, false) else {
-        return ExitCode::from(EXIT_ERROR);
-    };
-    let options = RunOptions {
-        parallelism: args.parallelism,
-        wait,
-        restart: false,
-        shutdown_timeout: None,
-        interruption: view.interruption.clone(),
-    };
-    match block_on(ops::power(&request, &loaded, power, vms, options, &view)) {
-        Ok(outcome) => view::finish(outcome, &view, false),
-        Err(code) => code,
-    }
-}
-
 /// The plan after templating. Reading the plan first registers its secrets (root passwords,
 /// keys), which the rendered text must not show; its problems are `validate`'s to report.
 fn render(plan: &PlanArgs) -> Result<String, LoadFailure> {
@@ -600,16 +230,6 @@ fn render(plan: &PlanArgs) -> Result<String, LoadFailure> {
 fn saved_plan(file: &Path) -> Option<Result<SavedPlan, String>> {
     let text = std::fs::read_to_string(file).ok()?;
     SavedPlan::parse(&text)
-}
-
-/// The request a plan command makes: the plan, its parameters, and where it goes.
-fn request(plan: &PlanArgs, target: TargetArgs) -> Request {
-    Request {
-        provider: target.provider,
-        targets: target.targets,
-        overrides: plan.overrides(),
-        ..Request::new(&plan.file, target.name)
-    }
 }
 
 /// Runs an operation on a runtime of its own, then waits (briefly) for the runtime's threads

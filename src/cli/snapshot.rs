@@ -176,13 +176,7 @@ fn prepare(
 }
 
 fn options(view: &Terminal, parallelism: usize) -> RunOptions {
-    RunOptions {
-        parallelism,
-        wait: None,
-        restart: false,
-        shutdown_timeout: None,
-        interruption: view.interruption.clone(),
-    }
+    super::resolve::run_options(parallelism, view.interruption.clone())
 }
 
 /// A signal that came while a snapshot command finished its work: its exit status.

@@ -130,6 +130,35 @@ pub async fn destroy(
     converge(request, loaded, Goal::Destroy, None, options, view).await
 }
 
+/// The plan `plan destroy` works on. A file that declares nothing still names a plan whose
+/// marks say what goes; a plan whose file is gone can still be destroyed: what goes is what
+/// carries its mark, guarded by what the marks recorded (said). But `kcli_plan.yml` that is not
+/// here names no plan: it must not destroy the one the directory's name would give.
+pub fn plan_to_destroy(request: &Request, view: &dyn View) -> Result<Loaded, Refusal> {
+    let file = &request.file;
+    if file == Path::new(manifest::DEFAULT_PLAN_FILE) && !file.exists() {
+        return Err(Refusal::Invalid(format!(
+            "there is no {name} here: name the plan to destroy (`plan destroy FILE`; for a plan \
+             whose file is gone, its path, such as ./{name})",
+            name = manifest::DEFAULT_PLAN_FILE,
+        )));
+    }
+    if file.exists() {
+        let options = manifest::Options {
+            strict: false,
+            declaring_nothing: true,
+        };
+        return manifest::load(file, &request.overrides, options).map_err(Refusal::Load);
+    }
+    view.event(Event::Warning(format!(
+        "{} does not exist; destroying what the provider's marks say its plan created, with the \
+         guards recorded on each resource",
+        file.display()
+    )));
+    let nothing = manifest::Overrides::default();
+    manifest::load_text("", file, &nothing, manifest::Options::default()).map_err(Refusal::Load)
+}
+
 /// `plan apply PLANFILE`: the changes that were reviewed and saved, or a refusal saying what
 /// changed since. `given` are the `-P` values of this command line (secrets are never saved).
 pub async fn apply_saved(

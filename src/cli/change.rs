@@ -1,0 +1,105 @@
+//! The commands that plan and change a lab: `diff`, `apply` (a plan file or a saved plan),
+//! `destroy` and `export`. Each resolves its flags (`resolve`), runs its operation, and hands
+//! the outcome to the view.
+
+use std::process::ExitCode;
+
+use super::args::{ApplyArgs, DestroyArgs, DiffArgs, ExportArgs};
+use super::out::say;
+use super::view::{self, DiffFormat, Terminal};
+use super::{block_on, load, print, resolve, saved_plan, EXIT_ERROR};
+use crate::ops::{self, Outcome, RunOptions};
+
+pub(super) fn export(args: ExportArgs) -> ExitCode {
+    let Ok(loaded) = load(&args.plan, false) else {
+        return ExitCode::from(EXIT_ERROR);
+    };
+    let request = resolve::named(&args.plan, args.provider, args.name);
+    match block_on(ops::export(&request, &loaded)) {
+        Ok(Ok(documents)) => print(&documents),
+        Ok(Err(message)) => {
+            say!("error: {message}");
+            ExitCode::from(EXIT_ERROR)
+        }
+        Err(code) => code,
+    }
+}
+
+pub(super) fn diff(args: DiffArgs) -> ExitCode {
+    let view = Terminal::new(args.output.verbosity(), args.format, false, false);
+    let request = resolve::changing(&args.plan, args.target, &args.moved, args.replace);
+    let Ok(loaded) = load(&args.plan, false) else {
+        return ExitCode::from(EXIT_ERROR);
+    };
+    let outcome = match args.against {
+        Some(old) => ops::diff_against(&request, &old, &loaded, &view),
+        None => match block_on(ops::diff(&request, &loaded, args.out.as_deref(), &view)) {
+            Ok(outcome) => outcome,
+            Err(code) => return code,
+        },
+    };
+    view::finish(outcome, &view, args.detailed_exitcode)
+}
+
+/// A plan file, or a plan saved by `plan diff --out` (exactly its changes, or nothing).
+pub(super) fn apply(args: ApplyArgs) -> ExitCode {
+    let view = Terminal::new(
+        args.output.verbosity(),
+        DiffFormat::Human,
+        true,
+        args.run.yes,
+    );
+    let options = RunOptions {
+        wait: resolve::wait(args.wait, args.wait_timeout),
+        restart: args.restart,
+        shutdown_timeout: args.shutdown_timeout.map(std::time::Duration::from_secs),
+        ..resolve::run_options(args.run.parallelism, view.interruption.clone())
+    };
+    let outcome = match saved_plan(&args.plan.file) {
+        Some(Ok(saved)) => block_on(ops::apply_saved(
+            saved,
+            &args.plan.file,
+            &args.plan.params,
+            options,
+            &view,
+        )),
+        Some(Err(e)) => {
+            say!("error: {}: {e}", args.plan.file.display());
+            return ExitCode::from(EXIT_ERROR);
+        }
+        None => {
+            let request = resolve::changing(&args.plan, args.target, &args.moved, args.replace);
+            let Ok(loaded) = load(&args.plan, false) else {
+                return ExitCode::from(EXIT_ERROR);
+            };
+            block_on(ops::apply(&request, &loaded, options, &view))
+        }
+    };
+    finish(outcome, &view)
+}
+
+pub(super) fn destroy(args: DestroyArgs) -> ExitCode {
+    let view = Terminal::new(
+        args.output.verbosity(),
+        DiffFormat::Human,
+        true,
+        args.run.yes,
+    );
+    let options = resolve::run_options(args.run.parallelism, view.interruption.clone());
+    let request = resolve::changing(&args.plan, args.target, &args.moved, Vec::new());
+    let loaded = match ops::plan_to_destroy(&request, &view) {
+        Ok(loaded) => loaded,
+        Err(refusal) => return view::finish(Outcome::Refused(refusal), &view, false),
+    };
+    finish(
+        block_on(ops::destroy(&request, &loaded, options, &view)),
+        &view,
+    )
+}
+
+fn finish(outcome: Result<Outcome, ExitCode>, view: &Terminal) -> ExitCode {
+    match outcome {
+        Ok(outcome) => view::finish(outcome, view, false),
+        Err(code) => code,
+    }
+}

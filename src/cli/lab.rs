@@ -1,0 +1,221 @@
+//! The commands on a lab that exists: `status`, `list`, `info`, `output`, `console`, `ssh`,
+//! `unlock`, and `start|stop|restart`. Each resolves its flags (`resolve`), runs its operation
+//! and prints what it returns.
+
+use super::*;
+
+/// `plan status`: the lab as it is, as a table or a document; exit 2 when it does not match
+/// the plan.
+pub(super) fn status(
+    plan: &PlanArgs,
+    target: TargetArgs,
+    moved: bool,
+    output: StatusOutput,
+) -> ExitCode {
+    let looked = || -> Result<ExitCode, ExitCode> {
+        let (view, request, loaded) = looking(plan, target)?;
+        let request = Request {
+            plan_moved: moved,
+            ..request
+        };
+        let lab = found(block_on(ops::status(&request, &loaded, &view)), &view)?;
+        let shown = match output {
+            StatusOutput::Table => view::status_table(&lab, &request.command("diff")),
+            StatusOutput::Json => document(&lab, false),
+            StatusOutput::Yaml => document(&lab, true),
+        };
+        let printed = print(&shown);
+        Ok(if printed != ExitCode::SUCCESS || lab.matches {
+            printed
+        } else {
+            ExitCode::from(view::EXIT_CHANGES)
+        })
+    };
+    looked().unwrap_or_else(|code| code)
+}
+
+/// `plan list`: exit 1 only when no provider answered.
+pub(super) fn list_plans(provider: Option<&str>, output: ListOutput) -> ExitCode {
+    let listing = match block_on(ops::list(provider)) {
+        Ok(Ok(listing)) => listing,
+        Ok(Err(message)) => {
+            say!("error: {message}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+        Err(code) => return code,
+    };
+    for gone in &listing.unreachable {
+        say!(
+            "warning: provider `{}` could not be asked: {}",
+            gone.provider,
+            gone.reason
+        );
+    }
+    let printed = print(&match output {
+        ListOutput::Json => document(&listing, false),
+        ListOutput::Table => view::plans_table(&listing),
+    });
+    let none_answered = listing.unreachable.len() == listing.asked;
+    if printed == ExitCode::SUCCESS && none_answered {
+        ExitCode::from(EXIT_ERROR)
+    } else {
+        printed
+    }
+}
+
+/// `plan info`.
+pub(super) fn vm_info(
+    plan: &PlanArgs,
+    target: TargetArgs,
+    vm: &str,
+    output: StatusOutput,
+) -> ExitCode {
+    let looked = || -> Result<ExitCode, ExitCode> {
+        let (view, request, loaded) = looking(plan, target)?;
+        let info = found(block_on(ops::info(&request, &loaded, vm, &view)), &view)?;
+        Ok(print(&match output {
+            StatusOutput::Table => view::info_text(&info),
+            StatusOutput::Json => document(&info, false),
+            StatusOutput::Yaml => document(&info, true),
+        }))
+    };
+    looked().unwrap_or_else(|code| code)
+}
+
+/// The plan's VMs as they are live, or the exit status of what went wrong (said already).
+pub(super) fn lab_inventory(
+    plan: &PlanArgs,
+    target: TargetArgs,
+    user: Option<&str>,
+) -> Result<ops::Inventory, ExitCode> {
+    let (view, request, loaded) = looking(plan, target)?;
+    found(
+        block_on(ops::inventory(&request, &loaded, user, &view)),
+        &view,
+    )
+}
+
+/// `plan console`: attached until Ctrl-], the guest closes the console, or stdin ends.
+pub(super) fn console(plan: &PlanArgs, target: TargetArgs, vm: &str) -> ExitCode {
+    let looked = || -> Result<ExitCode, ExitCode> {
+        let (view, request, loaded) = looking(plan, target)?;
+        let attached = found(block_on(ops::console(&request, &loaded, vm, &view)), &view)?;
+        Ok(match console::attach(attached, &format!("vm/{vm}")) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(why) => {
+                say!("error: {why}");
+                ExitCode::from(EXIT_ERROR)
+            }
+        })
+    };
+    looked().unwrap_or_else(|code| code)
+}
+
+/// `plan ssh`: runs the system's ssh, which takes over the terminal; its exit status is ours.
+pub(super) fn ssh(
+    plan: &PlanArgs,
+    target: TargetArgs,
+    vm: &str,
+    user: Option<&str>,
+    command: &[String],
+) -> ExitCode {
+    let found = match lab_inventory(plan, target, user) {
+        Ok(found) => found,
+        Err(code) => return code,
+    };
+    let Some(guest) = found.vms.iter().find(|v| v.name == vm) else {
+        let names: Vec<&str> = found.vms.iter().map(|v| v.name.as_str()).collect();
+        say!(
+            "error: `{vm}` is no VM of plan `{}`; its VMs are: {}",
+            found.plan,
+            names.join(", ")
+        );
+        return ExitCode::from(EXIT_ERROR);
+    };
+    let args = match inventory::ssh_command(guest, command) {
+        Ok(args) => args,
+        Err(why) => {
+            say!("error: {why}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    match std::process::Command::new("ssh").args(&args).status() {
+        Ok(status) => ExitCode::from(status.code().map_or(EXIT_ERROR, |c| c as u8)),
+        Err(e) => {
+            say!("error: cannot run ssh: {e} (is openssh-client installed?)");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+/// `plan unlock`.
+pub(super) fn unlock(
+    plan: &PlanArgs,
+    provider: Option<String>,
+    name: Option<String>,
+    yes: bool,
+) -> ExitCode {
+    let view = Terminal::new(Verbosity::Normal, DiffFormat::Human, true, yes);
+    let request = resolve::named(plan, provider, name);
+    // A file that declares nothing still names a plan.
+    let loaded = load_with(
+        plan,
+        Options {
+            strict: false,
+            declaring_nothing: true,
+        },
+    );
+    let Ok(loaded) = loaded else {
+        return ExitCode::from(EXIT_ERROR);
+    };
+    let unlocked = match block_on(ops::unlock(&request, &loaded, &view)) {
+        Ok(Ok(unlocked)) => unlocked,
+        Ok(Err(refusal)) => return view::finish(ops::Outcome::Refused(refusal), &view, false),
+        Err(code) => return code,
+    };
+    for lock in unlocked {
+        match (&lock.holder, lock.removed) {
+            (None, _) => say!(
+                "Plan `{}` holds no lock on {}.",
+                request.name,
+                lock.provider
+            ),
+            (Some(holder), true) => say!(
+                "Removed plan `{}`'s lock on {}, held by {}.",
+                request.name,
+                lock.provider,
+                holder.describe()
+            ),
+            (Some(_), false) => say!(
+                "Plan `{}`'s lock on {} was gone already.",
+                request.name,
+                lock.provider
+            ),
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// `plan start|stop|restart`.
+pub(super) fn power_vms(
+    plan: &PlanArgs,
+    target: TargetArgs,
+    vms: &[String],
+    args: &PowerArgs,
+    power: ops::Power,
+    wait: Option<std::time::Duration>,
+) -> ExitCode {
+    let view = Terminal::new(args.output.verbosity(), DiffFormat::Human, true, true);
+    let request = request(plan, target);
+    let Ok(loaded) = load(plan, false) else {
+        return ExitCode::from(EXIT_ERROR);
+    };
+    let options = RunOptions {
+        wait,
+        ..resolve::run_options(args.parallelism, view.interruption.clone())
+    };
+    match block_on(ops::power(&request, &loaded, power, vms, options, &view)) {
+        Ok(outcome) => view::finish(outcome, &view, false),
+        Err(code) => code,
+    }
+}
