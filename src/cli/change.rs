@@ -6,8 +6,9 @@ use std::process::ExitCode;
 
 use super::args::{ApplyArgs, DestroyArgs, DiffArgs, ExportArgs};
 use super::out::say;
+use super::progress::Verbosity;
 use super::view::{self, DiffFormat, Terminal};
-use super::{block_on, load, print, resolve, saved_plan, EXIT_ERROR};
+use super::{block_on, found, load, print, resolve, saved_plan, EXIT_ERROR};
 use crate::ops::{self, Outcome, RunOptions};
 
 pub(super) fn export(args: ExportArgs) -> ExitCode {
@@ -15,12 +16,9 @@ pub(super) fn export(args: ExportArgs) -> ExitCode {
         return ExitCode::from(EXIT_ERROR);
     };
     let request = resolve::named(&args.plan, args.provider, args.name);
-    match block_on(ops::export(&request, &loaded)) {
-        Ok(Ok(documents)) => print(&documents),
-        Ok(Err(message)) => {
-            say!("error: {message}");
-            ExitCode::from(EXIT_ERROR)
-        }
+    let view = Terminal::new(Verbosity::Quiet, DiffFormat::Human, false, false);
+    match found(block_on(ops::export(&request, &loaded)), &view) {
+        Ok(documents) => print(&documents),
         Err(code) => code,
     }
 }

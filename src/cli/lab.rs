@@ -36,12 +36,9 @@ pub(super) fn status(
 
 /// `plan list`: exit 1 only when no provider answered.
 pub(super) fn list_plans(provider: Option<&str>, output: ListOutput) -> ExitCode {
-    let listing = match block_on(ops::list(provider)) {
-        Ok(Ok(listing)) => listing,
-        Ok(Err(message)) => {
-            say!("error: {message}");
-            return ExitCode::from(EXIT_ERROR);
-        }
+    let view = Terminal::new(Verbosity::Quiet, DiffFormat::Human, false, false);
+    let listing = match found(block_on(ops::list(provider)), &view) {
+        Ok(listing) => listing,
         Err(code) => return code,
     };
     for gone in &listing.unreachable {

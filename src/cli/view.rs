@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use super::out::{self, say};
 use super::progress::{self, Verbosity};
 use crate::apply::Progress;
-use crate::ops::{self, Answer, Event, Outcome, Refusal, View, Vms};
+use crate::ops::{self, Answer, Asked, Event, Outcome, Refusal, View, Vms};
 use crate::plan::{render, Action, Plan};
 
 /// `diff --detailed-exitcode` when there is something to change.
@@ -120,7 +120,8 @@ impl View for Terminal {
                     report.skipped()
                 );
             }
-            Event::WaitingForRestart { vms, command } => {
+            Event::WaitingForRestart { vms, request } => {
+                let command = request.command("apply --restart");
                 say!(
                     "Waiting for a restart (saved, not running yet): {}. `{command}` restarts {}.",
                     vms.join(", "),
@@ -240,10 +241,15 @@ fn refuse(refusal: Refusal) {
             say!("Nothing was changed.");
         }
         Refusal::Declined => say!("Nothing was changed."),
-        Refusal::CannotAsk { destroying } => {
+        Refusal::CannotAsk(asked) => {
             say!(
                 "error: not a terminal, so not asking: pass --yes to {}",
-                if destroying { "destroy" } else { "apply" }
+                match asked {
+                    Asked::Apply => "apply",
+                    Asked::Destroy => "destroy",
+                    Asked::Revert => "revert",
+                    Asked::RemoveLock => "remove the lock",
+                }
             );
             say!("Nothing was changed.");
         }

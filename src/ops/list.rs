@@ -43,7 +43,7 @@ pub struct Unreachable {
 }
 
 /// Asks every enabled provider of the providers file (or `provider` alone), all at once.
-pub async fn list(provider: Option<&str>) -> Result<Listing, String> {
+pub async fn list(provider: Option<&str>) -> Result<Listing, super::Refusal> {
     // Each with the name it is shown by: its own, or (a URI given) where it connects.
     let configs: Vec<(String, config::ProviderConfig)> = match provider {
         // `plan list` takes no --no-kcli-config: the environment variable still turns it off.

@@ -425,11 +425,7 @@ pub async fn unlock(
         match view.ask(&question) {
             super::Answer::Yes => {}
             super::Answer::No => return Err(Refusal::Declined),
-            super::Answer::CannotAsk => {
-                return Err(Refusal::Invalid(
-                    "not a terminal, so not asking: pass --yes to remove the lock".into(),
-                ))
-            }
+            super::Answer::CannotAsk => return Err(Refusal::CannotAsk(super::Asked::RemoveLock)),
         }
         let removed = session.remove_lock(site, &found).await?;
         unlocked.push(Unlocked {

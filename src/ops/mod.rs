@@ -32,7 +32,7 @@ pub use inventory::{
 };
 pub use list::{list, ListedPlan, ListedVm, Listing, Unreachable};
 pub use lock::{unlock, Locked, PlanLock, Unlocked};
-pub use outcome::{Outcome, Refusal, VmRow, VmState, Vms};
+pub use outcome::{Asked, Outcome, Refusal, VmRow, VmState, Vms};
 pub use power::power;
 pub use request::{Request, RunOptions};
 pub use session::{open_provider, Goal, Opened, Session, Unreadable};
@@ -89,7 +89,7 @@ pub async fn diff(
 
 /// `plan export`: the objects apply would send to a Kubernetes provider, as YAML documents.
 /// Nothing is asked of the cluster.
-pub async fn export(request: &Request, loaded: &Loaded) -> Result<String, String> {
+pub async fn export(request: &Request, loaded: &Loaded) -> Result<String, Refusal> {
     let intents = intent::intents(&loaded.manifest, &request.name, &request.base)?;
     let opened = open_provider(
         request.provider.as_deref(),
@@ -323,7 +323,12 @@ async fn converge(
                 match view.confirm(&plan, destroying) {
                     Answer::Yes => {}
                     Answer::No => return Err(Refusal::Declined),
-                    Answer::CannotAsk => return Err(Refusal::CannotAsk { destroying }),
+                    Answer::CannotAsk => {
+                        return Err(Refusal::CannotAsk(match destroying {
+                            true => Asked::Destroy,
+                            false => Asked::Apply,
+                        }))
+                    }
                 }
             }
             not_interrupted(interruption)?;
@@ -448,8 +453,7 @@ fn waiting_for_restart(request: &Request, mut vms: Vec<String>, view: &dyn View)
     }
     vms.sort();
     vms.dedup();
-    let command = request.command("apply --restart");
-    view.event(Event::WaitingForRestart { vms, command });
+    view.event(Event::WaitingForRestart { vms, request });
 }
 
 /// The parts' changes as one plan.

@@ -28,8 +28,8 @@ pub enum Refusal {
     Problems(Vec<String>),
     /// The person said no.
     Declined,
-    /// Nobody could be asked, and `--yes` was not given.
-    CannotAsk { destroying: bool },
+    /// Nobody could be asked before doing this, and `--yes` was not given.
+    CannotAsk(Asked),
     /// A saved plan no longer holds: what changed since it was saved, and the command that
     /// reviews the plan again as it was saved (`plan diff … --out PLANFILE`).
     Stale { what: String, again: String },
@@ -39,6 +39,17 @@ pub enum Refusal {
     Interrupted(super::Signal),
     /// Another run holds the plan's lock.
     Locked(Box<super::Locked>),
+}
+
+/// What a person is asked to go ahead with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asked {
+    Apply,
+    Destroy,
+    /// `plan snapshot revert`.
+    Revert,
+    /// `plan unlock`.
+    RemoveLock,
 }
 
 impl From<String> for Refusal {

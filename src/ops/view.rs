@@ -45,8 +45,12 @@ pub enum Event<'a> {
         run: &'static str,
     },
     /// These running VMs run with an older definition than the one saved, and take it when
-    /// they restart; `command` restarts them.
-    WaitingForRestart { vms: Vec<String>, command: String },
+    /// they restart; `request` is the run's, which the view turns into the command that
+    /// restarts them.
+    WaitingForRestart {
+        vms: Vec<String>,
+        request: &'a super::Request,
+    },
     /// `--wait`: these running VMs have no address yet.
     Waiting(&'a [String]),
     /// Waiting is over.

@@ -596,11 +596,7 @@ pub async fn revert(
         match view.ask(&question) {
             Answer::Yes => {}
             Answer::No => return Err(Refusal::Declined),
-            Answer::CannotAsk => {
-                return Err(Refusal::Invalid(
-                    "not a terminal, so not asking: pass --yes to revert".into(),
-                ))
-            }
+            Answer::CannotAsk => return Err(Refusal::CannotAsk(super::Asked::Revert)),
         }
         super::not_interrupted(interruption)?;
         Ok(bring_back(
