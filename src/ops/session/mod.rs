@@ -15,7 +15,7 @@ use crate::apply::{self, Report};
 use crate::manifest::Loaded;
 use crate::plan::intent::{self, Intent, Intents, What};
 use crate::plan::model::desired::{Desired, DesiredResource};
-use crate::plan::model::spec::{ResourceId, ResourceKind, Spec};
+use crate::plan::model::spec::{ResourceId, Spec};
 use crate::plan::{self, saved, Action, Change, Plan};
 use crate::provider::{
     backends, Address, AddressQuery, AddressSource, Observed, Provider, Readiness, ReadinessQuery,
@@ -559,16 +559,10 @@ impl Session {
     /// deletes it once nothing else uses it. `parts` are the sites' plans, in order.
     pub async fn keep_networks_in_use(&self, parts: &mut [Plan], view: &dyn View) {
         for (site, part) in self.sites.iter().zip(parts.iter_mut()) {
-            let networks = |kind: ResourceKind| {
-                matches!(
-                    kind,
-                    ResourceKind::Network | ResourceKind::NetworkAttachmentDefinition
-                )
-            };
             let going: Vec<ResourceId> = part
                 .changes
                 .iter()
-                .filter(|c| c.action == Action::Delete && networks(c.id.kind))
+                .filter(|c| c.action == Action::Delete && c.id.kind.is_network())
                 .map(|c| c.id.clone())
                 .collect();
             if going.is_empty() {

@@ -56,17 +56,13 @@ impl ResourceKind {
         matches!(self, ResourceKind::Vm | ResourceKind::VirtualMachine)
     }
 
-    /// The Kubernetes object kind (`VirtualMachine`) and API version of a Kubernetes kind.
-    pub fn kube_type(self) -> Option<(&'static str, &'static str)> {
-        match self {
-            ResourceKind::VirtualMachine => Some(("VirtualMachine", "kubevirt.io/v1")),
-            ResourceKind::DataVolume => Some(("DataVolume", "cdi.kubevirt.io/v1beta1")),
-            ResourceKind::NetworkAttachmentDefinition => {
-                Some(("NetworkAttachmentDefinition", "k8s.cni.cncf.io/v1"))
-            }
-            ResourceKind::Secret => Some(("Secret", "v1")),
-            _ => None,
-        }
+    /// A network VMs attach to, whichever backend's kind it is (a libvirt network, a
+    /// KubeVirt network attachment).
+    pub fn is_network(self) -> bool {
+        matches!(
+            self,
+            ResourceKind::Network | ResourceKind::NetworkAttachmentDefinition
+        )
     }
 }
 

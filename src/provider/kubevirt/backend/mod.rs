@@ -64,7 +64,7 @@ const KINDS: [ResourceKind; 4] = [
 
 /// The API resource of one of `KINDS`.
 fn api_resource(kind: ResourceKind) -> ApiResource {
-    let (object_kind, api_version) = kind.kube_type().unwrap_or(("Unknown", "v1"));
+    let (object_kind, api_version) = objects::kube_type(kind).unwrap_or(("Unknown", "v1"));
     let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
     let plural = match kind {
         ResourceKind::VirtualMachine => "virtualmachines",

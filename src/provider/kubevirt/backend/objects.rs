@@ -347,6 +347,20 @@ fn virtual_machine(name: &str, vm: &VmIntent, namespace: &str) -> Value {
 }
 
 /// An object from its fields as a tree.
+/// The Kubernetes object kind (`VirtualMachine`) and API version of one of the kinds this
+/// backend holds: what the planner calls `virtualmachine`, the cluster calls by its type.
+pub fn kube_type(kind: ResourceKind) -> Option<(&'static str, &'static str)> {
+    match kind {
+        ResourceKind::VirtualMachine => Some(("VirtualMachine", "kubevirt.io/v1")),
+        ResourceKind::DataVolume => Some(("DataVolume", "cdi.kubevirt.io/v1beta1")),
+        ResourceKind::NetworkAttachmentDefinition => {
+            Some(("NetworkAttachmentDefinition", "k8s.cni.cncf.io/v1"))
+        }
+        ResourceKind::Secret => Some(("Secret", "v1")),
+        _ => None,
+    }
+}
+
 fn object(kind: ResourceKind, name: &str, tree: Value) -> ObjectSpec {
     let mut fields = BTreeMap::new();
     flatten("", &tree, &mut fields);
@@ -423,7 +437,7 @@ fn split_path(path: &str) -> Vec<String> {
 /// namespace and the plan's marks: labels to find it by, kcli's annotation, and the fields it
 /// was made from (a Secret's by digest).
 pub fn manifest(spec: &ObjectSpec, namespace: &str, owner: &Owner) -> Value {
-    let (kind, api_version) = spec.object.kube_type().unwrap_or(("Unknown", "v1"));
+    let (kind, api_version) = kube_type(spec.object).unwrap_or(("Unknown", "v1"));
     let mut body = match spec.object {
         ResourceKind::Secret => {
             let mut body =
