@@ -43,6 +43,16 @@ pub fn config_dir() -> Option<PathBuf> {
     dirs::config_dir().map(|d| d.join("siteplan"))
 }
 
+/// `path` with `~` and `$VARS` (`${VARS}`) expanded, as a shell would.
+pub fn expand(path: &std::path::Path) -> Result<PathBuf, String> {
+    let text = path
+        .to_str()
+        .ok_or_else(|| format!("{} is not UTF-8", path.display()))?;
+    shellexpand::full(text)
+        .map(|expanded| PathBuf::from(expanded.as_ref()))
+        .map_err(|e| format!("{e} (in {text})"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

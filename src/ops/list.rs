@@ -70,7 +70,9 @@ pub async fn list(provider: Option<&str>) -> Result<Listing, super::Refusal> {
     };
     let asking = configs.iter().map(|(shown, config)| async move {
         let found = tokio::time::timeout(TIMEOUT, async {
-            let opened = backends::open(config).await.map_err(|e| e.to_string())?;
+            let opened = backends::open(&config.backend)
+                .await
+                .map_err(|e| e.to_string())?;
             let provider = opened.as_ref();
             capability::require(provider.inventory(), provider, Capability::Inventory)
                 .map_err(|e| e.to_string())?

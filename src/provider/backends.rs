@@ -6,35 +6,11 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::settings::Settings;
 use super::{Provider, ProviderError};
-use crate::registry::config::ProviderConfig;
-
-/// A backend's own settings in the providers file: what only it knows of a configured provider.
-#[async_trait]
-pub trait Settings: Send + Sync {
-    /// Where the provider is, for display, before it is opened.
-    fn endpoint(&self) -> String;
-
-    /// Expands `~` and `$VARS` in the paths it names, with the key of the one that fails.
-    fn expand_paths(&mut self) -> Result<(), (&'static str, String)> {
-        Ok(())
-    }
-
-    /// Connects to the provider `config` (whose backend these settings are) describes.
-    /// Backends whose clients block connect on a blocking thread.
-    async fn open(&self, config: &ProviderConfig) -> Result<Arc<dyn Provider>, ProviderError>;
-}
-
-/// What a backend that this build leaves out answers when opened.
-pub fn not_built(kind: &str, feature: &str) -> ProviderError {
-    ProviderError::Unsupported(format!(
-        "this build of siteplan has no {kind} backend: build it with the `{feature}` feature"
-    ))
-}
 
 /// Makes `Backend` from the table: the backend a provider is, with its own settings, tagged by
 /// `type:` in the providers file.
@@ -83,8 +59,8 @@ backends! {
     "memory" => Memory(super::memory::MemorySettings),
 }
 
-/// Connects to the provider `config` describes: the one place a configured provider becomes a
-/// `Provider`.
-pub async fn open(config: &ProviderConfig) -> Result<Arc<dyn Provider>, ProviderError> {
-    config.backend.settings().open(config).await
+/// Connects to the provider `backend` (a configured provider's) describes: the one place a
+/// configured provider becomes a `Provider`.
+pub async fn open(backend: &Backend) -> Result<Arc<dyn Provider>, ProviderError> {
+    backend.settings().open().await
 }

@@ -13,12 +13,11 @@ use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::backends::Settings;
+use super::settings::Settings;
 use super::{
     AddressQuery, Addresses, Done, Health, HealthStatus, LiveResource, Observed, Owner, OwnerMark,
     Provider, ProviderError, ResourceId, Scope, Spec,
 };
-use crate::registry::config::ProviderConfig;
 
 /// The providers file's section for it: which store it holds its resources in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -39,7 +38,7 @@ impl Settings for MemorySettings {
         format!("memory:{}", self.store)
     }
 
-    async fn open(&self, _: &ProviderConfig) -> Result<Arc<dyn Provider>, ProviderError> {
+    async fn open(&self) -> Result<Arc<dyn Provider>, ProviderError> {
         Ok(Arc::new(Memory {
             store: self.store.clone(),
         }))

@@ -18,6 +18,7 @@ pub mod lock;
 #[cfg(test)]
 pub mod memory;
 pub mod sandbox;
+pub mod settings;
 pub mod snapshot;
 
 use std::collections::BTreeMap;

@@ -184,16 +184,6 @@ pub fn parse(text: &str) -> Result<ProvidersFile, String> {
     }
 }
 
-/// `path` with `~` and `$VARS` (`${VARS}`) expanded, as a shell would.
-pub fn expand(path: &Path) -> Result<PathBuf, String> {
-    let text = path
-        .to_str()
-        .ok_or_else(|| format!("{} is not UTF-8", path.display()))?;
-    shellexpand::full(text)
-        .map(|expanded| PathBuf::from(expanded.as_ref()))
-        .map_err(|e| format!("{e} (in {text})"))
-}
-
 /// The keys a provider of type `kind` may have, read from the schema so they cannot drift from
 /// the types: the common ones and its backend's own.
 fn keys_of(kind: &str) -> Vec<String> {

@@ -68,7 +68,7 @@ pub async fn check(config: &ProviderConfig, timeout: Duration) -> Checked {
     if !config.enabled {
         return Checked::new(HealthStatus::Unavailable, "disabled in the providers file");
     }
-    let provider = match tokio::time::timeout(timeout, backends::open(config)).await {
+    let provider = match tokio::time::timeout(timeout, backends::open(&config.backend)).await {
         Err(_) => {
             return Checked::new(
                 HealthStatus::Unavailable,

@@ -106,7 +106,7 @@ pub async fn open_provider(choice: Option<&str>, kcli_off: bool) -> Result<Opene
     let candidates = registry::choose(choice, kcli_off)?;
     let unnamed_default = choice.is_none() && candidates.iter().all(|c| !c.named);
     for candidate in candidates {
-        match backends::open(&candidate.config).await {
+        match backends::open(&candidate.config.backend).await {
             Ok(provider) => {
                 return Ok(Opened {
                     provider,
@@ -300,7 +300,7 @@ impl Session {
             let ours = ours.clone();
             async move {
                 let held = tokio::time::timeout(bound, async {
-                    let provider = backends::open(&config).await.ok()?;
+                    let provider = backends::open(&config.backend).await.ok()?;
                     let scope = Scope {
                         plan: name.clone(),
                         ids: Vec::new(),
@@ -376,7 +376,7 @@ impl Session {
             let plan = plan.clone();
             async move {
                 let found = tokio::time::timeout(Duration::from_secs(10), async {
-                    let provider = backends::open(&config).await?;
+                    let provider = backends::open(&config.backend).await?;
                     let scope = Scope {
                         plan: plan.clone(),
                         ids: Vec::new(),

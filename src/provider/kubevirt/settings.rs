@@ -7,9 +7,9 @@ use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::provider::backends::Settings;
+use crate::files::expand;
+use crate::provider::settings::Settings;
 use crate::provider::{Provider, ProviderError};
-use crate::registry::config::{expand, ProviderConfig};
 
 /// A Kubernetes cluster with KubeVirt and CDI.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -51,10 +51,10 @@ impl Settings for KubevirtSettings {
     }
 
     /// Kubernetes' client is async: it connects here.
-    async fn open(&self, _: &ProviderConfig) -> Result<Arc<dyn Provider>, ProviderError> {
+    async fn open(&self) -> Result<Arc<dyn Provider>, ProviderError> {
         #[cfg(feature = "kubevirt")]
         return Ok(Arc::new(super::KubevirtProvider::connect(self).await?));
         #[cfg(not(feature = "kubevirt"))]
-        Err(crate::provider::backends::not_built("kubevirt", "kubevirt"))
+        Err(crate::provider::settings::not_built("kubevirt", "kubevirt"))
     }
 }

@@ -6,9 +6,8 @@ use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::provider::backends::Settings;
+use crate::provider::settings::Settings;
 use crate::provider::{Provider, ProviderError};
-use crate::registry::config::ProviderConfig;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LibvirtSettings {
@@ -43,7 +42,7 @@ impl Settings for LibvirtSettings {
     }
 
     /// libvirt's client blocks: it connects on a blocking thread.
-    async fn open(&self, _: &ProviderConfig) -> Result<Arc<dyn Provider>, ProviderError> {
+    async fn open(&self) -> Result<Arc<dyn Provider>, ProviderError> {
         #[cfg(feature = "libvirt")]
         {
             let uri = self.connect_uri();
@@ -54,7 +53,7 @@ impl Settings for LibvirtSettings {
             .map_err(|e| ProviderError::Connection(format!("opening the provider: {e}")))?
         }
         #[cfg(not(feature = "libvirt"))]
-        Err(crate::provider::backends::not_built("libvirt", "libvirt"))
+        Err(crate::provider::settings::not_built("libvirt", "libvirt"))
     }
 }
 

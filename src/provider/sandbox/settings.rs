@@ -7,9 +7,9 @@ use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::provider::backends::Settings;
+use crate::files::expand;
+use crate::provider::settings::Settings;
 use crate::provider::{Provider, ProviderError};
-use crate::registry::config::{expand, ProviderConfig};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SandboxSettings {
@@ -47,7 +47,7 @@ impl Settings for SandboxSettings {
     }
 
     /// Opening reads and writes files, and libvirt's client blocks: on a blocking thread.
-    async fn open(&self, _: &ProviderConfig) -> Result<Arc<dyn Provider>, ProviderError> {
+    async fn open(&self) -> Result<Arc<dyn Provider>, ProviderError> {
         #[cfg(feature = "libvirt")]
         {
             let dir = self.dir();
@@ -59,6 +59,6 @@ impl Settings for SandboxSettings {
         }
         // The sandbox is the libvirt provider.
         #[cfg(not(feature = "libvirt"))]
-        Err(crate::provider::backends::not_built("sandbox", "libvirt"))
+        Err(crate::provider::settings::not_built("sandbox", "libvirt"))
     }
 }

@@ -1,0 +1,31 @@
+//! What every backend's settings (its section of the providers file) implement, for the
+//! registration table (`backends`) to open a configured provider without knowing its backend.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::{Provider, ProviderError};
+
+/// A backend's own settings in the providers file: what only it knows of a configured provider.
+#[async_trait]
+pub trait Settings: Send + Sync {
+    /// Where the provider is, for display, before it is opened.
+    fn endpoint(&self) -> String;
+
+    /// Expands `~` and `$VARS` in the paths it names, with the key of the one that fails.
+    fn expand_paths(&mut self) -> Result<(), (&'static str, String)> {
+        Ok(())
+    }
+
+    /// Connects to the provider these settings describe. Backends whose clients block connect
+    /// on a blocking thread.
+    async fn open(&self) -> Result<Arc<dyn Provider>, ProviderError>;
+}
+
+/// What a backend that this build leaves out answers when opened.
+pub fn not_built(kind: &str, feature: &str) -> ProviderError {
+    ProviderError::Unsupported(format!(
+        "this build of siteplan has no {kind} backend: build it with the `{feature}` feature"
+    ))
+}
