@@ -107,10 +107,8 @@ impl Touched {
             ResourceKind::Vm => {
                 t.domains.insert(id.name.clone());
             }
-            ResourceKind::VirtualMachine
-            | ResourceKind::DataVolume
-            | ResourceKind::NetworkAttachmentDefinition
-            | ResourceKind::Secret => {}
+            // Another backend's kind: none of the connection's objects.
+            _ => {}
         }
         t
     }

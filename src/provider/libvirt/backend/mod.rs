@@ -604,18 +604,17 @@ impl Inner {
         }
         let summary = match id.kind {
             ResourceKind::DnsRecord => self.delete_dns(id, owner)?,
-            ResourceKind::VirtualMachine
-            | ResourceKind::DataVolume
-            | ResourceKind::NetworkAttachmentDefinition
-            | ResourceKind::Secret => {
-                return Err(ProviderError::Invalid(format!(
-                    "{id}: libvirt holds no Kubernetes objects"
-                )))
-            }
             ResourceKind::Vm => self.delete_vm(id, owner)?,
             ResourceKind::Network => self.delete_network(id, owner)?,
             ResourceKind::Pool => self.delete_pool(id, owner)?,
             ResourceKind::Volume => self.delete_volume(id, owner)?,
+            // Another backend's kind.
+            _ => {
+                return Err(ProviderError::Invalid(format!(
+                    "{id}: libvirt holds no {}",
+                    id.kind
+                )))
+            }
         };
         Ok(Done {
             id: id.clone(),
