@@ -9,7 +9,7 @@ use super::out::say;
 use super::progress::Verbosity;
 use super::view::{self, DiffFormat, Terminal};
 use super::{block_on, found, load, print, resolve, saved_plan, EXIT_ERROR};
-use crate::ops::{self, Outcome, RunOptions};
+use crate::ops::{self, Outcome, Refusal, RunOptions};
 
 pub(super) fn export(args: ExportArgs) -> ExitCode {
     let Ok(loaded) = load(&args.plan, false) else {
@@ -87,7 +87,7 @@ pub(super) fn destroy(args: DestroyArgs) -> ExitCode {
     let request = resolve::changing(&args.plan, args.target, &args.moved, Vec::new());
     let loaded = match ops::plan_to_destroy(&request, &view) {
         Ok(loaded) => loaded,
-        Err(refusal) => return view::finish(Outcome::Refused(refusal), &view, false),
+        Err(refusal) => return view::finish(Err(refusal), &view, false),
     };
     finish(
         block_on(ops::destroy(&request, &loaded, options, &view)),
@@ -95,7 +95,7 @@ pub(super) fn destroy(args: DestroyArgs) -> ExitCode {
     )
 }
 
-fn finish(outcome: Result<Outcome, ExitCode>, view: &Terminal) -> ExitCode {
+fn finish(outcome: Result<Result<Outcome, Refusal>, ExitCode>, view: &Terminal) -> ExitCode {
     match outcome {
         Ok(outcome) => view::finish(outcome, view, false),
         Err(code) => code,

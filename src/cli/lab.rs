@@ -167,7 +167,7 @@ pub(super) fn unlock(
     };
     let unlocked = match block_on(ops::unlock(&request, &loaded, &view)) {
         Ok(Ok(unlocked)) => unlocked,
-        Ok(Err(refusal)) => return view::finish(ops::Outcome::Refused(refusal), &view, false),
+        Ok(Err(refusal)) => return view::finish(Err(refusal), &view, false),
         Err(code) => return code,
     };
     for lock in unlocked {

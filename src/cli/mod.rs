@@ -205,7 +205,7 @@ fn found<T>(
 ) -> Result<T, ExitCode> {
     match ran? {
         Ok(found) => Ok(found),
-        Err(refusal) => Err(view::finish(ops::Outcome::Refused(refusal), view, false)),
+        Err(refusal) => Err(view::finish(Err(refusal), view, false)),
     }
 }
 

@@ -195,8 +195,18 @@ fn stop_now(signal: ops::Signal) {
 /// The words an outcome ends with, and the exit status: 0 done (or nothing to do), 1 any
 /// error, 2 changes to make (`diff --detailed-exitcode`), 130 interrupted by Ctrl-C, 143 by
 /// SIGTERM.
-pub fn finish(outcome: Outcome, view: &Terminal, detailed_exitcode: bool) -> ExitCode {
-    let status = ended(outcome, view, detailed_exitcode);
+pub fn finish(
+    outcome: Result<Outcome, Refusal>,
+    view: &Terminal,
+    detailed_exitcode: bool,
+) -> ExitCode {
+    let status = match outcome {
+        Ok(outcome) => ended(outcome, view, detailed_exitcode),
+        Err(refusal) => {
+            refuse(refusal);
+            ExitCode::from(EXIT_ERROR)
+        }
+    };
     match view.interruption.signal() {
         Some(signal) => ExitCode::from(signal.exit_status()),
         None => status,
@@ -223,10 +233,6 @@ fn ended(outcome: Outcome, view: &Terminal, detailed_exitcode: bool) -> ExitCode
             } else {
                 shown
             }
-        }
-        Outcome::Refused(refusal) => {
-            refuse(refusal);
-            ExitCode::from(EXIT_ERROR)
         }
     }
 }

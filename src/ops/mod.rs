@@ -53,7 +53,7 @@ pub async fn diff(
     loaded: &Loaded,
     out: Option<&Path>,
     view: &dyn View,
-) -> Outcome {
+) -> Result<Outcome, Refusal> {
     let result = async {
         let session = Session::open(loaded, Goal::Converge, request, view).await?;
         let unmarked = session.tell_holders(view).await;
@@ -80,11 +80,11 @@ pub async fn diff(
         }
         Ok::<_, Refusal>(plan)
     };
-    match result.await {
-        Ok(plan) if plan.is_empty() => Outcome::UpToDate { vms: None },
-        Ok(plan) => Outcome::Planned(plan),
-        Err(refusal) => Outcome::Refused(refusal),
-    }
+    let plan = result.await?;
+    Ok(match plan.is_empty() {
+        true => Outcome::UpToDate { vms: None },
+        false => Outcome::Planned(plan),
+    })
 }
 
 /// `plan export`: the objects apply would send to a Kubernetes provider, as YAML documents.
@@ -114,7 +114,7 @@ pub async fn apply(
     loaded: &Loaded,
     options: RunOptions,
     view: &dyn View,
-) -> Outcome {
+) -> Result<Outcome, Refusal> {
     converge(request, loaded, Goal::Converge, None, options, view).await
 }
 
@@ -126,7 +126,7 @@ pub async fn destroy(
     loaded: &Loaded,
     options: RunOptions,
     view: &dyn View,
-) -> Outcome {
+) -> Result<Outcome, Refusal> {
     converge(request, loaded, Goal::Destroy, None, options, view).await
 }
 
@@ -167,7 +167,7 @@ pub async fn apply_saved(
     given: &[String],
     options: RunOptions,
     view: &dyn View,
-) -> Outcome {
+) -> Result<Outcome, Refusal> {
     let again = format!(
         "{} --out {}",
         saved_request(&saved).command("diff"),
@@ -176,7 +176,7 @@ pub async fn apply_saved(
     );
     let stale_again = again.clone();
     let stale = move |what: String| {
-        Outcome::Refused(Refusal::Stale {
+        Err(Refusal::Stale {
             what,
             again: stale_again.clone(),
         })
@@ -193,11 +193,11 @@ pub async fn apply_saved(
     }
     let overrides = match saved.overrides(given) {
         Ok(overrides) => overrides,
-        Err(e) => return Outcome::Refused(Refusal::Invalid(e)),
+        Err(e) => return Err(Refusal::Invalid(e)),
     };
     let loaded = match manifest::load(&saved.file, &overrides, manifest::Options::default()) {
         Ok(loaded) => loaded,
-        Err(failure) => return Outcome::Refused(Refusal::Load(failure)),
+        Err(failure) => return Err(Refusal::Load(failure)),
     };
     view.event(Event::Warnings {
         problems: &loaded.warnings,
@@ -262,7 +262,7 @@ async fn converge(
     reviewed: Option<&Reviewed<'_>>,
     options: RunOptions,
     view: &dyn View,
-) -> Outcome {
+) -> Result<Outcome, Refusal> {
     let destroying = goal == Goal::Destroy;
     let interruption = &options.interruption;
     interruption.listen();
@@ -358,7 +358,7 @@ async fn converge(
         lock.release(view).await;
         ran
     };
-    result.await.unwrap_or_else(Outcome::Refused)
+    result.await
 }
 
 /// A refusal when a signal has come: nothing more starts.
@@ -371,7 +371,12 @@ fn not_interrupted(interruption: &Interruption) -> Result<(), Refusal> {
 
 /// `plan diff --against OLD`: what applying `new` would change where the old version was
 /// applied, without asking any provider. `old` is a file, or a git revision and path.
-pub fn diff_against(request: &Request, old: &str, new: &Loaded, view: &dyn View) -> Outcome {
+pub fn diff_against(
+    request: &Request,
+    old: &str,
+    new: &Loaded,
+    view: &dyn View,
+) -> Result<Outcome, Refusal> {
     let result = (|| {
         let source = manifest::revision::Source::parse(old);
         let text = manifest::revision::read(&source, &request.file)?;
@@ -408,11 +413,11 @@ pub fn diff_against(request: &Request, old: &str, new: &Loaded, view: &dyn View)
         view.event(Event::Plan(&plan));
         Ok::<_, Refusal>(plan)
     })();
-    match result {
-        Ok(plan) if plan.is_empty() => Outcome::UpToDate { vms: None },
-        Ok(plan) => Outcome::Planned(plan),
-        Err(refusal) => Outcome::Refused(refusal),
-    }
+    let plan = result?;
+    Ok(match plan.is_empty() {
+        true => Outcome::UpToDate { vms: None },
+        false => Outcome::Planned(plan),
+    })
 }
 
 /// With `restart` (`--restart`), VM changes that wait for a restart restart the VM after them.

@@ -16,8 +16,6 @@ pub enum Outcome {
     Planned(Plan),
     /// `apply` or `destroy` made its changes, or tried to: the report says how each went.
     Applied { report: Report, vms: Option<Vms> },
-    /// Nothing was changed, and why.
-    Refused(Refusal),
 }
 
 #[derive(Debug)]

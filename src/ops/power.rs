@@ -20,7 +20,7 @@ pub async fn power(
     names: &[String],
     options: RunOptions,
     view: &dyn View,
-) -> Outcome {
+) -> Result<Outcome, Refusal> {
     let interruption = &options.interruption;
     interruption.listen();
     let result = async {
@@ -60,7 +60,7 @@ pub async fn power(
         lock.release(view).await;
         ran
     };
-    result.await.unwrap_or_else(Outcome::Refused)
+    result.await
 }
 
 /// Whether a desired resource is one of the plan's VMs (a libvirt domain, a KubeVirt

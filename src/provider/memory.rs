@@ -259,7 +259,8 @@ memvm:
         let loaded = manifest::load(&file, &request.overrides, Options::default()).expect("loads");
         let view = Yes::default();
 
-        let Outcome::Applied { report, .. } = ops::apply(&request, &loaded, options(), &view).await
+        let Ok(Outcome::Applied { report, .. }) =
+            ops::apply(&request, &loaded, options(), &view).await
         else {
             panic!("applied");
         };
@@ -285,7 +286,7 @@ memvm:
 
         assert!(matches!(
             ops::diff(&request, &loaded, None, &view).await,
-            Outcome::UpToDate { .. }
+            Ok(Outcome::UpToDate { .. })
         ));
 
         let Err(refused) =
@@ -301,7 +302,7 @@ memvm:
             "{why}"
         );
 
-        let Outcome::Applied { report, .. } =
+        let Ok(Outcome::Applied { report, .. }) =
             ops::destroy(&request, &loaded, options(), &view).await
         else {
             panic!("destroyed");
