@@ -259,7 +259,14 @@ fn refuse(refusal: Refusal) {
             );
             say!("Nothing was changed.");
         }
-        Refusal::Stale { what, again } => {
+        Refusal::Stale { what, review } => {
+            let planfile = &review.planfile;
+            let again = format!(
+                "{} --out {}",
+                review.request.command("diff"),
+                shlex::try_quote(&planfile.to_string_lossy())
+                    .map_or_else(|_| planfile.display().to_string(), |q| q.into_owned())
+            );
             say!("error: {what}; nothing was changed. Review the plan again: `{again}`")
         }
         Refusal::Load(failure) => {
@@ -278,7 +285,7 @@ fn refuse(refusal: Refusal) {
                  run takes it over once its process has ended (on its own host) or after {} s \
                  without renewal; `{}` removes it now.",
                 locked.holder.ttl_seconds,
-                locked.unlock
+                locked.request.command("unlock")
             );
         }
         Refusal::Interrupted(signal) => {

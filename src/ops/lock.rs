@@ -44,8 +44,8 @@ pub struct Locked {
     pub plan: String,
     pub provider: String,
     pub holder: LockHolder,
-    /// The `plan unlock` command that removes it.
-    pub unlock: String,
+    /// The run's request, which the view makes the `plan unlock` command of.
+    pub request: super::Request,
 }
 
 impl Session {
@@ -58,14 +58,13 @@ impl Session {
         view: &dyn View,
     ) -> Result<PlanLock, Refusal> {
         let holder = LockHolder::this_process(&self.name, command);
-        let unlock = request.command("unlock");
         let mut held = Vec::new();
         let mut inherited = Vec::new();
         for site in &self.sites {
             let provider = site.opened.provider.clone();
             let shown = site.shown();
             let mut holder = holder.clone();
-            match take(provider.as_ref(), &mut holder, &shown, &unlock, view).await {
+            match take(provider.as_ref(), &mut holder, &shown, request, view).await {
                 Ok(Some(token)) => {
                     inherited.push(holder.unmarked.clone());
                     held.push(Held {
@@ -231,7 +230,7 @@ async fn take(
     provider: &dyn Provider,
     holder: &mut LockHolder,
     shown: &str,
-    unlock: &str,
+    request: &super::Request,
     view: &dyn View,
 ) -> Result<Option<String>, Refusal> {
     let plan = holder.plan.clone();
@@ -260,7 +259,7 @@ async fn take(
                 plan: plan.clone(),
                 provider: shown.to_string(),
                 holder: found.holder,
-                unlock: unlock.to_string(),
+                request: request.clone(),
             })));
         };
         view.event(Event::Warning(format!(

@@ -32,7 +32,7 @@ pub use inventory::{
 };
 pub use list::{list, ListedPlan, ListedVm, Listing, Unreachable};
 pub use lock::{unlock, Locked, PlanLock, Unlocked};
-pub use outcome::{Asked, Outcome, Refusal, VmRow, VmState, Vms};
+pub use outcome::{Asked, Outcome, Refusal, Review, VmRow, VmState, Vms};
 pub use power::power;
 pub use request::{Request, RunOptions};
 pub use session::{open_provider, Goal, Opened, Session, Unreadable};
@@ -168,17 +168,15 @@ pub async fn apply_saved(
     options: RunOptions,
     view: &dyn View,
 ) -> Result<Outcome, Refusal> {
-    let again = format!(
-        "{} --out {}",
-        saved_request(&saved).command("diff"),
-        shlex::try_quote(&planfile.to_string_lossy())
-            .map_or_else(|_| planfile.display().to_string(), |q| q.into_owned())
-    );
-    let stale_again = again.clone();
+    let review = Review {
+        request: saved_request(&saved),
+        planfile: planfile.to_path_buf(),
+    };
+    let stale_review = review.clone();
     let stale = move |what: String| {
         Err(Refusal::Stale {
             what,
-            again: stale_again.clone(),
+            review: Box::new(stale_review.clone()),
         })
     };
     let text = match std::fs::read_to_string(&saved.file) {
@@ -220,7 +218,7 @@ pub async fn apply_saved(
         Goal::Converge,
         Some(&Reviewed {
             saved: &saved,
-            again,
+            review,
         }),
         options,
         view,
@@ -228,10 +226,10 @@ pub async fn apply_saved(
     .await
 }
 
-/// A saved plan being applied, and the command that reviews it again should it no longer hold.
+/// A saved plan being applied, and how to review it again should it no longer hold.
 struct Reviewed<'a> {
     saved: &'a SavedPlan,
-    again: String,
+    review: Review,
 }
 
 /// The request a saved plan was made with, for the commands a hint offers: its secret `-P`
@@ -289,7 +287,7 @@ async fn converge(
                     return Err(Refusal::Stale {
                         what: "the provider's resources have changed since the plan was saved"
                             .into(),
-                        again: reviewed.again.clone(),
+                        review: Box::new(reviewed.review.clone()),
                     });
                 }
             }
@@ -305,7 +303,7 @@ async fn converge(
             if let Some(reviewed) = reviewed.filter(|r| !r.saved.same_changes(&plan)) {
                 return Err(Refusal::Stale {
                     what: "planning again gives other changes than the saved plan's".into(),
-                    again: reviewed.again.clone(),
+                    review: Box::new(reviewed.review.clone()),
                 });
             }
             // What apply ends with: the plan's VMs (destroy has none left to show).

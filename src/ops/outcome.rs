@@ -28,15 +28,23 @@ pub enum Refusal {
     Declined,
     /// Nobody could be asked before doing this, and `--yes` was not given.
     CannotAsk(Asked),
-    /// A saved plan no longer holds: what changed since it was saved, and the command that
-    /// reviews the plan again as it was saved (`plan diff … --out PLANFILE`).
-    Stale { what: String, again: String },
+    /// A saved plan no longer holds: what changed since it was saved, and how to review it
+    /// again as it was saved (the view makes `plan diff … --out PLANFILE` of it).
+    Stale { what: String, review: Box<Review> },
     /// A plan read along the way does not load.
     Load(LoadFailure),
     /// A signal came before any change was made.
     Interrupted(super::Signal),
     /// Another run holds the plan's lock.
     Locked(Box<super::Locked>),
+}
+
+/// A saved plan, to be reviewed again: the request it was made with (its secret `-P` values by
+/// name only) and the file it is saved in.
+#[derive(Debug, Clone)]
+pub struct Review {
+    pub request: super::Request,
+    pub planfile: std::path::PathBuf,
 }
 
 /// What a person is asked to go ahead with.
