@@ -36,19 +36,16 @@ pub(super) struct PlanArgs {
     /// (repeatable). Also: SITEPLAN_ALLOW_READ=DIR:DIR
     #[arg(long = "allow-read", value_name = "PATH")]
     pub(super) allow_read: Vec<PathBuf>,
-    /// The plan's name when the command is given one (`--name`): kcli's `NAME_default.yml` and
-    /// `{{ plan }}` follow it. Set from the command's other arguments after parsing.
-    #[arg(skip)]
-    pub(super) name: Option<String>,
 }
 
 impl PlanArgs {
-    /// The parameter overrides, and whether the kcli configuration is read.
+    /// The parameter overrides, and whether the kcli configuration is read; the plan's name is
+    /// the request's (`resolve`).
     pub(super) fn overrides(&self) -> Overrides {
         Overrides {
             paramfiles: self.paramfiles.clone(),
             sets: self.params.clone(),
-            name: self.name.clone(),
+            name: None,
             allow_read: self.allow_read.clone(),
             no_kcli_config: self.no_kcli_config,
         }
@@ -384,30 +381,6 @@ pub(super) enum Command {
     },
     /// Print a shell completion script: plan completions bash > /etc/bash_completion.d/plan
     Completions { shell: clap_complete::Shell },
-}
-
-/// Gives a command's plan arguments the plan's name its `--name` sets, so that loading the plan
-/// reads the parameter files and sees the `{{ plan }}` the name means.
-pub(super) fn name_the_plan(command: &mut Command) {
-    let (plan, name) = match command {
-        Command::Diff(DiffArgs { plan, target, .. })
-        | Command::Apply(ApplyArgs { plan, target, .. })
-        | Command::Destroy(DestroyArgs { plan, target, .. })
-        | Command::Status { plan, target, .. }
-        | Command::Start { plan, target, .. }
-        | Command::Stop { plan, target, .. }
-        | Command::Restart { plan, target, .. }
-        | Command::Info { plan, target, .. }
-        | Command::Output { plan, target, .. }
-        | Command::Console { plan, target, .. }
-        | Command::Ssh { plan, target, .. } => (plan, target.name.clone()),
-        Command::Export(ExportArgs { plan, name, .. }) | Command::Unlock { plan, name, .. } => {
-            (plan, name.clone())
-        }
-        Command::Snapshot { command } => command.plan_and_name(),
-        _ => return,
-    };
-    plan.name = name;
 }
 
 /// The command line: as derived, except that a command with something to name after the plan

@@ -8,14 +8,14 @@ use super::args::{ApplyArgs, DestroyArgs, DiffArgs, ExportArgs};
 use super::out::say;
 use super::progress::Verbosity;
 use super::view::{self, DiffFormat, Terminal};
-use super::{block_on, found, load, print, resolve, saved_plan, EXIT_ERROR};
+use super::{block_on, found, load_for, print, resolve, saved_plan, EXIT_ERROR};
 use crate::ops::{self, Outcome, Refusal, RunOptions};
 
 pub(super) fn export(args: ExportArgs) -> ExitCode {
-    let Ok(loaded) = load(&args.plan, false) else {
+    let request = resolve::named(&args.plan, args.provider, args.name);
+    let Ok(loaded) = load_for(&request) else {
         return ExitCode::from(EXIT_ERROR);
     };
-    let request = resolve::named(&args.plan, args.provider, args.name);
     let view = Terminal::new(Verbosity::Quiet, DiffFormat::Human, false, false);
     match found(block_on(ops::export(&request, &loaded)), &view) {
         Ok(documents) => print(&documents),
@@ -26,7 +26,7 @@ pub(super) fn export(args: ExportArgs) -> ExitCode {
 pub(super) fn diff(args: DiffArgs) -> ExitCode {
     let view = Terminal::new(args.output.verbosity(), args.format, false, false);
     let request = resolve::changing(&args.plan, args.target, &args.moved, args.replace);
-    let Ok(loaded) = load(&args.plan, false) else {
+    let Ok(loaded) = load_for(&request) else {
         return ExitCode::from(EXIT_ERROR);
     };
     let outcome = match args.against {
@@ -67,7 +67,7 @@ pub(super) fn apply(args: ApplyArgs) -> ExitCode {
         }
         None => {
             let request = resolve::changing(&args.plan, args.target, &args.moved, args.replace);
-            let Ok(loaded) = load(&args.plan, false) else {
+            let Ok(loaded) = load_for(&request) else {
                 return ExitCode::from(EXIT_ERROR);
             };
             block_on(ops::apply(&request, &loaded, options, &view))

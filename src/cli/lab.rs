@@ -155,8 +155,8 @@ pub(super) fn unlock(
     let view = Terminal::new(Verbosity::Normal, DiffFormat::Human, true, yes);
     let request = resolve::named(plan, provider, name);
     // A file that declares nothing still names a plan.
-    let loaded = load_with(
-        plan,
+    let loaded = load_request(
+        &request,
         Options {
             strict: false,
             declaring_nothing: true,
@@ -204,7 +204,7 @@ pub(super) fn power_vms(
 ) -> ExitCode {
     let view = Terminal::new(args.output.verbosity(), DiffFormat::Human, true, true);
     let request = request(plan, target);
-    let Ok(loaded) = load(plan, false) else {
+    let Ok(loaded) = load_for(&request) else {
         return ExitCode::from(EXIT_ERROR);
     };
     let options = RunOptions {

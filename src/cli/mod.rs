@@ -42,7 +42,7 @@ pub fn run() -> ExitCode {
     let parsed = command()
         .try_get_matches()
         .and_then(|matches| Cli::from_arg_matches(&matches));
-    let mut cli = match parsed {
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -53,7 +53,6 @@ pub fn run() -> ExitCode {
             };
         }
     };
-    name_the_plan(&mut cli.command);
     match cli.command {
         Command::Validate {
             plan,
@@ -194,7 +193,7 @@ pub fn run() -> ExitCode {
 fn looking(plan: &PlanArgs, target: TargetArgs) -> Result<(Terminal, Request, Loaded), ExitCode> {
     let view = Terminal::new(Verbosity::Quiet, DiffFormat::Human, false, false);
     let request = request(plan, target);
-    let loaded = load(plan, false)?;
+    let loaded = load_for(&request)?;
     Ok((view, request, loaded))
 }
 
@@ -287,6 +286,21 @@ fn load(plan: &PlanArgs, strict: bool) -> Result<Loaded, ExitCode> {
             declaring_nothing: false,
         },
     )
+}
+
+/// The plan a request names, read with its parameters and its name (`{{ plan }}`).
+fn load_for(request: &Request) -> Result<Loaded, ExitCode> {
+    load_request(request, Options::default())
+}
+
+fn load_request(request: &Request, options: Options) -> Result<Loaded, ExitCode> {
+    match manifest::load(&request.file, &request.overrides, options) {
+        Ok(loaded) => {
+            report_problems(&loaded.warnings, &loaded.source);
+            Ok(loaded)
+        }
+        Err(failure) => Err(report_failure(&failure)),
+    }
 }
 
 fn load_with(plan: &PlanArgs, options: Options) -> Result<Loaded, ExitCode> {

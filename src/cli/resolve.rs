@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use super::args::{MovedArgs, PlanArgs, TargetArgs};
+use crate::manifest::Overrides;
 use crate::ops::{Interruption, Request, RunOptions};
 
 /// The request a plan command makes: the plan, its parameters, and where it goes.
@@ -13,17 +14,21 @@ pub(super) fn request(plan: &PlanArgs, target: TargetArgs) -> Request {
     Request {
         provider: target.provider,
         targets: target.targets,
-        overrides: plan.overrides(),
-        ..Request::new(&plan.file, target.name)
+        ..named(plan, None, target.name)
     }
 }
 
 /// The request of a command that names its provider and plan name but takes no targets
 /// (`export`, `unlock`).
+/// The plan's name (`--name`) is its parameters' too: kcli's `NAME_default.yml` and
+/// `{{ plan }}` follow it.
 pub(super) fn named(plan: &PlanArgs, provider: Option<String>, name: Option<String>) -> Request {
     Request {
         provider,
-        overrides: plan.overrides(),
+        overrides: Overrides {
+            name: name.clone(),
+            ..plan.overrides()
+        },
         ..Request::new(&plan.file, name)
     }
 }

@@ -8,7 +8,9 @@ use clap::Subcommand;
 use super::out::say;
 use super::progress::Verbosity;
 use super::view::{DiffFormat, Terminal};
-use super::{document, found, load, print, request, ListOutput, PlanArgs, TargetArgs, EXIT_ERROR};
+use super::{
+    document, found, load_for, print, request, ListOutput, PlanArgs, TargetArgs, EXIT_ERROR,
+};
 use crate::manifest::Loaded;
 use crate::ops::snapshot::{self, Created, Deleted, Listed, Reverted};
 use crate::ops::{Request, RunOptions};
@@ -71,18 +73,6 @@ pub(super) enum SnapshotCommand {
     },
 }
 
-impl SnapshotCommand {
-    /// The plan arguments, and the plan's name `--name` gives.
-    pub(super) fn plan_and_name(&mut self) -> (&mut PlanArgs, Option<String>) {
-        match self {
-            SnapshotCommand::Create { plan, target, .. }
-            | SnapshotCommand::List { plan, target, .. }
-            | SnapshotCommand::Revert { plan, target, .. }
-            | SnapshotCommand::Delete { plan, target, .. } => (plan, target.name.clone()),
-        }
-    }
-}
-
 fn seconds(d: Duration) -> String {
     format!("{:.2}s", d.as_secs_f64())
 }
@@ -119,7 +109,7 @@ pub(super) fn run(command: SnapshotCommand) -> ExitCode {
             } => {
                 let view = Terminal::new(Verbosity::Quiet, DiffFormat::Human, false, false);
                 let request = request(&plan, target);
-                let loaded = load(&plan, false)?;
+                let loaded = load_for(&request)?;
                 let ran = super::block_on(snapshot::list(&request, &loaded, &view));
                 let listed = found(ran, &view)?;
                 Ok(print(&match output {
@@ -171,7 +161,7 @@ fn prepare(
     let view = Terminal::new(Verbosity::Normal, DiffFormat::Human, true, yes);
     let names = target.targets.clone();
     let request = request(plan, target);
-    let loaded = load(plan, false)?;
+    let loaded = load_for(&request)?;
     Ok((view, request, loaded, names))
 }
 
