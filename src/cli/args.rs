@@ -455,7 +455,7 @@ pub(super) struct DiffArgs {
     pub(super) out: Option<PathBuf>,
     /// Compare FILE with another version of the plan instead of with a provider: a file, or
     /// a git revision and path (`origin/main:site.yml`; `HEAD~1:./site.yml` from here)
-    #[arg(long, value_name = "OLD", conflicts_with_all = ["provider", "replace", "targets"])]
+    #[arg(long, value_name = "OLD", conflicts_with_all = ["replace", "targets"])]
     pub(super) against: Option<String>,
 }
 

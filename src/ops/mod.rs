@@ -21,6 +21,7 @@ mod status;
 mod view;
 
 use crate::provider::capability::{self, Capability};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 pub use crate::provider::Power;
@@ -40,12 +41,14 @@ pub use status::{status, LabStatus, ResourceStatus, ShownAttribute};
 pub use view::{Answer, Event, View};
 
 use crate::manifest::{self, Loaded};
-use crate::plan::intent::{self};
+use crate::plan::intent::{self, Intents};
 use crate::plan::render;
 use crate::plan::saved::{self, SavedPlan};
 use crate::plan::{self as planner, Action, Plan};
 use crate::provider::libvirt::lower;
 use crate::provider::libvirt::rules::LibvirtRules;
+use crate::provider::settings::Planning;
+use crate::registry;
 
 /// `plan diff`: what apply would change. With `out`, the plan is saved for `apply PLANFILE`.
 pub async fn diff(
@@ -394,20 +397,15 @@ pub fn diff_against(
         // Its files are read where the new version's are, as the new version may read them.
         old.manifest.access = new.manifest.access.clone();
         let old_files = manifest::revision::file_reader(&source, &request.file)?;
-        // No provider is asked: both versions are lowered as the libvirt family holds them.
         let old_intents = match old_files.as_deref() {
             Some(read) => {
                 intent::intents_reading(&old.manifest, &request.name, &request.base, read)
             }
             None => intent::intents(&old.manifest, &request.name, &request.base),
-        };
-        let old_desired = old_intents
-            .and_then(|i| lower::libvirt(&i))
-            .map_err(|e| format!("the old version: {e}"))?;
+        }
+        .map_err(|e| format!("the old version: {e}"))?;
         let new_intents = intent::intents(&new.manifest, &request.name, &request.base)?;
-        let new_desired = lower::libvirt(&new_intents)?;
-        let plan = planner::between(&request.name, &old_desired, &new_desired, &LibvirtRules)
-            .map_err(Refusal::Problems)?;
+        let plan = between_by_provider(request, old_intents, new_intents, view)?;
         view.event(Event::Plan(&plan));
         Ok::<_, Refusal>(plan)
     })();
@@ -415,6 +413,84 @@ pub fn diff_against(
     Ok(match plan.is_empty() {
         true => Outcome::UpToDate { vms: None },
         false => Outcome::Planned(plan),
+    })
+}
+
+/// What applying `new` changes where `old` was applied, each provider's part planned as its
+/// backend plans (its lowering and rules), with no provider asked: the part a VM's `client:`
+/// (else `--provider`, else the default provider) sends it to. A provider that cannot be told
+/// (a `client:` this machine's providers file does not name) is planned as the libvirt family,
+/// said as a warning.
+fn between_by_provider(
+    request: &Request,
+    old: Intents,
+    new: Intents,
+    view: &dyn View,
+) -> Result<Plan, Refusal> {
+    let mut old_parts: BTreeMap<Option<String>, Intents> = old.by_provider().into_iter().collect();
+    let mut parts: Vec<(Option<String>, Intents, Intents)> = new
+        .by_provider()
+        .into_iter()
+        .map(|(client, part)| {
+            let was = old_parts.remove(&client).unwrap_or_default();
+            (client, was, part)
+        })
+        .collect();
+    parts.extend(
+        old_parts
+            .into_iter()
+            .map(|(client, was)| (client, was, Intents::default())),
+    );
+    let spans = parts.len() > 1;
+    let mut plan = Plan {
+        name: request.name.clone(),
+        source: None,
+        changes: Vec::new(),
+        unchanged: 0,
+    };
+    for (client, was, part) in parts {
+        let choice = client.clone().or_else(|| request.provider.clone());
+        let planning = planning_of(choice.as_deref(), request, view);
+        let old_desired = (planning.lower)(&was).map_err(|e| format!("the old version: {e}"))?;
+        let new_desired = (planning.lower)(&part)?;
+        let mut planned = planner::between(
+            &request.name,
+            &old_desired,
+            &new_desired,
+            planning.rules.as_ref(),
+        )
+        .map_err(Refusal::Problems)?;
+        if spans {
+            for change in &mut planned.changes {
+                change.provider = choice.clone();
+            }
+        }
+        plan.unchanged += planned.unchanged;
+        plan.changes.extend(planned.changes);
+    }
+    Ok(plan)
+}
+
+/// How the provider `choice` names plans, without opening it; the libvirt family's when it
+/// cannot be told.
+fn planning_of(choice: Option<&str>, request: &Request, view: &dyn View) -> Planning {
+    let chosen = registry::choose(choice, request.overrides.no_kcli_config).and_then(|found| {
+        let first = found.into_iter().next().ok_or("no provider to plan for")?;
+        first
+            .config
+            .backend
+            .settings()
+            .planning()
+            .map_err(|e| e.to_string())
+    });
+    chosen.unwrap_or_else(|why| {
+        view.event(Event::Warning(format!(
+            "{why}; planned as the libvirt family plans"
+        )));
+        Planning {
+            lower: Box::new(lower::libvirt),
+            rules: Box::new(LibvirtRules),
+        }
     })
 }
 

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::settings::Settings;
+use super::settings::{Planning, Settings};
 use super::{
     AddressQuery, Addresses, Done, Health, HealthStatus, LiveResource, Observed, Owner, OwnerMark,
     Provider, ProviderError, ResourceId, Scope, Spec,
@@ -36,6 +36,13 @@ fn stores() -> &'static Mutex<BTreeMap<String, Store>> {
 impl Settings for MemorySettings {
     fn endpoint(&self) -> String {
         format!("memory:{}", self.store)
+    }
+
+    fn planning(&self) -> Result<Planning, ProviderError> {
+        Ok(Planning {
+            lower: Box::new(super::libvirt::lower::libvirt),
+            rules: Box::new(super::libvirt::rules::LibvirtRules),
+        })
     }
 
     async fn open(&self) -> Result<Arc<dyn Provider>, ProviderError> {

@@ -6,6 +6,18 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{Provider, ProviderError};
+use crate::plan::intent::Intents;
+use crate::plan::model::desired::Desired;
+use crate::plan::model::rules::Rules;
+
+/// A backend's lowering: a plan's intents as the resources it holds.
+pub type Lowering = Box<dyn Fn(&Intents) -> Result<Desired, String> + Send + Sync>;
+
+/// A backend's lowering and rules, as planning needs them with no provider opened.
+pub struct Planning {
+    pub lower: Lowering,
+    pub rules: Box<dyn Rules>,
+}
 
 /// A backend's own settings in the providers file: what only it knows of a configured provider.
 #[async_trait]
@@ -17,6 +29,10 @@ pub trait Settings: Send + Sync {
     fn expand_paths(&mut self) -> Result<(), (&'static str, String)> {
         Ok(())
     }
+
+    /// How this backend plans without being asked anything: its lowering and its rules, for
+    /// `plan diff --against`, which compares two versions of a plan with no provider.
+    fn planning(&self) -> Result<Planning, ProviderError>;
 
     /// Connects to the provider these settings describe. Backends whose clients block connect
     /// on a blocking thread.

@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::files::expand;
-use crate::provider::settings::Settings;
+use crate::provider::settings::{Planning, Settings};
 use crate::provider::{Provider, ProviderError};
 
 /// A Kubernetes cluster with KubeVirt and CDI.
@@ -48,6 +48,21 @@ impl Settings for KubevirtSettings {
             *path = expand(path).map_err(|e| ("kubeconfig", e))?;
         }
         Ok(())
+    }
+
+    /// Its objects in the namespace the settings name (the kubeconfig's is not read: nothing is
+    /// asked), and its rules as they stand before a cluster says which storage classes grow.
+    fn planning(&self) -> Result<Planning, ProviderError> {
+        #[cfg(feature = "kubevirt")]
+        {
+            let namespace = self.namespace.clone().unwrap_or_else(|| "default".into());
+            Ok(Planning {
+                lower: Box::new(move |intents| super::objects::lower(intents, &namespace)),
+                rules: Box::new(super::rules::KubevirtRules::default()),
+            })
+        }
+        #[cfg(not(feature = "kubevirt"))]
+        Err(crate::provider::settings::not_built("kubevirt", "kubevirt"))
     }
 
     /// Kubernetes' client is async: it connects here.

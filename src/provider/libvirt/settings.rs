@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::provider::settings::Settings;
+use crate::provider::settings::{Planning, Settings};
 use crate::provider::{Provider, ProviderError};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -39,6 +39,13 @@ impl LibvirtSettings {
 impl Settings for LibvirtSettings {
     fn endpoint(&self) -> String {
         self.uri.clone()
+    }
+
+    fn planning(&self) -> Result<Planning, ProviderError> {
+        Ok(Planning {
+            lower: Box::new(super::lower::libvirt),
+            rules: Box::new(super::rules::LibvirtRules),
+        })
     }
 
     /// libvirt's client blocks: it connects on a blocking thread.

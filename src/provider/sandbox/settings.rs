@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::files::expand;
-use crate::provider::settings::Settings;
+use crate::provider::settings::{Planning, Settings};
 use crate::provider::{Provider, ProviderError};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -44,6 +44,15 @@ impl Settings for SandboxSettings {
             *dir = expand(dir).map_err(|e| ("dir", e))?;
         }
         Ok(())
+    }
+
+    /// The libvirt family's, with what libvirt's test driver cannot do.
+    fn planning(&self) -> Result<Planning, ProviderError> {
+        use crate::provider::libvirt::{lower, rules};
+        Ok(Planning {
+            lower: Box::new(lower::libvirt),
+            rules: Box::new(rules::TestDriverRules),
+        })
     }
 
     /// Opening reads and writes files, and libvirt's client blocks: on a blocking thread.

@@ -74,6 +74,42 @@ fn diff_against_another_version_needs_no_provider() {
         "--detailed-exitcode",
     ]);
     assert_eq!(code, Some(0), "{stdout}");
+    // Each provider's part is planned as its backend plans, with nothing asked of it: here a
+    // KubeVirt provider whose cluster is nowhere.
+    let providers = tmp.path().join("providers.yml");
+    std::fs::write(
+        &providers,
+        "providers:\n  - name: kv\n    type: kubevirt\n    kubeconfig: /nonexistent/kubeconfig\n",
+    )
+    .expect("providers file");
+    let on_kubevirt = |old: &str, new: &str| {
+        Plan::new(&["diff", "--against", old, new, "--provider", "kv"])
+            .current_dir(&repo_dir)
+            .env("SITEPLAN_PROVIDERS", &providers)
+            .sandbox(&tmp.path().join("never-made"))
+            .run()
+    };
+    let kv_old = "kvnet:\n  cidr: 192.168.150.0/24\n  type: network\nkv1:\n  memory: 512\n  disks: [10]\n  nets: [kvnet]\n";
+    std::fs::write(repo_dir.join("kv-old.yml"), kv_old).expect("kv-old");
+    std::fs::write(
+        repo_dir.join("kv.yml"),
+        kv_old.replace("memory: 512", "memory: 1024"),
+    )
+    .expect("kv");
+    let out = on_kubevirt("kv-old.yml", "kv.yml");
+    assert!(
+        out.stdout.contains("~ virtualmachine/kv1 (needs a reboot)")
+            && !out.stdout.contains("vm/kv1"),
+        "{}",
+        out.text()
+    );
+    // What KubeVirt cannot hold is refused as it would be on the cluster.
+    let out = on_kubevirt(&old_path, "site.yml");
+    assert!(
+        out.code() == Some(1) && out.stderr.contains("on KubeVirt a pool is a storage class"),
+        "{}",
+        out.text()
+    );
     // A revision that does not exist.
     let (code, _, stderr) = run(&["diff", "--against", "nosuchbranch:site.yml", "site.yml"]);
     assert_eq!(code, Some(1));
