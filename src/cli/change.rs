@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use super::args::{ApplyArgs, DestroyArgs, DiffArgs, ExportArgs};
 use super::out::say;
-use super::progress::Verbosity;
 use super::view::{self, DiffFormat, Terminal};
 use super::{block_on, found, load_for, print, resolve, saved_plan, EXIT_ERROR};
 use crate::ops::{self, Outcome, Refusal, RunOptions};
@@ -16,7 +15,7 @@ pub(super) fn export(args: ExportArgs) -> ExitCode {
     let Ok(loaded) = load_for(&request) else {
         return ExitCode::from(EXIT_ERROR);
     };
-    let view = Terminal::new(Verbosity::Quiet, DiffFormat::Human, false, false);
+    let view = Terminal::quiet();
     match found(block_on(ops::export(&request, &loaded)), &view) {
         Ok(documents) => print(&documents),
         Err(code) => code,

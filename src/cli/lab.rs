@@ -36,7 +36,7 @@ pub(super) fn status(
 
 /// `plan list`: exit 1 only when no provider answered.
 pub(super) fn list_plans(provider: Option<&str>, output: ListOutput) -> ExitCode {
-    let view = Terminal::new(Verbosity::Quiet, DiffFormat::Human, false, false);
+    let view = Terminal::quiet();
     let listing = match found(block_on(ops::list(provider)), &view) {
         Ok(listing) => listing,
         Err(code) => return code,

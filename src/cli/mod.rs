@@ -191,7 +191,7 @@ pub fn run() -> ExitCode {
 /// What a command that only looks at the lab needs: a quiet view (no provider line, no
 /// progress), its request, and the plan, loaded (problems said already).
 fn looking(plan: &PlanArgs, target: TargetArgs) -> Result<(Terminal, Request, Loaded), ExitCode> {
-    let view = Terminal::new(Verbosity::Quiet, DiffFormat::Human, false, false);
+    let view = Terminal::quiet();
     let request = request(plan, target);
     let loaded = load_for(&request)?;
     Ok((view, request, loaded))

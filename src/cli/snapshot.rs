@@ -107,7 +107,7 @@ pub(super) fn run(command: SnapshotCommand) -> ExitCode {
                 target,
                 output,
             } => {
-                let view = Terminal::new(Verbosity::Quiet, DiffFormat::Human, false, false);
+                let view = Terminal::quiet();
                 let request = request(&plan, target);
                 let loaded = load_for(&request)?;
                 let ran = super::block_on(snapshot::list(&request, &loaded, &view));

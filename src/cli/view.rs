@@ -38,6 +38,12 @@ pub struct Terminal {
 }
 
 impl Terminal {
+    /// A view for a command that only looks or prints a document: no provider line, no
+    /// progress, never asks; refusals still say why.
+    pub fn quiet() -> Terminal {
+        Terminal::new(Verbosity::Quiet, DiffFormat::Human, false, false)
+    }
+
     pub fn new(verbosity: Verbosity, format: DiffFormat, asks: bool, yes: bool) -> Terminal {
         Terminal {
             verbosity,

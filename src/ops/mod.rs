@@ -45,7 +45,6 @@ use crate::plan::intent::{self, Intents};
 use crate::plan::render;
 use crate::plan::saved::{self, SavedPlan};
 use crate::plan::{self as planner, Action, Plan};
-use crate::provider::libvirt::lower;
 use crate::provider::libvirt::rules::LibvirtRules;
 use crate::provider::settings::Planning;
 use crate::registry;
@@ -487,10 +486,7 @@ fn planning_of(choice: Option<&str>, request: &Request, view: &dyn View) -> Plan
         view.event(Event::Warning(format!(
             "{why}; planned as the libvirt family plans"
         )));
-        Planning {
-            lower: Box::new(lower::libvirt),
-            rules: Box::new(LibvirtRules),
-        }
+        Planning::libvirt(LibvirtRules)
     })
 }
 

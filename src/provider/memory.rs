@@ -39,10 +39,7 @@ impl Settings for MemorySettings {
     }
 
     fn planning(&self) -> Result<Planning, ProviderError> {
-        Ok(Planning {
-            lower: Box::new(super::libvirt::lower::libvirt),
-            rules: Box::new(super::libvirt::rules::LibvirtRules),
-        })
+        Ok(Planning::libvirt(super::libvirt::rules::LibvirtRules))
     }
 
     async fn open(&self) -> Result<Arc<dyn Provider>, ProviderError> {

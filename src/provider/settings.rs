@@ -19,6 +19,25 @@ pub struct Planning {
     pub rules: Box<dyn Rules>,
 }
 
+impl Planning {
+    /// The libvirt family's: its lowering, and `rules` (libvirtd's, or its test driver's).
+    pub fn libvirt(rules: impl Rules + 'static) -> Planning {
+        Planning {
+            lower: Box::new(super::libvirt::lower::libvirt),
+            rules: Box::new(rules),
+        }
+    }
+}
+
+/// Opens a provider whose client blocks on a blocking thread, off the executor.
+pub async fn on_blocking_thread(
+    open: impl FnOnce() -> Result<Arc<dyn Provider>, ProviderError> + Send + 'static,
+) -> Result<Arc<dyn Provider>, ProviderError> {
+    tokio::task::spawn_blocking(open)
+        .await
+        .map_err(|e| ProviderError::Connection(format!("opening the provider: {e}")))?
+}
+
 /// A backend's own settings in the providers file: what only it knows of a configured provider.
 #[async_trait]
 pub trait Settings: Send + Sync {

@@ -24,34 +24,38 @@ use std::path::Path;
 use serde_json::json;
 
 use siteplan::manifest::{self, Options, Overrides};
-use siteplan::plan::intent::{self, Intents};
+use siteplan::plan::intent;
 use siteplan::plan::model::desired::Desired;
-use siteplan::plan::model::rules::Rules;
 use siteplan::plan::{self, render};
-use siteplan::provider::kubevirt::{objects, rules::KubevirtRules};
-use siteplan::provider::libvirt::lower;
+use siteplan::provider::kubevirt::settings::KubevirtSettings;
 use siteplan::provider::libvirt::rules::LibvirtRules;
+use siteplan::provider::settings::{Planning, Settings};
 use siteplan::provider::{LiveResource, Observed, OwnerMark, Spec};
 
-/// A backend family's lowering and rules, and the snapshot its diffs are checked against.
+/// A backend family's planning, as `plan diff --against` takes it from the backend's settings,
+/// and the snapshot its diffs are checked against.
 struct Backend {
-    lower: fn(&Intents) -> Result<Desired, String>,
-    rules: Box<dyn Rules>,
+    planning: Planning,
     snapshot: &'static str,
 }
 
 fn libvirt() -> Backend {
     Backend {
-        lower: lower::libvirt,
-        rules: Box::new(LibvirtRules),
+        planning: Planning::libvirt(LibvirtRules),
         snapshot: "diff",
     }
 }
 
 fn kubevirt() -> Backend {
+    let settings = KubevirtSettings {
+        kubeconfig: None,
+        context: None,
+        namespace: Some("lab".into()),
+    };
     Backend {
-        lower: |intents| objects::lower(intents, "lab"),
-        rules: Box::new(KubevirtRules::default()),
+        planning: settings
+            .planning()
+            .expect("built with the kubevirt feature"),
         snapshot: "kubevirt",
     }
 }
@@ -108,13 +112,14 @@ fn desired(file: &Path, backend: &Backend) -> Result<Desired, Vec<String>> {
     let base = file.parent().unwrap_or(Path::new("."));
     let intents = intent::intents(&loaded.manifest, PLAN, base).expect("intents");
     let refused = backend
+        .planning
         .rules
         .capabilities()
         .refusals(&intents, "the backend");
     if !refused.is_empty() {
         return Err(refused);
     }
-    (backend.lower)(&intents).map_err(|e| vec![e])
+    (backend.planning.lower)(&intents).map_err(|e| vec![e])
 }
 
 /// The old version applied, then changed as `state` says.
@@ -192,7 +197,7 @@ fn case(name: &str, backend: Backend) {
             &plan::Identity::named(PLAN),
             &wanted,
             &observed,
-            backend.rules.as_ref(),
+            backend.planning.rules.as_ref(),
         )
     });
     let shown = match planned {

@@ -42,10 +42,7 @@ impl Settings for LibvirtSettings {
     }
 
     fn planning(&self) -> Result<Planning, ProviderError> {
-        Ok(Planning {
-            lower: Box::new(super::lower::libvirt),
-            rules: Box::new(super::rules::LibvirtRules),
-        })
+        Ok(Planning::libvirt(super::rules::LibvirtRules))
     }
 
     /// libvirt's client blocks: it connects on a blocking thread.
@@ -53,11 +50,10 @@ impl Settings for LibvirtSettings {
         #[cfg(feature = "libvirt")]
         {
             let uri = self.connect_uri();
-            tokio::task::spawn_blocking(move || {
-                Ok(Arc::new(super::LibvirtProvider::connect(&uri)?) as Arc<dyn Provider>)
+            crate::provider::settings::on_blocking_thread(move || {
+                Ok(Arc::new(super::LibvirtProvider::connect(&uri)?))
             })
             .await
-            .map_err(|e| ProviderError::Connection(format!("opening the provider: {e}")))?
         }
         #[cfg(not(feature = "libvirt"))]
         Err(crate::provider::settings::not_built("libvirt", "libvirt"))

@@ -48,11 +48,9 @@ impl Settings for SandboxSettings {
 
     /// The libvirt family's, with what libvirt's test driver cannot do.
     fn planning(&self) -> Result<Planning, ProviderError> {
-        use crate::provider::libvirt::{lower, rules};
-        Ok(Planning {
-            lower: Box::new(lower::libvirt),
-            rules: Box::new(rules::TestDriverRules),
-        })
+        Ok(Planning::libvirt(
+            crate::provider::libvirt::rules::TestDriverRules,
+        ))
     }
 
     /// Opening reads and writes files, and libvirt's client blocks: on a blocking thread.
@@ -60,11 +58,10 @@ impl Settings for SandboxSettings {
         #[cfg(feature = "libvirt")]
         {
             let dir = self.dir();
-            tokio::task::spawn_blocking(move || {
-                Ok(Arc::new(super::Sandbox::open(&dir)?.into_provider()) as Arc<dyn Provider>)
+            crate::provider::settings::on_blocking_thread(move || {
+                Ok(Arc::new(super::Sandbox::open(&dir)?.into_provider()))
             })
             .await
-            .map_err(|e| ProviderError::Connection(format!("opening the provider: {e}")))?
         }
         // The sandbox is the libvirt provider.
         #[cfg(not(feature = "libvirt"))]
