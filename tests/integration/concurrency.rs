@@ -346,6 +346,12 @@ fn real_libvirtd_restarted_during_an_apply_fails_what_was_in_flight_and_the_next
     let lines = lines_of(&mut applying);
     let mut seen = Vec::new();
     wait_for(&lines, "creating volume/", &mut seen);
+    // The network is made alongside the pool, and may still be starting (libvirtd starts its
+    // dnsmasq) when the first volume is: the daemon goes away only once it is made, while
+    // the volumes wait out their slowdown.
+    if !seen.iter().any(|l| l.contains("network/locknet ok")) {
+        wait_for(&lines, "network/locknet ok", &mut seen);
+    }
     let restarted = std::process::Command::new("sh")
         .args(["-c", &restart])
         .output()
