@@ -9,7 +9,7 @@ use super::request::Request;
 use super::session::{Goal, Session};
 use super::view::View;
 use crate::manifest::Loaded;
-use crate::plan::model::spec::{ResourceId, ResourceKind};
+use crate::plan::model::spec::{ResourceId, ResourceKind, Role};
 use crate::plan::{Action, AttributeChange, Change};
 use crate::provider::LiveResource;
 
@@ -77,10 +77,15 @@ fn state(kind: ResourceKind, live: Option<&LiveResource>) -> &'static str {
         (kind, Some(l)) if kind.is_vm() && l.paused => "paused",
         (kind, Some(l)) if kind.is_vm() && l.active => "running",
         (kind, Some(_)) if kind.is_vm() => "stopped",
-        (ResourceKind::Network | ResourceKind::Pool, Some(l)) if l.active => "active",
-        (ResourceKind::Network | ResourceKind::Pool, Some(_)) => "inactive",
+        (kind, Some(l)) if starts_and_stops(kind) && l.active => "active",
+        (kind, Some(_)) if starts_and_stops(kind) => "inactive",
         (_, Some(_)) => "present",
     }
+}
+
+/// A network or pool with a running state of its own (a libvirt network, a storage pool).
+fn starts_and_stops(kind: ResourceKind) -> bool {
+    matches!(kind.role(), Role::Network | Role::Pool)
 }
 
 /// Observes the plan's providers and says how each resource stands.

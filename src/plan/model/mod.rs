@@ -6,6 +6,7 @@
 
 pub mod change;
 pub mod desired;
+pub mod kind;
 pub mod observed;
 pub mod rules;
 pub mod spec;

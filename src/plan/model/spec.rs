@@ -11,60 +11,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ResourceKind {
-    Network,
-    Pool,
-    /// A volume in a pool: a VM's disk, a shared disk, an image, or a cloud-init seed.
-    Volume,
-    Vm,
-    /// Kubernetes objects (the KubeVirt backend's), named as kubectl names their kinds.
-    #[serde(rename = "virtualmachine")]
-    VirtualMachine,
-    #[serde(rename = "datavolume")]
-    DataVolume,
-    #[serde(rename = "networkattachmentdefinition")]
-    NetworkAttachmentDefinition,
-    Secret,
-    /// A DNS record in a network the plan does not make (the host's `default`), named within
-    /// that network.
-    #[serde(rename = "dnsrecord")]
-    DnsRecord,
-}
-
-impl fmt::Display for ResourceKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ResourceKind::Network => "network",
-            ResourceKind::Pool => "pool",
-            ResourceKind::Volume => "volume",
-            ResourceKind::Vm => "vm",
-            ResourceKind::VirtualMachine => "virtualmachine",
-            ResourceKind::DataVolume => "datavolume",
-            ResourceKind::NetworkAttachmentDefinition => "networkattachmentdefinition",
-            ResourceKind::Secret => "secret",
-            ResourceKind::DnsRecord => "dnsrecord",
-        })
-    }
-}
-
-impl ResourceKind {
-    /// A virtual machine, whichever backend's kind it is (a libvirt domain, a KubeVirt
-    /// VirtualMachine): what the day-two commands act on.
-    pub fn is_vm(self) -> bool {
-        matches!(self, ResourceKind::Vm | ResourceKind::VirtualMachine)
-    }
-
-    /// A network VMs attach to, whichever backend's kind it is (a libvirt network, a
-    /// KubeVirt network attachment).
-    pub fn is_network(self) -> bool {
-        matches!(
-            self,
-            ResourceKind::Network | ResourceKind::NetworkAttachmentDefinition
-        )
-    }
-}
+pub use super::kind::{ResourceKind, Role};
 
 /// Names one resource on one provider. Volumes are named within their pool.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -82,7 +29,7 @@ impl Spec {
         match self {
             Spec::Vm(vm) => vm.running,
             Spec::Object(object) => {
-                object.object == ResourceKind::VirtualMachine
+                object.object.is_vm()
                     && object.fields.get("spec.runStrategy")
                         != Some(&serde_json::Value::from("Halted"))
             }
@@ -94,21 +41,21 @@ impl Spec {
 impl ResourceId {
     pub fn network(name: &str) -> Self {
         ResourceId {
-            kind: ResourceKind::Network,
+            kind: ResourceKind::NETWORK,
             name: name.into(),
             pool: None,
         }
     }
     pub fn pool(name: &str) -> Self {
         ResourceId {
-            kind: ResourceKind::Pool,
+            kind: ResourceKind::POOL,
             name: name.into(),
             pool: None,
         }
     }
     pub fn volume(pool: &str, name: &str) -> Self {
         ResourceId {
-            kind: ResourceKind::Volume,
+            kind: ResourceKind::VOLUME,
             name: name.into(),
             pool: Some(pool.into()),
         }
@@ -116,13 +63,13 @@ impl ResourceId {
     /// A DNS record, named within its network as a volume is within its pool.
     pub fn dns_record(network: &str, name: &str) -> Self {
         ResourceId {
-            kind: ResourceKind::DnsRecord,
+            kind: ResourceKind::DNS_RECORD,
             name: name.into(),
             pool: Some(network.into()),
         }
     }
     pub fn vm(name: &str) -> Self {
-        ResourceId::object(ResourceKind::Vm, name)
+        ResourceId::object(ResourceKind::VM, name)
     }
     /// A resource of `kind` that lives in no pool.
     pub fn object(kind: ResourceKind, name: &str) -> Self {

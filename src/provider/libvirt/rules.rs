@@ -88,7 +88,7 @@ impl Rules for LibvirtRules {
     }
 
     fn starts_when_stopped(&self, kind: ResourceKind) -> bool {
-        matches!(kind, ResourceKind::Network | ResourceKind::Pool)
+        matches!(kind, ResourceKind::NETWORK | ResourceKind::POOL)
     }
 
     /// A VM reads its cloud-init seed when it boots.
@@ -100,7 +100,7 @@ impl Rules for LibvirtRules {
 
     /// A running VM's NICs on a network made again are moved onto it, live.
     fn moved_with(&self, replace: &Change, desired: &Desired) -> Vec<MoveWith> {
-        if replace.id.kind != ResourceKind::Network {
+        if replace.id.kind != ResourceKind::NETWORK {
             return Vec::new();
         }
         let network = &replace.id.name;
@@ -207,7 +207,7 @@ pub struct TestDriverRules;
 impl Rules for TestDriverRules {
     fn disruption(&self, attribute: &str, live: &Spec, want: &Spec) -> Disruption {
         match (want.id().kind, attribute) {
-            (ResourceKind::Vm, "disks" | "nics") => Disruption::Reboot,
+            (ResourceKind::VM, "disks" | "nics") => Disruption::Reboot,
             _ => LibvirtRules.disruption(attribute, live, want),
         }
     }
@@ -249,18 +249,18 @@ impl Rules for TestDriverRules {
 fn table(kind: ResourceKind, attribute: &str) -> Disruption {
     use Disruption::*;
     match (kind, attribute) {
-        (ResourceKind::Network, "hosts" | "dns_hosts" | "autostart") => Live,
-        (ResourceKind::Network, _) => Replace,
-        (ResourceKind::Pool, "autostart") => Live,
-        (ResourceKind::Pool, _) => Replace,
+        (ResourceKind::NETWORK, "hosts" | "dns_hosts" | "autostart") => Live,
+        (ResourceKind::NETWORK, _) => Replace,
+        (ResourceKind::POOL, "autostart") => Live,
+        (ResourceKind::POOL, _) => Replace,
         // Growing is live; shrinking is a replace (above).
-        (ResourceKind::Volume, "capacity_bytes") => Live,
-        (ResourceKind::Volume, _) => Replace,
-        (ResourceKind::Vm, "running" | "autostart" | "disks" | "nics") => Live,
-        (ResourceKind::Vm, "name") => Replace,
-        (ResourceKind::Vm, _) => Reboot,
+        (ResourceKind::VOLUME, "capacity_bytes") => Live,
+        (ResourceKind::VOLUME, _) => Replace,
+        (ResourceKind::VM, "running" | "autostart" | "disks" | "nics") => Live,
+        (ResourceKind::VM, "name") => Replace,
+        (ResourceKind::VM, _) => Reboot,
         // The host entry is removed and added again, on the running network.
-        (ResourceKind::DnsRecord, _) => Live,
+        (ResourceKind::DNS_RECORD, _) => Live,
         // Not the libvirt family's: whatever it is, made again.
         _ => Replace,
     }

@@ -309,10 +309,10 @@ async fn clear_leftovers(provider: &dyn Provider) {
         .await
         .expect("observe leftovers");
     for kind in [
-        ResourceKind::Vm,
-        ResourceKind::Volume,
-        ResourceKind::Pool,
-        ResourceKind::Network,
+        ResourceKind::VM,
+        ResourceKind::VOLUME,
+        ResourceKind::POOL,
+        ResourceKind::NETWORK,
     ] {
         for (id, _) in observed.owned_by("lab").filter(|(id, _)| id.kind == kind) {
             provider
@@ -671,7 +671,7 @@ async fn sandbox_child_process() {
     let running = observed
         .resources
         .iter()
-        .filter(|(id, r)| id.kind == ResourceKind::Vm && r.active)
+        .filter(|(id, r)| id.kind == ResourceKind::VM && r.active)
         .count();
     let seed = sandbox
         .read_volume("sppool", "spvm1-cidata.img")
@@ -680,9 +680,9 @@ async fn sandbox_child_process() {
     let seed_ok = cloudinit::read_seed_file(&seed, "user-data").is_ok_and(|u| u.contains("spvm1"));
     println!(
         "child saw {} vms ({running} running), {} networks, {} volumes, seed {}",
-        count(ResourceKind::Vm),
-        count(ResourceKind::Network),
-        count(ResourceKind::Volume),
+        count(ResourceKind::VM),
+        count(ResourceKind::NETWORK),
+        count(ResourceKind::VOLUME),
         if seed_ok { "ok" } else { "missing" }
     );
 }

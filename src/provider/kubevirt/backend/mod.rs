@@ -25,6 +25,7 @@ use serde_json::Value;
 use super::settings::KubevirtSettings;
 use crate::plan::model::spec::{ObjectSpec, PoolSpec, ResourceId, ResourceKind, Spec};
 use crate::provider::capability;
+use crate::provider::kubevirt::kinds;
 use crate::provider::{
     Address, AddressQuery, AddressSource, Addresses, Done, Health, HealthStatus, LiveResource,
     MadeBy, Observed, Owner, OwnerMark, Pending, PlanMember, Power, Provider, ProviderError, Scope,
@@ -56,10 +57,10 @@ const DELETE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The kinds of object siteplan makes on a cluster.
 const KINDS: [ResourceKind; 4] = [
-    ResourceKind::NetworkAttachmentDefinition,
-    ResourceKind::DataVolume,
-    ResourceKind::Secret,
-    ResourceKind::VirtualMachine,
+    kinds::NETWORK_ATTACHMENT_DEFINITION,
+    kinds::DATA_VOLUME,
+    kinds::SECRET,
+    kinds::VIRTUAL_MACHINE,
 ];
 
 /// The API resource of one of `KINDS`.
@@ -67,9 +68,9 @@ fn api_resource(kind: ResourceKind) -> ApiResource {
     let (object_kind, api_version) = objects::kube_type(kind).unwrap_or(("Unknown", "v1"));
     let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
     let plural = match kind {
-        ResourceKind::VirtualMachine => "virtualmachines",
-        ResourceKind::DataVolume => "datavolumes",
-        ResourceKind::NetworkAttachmentDefinition => "network-attachment-definitions",
+        kinds::VIRTUAL_MACHINE => "virtualmachines",
+        kinds::DATA_VOLUME => "datavolumes",
+        kinds::NETWORK_ATTACHMENT_DEFINITION => "network-attachment-definitions",
         _ => "secrets",
     };
     ApiResource {
@@ -216,7 +217,7 @@ impl KubevirtProvider {
         let vmis = ApiResource {
             plural: "virtualmachineinstances".into(),
             kind: "VirtualMachineInstance".into(),
-            ..api_resource(ResourceKind::VirtualMachine)
+            ..api_resource(kinds::VIRTUAL_MACHINE)
         };
         Api::<DynamicObject>::namespaced_with(self.client.clone(), &self.namespace, &vmis)
             .get_opt(vm)
@@ -229,7 +230,7 @@ impl KubevirtProvider {
     /// Asks KubeVirt to start, stop or restart a VM, through its subresources (what
     /// `virtctl` does): `PUT …/subresources.kubevirt.io/v1/…/virtualmachines/NAME/ACTION`.
     async fn subresource(&self, vm: &str, action: &str, body: Value) -> Result<(), ProviderError> {
-        let id = ResourceId::object(ResourceKind::VirtualMachine, vm);
+        let id = ResourceId::object(kinds::VIRTUAL_MACHINE, vm);
         let path = format!(
             "/apis/subresources.kubevirt.io/v1/namespaces/{}/virtualmachines/{vm}/{action}",
             self.namespace
@@ -247,7 +248,7 @@ impl KubevirtProvider {
 
     /// Waits until the VM is (not) running, as its status says.
     async fn settle(&self, vm: &str, running: bool, within: Duration) -> Result<(), ProviderError> {
-        let id = ResourceId::object(ResourceKind::VirtualMachine, vm);
+        let id = ResourceId::object(kinds::VIRTUAL_MACHINE, vm);
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let live = self
@@ -449,7 +450,7 @@ impl Provider for KubevirtProvider {
                 .map_err(|e| ProviderError::backend(&id, format!("expanding {claim}: {e}")))?;
         }
         // A running VM's template changes wait for its restart (KubeVirt's RestartRequired).
-        let needs_reboot = id.kind == ResourceKind::VirtualMachine
+        let needs_reboot = id.kind == kinds::VIRTUAL_MACHINE
             && runs(&live)
             && (disks_added
                 || object.fields.iter().any(|(path, value)| {
@@ -498,7 +499,7 @@ impl Provider for KubevirtProvider {
         let vmis = ApiResource {
             plural: "virtualmachineinstances".into(),
             kind: "VirtualMachineInstance".into(),
-            ..api_resource(ResourceKind::VirtualMachine)
+            ..api_resource(kinds::VIRTUAL_MACHINE)
         };
         let list =
             Api::<DynamicObject>::namespaced_with(self.client.clone(), &self.namespace, &vmis)
@@ -602,7 +603,7 @@ impl capability::SerialConsole for KubevirtProvider {
         vm: &str,
         owner: &Owner,
     ) -> Result<std::sync::Arc<dyn crate::provider::Console>, ProviderError> {
-        let id = ResourceId::object(ResourceKind::VirtualMachine, vm);
+        let id = ResourceId::object(kinds::VIRTUAL_MACHINE, vm);
         let live = self.owned(&id, owner).await?;
         if !runs(&live) {
             return Err(ProviderError::backend(
@@ -632,7 +633,7 @@ impl capability::Inventory for KubevirtProvider {
         networks: &[String],
     ) -> Result<Vec<crate::provider::NetworkUser>, ProviderError> {
         let vms = self
-            .api(ResourceKind::VirtualMachine)
+            .api(kinds::VIRTUAL_MACHINE)
             .list(&ListParams::default())
             .await
             .map_err(|e| ProviderError::Connection(format!("listing VirtualMachines: {e}")))?;
@@ -668,7 +669,7 @@ impl capability::Inventory for KubevirtProvider {
 
     async fn plans(&self) -> Result<Vec<PlanMember>, ProviderError> {
         let vms = self
-            .api(ResourceKind::VirtualMachine)
+            .api(kinds::VIRTUAL_MACHINE)
             .list(&ListParams::default())
             .await
             .map_err(|e| ProviderError::Connection(format!("listing VirtualMachines: {e}")))?;
@@ -702,7 +703,7 @@ impl capability::PowerControl for KubevirtProvider {
     /// Through KubeVirt's start, stop and restart subresources; stop and restart wait until
     /// the VM has stopped (a grace period is KubeVirt's to enforce) and started.
     async fn power(&self, vm: &str, power: Power, owner: &Owner) -> Result<Done, ProviderError> {
-        let id = ResourceId::object(ResourceKind::VirtualMachine, vm);
+        let id = ResourceId::object(kinds::VIRTUAL_MACHINE, vm);
         let live = self.owned(&id, owner).await?;
         let running = runs(&live);
         let settle = DELETE_TIMEOUT;

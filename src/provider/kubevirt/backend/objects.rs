@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::plan::intent::{Intents, VmIntent, What};
 use crate::plan::model::desired::{Desired, DesiredResource, ResourceGuards};
 use crate::plan::model::spec::{ObjectSpec, ResourceId, ResourceKind, Spec};
+use crate::provider::kubevirt::kinds;
 use crate::provider::Owner;
 
 /// Labels and annotations that mark what a plan made.
@@ -87,7 +88,7 @@ pub fn lower(intents: &Intents, namespace: &str) -> Result<Desired, String> {
                 });
                 add(
                     object(
-                        ResourceKind::NetworkAttachmentDefinition,
+                        kinds::NETWORK_ATTACHMENT_DEFINITION,
                         &item.name,
                         json!({"spec": {"config": config.to_string()}}),
                     ),
@@ -123,7 +124,7 @@ pub fn lower(intents: &Intents, namespace: &str) -> Result<Desired, String> {
                 }
                 add(
                     object(
-                        ResourceKind::DataVolume,
+                        kinds::DATA_VOLUME,
                         &item.name,
                         json!({"spec": {"source": {"http": {"url": url}}, "storage": storage}}),
                     ),
@@ -162,7 +163,7 @@ pub fn lower(intents: &Intents, namespace: &str) -> Result<Desired, String> {
                     if let Some(image) = &disk.image {
                         needs.push(if image.declared {
                             ResourceId {
-                                kind: ResourceKind::DataVolume,
+                                kind: kinds::DATA_VOLUME,
                                 name: image.name.clone(),
                                 pool: None,
                             }
@@ -174,7 +175,7 @@ pub fn lower(intents: &Intents, namespace: &str) -> Result<Desired, String> {
                 for nic in &vm.nics {
                     if nic.network.name != "default" && nic.network.declared {
                         needs.push(ResourceId {
-                            kind: ResourceKind::NetworkAttachmentDefinition,
+                            kind: kinds::NETWORK_ATTACHMENT_DEFINITION,
                             name: nic.network.name.clone(),
                             pool: None,
                         });
@@ -195,7 +196,7 @@ pub fn lower(intents: &Intents, namespace: &str) -> Result<Desired, String> {
                     fields.insert(SECRET_REVIEW.into(), cloud.review.clone().into());
                     add(
                         ObjectSpec {
-                            object: ResourceKind::Secret,
+                            object: kinds::SECRET,
                             name: name.clone(),
                             fields,
                             secret_data,
@@ -204,14 +205,14 @@ pub fn lower(intents: &Intents, namespace: &str) -> Result<Desired, String> {
                         Vec::new(),
                     );
                     needs.push(ResourceId {
-                        kind: ResourceKind::Secret,
+                        kind: kinds::SECRET,
                         name,
                         pool: None,
                     });
                 }
                 add(
                     object(
-                        ResourceKind::VirtualMachine,
+                        kinds::VIRTUAL_MACHINE,
                         &item.name,
                         virtual_machine(&item.name, vm, namespace),
                     ),
@@ -242,7 +243,7 @@ pub fn lower(intents: &Intents, namespace: &str) -> Result<Desired, String> {
 /// An image the plan does not declare: a PVC of that name must exist in the namespace.
 fn pvc(name: &str) -> ResourceId {
     ResourceId {
-        kind: ResourceKind::DataVolume,
+        kind: kinds::DATA_VOLUME,
         name: name.to_string(),
         pool: None,
     }
@@ -351,12 +352,12 @@ fn virtual_machine(name: &str, vm: &VmIntent, namespace: &str) -> Value {
 /// backend holds: what the planner calls `virtualmachine`, the cluster calls by its type.
 pub fn kube_type(kind: ResourceKind) -> Option<(&'static str, &'static str)> {
     match kind {
-        ResourceKind::VirtualMachine => Some(("VirtualMachine", "kubevirt.io/v1")),
-        ResourceKind::DataVolume => Some(("DataVolume", "cdi.kubevirt.io/v1beta1")),
-        ResourceKind::NetworkAttachmentDefinition => {
+        kinds::VIRTUAL_MACHINE => Some(("VirtualMachine", "kubevirt.io/v1")),
+        kinds::DATA_VOLUME => Some(("DataVolume", "cdi.kubevirt.io/v1beta1")),
+        kinds::NETWORK_ATTACHMENT_DEFINITION => {
             Some(("NetworkAttachmentDefinition", "k8s.cni.cncf.io/v1"))
         }
-        ResourceKind::Secret => Some(("Secret", "v1")),
+        kinds::SECRET => Some(("Secret", "v1")),
         _ => None,
     }
 }
@@ -439,7 +440,7 @@ fn split_path(path: &str) -> Vec<String> {
 pub fn manifest(spec: &ObjectSpec, namespace: &str, owner: &Owner) -> Value {
     let (kind, api_version) = kube_type(spec.object).unwrap_or(("Unknown", "v1"));
     let mut body = match spec.object {
-        ResourceKind::Secret => {
+        kinds::SECRET => {
             let mut body =
                 json!({"type": spec.fields.get("type").cloned().unwrap_or("Opaque".into())});
             body["stringData"] = serde_json::to_value(&spec.secret_data).unwrap_or_default();

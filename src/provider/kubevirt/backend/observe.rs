@@ -12,7 +12,7 @@ impl KubevirtProvider {
                 .iter()
                 .filter(|id| {
                     id.kind == kind
-                        || (kind == ResourceKind::VirtualMachine && id.kind == ResourceKind::Vm)
+                        || (kind == kinds::VIRTUAL_MACHINE && id.kind == ResourceKind::VM)
                 })
                 .map(|id| id.name.clone())
                 .collect()
@@ -31,7 +31,7 @@ impl KubevirtProvider {
                     _ => None,
                 });
                 let spec = objects::read_back(*kind, &live, made_from);
-                let active = *kind != ResourceKind::VirtualMachine || runs(&live);
+                let active = *kind != kinds::VIRTUAL_MACHINE || runs(&live);
                 let pending_restart = match restart_required(&live).filter(|_| active) {
                     // Only then is the instance asked for (one GET), to say what waits.
                     Some(message) => {
@@ -49,9 +49,7 @@ impl KubevirtProvider {
                     paused: false,
                 };
                 let name = live["metadata"]["name"].as_str().unwrap_or_default();
-                if *kind == ResourceKind::VirtualMachine
-                    && scope.ids.contains(&ResourceId::vm(name))
-                {
+                if *kind == kinds::VIRTUAL_MACHINE && scope.ids.contains(&ResourceId::vm(name)) {
                     observed
                         .resources
                         .insert(ResourceId::vm(name), resource.clone());
@@ -64,9 +62,7 @@ impl KubevirtProvider {
         let images: Vec<&ResourceId> = scope
             .ids
             .iter()
-            .filter(|id| {
-                id.kind == ResourceKind::DataVolume && !observed.resources.contains_key(id)
-            })
+            .filter(|id| id.kind == kinds::DATA_VOLUME && !observed.resources.contains_key(id))
             .collect();
         if !images.is_empty() {
             let claims =
@@ -83,7 +79,7 @@ impl KubevirtProvider {
                         id.clone(),
                         LiveResource {
                             spec: Spec::Object(ObjectSpec {
-                                object: ResourceKind::DataVolume,
+                                object: kinds::DATA_VOLUME,
                                 name: id.name.clone(),
                                 fields: Default::default(),
                                 secret_data: Default::default(),
@@ -98,10 +94,10 @@ impl KubevirtProvider {
                 }
             }
         }
-        if scope.ids.iter().any(|id| id.kind == ResourceKind::Pool) {
+        if scope.ids.iter().any(|id| id.kind == ResourceKind::POOL) {
             let classes = self.storage_classes().await?;
             for id in &scope.ids {
-                if id.kind == ResourceKind::Pool && classes.contains(&id.name) {
+                if id.kind == ResourceKind::POOL && classes.contains(&id.name) {
                     observed.resources.insert(
                         id.clone(),
                         LiveResource {

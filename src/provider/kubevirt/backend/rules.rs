@@ -14,8 +14,9 @@ use serde_json::Value;
 use super::objects::SECRET_DIGEST;
 use crate::plan::model::desired::Desired;
 use crate::plan::model::rules::{Capabilities, RestartFor, Rules};
-use crate::plan::model::spec::{ObjectSpec, ResourceId, ResourceKind, Spec};
+use crate::plan::model::spec::{ObjectSpec, ResourceId, Spec};
 use crate::plan::{AttributeChange, Change};
+use crate::provider::kubevirt::kinds;
 use crate::provider::Disruption;
 
 #[derive(Default)]
@@ -60,19 +61,19 @@ fn within(live: &Spec, want: &Spec, field: &str, most: &str) -> bool {
 impl Rules for KubevirtRules {
     fn disruption(&self, attribute: &str, live: &Spec, want: &Spec) -> Disruption {
         match (want.id().kind, attribute) {
-            (ResourceKind::VirtualMachine, "spec.runStrategy") => Disruption::Live,
+            (kinds::VIRTUAL_MACHINE, "spec.runStrategy") => Disruption::Live,
             // Within the headroom the VM declares (and keeps), KubeVirt adds CPUs and memory
             // to the running VM.
-            (ResourceKind::VirtualMachine, SOCKETS) if within(live, want, SOCKETS, MAX_SOCKETS) => {
+            (kinds::VIRTUAL_MACHINE, SOCKETS) if within(live, want, SOCKETS, MAX_SOCKETS) => {
                 Disruption::Live
             }
-            (ResourceKind::VirtualMachine, GUEST) if within(live, want, GUEST, MAX_GUEST) => {
+            (kinds::VIRTUAL_MACHINE, GUEST) if within(live, want, GUEST, MAX_GUEST) => {
                 Disruption::Live
             }
-            (ResourceKind::VirtualMachine, path) if path.starts_with("spec.template.") => {
+            (kinds::VIRTUAL_MACHINE, path) if path.starts_with("spec.template.") => {
                 Disruption::Reboot
             }
-            (ResourceKind::VirtualMachine, TEMPLATES) => match disks(live, want) {
+            (kinds::VIRTUAL_MACHINE, TEMPLATES) => match disks(live, want) {
                 // KubeVirt makes the DataVolumes of new templates, and the VM sees them when
                 // it restarts.
                 Disks { added: true, .. } => Disruption::Reboot,
@@ -87,7 +88,7 @@ impl Rules for KubevirtRules {
 
     /// A disk cannot shrink, nor grow where its storage class does not allow expansion.
     fn refusal(&self, live: &Spec, want: &Spec) -> Option<String> {
-        if want.id().kind != ResourceKind::VirtualMachine {
+        if want.id().kind != kinds::VIRTUAL_MACHINE {
             return None;
         }
         let changes = disks(live, want);
@@ -115,8 +116,8 @@ impl Rules for KubevirtRules {
     /// when it restarts.
     fn restart_to_see(&self, replace: &Change, desired: &Desired) -> Vec<RestartFor> {
         let (field, name, what) = match replace.id.kind {
-            ResourceKind::Secret => (SECRET_DIGEST, "cloud-init", "cloud-init"),
-            ResourceKind::NetworkAttachmentDefinition => (NETWORK_CONFIG, "network", "network"),
+            kinds::SECRET => (SECRET_DIGEST, "cloud-init", "cloud-init"),
+            kinds::NETWORK_ATTACHMENT_DEFINITION => (NETWORK_CONFIG, "network", "network"),
             _ => return Vec::new(),
         };
         let Some(changed) = replace.attributes.iter().find(|a| a.name == field) else {
@@ -127,7 +128,7 @@ impl Rules for KubevirtRules {
             .iter()
             .filter_map(|r| match &r.spec {
                 Spec::Object(vm)
-                    if vm.object == ResourceKind::VirtualMachine
+                    if vm.object == kinds::VIRTUAL_MACHINE
                         && references(vm).contains(&replace.id) =>
                 {
                     Some(RestartFor {
@@ -150,17 +151,12 @@ impl Rules for KubevirtRules {
     /// templates own go with it. A Secret (a seed) and a network attachment are made again as
     /// they were.
     fn holds_data(&self, live: &Spec) -> bool {
-        matches!(
-            live.id().kind,
-            ResourceKind::DataVolume | ResourceKind::VirtualMachine
-        )
+        matches!(live.id().kind, kinds::DATA_VOLUME | kinds::VIRTUAL_MACHINE)
     }
 
     fn needs(&self, live: &Spec) -> Vec<ResourceId> {
         match live {
-            Spec::Object(object) if object.object == ResourceKind::VirtualMachine => {
-                references(object)
-            }
+            Spec::Object(object) if object.object == kinds::VIRTUAL_MACHINE => references(object),
             _ => Vec::new(),
         }
     }
@@ -286,18 +282,18 @@ fn references(vm: &ObjectSpec) -> Vec<ResourceId> {
     for volume in list("spec.template.spec.volumes") {
         for key in ["secretRef", "networkDataSecretRef"] {
             if let Some(name) = volume["cloudInitNoCloud"][key]["name"].as_str() {
-                out.push(id(ResourceKind::Secret, name));
+                out.push(id(kinds::SECRET, name));
             }
         }
     }
     for network in list("spec.template.spec.networks") {
         if let Some(name) = network["multus"]["networkName"].as_str() {
-            out.push(id(ResourceKind::NetworkAttachmentDefinition, name));
+            out.push(id(kinds::NETWORK_ATTACHMENT_DEFINITION, name));
         }
     }
     for template in list("spec.dataVolumeTemplates") {
         if let Some(name) = template["spec"]["source"]["pvc"]["name"].as_str() {
-            out.push(id(ResourceKind::DataVolume, name));
+            out.push(id(kinds::DATA_VOLUME, name));
         }
     }
     out.sort();
@@ -323,10 +319,10 @@ mod tests {
         let rules = KubevirtRules {
             expandable: Default::default(),
         };
-        assert!(rules.holds_data(&object(ResourceKind::DataVolume)));
-        assert!(rules.holds_data(&object(ResourceKind::VirtualMachine)));
-        assert!(!rules.holds_data(&object(ResourceKind::Secret)));
-        assert!(!rules.holds_data(&object(ResourceKind::NetworkAttachmentDefinition)));
+        assert!(rules.holds_data(&object(kinds::DATA_VOLUME)));
+        assert!(rules.holds_data(&object(kinds::VIRTUAL_MACHINE)));
+        assert!(!rules.holds_data(&object(kinds::SECRET)));
+        assert!(!rules.holds_data(&object(kinds::NETWORK_ATTACHMENT_DEFINITION)));
     }
 
     fn vm(sizes: &[&str]) -> Spec {
@@ -339,7 +335,7 @@ mod tests {
             })
             .collect();
         Spec::Object(ObjectSpec {
-            object: ResourceKind::VirtualMachine,
+            object: kinds::VIRTUAL_MACHINE,
             name: "vm".into(),
             fields: [(TEMPLATES.to_string(), Value::Array(templates))].into(),
             secret_data: Default::default(),
@@ -379,7 +375,7 @@ mod tests {
             fields.insert(MAX_SOCKETS.into(), most.into());
         }
         Spec::Object(ObjectSpec {
-            object: ResourceKind::VirtualMachine,
+            object: kinds::VIRTUAL_MACHINE,
             name: "vm".into(),
             fields,
             secret_data: Default::default(),

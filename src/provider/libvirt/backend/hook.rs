@@ -86,25 +86,25 @@ impl Touched {
     pub fn resource(id: &ResourceId) -> Self {
         let mut t = Touched::default();
         match id.kind {
-            ResourceKind::Network => {
+            ResourceKind::NETWORK => {
                 t.networks.insert(id.name.clone());
             }
             // A record lives in its network's definition.
-            ResourceKind::DnsRecord => {
+            ResourceKind::DNS_RECORD => {
                 t.networks.extend(id.pool.clone());
             }
             // A pool holds its ledger, and its volumes go with it.
-            ResourceKind::Pool => {
+            ResourceKind::POOL => {
                 t.whole_pools.insert(id.name.clone());
             }
             // A volume changes its pool's space and its ledger.
-            ResourceKind::Volume => {
+            ResourceKind::VOLUME => {
                 let pool = id.pool.clone().unwrap_or_default();
                 t.volumes.insert((pool.clone(), id.name.clone()));
                 t.volumes.insert((pool.clone(), LEDGER.to_string()));
                 t.pools.insert(pool);
             }
-            ResourceKind::Vm => {
+            ResourceKind::VM => {
                 t.domains.insert(id.name.clone());
             }
             // Another backend's kind: none of the connection's objects.

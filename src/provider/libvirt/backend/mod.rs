@@ -603,11 +603,11 @@ impl Inner {
             return Err(ProviderError::backend(id, message));
         }
         let summary = match id.kind {
-            ResourceKind::DnsRecord => self.delete_dns(id, owner)?,
-            ResourceKind::Vm => self.delete_vm(id, owner)?,
-            ResourceKind::Network => self.delete_network(id, owner)?,
-            ResourceKind::Pool => self.delete_pool(id, owner)?,
-            ResourceKind::Volume => self.delete_volume(id, owner)?,
+            ResourceKind::DNS_RECORD => self.delete_dns(id, owner)?,
+            ResourceKind::VM => self.delete_vm(id, owner)?,
+            ResourceKind::NETWORK => self.delete_network(id, owner)?,
+            ResourceKind::POOL => self.delete_pool(id, owner)?,
+            ResourceKind::VOLUME => self.delete_volume(id, owner)?,
             // Another backend's kind.
             _ => {
                 return Err(ProviderError::Invalid(format!(
