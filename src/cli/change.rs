@@ -46,7 +46,7 @@ pub(super) fn apply(args: ApplyArgs) -> ExitCode {
         true,
         args.run.yes,
     );
-    let options = RunOptions {
+    let mut options = RunOptions {
         wait: resolve::wait(args.wait, args.wait_timeout),
         restart: args.restart,
         shutdown_timeout: args.shutdown_timeout.map(std::time::Duration::from_secs),
@@ -54,7 +54,10 @@ pub(super) fn apply(args: ApplyArgs) -> ExitCode {
     };
     let outcome = match saved_plan(&args.plan.file) {
         Some(Ok(saved)) => block_on(ops::apply_saved(
-            saved,
+            {
+                options.holder = resolve::command_line(&ops::saved_request(&saved), "apply");
+                saved
+            },
             &args.plan.file,
             &args.plan.params,
             options,
@@ -69,6 +72,7 @@ pub(super) fn apply(args: ApplyArgs) -> ExitCode {
             let Ok(loaded) = load_for(&request) else {
                 return ExitCode::from(EXIT_ERROR);
             };
+            options.holder = resolve::command_line(&request, "apply");
             block_on(ops::apply(&request, &loaded, options, &view))
         }
     };
@@ -82,8 +86,11 @@ pub(super) fn destroy(args: DestroyArgs) -> ExitCode {
         true,
         args.run.yes,
     );
-    let options = resolve::run_options(args.run.parallelism, view.interruption.clone());
     let request = resolve::changing(&args.plan, args.target, &args.moved, Vec::new());
+    let options = RunOptions {
+        holder: resolve::command_line(&request, "destroy"),
+        ..resolve::run_options(args.run.parallelism, view.interruption.clone())
+    };
     let loaded = match ops::plan_to_destroy(&request, &view) {
         Ok(loaded) => loaded,
         Err(refusal) => return view::finish(Err(refusal), &view, false),

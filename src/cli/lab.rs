@@ -20,7 +20,9 @@ pub(super) fn status(
         };
         let lab = found(block_on(ops::status(&request, &loaded, &view)), &view)?;
         let shown = match output {
-            StatusOutput::Table => view::status_table(&lab, &request.command("diff")),
+            StatusOutput::Table => {
+                view::status_table(&lab, &resolve::command_line(&request, "diff"))
+            }
             StatusOutput::Json => document(&lab, false),
             StatusOutput::Yaml => document(&lab, true),
         };
@@ -207,8 +209,14 @@ pub(super) fn power_vms(
     let Ok(loaded) = load_for(&request) else {
         return ExitCode::from(EXIT_ERROR);
     };
+    let verb = match power {
+        ops::Power::Start => "start",
+        ops::Power::Stop { .. } => "stop",
+        ops::Power::Restart { .. } => "restart",
+    };
     let options = RunOptions {
         wait,
+        holder: resolve::command_line(&request, verb),
         ..resolve::run_options(args.parallelism, view.interruption.clone())
     };
     match block_on(ops::power(&request, &loaded, power, vms, options, &view)) {

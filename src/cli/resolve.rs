@@ -57,10 +57,57 @@ pub(super) fn run_options(parallelism: usize, interruption: Interruption) -> Run
         restart: false,
         shutdown_timeout: None,
         interruption,
+        holder: String::new(),
     }
 }
 
 /// `--wait` for `--wait-timeout` seconds, when asked.
 pub(super) fn wait(wait: bool, seconds: u64) -> Option<Duration> {
     wait.then(|| Duration::from_secs(seconds))
+}
+
+/// The command line that runs `verb` (`apply --restart`, `diff`, `unlock`) on `request`'s plan
+/// as this run read it: the file, and every flag that shaped the plan (its name when not the
+/// default, the provider, targets, parameter files, `-P` values, `--allow-read`, and
+/// `--no-kcli-config` when the kcli configuration was left out). What a hint offers to
+/// copy is made here and nowhere else. A secret `-P` value is written `-P NAME=…`: it is
+/// never shown, so it must be typed again.
+pub fn command_line(request: &Request, verb: &str) -> String {
+    let quote =
+        |word: &str| shlex::try_quote(word).map_or_else(|_| word.to_string(), |q| q.into_owned());
+    let mut words = vec![
+        format!("plan {verb}"),
+        quote(&request.file.to_string_lossy()),
+    ];
+    let flag = |words: &mut Vec<String>, name: &str, value: &str| {
+        words.push(format!("{name} {}", quote(value)));
+    };
+    if request.name != crate::manifest::default_plan_name(&request.file) {
+        flag(&mut words, "--name", &request.name);
+    }
+    if let Some(provider) = &request.provider {
+        flag(&mut words, "--provider", provider);
+    }
+    for target in &request.targets {
+        flag(&mut words, "--target", target);
+    }
+    for file in &request.overrides.paramfiles {
+        flag(&mut words, "--paramfile", &file.to_string_lossy());
+    }
+    for set in &request.overrides.sets {
+        let name = set.split_once('=').map_or(set.as_str(), |(k, _)| k).trim();
+        if crate::secrets::is_sensitive_name(name) {
+            // For the person to type the value in place of `…`.
+            words.push(format!("-P {}=…", quote(name)));
+        } else {
+            flag(&mut words, "-P", set);
+        }
+    }
+    for path in &request.overrides.allow_read {
+        flag(&mut words, "--allow-read", &path.to_string_lossy());
+    }
+    if request.overrides.no_kcli_config {
+        words.push("--no-kcli-config".into());
+    }
+    words.join(" ")
 }

@@ -95,7 +95,7 @@ pub(super) fn run(command: SnapshotCommand) -> ExitCode {
                 parallelism,
             } => {
                 let (view, request, loaded, names) = prepare(&plan, target, true)?;
-                let options = options(&view, parallelism);
+                let options = options(&view, parallelism, &request, "create");
                 let ran = super::block_on(snapshot::create(
                     &request, &loaded, &name, &names, &options, &view,
                 ));
@@ -125,7 +125,7 @@ pub(super) fn run(command: SnapshotCommand) -> ExitCode {
                 parallelism,
             } => {
                 let (view, request, loaded, names) = prepare(&plan, target, yes)?;
-                let options = options(&view, parallelism);
+                let options = options(&view, parallelism, &request, "revert");
                 let ran = super::block_on(snapshot::revert(
                     &request, &loaded, &name, &names, &options, &view,
                 ));
@@ -139,7 +139,7 @@ pub(super) fn run(command: SnapshotCommand) -> ExitCode {
                 parallelism,
             } => {
                 let (view, request, loaded, names) = prepare(&plan, target, true)?;
-                let options = options(&view, parallelism);
+                let options = options(&view, parallelism, &request, "delete");
                 let ran = super::block_on(snapshot::delete(
                     &request, &loaded, &name, &names, &options, &view,
                 ));
@@ -165,8 +165,12 @@ fn prepare(
     Ok((view, request, loaded, names))
 }
 
-fn options(view: &Terminal, parallelism: usize) -> RunOptions {
-    super::resolve::run_options(parallelism, view.interruption.clone())
+/// How a snapshot command `verb` on `request`'s plan makes its changes.
+fn options(view: &Terminal, parallelism: usize, request: &Request, verb: &str) -> RunOptions {
+    RunOptions {
+        holder: super::resolve::command_line(request, &format!("snapshot {verb}")),
+        ..super::resolve::run_options(parallelism, view.interruption.clone())
+    }
 }
 
 /// A signal that came while a snapshot command finished its work: its exit status.

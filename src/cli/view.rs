@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use super::out::{self, say};
 use super::progress::{self, Verbosity};
 use crate::apply::Progress;
-use crate::ops::{self, Answer, Asked, Event, Outcome, Refusal, View, Vms};
+use crate::ops::{self, Answer, Asked, Event, Hint, Outcome, Refusal, View, Vms};
 use crate::plan::{render, Action, Plan};
 
 /// `diff --detailed-exitcode` when there is something to change.
@@ -127,7 +127,7 @@ impl View for Terminal {
                 );
             }
             Event::WaitingForRestart { vms, request } => {
-                let command = request.command("apply --restart");
+                let command = super::resolve::command_line(request, "apply --restart");
                 say!(
                     "Waiting for a restart (saved, not running yet): {}. `{command}` restarts {}.",
                     vms.join(", "),
@@ -243,12 +243,71 @@ fn ended(outcome: Outcome, view: &Terminal, detailed_exitcode: bool) -> ExitCode
     }
 }
 
+/// What a hint tells the person, in this command line's words: how it is joined to what it
+/// follows, and the words.
+fn hint_words(hint: &Hint) -> (&'static str, String) {
+    match hint {
+        Hint::Apply => ("; ", "`plan apply` creates it".into()),
+        Hint::LeaveOut => (": ", "leave it out with --target".into()),
+        Hint::DeleteSnapshot { .. } => (
+            ": ",
+            "`plan snapshot delete` it first, or choose another name".into(),
+        ),
+        Hint::WhereItGoes { elsewhere, here } => (
+            ". ",
+            format!(
+                "Say where it goes: {} to work on it where it is, or `--provider {here}` to \
+                 make it here too",
+                elsewhere
+                    .iter()
+                    .map(|name| format!("`--provider {name}`"))
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ),
+        ),
+        Hint::StartLibvirt => (
+            ": ",
+            "start libvirtd, or say where the plan goes with --provider (`sandbox` for the \
+             embedded sandbox, a libvirt URI, or a name from the providers file)"
+                .into(),
+        ),
+        Hint::NameThePlanFile => (
+            ": ",
+            format!(
+                "name the plan to destroy (`plan destroy FILE`; for a plan whose file is gone, \
+                 its path, such as ./{})",
+                crate::manifest::DEFAULT_PLAN_FILE
+            ),
+        ),
+    }
+}
+
+/// `fact`, followed by what `hints` offer (the first joined as it asks, the rest by "or").
+fn hinted(fact: &str, hints: &[Hint]) -> String {
+    let mut text = fact.to_string();
+    for (i, hint) in hints.iter().enumerate() {
+        let (join, words) = hint_words(hint);
+        text.push_str(if i == 0 { join } else { ", or " });
+        text.push_str(&words);
+    }
+    text
+}
+
 fn refuse(refusal: Refusal) {
     match refusal {
         Refusal::Invalid(message) => say!("error: {message}"),
+        Refusal::Hinted(inner, hints) => match *inner {
+            Refusal::Invalid(message) => say!("error: {}", hinted(&message, &hints)),
+            other => {
+                refuse(other);
+                for hint in &hints {
+                    say!("hint: {}", hint_words(hint).1);
+                }
+            }
+        },
         Refusal::Problems(problems) => {
             for p in &problems {
-                say!("error: {p}");
+                say!("error: {}", hinted(&p.fact, &p.hints));
             }
             say!("Nothing was changed.");
         }
@@ -269,7 +328,7 @@ fn refuse(refusal: Refusal) {
             let planfile = &review.planfile;
             let again = format!(
                 "{} --out {}",
-                review.request.command("diff"),
+                super::resolve::command_line(&review.request, "diff"),
                 shlex::try_quote(&planfile.to_string_lossy())
                     .map_or_else(|_| planfile.display().to_string(), |q| q.into_owned())
             );
@@ -291,7 +350,7 @@ fn refuse(refusal: Refusal) {
                  run takes it over once its process has ended (on its own host) or after {} s \
                  without renewal; `{}` removes it now.",
                 locked.holder.ttl_seconds,
-                locked.request.command("unlock")
+                super::resolve::command_line(&locked.request, "unlock")
             );
         }
         Refusal::Interrupted(signal) => {

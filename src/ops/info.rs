@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::outcome::{Refusal, VmState};
+use super::outcome::{Hint, Refusal, VmState};
 use super::request::Request;
 use super::session::{Goal, Session};
 use super::view::View;
@@ -85,10 +85,10 @@ pub async fn info(
         .find(|id| id.name == vm && id.kind.is_vm())
         .unwrap_or_else(|| ResourceId::vm(vm));
     let Some(live) = observed.get(&id) else {
-        return Err(Refusal::Invalid(format!(
-            "{id} does not exist on {}; `plan apply` creates it",
-            site.shown()
-        )));
+        return Err(
+            Refusal::Invalid(format!("{id} does not exist on {}", site.shown()))
+                .hint(vec![Hint::Apply]),
+        );
     };
     match &live.owner {
         Some(mark) if mark.plan == request.name => {}

@@ -340,8 +340,8 @@ async fn release_all(held: &[Held], view: &dyn View) {
         match delete_lock(lock.provider.as_ref(), plan, &lock.token).await {
             Ok(true) => {}
             Ok(false) => view.event(Event::Warning(format!(
-                "plan `{plan}`'s lock on {} was gone before this run ended (removed with \
-                 `plan unlock`?)",
+                "plan `{plan}`'s lock on {} was gone before this run ended (removed by an \
+                 unlock?)",
                 lock.shown
             ))),
             Err(e) => view.event(Event::Warning(format!(

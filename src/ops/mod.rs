@@ -33,7 +33,7 @@ pub use inventory::{
 };
 pub use list::{list, ListedPlan, ListedVm, Listing, Unreachable};
 pub use lock::{unlock, Locked, PlanLock, Unlocked};
-pub use outcome::{Asked, Outcome, Refusal, Review, VmRow, VmState, Vms};
+pub use outcome::{Asked, Hint, Outcome, Refusal, Review, VmRow, VmState, Vms};
 pub use power::power;
 pub use request::{Request, RunOptions};
 pub use session::{open_provider, Goal, Opened, Session, Unreadable};
@@ -139,11 +139,10 @@ pub async fn destroy(
 pub fn plan_to_destroy(request: &Request, view: &dyn View) -> Result<Loaded, Refusal> {
     let file = &request.file;
     if file == Path::new(manifest::DEFAULT_PLAN_FILE) && !file.exists() {
-        return Err(Refusal::Invalid(format!(
-            "there is no {name} here: name the plan to destroy (`plan destroy FILE`; for a plan \
-             whose file is gone, its path, such as ./{name})",
-            name = manifest::DEFAULT_PLAN_FILE,
-        )));
+        return Err(
+            Refusal::Invalid(format!("there is no {} here", manifest::DEFAULT_PLAN_FILE))
+                .hint(vec![Hint::NameThePlanFile]),
+        );
     }
     if file.exists() {
         let options = manifest::Options {
@@ -236,7 +235,7 @@ struct Reviewed<'a> {
 
 /// The request a saved plan was made with, for the commands a hint offers: its secret `-P`
 /// values by name only (they are not saved).
-fn saved_request(saved: &SavedPlan) -> Request {
+pub fn saved_request(saved: &SavedPlan) -> Request {
     let mut sets = saved.params.clone();
     sets.extend(saved.sensitive_params.iter().map(|name| format!("{name}=")));
     Request {
@@ -275,8 +274,7 @@ async fn converge(
         if destroying && request.targets.is_empty() {
             session.add_providers_left_behind(view).await;
         }
-        let command = request.command(if destroying { "destroy" } else { "apply" });
-        let lock = session.lock(&command, request, view).await?;
+        let lock = session.lock(&options.holder, request, view).await?;
         let ran = async {
             let mut observed = session.observe(view).await?;
             Session::note_killed_runs(&mut observed, lock.inherited());
@@ -458,7 +456,7 @@ fn between_by_provider(
             &new_desired,
             planning.rules.as_ref(),
         )
-        .map_err(Refusal::Problems)?;
+        .map_err(Refusal::problems)?;
         if spans {
             for change in &mut planned.changes {
                 change.provider = choice.clone();

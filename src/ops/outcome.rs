@@ -23,7 +23,7 @@ pub enum Refusal {
     /// The request cannot be carried out as given (a provider, a name, a file).
     Invalid(String),
     /// Planning found problems: names taken, external references missing, guards.
-    Problems(Vec<String>),
+    Problems(Vec<Problem>),
     /// The person said no.
     Declined,
     /// Nobody could be asked before doing this, and `--yes` was not given.
@@ -37,6 +37,64 @@ pub enum Refusal {
     Interrupted(super::Signal),
     /// Another run holds the plan's lock.
     Locked(Box<super::Locked>),
+    /// A refusal, with what the person can do about it (the command line words it).
+    Hinted(Box<Refusal>, Vec<Hint>),
+}
+
+/// What a person can do about a refusal. The operations say which; the command line says it
+/// in its own words (a command to run, a flag to pass).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hint {
+    /// Applying the plan makes what is missing.
+    Apply,
+    /// Leave a VM out (`--target` the others).
+    LeaveOut,
+    /// Delete the plan's snapshot of this name first, or choose another name.
+    DeleteSnapshot { name: String },
+    /// Say where the plan goes: a provider of `elsewhere` to work on the lab where it is, or
+    /// `here` to make it here too.
+    WhereItGoes {
+        elsewhere: Vec<String>,
+        here: String,
+    },
+    /// Start the local libvirt daemon, or choose another provider.
+    StartLibvirt,
+    /// Name the plan's file (or where it was, when it is gone).
+    NameThePlanFile,
+}
+
+/// One thing that stops an operation: what is wrong, and what the person can do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub fact: String,
+    pub hints: Vec<Hint>,
+}
+
+impl Problem {
+    pub fn hinted(fact: String, hints: Vec<Hint>) -> Problem {
+        Problem { fact, hints }
+    }
+}
+
+impl From<String> for Problem {
+    fn from(fact: String) -> Self {
+        Problem {
+            fact,
+            hints: Vec::new(),
+        }
+    }
+}
+
+impl Refusal {
+    /// Planning found these problems, none with a hint.
+    pub fn problems(facts: Vec<String>) -> Refusal {
+        Refusal::Problems(facts.into_iter().map(Problem::from).collect())
+    }
+
+    /// This refusal with `hints`.
+    pub fn hint(self, hints: Vec<Hint>) -> Refusal {
+        Refusal::Hinted(Box::new(self), hints)
+    }
 }
 
 /// A saved plan, to be reviewed again: the request it was made with (its secret `-P` values by

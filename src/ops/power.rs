@@ -2,7 +2,7 @@
 //! through the same executor as apply (dependency order, stops in reverse; the parallelism
 //! limit; progress; Ctrl-C). Only VMs the plan created are touched.
 
-use super::outcome::{Outcome, Refusal};
+use super::outcome::{Hint, Outcome, Problem, Refusal};
 use super::request::{Request, RunOptions};
 use super::session::{Goal, Session};
 use super::view::{Event, View};
@@ -25,12 +25,7 @@ pub async fn power(
     interruption.listen();
     let result = async {
         let session = Session::open(loaded, Goal::Converge, request, view).await?;
-        let command = request.command(match power {
-            Power::Start => "start",
-            Power::Stop { .. } => "stop",
-            Power::Restart { .. } => "restart",
-        });
-        let lock = session.lock(&command, request, view).await?;
+        let lock = session.lock(&options.holder, request, view).await?;
         let ran = async {
             let observed = session.observe(view).await?;
             let parts = power_changes(&session, &observed, power, names)?;
@@ -94,9 +89,9 @@ fn power_changes(
             }
             let live = match observed.get(&id) {
                 None => {
-                    problems.push(format!(
-                        "{id} does not exist on {}; `plan apply` creates it",
-                        site.shown()
+                    problems.push(Problem::hinted(
+                        format!("{id} does not exist on {}", site.shown()),
+                        vec![Hint::Apply],
                     ));
                     continue;
                 }
@@ -105,21 +100,27 @@ fn power_changes(
             match &live.owner {
                 Some(mark) if mark.plan == session.name => {}
                 Some(mark) => {
-                    problems.push(format!(
-                        "{id} on {} belongs to plan `{}`, not `{}`; siteplan starts and stops \
+                    problems.push(
+                        format!(
+                            "{id} on {} belongs to plan `{}`, not `{}`; siteplan starts and stops \
                          only what the plan created",
-                        site.shown(),
-                        mark.plan,
-                        session.name
-                    ));
+                            site.shown(),
+                            mark.plan,
+                            session.name
+                        )
+                        .into(),
+                    );
                     continue;
                 }
                 None => {
-                    problems.push(format!(
+                    problems.push(
+                        format!(
                         "{id} on {} was not created by siteplan; siteplan starts and stops only \
                          what the plan created",
                         site.shown()
-                    ));
+                    )
+                        .into(),
+                    );
                     continue;
                 }
             }

@@ -50,50 +50,6 @@ pub fn plan_source(file: &Path) -> String {
 }
 
 impl Request {
-    /// The command line that runs `verb` (`apply --restart`, `diff`, `unlock`) on this plan as
-    /// this run read it: the file, and every flag that shaped the plan (its name when not the
-    /// default, the provider, targets, parameter files, `-P` values, `--allow-read`, and
-    /// `--no-kcli-config` when the kcli configuration was left out). What a hint offers to
-    /// copy is made here and nowhere else. A secret `-P` value is written `-P NAME=…`: it is
-    /// never shown, so it must be typed again.
-    pub fn command(&self, verb: &str) -> String {
-        let quote = |word: &str| {
-            shlex::try_quote(word).map_or_else(|_| word.to_string(), |q| q.into_owned())
-        };
-        let mut words = vec![format!("plan {verb}"), quote(&self.file.to_string_lossy())];
-        let flag = |words: &mut Vec<String>, name: &str, value: &str| {
-            words.push(format!("{name} {}", quote(value)));
-        };
-        if self.name != crate::manifest::default_plan_name(&self.file) {
-            flag(&mut words, "--name", &self.name);
-        }
-        if let Some(provider) = &self.provider {
-            flag(&mut words, "--provider", provider);
-        }
-        for target in &self.targets {
-            flag(&mut words, "--target", target);
-        }
-        for file in &self.overrides.paramfiles {
-            flag(&mut words, "--paramfile", &file.to_string_lossy());
-        }
-        for set in &self.overrides.sets {
-            let name = set.split_once('=').map_or(set.as_str(), |(k, _)| k).trim();
-            if crate::secrets::is_sensitive_name(name) {
-                // For the person to type the value in place of `…`.
-                words.push(format!("-P {}=…", quote(name)));
-            } else {
-                flag(&mut words, "-P", set);
-            }
-        }
-        for path in &self.overrides.allow_read {
-            flag(&mut words, "--allow-read", &path.to_string_lossy());
-        }
-        if self.overrides.no_kcli_config {
-            words.push("--no-kcli-config".into());
-        }
-        words.join(" ")
-    }
-
     /// A request for `file`, named `name` or after the file.
     pub fn new(file: &Path, name: Option<String>) -> Request {
         let name = name.unwrap_or_else(|| crate::manifest::default_plan_name(file));
@@ -126,4 +82,7 @@ pub struct RunOptions {
     pub shutdown_timeout: Option<Duration>,
     /// Ctrl-C and SIGTERM: listened for while the run changes things.
     pub interruption: super::Interruption,
+    /// This run as the plan's lock records its holder, for a run the lock refuses to show:
+    /// its command line, as the command line writes it (secret values left out).
+    pub holder: String,
 }

@@ -239,6 +239,7 @@ memvm:
             restart: false,
             shutdown_timeout: None,
             interruption: ops::Interruption::default(),
+            holder: "plan apply site.yml".into(),
         }
     }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::interrupt::Interruption;
-use super::outcome::{Refusal, ShownAddress, VmRow, VmState, Vms};
+use super::outcome::{Hint, Refusal, ShownAddress, VmRow, VmState, Vms};
 use super::view::{Event, View};
 use crate::apply::{self, Report};
 use crate::manifest::Loaded;
@@ -101,8 +101,8 @@ pub struct Session {
 /// Opens the provider `choice` names (see `registry::choose`), or says why it cannot: a
 /// provider that does not answer is never replaced by another. `kcli_off`: the kcli
 /// configuration's clients are not providers (`--no-kcli-config`).
-pub async fn open_provider(choice: Option<&str>, kcli_off: bool) -> Result<Opened, String> {
-    let mut last = String::from("no provider to try");
+pub async fn open_provider(choice: Option<&str>, kcli_off: bool) -> Result<Opened, Refusal> {
+    let mut last = Refusal::Invalid("no provider to try".into());
     let candidates = registry::choose(choice, kcli_off)?;
     let unnamed_default = choice.is_none() && candidates.iter().all(|c| !c.named);
     for candidate in candidates {
@@ -115,15 +115,14 @@ pub async fn open_provider(choice: Option<&str>, kcli_off: bool) -> Result<Opene
                 })
             }
             Err(e) if unnamed_default => {
-                last = format!(
+                last = Refusal::Invalid(format!(
                     "the default provider, the local libvirt ({}), does not answer: {e}. \
-                     Nothing is planned elsewhere in its place: start libvirtd, or say where \
-                     the plan goes with --provider (`sandbox` for the embedded sandbox, a \
-                     libvirt URI, or a name from the providers file)",
+                     Nothing is planned elsewhere in its place",
                     candidate.config.endpoint()
-                )
+                ))
+                .hint(vec![Hint::StartLibvirt])
             }
-            Err(e) => last = e.to_string(),
+            Err(e) => last = Refusal::Invalid(e.to_string()),
         }
     }
     Err(last)
@@ -176,9 +175,7 @@ impl Session {
             let entries = loaded
                 .graph
                 .closure(&request.targets, towards)
-                .map_err(|unknown| {
-                    format!("--target names `{unknown}`, which is no entry of the plan")
-                })?;
+                .map_err(|unknown| format!("the target `{unknown}` is no entry of the plan"))?;
             Some(entries)
         };
         let parts = match intents {
@@ -198,7 +195,7 @@ impl Session {
                 .capabilities()
                 .refusals(&part, opened.name.as_deref().unwrap_or(provider.kind()));
             if !refused.is_empty() {
-                return Err(Refusal::Problems(refused));
+                return Err(Refusal::problems(refused));
             }
             // With no intents (the plan could not be read), the part is empty: nothing desired.
             let desired = provider.lower(&part)?;
@@ -327,14 +324,14 @@ impl Session {
                         config.endpoint(),
                         if held == 1 { "" } else { "s" }
                     ),
-                    format!("`--provider {}`", config.name),
+                    config.name.clone(),
                 )
             })
             .collect();
         if holders.is_empty() {
             return Ok(());
         }
-        let (held, flags): (Vec<String>, Vec<String>) = holders.into_iter().unzip();
+        let (held, elsewhere): (Vec<String>, Vec<String>) = holders.into_iter().unzip();
         let this = match (&site.opened.name, site.opened.provider.kind()) {
             (Some(name), _) => name.clone(),
             (None, "sandbox") => "sandbox".into(),
@@ -342,13 +339,15 @@ impl Session {
         };
         Err(Refusal::Invalid(format!(
             "plan `{}` goes by default to {} ({here}), which holds nothing of it, while {}: this \
-             run would make the lab again where it is not. Say where it goes: {} to work on it \
-             where it is, or `--provider {this}` to make it here too",
+             run would make the lab again where it is not",
             self.name,
             site.shown(),
             held.join(", and "),
-            flags.join(" or "),
-        )))
+        ))
+        .hint(vec![Hint::WhereItGoes {
+            elsewhere,
+            here: this,
+        }]))
     }
 
     /// For `destroy`: what the plan left on providers it no longer names (a VM's `client:`
@@ -549,7 +548,7 @@ impl Session {
         if problems.is_empty() {
             Ok(plans)
         } else {
-            Err(Refusal::Problems(problems))
+            Err(Refusal::problems(problems))
         }
     }
 
@@ -787,9 +786,7 @@ fn replacements(
                         })
                         .map(|r| r.spec.id())
                 })
-                .ok_or_else(|| {
-                    format!("--replace names `{name}`, which is no resource of the plan")
-                })
+                .ok_or_else(|| format!("`{name}`, to be replaced, is no resource of the plan"))
         })
         .collect()
 }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde::Serialize;
 
-use super::outcome::Refusal;
+use super::outcome::{Hint, Problem, Refusal};
 use super::request::{Request, RunOptions};
 use super::session::{Goal, Session};
 use super::view::{Answer, View};
@@ -106,7 +106,7 @@ struct Ready {
 }
 
 async fn ready(
-    verb: &str,
+    holder: &str,
     name: &str,
     request: &Request,
     loaded: &Loaded,
@@ -116,8 +116,7 @@ async fn ready(
     let session = open(request, loaded, view).await?;
     let owner = Owner::plan(&session.name);
     check_capability(&session)?;
-    let command = request.command(&format!("snapshot {verb}"));
-    let lock = session.lock(&command, request, view).await?;
+    let lock = session.lock(holder, request, view).await?;
     Ok(Ready {
         session,
         owner,
@@ -275,7 +274,7 @@ pub async fn create(
         session,
         owner,
         lock,
-    } = ready("create", name, request, loaded, view).await?;
+    } = ready(&options.holder, name, request, loaded, view).await?;
     let result = async {
         let observed = session.observe(view).await?;
         session.known_vms(names)?;
@@ -290,17 +289,19 @@ pub async fn create(
                 }
                 let id = ResourceId::vm(&guest.name);
                 match observed[i].get(&id) {
-                    None => problems.push(format!(
-                        "{id} does not exist on {}: `plan apply` first, or leave it out with \
-                         --target",
-                        site.shown()
+                    None => problems.push(Problem::hinted(
+                        format!("{id} does not exist on {}", site.shown()),
+                        vec![Hint::Apply, Hint::LeaveOut],
                     )),
                     Some(live) if live.owner.as_ref().is_none_or(|m| m.plan != session.name) => {
-                        problems.push(format!(
-                            "{id} on {} was not created by plan `{}`",
-                            site.shown(),
-                            session.name
-                        ))
+                        problems.push(
+                            format!(
+                                "{id} on {} was not created by plan `{}`",
+                                site.shown(),
+                                session.name
+                            )
+                            .into(),
+                        )
                     }
                     Some(live) => {
                         if let Spec::Vm(vm) = &live.spec {
@@ -329,10 +330,10 @@ pub async fn create(
             let (running, stopped): (Vec<&String>, Vec<&String>) =
                 vms.iter().partition(|v| runs(v));
             if !running.is_empty() && !stopped.is_empty() {
-                problems.push(format!(
+                let fact = format!(
                     "disk {disk} is shared by running {} and stopped {}: the stopped VM's \
                      snapshot would be written into a disk the running one holds. Start or \
-                     stop them alike, or leave one out with --target",
+                     stop them alike",
                     running
                         .iter()
                         .map(|v| format!("vm/{v}"))
@@ -343,11 +344,12 @@ pub async fn create(
                         .map(|v| format!("vm/{v}"))
                         .collect::<Vec<_>>()
                         .join(", ")
-                ));
+                );
+                problems.push(Problem::hinted(fact, vec![Hint::LeaveOut]));
             }
         }
         if members.is_empty() && problems.is_empty() {
-            problems.push(format!("plan `{}` has no VM to snapshot", session.name));
+            problems.push(format!("plan `{}` has no VM to snapshot", session.name).into());
         }
         // The name is free on every VM, whoever took a snapshot of that name.
         let (marked, others) = found(&session).await?;
@@ -357,10 +359,9 @@ pub async fn create(
                 .any(|(_, s)| s.vm == member.vm && s.mark.name == name)
                 || others.iter().any(|o| o.vm == member.vm && o.name == name);
             if taken {
-                problems.push(format!(
-                    "vm/{} already has a snapshot `{name}`: `plan snapshot delete` it first, \
-                     or choose another name",
-                    member.vm
+                problems.push(Problem::hinted(
+                    format!("vm/{} already has a snapshot `{name}`", member.vm),
+                    vec![Hint::DeleteSnapshot { name: name.into() }],
                 ));
             }
         }
@@ -379,8 +380,12 @@ pub async fn create(
                 Err(e) => Err(e),
             };
             match refused {
-                Ok(refusals) => problems.extend(refusals),
-                Err(e) => problems.push(format!("{}: {e}", site.shown())),
+                Ok(refusals) => problems.extend(
+                    refusals
+                        .into_iter()
+                        .map(|fact| Problem::hinted(fact, vec![Hint::LeaveOut])),
+                ),
+                Err(e) => problems.push(format!("{}: {e}", site.shown()).into()),
             }
         }
         if !problems.is_empty() {
@@ -540,10 +545,11 @@ fn members_of(
     if whole && !missing.is_empty() {
         return Err(Refusal::Invalid(format!(
             "snapshot `{name}` is not whole: {} {} no snapshot `{name}` (deleted since, or \
-             destroyed); revert the others with --target, or delete it",
+             destroyed): revert the others alone, or delete it",
             missing.join(", "),
             if missing.len() == 1 { "has" } else { "have" }
-        )));
+        ))
+        .hint(vec![Hint::LeaveOut]));
     }
     let created = of_name
         .iter()
@@ -579,7 +585,7 @@ pub async fn revert(
         session,
         owner,
         lock,
-    } = ready("revert", name, request, loaded, view).await?;
+    } = ready(&options.holder, name, request, loaded, view).await?;
     let result = async {
         let (marked, _) = found(&session).await?;
         let (members, created) = members_of(&session, &marked, name, names, true)?;
@@ -691,7 +697,7 @@ pub async fn delete(
         session,
         owner,
         lock,
-    } = ready("delete", name, request, loaded, view).await?;
+    } = ready(&options.holder, name, request, loaded, view).await?;
     let result = async {
         let (marked, _) = found(&session).await?;
         // A snapshot that is not whole is deleted from the VMs that hold it.

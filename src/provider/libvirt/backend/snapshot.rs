@@ -119,7 +119,7 @@ impl Inner {
         if boots_uefi(&text) {
             return Ok(Some(format!(
                 "{id} boots UEFI firmware, whose NVRAM libvirt cannot keep in an internal \
-                 snapshot: leave it out with --target"
+                 snapshot"
             )));
         }
         let other: Vec<String> = disks(&text)
@@ -137,8 +137,7 @@ impl Inner {
             .collect();
         if !other.is_empty() {
             return Ok(Some(format!(
-                "{id}: internal snapshots need qcow2 disks, and disk {}: leave it out with \
-                 --target",
+                "{id}: internal snapshots need qcow2 disks, and disk {}",
                 other.join(", disk ")
             )));
         }
