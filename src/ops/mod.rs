@@ -45,7 +45,7 @@ use crate::plan::intent::{self, Intents};
 use crate::plan::render;
 use crate::plan::saved::{self, SavedPlan};
 use crate::plan::{self as planner, Action, Plan};
-use crate::provider::libvirt::rules::LibvirtRules;
+use crate::provider::backends;
 use crate::provider::settings::Planning;
 use crate::registry;
 
@@ -484,7 +484,7 @@ fn planning_of(choice: Option<&str>, request: &Request, view: &dyn View) -> Plan
         view.event(Event::Warning(format!(
             "{why}; planned as the libvirt family plans"
         )));
-        Planning::libvirt(LibvirtRules)
+        backends::default_planning()
     })
 }
 

@@ -64,3 +64,9 @@ backends! {
 pub async fn open(backend: &Backend) -> Result<Arc<dyn Provider>, ProviderError> {
     backend.settings().open().await
 }
+
+/// How the default provider (the local libvirt) plans: what a plan is planned with offline
+/// when the provider it goes to cannot be told.
+pub fn default_planning() -> super::settings::Planning {
+    super::settings::Planning::libvirt(super::libvirt::rules::LibvirtRules)
+}
