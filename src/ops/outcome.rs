@@ -141,6 +141,8 @@ pub enum VmState {
     Running,
     /// Defined and started, but paused: it runs nothing and answers nothing until resumed.
     Paused,
+    /// Declared to run and not running yet (a KubeVirt VM whose instance is not up).
+    Starting,
     Stopped,
     Missing,
 }
@@ -150,6 +152,7 @@ impl VmState {
         match self {
             VmState::Running => "running",
             VmState::Paused => "paused",
+            VmState::Starting => "starting",
             VmState::Stopped => "stopped",
             VmState::Missing => "missing",
         }

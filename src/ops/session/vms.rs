@@ -221,6 +221,8 @@ impl Session {
                 let state = match live {
                     Some(r) if r.paused => VmState::Paused,
                     Some(r) if r.active => VmState::Running,
+                    // Only a backend that tells declared from running (KubeVirt) says so.
+                    Some(r) if r.spec.runs() => VmState::Starting,
                     Some(_) => VmState::Stopped,
                     None => VmState::Missing,
                 };
@@ -241,9 +243,10 @@ impl Session {
                     name: guest.name.clone(),
                     provider: shown.clone(),
                     state,
-                    waiting: state == VmState::Running
-                        && (guest.waiting(&addresses, hears_agents)
-                            || matches!(ready, Some(Readiness::Pending(_)))),
+                    waiting: state == VmState::Starting
+                        || state == VmState::Running
+                            && (guest.waiting(&addresses, hears_agents)
+                                || matches!(ready, Some(Readiness::Pending(_)))),
                     addresses,
                     ready,
                 }

@@ -46,7 +46,7 @@ impl KubevirtProvider {
                     active,
                     empty: None,
                     pending_restart,
-                    paused: false,
+                    paused: live["status"]["printableStatus"] == "Paused",
                 };
                 let name = live["metadata"]["name"].as_str().unwrap_or_default();
                 if *kind == kinds::VIRTUAL_MACHINE && scope.ids.contains(&ResourceId::vm(name)) {
@@ -69,7 +69,9 @@ impl KubevirtProvider {
                 Api::<PersistentVolumeClaim>::namespaced(self.client.clone(), &self.namespace)
                     .list(&ListParams::default())
                     .await
-                    .map_err(|e| ProviderError::Connection(format!("listing PVCs: {e}")))?;
+                    .map_err(|e| {
+                        ProviderError::Connection(format!("listing PVCs: {}", Said(&e)))
+                    })?;
             for id in images {
                 if claims
                     .iter()
@@ -197,8 +199,10 @@ pub(super) fn pending_of(spec: &ObjectSpec, vmi: Option<&Value>, message: &str) 
 }
 
 pub(super) fn runs(live: &Value) -> bool {
-    match live["status"]["printableStatus"].as_str() {
-        Some(status) => !matches!(status, "Stopped" | "Stopping" | "Terminating"),
-        None => live["spec"]["runStrategy"].as_str() == Some("Always"),
-    }
+    // What KubeVirt says of it: a VM it has not reported on (no status yet, or no KubeVirt
+    // controller at work) does not run, whatever its `runStrategy` asks.
+    matches!(
+        live["status"]["printableStatus"].as_str(),
+        Some("Running" | "Migrating" | "Paused")
+    )
 }
