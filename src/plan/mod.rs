@@ -76,9 +76,13 @@ pub fn plan(
     let mut problems = Vec::new();
     for id in &desired.external {
         if observed.get(id).is_none() {
-            problems.push(format!(
+            let mut problem = format!(
                 "the plan uses {id}, which it does not declare and which does not exist on the provider"
-            ));
+            );
+            if let Some(instead) = rules.instead_of(id) {
+                problem.push_str(&format!(" ({instead})"));
+            }
+            problems.push(problem);
         }
     }
     for given in &desired.addresses_elsewhere {

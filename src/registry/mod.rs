@@ -218,6 +218,7 @@ fn from_kcli_client(
                 kubeconfig: text("kubeconfig").map(std::path::PathBuf::from),
                 context: text("context"),
                 namespace: text("namespace"),
+                delete_timeout: None,
             }),
             ..ProviderConfig::sandbox(name)
         },

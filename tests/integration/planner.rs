@@ -51,6 +51,7 @@ fn kubevirt() -> Backend {
         kubeconfig: None,
         context: None,
         namespace: Some("lab".into()),
+        delete_timeout: None,
     };
     Backend {
         planning: settings

@@ -22,6 +22,13 @@ pub trait Rules: Send + Sync {
         None
     }
 
+    /// More to say of `id`, which the plan uses without declaring and the provider lacks: what
+    /// it has instead (a cluster's storage classes), as the provider last listed them.
+    fn instead_of(&self, id: &ResourceId) -> Option<String> {
+        let _ = id;
+        None
+    }
+
     /// Whether `live`, which exists without any plan's mark, is what a killed run of this plan
     /// leaves of `want`, and so is taken over.
     fn leftover(&self, live: &LiveResource, want: &Spec) -> bool {

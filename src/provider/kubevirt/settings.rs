@@ -23,6 +23,10 @@ pub struct KubevirtSettings {
     /// The namespace the plan's objects go to; default: the context's namespace, else `default`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// How long a delete waits for the object to be gone (its finalizers done, what it owns
+    /// deleted by the garbage collector), in seconds; default: 300.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_timeout: Option<u64>,
 }
 
 #[async_trait]

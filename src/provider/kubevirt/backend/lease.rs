@@ -24,7 +24,7 @@ fn status_of(e: &kube::Error) -> Option<u16> {
 }
 
 fn failed(e: kube::Error) -> ProviderError {
-    ProviderError::Connection(format!("the plan's lease: {e}"))
+    ProviderError::Connection(format!("the plan's lease: {}", super::said::Said(&e)))
 }
 
 /// A Lease name: Kubernetes names are lower case, without `_`.

@@ -8,10 +8,12 @@
 //! Storage classes play the part of a plan's pools.
 
 pub mod console;
+mod delete;
 pub mod lease;
 pub mod objects;
 mod observe;
 pub mod rules;
+mod said;
 
 use std::time::Duration;
 
@@ -32,6 +34,7 @@ use crate::provider::{
 };
 use objects::{CREATED_FROM, KCLI_PLAN, PLAN_LABEL, PREVENT_DESTROY};
 use observe::*;
+use said::Said;
 
 /// The API groups a cluster must serve for siteplan to put VMs on it, with the version used.
 pub const REQUIRED_APIS: &[(&str, &str, &str)] = &[
@@ -90,6 +93,8 @@ pub struct KubevirtProvider {
     namespace: String,
     cluster: String,
     rules: rules::KubevirtRules,
+    /// How long a delete waits for the object to be gone.
+    delete_timeout: Duration,
 }
 
 impl KubevirtProvider {
@@ -126,6 +131,9 @@ impl KubevirtProvider {
             namespace,
             cluster,
             rules: rules::KubevirtRules::default(),
+            delete_timeout: settings
+                .delete_timeout
+                .map_or(DELETE_TIMEOUT, Duration::from_secs),
         })
     }
 
@@ -156,7 +164,11 @@ impl KubevirtProvider {
         named: Vec<String>,
     ) -> Result<Vec<Value>, ProviderError> {
         let failed = |e: kube::Error| {
-            ProviderError::Connection(format!("listing {}s: {e}", api_resource(kind).kind))
+            ProviderError::Connection(format!(
+                "listing {}s: {}",
+                api_resource(kind).kind,
+                Said(&e)
+            ))
         };
         let api = self.api(kind);
         let mut found: Vec<Value> = Vec::new();
@@ -297,7 +309,9 @@ impl KubevirtProvider {
         let classes = Api::<StorageClass>::all(self.client.clone())
             .list(&ListParams::default())
             .await
-            .map_err(|e| ProviderError::Connection(format!("listing storage classes: {e}")))?;
+            .map_err(|e| {
+                ProviderError::Connection(format!("listing storage classes: {}", Said(&e)))
+            })?;
         let mut names = Vec::new();
         let mut expandable = std::collections::BTreeSet::new();
         for class in classes {
@@ -326,6 +340,9 @@ impl KubevirtProvider {
             .expandable
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = expandable;
+        let mut own: Vec<String> = names.iter().filter(|n| *n != "default").cloned().collect();
+        own.sort();
+        *self.rules.classes.lock().unwrap_or_else(|p| p.into_inner()) = own;
         Ok(names)
     }
 }
@@ -348,10 +365,14 @@ impl Provider for KubevirtProvider {
         };
         let groups = match self.client.list_api_groups().await {
             Ok(groups) => groups,
+            // It answers, and refuses: the server is there, the credentials are not right.
+            Err(e) if !said::does_not_answer(&e) => {
+                return unhealthy(format!("{}: {}", self.cluster, Said(&e)))
+            }
             Err(e) => {
                 return Health {
                     status: HealthStatus::Unavailable,
-                    reason: Some(format!("{}: {e}", self.cluster)),
+                    reason: Some(format!("{}: {}", self.cluster, Said(&e))),
                 }
             }
         };
@@ -475,19 +496,7 @@ impl Provider for KubevirtProvider {
             .await
             .map_err(|e| ProviderError::backend(id, e))?;
         crate::provider::crashpoint::point("object deletion requested");
-        let deadline = tokio::time::Instant::now() + DELETE_TIMEOUT;
-        while self.get(id).await?.is_some() {
-            if tokio::time::Instant::now() > deadline {
-                return Err(ProviderError::backend(
-                    id,
-                    format!(
-                        "still there {} s after it was deleted",
-                        DELETE_TIMEOUT.as_secs()
-                    ),
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        self.gone(id).await?;
         Ok(Done {
             id: id.clone(),
             summary: format!("{id} deleted"),

@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::objects::SECRET_DIGEST;
 use crate::plan::model::desired::Desired;
 use crate::plan::model::rules::{Capabilities, RestartFor, Rules};
-use crate::plan::model::spec::{ObjectSpec, ResourceId, Spec};
+use crate::plan::model::spec::{ObjectSpec, ResourceId, ResourceKind, Spec};
 use crate::plan::{AttributeChange, Change};
 use crate::provider::kubevirt::kinds;
 use crate::provider::Disruption;
@@ -24,6 +24,9 @@ pub struct KubevirtRules {
     /// The storage classes that allow volume expansion, by the names plans give them
     /// (`default` too), as the provider last listed them.
     pub expandable: Mutex<BTreeSet<String>>,
+    /// The storage classes the cluster has, by their own names, as the provider last listed
+    /// them.
+    pub classes: Mutex<Vec<String>>,
 }
 
 /// A network attachment's CNI configuration.
@@ -59,6 +62,21 @@ fn within(live: &Spec, want: &Spec, field: &str, most: &str) -> bool {
 }
 
 impl Rules for KubevirtRules {
+    fn instead_of(&self, id: &ResourceId) -> Option<String> {
+        if id.kind != ResourceKind::POOL {
+            return None;
+        }
+        let classes = self.classes.lock().unwrap_or_else(|p| p.into_inner());
+        Some(if classes.is_empty() {
+            "on KubeVirt a pool is a storage class, and the cluster has none".into()
+        } else {
+            format!(
+                "on KubeVirt a pool is a storage class; the cluster's are: {}, or `default`",
+                classes.join(", ")
+            )
+        })
+    }
+
     fn disruption(&self, attribute: &str, live: &Spec, want: &Spec) -> Disruption {
         match (want.id().kind, attribute) {
             (kinds::VIRTUAL_MACHINE, "spec.runStrategy") => Disruption::Live,
@@ -316,9 +334,7 @@ mod tests {
                 secret_data: Default::default(),
             })
         };
-        let rules = KubevirtRules {
-            expandable: Default::default(),
-        };
+        let rules = KubevirtRules::default();
         assert!(rules.holds_data(&object(kinds::DATA_VOLUME)));
         assert!(rules.holds_data(&object(kinds::VIRTUAL_MACHINE)));
         assert!(!rules.holds_data(&object(kinds::SECRET)));
