@@ -371,11 +371,22 @@ impl Session {
             })
             .collect();
         let plan = self.name.clone();
+        // Where the run already goes, as the providers opened say it (two names, or two
+        // kubeconfigs, may lead to one place).
+        let here: Vec<String> = self
+            .sites
+            .iter()
+            .map(|s| s.opened.provider.endpoint())
+            .collect();
         let asking = searched.into_iter().map(|config| {
             let plan = plan.clone();
+            let here = &here;
             async move {
                 let found = tokio::time::timeout(Duration::from_secs(10), async {
                     let provider = backends::open(&config.backend).await?;
+                    if here.contains(&provider.endpoint()) {
+                        return Ok((provider, 0));
+                    }
                     let scope = Scope {
                         plan: plan.clone(),
                         ids: Vec::new(),
