@@ -13,6 +13,7 @@ mod guests;
 mod identity;
 mod kcli;
 mod kube_api;
+mod kube_real;
 mod kubevirt;
 mod lab_snapshots;
 mod lifecycle;

@@ -766,4 +766,6 @@ fn every_example_applies_to_kubevirt_or_is_refused_saying_why() {
 
 mod lease;
 
+mod real;
+
 mod export;
