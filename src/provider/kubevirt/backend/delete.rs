@@ -1,5 +1,6 @@
-//! Waiting for a deleted object to be gone, watching it, and saying what holds it when it is
-//! not gone in time: its finalizers, and for a foreground delete, the garbage collector.
+//! Deleting an object: asking once, waiting (watching) until it is gone, and saying what holds
+//! it when it is not gone in time: its finalizers, and for a foreground delete, the garbage
+//! collector.
 
 use std::time::Duration;
 
@@ -9,6 +10,42 @@ use kube::api::{WatchEvent, WatchParams};
 use super::*;
 
 impl KubevirtProvider {
+    /// Deletes `id`, the plan's, and waits until it is gone: one a killed run deleted already
+    /// is only waited for, and one gone already is done.
+    pub(super) async fn delete_owned(
+        &self,
+        id: &ResourceId,
+        owner: &Owner,
+    ) -> Result<Done, ProviderError> {
+        let gone = || Done {
+            id: id.clone(),
+            summary: format!("{id} was gone already"),
+            needs_reboot: false,
+        };
+        let live = match self.owned(id, owner).await {
+            Err(ProviderError::NotFound(_)) => return Ok(gone()),
+            other => other?,
+        };
+        // Deleted already (by a run that was killed): only waited for.
+        if live["metadata"]["deletionTimestamp"].is_null() {
+            match self
+                .api(id.kind)
+                .delete(&id.name, &DeleteParams::foreground())
+                .await
+            {
+                Err(kube::Error::Api(status)) if status.code == 404 => return Ok(gone()),
+                other => other.map_err(|e| ProviderError::backend(id, Said(&e)))?,
+            };
+        }
+        crate::provider::crashpoint::point("object deletion requested");
+        self.gone(id).await?;
+        Ok(Done {
+            id: id.clone(),
+            summary: format!("{id} deleted"),
+            needs_reboot: false,
+        })
+    }
+
     /// Waits until the object `id` names is gone, up to the provider's delete timeout.
     pub(super) async fn gone(&self, id: &ResourceId) -> Result<(), ProviderError> {
         let api = self.api(id.kind);
@@ -61,7 +98,12 @@ impl KubevirtProvider {
         );
         let finalizers = live.metadata.finalizers.clone().unwrap_or_default();
         let mut why = Vec::new();
-        if finalizers.iter().any(|f| f == "foregroundDeletion") {
+        let others: Vec<&String> = finalizers
+            .iter()
+            .filter(|f| *f != "foregroundDeletion")
+            .collect();
+        // The garbage collector's part is said only when nothing else holds the object.
+        if others.is_empty() && finalizers.iter().any(|f| f == "foregroundDeletion") {
             why.push(
                 "it waits for the cluster's garbage collector to delete what it owns first \
                  (finalizer foregroundDeletion); a cluster where no garbage collector runs \
@@ -69,10 +111,6 @@ impl KubevirtProvider {
                     .to_string(),
             );
         }
-        let others: Vec<&String> = finalizers
-            .iter()
-            .filter(|f| *f != "foregroundDeletion")
-            .collect();
         if !others.is_empty() {
             why.push(format!(
                 "it waits for finalizer{} {}, which the controller that set {} must remove",

@@ -115,6 +115,11 @@ impl KubevirtProvider {
         let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
             .await
             .map_err(|e| failed("the kubeconfig", &e))?;
+        // Who asked, in the server's audit log and its metrics.
+        config.headers.push((
+            http::header::USER_AGENT,
+            http::HeaderValue::from_static(concat!("siteplan/", env!("CARGO_PKG_VERSION"))),
+        ));
         config.connect_timeout = Some(REQUEST_TIMEOUT);
         config.read_timeout = Some(REQUEST_TIMEOUT);
         config.write_timeout = Some(REQUEST_TIMEOUT);
@@ -426,8 +431,13 @@ impl Provider for KubevirtProvider {
                 "{id}: a cluster holds Kubernetes objects only"
             )));
         };
-        if self.get(&id).await?.is_some() {
-            return Err(ProviderError::backend(&id, "already exists"));
+        match self.get(&id).await? {
+            // One being deleted (what a killed run asked for): made again once it is gone.
+            Some(live) if !live["metadata"]["deletionTimestamp"].is_null() => {
+                self.gone(&id).await?
+            }
+            Some(_) => return Err(ProviderError::backend(&id, "already exists")),
+            None => {}
         }
         self.apply(object, owner).await?;
         Ok(Done {
@@ -490,18 +500,7 @@ impl Provider for KubevirtProvider {
 
     /// Deletes an object the plan owns, and waits until it is gone.
     async fn delete(&self, id: &ResourceId, owner: &Owner) -> Result<Done, ProviderError> {
-        self.owned(id, owner).await?;
-        self.api(id.kind)
-            .delete(&id.name, &DeleteParams::foreground())
-            .await
-            .map_err(|e| ProviderError::backend(id, e))?;
-        crate::provider::crashpoint::point("object deletion requested");
-        self.gone(id).await?;
-        Ok(Done {
-            id: id.clone(),
-            summary: format!("{id} deleted"),
-            needs_reboot: false,
-        })
+        self.delete_owned(id, owner).await
     }
 
     async fn addresses(&self, vms: &[AddressQuery]) -> Result<Addresses, ProviderError> {
@@ -645,13 +644,19 @@ impl capability::Inventory for KubevirtProvider {
             .api(kinds::VIRTUAL_MACHINE)
             .list(&ListParams::default())
             .await
-            .map_err(|e| ProviderError::Connection(format!("listing VirtualMachines: {e}")))?;
+            .map_err(|e| {
+                ProviderError::Connection(format!("listing VirtualMachines: {}", Said(&e)))
+            })?;
         let mut users = Vec::new();
         for vm in vms.items {
             let Ok(live) = serde_json::to_value(&vm) else {
                 continue;
             };
             let metadata = &live["metadata"];
+            // A VM being deleted is going: it keeps no network.
+            if !metadata["deletionTimestamp"].is_null() {
+                continue;
+            }
             let plan = metadata["labels"][PLAN_LABEL]
                 .as_str()
                 .or_else(|| metadata["annotations"][KCLI_PLAN].as_str())

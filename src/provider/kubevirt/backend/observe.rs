@@ -25,6 +25,11 @@ impl KubevirtProvider {
         .await;
         for (kind, list) in KINDS.iter().zip(lists) {
             for live in list? {
+                // Being deleted (a foreground delete waiting on what it owns, a finalizer): it
+                // is going, and a plan that wants it makes it again once it is gone.
+                if !live["metadata"]["deletionTimestamp"].is_null() {
+                    continue;
+                }
                 let owner = mark_of(*kind, &live);
                 let made_from = owner.as_ref().and_then(|m| match &m.spec {
                     Spec::Object(o) => Some(o),
