@@ -203,13 +203,65 @@ impl RealCluster {
         paths
     }
 
+    /// Where the server's audit log of writes is now: what `writes_since` counts from.
+    pub fn audit_mark(&self) -> usize {
+        self.audit().len()
+    }
+
+    /// The writes siteplan (by its user agent) made in the test's namespace since `mark` and
+    /// the server accepted, as its audit log recorded them: `VERB path`.
+    pub fn writes_since(&self, mark: usize) -> Vec<String> {
+        let inside = format!("/namespaces/{}/", self.namespace);
+        self.audit()
+            .into_iter()
+            .skip(mark)
+            .filter(|e| {
+                e["userAgent"]
+                    .as_str()
+                    .is_some_and(|a| a.starts_with("siteplan/"))
+                    && e["responseStatus"]["code"]
+                        .as_u64()
+                        .is_some_and(|c| (200..300).contains(&c))
+            })
+            .filter_map(|e| {
+                let uri = e["requestURI"].as_str()?;
+                let path = uri.split('?').next().unwrap_or(uri);
+                (path.contains(&inside) || path.ends_with(&inside[..inside.len() - 1]))
+                    .then(|| format!("{} {path}", e["verb"].as_str().unwrap_or_default()))
+            })
+            .collect()
+    }
+
+    /// The server's audit log (`.ci/kube` writes it beside the kubeconfig), one event a line.
+    fn audit(&self) -> Vec<Value> {
+        let log = self.kubeconfig.with_file_name("audit.log");
+        // Only the events the server finished writing.
+        std::fs::read_to_string(&log)
+            .unwrap_or_else(|e| panic!("{}: {e}", log.display()))
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
     /// Waits up to `limit` for `check` to hold of the cluster.
     pub fn wait_for(&self, limit: Duration, what: &str, check: impl Fn(&RealCluster) -> bool) {
+        assert!(
+            self.waited(limit, check),
+            "{what}: not within {limit:?}; the namespace holds {:?}",
+            self.paths()
+        );
+    }
+
+    /// Whether `check` holds of the cluster within `limit`.
+    pub fn waited(&self, limit: Duration, check: impl Fn(&RealCluster) -> bool) -> bool {
         let start = std::time::Instant::now();
         while !check(self) {
-            assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+            if start.elapsed() >= limit {
+                return false;
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
+        true
     }
 }
 

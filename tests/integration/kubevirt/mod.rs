@@ -165,13 +165,14 @@ fn a_plan_applies_to_kubevirt_diffs_clean_changes_and_is_destroyed_leaving_other
     let file = providers(tmp.path(), &cluster, &bare);
     let plan_file = tmp.path().join("kvlab.yml");
     std::fs::write(&plan_file, LAB).expect("plan");
-    // Another tool's VM, on the plan's network.
+    // Another tool's VM, on the plan's network, which KubeVirt runs.
     let theirs = "/apis/kubevirt.io/v1/namespaces/lab/virtualmachines/theirs";
     cluster.seed(
         theirs,
         serde_json::json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
             "metadata": {"name": "theirs", "namespace": "lab"}, "spec": {"runStrategy": "Always",
-            "template": {"spec": {"networks": [{"name": "n", "multus": {"networkName": "lab/kvnet"}}]}}}}),
+            "template": {"spec": {"networks": [{"name": "n", "multus": {"networkName": "lab/kvnet"}}]}}},
+            "status": {"printableStatus": "Running"}}),
     );
     let run = |args: &[&str], params: &[&str]| {
         Plan::new(args)

@@ -6,13 +6,17 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::{line_with, LAB};
+
+mod lease;
+mod runs;
 use crate::harness::{Plan, Ran};
 use crate::kube_real::RealCluster;
 
 /// A providers file with the cluster's providers: `kv` in the test's namespace, `kv-nons` in
 /// a namespace that does not exist, `kv-badtoken` with a token the server does not know,
-/// `kv-gone` where nothing listens, and `kv-quick`, `kv` with deletes that wait 3 s at most.
-fn providers(dir: &Path, cluster: &RealCluster) -> PathBuf {
+/// `kv-gone` where nothing listens, `kv-quick`, `kv` with deletes that wait 3 s at most, and
+/// `play`, an embedded sandbox.
+pub(super) fn providers(dir: &Path, cluster: &RealCluster) -> PathBuf {
     let gone = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
     let gone_addr = gone.local_addr().expect("addr");
     drop(gone);
@@ -39,11 +43,13 @@ fn providers(dir: &Path, cluster: &RealCluster) -> PathBuf {
              \x20 - {{name: kv-badtoken, type: kubevirt, kubeconfig: {bad}, namespace: {ns}}}\n\
              \x20 - {{name: kv-gone, type: kubevirt, kubeconfig: {nowhere}, namespace: {ns}}}\n\
              \x20 - {{name: kv-quick, type: kubevirt, kubeconfig: {good}, namespace: {ns}, \
-             delete_timeout: 3}}\n",
+             delete_timeout: 3}}\n\
+             \x20 - {{name: play, type: sandbox, dir: {sandbox}}}\n",
             good = cluster.kubeconfig().display(),
             bad = bad.display(),
             nowhere = nowhere.display(),
             ns = cluster.ns(),
+            sandbox = dir.join("play").display(),
         ),
     )
     .expect("providers file");
