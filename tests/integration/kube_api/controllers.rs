@@ -132,8 +132,14 @@ pub(super) fn instance(store: &mut Store, path: &str, vm: &mut Value) {
         })
         .collect();
     let name = vm["metadata"]["name"].clone();
+    // An instance keeps its uid while it runs; one made again (a restart) has a new one.
+    let uid = store
+        .objects
+        .get(&vmi_path)
+        .map(|vmi| vmi["metadata"]["uid"].clone())
+        .unwrap_or_else(|| format!("uid-vmi-{}", store.version + 1).into());
     let vmi = json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
-        "metadata": {"name": name, "namespace": vm["metadata"]["namespace"]},
+        "metadata": {"name": name, "namespace": vm["metadata"]["namespace"], "uid": uid},
         "spec": running,
         "status": {"phase": "Running", "interfaces": interfaces}});
     store.insert(&vmi_path, vmi);

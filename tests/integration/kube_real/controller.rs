@@ -8,8 +8,9 @@
 //!   when it imports (CDI);
 //! - a VirtualMachine whose `runStrategy` is `Always` gets an instance it owns, made from its
 //!   template, whose status gives each interface's MAC and the pod network's interface an
-//!   address (10.244.N.M, from the VM's uid), and `status.printableStatus` Running; a halted one
-//!   has no instance and is Stopped (KubeVirt);
+//!   address (10.244.N.M, from the VM's uid), and `status.printableStatus` Running (Stopping
+//!   while its instance is being deleted, by a restart); a halted one has no instance and is
+//!   Stopped (KubeVirt);
 //! - a template that changes while the VM runs reaches the instance only for what KubeVirt
 //!   updates live (CPU sockets up to `maxSockets`, memory up to `maxGuest`); anything else sets
 //!   the VM's `RestartRequired` condition until the instance is made again.
@@ -87,17 +88,20 @@ pub async fn run(client: kube::Client, namespace: String) {
                 continue;
             }
         };
-        // The next change to a VM or a DataVolume (resource versions are the whole server's),
+        // The next change to a VM, an instance or a DataVolume (resource versions are the whole
+        // server's),
         // or a second, for imports in progress.
         let params = WatchParams::default().timeout(1);
-        let (Ok(vm_events), Ok(dv_events)) = (
+        let (Ok(vm_events), Ok(vmi_events), Ok(dv_events)) = (
             apis.vms.watch(&params, &since).await,
+            apis.vmis.watch(&params, &since).await,
             apis.dvs.watch(&params, &since).await,
         ) else {
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         };
-        let mut events = futures::stream::select(vm_events.boxed(), dv_events.boxed());
+        let mut events =
+            futures::stream::select_all([vm_events.boxed(), vmi_events.boxed(), dv_events.boxed()]);
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
             while let Some(event) = events.next().await {
                 if matches!(
@@ -311,7 +315,14 @@ async fn instance(apis: &Apis, vm: &Value) -> Result<(), kube::Error> {
     let vmi = match existing {
         Some(vmi) if vmi["metadata"]["deletionTimestamp"].is_null() => vmi,
         // Being deleted (a restart): made again once it is gone.
-        Some(_) => return Ok(()),
+        Some(_) => {
+            return set_status(
+                &apis.vms,
+                vm,
+                json!({"printableStatus": "Stopping", "ready": false}),
+            )
+            .await
+        }
         None => {
             create(
                 &apis.vmis,

@@ -9,10 +9,12 @@
 //! The server validates and prunes with KubeVirt's, CDI's and Multus's own CRDs
 //! (`tests/fixtures/kubevirt-crds/`), installed once per run with two storage classes. No
 //! KubeVirt, CDI or Multus controller exists here: `controller.rs` plays the part of them that
-//! siteplan depends on, through the real API, in each test's namespace. Each test has a
-//! namespace of its own, deleted when it ends.
+//! siteplan depends on, through the real API, in each test's namespace, and `virt_api.rs` the
+//! subresources virt-api serves (start, stop, restart, console), behind the server's own
+//! aggregation layer. Each test has a namespace of its own, deleted when it ends.
 
 mod controller;
+mod virt_api;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -281,8 +283,9 @@ impl Drop for RealCluster {
     }
 }
 
-/// Installs, once per run and cluster, KubeVirt's, CDI's and Multus's CRDs and two storage
-/// classes (`standard`, the default, and `fast`), and waits until the CRDs are served.
+/// Installs, once per run and cluster, KubeVirt's, CDI's and Multus's CRDs, the played
+/// virt-api (`virt_api`) and two storage classes (`standard`, the default, and `fast`), and
+/// waits until they are served.
 async fn prepared(which: usize, client: &kube::Client) {
     static DONE: [tokio::sync::OnceCell<()>; 2] = [
         tokio::sync::OnceCell::const_new(),
@@ -335,6 +338,8 @@ async fn prepared(which: usize, client: &kube::Client) {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
+            let addr = virt_api::serve(client.clone()).await;
+            virt_api::register(client, addr).await;
             let classes = Api::<k8s_openapi::api::storage::v1::StorageClass>::all(client.clone());
             for (name, default) in [("standard", true), ("fast", false)] {
                 let class = json!({

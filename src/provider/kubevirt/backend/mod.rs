@@ -12,6 +12,7 @@ mod delete;
 pub mod lease;
 pub mod objects;
 mod observe;
+mod power;
 pub mod rules;
 mod said;
 
@@ -242,55 +243,6 @@ impl KubevirtProvider {
             .ok()
             .flatten()
             .and_then(|o| serde_json::to_value(o).ok())
-    }
-
-    /// Asks KubeVirt to start, stop or restart a VM, through its subresources (what
-    /// `virtctl` does): `PUT …/subresources.kubevirt.io/v1/…/virtualmachines/NAME/ACTION`.
-    async fn subresource(&self, vm: &str, action: &str, body: Value) -> Result<(), ProviderError> {
-        let id = ResourceId::object(kinds::VIRTUAL_MACHINE, vm);
-        let path = format!(
-            "/apis/subresources.kubevirt.io/v1/namespaces/{}/virtualmachines/{vm}/{action}",
-            self.namespace
-        );
-        let request = http::Request::put(path)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(body.to_string().into_bytes())
-            .map_err(|e| ProviderError::backend(&id, e))?;
-        tokio::time::timeout(REQUEST_TIMEOUT, self.client.request_text(request))
-            .await
-            .map_err(|_| ProviderError::backend(&id, format!("{action}: no answer in time")))?
-            .map_err(|e| ProviderError::backend(&id, format!("{action}: {e}")))?;
-        Ok(())
-    }
-
-    /// Waits until the VM is (not) running, as its status says.
-    async fn settle(&self, vm: &str, running: bool, within: Duration) -> Result<(), ProviderError> {
-        let id = ResourceId::object(kinds::VIRTUAL_MACHINE, vm);
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let live = self
-                .get(&id)
-                .await?
-                .ok_or_else(|| ProviderError::NotFound(id.clone()))?;
-            let done = runs(&live) == running
-                && (!running || live["status"]["printableStatus"] == "Running");
-            if done {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(ProviderError::backend(
-                    &id,
-                    format!(
-                        "still {} after {} s",
-                        live["status"]["printableStatus"]
-                            .as_str()
-                            .unwrap_or("unknown"),
-                        within.as_secs()
-                    ),
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
     }
 
     /// The live object `id`, which must be `owner`'s.
@@ -709,50 +661,6 @@ impl capability::Inventory for KubevirtProvider {
             });
         }
         Ok(found)
-    }
-}
-
-#[async_trait]
-impl capability::PowerControl for KubevirtProvider {
-    /// Through KubeVirt's start, stop and restart subresources; stop and restart wait until
-    /// the VM has stopped (a grace period is KubeVirt's to enforce) and started.
-    async fn power(&self, vm: &str, power: Power, owner: &Owner) -> Result<Done, ProviderError> {
-        let id = ResourceId::object(kinds::VIRTUAL_MACHINE, vm);
-        let live = self.owned(&id, owner).await?;
-        let running = runs(&live);
-        let settle = DELETE_TIMEOUT;
-        let summary = match power {
-            Power::Start if running => format!("vm {vm} was running"),
-            Power::Start => {
-                self.subresource(vm, "start", serde_json::json!({})).await?;
-                self.settle(vm, true, settle).await?;
-                format!("vm {vm} started")
-            }
-            Power::Stop { .. } if !running => format!("vm {vm} was not running"),
-            Power::Stop { grace } => {
-                let body = match grace {
-                    Some(g) => serde_json::json!({"gracePeriod": g.as_secs()}),
-                    None => serde_json::json!({}),
-                };
-                self.subresource(vm, "stop", body).await?;
-                self.settle(vm, false, settle).await?;
-                format!("vm {vm} stopped")
-            }
-            Power::Restart { grace } => {
-                let body = match grace {
-                    Some(g) => serde_json::json!({"gracePeriodSeconds": g.as_secs()}),
-                    None => serde_json::json!({}),
-                };
-                self.subresource(vm, "restart", body).await?;
-                self.settle(vm, true, settle).await?;
-                format!("vm {vm} restarted")
-            }
-        };
-        Ok(Done {
-            id,
-            summary,
-            needs_reboot: false,
-        })
     }
 }
 

@@ -301,6 +301,56 @@ fn a_plan_lives_its_life_on_a_real_api_server() {
         diff.stdout
     );
 
+    // --restart restarts it through KubeVirt's restart subresource (the played virt-api, behind
+    // the server's aggregation layer); the instance is made again, with what it waited for.
+    let mark = cluster.audit_mark();
+    let restarted = run(&["apply", "--yes", "--restart"], &more);
+    assert!(
+        restarted.ok() && restarted.stderr.contains("vm kv1 restarted"),
+        "{}",
+        restarted.text()
+    );
+    assert!(
+        cluster
+            .writes_since(mark)
+            .iter()
+            .any(|w| w.ends_with("/virtualmachines/kv1/restart")),
+        "{:?}",
+        cluster.writes_since(mark)
+    );
+    cluster.wait_for(Duration::from_secs(10), "kv1 running again", |c| {
+        c.object(&vm)
+            .is_some_and(|v| v["status"]["printableStatus"] == "Running")
+    });
+    let diff = run(&["diff"], &more);
+    assert!(diff.stdout.starts_with("No changes."), "{}", diff.stdout);
+
+    // Its serial console, through KubeVirt's console subresource (a websocket, upgraded
+    // through the server).
+    let attached = Plan::new(&["console"])
+        .args(&[&plan_file.to_string_lossy(), "kv1", "--provider", "kv"])
+        .params(&more)
+        .providers(&file, &tmp.path().join("state"))
+        .spawn_piped();
+    let (shown, said) =
+        crate::harness::drive_console(attached, "kv1 login:", Duration::from_secs(20));
+    assert!(shown.contains("Debian GNU/Linux 12 kv1 ttyS0"), "{shown}");
+    assert!(said.contains("Detached from vm/kv1."), "{said}");
+
+    // Stopped and started through the subresources: the plan says it runs.
+    let stopped = run(&["stop"], &more);
+    assert!(stopped.ok(), "{}", stopped.text());
+    assert_eq!(
+        cluster.object(&vm).expect("kv1")["spec"]["runStrategy"],
+        "Halted"
+    );
+    let status = run(&["status"], &more);
+    assert_eq!(status.code(), Some(2), "{}", status.text());
+    let started = run(&["start"], &more);
+    assert!(started.ok(), "{}", started.text());
+    let diff = run(&["diff"], &more);
+    assert!(diff.stdout.starts_with("No changes."), "{}", diff.stdout);
+
     // A disk grows in place: its claim (bound, of an expandable class) is expanded by the real
     // server's rules. It never shrinks.
     let grow = ["memory=2048", "cpus=2", "size=20"];
