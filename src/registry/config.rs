@@ -294,7 +294,7 @@ mod tests {
             ),
             (
                 "providers:\n  - {name: k, type: kubevirt, uri: 'https://k8s:6443'}\n",
-                "a kubevirt provider takes: context, enabled, kubeconfig, name, namespace, network, parallelism, pool, type",
+                "a kubevirt provider takes: context, delete_timeout, enabled, kubeconfig, name, namespace, network, parallelism, pool, type",
             ),
         ] {
             let e = parse(bad).expect_err(bad);
