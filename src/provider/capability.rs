@@ -176,6 +176,21 @@ pub trait Inventory: Send + Sync {
     }
 }
 
+/// What the backend offers to place VMs on (DCM's capacity metadata).
+#[async_trait]
+pub trait Placement: Send + Sync {
+    /// The CPUs and memory of its hosts or nodes, in all; `None` where it reports none (a
+    /// cluster without nodes).
+    async fn capacity(&self) -> Result<Option<Capacity>, ProviderError>;
+}
+
+/// What a backend's hosts or nodes offer, in all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Capacity {
+    pub cpus: u64,
+    pub memory_bytes: u64,
+}
+
 /// Repairs an apply makes where a run was killed half-way or a network was made again.
 #[async_trait]
 pub trait Repair: Send + Sync {

@@ -308,6 +308,10 @@ pub trait Provider: Send + Sync {
         None
     }
 
+    fn placement(&self) -> Option<&dyn capability::Placement> {
+        None
+    }
+
     fn repair(&self) -> Option<&dyn capability::Repair> {
         None
     }

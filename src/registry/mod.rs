@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::plan::model::spec::ResourceId;
+use crate::provider::capability::Capacity;
 use crate::provider::{backends, HealthStatus, Scope};
 use config::ProviderConfig;
 
@@ -24,6 +25,8 @@ pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Checked {
     pub status: HealthStatus,
     pub reason: Option<String>,
+    /// What a ready provider offers, where it says (DCM's capacity metadata).
+    pub capacity: Option<Capacity>,
 }
 
 impl Checked {
@@ -31,6 +34,7 @@ impl Checked {
         Checked {
             status,
             reason: Some(reason.into()),
+            capacity: None,
         }
     }
 
@@ -57,6 +61,9 @@ pub struct ProviderView {
     pub health_status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health_reason: Option<String>,
+    /// What it offers to place VMs on, where it says: its hosts' or nodes' CPUs and memory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<Capacity>,
     pub enabled: bool,
     pub create_time: String,
     pub update_time: String,
@@ -88,6 +95,7 @@ pub async fn check(config: &ProviderConfig, timeout: Duration) -> Checked {
             return Checked {
                 status: health.status,
                 reason: health.reason,
+                capacity: None,
             };
         }
         let seen = match provider
@@ -111,9 +119,14 @@ pub async fn check(config: &ProviderConfig, timeout: Duration) -> Checked {
                 Some(_) => {}
             }
         }
+        let capacity = match provider.placement() {
+            Some(placement) => placement.capacity().await.ok().flatten(),
+            None => None,
+        };
         Checked {
             status: HealthStatus::Ready,
             reason: None,
+            capacity,
         }
     };
     match tokio::time::timeout(timeout, looking).await {
@@ -125,7 +138,23 @@ pub async fn check(config: &ProviderConfig, timeout: Duration) -> Checked {
     }
 }
 
-fn health_name(status: HealthStatus) -> &'static str {
+/// DCM's model: a provider that stops answering keeps what its last answer said until this
+/// many checks in a row went unanswered; one answer recovers it.
+const UNAVAILABLE_AFTER: u32 = 3;
+
+/// The health shown for `record` after the check `now`.
+fn remembered(now: &Checked, record: &store::Record) -> &'static str {
+    if now.reached() {
+        return health_name(&now.status);
+    }
+    match record.last_answer.as_deref() {
+        Some("ready") if record.failed_checks < UNAVAILABLE_AFTER => "ready",
+        Some("unhealthy") if record.failed_checks < UNAVAILABLE_AFTER => "unhealthy",
+        _ => "unavailable",
+    }
+}
+
+fn health_name(status: &HealthStatus) -> &'static str {
     match status {
         HealthStatus::Ready => "ready",
         HealthStatus::Unhealthy => "unhealthy",
@@ -161,7 +190,8 @@ pub async fn views(
             name: &c.name,
             provider_type: c.backend.as_str(),
             endpoint: c.endpoint(),
-            reached: h.reached(),
+            answer: h.reached().then(|| health_name(&h.status)),
+            checked: c.enabled,
         })
         .collect();
     let records = store::sync(&seen)?;
@@ -169,19 +199,33 @@ pub async fn views(
         .iter()
         .zip(checked)
         .zip(records)
-        .map(|((config, health), record)| ProviderView {
-            id: record.id,
-            name: config.name.clone(),
-            service_type: "vm".into(),
-            provider_type: record.provider_type,
-            endpoint: record.endpoint,
-            schema_version: SCHEMA_VERSION.into(),
-            status: record.status,
-            health_status: health_name(health.status).into(),
-            health_reason: health.reason,
-            enabled: config.enabled,
-            create_time: record.create_time,
-            update_time: record.update_time,
+        .map(|((config, health), record)| {
+            let shown = remembered(&health, &record);
+            let reason = match (&health.reason, record.failed_checks) {
+                (Some(why), n)
+                    if n > 0 && n < UNAVAILABLE_AFTER && record.last_answer.is_some() =>
+                {
+                    Some(format!(
+                        "{why} ({n} of {UNAVAILABLE_AFTER} checks in a row unanswered)"
+                    ))
+                }
+                (reason, _) => reason.clone(),
+            };
+            ProviderView {
+                id: record.id,
+                name: config.name.clone(),
+                service_type: "vm".into(),
+                provider_type: record.provider_type,
+                endpoint: record.endpoint,
+                schema_version: SCHEMA_VERSION.into(),
+                status: record.status,
+                health_status: shown.into(),
+                health_reason: reason,
+                capacity: health.capacity,
+                enabled: config.enabled,
+                create_time: record.create_time,
+                update_time: record.update_time,
+            }
         })
         .collect();
     views.sort_by(|a, b| (&a.create_time, &a.id).cmp(&(&b.create_time, &b.id)));

@@ -25,6 +25,12 @@ pub struct Record {
     pub status: String,
     pub create_time: String,
     pub update_time: String,
+    /// Health checks in a row that got no answer (DCM's model: unavailable after three).
+    #[serde(default)]
+    pub failed_checks: u32,
+    /// What the last check that got an answer said: `ready` or `unhealthy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_answer: Option<String>,
 }
 
 /// The store's file.
@@ -36,12 +42,15 @@ pub fn now() -> String {
     humantime::format_rfc3339_micros(SystemTime::now()).to_string()
 }
 
-/// What is known of each provider: (name, type, endpoint, reached now).
+/// What is known of each provider: (name, type, endpoint, what its health check said now).
 pub struct Seen<'a> {
     pub name: &'a str,
     pub provider_type: &'a str,
     pub endpoint: String,
-    pub reached: bool,
+    /// `ready` or `unhealthy` when it answered; `None` when it did not.
+    pub answer: Option<&'static str>,
+    /// Whether it was checked at all (a disabled provider is not).
+    pub checked: bool,
 }
 
 /// Brings the store up to date with what was just seen, and returns each provider's record
@@ -74,9 +83,25 @@ pub fn sync(seen: &[Seen]) -> Result<Vec<Record>, String> {
                     status: "configured".into(),
                     create_time: time.clone(),
                     update_time: time.clone(),
+                    failed_checks: 0,
+                    last_answer: None,
                 }
             });
-        let status = if s.reached || record.status == "registered" {
+        if s.checked {
+            match s.answer {
+                Some(answer) => {
+                    changed |=
+                        record.failed_checks != 0 || record.last_answer.as_deref() != Some(answer);
+                    record.failed_checks = 0;
+                    record.last_answer = Some(answer.to_string());
+                }
+                None => {
+                    record.failed_checks = record.failed_checks.saturating_add(1);
+                    changed = true;
+                }
+            }
+        }
+        let status = if s.answer.is_some() || record.status == "registered" {
             "registered"
         } else {
             "configured"

@@ -12,6 +12,7 @@ mod delete;
 pub mod lease;
 pub mod objects;
 mod observe;
+mod placement;
 mod power;
 pub mod rules;
 mod said;
@@ -417,20 +418,26 @@ impl Provider for KubevirtProvider {
         let disks = rules::disks(&Spec::Object(before.clone()), spec);
         let disks_added = disks.added;
         for (claim, _, _, size) in disks.grown {
-            let patch = serde_json::json!({
-                "apiVersion": "v1",
-                "kind": "PersistentVolumeClaim",
-                "metadata": {"name": claim, "namespace": self.namespace},
-                "spec": {"resources": {"requests": {"storage": size}}},
-            });
+            // A merge patch changes the claim CDI made, and never makes one: a claim not there
+            // yet (a VM made again a moment ago) is CDI's to make, from the template.
+            let patch = serde_json::json!({"spec": {"resources": {"requests": {"storage": size}}}});
+            let params = PatchParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..PatchParams::default()
+            };
             Api::<PersistentVolumeClaim>::namespaced(self.client.clone(), &self.namespace)
-                .patch(
-                    &claim,
-                    &PatchParams::apply(FIELD_MANAGER).force(),
-                    &Patch::Apply(&patch),
-                )
+                .patch(&claim, &params, &Patch::Merge(&patch))
                 .await
-                .map_err(|e| ProviderError::backend(&id, format!("expanding {claim}: {e}")))?;
+                .map_err(|e| match e {
+                    kube::Error::Api(status) if status.code == 404 => ProviderError::backend(
+                        &id,
+                        format!(
+                            "claim {claim} is not there yet to expand: CDI makes it from the \
+                             VM's disk template; apply again once it is"
+                        ),
+                    ),
+                    e => ProviderError::backend(&id, format!("expanding {claim}: {}", Said(&e))),
+                })?;
         }
         // A running VM's template changes wait for its restart (KubeVirt's RestartRequired).
         let needs_reboot = id.kind == kinds::VIRTUAL_MACHINE
@@ -514,6 +521,10 @@ impl Provider for KubevirtProvider {
     }
 
     fn inventory(&self) -> Option<&dyn capability::Inventory> {
+        Some(self)
+    }
+
+    fn placement(&self) -> Option<&dyn capability::Placement> {
         Some(self)
     }
 

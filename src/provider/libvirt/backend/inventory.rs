@@ -119,3 +119,22 @@ impl capability::Inventory for LibvirtProvider {
         .await
     }
 }
+
+#[async_trait]
+impl capability::Placement for LibvirtProvider {
+    /// The host's CPUs and memory, as libvirt reports them (one call).
+    async fn capacity(&self) -> Result<Option<capability::Capacity>, ProviderError> {
+        self.blocking(|inner| {
+            let node = inner
+                .conn
+                .node_info()
+                .map_err(|e| ProviderError::Connection(err(e)))?;
+            Ok(Some(capability::Capacity {
+                cpus: node.cpus.into(),
+                // libvirt says KiB.
+                memory_bytes: node.memory.saturating_mul(1024),
+            }))
+        })
+        .await
+    }
+}

@@ -405,6 +405,10 @@ impl Provider for LibvirtProvider {
         Some(self)
     }
 
+    fn placement(&self) -> Option<&dyn capability::Placement> {
+        Some(self)
+    }
+
     fn repair(&self) -> Option<&dyn capability::Repair> {
         Some(self)
     }
