@@ -1,7 +1,7 @@
 # The README's quick start: `make demo` runs the main job, `make test` runs the tests.
 # Both install missing system packages first (see .ci/install-deps) and say what they install.
 
-.PHONY: deps demo test test-libvirt lint bench schema
+.PHONY: deps demo test test-libvirt test-kube lint bench schema
 
 deps:
 	@.ci/install-deps
@@ -34,6 +34,13 @@ test-libvirt: deps
 	SITEPLAN_TEST_LIBVIRT_URI=qemu:///system SITEPLAN_TEST_SSH_URI=$$(.ci/sshd start) \
 	  SITEPLAN_TEST_RESTART_LIBVIRTD="$(CURDIR)/.ci/libvirtd restart" \
 	  SITEPLAN_TEST_KCLI=$$(realpath $$(.ci/install-kcli)) cargo test
+
+# The same tests, plus the KubeVirt suite against two real kube-apiservers built from Debian's
+# source package (.ci/install-kube, kept in ~/.cache/siteplan) and started on 127.0.0.1.
+test-kube: deps
+	SITEPLAN_TEST_APISERVER=$$(.ci/kube start a $$(.ci/install-kube)) \
+	  SITEPLAN_TEST_APISERVER_B=$$(.ci/kube start b $$(.ci/install-kube)) \
+	  SITEPLAN_TEST_APISERVER_BARE=$$(.ci/kube start bare $$(.ci/install-kube)) cargo test
 
 lint:
 	cargo fmt --all -- --check

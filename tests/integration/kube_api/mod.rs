@@ -1,6 +1,10 @@
-//! A stand-in Kubernetes API server, for the KubeVirt backend's tests: no API server can be
-//! installed on these machines. It speaks HTTP on 127.0.0.1 to a real `kube::Client` (the `plan`
-//! binary's, over TCP), and behaves as the real one does for what siteplan asks: discovery
+//! A stand-in Kubernetes API server, kept for what the real one (`kube_real`) is not made to do
+//! here: a fixed latency per request and a count of the requests served (the KubeVirt
+//! benchmark), and a server that goes away and comes back (the health model's test). Every
+//! other KubeVirt test runs against a real kube-apiserver.
+//!
+//! It speaks HTTP on 127.0.0.1 to a real `kube::Client` (the `plan` binary's, over TCP), and
+//! behaves as the real one does for what siteplan asks: discovery
 //! (`/version`, `/api`, `/apis`), and get and list of any resource by its path, with label
 //! selectors, `resourceVersion`, and `Status` bodies for errors. Objects are JSON values kept in
 //! memory, by path; a test seeds the ones the cluster has (namespaces, storage classes).
@@ -42,9 +46,6 @@ pub struct Cluster {
     pub namespaces: Vec<&'static str>,
     /// Storage classes, and which one is the default.
     pub storage_classes: Vec<(&'static str, bool)>,
-    /// Objects, by name, whose applies an admission webhook rejects (422), as a cluster's
-    /// policy might.
-    pub rejected: Vec<&'static str>,
     /// How long each request takes, as a cluster's round trip would.
     pub latency: std::time::Duration,
 }
@@ -55,7 +56,6 @@ impl Default for Cluster {
             kubevirt: true,
             namespaces: vec!["default", "lab"],
             storage_classes: vec![("standard", true), ("fast", false)],
-            rejected: Vec::new(),
             latency: std::time::Duration::ZERO,
         }
     }
@@ -67,7 +67,6 @@ struct Store {
     objects: BTreeMap<String, Value>,
     version: u64,
     kubevirt: bool,
-    rejected: Vec<&'static str>,
     latency: std::time::Duration,
     /// The field paths each manager set last, by object path and manager (server-side apply).
     managed: BTreeMap<(String, String), Vec<Vec<String>>>,
@@ -89,7 +88,6 @@ impl StandIn {
     pub fn start(cluster: Cluster) -> StandIn {
         let store = Arc::new(Mutex::new(Store {
             kubevirt: cluster.kubevirt,
-            rejected: cluster.rejected.clone(),
             latency: cluster.latency,
             ..Store::default()
         }));
@@ -173,21 +171,6 @@ impl StandIn {
         path
     }
 
-    /// Puts an object there, as another tool would (no siteplan mark).
-    pub fn seed(&self, path: &str, object: Value) {
-        self.store.lock().unwrap().insert(path, object);
-    }
-
-    /// The cluster's policy changes: nothing is rejected any more.
-    pub fn allow_all(&self) {
-        self.store.lock().unwrap().rejected.clear();
-    }
-
-    /// The paths of the objects there now.
-    pub fn paths(&self) -> Vec<String> {
-        self.store.lock().unwrap().objects.keys().cloned().collect()
-    }
-
     /// An object, if it is there.
     pub fn object(&self, path: &str) -> Option<Value> {
         self.store.lock().unwrap().objects.get(path).cloned()
@@ -224,7 +207,8 @@ impl StandIn {
         })
     }
 
-    /// The requests served so far, as `METHOD path`.
+    /// The requests served so far, as `METHOD path` (the benchmark counts them).
+    #[allow(dead_code)]
     pub fn requests(&self) -> Vec<String> {
         self.store.lock().unwrap().requests.clone()
     }
@@ -427,13 +411,6 @@ async fn handle(
     let mut store = store.lock().unwrap();
     store.requests.push(format!("{method} {path}"));
     let name = path.rsplit('/').next().unwrap_or_default().to_string();
-    if method == Method::PATCH && store.rejected.contains(&name.as_str()) {
-        return status(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "Invalid",
-            format!("admission webhook denied the request: {name} is not allowed here"),
-        );
-    }
     let content_type = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -283,9 +283,9 @@ impl Drop for RealCluster {
     }
 }
 
-/// Installs, once per run and cluster, KubeVirt's, CDI's and Multus's CRDs, the played
-/// virt-api (`virt_api`) and two storage classes (`standard`, the default, and `fast`), and
-/// waits until they are served.
+/// Installs, once per run and cluster, KubeVirt's, CDI's and Multus's CRDs, a node with 8 CPUs
+/// and 16 GiB (as a kubelet registers one), the played virt-api (`virt_api`) and two storage
+/// classes (`standard`, the default, and `fast`), and waits until they are served.
 async fn prepared(which: usize, client: &kube::Client) {
     static DONE: [tokio::sync::OnceCell<()>; 2] = [
         tokio::sync::OnceCell::const_new(),
@@ -338,6 +338,30 @@ async fn prepared(which: usize, client: &kube::Client) {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
+            // A node, as a kubelet registers one, with what it offers: the cluster's capacity.
+            let nodes = Api::<k8s_openapi::api::core::v1::Node>::all(client.clone());
+            let node = json!({"apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": "played-node"}});
+            match nodes
+                .create(
+                    &PostParams::default(),
+                    &serde_json::from_value(node).expect("node"),
+                )
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 409 => {}
+                Err(e) => panic!("the played node: {e}"),
+            }
+            let offered = json!({"cpu": "8", "memory": "16Gi", "pods": "110"});
+            nodes
+                .patch_status(
+                    "played-node",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"status": {"capacity": offered, "allocatable": offered}})),
+                )
+                .await
+                .expect("the played node's status");
             let addr = virt_api::serve(client.clone()).await;
             virt_api::register(client, addr).await;
             let classes = Api::<k8s_openapi::api::storage::v1::StorageClass>::all(client.clone());

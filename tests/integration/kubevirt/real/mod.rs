@@ -93,6 +93,36 @@ fn a_real_api_server_shows_its_health_and_refuses_clearly() {
     let (status, reason) = health("kv-badtoken");
     assert_ne!(status, "ready", "{reason}");
     assert!(reason.contains("token"), "{reason}");
+    // A server without KubeVirt (`.ci/kube` starts one, bare).
+    match std::env::var_os("SITEPLAN_TEST_APISERVER_BARE") {
+        Some(bare) => {
+            let bare_file = tmp.path().join("bare.yml");
+            std::fs::write(
+                &bare_file,
+                format!(
+                    "providers:\n  - {{name: kv-bare, type: kubevirt, kubeconfig: {}}}\n",
+                    PathBuf::from(bare).display()
+                ),
+            )
+            .expect("providers file");
+            let out = Plan::new(&["provider", "get", "kv-bare", "-o", "json"])
+                .providers(&bare_file, &state)
+                .run();
+            let got: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+            assert_eq!(got["health_status"], "unhealthy", "{got}");
+            assert!(
+                got["health_reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("does not serve kubevirt.io/v1")),
+                "{got}"
+            );
+        }
+        None => crate::harness::report(
+            "SKIPPED a_real_api_server_shows_its_health_and_refuses_clearly (a server without \
+             KubeVirt): SITEPLAN_TEST_APISERVER_BARE is not set",
+        ),
+    }
+    let mark = cluster.audit_mark();
 
     // A plan sent with a token the server does not know, or to no server, is refused at once,
     // saying why.
@@ -124,6 +154,24 @@ fn a_real_api_server_shows_its_health_and_refuses_clearly() {
         "{}",
         out.stderr
     );
+    // A pool entry (a host directory) cannot be held.
+    let out = Plan::new(&["apply", "--yes", "--provider", "kv", "examples/lab.yml"])
+        .providers(&file, &state)
+        .run();
+    assert_eq!(out.code(), Some(1), "{}", out.text());
+    assert!(
+        out.stderr
+            .contains("pool/labpool: provider `kv` has no storage in host directories"),
+        "{}",
+        out.stderr
+    );
+    // Nothing but the runs' own locks, made and given back.
+    let writes: Vec<String> = cluster
+        .writes_since(mark)
+        .into_iter()
+        .filter(|w| !w.contains("/leases"))
+        .collect();
+    assert!(writes.is_empty(), "{writes:?}");
     assert!(cluster.paths().is_empty(), "{:?}", cluster.paths());
 }
 
@@ -351,9 +399,57 @@ fn a_plan_lives_its_life_on_a_real_api_server() {
     let diff = run(&["diff"], &more);
     assert!(diff.stdout.starts_with("No changes."), "{}", diff.stdout);
 
+    // A disk and a NIC more: the VM gets them when it restarts, and is not made again (its
+    // cloud-init Secret is, with the new NIC in its network data, whose digest is never shown).
+    let grown_more = ["memory=2048", "cpus=2", "more=true"];
+    let diff = run(&["diff"], &grown_more);
+    assert!(
+        diff.stdout
+            .contains("content.sha256: \"(sensitive)\" → \"(sensitive, changed)\"")
+            && diff
+                .stdout
+                .contains("~ virtualmachine/kv1 (needs a reboot)")
+            && diff.stdout.contains("spec.dataVolumeTemplates")
+            && !diff.stdout.contains("-/+ virtualmachine"),
+        "{}",
+        diff.stdout
+    );
+    let grown = run(&["apply", "--yes", "--restart"], &grown_more);
+    assert!(grown.ok(), "{}", grown.text());
+    let made = cluster.object(&vm).expect("kv1");
+    assert_eq!(
+        made["spec"]["dataVolumeTemplates"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(
+        made["spec"]["template"]["spec"]["domain"]["devices"]["interfaces"]
+            .as_array()
+            .map(Vec::len),
+        Some(3)
+    );
+    // The played KubeVirt made the new disk's DataVolume, and CDI its claim.
+    cluster.wait_for(Duration::from_secs(10), "the new disk's claim", |c| {
+        c.object(&format!(
+            "/api/v1/namespaces/{ns}/persistentvolumeclaims/kv1-disk1"
+        ))
+        .is_some()
+    });
+    let clean = run(&["diff"], &grown_more);
+    assert!(clean.stdout.starts_with("No changes."), "{}", clean.stdout);
+    let back = run(&["apply", "--yes", "--restart"], &more);
+    assert!(back.ok(), "{}", back.text());
+
     // A disk grows in place: its claim (bound, of an expandable class) is expanded by the real
     // server's rules. It never shrinks.
     let grow = ["memory=2048", "cpus=2", "size=20"];
+    // Taking the disk away made the VM again, and its disks with it: CDI makes their claims
+    // again a moment later.
+    cluster.wait_for(Duration::from_secs(10), "kv1's claim made again", |c| {
+        c.object(&format!(
+            "/api/v1/namespaces/{ns}/persistentvolumeclaims/kv1-disk0"
+        ))
+        .is_some_and(|claim| claim["status"]["phase"] == "Bound")
+    });
     let grown = run(&["apply", "--yes"], &grow);
     assert!(grown.ok(), "{}", grown.text());
     let claim = cluster

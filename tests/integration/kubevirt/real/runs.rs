@@ -273,3 +273,98 @@ fn every_example_applies_to_a_real_server_or_is_refused_saying_why() {
     }
     assert!(applied.len() >= 3, "only {applied:?} applied");
 }
+
+/// Two API servers ("clusters") as two providers of one providers file: a plan spreads its VMs
+/// over them with `client:`, each cluster gets the network its VM needs, `plan provider list`
+/// shows both with their health and their nodes' capacity, and destroy empties both.
+#[test]
+fn a_plan_spread_over_two_clusters() {
+    let Some(a) = RealCluster::start("real-two-a") else {
+        return;
+    };
+    let Some(b) = RealCluster::start_on(1, "real-two-b") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = tmp.path().join("providers.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "providers:\n\
+             \x20 - {{name: kv-a, type: kubevirt, kubeconfig: {}, namespace: {}}}\n\
+             \x20 - {{name: kv-b, type: kubevirt, kubeconfig: {}, namespace: {}}}\n",
+            a.kubeconfig().display(),
+            a.ns(),
+            b.kubeconfig().display(),
+            b.ns()
+        ),
+    )
+    .expect("providers file");
+    let state = tmp.path().join("state");
+    let listed = Plan::new(&["provider", "list", "-o", "json"])
+        .providers(&file, &state)
+        .run();
+    assert!(listed.ok(), "{}", listed.text());
+    let list: serde_json::Value = serde_json::from_str(&listed.stdout).expect("json");
+    for name in ["kv-a", "kv-b"] {
+        let p = list["results"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+            .unwrap_or_else(|| panic!("{name} is not listed:\n{}", listed.stdout));
+        assert_eq!(p["health_status"], "ready", "{p}");
+        assert_eq!(p["capacity"]["cpus"], 8, "{p}");
+        assert_eq!(p["capacity"]["memory_bytes"], 16u64 << 30, "{p}");
+    }
+    assert_ne!(
+        list["results"][0]["endpoint"], list["results"][1]["endpoint"],
+        "two clusters"
+    );
+
+    let plan_file = tmp.path().join("two.yml");
+    std::fs::write(
+        &plan_file,
+        "shared:\n  type: network\n  cidr: 10.123.0.0/24\n\
+         vm1:\n  client: kv-a\n  nets: [default, shared]\n\
+         vm2:\n  client: kv-b\n  nets: [shared]\n",
+    )
+    .expect("plan");
+    let run = |args: &[&str]| {
+        Plan::new(args)
+            .args(&[&plan_file.to_string_lossy()])
+            .providers(&file, &state)
+            .run()
+    };
+    let diff = run(&["diff", "--provider", "kv-a"]);
+    assert!(diff.ok(), "{}", diff.text());
+    for line in [
+        "+ networkattachmentdefinition/shared on kv-a",
+        "+ virtualmachine/vm1 on kv-a",
+        "+ networkattachmentdefinition/shared on kv-b",
+        "+ virtualmachine/vm2 on kv-b",
+    ] {
+        assert!(
+            diff.stdout.contains(line),
+            "no `{line}` in:\n{}",
+            diff.stdout
+        );
+    }
+    let applied = run(&["apply", "--yes", "--provider", "kv-a"]);
+    assert!(applied.ok(), "{}", applied.text());
+    let vm = |cluster: &RealCluster, name: &str| {
+        cluster.object(&format!(
+            "/apis/kubevirt.io/v1/namespaces/{}/virtualmachines/{name}",
+            cluster.ns()
+        ))
+    };
+    assert!(vm(&a, "vm1").is_some() && vm(&a, "vm2").is_none());
+    assert!(vm(&b, "vm2").is_some() && vm(&b, "vm1").is_none());
+    let again = run(&["diff", "--provider", "kv-a"]);
+    assert!(again.stdout.starts_with("No changes."), "{}", again.stdout);
+    let destroyed = run(&["destroy", "--yes", "--provider", "kv-a"]);
+    assert!(destroyed.ok(), "{}", destroyed.text());
+    for cluster in [&a, &b] {
+        cluster.wait_for(Duration::from_secs(30), "everything gone", |c| {
+            c.paths().is_empty()
+        });
+    }
+}
