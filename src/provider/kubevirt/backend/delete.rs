@@ -9,6 +9,18 @@ use kube::api::{WatchEvent, WatchParams};
 
 use super::*;
 
+/// How a delete of `kind` goes: foreground for what owns things (a VM its instance and disks,
+/// a DataVolume its claim), so that it is gone only once they are, and the data with them;
+/// background for what owns nothing (a Secret, a network attachment), which is gone at once
+/// rather than after the garbage collector's turn.
+fn propagation(kind: ResourceKind) -> DeleteParams {
+    if kind == kinds::VIRTUAL_MACHINE || kind == kinds::DATA_VOLUME {
+        DeleteParams::foreground()
+    } else {
+        DeleteParams::background()
+    }
+}
+
 impl KubevirtProvider {
     /// Deletes `id`, the plan's, and waits until it is gone: one a killed run deleted already
     /// is only waited for, and one gone already is done.
@@ -30,7 +42,7 @@ impl KubevirtProvider {
         if live["metadata"]["deletionTimestamp"].is_null() {
             match self
                 .api(id.kind)
-                .delete(&id.name, &DeleteParams::foreground())
+                .delete(&id.name, &propagation(id.kind))
                 .await
             {
                 Err(kube::Error::Api(status)) if status.code == 404 => return Ok(gone()),
