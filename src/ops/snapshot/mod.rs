@@ -288,7 +288,8 @@ pub async fn create(
                     continue;
                 }
                 let id = ResourceId::vm(&guest.name);
-                match observed[i].get(&id) {
+                // The VM, whichever backend's kind it is.
+                match observed[i].vm(&guest.name) {
                     None => problems.push(Problem::hinted(
                         format!("{id} does not exist on {}", site.shown()),
                         vec![Hint::Apply, Hint::LeaveOut],

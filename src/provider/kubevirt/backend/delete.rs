@@ -38,6 +38,10 @@ impl KubevirtProvider {
             Err(ProviderError::NotFound(_)) => return Ok(gone()),
             other => other?,
         };
+        // A VM's lab snapshots go with it, as libvirt's do with a domain.
+        if id.kind == kinds::VIRTUAL_MACHINE {
+            self.delete_snapshots_of(&id.name, owner).await?;
+        }
         // Deleted already (by a run that was killed): only waited for.
         if live["metadata"]["deletionTimestamp"].is_null() {
             match self

@@ -16,6 +16,7 @@ mod placement;
 mod power;
 pub mod rules;
 mod said;
+mod snapshots;
 
 use std::time::Duration;
 
@@ -525,6 +526,10 @@ impl Provider for KubevirtProvider {
     }
 
     fn placement(&self) -> Option<&dyn capability::Placement> {
+        Some(self)
+    }
+
+    fn lab_snapshots(&self) -> Option<&dyn capability::LabSnapshots> {
         Some(self)
     }
 

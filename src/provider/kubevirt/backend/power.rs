@@ -53,7 +53,12 @@ impl KubevirtProvider {
 
     /// Asks KubeVirt to start, stop or restart a VM, through its subresources (what
     /// `virtctl` does): `PUT …/subresources.kubevirt.io/v1/…/virtualmachines/NAME/ACTION`.
-    async fn subresource(&self, vm: &str, action: &str, body: Value) -> Result<(), ProviderError> {
+    pub(super) async fn subresource(
+        &self,
+        vm: &str,
+        action: &str,
+        body: Value,
+    ) -> Result<(), ProviderError> {
         let id = ResourceId::object(kinds::VIRTUAL_MACHINE, vm);
         let path = format!(
             "/apis/subresources.kubevirt.io/v1/namespaces/{}/virtualmachines/{vm}/{action}",
@@ -71,7 +76,12 @@ impl KubevirtProvider {
     }
 
     /// Waits until the VM is (not) running, as its status says.
-    async fn settle(&self, vm: &str, running: bool, within: Duration) -> Result<(), ProviderError> {
+    pub(super) async fn settle(
+        &self,
+        vm: &str,
+        running: bool,
+        within: Duration,
+    ) -> Result<(), ProviderError> {
         let id = ResourceId::object(kinds::VIRTUAL_MACHINE, vm);
         let deadline = tokio::time::Instant::now() + within;
         loop {
