@@ -15,6 +15,11 @@
 //!   updates live (CPU sockets up to `maxSockets`, memory up to `maxGuest`); anything else sets
 //!   the VM's `RestartRequired` condition until the instance is made again.
 //!
+//! - a VirtualMachineSnapshot keeps the VM's definition in a content object it owns and is
+//!   ready to use; a VirtualMachineRestore puts a stopped VM's definition back (one that runs
+//!   waits), as KubeVirt's snapshot and restore controllers do (the disks' data is not
+//!   played: nothing here holds any).
+//!
 //! Deleting is the garbage collector's, which runs for real (kube-controller-manager).
 
 #![allow(clippy::disallowed_macros)] // the test's own report of a failed round
@@ -47,6 +52,9 @@ struct Apis {
     vmis: Api<DynamicObject>,
     dvs: Api<DynamicObject>,
     claims: Api<DynamicObject>,
+    snapshots: Api<DynamicObject>,
+    contents: Api<DynamicObject>,
+    restores: Api<DynamicObject>,
 }
 
 /// Plays the controllers in `namespace` until aborted.
@@ -77,6 +85,24 @@ pub async fn run(client: kube::Client, namespace: String) {
             "v1",
             "PersistentVolumeClaim",
             "persistentvolumeclaims",
+        )),
+        snapshots: api(resource(
+            "snapshot.kubevirt.io",
+            "v1beta1",
+            "VirtualMachineSnapshot",
+            "virtualmachinesnapshots",
+        )),
+        contents: api(resource(
+            "snapshot.kubevirt.io",
+            "v1beta1",
+            "VirtualMachineSnapshotContent",
+            "virtualmachinesnapshotcontents",
+        )),
+        restores: api(resource(
+            "snapshot.kubevirt.io",
+            "v1beta1",
+            "VirtualMachineRestore",
+            "virtualmachinerestores",
         )),
     };
     loop {
@@ -136,7 +162,106 @@ async fn reconcile(apis: &Apis) -> Result<String, kube::Error> {
         claim(apis, &dv).await?;
         import(apis, &dv).await?;
     }
+    for snapshot in apis.snapshots.list(&ListParams::default()).await? {
+        snapshot_taken(apis, &serde_json::to_value(&snapshot).unwrap_or_default()).await?;
+    }
+    for restore in apis.restores.list(&ListParams::default()).await? {
+        restored(apis, &serde_json::to_value(&restore).unwrap_or_default()).await?;
+    }
     Ok(since)
+}
+
+/// KubeVirt's snapshot controller: the VM's definition kept in a content object the snapshot
+/// owns, and the snapshot ready (online when the VM runs).
+async fn snapshot_taken(apis: &Apis, snapshot: &Value) -> Result<(), kube::Error> {
+    if snapshot["status"]["readyToUse"] == true
+        || !snapshot["metadata"]["deletionTimestamp"].is_null()
+    {
+        return Ok(());
+    }
+    let vm_name = snapshot["spec"]["source"]["name"]
+        .as_str()
+        .unwrap_or_default();
+    let Some(vm) = apis.vms.get_opt(vm_name).await? else {
+        return set_status(
+            &apis.snapshots,
+            snapshot,
+            json!({"phase": "Failed", "readyToUse": false,
+                "error": {"message": format!("VirtualMachine {vm_name} does not exist")}}),
+        )
+        .await;
+    };
+    let vm = serde_json::to_value(&vm).unwrap_or_default();
+    let content = format!("{}-content", name_of(snapshot));
+    create(
+        &apis.contents,
+        json!({"apiVersion": "snapshot.kubevirt.io/v1beta1",
+            "kind": "VirtualMachineSnapshotContent",
+            "metadata": {"name": content, "ownerReferences": owned_by(snapshot)},
+            "spec": {"virtualMachineSnapshotName": name_of(snapshot),
+                "source": {"virtualMachine": {"metadata": {"name": vm_name},
+                    "spec": vm["spec"]}}}}),
+    )
+    .await?;
+    let online =
+        vm["status"]["printableStatus"] == "Running" || vm["status"]["printableStatus"] == "Paused";
+    set_status(
+        &apis.snapshots,
+        snapshot,
+        json!({"phase": "Succeeded", "readyToUse": true,
+            "sourceUID": vm["metadata"]["uid"],
+            "creationTime": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            "virtualMachineSnapshotContentName": content,
+            "indications": if online { json!(["Online"]) } else { json!([]) }}),
+    )
+    .await
+}
+
+/// KubeVirt's restore controller: a stopped VM's definition put back as its snapshot kept it
+/// (its run strategy left as it is); a VM that runs waits.
+async fn restored(apis: &Apis, restore: &Value) -> Result<(), kube::Error> {
+    if restore["status"]["complete"] == true || !restore["metadata"]["deletionTimestamp"].is_null()
+    {
+        return Ok(());
+    }
+    let vm_name = restore["spec"]["target"]["name"]
+        .as_str()
+        .unwrap_or_default();
+    if apis.vmis.get_opt(vm_name).await?.is_some() {
+        return set_status(
+            &apis.restores,
+            restore,
+            json!({"complete": false, "conditions": [{"type": "Ready", "status": "False",
+                "reason": "VM must be stopped to restore"}]}),
+        )
+        .await;
+    }
+    let snapshot = restore["spec"]["virtualMachineSnapshotName"]
+        .as_str()
+        .unwrap_or_default();
+    let content = format!("{snapshot}-content");
+    let (Some(vm), Some(content)) = (
+        apis.vms.get_opt(vm_name).await?,
+        apis.contents.get_opt(&content).await?,
+    ) else {
+        return Ok(());
+    };
+    let mut vm = serde_json::to_value(&vm).unwrap_or_default();
+    let content = serde_json::to_value(&content).unwrap_or_default();
+    let strategy = vm["spec"]["runStrategy"].clone();
+    vm["spec"] = content["spec"]["source"]["virtualMachine"]["spec"].clone();
+    vm["spec"]["runStrategy"] = strategy;
+    let vm: DynamicObject = serde_json::from_value(vm).map_err(kube::Error::SerdeError)?;
+    apis.vms
+        .replace(vm_name, &PostParams::default(), &vm)
+        .await?;
+    set_status(
+        &apis.restores,
+        restore,
+        json!({"complete": true, "conditions": null,
+            "restoreTime": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()}),
+    )
+    .await
 }
 
 /// An owner reference to `owner`, as a controller sets it.
@@ -394,10 +519,17 @@ async fn instance(apis: &Apis, vm: &Value) -> Result<(), kube::Error> {
         json!({"phase": "Running", "nodeName": "played-node", "interfaces": interfaces}),
     )
     .await?;
+    // Paused through virt-api's `pause`: the instance says so.
+    let paused = vmi["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Paused" && c["status"] == "True");
     set_status(
         &apis.vms,
         vm,
-        json!({"printableStatus": "Running", "ready": true, "created": true,
+        json!({"printableStatus": if paused { "Paused" } else { "Running" },
+            "ready": !paused, "created": true,
             "conditions": conditions(vm, &running != template)}),
     )
     .await

@@ -3,7 +3,8 @@
 //! through kube-apiserver (its authentication, its proxy) to this HTTPS server on 127.0.0.1,
 //! reached through a Service of type ExternalName. It acts as virt-api does, through the real
 //! API: `start` and `stop` set a VM's `runStrategy`, `restart` deletes its instance (which the
-//! played controller makes again), and `console` is a websocket (`plain.kubevirt.io`) to the
+//! played controller makes again), `pause` and `unpause` set the instance's `Paused`
+//! condition, and `console` is a websocket (`plain.kubevirt.io`) to the
 //! instance's serial port, where a getty answers each Enter with a login prompt.
 
 use std::net::SocketAddr;
@@ -47,6 +48,12 @@ pub async fn serve(client: kube::Client) -> SocketAddr {
                 "/apis/{GROUP}/v1/namespaces/{{namespace}}/virtualmachineinstances/{{name}}/console"
             ),
             axum::routing::get(console),
+        )
+        .route(
+            &format!(
+                "/apis/{GROUP}/v1/namespaces/{{namespace}}/virtualmachineinstances/{{name}}/{{action}}"
+            ),
+            axum::routing::put(vmi_action),
         )
         .with_state(client);
     tokio::spawn(async move {
@@ -143,6 +150,64 @@ async fn vm_action(
     };
     match done {
         Ok(()) => StatusCode::ACCEPTED.into_response(),
+        Err(e) => status(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            e.to_string(),
+        ),
+    }
+}
+
+/// `pause` and `unpause`: the instance's `Paused` condition, which the played controller
+/// shows as the VM's `printableStatus`.
+async fn vmi_action(
+    State(client): State<kube::Client>,
+    Path((namespace, name, action)): Path<(String, String, String)>,
+) -> Response {
+    let vmis = api(
+        &client,
+        &namespace,
+        "VirtualMachineInstance",
+        "virtualmachineinstances",
+    );
+    let Ok(Some(vmi)) = vmis.get_opt(&name).await else {
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("virtualmachineinstance.kubevirt.io \"{name}\" not found"),
+        );
+    };
+    let paused = match action.as_str() {
+        "pause" => true,
+        "unpause" => false,
+        other => {
+            return status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("the played virt-api has no subresource {other}"),
+            )
+        }
+    };
+    let vmi = serde_json::to_value(&vmi).unwrap_or_default();
+    let mut conditions: Vec<Value> = vmi["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c["type"] != "Paused")
+        .collect();
+    if paused {
+        conditions.push(json!({"type": "Paused", "status": "True", "reason": "PausedByUser"}));
+    }
+    match vmis
+        .patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"conditions": conditions}})),
+        )
+        .await
+    {
+        Ok(_) => StatusCode::ACCEPTED.into_response(),
         Err(e) => status(
             StatusCode::INTERNAL_SERVER_ERROR,
             "InternalError",

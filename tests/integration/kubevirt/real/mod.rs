@@ -9,6 +9,7 @@ use super::{line_with, LAB};
 
 mod lease;
 mod runs;
+mod snapshots;
 use crate::harness::{Plan, Ran};
 use crate::kube_real::RealCluster;
 
