@@ -1,6 +1,6 @@
-//! Deleting an object: asking once, waiting (watching) until it is gone, and saying what holds
-//! it when it is not gone in time: its finalizers, and for a foreground delete, the garbage
-//! collector.
+//! Deleting an object: asking once, with what holds its data (a VM's disks and their claims),
+//! waiting (watching) until all of it is gone, and saying what holds it when it is not gone in
+//! time: its finalizers, and for a foreground delete, the garbage collector.
 
 use std::time::Duration;
 
@@ -9,16 +9,25 @@ use kube::api::{WatchEvent, WatchParams};
 
 use super::*;
 
-/// How a delete of `kind` goes: foreground for what owns things (a VM its instance and disks,
-/// a DataVolume its claim), so that it is gone only once they are, and the data with them;
-/// background for what owns nothing (a Secret, a network attachment), which is gone at once
-/// rather than after the garbage collector's turn.
-fn propagation(kind: ResourceKind) -> DeleteParams {
-    if kind == kinds::VIRTUAL_MACHINE || kind == kinds::DATA_VOLUME {
-        DeleteParams::foreground()
-    } else {
-        DeleteParams::background()
+/// A claim, as the API serves it (what CDI makes for a DataVolume).
+fn claims() -> ApiResource {
+    ApiResource {
+        group: String::new(),
+        version: "v1".into(),
+        api_version: "v1".into(),
+        kind: "PersistentVolumeClaim".into(),
+        plural: "persistentvolumeclaims".into(),
     }
+}
+
+/// Whether `object` is owned by the object whose uid is `uid`.
+fn owned_by(object: &DynamicObject, uid: &str) -> bool {
+    object
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.uid == uid)
 }
 
 impl KubevirtProvider {
@@ -42,11 +51,15 @@ impl KubevirtProvider {
         if id.kind == kinds::VIRTUAL_MACHINE {
             self.delete_snapshots_of(&id.name, owner).await?;
         }
+        // What holds its data (a VM's disks, an image's claim) is deleted with it, by siteplan
+        // at once, rather than left to the garbage collector's turn (which a foreground delete
+        // waits for: seconds an object on a busy cluster); all of it is waited for.
+        let data = self.data_of(id.kind, &live).await?;
         // Deleted already (by a run that was killed): only waited for.
         if live["metadata"]["deletionTimestamp"].is_null() {
             match self
                 .api(id.kind)
-                .delete(&id.name, &propagation(id.kind))
+                .delete(&id.name, &DeleteParams::background())
                 .await
             {
                 Err(kube::Error::Api(status)) if status.code == 404 => return Ok(gone()),
@@ -54,7 +67,19 @@ impl KubevirtProvider {
             };
         }
         crate::provider::crashpoint::point("object deletion requested");
+        for (api, name) in &data {
+            match api.delete(name, &DeleteParams::background()).await {
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                other => {
+                    other
+                        .map_err(|e| ProviderError::backend(id, format!("{name}: {}", Said(&e))))?;
+                }
+            }
+        }
         self.gone(id).await?;
+        for (api, name) in &data {
+            self.gone_in(api, name, id).await?;
+        }
         Ok(Done {
             id: id.clone(),
             summary: format!("{id} deleted"),
@@ -62,13 +87,74 @@ impl KubevirtProvider {
         })
     }
 
+    /// What holds the data of `live` (of `kind`), each owned by the one before it: a VM's
+    /// DataVolumes (its disk templates) and their claims; an image's claim.
+    async fn data_of(
+        &self,
+        kind: ResourceKind,
+        live: &Value,
+    ) -> Result<Vec<(Api<DynamicObject>, String)>, ProviderError> {
+        let uid = live["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let claims =
+            Api::<DynamicObject>::namespaced_with(self.client.clone(), &self.namespace, &claims());
+        let mut owners: Vec<(String, String)> = Vec::new(); // (name, uid) owning a claim
+        let mut data = Vec::new();
+        if kind == kinds::VIRTUAL_MACHINE {
+            let volumes = self.api(kinds::DATA_VOLUME);
+            for template in live["spec"]["dataVolumeTemplates"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let Some(name) = template["metadata"]["name"].as_str() else {
+                    continue;
+                };
+                let found = volumes
+                    .get_opt(name)
+                    .await
+                    .map_err(|e| ProviderError::Connection(Said(&e).to_string()))?;
+                if let Some(volume) = found.filter(|v| owned_by(v, &uid)) {
+                    owners.push((name.to_string(), volume.metadata.uid.unwrap_or_default()));
+                    data.push((volumes.clone(), name.to_string()));
+                }
+            }
+        } else if kind == kinds::DATA_VOLUME {
+            let name = live["metadata"]["name"].as_str().unwrap_or_default();
+            owners.push((name.to_string(), uid));
+        }
+        // CDI names a DataVolume's claim after it.
+        for (name, owner) in owners {
+            let found = claims
+                .get_opt(&name)
+                .await
+                .map_err(|e| ProviderError::Connection(Said(&e).to_string()))?;
+            if found.is_some_and(|c| owned_by(&c, &owner)) {
+                data.push((claims.clone(), name));
+            }
+        }
+        Ok(data)
+    }
+
     /// Waits until the object `id` names is gone, up to the provider's delete timeout.
     pub(super) async fn gone(&self, id: &ResourceId) -> Result<(), ProviderError> {
-        let api = self.api(id.kind);
+        self.gone_in(&self.api(id.kind), &id.name, id).await
+    }
+
+    /// Waits until the object `name` of `api` (what `id` is deleted with) is gone, up to the
+    /// provider's delete timeout.
+    async fn gone_in(
+        &self,
+        api: &Api<DynamicObject>,
+        name: &str,
+        id: &ResourceId,
+    ) -> Result<(), ProviderError> {
         let deadline = tokio::time::Instant::now() + self.delete_timeout;
         loop {
             let live = api
-                .get_opt(&id.name)
+                .get_opt(name)
                 .await
                 .map_err(|e| ProviderError::backend(id, e))?;
             let Some(live) = live else {
@@ -76,12 +162,20 @@ impl KubevirtProvider {
             };
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if left.is_zero() {
-                return Err(ProviderError::backend(id, self.held(&live)));
+                let what = if name == id.name {
+                    String::new()
+                } else {
+                    format!("{name}: ")
+                };
+                return Err(ProviderError::backend(
+                    id,
+                    format!("{what}{}", self.held(&live)),
+                ));
             }
             // The server ends a watch after its timeout; a new one starts from the object as
             // it is then.
             let params = WatchParams::default()
-                .fields(&format!("metadata.name={}", id.name))
+                .fields(&format!("metadata.name={name}"))
                 .timeout(left.as_secs().clamp(1, 290) as u32);
             let since = live.metadata.resource_version.clone().unwrap_or_default();
             let Ok(events) = api.watch(&params, &since).await else {
