@@ -171,6 +171,9 @@ async fn reconcile(apis: &Apis) -> Result<String, kube::Error> {
     Ok(since)
 }
 
+/// The annotation a test sets on a VM whose snapshots the played controller fails.
+pub const FAILS_SNAPSHOTS: &str = "tests.siteplan.io/snapshots-fail";
+
 /// KubeVirt's snapshot controller: the VM's definition kept in a content object the snapshot
 /// owns, and the snapshot ready (online when the VM runs).
 async fn snapshot_taken(apis: &Apis, snapshot: &Value) -> Result<(), kube::Error> {
@@ -192,6 +195,16 @@ async fn snapshot_taken(apis: &Apis, snapshot: &Value) -> Result<(), kube::Error
         .await;
     };
     let vm = serde_json::to_value(&vm).unwrap_or_default();
+    // A test marks a VM whose snapshots fail, as KubeVirt's do when the guest cannot be frozen.
+    if vm["metadata"]["annotations"][FAILS_SNAPSHOTS] == "true" {
+        return set_status(
+            &apis.snapshots,
+            snapshot,
+            json!({"phase": "Failed", "readyToUse": false,
+                "error": {"message": "failed to freeze the guest's filesystems"}}),
+        )
+        .await;
+    }
     let content = format!("{}-content", name_of(snapshot));
     create(
         &apis.contents,

@@ -14,6 +14,7 @@
 //! aggregation layer. Each test has a namespace of its own, deleted when it ends.
 
 mod controller;
+pub use controller::FAILS_SNAPSHOTS;
 mod virt_api;
 
 use std::path::{Path, PathBuf};

@@ -85,3 +85,60 @@ fn a_lab_snapshot_on_kubevirt_is_taken_reverted_and_deleted() {
         count() == 0
     });
 }
+
+/// All or nothing: when one VM's snapshot fails (KubeVirt could not freeze its guest), the
+/// snapshots already taken of the others are deleted, every VM runs as before, and the error
+/// says which VM and why.
+#[test]
+fn a_lab_snapshot_that_fails_on_one_vm_leaves_nothing_on_kubevirt() {
+    let Some(cluster) = RealCluster::start("real-snapshot-fails") else {
+        return;
+    };
+    let ns = cluster.ns().to_string();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = providers(tmp.path(), &cluster);
+    let plan_file = tmp.path().join("kvlab.yml");
+    std::fs::write(&plan_file, LAB).expect("plan");
+    let run = |args: &[&str], rest: &[&str]| -> Ran {
+        Plan::new(args)
+            .args(&[&plan_file.to_string_lossy()])
+            .args(rest)
+            .args(&["--provider", "kv"])
+            .providers(&file, &tmp.path().join("state"))
+            .run()
+    };
+    let applied = run(&["apply", "--yes", "--wait", "--wait-timeout", "30"], &[]);
+    assert!(applied.ok(), "{}", applied.text());
+    // kv2's guest cannot be frozen.
+    let vms = format!("/apis/kubevirt.io/v1/namespaces/{ns}/virtualmachines");
+    cluster
+        .send(
+            http::Method::PATCH,
+            &format!("{vms}/kv2"),
+            "application/merge-patch+json",
+            serde_json::json!({"metadata": {"annotations": {
+                crate::kube_real::FAILS_SNAPSHOTS: "true"}}}),
+        )
+        .expect("the test marks kv2");
+    let failed = run(&["snapshot", "create"], &["base"]);
+    assert_eq!(failed.code(), Some(1), "{}", failed.text());
+    assert!(
+        failed
+            .text()
+            .contains("failed to freeze the guest's filesystems"),
+        "{}",
+        failed.text()
+    );
+    cluster.wait_for(Duration::from_secs(10), "no snapshot left", |c| {
+        c.object(&format!(
+            "/apis/snapshot.kubevirt.io/v1beta1/namespaces/{ns}/virtualmachinesnapshots"
+        ))
+        .is_some_and(|l| l["items"].as_array().is_some_and(Vec::is_empty))
+    });
+    assert_eq!(
+        cluster.object(&format!("{vms}/kv1")).expect("kv1")["status"]["printableStatus"],
+        "Running"
+    );
+    let listed = run(&["snapshot", "list"], &[]);
+    assert!(!listed.stdout.contains("base"), "{}", listed.stdout);
+}
