@@ -22,10 +22,7 @@ fn the_plan_lock_on_a_real_server_is_a_lease() {
         return;
     };
     let ns = cluster.ns().to_string();
-    let tmp = tempfile::tempdir().expect("tmp");
-    let file = providers(tmp.path(), &cluster);
-    let plan_file = tmp.path().join("kvlab.yml");
-    std::fs::write(&plan_file, LAB).expect("plan");
+    let (tmp, file, plan_file) = lab(&cluster);
     let run = |args: &[&str]| {
         Plan::new(args)
             .args(&[&plan_file.to_string_lossy(), "--provider", "kv"])

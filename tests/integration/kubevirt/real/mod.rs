@@ -57,6 +57,16 @@ pub(super) fn providers(dir: &Path, cluster: &RealCluster) -> PathBuf {
     file
 }
 
+/// A test's lab on `cluster`: its directory, the providers file there, and `LAB` as
+/// `kvlab.yml`.
+pub(super) fn lab(cluster: &RealCluster) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = providers(tmp.path(), cluster);
+    let plan_file = tmp.path().join("kvlab.yml");
+    std::fs::write(&plan_file, LAB).expect("plan");
+    (tmp, file, plan_file)
+}
+
 #[test]
 fn a_real_api_server_shows_its_health_and_refuses_clearly() {
     let Some(cluster) = RealCluster::start("real-health") else {
@@ -182,10 +192,7 @@ fn a_plan_lives_its_life_on_a_real_api_server() {
         return;
     };
     let ns = cluster.ns().to_string();
-    let tmp = tempfile::tempdir().expect("tmp");
-    let file = providers(tmp.path(), &cluster);
-    let plan_file = tmp.path().join("kvlab.yml");
-    std::fs::write(&plan_file, LAB).expect("plan");
+    let (tmp, file, plan_file) = lab(&cluster);
     let vms = format!("/apis/kubevirt.io/v1/namespaces/{ns}/virtualmachines");
     // Another tool's VM, on the plan's network.
     cluster.seed(

@@ -137,10 +137,7 @@ fn runs_killed_at_every_point_on_a_real_server_are_finished_by_the_next_run() {
     let Some(cluster) = RealCluster::start("real-crash") else {
         return;
     };
-    let tmp = tempfile::tempdir().expect("tmp");
-    let file = providers(tmp.path(), &cluster);
-    let plan_file = tmp.path().join("kvlab.yml");
-    std::fs::write(&plan_file, LAB).expect("plan");
+    let (tmp, file, plan_file) = lab(&cluster);
     let run = |command: &str, params: &[&str], crash_at: Option<usize>| {
         Plan::new(&[command, "-q"])
             .args(if command == "diff" {

@@ -10,10 +10,7 @@ fn a_lab_snapshot_on_kubevirt_is_taken_reverted_and_deleted() {
         return;
     };
     let ns = cluster.ns().to_string();
-    let tmp = tempfile::tempdir().expect("tmp");
-    let file = providers(tmp.path(), &cluster);
-    let plan_file = tmp.path().join("kvlab.yml");
-    std::fs::write(&plan_file, LAB).expect("plan");
+    let (tmp, file, plan_file) = lab(&cluster);
     let run = |args: &[&str], rest: &[&str], params: &[&str]| -> Ran {
         Plan::new(args)
             .args(&[&plan_file.to_string_lossy()])
@@ -95,10 +92,7 @@ fn a_lab_snapshot_that_fails_on_one_vm_leaves_nothing_on_kubevirt() {
         return;
     };
     let ns = cluster.ns().to_string();
-    let tmp = tempfile::tempdir().expect("tmp");
-    let file = providers(tmp.path(), &cluster);
-    let plan_file = tmp.path().join("kvlab.yml");
-    std::fs::write(&plan_file, LAB).expect("plan");
+    let (tmp, file, plan_file) = lab(&cluster);
     let run = |args: &[&str], rest: &[&str]| -> Ran {
         Plan::new(args)
             .args(&[&plan_file.to_string_lossy()])
