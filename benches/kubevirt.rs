@@ -8,11 +8,13 @@
 //! - the number of requests a no-change `plan diff` makes (one LIST per kind, whatever the
 //!   number of VMs), against the objects it covers.
 //!
-//! When `SITEPLAN_TEST_APISERVER` names a real kube-apiserver's kubeconfig (`make test-kube`
-//! starts one), the same apply runs against it too, in a namespace of its own, with the bound
-//! computed from a round trip measured there; and its destroy is reported against the apply
-//! (no KubeVirt controller runs there, so the VMs own nothing: the destroy measures siteplan's
-//! requests and the garbage collector's turn for a foreground delete).
+//! When `SITEPLAN_TEST_APISERVER` names a real kube-apiserver's kubeconfig (`.ci/kube start`
+//! starts one; the benchmark installs KubeVirt's CRDs and storage classes there itself), the
+//! same apply runs against it too, in a namespace of its own (`siteplan-bench`), with the bound
+//! computed from what the server took for each of the apply's requests (its audit log times
+//! them: `.ci/kube` logs reads in that namespace too); and its destroy is reported against the
+//! apply (no KubeVirt controller runs there, so the VMs own nothing: the destroy measures
+//! siteplan's requests and the wait until each object is gone).
 //!
 //! Run: `make bench` (or `cargo bench --bench kubevirt`).
 
@@ -21,6 +23,9 @@
 
 #[path = "../tests/integration/kube_api/mod.rs"]
 mod kube_api;
+/// What a cluster with KubeVirt offers (CRDs, storage classes, a node), so a fresh server will do.
+#[path = "../tests/integration/kube_real/setup.rs"]
+mod setup;
 
 use std::fmt::Write;
 use std::process::Command;
@@ -89,12 +94,16 @@ fn bound(round_trip: Duration) -> (u32, Duration) {
     (changes, chain.max(spread))
 }
 
+/// The namespace the benchmark runs in on a real server, whose reads `.ci/kube`'s audit
+/// policy logs too (the writes it logs everywhere).
+const NAMESPACE: &str = "siteplan-bench";
+
 /// Against a real kube-apiserver: apply and destroy, in a namespace made for the run.
 fn real(kubeconfig: &std::path::Path) {
+    use k8s_openapi::api::core::v1::Namespace;
     use kube::api::{Api, PostParams};
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let namespace = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let (client, round_trip) = runtime.block_on(async {
+    let client = runtime.block_on(async {
         let config = kube::Config::from_custom_kubeconfig(
             kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig"),
             &Default::default(),
@@ -102,31 +111,41 @@ fn real(kubeconfig: &std::path::Path) {
         .await
         .expect("config");
         let client = kube::Client::try_from(config).expect("client");
-        let namespaces = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone());
+        setup::kubevirt_installed(&client).await;
+        let namespaces = Api::<Namespace>::all(client.clone());
+        // What an earlier run left goes first.
+        if namespaces
+            .get_opt(NAMESPACE)
+            .await
+            .expect("a GET")
+            .is_some()
+        {
+            let _ = namespaces.delete(NAMESPACE, &Default::default()).await;
+            while namespaces
+                .get_opt(NAMESPACE)
+                .await
+                .expect("a GET")
+                .is_some()
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
         namespaces
             .create(
                 &PostParams::default(),
-                &serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}}))
+                &serde_json::from_value(serde_json::json!({"metadata": {"name": NAMESPACE}}))
                     .expect("namespace"),
             )
             .await
             .expect("the bench's namespace");
-        // A round trip there: the median of 21 GETs (what a create asks before its apply).
-        let mut times = Vec::new();
-        for _ in 0..21 {
-            let started = Instant::now();
-            namespaces.get(&namespace).await.expect("a GET");
-            times.push(started.elapsed());
-        }
-        times.sort();
-        (client, times[10])
+        client
     });
     let tmp = tempfile::tempdir().expect("tmp");
     let providers = tmp.path().join("providers.yml");
     std::fs::write(
         &providers,
         format!(
-            "providers:\n  - {{name: kv, type: kubevirt, kubeconfig: {}, namespace: {namespace}}}\n",
+            "providers:\n  - {{name: kv, type: kubevirt, kubeconfig: {}, namespace: {NAMESPACE}}}\n",
             kubeconfig.display()
         ),
     )
@@ -134,34 +153,31 @@ fn real(kubeconfig: &std::path::Path) {
     let plan_file = tmp.path().join("bench.yml");
     std::fs::write(&plan_file, lab()).expect("plan");
     let parallelism = PARALLELISM.to_string();
+    let started = std::time::SystemTime::now();
     let apply = run(
         &providers,
         &plan_file,
         &["apply", "--yes", "--parallelism", &parallelism],
     );
+    let diffed = std::time::SystemTime::now();
     let diff = run(&providers, &plan_file, &["diff"]);
     println!(
         "kubevirt no-change diff on a real server: {:.2} s",
         diff.as_secs_f64()
     );
-    // The bound from what the server took: each create is a GET (the round trip measured) and
-    // its write, as the server's audit log times it; a VM's chain is its Secret, then it.
-    let writes = writes(kubeconfig, &namespace);
-    let create = |name: &str| round_trip + writes.get(name).copied().unwrap_or_default();
-    let chain = (0..VMS)
-        .map(|v| create(&format!("bench{v}-cloudinit")) + create(&format!("bench{v}")))
-        .max()
-        .unwrap_or_default();
-    let all: Duration = writes.values().map(|w| round_trip + *w).sum();
-    let bound = chain.max(all / PARALLELISM as u32);
+    // The bound from what the server took, as its audit log times each of the apply's requests.
+    let requests: Vec<Request> = server_times(kubeconfig)
+        .into_iter()
+        .filter(|r| r.received >= started && r.received < diffed)
+        .collect();
+    let bound = apply_bound(&requests);
     // The diff is what an apply does before its first change (start, read, observe, plan).
     let changing = apply.saturating_sub(diff);
     println!(
-        "kubevirt apply on a real server, {VMS} VMs ({} writes timed by the server, a round trip \
-         {:.2} ms), --parallelism {PARALLELISM}: {:.2} s, of which {:.2} s after planning, \
-         {:.2}x the critical-path bound of {:.2} s",
-        writes.len(),
-        round_trip.as_secs_f64() * 1000.0,
+        "kubevirt apply on a real server, {VMS} VMs ({} requests timed by the server), \
+         --parallelism {PARALLELISM}: {:.2} s, of which {:.2} s after planning, {:.2}x the \
+         critical-path bound of {:.2} s",
+        requests.len(),
         apply.as_secs_f64(),
         changing.as_secs_f64(),
         changing.as_secs_f64() / bound.as_secs_f64(),
@@ -178,20 +194,71 @@ fn real(kubeconfig: &std::path::Path) {
         destroy.as_secs_f64() / apply.as_secs_f64()
     );
     runtime.block_on(async {
-        let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(client)
-            .delete(&namespace, &Default::default())
+        let _ = Api::<Namespace>::all(client)
+            .delete(NAMESPACE, &Default::default())
             .await;
     });
 }
 
-/// How long the server took for each of siteplan's writes in `namespace`, by object name,
-/// from its audit log (`.ci/kube` keeps it beside the kubeconfig); none without one.
-fn writes(
-    kubeconfig: &std::path::Path,
-    namespace: &str,
-) -> std::collections::BTreeMap<String, Duration> {
+/// One of siteplan's requests in the benchmark's namespace, as the server's audit log has it.
+struct Request {
+    verb: String,
+    resource: String,
+    name: String,
+    received: std::time::SystemTime,
+    took: Duration,
+}
+
+/// The critical-path bound of the apply after planning, from what the server took for each of
+/// its requests: taking the lock (a Lease), then the creates (each a GET, is the name free?,
+/// and its apply; a VM's chain is its Secret's create, then its own), all of them spread over
+/// the parallel slots or the longest chain, whichever is longer; then the VM table's lists,
+/// asked at once; then the lock's release.
+fn apply_bound(requests: &[Request]) -> Duration {
+    let lock: Duration = requests
+        .iter()
+        .filter(|r| r.resource == "leases" && r.verb != "get")
+        .map(|r| r.took)
+        .sum();
+    let creating = |r: &&Request| r.verb == "get" || r.verb == "patch";
+    let create = |name: &str| -> Duration {
+        requests
+            .iter()
+            .filter(creating)
+            .filter(|r| r.name == name)
+            .map(|r| r.took)
+            .sum()
+    };
+    let chain = (0..VMS)
+        .map(|v| create(&format!("bench{v}-cloudinit")) + create(&format!("bench{v}")))
+        .max()
+        .unwrap_or_default();
+    let all: Duration = requests
+        .iter()
+        .filter(creating)
+        .filter(|r| r.resource != "leases")
+        .map(|r| r.took)
+        .sum();
+    let last_change = requests
+        .iter()
+        .filter(|r| r.verb == "patch")
+        .map(|r| r.received)
+        .max();
+    let table = requests
+        .iter()
+        .filter(|r| r.verb == "list" && last_change.is_some_and(|at| r.received > at))
+        .map(|r| r.took)
+        .max()
+        .unwrap_or_default();
+    lock + chain.max(all / PARALLELISM as u32) + table
+}
+
+/// Each of siteplan's requests in the benchmark's namespace, from the server's audit log
+/// (`.ci/kube` keeps it beside the kubeconfig, and logs reads in that namespace); none without
+/// one.
+fn server_times(kubeconfig: &std::path::Path) -> Vec<Request> {
     let log = std::fs::read_to_string(kubeconfig.with_file_name("audit.log")).unwrap_or_default();
-    let mut took = std::collections::BTreeMap::new();
+    let mut requests = Vec::new();
     for line in log.lines() {
         let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
@@ -199,28 +266,34 @@ fn writes(
         let ours = event["userAgent"]
             .as_str()
             .is_some_and(|a| a.starts_with("siteplan/"))
-            && event["objectRef"]["namespace"] == namespace
-            && event["verb"] == "patch";
+            && event["objectRef"]["namespace"] == NAMESPACE;
         let time = |key: &str| {
             event[key]
                 .as_str()
                 .and_then(|t| humantime::parse_rfc3339(t).ok())
         };
-        let (Some(name), Some(received), Some(done)) = (
-            event["objectRef"]["name"].as_str(),
+        let (Some(verb), Some(resource), Some(received), Some(done)) = (
+            event["verb"].as_str(),
+            event["objectRef"]["resource"].as_str(),
             time("requestReceivedTimestamp"),
             time("stageTimestamp"),
         ) else {
             continue;
         };
         if ours {
-            took.insert(
-                name.to_string(),
-                done.duration_since(received).unwrap_or_default(),
-            );
+            requests.push(Request {
+                verb: verb.into(),
+                resource: resource.into(),
+                name: event["objectRef"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .into(),
+                received,
+                took: done.duration_since(received).unwrap_or_default(),
+            });
         }
     }
-    took
+    requests
 }
 
 /// Against the stand-in, answering each request after `LATENCY`.

@@ -15,6 +15,13 @@ pub(in crate::ops) struct Guest {
     wait_command: Option<String>,
 }
 
+/// What a site's guests report, asked together (`Session::guests_seen`).
+struct GuestsSeen {
+    addresses: crate::provider::Addresses,
+    readiness: BTreeMap<String, Readiness>,
+    hears_agents: bool,
+}
+
 impl Guest {
     pub(super) fn of(part: &Intents) -> Vec<Guest> {
         part.items
@@ -165,6 +172,7 @@ impl Session {
         }
     }
 
+    /// The site's VMs as they are now: the VMs, and what their guests report, asked at once.
     async fn vm_rows(&self, site: &Site) -> Vec<VmRow> {
         let provider = site.opened.provider.as_ref();
         let scope = Scope {
@@ -175,8 +183,8 @@ impl Session {
                 .map(|g| ResourceId::vm(&g.name))
                 .collect(),
         };
-        let observed = provider.observe(&scope).await.unwrap_or_default();
-        self.rows_seen(site, &observed).await
+        let (observed, guests) = tokio::join!(provider.observe(&scope), Self::guests_seen(site));
+        Self::rows(site, &observed.unwrap_or_default(), guests)
     }
 
     /// The plan's VMs, from what the providers were seen holding (`observe`): only their
@@ -184,16 +192,16 @@ impl Session {
     pub async fn vms_seen(&self, observed: &[Observed]) -> Vec<VmRow> {
         let mut rows = Vec::new();
         for (site, observed) in self.sites.iter().zip(observed) {
-            rows.extend(self.rows_seen(site, observed).await);
+            rows.extend(Self::rows(site, observed, Self::guests_seen(site).await));
         }
         rows
     }
 
-    async fn rows_seen(&self, site: &Site, observed: &Observed) -> Vec<VmRow> {
+    /// What the site's guests report: their addresses and, where the backend can tell, whether
+    /// they are ready.
+    async fn guests_seen(site: &Site) -> GuestsSeen {
         let provider = site.opened.provider.as_ref();
-        let shown = site.shown();
         let queries: Vec<AddressQuery> = site.guests.iter().map(Guest::query).collect();
-        let mut reported = provider.addresses(&queries).await.unwrap_or_default();
         let ready_when: Vec<ReadinessQuery> = site
             .guests
             .iter()
@@ -208,11 +216,27 @@ impl Session {
             .collect();
         // A backend that cannot tell whether a guest is ready, or hear its agent, says nothing.
         let guests = provider.guest_readiness();
-        let mut readiness = match guests {
-            Some(guests) => guests.readiness(&ready_when).await.unwrap_or_default(),
-            None => Default::default(),
+        let readiness = async {
+            match guests {
+                Some(guests) => guests.readiness(&ready_when).await.unwrap_or_default(),
+                None => Default::default(),
+            }
         };
-        let hears_agents = guests.is_some_and(|g| g.hears_guest_agents());
+        let (addresses, readiness) = tokio::join!(provider.addresses(&queries), readiness);
+        GuestsSeen {
+            addresses: addresses.unwrap_or_default(),
+            readiness,
+            hears_agents: guests.is_some_and(|g| g.hears_guest_agents()),
+        }
+    }
+
+    fn rows(site: &Site, observed: &Observed, guests: GuestsSeen) -> Vec<VmRow> {
+        let shown = site.shown();
+        let GuestsSeen {
+            addresses: mut reported,
+            mut readiness,
+            hears_agents,
+        } = guests;
         site.guests
             .iter()
             .map(|guest| {

@@ -7,7 +7,7 @@
 //! (`SITEPLAN_TEST_KUBECONFIG` is another thing: a real cluster with KubeVirt, opt-in.)
 //!
 //! The server validates and prunes with KubeVirt's, CDI's and Multus's own CRDs
-//! (`tests/fixtures/kubevirt-crds/`), installed once per run with two storage classes. No
+//! (`tests/fixtures/kubevirt-crds/`), installed once per run with two storage classes (`setup`). No
 //! KubeVirt, CDI or Multus controller exists here: `controller.rs` plays the part of them that
 //! siteplan depends on, through the real API, in each test's namespace, and `virt_api.rs` the
 //! subresources virt-api serves (start, stop, restart, console), behind the server's own
@@ -15,13 +15,14 @@
 
 mod controller;
 pub use controller::FAILS_SNAPSHOTS;
+mod setup;
 mod virt_api;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{json, Value};
 
@@ -284,9 +285,8 @@ impl Drop for RealCluster {
     }
 }
 
-/// Installs, once per run and cluster, KubeVirt's, CDI's and Multus's CRDs, a node with 8 CPUs
-/// and 16 GiB (as a kubelet registers one), the played virt-api (`virt_api`) and two storage
-/// classes (`standard`, the default, and `fast`), and waits until they are served.
+/// Prepares, once per run and cluster, what a cluster with KubeVirt offers (`setup`) and the
+/// played virt-api (`virt_api`).
 async fn prepared(which: usize, client: &kube::Client) {
     static DONE: [tokio::sync::OnceCell<()>; 2] = [
         tokio::sync::OnceCell::const_new(),
@@ -294,93 +294,9 @@ async fn prepared(which: usize, client: &kube::Client) {
     ];
     DONE[which]
         .get_or_init(|| async {
-            let crd = ApiResource {
-                group: "apiextensions.k8s.io".into(),
-                version: "v1".into(),
-                api_version: "apiextensions.k8s.io/v1".into(),
-                kind: "CustomResourceDefinition".into(),
-                plural: "customresourcedefinitions".into(),
-            };
-            let crds = Api::<DynamicObject>::all_with(client.clone(), &crd);
-            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kubevirt-crds");
-            let mut names = Vec::new();
-            for entry in std::fs::read_dir(&dir).expect("the CRDs") {
-                let path = entry.expect("entry").path();
-                let text = std::fs::read_to_string(&path).expect("a CRD");
-                let object: Value = if path.extension().is_some_and(|e| e == "json") {
-                    serde_json::from_str(&text).expect("CRD JSON")
-                } else {
-                    serde_norway::from_str(&text).expect("CRD YAML")
-                };
-                let name = object["metadata"]["name"]
-                    .as_str()
-                    .expect("name")
-                    .to_string();
-                crds.patch(
-                    &name,
-                    &PatchParams::apply("siteplan-tests").force(),
-                    &Patch::Apply(&object),
-                )
-                .await
-                .unwrap_or_else(|e| panic!("installing {name}: {e}"));
-                names.push(name);
-            }
-            for name in names {
-                for _ in 0..100 {
-                    let got = crds.get(&name).await.expect("the CRD");
-                    let established = got.data["status"]["conditions"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .any(|c| c["type"] == "Established" && c["status"] == "True");
-                    if established {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-            // A node, as a kubelet registers one, with what it offers: the cluster's capacity.
-            let nodes = Api::<k8s_openapi::api::core::v1::Node>::all(client.clone());
-            let node = json!({"apiVersion": "v1", "kind": "Node",
-                "metadata": {"name": "played-node"}});
-            match nodes
-                .create(
-                    &PostParams::default(),
-                    &serde_json::from_value(node).expect("node"),
-                )
-                .await
-            {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 409 => {}
-                Err(e) => panic!("the played node: {e}"),
-            }
-            let offered = json!({"cpu": "8", "memory": "16Gi", "pods": "110"});
-            nodes
-                .patch_status(
-                    "played-node",
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({"status": {"capacity": offered, "allocatable": offered}})),
-                )
-                .await
-                .expect("the played node's status");
+            setup::kubevirt_installed(client).await;
             let addr = virt_api::serve(client.clone()).await;
             virt_api::register(client, addr).await;
-            let classes = Api::<k8s_openapi::api::storage::v1::StorageClass>::all(client.clone());
-            for (name, default) in [("standard", true), ("fast", false)] {
-                let class = json!({
-                    "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
-                    "metadata": {"name": name, "annotations": {
-                        "storageclass.kubernetes.io/is-default-class": default.to_string()}},
-                    "provisioner": "siteplan.test/played-cdi", "allowVolumeExpansion": true});
-                classes
-                    .patch(
-                        name,
-                        &PatchParams::apply("siteplan-tests").force(),
-                        &Patch::Apply(&class),
-                    )
-                    .await
-                    .unwrap_or_else(|e| panic!("storage class {name}: {e}"));
-            }
         })
         .await;
 }
