@@ -29,8 +29,17 @@ fn all_views() -> Result<Vec<ProviderView>, String> {
     let mut providers = file.providers.clone();
     // `plan provider list` takes no --no-kcli-config: the environment variable turns it off.
     providers.extend(registry::kcli_providers(&file.providers, false));
-    super::block_on(registry::views(&providers, timeout))
-        .map_err(|_| "cannot start the runtime".to_string())?
+    let mut views = super::block_on(registry::views(&providers, timeout))
+        .map_err(|_| "cannot start the runtime".to_string())??;
+    for view in &mut views {
+        view.groups = file
+            .groups
+            .iter()
+            .filter(|g| g.hosts.contains(&view.name))
+            .map(|g| g.name.clone())
+            .collect();
+    }
+    Ok(views)
 }
 
 /// An opaque token for the page that starts after `last`.
@@ -107,6 +116,17 @@ fn table(
         ]);
     }
     let mut out = super::table::text(&mut table, 3);
+    // What each offers and what is taken of it: what placement on a group goes by.
+    let mut room = String::new();
+    for v in views {
+        if let Some(line) = room_line(v) {
+            room.push_str(&format!("\n{}: {line}", v.name));
+        }
+    }
+    if !room.is_empty() {
+        out.push_str(&room);
+        out.push('\n');
+    }
     for v in views.iter().filter(|v| v.health_reason.is_some()) {
         out.push_str(&format!(
             "\n{}: {}: {}",
@@ -127,6 +147,42 @@ fn table(
         ));
     }
     out
+}
+
+/// `4 of 16 CPUs, 2.0 of 3.0 GiB allocated (group lab)`: what a provider offers and what its
+/// VMs take, where it says.
+fn room_line(v: &ProviderView) -> Option<String> {
+    let gib = |b: u64| b as f64 / (1024.0 * 1024.0 * 1024.0);
+    let mut parts = Vec::new();
+    match (&v.capacity, &v.allocation) {
+        (Some(c), Some(a)) => parts.push(format!(
+            "{} of {} CPUs, {:.1} of {:.1} GiB memory allocated",
+            a.cpus,
+            c.cpus,
+            gib(a.memory_bytes),
+            gib(c.memory_bytes)
+        )),
+        (Some(c), None) => parts.push(format!(
+            "{} CPUs, {:.1} GiB memory",
+            c.cpus,
+            gib(c.memory_bytes)
+        )),
+        _ => {}
+    }
+    if let Some(a) = &v.allocation {
+        let pools: Vec<String> = a
+            .pools_free_bytes
+            .iter()
+            .map(|(pool, free)| format!("{pool} {:.1} GiB free", gib(*free)))
+            .collect();
+        if !pools.is_empty() {
+            parts.push(format!("pools: {}", pools.join(", ")));
+        }
+    }
+    if !v.groups.is_empty() {
+        parts.push(format!("group {}", v.groups.join(", ")));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 pub fn get(which: &str, output: Output) -> ExitCode {

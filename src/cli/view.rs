@@ -97,6 +97,19 @@ impl View for Terminal {
                 Some(name) => say!("Provider: {name}, {kind} ({endpoint})"),
                 None => say!("Provider: {kind} ({endpoint})"),
             },
+            Event::Placed { group, placed } if self.talks() => {
+                let lines: Vec<String> = placed
+                    .iter()
+                    .map(|p| {
+                        let why = match p.why {
+                            crate::placement::Why::Holds => "holds it",
+                            crate::placement::Why::MostRoom => "new: the most memory left",
+                        };
+                        format!("  {} on {} ({why})", p.vm, p.host)
+                    })
+                    .collect();
+                say!("Placement on group {group}:\n{}", lines.join("\n"))
+            }
             Event::Targeting(entries) if self.talks() => {
                 say!(
                     "Targeting {}: other changes are left out.",
@@ -145,7 +158,10 @@ impl View for Terminal {
                     s.finish_and_clear();
                 }
             }
-            Event::Provider { .. } | Event::Targeting(_) | Event::Observed { .. } => {}
+            Event::Provider { .. }
+            | Event::Placed { .. }
+            | Event::Targeting(_)
+            | Event::Observed { .. } => {}
         }
     }
 

@@ -167,8 +167,12 @@ struct VmKeys {
     domain: Option<String>,
     /// DNS server the guest uses.
     dns: Option<String>,
-    /// Which provider the VM goes to. Default: the default provider.
+    /// Which provider the VM goes to: a provider, or a group of hosts (the VM is then placed
+    /// on one of them). Default: the providers file's default.
     client: Option<String>,
+    /// siteplan's: an anti-affinity group. VMs of one group never share a host of a group of
+    /// hosts (give it in a profile to spread all the VMs made from it).
+    antiaffinity: Option<String>,
     /// Root password for the guest. Sensitive: never shown in output.
     rootpassword: Option<String>,
     /// Add a DNS record for the VM on its network. Default false.

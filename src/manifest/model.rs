@@ -187,6 +187,9 @@ pub struct Vm {
     pub dns: Option<IpAddr>,
     /// Which provider the VM goes to (kcli's `client`); `None` means the default one.
     pub client: Option<String>,
+    /// siteplan's own: VMs of one anti-affinity group never share a host of a group of hosts
+    /// (a profile gives it to every VM made from it: the masters, the workers).
+    pub antiaffinity: Option<String>,
     pub rootpassword: Option<Secret>,
     pub reservedns: bool,
     pub reserveip: bool,

@@ -20,6 +20,11 @@ pub enum Event<'a> {
         kind: &'a str,
         endpoint: &'a str,
     },
+    /// The VMs that go to a group of hosts, each with its host and why there.
+    Placed {
+        group: &'a str,
+        placed: &'a [crate::placement::Placed],
+    },
     /// `--target` leaves every change outside these entries out.
     Targeting(&'a [String]),
     /// The providers were observed.

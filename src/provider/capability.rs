@@ -182,6 +182,23 @@ pub trait Placement: Send + Sync {
     /// The CPUs and memory of its hosts or nodes, in all; `None` where it reports none (a
     /// cluster without nodes).
     async fn capacity(&self) -> Result<Option<Capacity>, ProviderError>;
+
+    /// What is allocated there already (the VMs defined, by any plan or by hand) and the free
+    /// space of each active storage pool; `None` where the backend cannot say.
+    async fn allocation(&self) -> Result<Option<Allocation>, ProviderError> {
+        Ok(None)
+    }
+}
+
+/// What the VMs defined on a host take of it, and the room left in its pools.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Allocation {
+    /// The vCPUs of the VMs defined there, running or not.
+    pub cpus: u64,
+    /// Their memory.
+    pub memory_bytes: u64,
+    /// Each active storage pool's free bytes, by pool name.
+    pub pools_free_bytes: std::collections::BTreeMap<String, u64>,
 }
 
 /// What a backend's hosts or nodes offer, in all.

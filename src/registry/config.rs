@@ -26,6 +26,46 @@ pub struct ProvidersFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_timeout: Option<u64>,
     pub providers: Vec<ProviderConfig>,
+    /// Groups of libvirt hosts a plan targets as one (`--provider`, `client:`, `default:`):
+    /// its VMs are placed on the hosts by capacity.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<GroupConfig>,
+}
+
+/// A group of libvirt hosts, each a provider of the file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    /// How plans and commands name the group, as they name a provider.
+    pub name: String,
+    /// Its hosts: libvirt (or sandbox) providers of the file, by name. Where the order matters
+    /// (two hosts with as much room), the first wins.
+    pub hosts: Vec<String>,
+}
+
+impl ProvidersFile {
+    /// The group `name` names, if it names one.
+    pub fn group(&self, name: &str) -> Option<&GroupConfig> {
+        self.groups.iter().find(|g| g.name == name)
+    }
+
+    /// The provider `name` names, if it names one.
+    pub fn provider(&self, name: &str) -> Option<&ProviderConfig> {
+        self.providers.iter().find(|p| p.name == name)
+    }
+
+    /// The name a plan goes to when it names none: the file's `default` (a provider or a
+    /// group), else its first enabled provider.
+    pub fn default_name(&self) -> Option<&str> {
+        match &self.default {
+            Some(name) => Some(name),
+            None => self
+                .providers
+                .iter()
+                .find(|p| p.enabled)
+                .map(|p| p.name.as_str()),
+        }
+    }
 }
 
 /// One provider: what every backend has, and its backend's own settings.
@@ -165,10 +205,41 @@ pub fn parse(text: &str) -> Result<ProvidersFile, String> {
             problems.push(format!("provider `{}` is named twice", p.name));
         }
     }
+    let mut grouped = std::collections::BTreeSet::new();
+    for group in &file.groups {
+        if names.contains(group.name.as_str()) || !grouped.insert(group.name.as_str()) {
+            problems.push(format!("group `{}` is named twice", group.name));
+        }
+        if group.hosts.is_empty() {
+            problems.push(format!("group `{}` has no hosts", group.name));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for host in &group.hosts {
+            if !seen.insert(host.as_str()) {
+                problems.push(format!("group `{}` names `{host}` twice", group.name));
+                continue;
+            }
+            match file.providers.iter().find(|p| &p.name == host) {
+                None => problems.push(format!(
+                    "group `{}`: `{host}` is no provider of the file",
+                    group.name
+                )),
+                Some(p) if !matches!(p.backend, Backend::Libvirt(_) | Backend::Sandbox(_)) => {
+                    problems.push(format!(
+                        "group `{}`: `{host}` is a {} provider; a group is of libvirt hosts (a \
+                         cluster places its VMs itself)",
+                        group.name,
+                        p.backend.as_str()
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+    }
     if let Some(default) = &file.default {
-        if !names.contains(default.as_str()) {
+        if !names.contains(default.as_str()) && !grouped.contains(default.as_str()) {
             problems.push(format!(
-                "`default: {default}` names no provider of the file"
+                "`default: {default}` names no provider or group of the file"
             ));
         }
     }
@@ -230,6 +301,7 @@ pub fn defaults() -> ProvidersFile {
             ProviderConfig::libvirt("local", &local_uri()),
             ProviderConfig::sandbox("sandbox"),
         ],
+        groups: Vec::new(),
     }
 }
 
@@ -283,6 +355,26 @@ mod tests {
             (
                 "providers:\n  - {name: a, type: vmware}\n",
                 "unknown variant",
+            ),
+            (
+                "providers:\n  - {name: a, type: sandbox}\ngroups:\n  - {name: a, hosts: [a]}\n",
+                "group `a` is named twice",
+            ),
+            (
+                "providers:\n  - {name: a, type: sandbox}\ngroups:\n  - {name: g, hosts: [a, b, a]}\n",
+                "group `g`: `b` is no provider of the file",
+            ),
+            (
+                "providers:\n  - {name: a, type: sandbox}\ngroups:\n  - {name: g, hosts: [a, a]}\n",
+                "group `g` names `a` twice",
+            ),
+            (
+                "providers:\n  - {name: k, type: kubevirt}\ngroups:\n  - {name: g, hosts: [k]}\n",
+                "group `g`: `k` is a kubevirt provider; a group is of libvirt hosts",
+            ),
+            (
+                "providers:\n  - {name: a, type: sandbox}\ngroups:\n  - {name: g, hosts: []}\n",
+                "group `g` has no hosts",
             ),
             (
                 "providers:\n  - {name: a, type: sandbox, colour: red}\n",

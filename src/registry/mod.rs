@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::plan::model::spec::ResourceId;
-use crate::provider::capability::Capacity;
+use crate::provider::capability::{Allocation, Capacity};
 use crate::provider::{backends, HealthStatus, Scope};
 use config::ProviderConfig;
 
@@ -27,6 +27,8 @@ pub struct Checked {
     pub reason: Option<String>,
     /// What a ready provider offers, where it says (DCM's capacity metadata).
     pub capacity: Option<Capacity>,
+    /// What is allocated there already, where it says.
+    pub allocation: Option<Allocation>,
 }
 
 impl Checked {
@@ -35,6 +37,7 @@ impl Checked {
             status,
             reason: Some(reason.into()),
             capacity: None,
+            allocation: None,
         }
     }
 
@@ -64,6 +67,12 @@ pub struct ProviderView {
     /// What it offers to place VMs on, where it says: its hosts' or nodes' CPUs and memory.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capacity: Option<Capacity>,
+    /// What the VMs defined there take of it (running or not), and its pools' free space.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allocation: Option<Allocation>,
+    /// The groups of the providers file it is a host of.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
     pub enabled: bool,
     pub create_time: String,
     pub update_time: String,
@@ -96,6 +105,7 @@ pub async fn check(config: &ProviderConfig, timeout: Duration) -> Checked {
                 status: health.status,
                 reason: health.reason,
                 capacity: None,
+                allocation: None,
             };
         }
         let seen = match provider
@@ -119,14 +129,19 @@ pub async fn check(config: &ProviderConfig, timeout: Duration) -> Checked {
                 Some(_) => {}
             }
         }
-        let capacity = match provider.placement() {
-            Some(placement) => placement.capacity().await.ok().flatten(),
-            None => None,
+        let (capacity, allocation) = match provider.placement() {
+            Some(placement) => {
+                let (capacity, allocation) =
+                    tokio::join!(placement.capacity(), placement.allocation());
+                (capacity.ok().flatten(), allocation.ok().flatten())
+            }
+            None => (None, None),
         };
         Checked {
             status: HealthStatus::Ready,
             reason: None,
             capacity,
+            allocation,
         }
     };
     match tokio::time::timeout(timeout, looking).await {
@@ -222,6 +237,8 @@ pub async fn views(
                 health_status: shown.into(),
                 health_reason: reason,
                 capacity: health.capacity,
+                allocation: health.allocation,
+                groups: Vec::new(),
                 enabled: config.enabled,
                 create_time: record.create_time,
                 update_time: record.update_time,

@@ -9,6 +9,7 @@ mod concurrency;
 mod crash;
 mod day_two;
 mod file_access;
+mod groups;
 mod guests;
 mod identity;
 mod kcli;

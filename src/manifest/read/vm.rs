@@ -181,6 +181,7 @@ pub(super) fn read_vm<'a>(
     let domain = r.string("domain", d).map(|s| s.value);
     let dns = r.ip("dns", d).map(|l| l.value);
     let client = r.string("client", d).map(|s| s.value);
+    let antiaffinity = r.string("antiaffinity", d).map(|s| s.value);
     let rootpassword = r.string("rootpassword", d).map(|s| {
         crate::secrets::register(&s.value);
         Secret::new(s.value)
@@ -234,6 +235,7 @@ pub(super) fn read_vm<'a>(
         domain,
         dns,
         client,
+        antiaffinity,
         rootpassword,
         reservedns,
         reserveip,

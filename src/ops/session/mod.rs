@@ -23,6 +23,7 @@ use crate::provider::{
 };
 use crate::registry;
 
+mod groups;
 mod left_behind;
 mod vms;
 use vms::Guest;
@@ -165,6 +166,11 @@ impl Session {
                 None
             }
         };
+        let mut intents = intents;
+        let groups = match intents.as_mut() {
+            Some(intents) => groups::place(intents, request, goal, view).await?,
+            None => groups::Groups::default(),
+        };
         let intents = intents.as_ref();
         let focus = if request.targets.is_empty() {
             None
@@ -183,13 +189,23 @@ impl Session {
             Some(intents) => intents.by_provider(),
             None => vec![(None, Intents::default())],
         };
-        let spans = parts.len() > 1;
+        let spans = parts.len() > 1 || groups.used;
         let mut sites = Vec::new();
         for (client, part) in parts {
-            // A VM's `client:` names a provider of the providers file; the rest go to
-            // --provider.
-            let choice = client.clone().or_else(|| request.provider.clone());
-            let opened = open_provider(choice.as_deref(), request.overrides.no_kcli_config).await?;
+            // A VM's `client:` names a provider of the providers file (its host, when it was
+            // placed on a group); the rest go to --provider.
+            let choice = groups.resolve(client.clone().or_else(|| request.provider.clone()));
+            let opened = match choice.as_ref().and_then(|c| groups.opened.get(c)) {
+                Some(provider) => Opened {
+                    provider: provider.clone(),
+                    parallelism: registry::config::load()
+                        .ok()
+                        .and_then(|(f, _)| f.provider(choice.as_deref()?).cloned())
+                        .and_then(|p| p.parallelism),
+                    name: choice.clone(),
+                },
+                None => open_provider(choice.as_deref(), request.overrides.no_kcli_config).await?,
+            };
             let provider = &opened.provider;
             let refused = provider
                 .rules()

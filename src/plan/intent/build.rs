@@ -361,6 +361,7 @@ fn vm_intent(
     };
     Ok(VmIntent {
         client: vm.client.clone(),
+        antiaffinity: vm.antiaffinity.clone(),
         cpus: vm.numcpus,
         memory_mib: vm.memory_mib,
         cpu_model: vm.cpumodel.clone(),

@@ -171,6 +171,8 @@ pub struct CloudInit {
 pub struct VmIntent {
     /// kcli's `client:`: the provider it goes to (`None`: the default).
     pub client: Option<String>,
+    /// VMs of one anti-affinity group never share a host of a group.
+    pub antiaffinity: Option<String>,
     pub cpus: u32,
     pub memory_mib: u64,
     pub cpu_model: String,

@@ -137,4 +137,30 @@ impl capability::Placement for LibvirtProvider {
         })
         .await
     }
+
+    /// Every domain's vCPUs and memory (running or not: a stopped VM comes back), and each
+    /// active pool's free space.
+    async fn allocation(&self) -> Result<Option<capability::Allocation>, ProviderError> {
+        self.blocking(|inner| {
+            let fail = |e| ProviderError::Connection(err(e));
+            let mut allocation = capability::Allocation::default();
+            for domain in inner.conn.list_all_domains(0).map_err(fail)? {
+                let Ok(info) = domain.info() else { continue };
+                allocation.cpus += u64::from(info.nr_virt_cpu);
+                // libvirt says KiB.
+                allocation.memory_bytes += info.memory.saturating_mul(1024);
+            }
+            for pool in inner.conn.list_all_storage_pools(0).map_err(fail)? {
+                if !pool.is_active().unwrap_or(false) {
+                    continue;
+                }
+                let (Ok(name), Ok(info)) = (pool.name(), pool.info()) else {
+                    continue;
+                };
+                allocation.pools_free_bytes.insert(name, info.available);
+            }
+            Ok(Some(allocation))
+        })
+        .await
+    }
 }

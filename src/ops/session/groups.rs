@@ -1,0 +1,361 @@
+//! Plans that go to a group of hosts (the providers file's `groups:`): each of the group's VMs
+//! is given the host that holds it (`placement`), from what every host of the group says of
+//! itself, asked at once: whether it answers and is healthy, its capacity, what is allocated
+//! there, and which of the plan's VMs it holds. The placement becomes each VM's `client`, and
+//! the plan is then split by provider as any other.
+
+use super::*;
+use crate::placement::{self, Host, Need, Placed};
+use crate::registry::config::{GroupConfig, ProvidersFile};
+
+/// The groups a plan's VMs were placed on.
+#[derive(Default)]
+pub(super) struct Groups {
+    /// Each group host opened while placing, by name, for the session to use as it is.
+    pub(super) opened: BTreeMap<String, Arc<dyn Provider>>,
+    /// Where the entries that no VM needs go when the plan goes to a group: its first host that
+    /// answers.
+    pub(super) first_host: BTreeMap<String, String>,
+    /// Whether any VM was placed on a group (every part is then labelled with its host).
+    pub(super) used: bool,
+    /// The group the plan goes to when nothing else is named (`--provider`, the file's
+    /// `default`), if it is a group.
+    default_group: Option<String>,
+}
+
+impl Groups {
+    /// The provider a part whose VMs name `choice` (else `--provider`) goes to: a group's
+    /// parts are its VMs' hosts, so what names a group (entries no VM needs) goes to its first
+    /// host.
+    pub(super) fn resolve(&self, choice: Option<String>) -> Option<String> {
+        choice
+            .or_else(|| self.default_group.clone())
+            .map(|name| self.first_host.get(&name).cloned().unwrap_or(name))
+    }
+}
+
+/// A group host, asked.
+struct Asked {
+    name: String,
+    provider: Arc<dyn Provider>,
+    host: Host,
+    /// The plan's VMs it holds.
+    holds: BTreeSet<String>,
+}
+
+/// Places the VMs of `intents` that go to a group (their `client`, else `--provider`, else the
+/// file's `default`, names one) and sets each one's `client` to its host. A host that does not
+/// answer stops a converge (it may hold the plan's VMs); destroy goes on without it.
+pub(super) async fn place(
+    intents: &mut Intents,
+    request: &crate::ops::Request,
+    goal: Goal,
+    view: &dyn View,
+) -> Result<Groups, Refusal> {
+    let Ok((file, _)) = registry::config::load() else {
+        // The session's own choice of providers says what is wrong with the file.
+        return Ok(Groups::default());
+    };
+    if file.groups.is_empty() {
+        return Ok(Groups::default());
+    }
+    let default = request.provider.as_deref().or(file.default_name());
+    let group_of = |client: &Option<String>| -> Option<&GroupConfig> {
+        file.group(client.as_deref().or(default)?)
+    };
+    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, item) in intents.items.iter().enumerate() {
+        if let What::Vm(vm) = &item.what {
+            if let Some(group) = group_of(&vm.client) {
+                groups.entry(group.name.clone()).or_default().push(i);
+            }
+        }
+    }
+    let mut placed_groups = Groups::default();
+    if let Some(group) = default.and_then(|d| file.group(d)) {
+        // Entries no VM needs: the first host, whichever answers; known once it is asked.
+        groups.entry(group.name.clone()).or_default();
+        placed_groups.default_group = Some(group.name.clone());
+    }
+    for (name, members) in groups {
+        let Some(group) = file.group(&name) else {
+            continue;
+        };
+        let vms: Vec<String> = members
+            .iter()
+            .map(|&i| intents.items[i].name.clone())
+            .collect();
+        let asked = ask_hosts(&file, group, &request.name, &vms, goal, view).await?;
+        let Some(first) = asked.first() else {
+            return Err(Refusal::Invalid(format!(
+                "group `{name}` has no enabled host that answers"
+            )));
+        };
+        placed_groups
+            .first_host
+            .insert(name.clone(), first.name.clone());
+        let needs: Vec<Need> = members
+            .iter()
+            .filter_map(|&i| need(intents, &intents.items[i], &asked))
+            .collect();
+        let hosts: Vec<Host> = asked.iter().map(|a| a.host.clone()).collect();
+        let placed = match placement::place(&needs, &hosts) {
+            Ok(placed) => placed,
+            Err(problems) if goal == Goal::Converge => {
+                return Err(Refusal::problems(
+                    problems
+                        .into_iter()
+                        .map(|p| format!("group `{name}`: {p}"))
+                        .collect(),
+                ))
+            }
+            // Destroy deletes what is where it is: a VM nowhere goes nowhere.
+            Err(_) => needs
+                .iter()
+                .map(|n| Placed {
+                    vm: n.vm.clone(),
+                    host: n.on.clone().unwrap_or_else(|| first.name.clone()),
+                    why: placement::Why::Holds,
+                })
+                .collect(),
+        };
+        if goal == Goal::Converge {
+            view.event(Event::Placed {
+                group: &name,
+                placed: &placed,
+            });
+        }
+        for p in &placed {
+            for item in intents.items.iter_mut().filter(|i| i.name == p.vm) {
+                if let What::Vm(vm) = &mut item.what {
+                    vm.client = Some(p.host.clone());
+                }
+            }
+        }
+        // Said when VMs are placed anew (diff, apply), not by every command that reads the lab.
+        if goal == Goal::Converge && placed.iter().any(|p| p.why == placement::Why::MostRoom) {
+            for warning in separate_segments(intents, &placed) {
+                view.event(Event::Warning(warning));
+            }
+        }
+        for a in asked {
+            placed_groups.opened.insert(a.name, a.provider);
+        }
+        placed_groups.used = true;
+    }
+    Ok(placed_groups)
+}
+
+/// The plan's networks that VMs on several hosts use: each host makes its own, with its own
+/// DHCP (networks do not span hosts yet), which the user must know before a lab relies on one.
+fn separate_segments(intents: &Intents, placed: &[Placed]) -> Vec<String> {
+    let mut hosts_of: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for p in placed {
+        let Some(What::Vm(vm)) = intents.get(&p.vm).map(|i| &i.what) else {
+            continue;
+        };
+        for nic in vm.nics.iter().filter(|n| n.network.declared) {
+            hosts_of
+                .entry(nic.network.name.as_str())
+                .or_default()
+                .insert(p.host.as_str());
+        }
+    }
+    hosts_of
+        .into_iter()
+        .filter(|(_, hosts)| hosts.len() > 1)
+        .map(|(network, hosts)| {
+            format!(
+                "network `{network}` is made on each of {}: networks do not span hosts yet, so \
+                 each is a segment of its own, with its own DHCP (the same address can be \
+                 leased on two hosts)",
+                hosts.into_iter().collect::<Vec<_>>().join(", ")
+            )
+        })
+        .collect()
+}
+
+/// What `item` (a VM) needs of a host, and the host that holds it now, if one does.
+fn need(intents: &Intents, item: &Intent, asked: &[Asked]) -> Option<Need> {
+    let What::Vm(vm) = &item.what else {
+        return None;
+    };
+    let mut storage: BTreeMap<String, u64> = BTreeMap::new();
+    let mut pools_used = BTreeSet::new();
+    for disk in &vm.disks {
+        if !disk.storage.declared {
+            pools_used.insert(disk.storage.name.clone());
+        }
+        if !disk.thin {
+            *storage.entry(disk.storage.name.clone()).or_default() += disk.size_bytes;
+        }
+    }
+    // A pool the plan declares is made on every host that needs it: its room is the host's
+    // filesystem's, which no pool reports yet.
+    storage.retain(|pool, _| {
+        intents
+            .get(pool)
+            .is_none_or(|i| !matches!(i.what, What::Storage(_)))
+    });
+    Some(Need {
+        vm: item.name.clone(),
+        cpus: u64::from(vm.cpus),
+        memory_bytes: vm.memory_mib.saturating_mul(1024 * 1024),
+        storage,
+        pools_used,
+        antiaffinity: vm.antiaffinity.clone(),
+        on: asked
+            .iter()
+            .find(|a| a.holds.contains(&item.name))
+            .map(|a| a.name.clone()),
+    })
+}
+
+/// Every enabled host of `group`, asked at once (each within the file's health timeout).
+async fn ask_hosts(
+    file: &ProvidersFile,
+    group: &GroupConfig,
+    plan: &str,
+    vms: &[String],
+    goal: Goal,
+    view: &dyn View,
+) -> Result<Vec<Asked>, Refusal> {
+    let timeout = file
+        .health_timeout
+        .map_or(registry::HEALTH_TIMEOUT, Duration::from_secs);
+    let hosts: Vec<&registry::config::ProviderConfig> = group
+        .hosts
+        .iter()
+        .filter_map(|h| file.provider(h))
+        .filter(|p| p.enabled)
+        .collect();
+    let answers = futures::future::join_all(
+        hosts
+            .iter()
+            .map(|config| ask_host(config, plan, vms, timeout)),
+    )
+    .await;
+    let mut asked = Vec::new();
+    let mut silent = Vec::new();
+    for (config, answer) in hosts.iter().zip(answers) {
+        match answer {
+            Ok(a) => asked.push(a),
+            Err(e) => silent.push(format!("host `{}` does not answer: {e}", config.name)),
+        }
+    }
+    if !silent.is_empty() {
+        match goal {
+            // It may hold VMs of the plan: placing them elsewhere would make them twice.
+            Goal::Converge => {
+                return Err(Refusal::problems(
+                    silent
+                        .into_iter()
+                        .map(|s| {
+                            format!(
+                                "group `{}`: {s}; it may hold VMs of the plan (set `enabled: \
+                                 false` on it in the providers file to place them without it)",
+                                group.name
+                            )
+                        })
+                        .collect(),
+                ))
+            }
+            Goal::Destroy => {
+                for s in silent {
+                    view.event(Event::Warning(format!(
+                        "group `{}`: {s}; what the plan has there stays",
+                        group.name
+                    )));
+                }
+            }
+        }
+    }
+    Ok(asked)
+}
+
+async fn ask_host(
+    config: &registry::config::ProviderConfig,
+    plan: &str,
+    vms: &[String],
+    timeout: Duration,
+) -> Result<Asked, String> {
+    let asking = async {
+        let provider = backends::open(&config.backend)
+            .await
+            .map_err(|e| e.to_string())?;
+        let scope = Scope {
+            plan: plan.to_string(),
+            ids: vms.iter().map(|v| ResourceId::vm(v)).collect(),
+        };
+        let placement = provider.placement();
+        let (health, observed, capacity, allocation) = tokio::join!(
+            provider.health(),
+            provider.observe(&scope),
+            async {
+                match placement {
+                    Some(p) => p.capacity().await.ok().flatten(),
+                    None => None,
+                }
+            },
+            async {
+                match placement {
+                    Some(p) => p.allocation().await.ok().flatten(),
+                    None => None,
+                }
+            },
+        );
+        let observed = observed.map_err(|e| e.to_string())?;
+        let holds = vms
+            .iter()
+            .filter(|v| {
+                observed
+                    .get(&ResourceId::vm(v))
+                    .and_then(|r| r.owner.as_ref())
+                    .is_some_and(|m| m.plan == plan)
+            })
+            .cloned()
+            .collect();
+        let refuses_because = match (&health.status, capacity, &allocation) {
+            (crate::provider::HealthStatus::Ready, Some(_), Some(_)) => None,
+            (crate::provider::HealthStatus::Ready, _, _) => {
+                Some("says nothing of its capacity".to_string())
+            }
+            (status, _, _) => Some(format!(
+                "{}{}",
+                match status {
+                    crate::provider::HealthStatus::Unhealthy => "unhealthy",
+                    _ => "unavailable",
+                },
+                health
+                    .reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            )),
+        };
+        let allocation = allocation.unwrap_or_default();
+        let capacity = capacity.unwrap_or(capability::Capacity {
+            cpus: 0,
+            memory_bytes: 0,
+        });
+        Ok(Asked {
+            name: config.name.clone(),
+            host: Host {
+                name: config.name.clone(),
+                cpus: capacity.cpus,
+                memory_bytes: capacity.memory_bytes,
+                allocated_cpus: allocation.cpus,
+                allocated_memory_bytes: allocation.memory_bytes,
+                pools: allocation.pools_free_bytes,
+                accepts: refuses_because.is_none(),
+                refuses_because,
+            },
+            provider,
+            holds,
+        })
+    };
+    match tokio::time::timeout(timeout, asking).await {
+        Ok(answer) => answer,
+        Err(_) => Err(format!("no answer within {} s", timeout.as_secs())),
+    }
+}

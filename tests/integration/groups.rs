@@ -1,0 +1,224 @@
+//! A plan that goes to a group of hosts (the providers file's `groups:`), here three sandboxes
+//! of 3 GiB each: its VMs are placed by the room left on each host and their anti-affinity, a
+//! placed VM stays where it is, a lab that does not fit is refused before anything changes,
+//! and destroy takes it from every host. (Real hosts, in namespaces: `provider::hosts`.)
+
+use std::path::{Path, PathBuf};
+
+use crate::harness::Plan;
+
+struct Group {
+    tmp: tempfile::TempDir,
+    file: PathBuf,
+}
+
+/// Three sandboxes, `h1`..`h3`, in group `lab`, the file's default; `extra` is appended to the
+/// providers list.
+fn group(extra: &str) -> Group {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().display();
+    let file = tmp.path().join("providers.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "default: lab\nhealth_timeout: 2\nproviders:\n\
+             \x20 - {{name: h1, type: sandbox, dir: {dir}/h1}}\n\
+             \x20 - {{name: h2, type: sandbox, dir: {dir}/h2}}\n\
+             \x20 - {{name: h3, type: sandbox, dir: {dir}/h3}}\n{extra}\
+             groups:\n  - {{name: lab, hosts: [h1, h2, h3]}}\n"
+        ),
+    )
+    .expect("providers file");
+    Group { tmp, file }
+}
+
+impl Group {
+    fn plan(&self, args: &[&str]) -> Plan {
+        Plan::new(args).providers(&self.file, &self.tmp.path().join("state"))
+    }
+
+    /// `plan ARGS` on the group's lab with `workers` workers.
+    fn lab(&self, args: &[&str], workers: u32) -> crate::harness::Ran {
+        let lab = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/groups/lab.yml");
+        self.plan(args)
+            .arg_path(&lab)
+            .params(&[&format!("workers={workers}")])
+            .run()
+    }
+}
+
+#[test]
+fn a_lab_is_placed_on_a_group_by_room_and_anti_affinity_and_stays_where_it_is() {
+    let group = group("");
+    let diff = group.lab(&["diff"], 1);
+    assert!(diff.ok(), "{}", diff.text());
+    let err = &diff.stderr;
+    assert!(
+        err.contains(
+            "Placement on group lab:\n  m0 on h1 (new: the most memory left)\n  \
+                      m1 on h2 (new: the most memory left)\n  m2 on h3 (new: the most memory \
+                      left)\n  w0 on h1 (new: the most memory left)"
+        ),
+        "{err}"
+    );
+    // The network is made on each host, and said not to span them.
+    for host in ["h1", "h2", "h3"] {
+        assert!(
+            diff.stdout
+                .contains(&format!("+ network/grouped on {host}")),
+            "{}",
+            diff.stdout
+        );
+    }
+    assert!(err.contains("networks do not span hosts yet"), "{err}");
+
+    let apply = group.lab(&["apply", "--yes"], 1);
+    assert!(apply.ok(), "{}", apply.text());
+    let placed = hosts(&apply.stdout);
+    assert_eq!(
+        placed,
+        [("m0", "h1"), ("m1", "h2"), ("m2", "h3"), ("w0", "h1")]
+            .map(|(v, h)| (v.to_string(), h.to_string())),
+        "{}",
+        apply.stdout
+    );
+
+    // Nothing moves; a new worker goes where the most memory is left (h1 holds 2.5 of 3 GiB).
+    let again = group.lab(&["diff"], 2);
+    assert!(again.ok(), "{}", again.text());
+    assert!(
+        again.stderr.contains("  m0 on h1 (holds it)"),
+        "{}",
+        again.stderr
+    );
+    assert!(
+        again.stderr.contains("  w0 on h1 (holds it)"),
+        "{}",
+        again.stderr
+    );
+    assert!(
+        again
+            .stderr
+            .contains("  w1 on h2 (new: the most memory left)"),
+        "{}",
+        again.stderr
+    );
+    assert!(again.stdout.contains("+ vm/w1 on h2"), "{}", again.stdout);
+    assert!(!again.stdout.contains("vm/m0"), "{}", again.stdout);
+
+    // Five workers of 1.5 GiB do not fit in what is left: refused, saying what is short where,
+    // and nothing changes.
+    let refused = group.lab(&["apply", "--yes"], 5);
+    assert_eq!(refused.code(), Some(1), "{}", refused.text());
+    assert!(
+        refused.stderr.contains(
+            "group `lab`: VM `w3` (1536 MiB memory, 2 CPUs) fits on no host of the group: h1: \
+             512 MiB of 3072 MiB memory free; h2: 512 MiB of 3072 MiB memory free; h3: 512 MiB \
+             of 3072 MiB memory free"
+        ),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains("Nothing was changed."),
+        "{}",
+        refused.stderr
+    );
+    let status = group.lab(&["diff"], 1);
+    assert!(status.stdout.contains("No changes."), "{}", status.text());
+
+    // What each host offers and holds, and its group.
+    let list = group.plan(&["provider", "list"]).run();
+    assert!(list.ok(), "{}", list.text());
+    assert!(
+        list.stdout.contains(
+            "h1: 4 of 16 CPUs, 2.5 of 3.0 GiB memory allocated; pools: default 100.0 GiB \
+             free; group lab"
+        ),
+        "{}",
+        list.stdout
+    );
+
+    let destroy = group.lab(&["destroy", "--yes"], 1);
+    assert!(destroy.ok(), "{}", destroy.text());
+    let list = group.plan(&["provider", "list"]).run();
+    for host in ["h1", "h2", "h3"] {
+        assert!(
+            list.stdout.contains(&format!(
+                "{host}: 0 of 16 CPUs, 0.0 of 3.0 GiB memory allocated"
+            )),
+            "{}",
+            list.stdout
+        );
+    }
+}
+
+#[test]
+fn a_host_that_does_not_answer_stops_an_apply_until_it_leaves_the_group() {
+    let refused = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = refused.local_addr().expect("addr").port();
+    drop(refused);
+    let gone =
+        format!("  - {{name: h4, type: libvirt, uri: 'qemu+tcp://127.0.0.1:{port}/system'}}\n");
+    let group = group(&gone);
+    let text = std::fs::read_to_string(&group.file).expect("file");
+    std::fs::write(
+        &group.file,
+        text.replace("[h1, h2, h3]", "[h1, h2, h3, h4]"),
+    )
+    .expect("file");
+    let diff = group.lab(&["apply", "--yes"], 1);
+    assert_eq!(diff.code(), Some(1), "{}", diff.text());
+    assert!(
+        diff.stderr
+            .contains("group `lab`: host `h4` does not answer")
+            && diff
+                .stderr
+                .contains("it may hold VMs of the plan (set `enabled: false` on it"),
+        "{}",
+        diff.stderr
+    );
+    let text = std::fs::read_to_string(&group.file).expect("file");
+    std::fs::write(
+        &group.file,
+        text.replace("/system'}", "/system', enabled: false}"),
+    )
+    .expect("file");
+    let apply = group.lab(&["apply", "--yes"], 1);
+    assert!(apply.ok(), "{}", apply.text());
+    assert!(!apply.stdout.contains(" h4 "), "{}", apply.stdout);
+}
+
+#[test]
+fn a_vm_pinned_to_a_host_goes_there() {
+    let group = group("");
+    let plan = group.tmp.path().join("pinned.yml");
+    std::fs::write(
+        &plan,
+        "solo:\n  memory: 512\n  client: h3\nfree:\n  memory: 512\n",
+    )
+    .expect("plan");
+    let apply = group.plan(&["apply", "--yes"]).arg_path(&plan).run();
+    assert!(apply.ok(), "{}", apply.text());
+    assert_eq!(
+        hosts(&apply.stdout),
+        [("free", "h1"), ("solo", "h3")].map(|(v, h)| (v.to_string(), h.to_string())),
+        "{}",
+        apply.stdout
+    );
+}
+
+/// The host each VM is on, from the apply's VM table, sorted by VM.
+fn hosts(table: &str) -> Vec<(String, String)> {
+    let mut rows: Vec<(String, String)> = table
+        .lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let vm = words.next()?;
+            let host = words.next()?;
+            (host.len() == 2 && host.starts_with('h')).then(|| (vm.to_string(), host.to_string()))
+        })
+        .collect();
+    rows.sort();
+    rows
+}
