@@ -25,13 +25,16 @@ test: deps
 
 # The same tests, plus those that need a real libvirtd: installs libvirt and QEMU, starts the
 # daemon (this needs root) and an sshd on 127.0.0.1 that reaches it as qemu+ssh:// (.ci/sshd),
-# builds the guest image real guests boot, installs kcli (in a virtualenv under target/) for
+# starts three more libvirt hosts in namespaces of their own (.ci/hosts, for a lab spread over
+# a group), builds the guest image real guests boot, installs kcli (in a virtualenv under target/) for
 # the test of a plan kcli made, and points the tests at them.
 test-libvirt: deps
 	.ci/install-libvirt
 	.ci/libvirtd start
 	tests/guest-image/build
+	.ci/hosts start 3
 	SITEPLAN_TEST_LIBVIRT_URI=qemu:///system SITEPLAN_TEST_SSH_URI=$$(.ci/sshd start) \
+	  SITEPLAN_TEST_HOSTS=/tmp/siteplan-hosts/list \
 	  SITEPLAN_TEST_RESTART_LIBVIRTD="$(CURDIR)/.ci/libvirtd restart" \
 	  SITEPLAN_TEST_KCLI=$$(realpath $$(.ci/install-kcli)) cargo test
 

@@ -94,11 +94,27 @@ pub async fn check(config: &ProviderConfig, timeout: Duration) -> Checked {
         Ok(Err(e)) => return Checked::new(HealthStatus::Unavailable, e.to_string()),
         Ok(Ok(p)) => p,
     };
+    let looking = check_opened(config, provider.as_ref());
+    match tokio::time::timeout(timeout, looking).await {
+        Ok(checked) => checked,
+        Err(_) => Checked::new(
+            HealthStatus::Unavailable,
+            format!("no answer within {} s", timeout.as_secs()),
+        ),
+    }
+}
+
+/// Checks a provider that answered: healthy as its backend says, holding its pool (and
+/// network, if the file names one), active; what it offers and what is taken of it.
+pub async fn check_opened(
+    config: &ProviderConfig,
+    provider: &dyn crate::provider::Provider,
+) -> Checked {
     let mut ids = vec![ResourceId::pool(&config.pool)];
     if let Some(net) = &config.network {
         ids.push(ResourceId::network(net));
     }
-    let looking = async {
+    async {
         let health = provider.health().await;
         if health.status != HealthStatus::Ready {
             return Checked {
@@ -143,14 +159,8 @@ pub async fn check(config: &ProviderConfig, timeout: Duration) -> Checked {
             capacity,
             allocation,
         }
-    };
-    match tokio::time::timeout(timeout, looking).await {
-        Ok(checked) => checked,
-        Err(_) => Checked::new(
-            HealthStatus::Unavailable,
-            format!("no answer within {} s", timeout.as_secs()),
-        ),
     }
+    .await
 }
 
 /// DCM's model: a provider that stops answering keeps what its last answer said until this

@@ -29,7 +29,7 @@ const KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBQ8n3dC4d1c0ExampleKeyOnlyForTheLab lab@example";
 
 /// The test image's directory, or `None` (saying so) when it has not been built.
-fn guest_image(test: &str) -> Option<PathBuf> {
+pub fn guest_image(test: &str) -> Option<PathBuf> {
     let dir = std::env::var_os("SITEPLAN_TEST_GUEST_IMAGE")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/guest-image"));

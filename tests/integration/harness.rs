@@ -152,6 +152,71 @@ pub fn libvirtd(test: &str) -> Option<(MutexGuard<'static, ()>, String)> {
     Some((LIBVIRTD.lock().unwrap_or_else(|p| p.into_inner()), uri))
 }
 
+/// A libvirt host of its own in namespaces (`.ci/hosts`): its name, its `qemu+ssh://` URI and
+/// the local URI of the same daemon (through its socket), for looking at it from the tests.
+pub struct TestHost {
+    pub name: String,
+    pub uri: String,
+    pub local: String,
+}
+
+/// The namespace hosts `.ci/hosts start` made, from the list it printed (the file
+/// `SITEPLAN_TEST_HOSTS` names), with their host keys trusted in known_hosts, held as `libvirtd`
+/// holds the machine's (their guests take the same two cores); `None`, saying so, without it.
+pub fn hosts(test: &str) -> Option<(MutexGuard<'static, ()>, Vec<TestHost>)> {
+    let Some(list) = std::env::var_os("SITEPLAN_TEST_HOSTS").filter(|l| !l.is_empty()) else {
+        report(&format!(
+            "SKIPPED {test}: SITEPLAN_TEST_HOSTS is not set (.ci/run starts three libvirt hosts \
+             in namespaces with .ci/hosts and sets it)"
+        ));
+        return None;
+    };
+    let list = PathBuf::from(list);
+    let text = std::fs::read_to_string(&list).unwrap_or_else(|e| panic!("{}: {e}", list.display()));
+    let hosts: Vec<TestHost> = text
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            Some(TestHost {
+                name: words.next()?.into(),
+                uri: words.next()?.into(),
+                local: words.next()?.into(),
+            })
+        })
+        .collect();
+    let held = LIBVIRTD.lock().unwrap_or_else(|p| p.into_inner());
+    // ssh, run by libvirt as this user, checks the hosts' keys against known_hosts.
+    let known = list.with_file_name("known_hosts");
+    let keys =
+        std::fs::read_to_string(&known).unwrap_or_else(|e| panic!("{}: {e}", known.display()));
+    let home = PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()));
+    let _ = std::fs::create_dir_all(home.join(".ssh"));
+    for line in keys.lines() {
+        if let Some(name) = line.split_whitespace().next() {
+            let _ = std::process::Command::new("ssh-keygen")
+                .args(["-R", name])
+                .output();
+        }
+    }
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(home.join(".ssh/known_hosts"))
+        .expect("known_hosts");
+    write!(file, "{keys}").expect("known_hosts written");
+    report(&format!(
+        "{test}: {} libvirt hosts in namespaces ({})",
+        hosts.len(),
+        hosts
+            .iter()
+            .map(|h| h.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    Some((held, hosts))
+}
+
 /// Opens a sandbox this process opened before. Another test's `plan` child shares every open
 /// file of this process between its fork and its exec, the sandbox's lock included, so the lock
 /// of a sandbox just closed here can outlive the close for that moment: wait it out.

@@ -287,22 +287,10 @@ async fn ask_host(
             plan: plan.to_string(),
             ids: vms.iter().map(|v| ResourceId::vm(v)).collect(),
         };
-        let placement = provider.placement();
-        let (health, observed, capacity, allocation) = tokio::join!(
-            provider.health(),
-            provider.observe(&scope),
-            async {
-                match placement {
-                    Some(p) => p.capacity().await.ok().flatten(),
-                    None => None,
-                }
-            },
-            async {
-                match placement {
-                    Some(p) => p.allocation().await.ok().flatten(),
-                    None => None,
-                }
-            },
+        // As `plan provider list` checks it: a host it shows unhealthy gets nothing new.
+        let (checked, observed) = tokio::join!(
+            registry::check_opened(config, provider.as_ref()),
+            provider.observe(&scope)
         );
         let observed = observed.map_err(|e| e.to_string())?;
         let holds = vms
@@ -315,7 +303,7 @@ async fn ask_host(
             })
             .cloned()
             .collect();
-        let refuses_because = match (&health.status, capacity, &allocation) {
+        let refuses_because = match (&checked.status, checked.capacity, &checked.allocation) {
             (crate::provider::HealthStatus::Ready, Some(_), Some(_)) => None,
             (crate::provider::HealthStatus::Ready, _, _) => {
                 Some("says nothing of its capacity".to_string())
@@ -326,15 +314,15 @@ async fn ask_host(
                     crate::provider::HealthStatus::Unhealthy => "unhealthy",
                     _ => "unavailable",
                 },
-                health
+                checked
                     .reason
                     .as_deref()
                     .map(|r| format!(": {r}"))
                     .unwrap_or_default()
             )),
         };
-        let allocation = allocation.unwrap_or_default();
-        let capacity = capacity.unwrap_or(capability::Capacity {
+        let allocation = checked.allocation.unwrap_or_default();
+        let capacity = checked.capacity.unwrap_or(capability::Capacity {
             cpus: 0,
             memory_bytes: 0,
         });

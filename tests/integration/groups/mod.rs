@@ -1,7 +1,11 @@
 //! A plan that goes to a group of hosts (the providers file's `groups:`), here three sandboxes
 //! of 3 GiB each: its VMs are placed by the room left on each host and their anti-affinity, a
 //! placed VM stays where it is, a lab that does not fit is refused before anything changes,
-//! and destroy takes it from every host. (Real hosts, in namespaces: `provider::hosts`.)
+//! and destroy takes it from every host. Real hosts, in namespaces, with guests that boot:
+//! `real`.
+
+#[cfg(feature = "libvirt")]
+mod real;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,224 @@
+//! A lab of real guests over three libvirt hosts in namespaces (`.ci/hosts`), each reached over
+//! ssh as a user reaches a remote host: a host filled by hand gets nothing and a lab that does
+//! not fit is refused before anything changes; then `examples/bootlab.yml`'s three guests are
+//! placed one per host, boot (`--wait`: cloud-init has run, as the guest agent says through
+//! libvirt), stay where they are, and `destroy` leaves nothing of the plan on any host. Each host
+//! is looked at through its own libvirtd, never through a guest's address.
+
+#![allow(clippy::disallowed_macros, clippy::disallowed_methods)] // a test's own report
+
+use std::time::Instant;
+
+use virt::connect::Connect;
+
+use crate::harness::{Plan, Ran, TestHost};
+
+const PREFIX: &str = "spgroup";
+const POOL_PATH: &str = "/var/lib/libvirt/images/spgroup";
+const HANDMADE: &str = "handmade-filler";
+
+struct Lab {
+    tmp: tempfile::TempDir,
+    image: std::path::PathBuf,
+}
+
+impl Lab {
+    /// `plan ARGS examples/bootlab.yml` on the group, with the lab's parameters and `more`.
+    fn plan(&self, args: &[&str], more: &[&str]) -> Ran {
+        Plan::new(args)
+            .providers(
+                &self.tmp.path().join("providers.yml"),
+                &self.tmp.path().join("state"),
+            )
+            .args(&["examples/bootlab.yml"])
+            .args(&["--allow-read", &self.image.display().to_string()])
+            .params(&[
+                &format!("image_dir={}", self.image.display()),
+                &format!("pool_path={POOL_PATH}"),
+                &format!("prefix={PREFIX}"),
+                "subnet=10.96.8",
+                "root_password=group-Root-4711",
+            ])
+            .params(more)
+            .run()
+    }
+}
+
+/// Whatever happens, the guests do not outlive the test.
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.plan(&["destroy", "--yes"], &[]);
+    }
+}
+
+/// The names of the domains, networks and pools a host holds.
+fn holdings(host: &TestHost) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let conn = Connect::open(Some(&host.local)).expect("the host's libvirtd");
+    let names = |list: Vec<String>| {
+        let mut list = list;
+        list.sort();
+        list
+    };
+    let domains = conn
+        .list_all_domains(0)
+        .expect("domains")
+        .iter()
+        .filter_map(|d| d.name().ok())
+        .collect();
+    let networks = conn
+        .list_all_networks(0)
+        .expect("networks")
+        .iter()
+        .filter_map(|n| n.name().ok())
+        .collect();
+    let pools = conn
+        .list_all_storage_pools(0)
+        .expect("pools")
+        .iter()
+        .filter_map(|p| p.name().ok())
+        .collect();
+    (names(domains), names(networks), names(pools))
+}
+
+/// Defines (and never starts) a domain that takes all but `left_mib` of the host's memory, as
+/// a person's VM would: placement counts what is defined, whoever made it.
+fn fill_by_hand(host: &TestHost, left_mib: u64) {
+    let conn = Connect::open(Some(&host.local)).expect("the host's libvirtd");
+    let total_kib = conn.node_info().expect("node info").memory;
+    let kib = total_kib.saturating_sub(left_mib * 1024);
+    let xml = format!(
+        "<domain type='qemu'><name>{HANDMADE}</name><memory unit='KiB'>{kib}</memory>\
+         <vcpu>1</vcpu><os><type arch='x86_64'>hvm</type></os><features><acpi/></features>\
+         </domain>"
+    );
+    conn.define_domain_xml(&xml).expect("the hand-made domain");
+}
+
+fn unfill(host: &TestHost) {
+    let conn = Connect::open(Some(&host.local)).expect("the host's libvirtd");
+    // Looked for among all (a lookup of one that is not there has libvirt print an error).
+    for domain in conn.list_all_domains(0).expect("domains") {
+        if domain.name().is_ok_and(|n| n == HANDMADE) {
+            let _ = domain.undefine();
+        }
+    }
+}
+
+#[test]
+fn real_guests_are_placed_over_three_hosts_by_room_and_leave_nothing_behind() {
+    let test = "real_guests_are_placed_over_three_hosts_by_room_and_leave_nothing_behind";
+    let Some((_held, hosts)) = crate::harness::hosts(test) else {
+        return;
+    };
+    let Some(image) = crate::guests::guest_image(test) else {
+        return;
+    };
+    assert!(hosts.len() >= 3, "three hosts: {}", hosts.len());
+    let hosts = &hosts[..3];
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut file = String::from("default: lab\nproviders:\n");
+    for h in hosts {
+        file.push_str(&format!(
+            "  - {{name: {}, type: libvirt, uri: '{}'}}\n",
+            h.name, h.uri
+        ));
+    }
+    let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
+    file.push_str(&format!(
+        "groups:\n  - {{name: lab, hosts: [{}]}}\n",
+        names.join(", ")
+    ));
+    std::fs::write(tmp.path().join("providers.yml"), file).expect("providers file");
+    let lab = Lab { tmp, image };
+    let _ = lab.plan(&["destroy", "--yes", "--plan-moved"], &[]);
+    unfill(&hosts[0]);
+
+    // The first host is full (by hand): three guests that each take more than half of a host
+    // fit on the other two only once each.
+    fill_by_hand(&hosts[0], 256);
+    let total_mib = Connect::open(Some(&hosts[1].local))
+        .expect("libvirtd")
+        .node_info()
+        .expect("node info")
+        .memory
+        / 1024;
+    let big = format!("memory={}", total_mib / 2 + 100);
+    let refused = lab.plan(&["apply", "--yes"], &[&big]);
+    unfill(&hosts[0]);
+    assert_eq!(refused.code(), Some(1), "{}", refused.text());
+    let h1 = &hosts[0].name;
+    assert!(
+        refused.stderr.contains(&format!(
+            "VM `{PREFIX}3` ({} MiB memory, 1 CPUs) fits on no host of the group: {h1}: 256 MiB of",
+            total_mib / 2 + 100
+        )),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains("Nothing was changed."),
+        "{}",
+        refused.stderr
+    );
+    for host in hosts {
+        let (domains, _, _) = holdings(host);
+        assert!(
+            domains.is_empty(),
+            "{} holds {domains:?} after a refused apply",
+            host.name
+        );
+    }
+
+    // Room everywhere: one guest per host, each booted.
+    let started = Instant::now();
+    let applied = lab.plan(&["apply", "--yes", "--wait", "--wait-timeout", "480"], &[]);
+    assert!(applied.ok(), "{}", applied.text());
+    crate::harness::report(&format!(
+        "{test}: three guests over three hosts ready after {:.0}s",
+        started.elapsed().as_secs_f64()
+    ));
+    for (i, host) in hosts.iter().enumerate() {
+        let vm = format!("{PREFIX}{}", i + 1);
+        assert!(
+            applied.stderr.contains(&format!(
+                "  {vm} on {} (new: the most memory left)",
+                host.name
+            )),
+            "{}",
+            applied.stderr
+        );
+        let (domains, networks, pools) = holdings(host);
+        assert_eq!(domains, std::slice::from_ref(&vm), "{}", host.name);
+        assert!(networks.contains(&format!("{PREFIX}net")), "{networks:?}");
+        assert!(pools.contains(&format!("{PREFIX}pool")), "{pools:?}");
+        let conn = Connect::open(Some(&host.local)).expect("libvirtd");
+        let domain = conn.lookup_domain_by_name(&vm).expect("the guest");
+        assert!(
+            domain.is_active().expect("state"),
+            "{vm} runs on {}",
+            host.name
+        );
+    }
+    let again = lab.plan(&["diff", "--detailed-exitcode"], &[]);
+    assert_eq!(again.code(), Some(0), "{}", again.text());
+    assert!(
+        again
+            .stderr
+            .contains(&format!("  {PREFIX}1 on {h1} (holds it)")),
+        "{}",
+        again.stderr
+    );
+
+    let destroyed = lab.plan(&["destroy", "--yes"], &[]);
+    assert!(destroyed.ok(), "{}", destroyed.text());
+    for host in hosts {
+        let (domains, networks, pools) = holdings(host);
+        assert!(domains.is_empty(), "{}: {domains:?}", host.name);
+        assert!(
+            !networks.iter().any(|n| n.starts_with(PREFIX)),
+            "{}: {networks:?}",
+            host.name
+        );
+        assert_eq!(pools, ["default"], "{}", host.name);
+    }
+}
