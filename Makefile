@@ -51,7 +51,8 @@ lint:
 	# A build without any backend must still compile (each backend is a cargo feature).
 	cargo check --no-default-features --lib --bins
 
-# Observation and apply are also measured on a real libvirtd when one answers on qemu:///system.
+# Observation and apply are also measured on a real libvirtd when one answers on qemu:///system,
+# and a lab over a group of hosts when `.ci/hosts start 3` made them.
 bench: deps
 	cargo bench --bench validate
 	cargo bench --bench scale
@@ -61,6 +62,9 @@ bench: deps
 	  SITEPLAN_BENCH_LIBVIRT_URI=qemu:///system cargo bench --bench snapshot; \
 	else cargo bench --bench observe; cargo bench --bench apply; cargo bench --bench snapshot; fi
 	cargo bench --bench kubevirt
+	if [ -f /tmp/siteplan-hosts/list ]; then \
+	  SITEPLAN_BENCH_HOSTS=/tmp/siteplan-hosts/list cargo bench --bench groups; \
+	else cargo bench --bench groups; fi
 
 schema:
 	cargo run --quiet -- schema plan > schemas/plan.schema.json

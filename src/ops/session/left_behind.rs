@@ -58,12 +58,16 @@ impl Session {
             match found {
                 Ok(Ok((_, 0))) => {}
                 Ok(Ok((provider, held))) => {
-                    view.event(Event::Warning(format!(
-                        "provider `{}` holds {held} resource{} of plan `{plan}`, though the \
-                         plan no longer names it: destroyed with the rest",
-                        config.name,
-                        if held == 1 { "" } else { "s" }
-                    )));
+                    // A host of the group the plan goes to is where its VMs were placed: no
+                    // surprise there.
+                    if !self.group_hosts.contains(&config.name) {
+                        view.event(Event::Warning(format!(
+                            "provider `{}` holds {held} resource{} of plan `{plan}`, though the \
+                             plan no longer names it: destroyed with the rest",
+                            config.name,
+                            if held == 1 { "" } else { "s" }
+                        )));
+                    }
                     self.sites.push(Site {
                         label: Some(config.name.clone()),
                         opened: Opened {

@@ -95,6 +95,8 @@ pub struct Session {
     across: Vec<(String, String)>,
     /// The user said where the plan goes (`--provider`): nothing is chosen for them.
     told_where: bool,
+    /// The hosts of the groups the plan goes to.
+    group_hosts: BTreeSet<String>,
     /// The plan's entries as intents (none when it could not be read), for what operations
     /// show of them.
     pub items: Vec<Intent>,
@@ -266,6 +268,7 @@ impl Session {
             entries,
             across: intents.map(Intents::across_providers).unwrap_or_default(),
             told_where: request.provider.is_some(),
+            group_hosts: groups.opened.keys().cloned().collect(),
             items: intents.map(|i| i.items.clone()).unwrap_or_default(),
         })
     }

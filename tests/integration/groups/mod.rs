@@ -226,3 +226,31 @@ fn hosts(table: &str) -> Vec<(String, String)> {
     rows.sort();
     rows
 }
+
+#[test]
+fn a_spread_lab_whose_file_is_gone_is_destroyed_on_every_host() {
+    let group = group("");
+    let plan = group.tmp.path().join("spread.yml");
+    let lab = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/groups/lab.yml");
+    std::fs::copy(&lab, &plan).expect("plan");
+    let apply = group.plan(&["apply", "--yes"]).arg_path(&plan).run();
+    assert!(apply.ok(), "{}", apply.text());
+    std::fs::remove_file(&plan).expect("gone");
+    let destroy = group.plan(&["destroy", "--yes"]).arg_path(&plan).run();
+    assert!(destroy.ok(), "{}", destroy.text());
+    assert!(
+        destroy
+            .stderr
+            .contains("Destroy: 15 done, 0 failed, 0 skipped."),
+        "{}",
+        destroy.stderr
+    );
+    // Its hosts are the group's: nothing to warn of there.
+    assert!(
+        !destroy.stderr.contains("no longer names it"),
+        "{}",
+        destroy.stderr
+    );
+    let list = group.plan(&["list"]).run();
+    assert!(list.stdout.contains("No plans"), "{}", list.text());
+}
