@@ -254,3 +254,37 @@ fn a_spread_lab_whose_file_is_gone_is_destroyed_on_every_host() {
     let list = group.plan(&["list"]).run();
     assert!(list.stdout.contains("No plans"), "{}", list.text());
 }
+
+#[test]
+fn an_unhealthy_host_keeps_its_vms_and_gets_no_new_one() {
+    let group = group("");
+    let apply = group.lab(&["apply", "--yes"], 1);
+    assert!(apply.ok(), "{}", apply.text());
+    // h2 is unhealthy now, as `plan provider list` shows it: its pool is not there.
+    let text = std::fs::read_to_string(&group.file).expect("file");
+    std::fs::write(&group.file, text.replace("/h2}", "/h2, pool: nosuchpool}")).expect("file");
+    let diff = group.lab(&["diff"], 3);
+    assert_eq!(diff.code(), Some(1), "{}", diff.text());
+    let err = &diff.stderr;
+    // w1 goes to h3; w2 fits nowhere, and h2 says why it takes nothing.
+    assert!(
+        err.contains(
+            "VM `w2` (1536 MiB memory, 2 CPUs) fits on no host of the group: h1: 512 MiB of \
+             3072 MiB memory free; h2: unhealthy: pool/nosuchpool does not exist; h3: 512 MiB"
+        ),
+        "{err}"
+    );
+    let diff = group.lab(&["diff"], 2);
+    assert!(diff.ok(), "{}", diff.text());
+    assert!(
+        diff.stderr.contains("  m1 on h2 (holds it)"),
+        "{}",
+        diff.stderr
+    );
+    assert!(
+        diff.stderr
+            .contains("  w1 on h3 (new: the most memory left)"),
+        "{}",
+        diff.stderr
+    );
+}
