@@ -365,6 +365,7 @@ pub async fn apply_until(
     let limit = Arc::new(Semaphore::new(parallelism.min(per_provider).max(1)));
     let owner = Owner {
         applied_from: plan.source.clone(),
+        group: desired.group.clone(),
         ..Owner::plan(&plan.name)
     };
     let changes: Arc<Vec<Change>> = Arc::new(plan.changes.clone());

@@ -550,6 +550,9 @@ pub fn info_text(info: &ops::VmInfo) -> String {
     );
     let _ = writeln!(out, "plan: {}", info.plan);
     let _ = writeln!(out, "provider: {}", info.provider);
+    if let Some(group) = &info.group {
+        let _ = writeln!(out, "group: {group}");
+    }
     let _ = writeln!(out, "profile: {}", or_dash(info.profile.clone()));
     let _ = writeln!(out, "image: {}", or_dash(info.image.clone()));
     let _ = writeln!(

@@ -15,6 +15,9 @@ pub struct VmInfo {
     pub name: String,
     pub plan: String,
     pub provider: String,
+    /// The group of hosts whose placement put it there, as its mark records.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     pub state: String,
     pub autostart: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -129,6 +132,7 @@ pub async fn info(
         name: vm.to_string(),
         plan: request.name.clone(),
         provider: site.shown(),
+        group: live.owner.as_ref().and_then(|m| m.group.clone()),
         state: row
             .as_ref()
             .map_or(VmState::Missing, |r| r.state)

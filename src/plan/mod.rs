@@ -722,6 +722,7 @@ pub fn between(
                     prevent_destroy: old.guards_of(&r.spec.id()).prevent_destroy,
                     created: None,
                     applied_from: None,
+                    group: None,
                 }),
                 active: true,
                 empty: None,

@@ -87,6 +87,7 @@ fn owned(specs: &[Spec], plan: &str) -> Observed {
                     prevent_destroy: false,
                     created: None,
                     applied_from: None,
+                    group: None,
                 }),
                 active: true,
                 empty: None,

@@ -86,6 +86,7 @@ fn live(spec: &Spec, owner: &Owner) -> LiveResource {
             prevent_destroy: owner.prevent_destroy,
             created: None,
             applied_from: owner.applied_from.clone(),
+            group: owner.group.clone(),
         }),
         active: !matches!(spec, Spec::Vm(vm) if !vm.running),
         empty: None,

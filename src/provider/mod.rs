@@ -42,6 +42,8 @@ pub struct Owner {
     pub prevent_destroy: bool,
     /// The plan file it is applied from (`ops::request::plan_source`), recorded in its mark.
     pub applied_from: Option<String>,
+    /// The group of hosts the resource was placed on, recorded in its mark.
+    pub group: Option<String>,
 }
 
 impl Owner {
@@ -52,6 +54,7 @@ impl Owner {
             plan: plan.to_string(),
             prevent_destroy: false,
             applied_from: None,
+            group: None,
         }
     }
 }

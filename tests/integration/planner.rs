@@ -161,6 +161,7 @@ fn observed(before: Option<&Path>, state: &State, backend: &Backend) -> Observed
             prevent_destroy: has(&state.guarded, &address),
             created: None,
             applied_from: None,
+            group: None,
         });
         observed.resources.insert(
             id,

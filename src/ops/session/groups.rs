@@ -18,6 +18,8 @@ pub(super) struct Groups {
     pub(super) first_host: BTreeMap<String, String>,
     /// Whether any VM was placed on a group (every part is then labelled with its host).
     pub(super) used: bool,
+    /// The group each host that VMs were placed on belongs to, for the marks.
+    pub(super) group_of: BTreeMap<String, String>,
     /// The group the plan goes to when nothing else is named (`--provider`, the file's
     /// `default`), if it is a group.
     default_group: Option<String>,
@@ -126,6 +128,7 @@ pub(super) async fn place(
             });
         }
         for p in &placed {
+            placed_groups.group_of.insert(p.host.clone(), name.clone());
             for item in intents.items.iter_mut().filter(|i| i.name == p.vm) {
                 if let What::Vm(vm) = &mut item.what {
                     vm.client = Some(p.host.clone());

@@ -230,6 +230,13 @@ impl Session {
                     .or(client)
                     .unwrap_or_else(|| provider.kind().to_string())
             });
+            let desired = Desired {
+                group: choice
+                    .as_ref()
+                    .and_then(|c| groups.group_of.get(c))
+                    .cloned(),
+                ..desired
+            };
             sites.push(Site {
                 label,
                 opened,

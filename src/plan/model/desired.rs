@@ -31,6 +31,9 @@ pub struct Desired {
     pub replace: Vec<ResourceId>,
     /// `plan destroy`: what goes, goes because the plan is destroyed.
     pub destroying: bool,
+    /// The group of hosts whose placement brought this part to its host, recorded in the marks
+    /// of what it makes.
+    pub group: Option<String>,
     /// Static addresses on networks the plan does not declare, by VM: only the live network
     /// says whether they fit.
     pub addresses_elsewhere: Vec<AddressElsewhere>,

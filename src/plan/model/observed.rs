@@ -26,6 +26,9 @@ pub struct OwnerMark {
     /// none. A plan of the same name applied from another file is refused (`plan::identity`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_from: Option<String>,
+    /// The group of hosts whose placement put it on this host, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// What makes a VM's guest ready: cloud-init finished, where it was given a seed, and a

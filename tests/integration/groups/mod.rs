@@ -87,6 +87,16 @@ fn a_lab_is_placed_on_a_group_by_room_and_anti_affinity_and_stays_where_it_is() 
         apply.stdout
     );
 
+    // Each VM's mark records the group that placed it.
+    let lab = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/groups/lab.yml");
+    let info = group.plan(&["info"]).arg_path(&lab).args(&["m1"]).run();
+    assert!(info.ok(), "{}", info.text());
+    assert!(
+        info.stdout.contains("provider: h2\ngroup: lab\n"),
+        "{}",
+        info.stdout
+    );
+
     // Nothing moves; a new worker goes where the most memory is left (h1 holds 2.5 of 3 GiB).
     let again = group.lab(&["diff"], 2);
     assert!(again.ok(), "{}", again.text());

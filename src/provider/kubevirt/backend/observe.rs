@@ -147,6 +147,8 @@ pub(super) fn mark_of(kind: ResourceKind, live: &Value) -> Option<OwnerMark> {
         applied_from: annotations[objects::APPLIED_FROM]
             .as_str()
             .map(str::to_string),
+        // A cluster places its VMs itself: no group of hosts does.
+        group: None,
         created: live["metadata"]["creationTimestamp"]
             .as_str()
             .map(str::to_string),

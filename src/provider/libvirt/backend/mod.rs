@@ -430,6 +430,7 @@ fn mark(owner: &Owner, spec: &Spec) -> OwnerMark {
         prevent_destroy: owner.prevent_destroy,
         created: Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()),
         applied_from: owner.applied_from.clone(),
+        group: owner.group.clone(),
     }
 }
 

@@ -194,6 +194,7 @@ mod tests {
             prevent_destroy: false,
             created: None,
             applied_from: None,
+            group: None,
         }
     }
 

@@ -64,6 +64,10 @@ fn metadata(w: &mut W, mark: Option<&OwnerMark>) -> io::Result<()> {
             Some(file) => owner.with_attribute(("applied_from", file.as_str())),
             None => owner,
         };
+        let owner = match &mark.group {
+            Some(group) => owner.with_attribute(("group", group.as_str())),
+            None => owner,
+        };
         owner.write_text_content(BytesText::new(&spec))?;
         w.create_element("kvirt:info")
             .with_attribute(("xmlns:kvirt", KCLI_NS))

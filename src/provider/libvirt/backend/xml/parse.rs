@@ -37,6 +37,7 @@ pub(super) fn owner_mark(root: roxmltree::Node) -> Option<OwnerMark> {
         prevent_destroy: owner.attribute("prevent_destroy") == Some("true"),
         created: owner.attribute("created").map(str::to_string),
         applied_from: owner.attribute("applied_from").map(str::to_string),
+        group: owner.attribute("group").map(str::to_string),
     })
 }
 

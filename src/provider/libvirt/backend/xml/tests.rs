@@ -59,6 +59,7 @@ fn domain_xml_round_trips() {
         prevent_destroy: true,
         created: None,
         applied_from: None,
+        group: None,
     };
     let key = |volume: &str| ("lab".to_string(), volume.to_string());
     let facts = VolumeFacts {
