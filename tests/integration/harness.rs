@@ -189,22 +189,7 @@ pub fn hosts(test: &str) -> Option<(MutexGuard<'static, ()>, Vec<TestHost>)> {
     let known = list.with_file_name("known_hosts");
     let keys =
         std::fs::read_to_string(&known).unwrap_or_else(|e| panic!("{}: {e}", known.display()));
-    let home = PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()));
-    let _ = std::fs::create_dir_all(home.join(".ssh"));
-    for line in keys.lines() {
-        if let Some(name) = line.split_whitespace().next() {
-            let _ = std::process::Command::new("ssh-keygen")
-                .args(["-R", name])
-                .output();
-        }
-    }
-    use std::io::Write;
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(home.join(".ssh/known_hosts"))
-        .expect("known_hosts");
-    write!(file, "{keys}").expect("known_hosts written");
+    trust(&keys.lines().collect::<Vec<_>>());
     report(&format!(
         "{test}: {} libvirt hosts in namespaces ({})",
         hosts.len(),
@@ -344,19 +329,33 @@ pub fn test_host_name() -> String {
 /// libvirt as this user, checks.
 pub fn trust_test_host(key: Option<&str>) {
     let name = test_host_name();
-    let _ = std::process::Command::new("ssh-keygen")
-        .args(["-R", &name])
-        .output();
-    if let Some(key) = key {
-        let home = PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()));
-        let _ = std::fs::create_dir_all(home.join(".ssh"));
-        use std::io::Write;
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(home.join(".ssh/known_hosts"))
-            .expect("known_hosts");
-        writeln!(file, "{name} {key}").expect("known_hosts written");
+    match key {
+        Some(key) => trust(&[&format!("{name} {key}")]),
+        None => {
+            let _ = std::process::Command::new("ssh-keygen")
+                .args(["-R", &name])
+                .output();
+        }
+    }
+}
+
+/// Makes known_hosts hold these lines (`NAME TYPE KEY`), and no other key for their names.
+fn trust(lines: &[&str]) {
+    for name in lines.iter().filter_map(|l| l.split_whitespace().next()) {
+        let _ = std::process::Command::new("ssh-keygen")
+            .args(["-R", name])
+            .output();
+    }
+    let home = PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()));
+    let _ = std::fs::create_dir_all(home.join(".ssh"));
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(home.join(".ssh/known_hosts"))
+        .expect("known_hosts");
+    for line in lines {
+        writeln!(file, "{line}").expect("known_hosts written");
     }
 }
 
