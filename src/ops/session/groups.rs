@@ -20,6 +20,8 @@ pub(super) struct Groups {
     pub(super) used: bool,
     /// The group each host that VMs were placed on belongs to, for the marks.
     pub(super) group_of: BTreeMap<String, String>,
+    /// Why each VM placed anew goes to its host, by VM, for the plan's changes.
+    pub(super) why: BTreeMap<String, String>,
     /// The group the plan goes to when nothing else is named (`--provider`, the file's
     /// `default`), if it is a group.
     default_group: Option<String>,
@@ -129,6 +131,12 @@ pub(super) async fn place(
         }
         for p in &placed {
             placed_groups.group_of.insert(p.host.clone(), name.clone());
+            if p.why == placement::Why::MostRoom {
+                placed_groups.why.insert(
+                    p.vm.clone(),
+                    format!("placed by group `{name}`: the most memory left"),
+                );
+            }
             for item in intents.items.iter_mut().filter(|i| i.name == p.vm) {
                 if let What::Vm(vm) = &mut item.what {
                     vm.client = Some(p.host.clone());

@@ -97,6 +97,8 @@ pub struct Session {
     told_where: bool,
     /// The hosts of the groups the plan goes to.
     group_hosts: BTreeSet<String>,
+    /// Why each VM placed anew on a group's host goes there, by VM.
+    placed_why: BTreeMap<String, String>,
     /// The plan's entries as intents (none when it could not be read), for what operations
     /// show of them.
     pub items: Vec<Intent>,
@@ -276,6 +278,7 @@ impl Session {
             across: intents.map(Intents::across_providers).unwrap_or_default(),
             told_where: request.provider.is_some(),
             group_hosts: groups.opened.keys().cloned().collect(),
+            placed_why: groups.why.clone(),
             items: intents.map(|i| i.items.clone()).unwrap_or_default(),
         })
     }
@@ -482,6 +485,13 @@ impl Session {
                     p.changes.retain(|c| self.in_focus(c));
                     for c in &mut p.changes {
                         c.provider = site.label.clone();
+                        // A VM made on a group's host says why there, for the review.
+                        if c.action == Action::Create && c.id.kind.is_vm() {
+                            c.reason = c
+                                .reason
+                                .take()
+                                .or_else(|| self.placed_why.get(&c.id.name).cloned());
+                        }
                     }
                     plans.push(p);
                 }

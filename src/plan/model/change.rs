@@ -37,7 +37,7 @@ pub struct Change {
     pub provider: Option<String>,
     pub action: Action,
     pub attributes: Vec<AttributeChange>,
-    /// Why a replace or a delete happens.
+    /// Why a replace or a delete happens; for a VM made on a host of a group, why there.
     pub reason: Option<String>,
     /// The most disruptive attribute change (updates and replaces).
     pub disruption: Option<Disruption>,

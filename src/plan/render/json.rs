@@ -59,7 +59,7 @@ pub struct ResourceChange {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entry: Option<String>,
     pub action: Action,
-    /// Why a replace or a delete happens.
+    /// Why a replace or a delete happens; for a VM made on a host of a group, why there.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// What the change costs what runs on it.

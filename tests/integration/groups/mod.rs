@@ -117,7 +117,14 @@ fn a_lab_is_placed_on_a_group_by_room_and_anti_affinity_and_stays_where_it_is() 
         "{}",
         again.stderr
     );
-    assert!(again.stdout.contains("+ vm/w1 on h2"), "{}", again.stdout);
+    // The review says why there too (the Markdown report's "Why" column).
+    assert!(
+        again
+            .stdout
+            .contains("+ vm/w1 on h2: placed by group `lab`: the most memory left"),
+        "{}",
+        again.stdout
+    );
     assert!(!again.stdout.contains("vm/m0"), "{}", again.stdout);
 
     // Five workers of 1.5 GiB do not fit in what is left: refused, saying what is short where,
