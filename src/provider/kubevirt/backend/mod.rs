@@ -172,11 +172,24 @@ impl KubevirtProvider {
         named: Vec<String>,
     ) -> Result<Vec<Value>, ProviderError> {
         let failed = |e: kube::Error| {
-            ProviderError::Connection(format!(
-                "listing {}s: {}",
-                api_resource(kind).kind,
-                Said(&e)
-            ))
+            let api = api_resource(kind);
+            match e {
+                // The path itself is unknown: the cluster lacks the API, not the object.
+                kube::Error::Api(status) if status.code == 404 => {
+                    ProviderError::Connection(format!(
+                        "the cluster does not serve {}s ({}): {} is not installed there",
+                        api.kind,
+                        api.api_version,
+                        match api.group.as_str() {
+                            "kubevirt.io" => "KubeVirt",
+                            "cdi.kubevirt.io" => "CDI (KubeVirt's Containerized Data Importer)",
+                            "k8s.cni.cncf.io" => "Multus",
+                            _ => "the API",
+                        }
+                    ))
+                }
+                e => ProviderError::Connection(format!("listing {}s: {}", api.kind, Said(&e))),
+            }
         };
         let api = self.api(kind);
         let mut found: Vec<Value> = Vec::new();

@@ -127,6 +127,21 @@ fn a_real_api_server_shows_its_health_and_refuses_clearly() {
                     .is_some_and(|r| r.contains("does not serve kubevirt.io/v1")),
                 "{got}"
             );
+            // A plan sent there says what the cluster lacks, not a raw 404.
+            let plan = tmp.path().join("bare-plan.yml");
+            std::fs::write(&plan, "vm1:\n  memory: 512\n").expect("plan");
+            let out = Plan::new(&["apply", "--yes", "--provider", "kv-bare"])
+                .arg_path(&plan)
+                .providers(&bare_file, &state)
+                .run();
+            assert_eq!(out.code(), Some(1), "{}", out.text());
+            assert!(
+                out.stderr.contains("the cluster does not serve")
+                    && out.stderr.contains("is not installed there")
+                    && !out.stderr.contains("404 page not found"),
+                "{}",
+                out.stderr
+            );
         }
         None => crate::harness::report(
             "SKIPPED a_real_api_server_shows_its_health_and_refuses_clearly (a server without \
