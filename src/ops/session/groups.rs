@@ -11,8 +11,9 @@ use crate::registry::config::{GroupConfig, ProvidersFile};
 /// The groups a plan's VMs were placed on.
 #[derive(Default)]
 pub(super) struct Groups {
-    /// Each group host opened while placing, by name, for the session to use as it is.
-    pub(super) opened: BTreeMap<String, Arc<dyn Provider>>,
+    /// Each group host opened while placing, by name, with its own limit on parallel
+    /// changes, for the session to use as it is.
+    pub(super) opened: BTreeMap<String, (Arc<dyn Provider>, Option<usize>)>,
     /// Where the entries that no VM needs go when the plan goes to a group: its first host that
     /// answers.
     pub(super) first_host: BTreeMap<String, String>,
@@ -42,6 +43,8 @@ impl Groups {
 struct Asked {
     name: String,
     provider: Arc<dyn Provider>,
+    /// Its `parallelism` in the providers file.
+    parallelism: Option<usize>,
     host: Host,
     /// The plan's VMs it holds.
     holds: BTreeSet<String>,
@@ -150,7 +153,9 @@ pub(super) async fn place(
             }
         }
         for a in asked {
-            placed_groups.opened.insert(a.name, a.provider);
+            placed_groups
+                .opened
+                .insert(a.name, (a.provider, a.parallelism));
         }
         placed_groups.used = true;
     }
@@ -350,6 +355,7 @@ async fn ask_host(
                 refuses_because,
             },
             provider,
+            parallelism: config.parallelism,
             holds,
         })
     };

@@ -200,12 +200,9 @@ impl Session {
             // placed on a group); the rest go to --provider.
             let choice = groups.resolve(client.clone().or_else(|| request.provider.clone()));
             let opened = match choice.as_ref().and_then(|c| groups.opened.get(c)) {
-                Some(provider) => Opened {
+                Some((provider, parallelism)) => Opened {
                     provider: provider.clone(),
-                    parallelism: registry::config::load()
-                        .ok()
-                        .and_then(|(f, _)| f.provider(choice.as_deref()?).cloned())
-                        .and_then(|p| p.parallelism),
+                    parallelism: *parallelism,
                     name: choice.clone(),
                 },
                 None => open_provider(choice.as_deref(), request.overrides.no_kcli_config).await?,
