@@ -138,6 +138,11 @@ fn round_trips(uri: &str, vms: usize) -> usize {
 /// definition with one more. Everything else is a constant number of listings.
 const ROUND_TRIPS_PER_VM: usize = 4;
 
+/// The constant part is not quite constant: the plan's ledger is a file in its pool, which
+/// libvirt lists (and siteplan reads) as one more volume only once the pool was refreshed after
+/// the ledger was written. CI saw 64 with 10 VMs and 145 with 30 for that reason alone.
+const LEDGER_VOLUME: usize = 1;
+
 fn round_trips_grow_only_per_vm(uri: &str, how: &str) {
     let apply = |vms: usize| {
         let out = plan_on(uri, &["apply", "--yes", "-q"], vms);
@@ -154,7 +159,7 @@ fn round_trips_grow_only_per_vm(uri: &str, how: &str) {
         "round trips of `plan diff` {how}: {ten} with 10 VMs, {thirty} with 30 VMs"
     ));
     assert!(
-        thirty - ten <= 20 * ROUND_TRIPS_PER_VM,
+        thirty - ten <= 20 * ROUND_TRIPS_PER_VM + LEDGER_VOLUME,
         "{how}: {ten} round trips with 10 VMs, {thirty} with 30: more than \
          {ROUND_TRIPS_PER_VM} per VM"
     );
