@@ -188,6 +188,13 @@ pub trait Placement: Send + Sync {
     async fn allocation(&self) -> Result<Option<Allocation>, ProviderError> {
         Ok(None)
     }
+
+    /// The DHCP leases of `network` there (the home of a network that spans hosts hands out
+    /// the leases of VMs on the other hosts); none where the backend keeps none.
+    async fn leases(&self, network: &str) -> Result<Vec<crate::provider::Address>, ProviderError> {
+        let _ = network;
+        Ok(Vec::new())
+    }
 }
 
 /// What the VMs defined on a host take of it, and the room left in its pools.

@@ -53,6 +53,12 @@ pub trait Settings: Send + Sync {
     /// `plan diff --against`, which compares two versions of a plan with no provider.
     fn planning(&self) -> Result<Planning, ProviderError>;
 
+    /// The address the host's end of a tunnel uses (a network that spans the hosts of a
+    /// group), and other hosts send to; why there is none, for backends that hold no tunnels.
+    fn tunnel_address(&self) -> Result<String, String> {
+        Err("it holds no tunnels".into())
+    }
+
     /// Connects to the provider these settings describe. Backends whose clients block connect
     /// on a blocking thread.
     async fn open(&self) -> Result<Arc<dyn Provider>, ProviderError>;

@@ -124,6 +124,7 @@ impl ProviderConfig {
             Backend::Libvirt(LibvirtSettings {
                 uri: uri.into(),
                 verify_host_key: true,
+                address: None,
             }),
         )
     }

@@ -57,6 +57,9 @@ impl ResourceKind {
     /// A DNS record in a network the plan does not make (the host's `default`), named within
     /// that network.
     pub const DNS_RECORD: ResourceKind = ResourceKind::new("dnsrecord", Role::Other);
+    /// What joins the copies of one network on several hosts into one segment (a VXLAN device
+    /// in each host's bridge), named after the network.
+    pub const TUNNEL: ResourceKind = ResourceKind::new("tunnel", Role::Other);
 
     pub fn name(self) -> &'static str {
         self.name
@@ -91,6 +94,7 @@ inventory::submit!(Registered(ResourceKind::POOL));
 inventory::submit!(Registered(ResourceKind::VOLUME));
 inventory::submit!(Registered(ResourceKind::VM));
 inventory::submit!(Registered(ResourceKind::DNS_RECORD));
+inventory::submit!(Registered(ResourceKind::TUNNEL));
 
 impl fmt::Display for ResourceKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

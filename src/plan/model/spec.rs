@@ -71,6 +71,10 @@ impl ResourceId {
     pub fn vm(name: &str) -> Self {
         ResourceId::object(ResourceKind::VM, name)
     }
+    /// The tunnel of a network that spans hosts, on one of them.
+    pub fn tunnel(network: &str) -> Self {
+        ResourceId::object(ResourceKind::TUNNEL, network)
+    }
     /// A resource of `kind` that lives in no pool.
     pub fn object(kind: ResourceKind, name: &str) -> Self {
         ResourceId {
@@ -99,6 +103,7 @@ pub enum Spec {
     Vm(VmSpec),
     Object(ObjectSpec),
     Dns(DnsRecordSpec),
+    Tunnel(TunnelSpec),
 }
 
 impl Spec {
@@ -114,6 +119,7 @@ impl Spec {
                 pool: None,
             },
             Spec::Dns(r) => ResourceId::dns_record(&r.network, &r.name),
+            Spec::Tunnel(t) => ResourceId::tunnel(&t.network),
         }
     }
 }
@@ -158,6 +164,29 @@ pub struct DnsRecordSpec {
     pub name: String,
     pub ip: IpAddr,
     pub names: Vec<String>,
+}
+
+/// One host's end of a network that spans hosts: a VXLAN device in the network's bridge on
+/// this host, which sends what the bridge floods to every other host of the network. One
+/// host (the network's home) runs its DHCP and DNS; on the others the network is the bridge
+/// alone, which the tunnel makes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelSpec {
+    /// The plan's network it joins.
+    pub network: String,
+    /// The bridge it is a port of (empty when observed outside any).
+    pub bridge: String,
+    /// The VXLAN device's name on the host.
+    pub device: String,
+    /// The VXLAN network identifier, the same on every host of the network.
+    pub vni: u32,
+    /// This host's address, the tunnel's source.
+    pub local: String,
+    /// The other hosts' addresses, sorted.
+    pub peers: Vec<String>,
+    /// Whether the tunnel makes the bridge too (on every host but the network's home, whose
+    /// bridge libvirt makes with the network).
+    pub makes_bridge: bool,
 }
 
 /// A DNS record the network's DNS server answers (libvirt's `<dns><host>`): names for an

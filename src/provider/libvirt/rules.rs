@@ -164,6 +164,7 @@ impl Rules for LibvirtRules {
         match live {
             Spec::Network(_) | Spec::Pool(_) | Spec::Object(_) => Vec::new(),
             Spec::Dns(record) => vec![ResourceId::network(&record.network)],
+            Spec::Tunnel(tunnel) => vec![ResourceId::network(&tunnel.network)],
             Spec::Volume(v) => {
                 let mut deps = vec![ResourceId::pool(&v.pool)];
                 if let Some((pool, name)) = &v.backing {
@@ -261,6 +262,9 @@ fn table(kind: ResourceKind, attribute: &str) -> Disruption {
         (ResourceKind::VM, _) => Reboot,
         // The host entry is removed and added again, on the running network.
         (ResourceKind::DNS_RECORD, _) => Live,
+        // Ports and flooding entries change on the running bridge; the device itself, made
+        // again, drops the segment for a moment.
+        (ResourceKind::TUNNEL, "bridge" | "peers") => Live,
         // Not the libvirt family's: whatever it is, made again.
         _ => Replace,
     }

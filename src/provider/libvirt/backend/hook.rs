@@ -42,6 +42,12 @@ pub trait Hook: Send + Sync {
         touched: &Touched,
     ) -> Result<(), ProviderError>;
 
+    /// What makes the backend's tunnels, when it keeps them itself; `None` for commands on
+    /// the host.
+    fn links(&self) -> Option<Box<dyn super::tunnels::HostLinks>> {
+        None
+    }
+
     /// The addresses of `vms` when the backend hands them out itself (no DHCP server runs),
     /// from everything `seen` on the connection; `None` to ask libvirt.
     fn addresses(

@@ -6,7 +6,9 @@ use virt::sys;
 
 use super::{err, snapshot, xml, LibvirtProvider};
 use crate::provider::capability;
-use crate::provider::{MadeBy, NetworkUser, PlanMember, ProviderError, ResourceId, VmDetails};
+use crate::provider::{
+    Address, AddressSource, MadeBy, NetworkUser, PlanMember, ProviderError, ResourceId, VmDetails,
+};
 
 #[async_trait]
 impl capability::Inventory for LibvirtProvider {
@@ -140,6 +142,27 @@ impl capability::Placement for LibvirtProvider {
 
     /// Every domain's vCPUs and memory (running or not: a stopped VM comes back), and each
     /// active pool's free space.
+    async fn leases(&self, network: &str) -> Result<Vec<Address>, ProviderError> {
+        let network = network.to_string();
+        self.blocking(move |inner| {
+            // The test driver keeps no leases.
+            if inner.test_driver {
+                return Ok(Vec::new());
+            }
+            let net = inner.network(&network)?;
+            let leases = super::leases::of(&net).map_err(ProviderError::Connection)?;
+            Ok(leases
+                .into_iter()
+                .map(|(mac, ip)| Address {
+                    ip,
+                    mac: Some(mac),
+                    source: AddressSource::Lease,
+                })
+                .collect())
+        })
+        .await
+    }
+
     async fn allocation(&self) -> Result<Option<capability::Allocation>, ProviderError> {
         self.blocking(|inner| {
             let fail = |e| ProviderError::Connection(err(e));

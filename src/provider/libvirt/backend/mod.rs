@@ -13,6 +13,7 @@ mod domains;
 mod hook;
 pub mod hostkey;
 mod inventory;
+mod leases;
 pub mod ledger;
 pub mod lock;
 mod networks;
@@ -22,6 +23,7 @@ pub mod readiness;
 pub mod records;
 mod repair;
 pub mod snapshot;
+pub mod tunnels;
 mod volumes;
 pub mod xml;
 
@@ -535,6 +537,7 @@ impl Inner {
         let mark = mark(owner, spec);
         let summary = match spec {
             Spec::Dns(record) => self.create_dns(record, &mark, &id)?,
+            Spec::Tunnel(tunnel) => self.create_tunnel(tunnel, &mark, &id)?,
             Spec::Network(net) => self.create_network(net, &mark, &id)?,
             Spec::Pool(pool) => self.create_pool(pool, &mark, &id, owner)?,
             Spec::Volume(vol) => self.create_volume(vol, &mark)?,
@@ -591,6 +594,9 @@ impl Inner {
                 summary
             }
             (Spec::Dns(want), Spec::Dns(have)) => self.update_dns(want, have, &mark, &id)?,
+            (Spec::Tunnel(want), Spec::Tunnel(have)) => {
+                self.update_tunnel(want, have, &mark, &id)?
+            }
             _ => return Err(ProviderError::Invalid(format!("{id}: kind mismatch"))),
         };
         Ok((
@@ -609,6 +615,7 @@ impl Inner {
         }
         let summary = match id.kind {
             ResourceKind::DNS_RECORD => self.delete_dns(id, owner)?,
+            ResourceKind::TUNNEL => self.delete_tunnel(id, owner)?,
             ResourceKind::VM => self.delete_vm(id, owner)?,
             ResourceKind::NETWORK => self.delete_network(id, owner)?,
             ResourceKind::POOL => self.delete_pool(id, owner)?,

@@ -189,6 +189,7 @@ impl Inner {
                 );
             }
         }
+        self.observe_tunnels(scope, &mut observed, wanted)?;
         Ok(observed)
     }
 

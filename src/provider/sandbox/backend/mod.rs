@@ -12,6 +12,7 @@
 mod leases;
 mod load;
 mod saved;
+mod tunnels;
 
 use load::{ledgers_as_records, load_state, Autostart};
 
@@ -43,6 +44,8 @@ const NODE_FILE: &str = "node.xml";
 const BLOB_DIR: &str = "blobs";
 /// Simulated DHCP leases (see `simulated_addresses`).
 const LEASES_FILE: &str = "leases.json";
+/// The marks of its tunnels (`tunnels.rs`).
+const TUNNELS_FILE: &str = "tunnels.json";
 
 /// The sandbox: a libvirt provider whose hook is its directory. It is used as that provider
 /// (`Deref`, `into_provider`).
@@ -233,6 +236,12 @@ impl Hook for Disk {
 
     /// The test driver invents addresses unrelated to the networks; the sandbox gives the
     /// leases a DHCP server on those networks would.
+    fn links(&self) -> Option<Box<dyn crate::provider::libvirt::tunnels::HostLinks>> {
+        Some(Box::new(tunnels::Tunnels {
+            file: self.dir.join(TUNNELS_FILE),
+        }))
+    }
+
     fn addresses(
         &self,
         seen: &Observed,
