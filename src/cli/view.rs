@@ -110,6 +110,13 @@ impl View for Terminal {
                     .collect();
                 say!("Placement on group {group}:\n{}", lines.join("\n"))
             }
+            Event::Spanning(span) if self.talks() => say!(
+                "Network {} spans hosts: DHCP and DNS on {}, joined by VXLAN {} to {}.",
+                span.network,
+                span.home,
+                span.vni,
+                span.others.join(", ")
+            ),
             Event::Targeting(entries) if self.talks() => {
                 say!(
                     "Targeting {}: other changes are left out.",
@@ -160,6 +167,7 @@ impl View for Terminal {
             }
             Event::Provider { .. }
             | Event::Placed { .. }
+            | Event::Spanning(_)
             | Event::Targeting(_)
             | Event::Observed { .. } => {}
         }

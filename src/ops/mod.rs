@@ -36,6 +36,7 @@ pub use lock::{unlock, Locked, PlanLock, Unlocked};
 pub use outcome::{Asked, Hint, Outcome, Refusal, Review, VmRow, VmState, Vms};
 pub use power::power;
 pub use request::{Request, RunOptions};
+pub use session::Span;
 pub use session::{open_provider, Goal, Opened, Session, Unreadable};
 pub use status::{status, LabStatus, ResourceStatus, ShownAttribute};
 pub use view::{Answer, Event, View};

@@ -25,6 +25,8 @@ pub enum Event<'a> {
         group: &'a str,
         placed: &'a [crate::placement::Placed],
     },
+    /// A network that VMs use on several hosts of a group, joined into one segment.
+    Spanning(&'a crate::ops::Span),
     /// `--target` leaves every change outside these entries out.
     Targeting(&'a [String]),
     /// The providers were observed.

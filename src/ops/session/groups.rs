@@ -26,9 +26,35 @@ pub(super) struct Groups {
     /// The group the plan goes to when nothing else is named (`--provider`, the file's
     /// `default`), if it is a group.
     default_group: Option<String>,
+    /// Each group's hosts, in the group's order.
+    order: BTreeMap<String, Vec<String>>,
+    /// (host, network): the host has the plan's network as its home (with its DHCP), not as a
+    /// bridge joined to another host's.
+    homes: BTreeSet<(String, String)>,
+    /// Each group host's address for tunnels, or why it has none.
+    addresses: BTreeMap<String, Result<String, String>>,
 }
 
 impl Groups {
+    /// The hosts of `group`, in its order.
+    pub(super) fn order(&self, group: &str) -> &[String] {
+        self.order.get(group).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether `host` has the plan's `network` as its home.
+    pub(super) fn is_home(&self, host: &str, network: &str) -> bool {
+        self.homes
+            .contains(&(host.to_string(), network.to_string()))
+    }
+
+    /// The address a tunnel on `host` uses, or why it has none.
+    pub(super) fn tunnel_address(&self, host: &str) -> Result<String, String> {
+        self.addresses
+            .get(host)
+            .cloned()
+            .unwrap_or_else(|| Err("it is not a host of the group".into()))
+    }
+
     /// The provider a part whose VMs name `choice` (else `--provider`) goes to: a group's
     /// parts are its VMs' hosts, so what names a group (entries no VM needs) goes to its first
     /// host.
@@ -48,6 +74,8 @@ struct Asked {
     host: Host,
     /// The plan's VMs it holds.
     holds: BTreeSet<String>,
+    /// The plan's networks it has as their home.
+    homes: Vec<String>,
 }
 
 /// Places the VMs of `intents` that go to a group (their `client`, else `--provider`, else the
@@ -92,7 +120,30 @@ pub(super) async fn place(
             .iter()
             .map(|&i| intents.items[i].name.clone())
             .collect();
-        let asked = ask_hosts(&file, group, &request.name, &vms, goal, view).await?;
+        let networks: Vec<String> = intents
+            .items
+            .iter()
+            .filter(|i| matches!(i.what, What::Network(_)))
+            .map(|i| i.name.clone())
+            .collect();
+        placed_groups
+            .order
+            .insert(name.clone(), group.hosts.clone());
+        for host in &group.hosts {
+            if let Some(config) = file.provider(host) {
+                placed_groups
+                    .addresses
+                    .insert(host.clone(), config.backend.settings().tunnel_address());
+            }
+        }
+        let asked = ask_hosts(&file, group, &request.name, &vms, &networks, goal, view).await?;
+        for a in &asked {
+            for network in &a.homes {
+                placed_groups
+                    .homes
+                    .insert((a.name.clone(), network.clone()));
+            }
+        }
         let Some(first) = asked.first() else {
             return Err(Refusal::Invalid(format!(
                 "group `{name}` has no enabled host that answers"
@@ -146,11 +197,13 @@ pub(super) async fn place(
                 }
             }
         }
-        // Said when VMs are placed anew (diff, apply), not by every command that reads the lab.
-        if goal == Goal::Converge && placed.iter().any(|p| p.why == placement::Why::MostRoom) {
-            for warning in separate_segments(intents, &placed) {
-                view.event(Event::Warning(warning));
-            }
+        // A VM pinned to a host of the group is the group's too: its networks join the
+        // others'.
+        for host in &group.hosts {
+            placed_groups
+                .group_of
+                .entry(host.clone())
+                .or_insert_with(|| name.clone());
         }
         for a in asked {
             placed_groups
@@ -160,35 +213,6 @@ pub(super) async fn place(
         placed_groups.used = true;
     }
     Ok(placed_groups)
-}
-
-/// The plan's networks that VMs on several hosts use: each host makes its own, with its own
-/// DHCP (networks do not span hosts yet), which the user must know before a lab relies on one.
-fn separate_segments(intents: &Intents, placed: &[Placed]) -> Vec<String> {
-    let mut hosts_of: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    for p in placed {
-        let Some(What::Vm(vm)) = intents.get(&p.vm).map(|i| &i.what) else {
-            continue;
-        };
-        for nic in vm.nics.iter().filter(|n| n.network.declared) {
-            hosts_of
-                .entry(nic.network.name.as_str())
-                .or_default()
-                .insert(p.host.as_str());
-        }
-    }
-    hosts_of
-        .into_iter()
-        .filter(|(_, hosts)| hosts.len() > 1)
-        .map(|(network, hosts)| {
-            format!(
-                "network `{network}` is made on each of {}: networks do not span hosts yet, so \
-                 each is a segment of its own, with its own DHCP (the same address can be \
-                 leased on two hosts)",
-                hosts.into_iter().collect::<Vec<_>>().join(", ")
-            )
-        })
-        .collect()
 }
 
 /// What `item` (a VM) needs of a host, and the host that holds it now, if one does.
@@ -233,6 +257,7 @@ async fn ask_hosts(
     group: &GroupConfig,
     plan: &str,
     vms: &[String],
+    networks: &[String],
     goal: Goal,
     view: &dyn View,
 ) -> Result<Vec<Asked>, Refusal> {
@@ -248,7 +273,7 @@ async fn ask_hosts(
     let answers = futures::future::join_all(
         hosts
             .iter()
-            .map(|config| ask_host(config, plan, vms, timeout)),
+            .map(|config| ask_host(config, plan, vms, networks, timeout)),
     )
     .await;
     let mut asked = Vec::new();
@@ -293,6 +318,7 @@ async fn ask_host(
     config: &registry::config::ProviderConfig,
     plan: &str,
     vms: &[String],
+    networks: &[String],
     timeout: Duration,
 ) -> Result<Asked, String> {
     let asking = async {
@@ -301,7 +327,11 @@ async fn ask_host(
             .map_err(|e| e.to_string())?;
         let scope = Scope {
             plan: plan.to_string(),
-            ids: vms.iter().map(|v| ResourceId::vm(v)).collect(),
+            ids: vms
+                .iter()
+                .map(|v| ResourceId::vm(v))
+                .chain(networks.iter().map(|n| ResourceId::network(n)))
+                .collect(),
         };
         // As `plan provider list` checks it: a host it shows unhealthy gets nothing new.
         let (checked, observed) = tokio::join!(
@@ -317,6 +347,11 @@ async fn ask_host(
                     .and_then(|r| r.owner.as_ref())
                     .is_some_and(|m| m.plan == plan)
             })
+            .cloned()
+            .collect();
+        let homes = networks
+            .iter()
+            .filter(|n| super::spanning::holds_as_home(&observed, plan, n))
             .cloned()
             .collect();
         let refuses_because = match (&checked.status, checked.capacity, &checked.allocation) {
@@ -357,6 +392,7 @@ async fn ask_host(
             provider,
             parallelism: config.parallelism,
             holds,
+            homes,
         })
     };
     match tokio::time::timeout(timeout, asking).await {

@@ -25,6 +25,8 @@ use crate::registry;
 
 mod groups;
 mod left_behind;
+mod spanning;
+pub use spanning::Span;
 mod vms;
 use vms::Guest;
 
@@ -99,6 +101,8 @@ pub struct Session {
     group_hosts: BTreeSet<String>,
     /// Why each VM placed anew on a group's host goes there, by VM.
     placed_why: BTreeMap<String, String>,
+    /// The networks joined over a group's hosts (`spanning`).
+    spans: Vec<Span>,
     /// The plan's entries as intents (none when it could not be read), for what operations
     /// show of them.
     pub items: Vec<Intent>,
@@ -243,6 +247,14 @@ impl Session {
                 guests: Guest::of(&part),
             });
         }
+        let spans = if goal == Goal::Converge && groups.used {
+            spanning::join(&mut sites, &groups, &request.name)?
+        } else {
+            Vec::new()
+        };
+        for span in &spans {
+            view.event(Event::Spanning(span));
+        }
         // `--replace` names resources of any part.
         let all: Vec<&DesiredResource> = sites.iter().flat_map(|s| &s.desired.resources).collect();
         let replace = replacements(&all, &request.replace)?;
@@ -276,6 +288,7 @@ impl Session {
             told_where: request.provider.is_some(),
             group_hosts: groups.opened.keys().cloned().collect(),
             placed_why: groups.why.clone(),
+            spans,
             items: intents.map(|i| i.items.clone()).unwrap_or_default(),
         })
     }

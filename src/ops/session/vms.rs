@@ -8,6 +8,8 @@ pub(in crate::ops) struct Guest {
     pub(in crate::ops) name: String,
     /// Each NIC's MAC, and its static address if the guest is given one.
     nics: Vec<(String, Option<IpAddr>)>,
+    /// Each NIC's MAC and the network it is on.
+    on: Vec<(String, String)>,
     agent: bool,
     /// It has a cloud-init seed: it is ready once cloud-init has run it.
     seeded: bool,
@@ -33,6 +35,11 @@ impl Guest {
                         .nics
                         .iter()
                         .map(|n| (n.mac.to_ascii_lowercase(), n.address.map(|(ip, _)| ip)))
+                        .collect(),
+                    on: vm
+                        .nics
+                        .iter()
+                        .map(|n| (n.mac.to_ascii_lowercase(), n.network.name.clone()))
                         .collect(),
                     agent: vm.guest_agent,
                     seeded: vm.cloud_init.is_some(),
@@ -183,7 +190,7 @@ impl Session {
                 .map(|g| ResourceId::vm(&g.name))
                 .collect(),
         };
-        let (observed, guests) = tokio::join!(provider.observe(&scope), Self::guests_seen(site));
+        let (observed, guests) = tokio::join!(provider.observe(&scope), self.guests_seen(site));
         Self::rows(site, &observed.unwrap_or_default(), guests)
     }
 
@@ -192,14 +199,14 @@ impl Session {
     pub async fn vms_seen(&self, observed: &[Observed]) -> Vec<VmRow> {
         let mut rows = Vec::new();
         for (site, observed) in self.sites.iter().zip(observed) {
-            rows.extend(Self::rows(site, observed, Self::guests_seen(site).await));
+            rows.extend(Self::rows(site, observed, self.guests_seen(site).await));
         }
         rows
     }
 
     /// What the site's guests report: their addresses and, where the backend can tell, whether
     /// they are ready.
-    async fn guests_seen(site: &Site) -> GuestsSeen {
+    async fn guests_seen(&self, site: &Site) -> GuestsSeen {
         let provider = site.opened.provider.as_ref();
         let queries: Vec<AddressQuery> = site.guests.iter().map(Guest::query).collect();
         let ready_when: Vec<ReadinessQuery> = site
@@ -222,12 +229,62 @@ impl Session {
                 None => Default::default(),
             }
         };
-        let (addresses, readiness) = tokio::join!(provider.addresses(&queries), readiness);
+        let (addresses, readiness, elsewhere) = tokio::join!(
+            provider.addresses(&queries),
+            readiness,
+            self.leased_elsewhere(site)
+        );
+        let mut addresses = addresses.unwrap_or_default();
+        for (vm, leased) in elsewhere {
+            addresses.entry(vm).or_default().extend(leased);
+        }
         GuestsSeen {
-            addresses: addresses.unwrap_or_default(),
+            addresses,
             readiness,
             hears_agents: guests.is_some_and(|g| g.hears_guest_agents()),
         }
+    }
+
+    /// The leases the site's guests hold from the home of a network that spans hosts (another
+    /// host, whose DHCP serves them), by VM.
+    async fn leased_elsewhere(&self, site: &Site) -> BTreeMap<String, Vec<Address>> {
+        let mut found: BTreeMap<String, Vec<Address>> = BTreeMap::new();
+        let Some(here) = site.opened.name.as_deref() else {
+            return found;
+        };
+        for span in self
+            .spans
+            .iter()
+            .filter(|s| s.others.iter().any(|o| o == here))
+        {
+            let Some(home) = self
+                .sites
+                .iter()
+                .find(|s| s.opened.name.as_deref() == Some(span.home.as_str()))
+            else {
+                continue;
+            };
+            let Some(placement) = home.opened.provider.placement() else {
+                continue;
+            };
+            let Ok(leases) = placement.leases(&span.network).await else {
+                continue;
+            };
+            for guest in &site.guests {
+                for (mac, network) in &guest.on {
+                    if *network != span.network {
+                        continue;
+                    }
+                    found.entry(guest.name.clone()).or_default().extend(
+                        leases
+                            .iter()
+                            .filter(|l| l.mac.as_deref() == Some(mac.as_str()))
+                            .cloned(),
+                    );
+                }
+            }
+        }
+        found
     }
 
     fn rows(site: &Site, observed: &Observed, guests: GuestsSeen) -> Vec<VmRow> {
@@ -310,6 +367,7 @@ mod tests {
                 .into(),
                 static_ip.map(ip),
             )],
+            on: Vec::new(),
             agent,
             seeded: true,
             wait_command: None,

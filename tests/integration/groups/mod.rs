@@ -65,16 +65,52 @@ fn a_lab_is_placed_on_a_group_by_room_and_anti_affinity_and_stays_where_it_is() 
         ),
         "{err}"
     );
-    // The network is made on each host, and said not to span them.
+    // The network spans the hosts: each has it and a tunnel, and only h1 (the first host that
+    // uses it) runs its DHCP; the others have the bridge alone.
     for host in ["h1", "h2", "h3"] {
-        assert!(
-            diff.stdout
-                .contains(&format!("+ network/grouped on {host}")),
-            "{}",
-            diff.stdout
-        );
+        for entry in ["network/grouped", "tunnel/grouped"] {
+            assert!(
+                diff.stdout.contains(&format!("+ {entry} on {host}")),
+                "{}",
+                diff.stdout
+            );
+        }
     }
-    assert!(err.contains("networks do not span hosts yet"), "{err}");
+    assert!(
+        err.contains("Network grouped spans hosts: DHCP and DNS on h1, joined by VXLAN"),
+        "{err}"
+    );
+    let json = group.lab(&["diff", "--format", "json"], 1);
+    let diff_json: serde_json::Value = serde_json::from_str(&json.stdout).expect("diff JSON");
+    let changes = diff_json["changes"].as_array().expect("changes");
+    // An attribute of the change to `address` on `host`, as it would be.
+    let after = |address: &str, host: &str, attribute: &str| -> serde_json::Value {
+        changes
+            .iter()
+            .find(|c| c["address"] == address && c["provider"] == host)
+            .and_then(|c| c["attributes"].as_array())
+            .and_then(|a| a.iter().find(|a| a["name"] == attribute))
+            .map(|a| a["after"].clone())
+            .unwrap_or_else(|| panic!("{address} on {host}: no {attribute} in {diff_json}"))
+    };
+    assert_eq!(after("network/grouped", "h1", "mode"), "nat");
+    assert_eq!(after("network/grouped", "h2", "mode"), "bridge");
+    assert_eq!(
+        after("network/grouped", "h3", "cidr"),
+        serde_json::Value::Null
+    );
+    assert_eq!(after("tunnel/grouped", "h1", "makes_bridge"), false);
+    assert_eq!(after("tunnel/grouped", "h2", "makes_bridge"), true);
+    assert_eq!(
+        after("tunnel/grouped", "h1", "vni"),
+        after("tunnel/grouped", "h3", "vni")
+    );
+    assert_eq!(
+        after("tunnel/grouped", "h2", "peers")
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
 
     let apply = group.lab(&["apply", "--yes"], 1);
     assert!(apply.ok(), "{}", apply.text());
@@ -229,6 +265,83 @@ fn a_vm_pinned_to_a_host_goes_there() {
     );
 }
 
+#[test]
+fn a_network_spans_the_hosts_of_its_vms_with_one_dhcp_and_its_reservations_and_records() {
+    let group = group("");
+    let plan = group.tmp.path().join("span.yml");
+    std::fs::write(
+        &plan,
+        "spannet:\n  type: network\n  cidr: 192.168.151.0/24\n\
+         a:\n  memory: 512\n  client: h1\n  nets: [spannet]\n\
+         b:\n  memory: 512\n  client: h2\n  reserveip: true\n  reservedns: true\n  nets:\n\
+         \x20   - {name: spannet, ip: 192.168.151.20, prefix: 24, gateway: 192.168.151.1}\n\
+         alone:\n  memory: 512\n  client: h3\n",
+    )
+    .expect("plan");
+    let diff = group
+        .plan(&["diff", "--format", "json"])
+        .arg_path(&plan)
+        .run();
+    assert!(diff.ok(), "{}", diff.text());
+    assert!(
+        diff.stderr
+            .contains("Network spannet spans hosts: DHCP and DNS on h1, joined by VXLAN"),
+        "{}",
+        diff.stderr
+    );
+    let json: serde_json::Value = serde_json::from_str(&diff.stdout).expect("diff JSON");
+    let after = |address: &str, host: &str, attribute: &str| -> Option<serde_json::Value> {
+        json["changes"]
+            .as_array()?
+            .iter()
+            .find(|c| c["address"] == address && c["provider"] == host)?["attributes"]
+            .as_array()?
+            .iter()
+            .find(|a| a["name"] == attribute)
+            .map(|a| a["after"].clone())
+    };
+    // The reservation and the record of the VM on h2 are served by h1, the network's home.
+    let hosts = after("network/spannet", "h1", "hosts").expect("h1's reservations");
+    assert_eq!(hosts[0]["ip"], "192.168.151.20", "{hosts}");
+    assert_eq!(hosts[0]["name"], "b", "{hosts}");
+    let records = after("network/spannet", "h1", "dns_hosts").expect("h1's records");
+    assert_eq!(records[0]["ip"], "192.168.151.20", "{records}");
+    assert_eq!(
+        after("network/spannet", "h2", "mode"),
+        Some("bridge".into())
+    );
+    assert_eq!(
+        after("network/spannet", "h2", "hosts"),
+        Some(serde_json::json!([]))
+    );
+    // Only the hosts whose VMs use it: h3 has neither the network nor a tunnel.
+    assert_eq!(after("network/spannet", "h3", "name"), None);
+    assert_eq!(after("tunnel/spannet", "h3", "name"), None);
+    assert_eq!(
+        after("tunnel/spannet", "h1", "peers").and_then(|p| p.as_array().map(Vec::len)),
+        Some(1)
+    );
+
+    let apply = group.plan(&["apply", "--yes"]).arg_path(&plan).run();
+    assert!(apply.ok(), "{}", apply.text());
+    let again = group
+        .plan(&["diff", "--detailed-exitcode"])
+        .arg_path(&plan)
+        .run();
+    assert_eq!(again.code(), Some(0), "{}", again.text());
+    let destroy = group.plan(&["destroy", "--yes"]).arg_path(&plan).run();
+    assert!(destroy.ok(), "{}", destroy.text());
+    for host in ["h1", "h2"] {
+        assert!(
+            destroy
+                .stdout
+                .contains(&format!("- tunnel/spannet on {host}")),
+            "{}",
+            destroy.stdout
+        );
+    }
+}
+
 /// The host each VM is on, from the apply's VM table, sorted by VM.
 fn hosts(table: &str) -> Vec<(String, String)> {
     let mut rows: Vec<(String, String)> = table
@@ -258,7 +371,9 @@ fn a_spread_lab_whose_file_is_gone_is_destroyed_on_every_host() {
     assert!(
         destroy
             .stderr
-            .contains("Destroy: 15 done, 0 failed, 0 skipped."),
+            // 15 resources and the network's tunnel on each of the three hosts, found by the
+            // marks alone.
+            .contains("Destroy: 18 done, 0 failed, 0 skipped."),
         "{}",
         destroy.stderr
     );

@@ -169,6 +169,10 @@ fn real_guests_are_placed_over_three_hosts_by_room_and_leave_nothing_behind() {
         );
     }
 
+    // The first host's libvirtd starts without any network hook (an earlier run's went with
+    // its destroy), as a host that never had a spanning network.
+    restart_libvirtd(&hosts[0]);
+
     // Room everywhere: one guest per host, each booted.
     let started = Instant::now();
     let applied = lab.plan(&["apply", "--yes", "--wait", "--wait-timeout", "480"], &[]);
@@ -209,6 +213,8 @@ fn real_guests_are_placed_over_three_hosts_by_room_and_leave_nothing_behind() {
         again.stderr
     );
 
+    one_segment_over_three_hosts(&lab, hosts);
+
     let destroyed = lab.plan(&["destroy", "--yes"], &[]);
     assert!(destroyed.ok(), "{}", destroyed.text());
     for host in hosts {
@@ -220,5 +226,139 @@ fn real_guests_are_placed_over_three_hosts_by_room_and_leave_nothing_behind() {
             host.name
         );
         assert_eq!(pools, ["default"], "{}", host.name);
+        assert!(
+            !host_links(host).contains("spx"),
+            "{}: a tunnel device is left",
+            host.name
+        );
     }
+}
+
+/// The lab's network is one segment over the three hosts: the first holds its DHCP (its
+/// leases include the guests on the other two, whose own networks are a bridge alone), and the
+/// tunnel is joined again after the network restarts: by the next apply while the host's
+/// libvirtd has not started since the tunnel's hook was written, by the hook after.
+fn one_segment_over_three_hosts(lab: &Lab, hosts: &[TestHost]) {
+    let network = format!("{PREFIX}net");
+    for (i, host) in hosts.iter().enumerate() {
+        let xml = network_xml(host, &network);
+        if i == 0 {
+            assert!(xml.contains("<dhcp>"), "{}: {xml}", host.name);
+        } else {
+            assert!(
+                xml.contains("<forward mode='bridge'/>"),
+                "{}: {xml}",
+                host.name
+            );
+            assert!(!xml.contains("<ip"), "{}: {xml}", host.name);
+        }
+    }
+    let leases = dhcp_leases(&hosts[0], &network);
+    for (i, host) in hosts.iter().enumerate().skip(1) {
+        let vm = format!("{PREFIX}{}", i + 1);
+        let mac = domain_mac(host, &vm);
+        assert!(
+            leases.contains(&mac),
+            "{vm} on {} holds no lease from {}'s DHCP: {leases}",
+            host.name,
+            hosts[0].name
+        );
+        assert!(
+            dhcp_leases(host, &network).trim().lines().count() <= 2,
+            "{}: a lease of its own",
+            host.name
+        );
+    }
+    crate::harness::report(&format!(
+        "{}'s leases on {network}, for guests on every host:\n{leases}",
+        hosts[0].name
+    ));
+    // The VM table shows those leases, asked of the network's home.
+    let status = lab.plan(&["status"], &[]);
+    assert!(status.ok(), "{}", status.text());
+    let row = status
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("vm/{PREFIX}2 ")))
+        .unwrap_or_default()
+        .to_string();
+    assert!(row.contains("10.96.8.1"), "{}", status.stdout);
+    assert!(row.contains("(lease"), "{}", status.stdout);
+
+    // The home's network restarts; its libvirtd has not run the tunnel's hook yet.
+    restart_network(&hosts[0], &network);
+    let drifted = lab.plan(&["diff", "--detailed-exitcode"], &[]);
+    assert_eq!(drifted.code(), Some(2), "{}", drifted.text());
+    assert!(
+        drifted
+            .stdout
+            .contains(&format!("~ tunnel/{network} on {}", hosts[0].name)),
+        "{}",
+        drifted.stdout
+    );
+    let mended = lab.plan(&["apply", "--yes"], &[]);
+    assert!(mended.ok(), "{}", mended.text());
+    assert!(host_links(&hosts[0]).contains(&format!("master {network}")));
+    // Once libvirtd has started with the hook there, the hook joins the bridge itself.
+    restart_libvirtd(&hosts[0]);
+    restart_network(&hosts[0], &network);
+    let clean = lab.plan(&["diff", "--detailed-exitcode"], &[]);
+    assert_eq!(clean.code(), Some(0), "{}", clean.text());
+}
+
+/// Restarts a host's libvirtd (`.ci/hosts restart-libvirtd`), as a reboot or an upgrade would;
+/// its guests keep running.
+fn restart_libvirtd(host: &TestHost) {
+    let index = host.name.trim_start_matches('h');
+    let restarted = std::process::Command::new(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/hosts"),
+    )
+    .args(["restart-libvirtd", index])
+    .status()
+    .expect(".ci/hosts");
+    assert!(restarted.success(), "{}'s libvirtd restarted", host.name);
+}
+
+fn network_xml(host: &TestHost, network: &str) -> String {
+    let conn = Connect::open(Some(&host.local)).expect("libvirtd");
+    let net = conn.lookup_network_by_name(network).expect("the network");
+    net.xml_desc(0).expect("its XML")
+}
+
+fn restart_network(host: &TestHost, network: &str) {
+    let conn = Connect::open(Some(&host.local)).expect("libvirtd");
+    let net = conn.lookup_network_by_name(network).expect("the network");
+    net.destroy().expect("stopped");
+    net.create().expect("started");
+}
+
+/// The first MAC of a domain's definition.
+fn domain_mac(host: &TestHost, vm: &str) -> String {
+    let conn = Connect::open(Some(&host.local)).expect("libvirtd");
+    let xml = conn
+        .lookup_domain_by_name(vm)
+        .expect("the guest")
+        .xml_desc(0)
+        .expect("its XML");
+    let at = xml.find("<mac address='").expect("a MAC") + "<mac address='".len();
+    xml[at..at + 17].to_string()
+}
+
+/// What `virsh net-dhcp-leases` says of a host's network (a test may ask libvirt's own tool).
+fn dhcp_leases(host: &TestHost, network: &str) -> String {
+    let out = std::process::Command::new("virsh")
+        .args(["-c", &host.local, "net-dhcp-leases", network])
+        .output()
+        .expect("virsh");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The host's links as `ip -o link` shows them, asked in its network namespace.
+fn host_links(host: &TestHost) -> String {
+    let index = host.name.trim_start_matches('h');
+    let out = std::process::Command::new("ip")
+        .args(["-n", &format!("sph{index}"), "-o", "link"])
+        .output()
+        .expect("ip");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
