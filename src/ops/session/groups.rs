@@ -325,8 +325,10 @@ async fn ask_host(
         let provider = backends::open(&config.backend)
             .await
             .map_err(|e| e.to_string())?;
+        // The plan's VMs and networks by name, whoever's they are (their marks say whose): not
+        // everything the plan has there, which would ask the host for its tunnels too.
         let scope = Scope {
-            plan: plan.to_string(),
+            plan: String::new(),
             ids: vms
                 .iter()
                 .map(|v| ResourceId::vm(v))

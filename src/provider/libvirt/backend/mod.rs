@@ -310,7 +310,19 @@ impl Provider for LibvirtProvider {
 
     async fn observe(&self, scope: &Scope) -> Result<Observed, ProviderError> {
         let scope = scope.clone();
-        self.blocking(move |inner| inner.observe(&scope)).await
+        if !tunnels::names_a_tunnel(&scope) {
+            return self.blocking(move |inner| inner.observe(&scope)).await;
+        }
+        // The host's tunnels are asked over ssh, alongside libvirt's calls.
+        let objects_scope = scope.clone();
+        let (probed, observed) = tokio::join!(
+            self.blocking(|inner| Ok(inner.probe_tunnels())),
+            self.blocking(move |inner| inner.observe_objects(&objects_scope))
+        );
+        let mut observed = observed?;
+        self.inner
+            .observe_tunnels(&scope, &mut observed, Some(probed?))?;
+        Ok(observed)
     }
 
     async fn create(&self, spec: &Spec, owner: &Owner) -> Result<Done, ProviderError> {

@@ -3,11 +3,21 @@
 
 use super::*;
 
+/// Whether observing `scope` includes a resource: the plan's, or one it names.
+pub(super) fn wanted(scope: &Scope, id: &ResourceId, owner: Option<&OwnerMark>) -> bool {
+    owner.is_some_and(|o| o.plan == scope.plan) || scope.ids.contains(id)
+}
+
 impl Inner {
     pub(super) fn observe(&self, scope: &Scope) -> Result<Observed, ProviderError> {
-        let wanted = |id: &ResourceId, owner: Option<&OwnerMark>| {
-            owner.is_some_and(|o| o.plan == scope.plan) || scope.ids.contains(id)
-        };
+        let mut observed = self.observe_objects(scope)?;
+        self.observe_tunnels(scope, &mut observed, None)?;
+        Ok(observed)
+    }
+
+    /// What libvirt holds in scope: everything but the tunnels, which are the host's.
+    pub(super) fn observe_objects(&self, scope: &Scope) -> Result<Observed, ProviderError> {
+        let wanted = |id: &ResourceId, owner: Option<&OwnerMark>| wanted(scope, id, owner);
         let conn_err =
             |e: virt::error::Error| ProviderError::Connection(format!("{}: {}", self.uri, err(e)));
         let mut observed = Observed::default();
@@ -189,7 +199,6 @@ impl Inner {
                 );
             }
         }
-        self.observe_tunnels(scope, &mut observed, wanted)?;
         Ok(observed)
     }
 

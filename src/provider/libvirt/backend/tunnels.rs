@@ -232,6 +232,18 @@ impl Runner {
             if let Some(user) = &user {
                 args.extend(["-l".to_string(), user.clone()]);
             }
+            // A run asks a host several times (probe, make, probe again): one connection,
+            // kept a little while for the next, instead of a handshake each time.
+            if let Some(dir) = control_dir() {
+                args.extend([
+                    "-o".to_string(),
+                    "ControlMaster=auto".to_string(),
+                    "-o".to_string(),
+                    format!("ControlPath={}/%C", dir.display()),
+                    "-o".to_string(),
+                    "ControlPersist=30".to_string(),
+                ]);
+            }
             args.push(target.host.clone());
             args.push("--".to_string());
             // Root runs them; anyone else through sudo, without a password.
@@ -305,6 +317,23 @@ impl Runner {
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
+}
+
+/// Where ssh keeps its shared connections: a directory of the user's own (`0700`), short
+/// enough for a socket's path; none (no sharing) if it cannot be made.
+fn control_dir() -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let dir = crate::files::state_dir().join("ssh");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .ok()?;
+    let private = std::fs::metadata(&dir)
+        .ok()
+        .is_some_and(|m| m.permissions().mode() & 0o077 == 0);
+    // A socket's path holds at most 108 bytes; %C is 40.
+    (private && dir.as_os_str().len() < 60).then_some(dir)
 }
 
 /// Tunnels made by commands on the host (`Runner`).
@@ -423,15 +452,15 @@ impl Inner {
     }
 
     /// The tunnels of `observed` (networks already in it) that `wanted` asks for. Hosts are
-    /// asked only where a tunnel may be: the scope names one, or a network of the plan there
-    /// was placed by a group.
+    /// asked only where a tunnel may be: the scope names one (then `probed` may hold the
+    /// answer, asked alongside the rest), or a network of the plan there was placed by a group.
     pub(super) fn observe_tunnels(
         &self,
         scope: &Scope,
         observed: &mut Observed,
-        wanted: impl Fn(&ResourceId, Option<&OwnerMark>) -> bool,
+        probed: Option<Result<Vec<Found>, String>>,
     ) -> Result<(), ProviderError> {
-        let named = scope.ids.iter().any(|id| id.kind == ResourceKind::TUNNEL);
+        let named = names_a_tunnel(scope);
         let grouped = observed.resources.values().any(|r| {
             r.spec.id().kind == ResourceKind::NETWORK
                 && r.owner
@@ -441,7 +470,7 @@ impl Inner {
         if !named && !grouped {
             return Ok(());
         }
-        let found = match self.links().probe() {
+        let found = match probed.unwrap_or_else(|| self.links().probe()) {
             Ok(found) => found,
             // No tunnel can have been made where no command reaches.
             Err(_) if !named && matches!(Runner::of(&self.uri), Runner::Unreachable(_)) => {
@@ -457,11 +486,16 @@ impl Inner {
         for found in found {
             let Some(live) = live(&found) else { continue };
             let id = live.spec.id();
-            if wanted(&id, live.owner.as_ref()) {
+            if super::observe::wanted(scope, &id, live.owner.as_ref()) {
                 observed.resources.insert(id, live);
             }
         }
         Ok(())
+    }
+
+    /// Asks the host for its tunnels (for `observe_tunnels`).
+    pub(super) fn probe_tunnels(&self) -> Result<Vec<Found>, String> {
+        self.links().probe()
     }
 
     /// The tunnel of `network` on this host, as found, with its mark.
@@ -536,6 +570,11 @@ impl Inner {
     }
 }
 
+/// Whether observing `scope` asks for a tunnel by name.
+pub(super) fn names_a_tunnel(scope: &Scope) -> bool {
+    scope.ids.iter().any(|id| id.kind == ResourceKind::TUNNEL)
+}
+
 fn summary(spec: &TunnelSpec) -> String {
     format!(
         "{} joins {} to {} (VXLAN {})",
@@ -579,7 +618,8 @@ mod tests {
         assert!(line.contains("-p 2222"), "{line}");
         assert!(line.contains("-i /k"), "{line}");
         assert!(line.contains("StrictHostKeyChecking=no"), "{line}");
-        assert!(line.ends_with("-l root 10.0.0.2 -- sh -s"), "{line}");
+        assert!(line.contains("-l root"), "{line}");
+        assert!(line.ends_with(" 10.0.0.2 -- sh -s"), "{line}");
         assert_eq!(Runner::of("qemu:///system"), Runner::Local);
         assert!(matches!(
             Runner::of("qemu:///system?socket=/run/x/libvirt-sock"),
