@@ -247,6 +247,32 @@ impl Session {
                 guests: Guest::of(&part),
             });
         }
+        // A host of a group that gets nothing of the plan now may hold what the plan made
+        // there (a VM removed from the plan, or placed elsewhere): it is a part with nothing
+        // desired, so that the diff deletes what the plan has there.
+        for (host, (provider, parallelism)) in &groups.opened {
+            if sites.iter().any(|s| s.opened.name.as_deref() == Some(host)) {
+                continue;
+            }
+            view.event(Event::Provider {
+                name: Some(host),
+                kind: provider.kind(),
+                endpoint: &provider.endpoint(),
+            });
+            sites.push(Site {
+                label: Some(host.clone()),
+                opened: Opened {
+                    provider: provider.clone(),
+                    parallelism: *parallelism,
+                    name: Some(host.clone()),
+                },
+                desired: Desired {
+                    group: groups.group_of.get(host).cloned(),
+                    ..Desired::default()
+                },
+                guests: Vec::new(),
+            });
+        }
         let spans = if goal == Goal::Converge && groups.used {
             spanning::join(&mut sites, &groups, &request.name)?
         } else {

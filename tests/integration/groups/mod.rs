@@ -263,6 +263,18 @@ fn a_vm_pinned_to_a_host_goes_there() {
         "{}",
         apply.stdout
     );
+    // Removed from the plan, it goes from its host, though nothing else of the plan is there.
+    std::fs::write(&plan, "free:\n  memory: 512\n").expect("plan");
+    let diff = group.plan(&["diff"]).arg_path(&plan).run();
+    assert!(diff.ok(), "{}", diff.text());
+    assert!(diff.stdout.contains("- vm/solo on h3"), "{}", diff.stdout);
+    let apply = group.plan(&["apply", "--yes"]).arg_path(&plan).run();
+    assert!(apply.ok(), "{}", apply.text());
+    let again = group
+        .plan(&["diff", "--detailed-exitcode"])
+        .arg_path(&plan)
+        .run();
+    assert_eq!(again.code(), Some(0), "{}", again.text());
 }
 
 #[test]
