@@ -4,7 +4,10 @@
 //! - bring-up (`plan apply`) of the same lab, 12 VMs on one network, each with a disk and a
 //!   cloud-init seed, on one host against spread over three (`--provider lab`);
 //! - observing (a no-change `plan diff`) the lab spread over the three hosts against the same
-//!   lab on one: the hosts are asked at once, so the cost should stay near one host's.
+//!   lab on one: the hosts are asked at once, so the cost should stay near one host's; and
+//!   the libvirt round trips each diff makes (from libvirt's client log), in all and per host.
+//!   A spread lab's network spans the hosts, which adds one ssh command per host (its tunnel)
+//!   to what is counted.
 //!
 //! Needs the libvirt hosts in namespaces that `.ci/hosts start 3` makes, reached over ssh as a
 //! user reaches them (`SITEPLAN_BENCH_HOSTS` names the list it printed; skipped, saying so,
@@ -41,8 +44,25 @@ fn lab() -> String {
 
 /// `plan ARGS PLAN --provider PROVIDER -q` with `providers`; how long it took.
 fn run(providers: &Path, plan: &Path, provider: &str, args: &[&str]) -> Duration {
+    run_logged(providers, plan, provider, args, None)
+}
+
+/// `run`, with libvirt's client logging its RPC calls to `log`, when given.
+fn run_logged(
+    providers: &Path,
+    plan: &Path,
+    provider: &str,
+    args: &[&str],
+    log: Option<&Path>,
+) -> Duration {
     let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_plan"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_plan"));
+    if let Some(log) = log {
+        command
+            .env("LIBVIRT_LOG_FILTERS", "1:rpc")
+            .env("LIBVIRT_LOG_OUTPUTS", format!("1:file:{}", log.display()));
+    }
+    let out = command
         .env("SITEPLAN_PROVIDERS", providers)
         .env("XDG_STATE_HOME", providers.with_file_name("state"))
         .args(args)
@@ -118,12 +138,22 @@ fn main() {
 
     // Observing: the same lab on one host, then spread over three, diffed with nothing to do.
     let mut observe = Vec::new();
+    let mut round_trips = Vec::new();
     for target in [names[0], "lab"] {
         run(&providers, &plan, target, &["apply", "--yes"]);
         let times: Vec<Duration> = (0..RUNS)
             .map(|_| run(&providers, &plan, target, &["diff"]))
             .collect();
         observe.push(median(times));
+        let log = tmp.path().join(format!("rpc-{target}.log"));
+        run_logged(&providers, &plan, target, &["diff"], Some(&log));
+        round_trips.push(
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains("RPC_CLIENT_MSG_TX_QUEUE"))
+                .count(),
+        );
         run(&providers, &plan, target, &["destroy", "--yes"]);
     }
     println!(
@@ -132,5 +162,12 @@ fn main() {
         observe[0].as_secs_f64(),
         observe[1].as_secs_f64(),
         observe[1].as_secs_f64() / observe[0].as_secs_f64()
+    );
+    println!(
+        "groups: libvirt round trips of that diff: one host {}, three hosts {} ({:.0} per host; \
+         placement asks each host too)",
+        round_trips[0],
+        round_trips[1],
+        round_trips[1] as f64 / 3.0
     );
 }
