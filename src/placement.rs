@@ -62,6 +62,9 @@ pub enum Why {
     Holds,
     /// New: the host with the most memory left once it is there.
     MostRoom,
+    /// Its host is being drained (`plan drain`): it moves to the host with the most memory
+    /// left once it is there.
+    Moved,
 }
 
 /// Places `needs` on `hosts` (in the order of the group); every VM that fits nowhere is named,

@@ -209,6 +209,9 @@ pub(super) enum Command {
     Apply(ApplyArgs),
     /// Delete everything the plan created, and nothing else
     Destroy(DestroyArgs),
+    /// Move the plan's VMs off a host of its group onto the group's other hosts (live where
+    /// they run, their disks copied), then converge the plan: what it had on the host goes
+    Drain(DrainArgs),
     /// Every resource of the plan as it is live: state, addresses, what waits for a restart,
     /// what changed outside siteplan, and what apply would do. Exit 0 when the lab matches
     /// the plan, 2 when it does not, 1 on error
@@ -490,6 +493,24 @@ pub(super) struct ApplyArgs {
     /// off, in seconds (default: the provider's, 60 for libvirt)
     #[arg(long, value_name = "SECONDS", requires = "restart")]
     pub(super) shutdown_timeout: Option<u64>,
+}
+
+// `plan drain`'s arguments (its help is the variant's).
+#[derive(clap::Args, Debug)]
+pub(super) struct DrainArgs {
+    /// The host to drain: a provider of the providers file, in a group the plan goes to
+    #[arg(value_name = "HOST")]
+    pub(super) host: String,
+    #[command(flatten)]
+    pub(super) plan: PlanArgs,
+    #[command(flatten)]
+    pub(super) target: TargetArgs,
+    #[command(flatten)]
+    pub(super) moved: MovedArgs,
+    #[command(flatten)]
+    pub(super) run: RunArgs,
+    #[command(flatten)]
+    pub(super) output: OutputArgs,
 }
 
 // `plan destroy`'s arguments (its help is the variant's).

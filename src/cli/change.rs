@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use super::args::{ApplyArgs, DestroyArgs, DiffArgs, ExportArgs};
+use super::args::{ApplyArgs, DestroyArgs, DiffArgs, DrainArgs, ExportArgs};
 use super::out::say;
 use super::view::{self, DiffFormat, Terminal};
 use super::{block_on, found, load_for, print, resolve, saved_plan, EXIT_ERROR};
@@ -97,6 +97,27 @@ pub(super) fn destroy(args: DestroyArgs) -> ExitCode {
     };
     finish(
         block_on(ops::destroy(&request, &loaded, options, &view)),
+        &view,
+    )
+}
+
+pub(super) fn drain(args: DrainArgs) -> ExitCode {
+    let view = Terminal::new(
+        args.output.verbosity(),
+        DiffFormat::Human,
+        true,
+        args.run.yes,
+    );
+    let request = resolve::changing(&args.plan, args.target, &args.moved, Vec::new());
+    let Ok(loaded) = load_for(&request) else {
+        return ExitCode::from(EXIT_ERROR);
+    };
+    let options = RunOptions {
+        holder: resolve::command_line(&request, "drain"),
+        ..resolve::run_options(args.run.parallelism, view.interruption.clone())
+    };
+    finish(
+        block_on(ops::drain(&request, &args.host, &loaded, options, &view)),
         &view,
     )
 }

@@ -71,6 +71,7 @@ pub fn run() -> ExitCode {
         Command::Diff(args) => change::diff(args),
         Command::Apply(args) => change::apply(args),
         Command::Destroy(args) => change::destroy(args),
+        Command::Drain(args) => change::drain(args),
         Command::Status {
             plan,
             target,

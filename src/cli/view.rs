@@ -104,6 +104,9 @@ impl View for Terminal {
                         let why = match p.why {
                             crate::placement::Why::Holds => "holds it",
                             crate::placement::Why::MostRoom => "new: the most memory left",
+                            crate::placement::Why::Moved => {
+                                "moves: its host is drained; the most memory left"
+                            }
                         };
                         format!("  {} on {} ({why})", p.vm, p.host)
                     })
@@ -116,6 +119,21 @@ impl View for Terminal {
                 span.home,
                 span.vni,
                 span.others.join(", ")
+            ),
+            Event::Moved {
+                vm,
+                from,
+                to,
+                live,
+                took,
+            } => say!(
+                "Moved {vm} from {from} to {to} ({}, {:.1}s).",
+                if live {
+                    "live, while it ran"
+                } else {
+                    "stopped, and stopped there"
+                },
+                took.as_secs_f64()
             ),
             Event::Targeting(entries) if self.talks() => {
                 say!(

@@ -7,6 +7,7 @@
 //! the command line implements; this layer has no clap or terminal code and prints nothing.
 
 mod console;
+mod drain;
 mod info;
 mod interrupt;
 mod inventory;
@@ -26,6 +27,7 @@ use std::path::Path;
 
 pub use crate::provider::Power;
 pub use console::console;
+pub use drain::drain;
 pub use info::{info, DiskInfo, NicInfo, VmInfo};
 pub use interrupt::{Again, Interruption, Signal};
 pub use inventory::{
@@ -36,8 +38,8 @@ pub use lock::{unlock, Locked, PlanLock, Unlocked};
 pub use outcome::{Asked, Hint, Outcome, Refusal, Review, VmRow, VmState, Vms};
 pub use power::power;
 pub use request::{Request, RunOptions};
-pub use session::Span;
 pub use session::{open_provider, Goal, Opened, Session, Unreadable};
+pub use session::{Move, Span};
 pub use status::{status, LabStatus, ResourceStatus, ShownAttribute};
 pub use view::{Answer, Event, View};
 

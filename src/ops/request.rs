@@ -28,6 +28,25 @@ pub struct Request {
     /// are this plan's all the same (the file was moved or renamed); their marks then record
     /// this file.
     pub plan_moved: bool,
+    /// `plan drain HOST`: the host whose VMs move to the other hosts of its group, and which
+    /// step of the drain the run is.
+    pub drain: Option<Drain>,
+}
+
+/// A host being drained, and the step of it a run makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drain {
+    pub host: String,
+    pub step: DrainStep,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrainStep {
+    /// Everything the moving VMs need on their new hosts but the VMs themselves (which
+    /// libvirt moves next, disks and all), and nothing deleted on the drained host.
+    MakeRoom,
+    /// The plan as it is once they moved: what it has left on the drained host goes.
+    Finish,
 }
 
 /// Where a plan is applied from, as its marks record it: the plan file's absolute path, with
@@ -63,6 +82,7 @@ impl Request {
             overrides: Overrides::default(),
             source: plan_source(file),
             plan_moved: false,
+            drain: None,
         }
     }
 }

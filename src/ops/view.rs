@@ -27,6 +27,14 @@ pub enum Event<'a> {
     },
     /// A network that VMs use on several hosts of a group, joined into one segment.
     Spanning(&'a crate::ops::Span),
+    /// `plan drain`: a VM moved to another host, live or stopped.
+    Moved {
+        vm: &'a str,
+        from: &'a str,
+        to: &'a str,
+        live: bool,
+        took: Duration,
+    },
     /// `--target` leaves every change outside these entries out.
     Targeting(&'a [String]),
     /// The providers were observed.

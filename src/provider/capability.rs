@@ -195,6 +195,27 @@ pub trait Placement: Send + Sync {
         let _ = network;
         Ok(Vec::new())
     }
+
+    /// Whether it can move VMs to another host (`migrate`), or why not.
+    fn migrates(&self) -> Result<(), String> {
+        Err("this backend moves no VM between hosts".into())
+    }
+
+    /// Moves the VM `vm` to the host of the provider `to` (its endpoint), its disks' content
+    /// with it, into volumes made for it there beforehand (`plan drain`).
+    async fn migrate(&self, vm: &str, to: &str) -> Result<Migrated, ProviderError> {
+        let _ = (vm, to);
+        Err(ProviderError::Unsupported(
+            "this backend moves no VM between hosts".into(),
+        ))
+    }
+}
+
+/// How a VM was moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Migrated {
+    /// It ran, and ran on while it moved; else it was stopped, and is stopped there.
+    pub live: bool,
 }
 
 /// What the VMs defined on a host take of it, and the room left in its pools.

@@ -33,6 +33,16 @@ pub(super) struct Groups {
     homes: BTreeSet<(String, String)>,
     /// Each group host's address for tunnels, or why it has none.
     addresses: BTreeMap<String, Result<String, String>>,
+    /// The VMs that leave a host being drained, and where they go.
+    pub(super) moves: Vec<Move>,
+}
+
+/// A VM that moves off a host being drained (`plan drain`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Move {
+    pub vm: String,
+    pub from: String,
+    pub to: String,
 }
 
 impl Groups {
@@ -95,6 +105,24 @@ pub(super) async fn place(
         return Ok(Groups::default());
     }
     let default = request.provider.as_deref().or(file.default_name());
+    if let Some(drain) = &request.drain {
+        let pinned: Vec<&str> = intents
+            .items
+            .iter()
+            .filter(|i| matches!(&i.what, What::Vm(vm) if vm.client.as_deref() == Some(drain.host.as_str())))
+            .map(|i| i.name.as_str())
+            .collect();
+        if !pinned.is_empty() {
+            return Err(Refusal::Invalid(format!(
+                "{} pinned to `{}` (`client: {}`): a drain moves the VMs a group placed there; \
+                 pin {} to another host first",
+                pinned.join(", "),
+                drain.host,
+                drain.host,
+                if pinned.len() == 1 { "it" } else { "them" }
+            )));
+        }
+    }
     let group_of = |client: &Option<String>| -> Option<&GroupConfig> {
         file.group(client.as_deref().or(default)?)
     };
@@ -152,13 +180,38 @@ pub(super) async fn place(
         placed_groups
             .first_host
             .insert(name.clone(), first.name.clone());
-        let needs: Vec<Need> = members
+        let mut needs: Vec<Need> = members
             .iter()
             .filter_map(|&i| need(intents, &intents.items[i], &asked))
             .collect();
-        let hosts: Vec<Host> = asked.iter().map(|a| a.host.clone()).collect();
+        let mut hosts: Vec<Host> = asked.iter().map(|a| a.host.clone()).collect();
+        // A host being drained keeps nothing and gets nothing: its VMs are placed anew.
+        let draining = request.drain.as_ref().map(|d| d.host.as_str());
+        let mut leaving = BTreeSet::new();
+        if let Some(drained) = draining {
+            for need in needs.iter_mut() {
+                if need.on.as_deref() == Some(drained) {
+                    need.on = None;
+                    leaving.insert(need.vm.clone());
+                }
+            }
+            for host in hosts.iter_mut().filter(|h| h.name == drained) {
+                host.accepts = false;
+                host.refuses_because = Some("it is being drained".into());
+            }
+        }
         let placed = match placement::place(&needs, &hosts) {
-            Ok(placed) => placed,
+            Ok(mut placed) => {
+                for p in placed.iter_mut().filter(|p| leaving.contains(&p.vm)) {
+                    p.why = placement::Why::Moved;
+                    placed_groups.moves.push(Move {
+                        vm: p.vm.clone(),
+                        from: draining.unwrap_or_default().to_string(),
+                        to: p.host.clone(),
+                    });
+                }
+                placed
+            }
             Err(problems) if goal == Goal::Converge => {
                 return Err(Refusal::problems(
                     problems
@@ -185,11 +238,23 @@ pub(super) async fn place(
         }
         for p in &placed {
             placed_groups.group_of.insert(p.host.clone(), name.clone());
-            if p.why == placement::Why::MostRoom {
-                placed_groups.why.insert(
-                    p.vm.clone(),
-                    format!("placed by group `{name}`: the most memory left"),
-                );
+            match p.why {
+                placement::Why::MostRoom => {
+                    placed_groups.why.insert(
+                        p.vm.clone(),
+                        format!("placed by group `{name}`: the most memory left"),
+                    );
+                }
+                placement::Why::Moved => {
+                    placed_groups.why.insert(
+                        p.vm.clone(),
+                        format!(
+                            "moved off {}, which is being drained: the most memory left",
+                            draining.unwrap_or_default()
+                        ),
+                    );
+                }
+                placement::Why::Holds => {}
             }
             for item in intents.items.iter_mut().filter(|i| i.name == p.vm) {
                 if let What::Vm(vm) = &mut item.what {

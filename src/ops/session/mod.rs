@@ -26,6 +26,7 @@ use crate::registry;
 mod groups;
 mod left_behind;
 mod spanning;
+pub use groups::Move;
 pub use spanning::Span;
 mod vms;
 use vms::Guest;
@@ -98,11 +99,13 @@ pub struct Session {
     /// The user said where the plan goes (`--provider`): nothing is chosen for them.
     told_where: bool,
     /// The hosts of the groups the plan goes to.
-    group_hosts: BTreeSet<String>,
+    pub(super) group_hosts: BTreeSet<String>,
     /// Why each VM placed anew on a group's host goes there, by VM.
     placed_why: BTreeMap<String, String>,
     /// The networks joined over a group's hosts (`spanning`).
     spans: Vec<Span>,
+    /// The VMs that move off a host being drained, and where to.
+    pub moves: Vec<Move>,
     /// The plan's entries as intents (none when it could not be read), for what operations
     /// show of them.
     pub items: Vec<Intent>,
@@ -247,11 +250,30 @@ impl Session {
                 guests: Guest::of(&part),
             });
         }
+        let making_room = request
+            .drain
+            .as_ref()
+            .filter(|d| d.step == super::request::DrainStep::MakeRoom);
+        if let Some(drain) = making_room {
+            // The moving VMs' new hosts get all they need but the VMs, which libvirt moves
+            // next; nothing of the drained host goes yet.
+            sites.retain(|s| s.opened.name.as_deref() != Some(drain.host.as_str()));
+            for site in &mut sites {
+                site.desired.resources.retain(|r| {
+                    !groups
+                        .moves
+                        .iter()
+                        .any(|m| r.spec.id() == ResourceId::vm(&m.vm))
+                });
+            }
+        }
         // A host of a group that gets nothing of the plan now may hold what the plan made
         // there (a VM removed from the plan, or placed elsewhere): it is a part with nothing
         // desired, so that the diff deletes what the plan has there.
         for (host, (provider, parallelism)) in &groups.opened {
-            if sites.iter().any(|s| s.opened.name.as_deref() == Some(host)) {
+            if sites.iter().any(|s| s.opened.name.as_deref() == Some(host))
+                || making_room.is_some_and(|d| d.host == *host)
+            {
                 continue;
             }
             view.event(Event::Provider {
@@ -315,6 +337,7 @@ impl Session {
             group_hosts: groups.opened.keys().cloned().collect(),
             placed_why: groups.why.clone(),
             spans,
+            moves: groups.moves.clone(),
             items: intents.map(|i| i.items.clone()).unwrap_or_default(),
         })
     }

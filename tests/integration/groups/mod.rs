@@ -354,6 +354,72 @@ fn a_network_spans_the_hosts_of_its_vms_with_one_dhcp_and_its_reservations_and_r
     }
 }
 
+#[test]
+fn a_drain_that_cannot_move_everything_is_refused_before_anything_changes() {
+    let group = group("");
+    let apply = group.lab(&["apply", "--yes"], 1);
+    assert!(apply.ok(), "{}", apply.text());
+    let unchanged = |what: &str| {
+        let diff = group.lab(&["diff", "--detailed-exitcode"], 1);
+        assert_eq!(diff.code(), Some(0), "after {what}: {}", diff.text());
+    };
+    // m1's anti-affinity group holds the two other hosts.
+    let full = group.lab(&["drain", "h2", "--yes"], 1);
+    assert_eq!(full.code(), Some(1), "{}", full.text());
+    assert!(
+        full.stderr.contains(
+            "VM `m1` (1024 MiB memory, 2 CPUs, anti-affinity group `masters`) fits on no host \
+             of the group"
+        ) && full.stderr.contains("h2: it is being drained"),
+        "{}",
+        full.stderr
+    );
+    unchanged("a drain with nowhere to go");
+    let unknown = group.lab(&["drain", "h9", "--yes"], 1);
+    assert_eq!(unknown.code(), Some(1), "{}", unknown.text());
+    assert!(
+        unknown
+            .stderr
+            .contains("`h9` is no host of a group plan `lab` goes to"),
+        "{}",
+        unknown.stderr
+    );
+    let plan = group.tmp.path().join("pinned.yml");
+    std::fs::write(
+        &plan,
+        "solo:\n  memory: 512\n  client: h3\nfree:\n  memory: 512\n",
+    )
+    .expect("plan");
+    let apply = group.plan(&["apply", "--yes"]).arg_path(&plan).run();
+    assert!(apply.ok(), "{}", apply.text());
+    let pinned = group.plan(&["drain", "h3", "--yes"]).arg_path(&plan).run();
+    assert_eq!(pinned.code(), Some(1), "{}", pinned.text());
+    assert!(
+        pinned
+            .stderr
+            .contains("solo pinned to `h3` (`client: h3`): a drain moves the VMs a group placed"),
+        "{}",
+        pinned.stderr
+    );
+    // `free` (on h2) could go to h3, but a sandbox has no migration: refused before any room
+    // is made for it there.
+    let sandbox = group.plan(&["drain", "h2", "--yes"]).arg_path(&plan).run();
+    assert_eq!(sandbox.code(), Some(1), "{}", sandbox.text());
+    assert!(
+        sandbox.stderr.contains(
+            "h2 cannot be drained: libvirt's test driver (the sandbox) moves no VM between hosts"
+        ),
+        "{}",
+        sandbox.stderr
+    );
+    let diff = group
+        .plan(&["diff", "--detailed-exitcode"])
+        .arg_path(&plan)
+        .run();
+    assert_eq!(diff.code(), Some(0), "{}", diff.text());
+    unchanged("a drain of a sandbox");
+}
+
 /// The host each VM is on, from the apply's VM table, sorted by VM.
 fn hosts(table: &str) -> Vec<(String, String)> {
     let mut rows: Vec<(String, String)> = table

@@ -214,6 +214,7 @@ fn real_guests_are_placed_over_three_hosts_by_room_and_leave_nothing_behind() {
     );
 
     one_segment_over_three_hosts(&lab, hosts);
+    drain_moves_a_running_guest_live(&lab, hosts);
 
     let destroyed = lab.plan(&["destroy", "--yes"], &[]);
     assert!(destroyed.ok(), "{}", destroyed.text());
@@ -304,6 +305,68 @@ fn one_segment_over_three_hosts(lab: &Lab, hosts: &[TestHost]) {
     restart_network(&hosts[0], &network);
     let clean = lab.plan(&["diff", "--detailed-exitcode"], &[]);
     assert_eq!(clean.code(), Some(0), "{}", clean.text());
+}
+
+/// `plan drain` of the second host moves its guest, running, to the first (the most memory
+/// left, then the group's order), its disk with it; the second host keeps nothing of the plan
+/// and the lab is converged, with the guest still answering through its agent.
+fn drain_moves_a_running_guest_live(lab: &Lab, hosts: &[TestHost]) {
+    let vm = format!("{PREFIX}2");
+    let started = Instant::now();
+    let drained = lab.plan(&["drain", &hosts[1].name, "--yes"], &[]);
+    assert!(drained.ok(), "{}", drained.text());
+    crate::harness::report(&format!(
+        "drain of {}: {:.0}s",
+        hosts[1].name,
+        started.elapsed().as_secs_f64()
+    ));
+    assert!(
+        drained.stderr.contains(&format!(
+            "Moved {vm} from {} to {} (live, while it ran",
+            hosts[1].name, hosts[0].name
+        )),
+        "{}",
+        drained.text()
+    );
+    let (domains, networks, pools) = holdings(&hosts[1]);
+    assert!(domains.is_empty(), "{}: {domains:?}", hosts[1].name);
+    assert!(
+        !networks.iter().any(|n| n.starts_with(PREFIX)),
+        "{}: {networks:?}",
+        hosts[1].name
+    );
+    assert_eq!(pools, ["default"], "{}", hosts[1].name);
+    let (domains, _, _) = holdings(&hosts[0]);
+    assert_eq!(
+        domains,
+        [format!("{PREFIX}1"), vm.clone()],
+        "{}",
+        hosts[0].name
+    );
+    let conn = Connect::open(Some(&hosts[0].local)).expect("libvirtd");
+    assert!(conn
+        .lookup_domain_by_name(&vm)
+        .expect("moved")
+        .is_active()
+        .expect("state"));
+    let again = lab.plan(&["diff", "--detailed-exitcode"], &[]);
+    assert_eq!(again.code(), Some(0), "{}", again.text());
+    assert!(
+        again
+            .stderr
+            .contains(&format!("  {vm} on {} (holds it)", hosts[0].name)),
+        "{}",
+        again.stderr
+    );
+    // Its guest runs on where it was: its agent answers, and cloud-init's work is still done.
+    let status = lab.plan(&["status"], &[]);
+    let row = status
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("vm/{vm} ")))
+        .unwrap_or_default()
+        .to_string();
+    assert!(row.contains("agent"), "{}", status.stdout);
 }
 
 /// Restarts a host's libvirtd (`.ci/hosts restart-libvirtd`), as a reboot or an upgrade would;

@@ -142,6 +142,18 @@ impl capability::Placement for LibvirtProvider {
 
     /// Every domain's vCPUs and memory (running or not: a stopped VM comes back), and each
     /// active pool's free space.
+    fn migrates(&self) -> Result<(), String> {
+        match self.inner.test_driver {
+            true => Err("libvirt's test driver (the sandbox) moves no VM between hosts".into()),
+            false => Ok(()),
+        }
+    }
+
+    async fn migrate(&self, vm: &str, to: &str) -> Result<capability::Migrated, ProviderError> {
+        let (vm, to) = (vm.to_string(), to.to_string());
+        self.blocking(move |inner| inner.migrate(&vm, &to)).await
+    }
+
     async fn leases(&self, network: &str) -> Result<Vec<Address>, ProviderError> {
         let network = network.to_string();
         self.blocking(move |inner| {

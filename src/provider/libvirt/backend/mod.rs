@@ -16,6 +16,7 @@ mod inventory;
 mod leases;
 pub mod ledger;
 pub mod lock;
+mod migrate;
 mod networks;
 mod observe;
 mod pools;
