@@ -124,14 +124,14 @@ impl View for Terminal {
                 vm,
                 from,
                 to,
-                live,
+                how,
                 took,
             } => say!(
                 "Moved {vm} from {from} to {to} ({}, {:.1}s).",
-                if live {
-                    "live, while it ran"
-                } else {
-                    "stopped, and stopped there"
+                match how {
+                    crate::ops::MovedHow::Live => "live, while it ran",
+                    crate::ops::MovedHow::Stopped => "stopped, and stopped there",
+                    crate::ops::MovedHow::Restarted => "stopped, moved, and started there",
                 },
                 took.as_secs_f64()
             ),

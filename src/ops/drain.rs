@@ -6,7 +6,8 @@
 //!    networks, tunnels), but not the VMs, and nothing goes from the drained host;
 //! 2. libvirt moves each VM (`Placement::migrate`): live when it runs, its disks' content
 //!    copied into the volumes of step 1; a stopped VM is started paused for the copy and is
-//!    stopped again there. A VM that cannot move stays where it was, running as it ran;
+//!    stopped again there. A running VM that cannot move live is stopped, moved stopped, and
+//!    started on its new host. A VM that cannot move at all stays where it was;
 //! 3. the plan is converged with the host still drained: what the plan has left there goes.
 //!
 //! The host is drained for this run only: a later `apply` may place new VMs on it again,
@@ -80,7 +81,7 @@ pub async fn drain(
             }
             _ => {}
         }
-        move_vms(host, &moves, view).await?;
+        move_vms(&request.name, host, &moves, view).await?;
     }
     let finished = converge(
         &step(DrainStep::Finish),
@@ -101,6 +102,57 @@ pub async fn drain(
     }
 }
 
+/// A running VM that could not move live (`live` says why): stopped where it is, moved
+/// stopped, and started on its new host. A VM that was not running, or that cannot be
+/// stopped, started or moved either way, is not moved (the error says why).
+async fn stop_and_start(
+    plan: &str,
+    m: &Move,
+    from: &dyn crate::provider::Provider,
+    to: &dyn crate::provider::Provider,
+    live: crate::provider::ProviderError,
+    view: &dyn View,
+) -> Result<MovedHow, String> {
+    let owner = crate::provider::Owner::plan(plan);
+    let scope = crate::provider::Scope {
+        plan: plan.to_string(),
+        ids: vec![crate::plan::model::spec::ResourceId::vm(&m.vm)],
+    };
+    let running = from
+        .observe(&scope)
+        .await
+        .ok()
+        .and_then(|o| {
+            o.get(&crate::plan::model::spec::ResourceId::vm(&m.vm))
+                .map(|r| r.active)
+        })
+        .unwrap_or(false);
+    let (Some(here), Some(there), Some(placement), true) = (
+        from.power_control(),
+        to.power_control(),
+        from.placement(),
+        running,
+    ) else {
+        return Err(live.to_string());
+    };
+    view.event(Event::Warning(format!(
+        "{} cannot move live ({live}): it is stopped on {}, moved stopped, and started on {}",
+        m.vm, m.from, m.to
+    )));
+    here.power(&m.vm, Power::Stop { grace: None }, &owner)
+        .await
+        .map_err(|e| e.to_string())?;
+    placement
+        .migrate(&m.vm, &to.endpoint())
+        .await
+        .map_err(|e| format!("{e} (it is stopped there)"))?;
+    there
+        .power(&m.vm, Power::Start, &owner)
+        .await
+        .map_err(|e| format!("moved stopped, but not started on {}: {e}", m.to))?;
+    Ok(MovedHow::Restarted)
+}
+
 /// Opens the provider `name` of the providers file.
 async fn open(name: &str) -> Result<Arc<dyn crate::provider::Provider>, String> {
     let (file, _) = registry::config::load().map_err(|e| e.to_string())?;
@@ -114,7 +166,7 @@ async fn open(name: &str) -> Result<Arc<dyn crate::provider::Provider>, String> 
 }
 
 /// Moves each VM with libvirt's migration, one at a time (each copies its disks).
-async fn move_vms(host: &str, moves: &[Move], view: &dyn View) -> Result<(), Refusal> {
+async fn move_vms(plan: &str, host: &str, moves: &[Move], view: &dyn View) -> Result<(), Refusal> {
     let from = open(host).await.map_err(Refusal::Invalid)?;
     let Some(placement) = from.placement() else {
         return Err(Refusal::Invalid(format!(
@@ -132,12 +184,17 @@ async fn move_vms(host: &str, moves: &[Move], view: &dyn View) -> Result<(), Ref
             }
         };
         let started = Instant::now();
-        match placement.migrate(&m.vm, &to.endpoint()).await {
-            Ok(migrated) => view.event(Event::Moved {
+        let how = match placement.migrate(&m.vm, &to.endpoint()).await {
+            Ok(migrated) if migrated.live => Ok(MovedHow::Live),
+            Ok(_) => Ok(MovedHow::Stopped),
+            Err(live) => stop_and_start(plan, m, from.as_ref(), to.as_ref(), live, view).await,
+        };
+        match how {
+            Ok(how) => view.event(Event::Moved {
                 vm: &m.vm,
                 from: &m.from,
                 to: &m.to,
-                live: migrated.live,
+                how,
                 took: started.elapsed(),
             }),
             Err(e) => failed.push(format!("{} stays on {host}: {e}", m.vm)),

@@ -41,7 +41,7 @@ pub use request::{Request, RunOptions};
 pub use session::{open_provider, Goal, Opened, Session, Unreadable};
 pub use session::{Move, Span};
 pub use status::{status, LabStatus, ResourceStatus, ShownAttribute};
-pub use view::{Answer, Event, View};
+pub use view::{Answer, Event, MovedHow, View};
 
 use crate::manifest::{self, Loaded};
 use crate::plan::intent::{self, Intents};

@@ -10,6 +10,17 @@ use crate::apply::{Progress, Report};
 use crate::diagnostics::{Problem, SourceText};
 use crate::plan::Plan;
 
+/// How a VM moved to another host (`plan drain`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MovedHow {
+    /// It ran on while it moved.
+    Live,
+    /// It was stopped, and is stopped there.
+    Stopped,
+    /// It could not move live: it was stopped, moved, and started there.
+    Restarted,
+}
+
 /// Something an operation tells as it goes. The view decides what of it to show, and how.
 #[derive(Debug)]
 pub enum Event<'a> {
@@ -27,12 +38,12 @@ pub enum Event<'a> {
     },
     /// A network that VMs use on several hosts of a group, joined into one segment.
     Spanning(&'a crate::ops::Span),
-    /// `plan drain`: a VM moved to another host, live or stopped.
+    /// `plan drain`: a VM moved to another host.
     Moved {
         vm: &'a str,
         from: &'a str,
         to: &'a str,
-        live: bool,
+        how: MovedHow,
         took: Duration,
     },
     /// `--target` leaves every change outside these entries out.

@@ -25,22 +25,31 @@ struct Lab {
 impl Lab {
     /// `plan ARGS examples/bootlab.yml` on the group, with the lab's parameters and `more`.
     fn plan(&self, args: &[&str], more: &[&str]) -> Ran {
-        Plan::new(args)
-            .providers(
-                &self.tmp.path().join("providers.yml"),
-                &self.tmp.path().join("state"),
-            )
-            .args(&["examples/bootlab.yml"])
-            .args(&["--allow-read", &self.image.display().to_string()])
-            .params(&[
-                &format!("image_dir={}", self.image.display()),
-                &format!("pool_path={POOL_PATH}"),
-                &format!("prefix={PREFIX}"),
-                "subnet=10.96.8",
-                "root_password=group-Root-4711",
-            ])
-            .params(more)
-            .run()
+        self.plan_with(args, more, None)
+    }
+
+    /// `plan`, with `SITEPLAN_FAIL_ON` set to `fail_on` when given.
+    fn plan_with(&self, args: &[&str], more: &[&str], fail_on: Option<&str>) -> Ran {
+        let plan = Plan::new(args);
+        let plan = match fail_on {
+            Some(address) => plan.env("SITEPLAN_FAIL_ON", address),
+            None => plan,
+        };
+        plan.providers(
+            &self.tmp.path().join("providers.yml"),
+            &self.tmp.path().join("state"),
+        )
+        .args(&["examples/bootlab.yml"])
+        .args(&["--allow-read", &self.image.display().to_string()])
+        .params(&[
+            &format!("image_dir={}", self.image.display()),
+            &format!("pool_path={POOL_PATH}"),
+            &format!("prefix={PREFIX}"),
+            "subnet=10.96.8",
+            "root_password=group-Root-4711",
+        ])
+        .params(more)
+        .run()
     }
 }
 
@@ -367,6 +376,45 @@ fn drain_moves_a_running_guest_live(lab: &Lab, hosts: &[TestHost]) {
         .unwrap_or_default()
         .to_string();
     assert!(row.contains("agent"), "{}", status.stdout);
+
+    // A VM that cannot move live (the failure is injected) is stopped, moved stopped, and
+    // started on its new host; the other moves live, and the first host is left empty.
+    let first = format!("{PREFIX}1");
+    let drained = lab.plan_with(
+        &["drain", &hosts[0].name, "--yes"],
+        &[],
+        Some(&format!("live migration of vm/{first}")),
+    );
+    assert!(drained.ok(), "{}", drained.text());
+    assert!(
+        drained.stderr.contains(&format!(
+            "{first} cannot move live (vm/{first}: injected failure"
+        )),
+        "{}",
+        drained.stderr
+    );
+    assert!(
+        drained
+            .stderr
+            .contains(&format!("Moved {first} from {} to ", hosts[0].name))
+            && drained
+                .stderr
+                .contains("(stopped, moved, and started there"),
+        "{}",
+        drained.stderr
+    );
+    assert!(
+        drained
+            .stderr
+            .contains(&format!("Moved {vm} from {} to ", hosts[0].name)),
+        "{}",
+        drained.stderr
+    );
+    let (domains, _, pools) = holdings(&hosts[0]);
+    assert!(domains.is_empty(), "{}: {domains:?}", hosts[0].name);
+    assert_eq!(pools, ["default"], "{}", hosts[0].name);
+    let again = lab.plan(&["diff", "--detailed-exitcode"], &[]);
+    assert_eq!(again.code(), Some(0), "{}", again.text());
 }
 
 /// Restarts a host's libvirtd (`.ci/hosts restart-libvirtd`), as a reboot or an upgrade would;

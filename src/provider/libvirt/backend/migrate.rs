@@ -33,7 +33,13 @@ impl Inner {
             | sys::VIR_MIGRATE_PERSIST_DEST
             | sys::VIR_MIGRATE_UNDEFINE_SOURCE
             | sys::VIR_MIGRATE_NON_SHARED_DISK;
-        if !running {
+        if running {
+            if let Some(why) =
+                crate::provider::crashpoint::injected_failure(&format!("live migration of {id}"))
+            {
+                return Err(ProviderError::backend(&id, why));
+            }
+        } else {
             // Its disks are copied by the running QEMU: paused, the guest does not run.
             domain
                 .create_with_flags(sys::VIR_DOMAIN_START_PAUSED)
