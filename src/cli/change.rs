@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use super::args::{ApplyArgs, DestroyArgs, DiffArgs, DrainArgs, ExportArgs};
+use super::args::{ApplyArgs, DestroyArgs, DiffArgs, DrainArgs, ExportArgs, OutputArgs, RunArgs};
 use super::out::say;
 use super::view::{self, DiffFormat, Terminal};
 use super::{block_on, found, load_for, print, resolve, saved_plan, EXIT_ERROR};
@@ -40,12 +40,7 @@ pub(super) fn diff(args: DiffArgs) -> ExitCode {
 
 /// A plan file, or a plan saved by `plan diff --out` (exactly its changes, or nothing).
 pub(super) fn apply(args: ApplyArgs) -> ExitCode {
-    let view = Terminal::new(
-        args.output.verbosity(),
-        DiffFormat::Human,
-        true,
-        args.run.yes,
-    );
+    let view = changing_view(&args.output, &args.run);
     let mut options = RunOptions {
         wait: resolve::wait(args.wait, args.wait_timeout),
         restart: args.restart,
@@ -80,12 +75,7 @@ pub(super) fn apply(args: ApplyArgs) -> ExitCode {
 }
 
 pub(super) fn destroy(args: DestroyArgs) -> ExitCode {
-    let view = Terminal::new(
-        args.output.verbosity(),
-        DiffFormat::Human,
-        true,
-        args.run.yes,
-    );
+    let view = changing_view(&args.output, &args.run);
     let request = resolve::changing(&args.plan, args.target, &args.moved, Vec::new());
     let options = RunOptions {
         holder: resolve::command_line(&request, "destroy"),
@@ -102,12 +92,7 @@ pub(super) fn destroy(args: DestroyArgs) -> ExitCode {
 }
 
 pub(super) fn drain(args: DrainArgs) -> ExitCode {
-    let view = Terminal::new(
-        args.output.verbosity(),
-        DiffFormat::Human,
-        true,
-        args.run.yes,
-    );
+    let view = changing_view(&args.output, &args.run);
     let request = resolve::changing(&args.plan, args.target, &args.moved, Vec::new());
     let Ok(loaded) = load_for(&request) else {
         return ExitCode::from(EXIT_ERROR);
@@ -120,6 +105,12 @@ pub(super) fn drain(args: DrainArgs) -> ExitCode {
         block_on(ops::drain(&request, &args.host, &loaded, options, &view)),
         &view,
     )
+}
+
+/// The terminal of a command that changes things (`apply`, `destroy`, `drain`): it shows
+/// progress and asks first, unless `--yes`.
+fn changing_view(output: &OutputArgs, run: &RunArgs) -> Terminal {
+    Terminal::new(output.verbosity(), DiffFormat::Human, true, run.yes)
 }
 
 fn finish(outcome: Result<Result<Outcome, Refusal>, ExitCode>, view: &Terminal) -> ExitCode {

@@ -75,6 +75,62 @@ impl Groups {
     }
 }
 
+impl Groups {
+    /// The sites of a plan that goes to groups, as a group's hosts make them: a host being
+    /// drained makes room first (its moving VMs' new hosts get all they need but the VMs, which
+    /// libvirt moves next, and nothing of the drained host goes yet); and a host of a group
+    /// that gets nothing of the plan now is a part with nothing desired, as it may hold what
+    /// the plan made there (a VM removed from the plan, or placed elsewhere), which the diff
+    /// then deletes.
+    pub(super) fn complete_sites(
+        &self,
+        sites: &mut Vec<Site>,
+        request: &crate::ops::Request,
+        view: &dyn View,
+    ) {
+        let making_room = request
+            .drain
+            .as_ref()
+            .filter(|d| d.step == crate::ops::request::DrainStep::MakeRoom);
+        if let Some(drain) = making_room {
+            sites.retain(|s| s.opened.name.as_deref() != Some(drain.host.as_str()));
+            for site in sites.iter_mut() {
+                site.desired.resources.retain(|r| {
+                    !self
+                        .moves
+                        .iter()
+                        .any(|m| r.spec.id() == ResourceId::vm(&m.vm))
+                });
+            }
+        }
+        for (host, (provider, parallelism)) in &self.opened {
+            if sites.iter().any(|s| s.opened.name.as_deref() == Some(host))
+                || making_room.is_some_and(|d| d.host == *host)
+            {
+                continue;
+            }
+            view.event(Event::Provider {
+                name: Some(host),
+                kind: provider.kind(),
+                endpoint: &provider.endpoint(),
+            });
+            sites.push(Site {
+                label: Some(host.clone()),
+                opened: Opened {
+                    provider: provider.clone(),
+                    parallelism: *parallelism,
+                    name: Some(host.clone()),
+                },
+                desired: Desired {
+                    group: self.group_of.get(host).cloned(),
+                    ..Desired::default()
+                },
+                guests: Vec::new(),
+            });
+        }
+    }
+}
+
 /// A group host, asked.
 struct Asked {
     name: String,

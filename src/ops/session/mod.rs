@@ -250,51 +250,7 @@ impl Session {
                 guests: Guest::of(&part),
             });
         }
-        let making_room = request
-            .drain
-            .as_ref()
-            .filter(|d| d.step == super::request::DrainStep::MakeRoom);
-        if let Some(drain) = making_room {
-            // The moving VMs' new hosts get all they need but the VMs, which libvirt moves
-            // next; nothing of the drained host goes yet.
-            sites.retain(|s| s.opened.name.as_deref() != Some(drain.host.as_str()));
-            for site in &mut sites {
-                site.desired.resources.retain(|r| {
-                    !groups
-                        .moves
-                        .iter()
-                        .any(|m| r.spec.id() == ResourceId::vm(&m.vm))
-                });
-            }
-        }
-        // A host of a group that gets nothing of the plan now may hold what the plan made
-        // there (a VM removed from the plan, or placed elsewhere): it is a part with nothing
-        // desired, so that the diff deletes what the plan has there.
-        for (host, (provider, parallelism)) in &groups.opened {
-            if sites.iter().any(|s| s.opened.name.as_deref() == Some(host))
-                || making_room.is_some_and(|d| d.host == *host)
-            {
-                continue;
-            }
-            view.event(Event::Provider {
-                name: Some(host),
-                kind: provider.kind(),
-                endpoint: &provider.endpoint(),
-            });
-            sites.push(Site {
-                label: Some(host.clone()),
-                opened: Opened {
-                    provider: provider.clone(),
-                    parallelism: *parallelism,
-                    name: Some(host.clone()),
-                },
-                desired: Desired {
-                    group: groups.group_of.get(host).cloned(),
-                    ..Desired::default()
-                },
-                guests: Vec::new(),
-            });
-        }
+        groups.complete_sites(&mut sites, request, view);
         let spans = if goal == Goal::Converge && groups.used {
             spanning::join(&mut sites, &groups, &request.name)?
         } else {

@@ -83,6 +83,17 @@ pub(super) fn join(sites: &mut [Site], groups: &Groups, plan: &str) -> Result<Ve
         let Some(home_net) = network_spec(&sites[home], &network) else {
             continue;
         };
+        // Both reach commands on the hosts (and a file name): refused here, before any change.
+        if let Some(name) = [&network, &home_net.bridge]
+            .into_iter()
+            .find(|n| !interface_name(n))
+        {
+            problems.push(format!(
+                "network `{network}` spans hosts, and `{name}` cannot name its bridge and tunnel \
+                 there: use at most 15 letters, digits, `-`, `_` or `.`"
+            ));
+            continue;
+        }
         for &i in &at {
             let local = addresses[&i].clone();
             let mut peers: Vec<String> = at
@@ -149,6 +160,15 @@ pub(super) fn join(sites: &mut [Site], groups: &Groups, plan: &str) -> Result<Ve
         return Err(Refusal::problems(problems));
     }
     Ok(spans)
+}
+
+/// A Linux interface name: at most 15 bytes of letters, digits, `-`, `_` and `.`.
+fn interface_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 15
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 fn network_spec(site: &Site, network: &str) -> Option<NetworkSpec> {

@@ -638,16 +638,21 @@ mod tests {
         assert!(check(&spec()).is_ok());
     }
 
-    #[test]
-    fn the_probe_reads_marks_devices_and_peers() {
-        let mark = OwnerMark {
+    /// The mark of the tunnel `spec()`, made by plan `p`.
+    fn mark(group: Option<&str>) -> OwnerMark {
+        OwnerMark {
             plan: "p".into(),
             spec: Spec::Tunnel(spec()),
             prevent_destroy: false,
             created: None,
             applied_from: None,
-            group: Some("g".into()),
-        };
+            group: group.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn the_probe_reads_marks_devices_and_peers() {
+        let mark = mark(Some("g"));
         let out = format!(
             "T spx1a2b3c4d\nM {}\nL [{{\"ifname\":\"spx1a2b3c4d\",\"master\":\"lab\",\"linkinfo\":\
              {{\"info_kind\":\"vxlan\",\"info_data\":{{\"id\":4242,\"local\":\"10.0.0.1\"}}}}}}]\n\
@@ -678,15 +683,7 @@ mod tests {
 
     #[test]
     fn the_hook_runs_only_for_its_network_as_it_starts() {
-        let mark = OwnerMark {
-            plan: "p".into(),
-            spec: Spec::Tunnel(spec()),
-            prevent_destroy: false,
-            created: None,
-            applied_from: None,
-            group: None,
-        };
-        let file = hook_file(&spec(), &mark).unwrap();
+        let file = hook_file(&spec(), &mark(None)).unwrap();
         assert!(file.starts_with("#!/bin/sh\n"));
         assert!(file.contains("[ \"$1\" = lab ] || exit 0"));
         assert!(file.contains("ip link add lab type bridge"));
