@@ -454,7 +454,7 @@ fn console(lab: &BootLab, vm: &str) {
 }
 
 /// A guest, looked at through its QEMU guest agent.
-struct Guest {
+pub(crate) struct Guest {
     domain: Domain,
     name: String,
 }
@@ -467,7 +467,7 @@ struct Exec {
 }
 
 impl Guest {
-    fn find(conn: &Connect, name: &str) -> Guest {
+    pub(crate) fn find(conn: &Connect, name: &str) -> Guest {
         Guest {
             domain: conn
                 .lookup_domain_by_name(name)
@@ -518,7 +518,7 @@ impl Guest {
     }
 
     /// A command that must succeed; its output.
-    fn run(&self, script: &str) -> String {
+    pub(crate) fn run(&self, script: &str) -> String {
         match self.exec(script) {
             Ok(done) if done.code == 0 => done.stdout,
             Ok(done) => panic!(
@@ -546,7 +546,7 @@ impl Guest {
     }
 
     /// Waits for the agent to answer (a DHCP guest's lease comes before its agent starts).
-    fn wait_for_agent(&self) {
+    pub(crate) fn wait_for_agent(&self) {
         let deadline = Instant::now() + Duration::from_secs(600);
         loop {
             match self.agent(json!({"execute": "guest-ping"})) {

@@ -48,11 +48,21 @@ pub struct Device {
     pub peers: Vec<String>,
 }
 
+/// Whether the host's libvirt runs the tunnel's hook when the network starts again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookRuns {
+    Yes,
+    /// libvirt found no network hook when it started: it runs this one once it restarts.
+    AfterRestart,
+    /// The host did not say (no daemon's pid file, or no `ps`).
+    Unknown,
+}
+
 /// What makes and finds tunnels on one host.
 pub trait HostLinks: Send + Sync {
     /// Makes the tunnel as `spec` says (or mends it: what is there already is kept), and keeps
-    /// its definition, with `mark`, on the host.
-    fn up(&self, spec: &TunnelSpec, mark: &OwnerMark) -> Result<(), String>;
+    /// its definition, with `mark`, on the host; whether libvirt there will run it.
+    fn up(&self, spec: &TunnelSpec, mark: &OwnerMark) -> Result<HookRuns, String>;
     /// Removes the tunnel's device, the bridge it made, and its definition.
     fn down(&self, spec: &TunnelSpec) -> Result<(), String>;
     /// Every tunnel of siteplan's on the host.
@@ -121,6 +131,33 @@ fn check(spec: &TunnelSpec) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Says (`HOOKS yes|after-restart|unknown`) whether the host's libvirt daemon runs network
+/// hooks: it does when one was there before it started (it looks only then). Asked before the
+/// tunnel's own hook is written, which would look newer than the daemon.
+const HOOKS_ACTIVE: &str = r#"started=''
+for f in /run/libvirt/virtnetworkd.pid /run/libvirt/libvirtd.pid; do
+  [ -r "$f" ] || continue
+  age=$(ps -o etimes= -p "$(cat "$f")" 2>/dev/null | tr -d ' ')
+  if [ -n "$age" ]; then started=$(( $(date +%s) - age )); break; fi
+done
+if [ -z "$started" ]; then echo 'HOOKS unknown'; else
+  runs=after-restart
+  for f in /etc/libvirt/hooks/network /etc/libvirt/hooks/network.d/*; do
+    if [ -f "$f" ] && [ -x "$f" ] && [ "$(stat -c %Y "$f")" -lt "$started" ]; then runs=yes; fi
+  done
+  echo "HOOKS $runs"
+fi
+"#;
+
+/// Reads `HOOKS_ACTIVE`'s answer.
+fn hook_runs(out: &str) -> HookRuns {
+    match out.lines().find_map(|l| l.strip_prefix("HOOKS ")) {
+        Some("yes") => HookRuns::Yes,
+        Some("after-restart") => HookRuns::AfterRestart,
+        _ => HookRuns::Unknown,
+    }
 }
 
 fn hook_path(network: &str) -> String {
@@ -340,20 +377,22 @@ fn control_dir() -> Option<std::path::PathBuf> {
 pub struct Shell(pub Runner);
 
 impl HostLinks for Shell {
-    fn up(&self, spec: &TunnelSpec, mark: &OwnerMark) -> Result<(), String> {
+    fn up(&self, spec: &TunnelSpec, mark: &OwnerMark) -> Result<HookRuns, String> {
         check(spec)?;
         let file = hook_file(spec, mark)?;
         let encoded = base64::engine::general_purpose::STANDARD.encode(file);
         let path = hook_path(&spec.network);
-        self.0.run(&format!(
-            "mkdir -p {HOOK_DIR}\n\
+        let out = self.0.run(&format!(
+            "{hooks}\
+             mkdir -p {HOOK_DIR}\n\
              printf %s '{encoded}' | base64 -d > {path}.new\n\
              chmod 0755 {path}.new\n\
              mv {path}.new {path}\n\
              {up}",
+            hooks = HOOKS_ACTIVE,
             up = up_commands(spec),
         ))?;
-        Ok(())
+        Ok(hook_runs(&out))
     }
 
     fn down(&self, spec: &TunnelSpec) -> Result<(), String> {
@@ -526,10 +565,11 @@ impl Inner {
                 ));
             }
         }
-        self.links()
+        let runs = self
+            .links()
             .up(spec, mark)
             .map_err(|why| ProviderError::backend(id, why))?;
-        Ok(summary(spec))
+        Ok(summary(spec, runs))
     }
 
     pub(super) fn update_tunnel(
@@ -545,10 +585,10 @@ impl Inner {
                 .down(have)
                 .map_err(|why| ProviderError::backend(id, why))?;
         }
-        links
+        let runs = links
             .up(want, mark)
             .map_err(|why| ProviderError::backend(id, why))?;
-        Ok(summary(want))
+        Ok(summary(want, runs))
     }
 
     pub(super) fn delete_tunnel(
@@ -575,13 +615,22 @@ pub(super) fn names_a_tunnel(scope: &Scope) -> bool {
     scope.ids.iter().any(|id| id.kind == ResourceKind::TUNNEL)
 }
 
-fn summary(spec: &TunnelSpec) -> String {
-    format!(
+/// What a made tunnel does; on the network's home (whose bridge libvirt makes anew at each
+/// start), whether libvirt joins it again by itself.
+fn summary(spec: &TunnelSpec, runs: HookRuns) -> String {
+    let joins = format!(
         "{} joins {} to {} (VXLAN {})",
         spec.device,
         spec.bridge,
         spec.peers.join(", "),
         spec.vni
+    );
+    if spec.makes_bridge || runs != HookRuns::AfterRestart {
+        return joins;
+    }
+    format!(
+        "{joins}; libvirt here joins it again when the network restarts only once libvirt \
+         itself has restarted (it looks for hooks as it starts): until then, the next apply does"
     )
 }
 
@@ -688,5 +737,21 @@ mod tests {
         assert!(file.contains("[ \"$1\" = lab ] || exit 0"));
         assert!(file.contains("ip link add lab type bridge"));
         assert!(file.contains("type vxlan id 4242 local 10.0.0.1 dstport 4789"));
+    }
+
+    #[test]
+    fn only_a_home_whose_libvirt_has_not_seen_a_hook_says_so() {
+        let home = TunnelSpec {
+            makes_bridge: false,
+            ..spec()
+        };
+        let said = "HOOKS after-restart\n";
+        assert_eq!(hook_runs(said), HookRuns::AfterRestart);
+        assert_eq!(hook_runs("HOOKS yes\n"), HookRuns::Yes);
+        assert_eq!(hook_runs(""), HookRuns::Unknown);
+        assert!(summary(&home, hook_runs(said)).contains("once libvirt itself has restarted"));
+        assert!(!summary(&home, HookRuns::Yes).contains("restarted"));
+        // A member's bridge is the tunnel's own: a network restart leaves it.
+        assert!(!summary(&spec(), HookRuns::AfterRestart).contains("restarted"));
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::plan::model::spec::{Spec, TunnelSpec};
-use crate::provider::libvirt::tunnels::{Device, Found, HostLinks};
+use crate::provider::libvirt::tunnels::{Device, Found, HookRuns, HostLinks};
 use crate::provider::OwnerMark;
 
 /// Each tunnel's mark, by network.
@@ -32,10 +32,11 @@ impl Tunnels {
 }
 
 impl HostLinks for Tunnels {
-    fn up(&self, spec: &TunnelSpec, mark: &OwnerMark) -> Result<(), String> {
+    fn up(&self, spec: &TunnelSpec, mark: &OwnerMark) -> Result<HookRuns, String> {
         let mut tunnels = self.read()?;
         tunnels.insert(spec.network.clone(), mark.clone());
-        self.write(&tunnels)
+        self.write(&tunnels)?;
+        Ok(HookRuns::Yes)
     }
 
     fn down(&self, spec: &TunnelSpec) -> Result<(), String> {
