@@ -1,10 +1,14 @@
 # The README's quick start: `make demo` runs the main job, `make test` runs the tests.
 # Both install missing system packages first (see .ci/install-deps) and say what they install.
 
-.PHONY: deps demo test test-libvirt test-kube lint bench schema
+.PHONY: deps test-deps demo test test-libvirt test-kube lint bench schema
 
 deps:
 	@.ci/install-deps
+
+# What the tests need besides: a headless browser for the picture's test.
+test-deps:
+	@.ci/install-deps test
 
 # Applies every example to the embedded sandbox (kept in target/demo-sandbox, apart from your own
 # sandbox) and shows the result. Run it twice: the second time there is nothing to change.
@@ -20,7 +24,7 @@ demo: deps
 	@echo "== plan diff examples/lab.yml --provider sandbox"
 	@SITEPLAN_SANDBOX_DIR=$(DEMO_SANDBOX) ./target/release/plan diff examples/lab.yml --provider sandbox
 
-test: deps
+test: test-deps
 	cargo test
 
 # The same tests, plus those that need a real libvirtd: installs libvirt and QEMU, starts the
@@ -28,7 +32,7 @@ test: deps
 # starts three more libvirt hosts in namespaces of their own (.ci/hosts, for a lab spread over
 # a group), builds the guest image real guests boot, installs kcli (in a virtualenv under target/) for
 # the test of a plan kcli made, and points the tests at them.
-test-libvirt: deps
+test-libvirt: test-deps
 	.ci/install-libvirt
 	.ci/libvirtd start
 	tests/guest-image/build
@@ -40,7 +44,7 @@ test-libvirt: deps
 
 # The same tests, plus the KubeVirt suite against two real kube-apiservers built from Debian's
 # source package (.ci/install-kube, kept in ~/.cache/siteplan) and started on 127.0.0.1.
-test-kube: deps
+test-kube: test-deps
 	SITEPLAN_TEST_APISERVER=$$(.ci/kube start a $$(.ci/install-kube)) \
 	  SITEPLAN_TEST_APISERVER_B=$$(.ci/kube start b $$(.ci/install-kube)) \
 	  SITEPLAN_TEST_APISERVER_BARE=$$(.ci/kube start bare $$(.ci/install-kube)) cargo test

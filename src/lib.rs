@@ -12,6 +12,7 @@ pub mod graph;
 pub mod manifest;
 pub mod memory;
 pub mod ops;
+pub mod picture;
 pub mod placement;
 pub mod plan;
 pub mod provider;

@@ -122,6 +122,18 @@ pub(super) enum StatusOutput {
     Yaml,
 }
 
+/// `plan status -o`: the outputs of `StatusOutput`, and the lab as a picture.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum LabOutput {
+    Table,
+    Json,
+    Yaml,
+    /// The lab as a picture (also html, mermaid), as `plan graph --view topology` draws it
+    Svg,
+    Html,
+    Mermaid,
+}
+
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 pub(super) enum SchemaOf {
     Plan,
@@ -196,13 +208,10 @@ pub(super) enum Command {
     /// Print, as YAML, the Kubernetes objects `apply` would send to a KubeVirt provider (for
     /// committing manifests instead of applying them). Secret values are shown as (sensitive)
     Export(ExportArgs),
-    /// Print the plan's dependency graph
-    Graph {
-        #[command(flatten)]
-        plan: PlanArgs,
-        #[arg(long, value_enum, default_value = "text")]
-        format: GraphFormat,
-    },
+    /// Draw the plan: its dependency graph (text, dot, mermaid), or, with `--view topology`,
+    /// a picture of the lab (svg, html, mermaid, json): its VMs, networks, disks and pools by
+    /// provider and host, each marked by what apply would change and how it stands
+    Graph(GraphArgs),
     /// Show what apply would change on the provider
     Diff(DiffArgs),
     /// Make the provider match the plan (FILE may be a plan saved by `plan diff --out`)
@@ -223,7 +232,7 @@ pub(super) enum Command {
         #[command(flatten)]
         moved: MovedArgs,
         #[arg(short, long = "output", value_enum, default_value = "table")]
-        output: StatusOutput,
+        output: LabOutput,
     },
     /// Start the plan's VMs (those it declares running), or the ones named, in dependency
     /// order
@@ -460,6 +469,51 @@ pub(super) struct DiffArgs {
     /// a git revision and path (`origin/main:site.yml`; `HEAD~1:./site.yml` from here)
     #[arg(long, value_name = "OLD", conflicts_with_all = ["replace", "targets"])]
     pub(super) against: Option<String>,
+}
+
+/// What `plan graph` draws.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum GraphView {
+    /// Which entries need which
+    Deps,
+    /// The lab: where each thing is and what it sits on, with the change drawn on it
+    Topology,
+}
+
+/// How `plan graph` draws: text, dot and mermaid for the dependency graph; svg, html,
+/// mermaid and json for the topology.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum DrawFormat {
+    Text,
+    Dot,
+    Mermaid,
+    Svg,
+    Html,
+    Json,
+}
+
+// `plan graph`'s arguments (its help is the variant's).
+#[derive(clap::Args, Debug)]
+pub(super) struct GraphArgs {
+    #[command(flatten)]
+    pub(super) plan: PlanArgs,
+    #[command(flatten)]
+    pub(super) target: TargetArgs,
+    #[arg(long, value_enum, default_value = "deps")]
+    pub(super) view: GraphView,
+    /// text for the dependency graph, svg for the topology, when not given
+    #[arg(long, value_enum)]
+    pub(super) format: Option<DrawFormat>,
+    /// The topology against another version of the plan instead of the providers: a file, or
+    /// a git revision and path (`origin/main:site.yml`)
+    #[arg(long, value_name = "OLD", conflicts_with = "plan_only")]
+    pub(super) against: Option<String>,
+    /// The topology of the plan alone, asking no provider
+    #[arg(long)]
+    pub(super) plan_only: bool,
+    /// Write the drawing to FILE instead of standard output
+    #[arg(short = 'o', long = "out", value_name = "FILE")]
+    pub(super) out: Option<PathBuf>,
 }
 
 // `plan apply`'s arguments (its help is the variant's).

@@ -10,7 +10,7 @@ pub(super) fn status(
     plan: &PlanArgs,
     target: TargetArgs,
     moved: bool,
-    output: StatusOutput,
+    output: LabOutput,
 ) -> ExitCode {
     let looked = || -> Result<ExitCode, ExitCode> {
         let (view, request, loaded) = looking(plan, target)?;
@@ -20,11 +20,12 @@ pub(super) fn status(
         };
         let lab = found(block_on(ops::status(&request, &loaded, &view)), &view)?;
         let shown = match output {
-            StatusOutput::Table => {
-                view::status_table(&lab, &resolve::command_line(&request, "diff"))
-            }
-            StatusOutput::Json => document(&lab, false),
-            StatusOutput::Yaml => document(&lab, true),
+            LabOutput::Table => view::status_table(&lab, &resolve::command_line(&request, "diff")),
+            LabOutput::Json => document(&lab, false),
+            LabOutput::Yaml => document(&lab, true),
+            LabOutput::Svg => super::picture::drawing(&lab.picture, DrawFormat::Svg),
+            LabOutput::Html => super::picture::drawing(&lab.picture, DrawFormat::Html),
+            LabOutput::Mermaid => super::picture::drawing(&lab.picture, DrawFormat::Mermaid),
         };
         let printed = print(&shown);
         Ok(if printed != ExitCode::SUCCESS || lab.matches {

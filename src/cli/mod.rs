@@ -8,6 +8,7 @@ mod console;
 mod inventory;
 mod lab;
 pub(crate) mod out;
+mod picture;
 mod progress;
 mod providers;
 mod resolve;
@@ -21,7 +22,6 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::diagnostics::{Problem, Rendered, Severity, SourceText};
-use crate::graph::{self, GraphFormat};
 use crate::manifest::model::Kind;
 use crate::manifest::{self, format, LoadFailure, Loaded, Options, Overrides};
 use crate::ops::{self, Request, RunOptions};
@@ -64,10 +64,7 @@ pub fn run() -> ExitCode {
             Err(failure) => report_failure(&failure),
         },
         Command::Export(args) => change::export(args),
-        Command::Graph { plan, format } => match load(&plan, false) {
-            Ok(loaded) => print(&graph::render(&loaded.graph, format)),
-            Err(code) => code,
-        },
+        Command::Graph(args) => picture::graph(args),
         Command::Diff(args) => change::diff(args),
         Command::Apply(args) => change::apply(args),
         Command::Destroy(args) => change::destroy(args),

@@ -59,12 +59,12 @@ impl Terminal {
         self.verbosity > Verbosity::Quiet
     }
 
-    fn show_plan(&self, plan: &Plan) {
+    fn show_plan(&self, plan: &Plan, picture: &crate::picture::Picture) {
         // Quiet still shows the whole diff when it is about to ask about it.
         let asking = self.asks && !self.yes && !plan.is_empty();
         let shown = match self.format {
-            DiffFormat::Markdown => render::markdown(plan),
-            DiffFormat::Json => render::json::json(plan),
+            DiffFormat::Markdown => render::markdown::with_picture(plan, picture),
+            DiffFormat::Json => render::json::with_picture(plan, picture),
             DiffFormat::Human if !self.talks() && !asking => {
                 format!("{}\n", render::summary(plan))
             }
@@ -144,7 +144,7 @@ impl View for Terminal {
             Event::Observed { resources, took } if self.verbosity == Verbosity::Verbose => {
                 say!("Observed {resources} resources in {} ms.", took.as_millis())
             }
-            Event::Plan(plan) => self.show_plan(plan),
+            Event::Plan { plan, picture } => self.show_plan(plan, picture),
             Event::Saved { file, apply } => say!(
                 "Saved the plan to {}: `{apply}` applies exactly these changes.",
                 file.display(),

@@ -14,6 +14,7 @@ mod inventory;
 mod list;
 mod lock;
 mod outcome;
+mod picture;
 mod power;
 mod request;
 mod session;
@@ -45,6 +46,7 @@ pub use view::{Answer, Event, MovedHow, View};
 
 use crate::manifest::{self, Loaded};
 use crate::plan::intent::{self, Intents};
+use crate::plan::model::desired::Desired;
 use crate::plan::render;
 use crate::plan::saved::{self, SavedPlan};
 use crate::plan::{self as planner, Action, Plan};
@@ -67,8 +69,12 @@ pub async fn diff(
         session.held_elsewhere(&observed).await?;
         let mut parts = session.plan(&observed)?;
         session.keep_networks_in_use(&mut parts, view).await;
+        let picture = picture::of_session(&session, &observed, &parts, &[]);
         let plan = merged(request, parts);
-        view.event(Event::Plan(&plan));
+        view.event(Event::Plan {
+            plan: &plan,
+            picture: &picture,
+        });
         if let Some(out) = out {
             save(request, loaded, &plan, &session.fingerprint(&observed), out)?;
             let mut apply = vec![format!(
@@ -301,8 +307,12 @@ async fn converge(
                 grace: options.shutdown_timeout,
             });
             restart_after(&mut parts, restart);
+            let picture = picture::of_session(&session, &observed, &parts, &[]);
             let plan = merged(request, parts.clone());
-            view.event(Event::Plan(&plan));
+            view.event(Event::Plan {
+                plan: &plan,
+                picture: &picture,
+            });
             if let Some(reviewed) = reviewed.filter(|r| !r.saved.same_changes(&plan)) {
                 return Err(Refusal::Stale {
                     what: "planning again gives other changes than the saved plan's".into(),
@@ -379,34 +389,15 @@ pub fn diff_against(
     view: &dyn View,
 ) -> Result<Outcome, Refusal> {
     let result = (|| {
-        let source = manifest::revision::Source::parse(old);
-        let text = manifest::revision::read(&source, &request.file)?;
-        // The old version takes the same parameters, including the default parameter file
-        // beside the new one.
-        let mut overrides = request.overrides.clone();
-        let beside = request.base.join("kcli_parameters.yml");
-        if overrides.paramfiles.is_empty() && beside.is_file() {
-            overrides.paramfiles.push(beside);
-        }
-        let label = match &source {
-            manifest::revision::Source::File(path) => path.clone(),
-            manifest::revision::Source::Revision { .. } => old.into(),
-        };
-        let mut old = manifest::load_text(&text, &label, &overrides, manifest::Options::default())
-            .map_err(Refusal::Load)?;
-        // Its files are read where the new version's are, as the new version may read them.
-        old.manifest.access = new.manifest.access.clone();
-        let old_files = manifest::revision::file_reader(&source, &request.file)?;
-        let old_intents = match old_files.as_deref() {
-            Some(read) => {
-                intent::intents_reading(&old.manifest, &request.name, &request.base, read)
-            }
-            None => intent::intents(&old.manifest, &request.name, &request.base),
-        }
-        .map_err(|e| format!("the old version: {e}"))?;
+        let old_intents = old_version(request, old, new)?;
         let new_intents = intent::intents(&new.manifest, &request.name, &request.base)?;
-        let plan = between_by_provider(request, old_intents, new_intents, view)?;
-        view.event(Event::Plan(&plan));
+        let parts = between_by_provider(request, old_intents, new_intents, view)?;
+        let picture = picture_of_parts(request, crate::picture::DrawnFrom::Plans, &parts);
+        let plan = joined(request, parts);
+        view.event(Event::Plan {
+            plan: &plan,
+            picture: &picture,
+        });
         Ok::<_, Refusal>(plan)
     })();
     let plan = result?;
@@ -414,6 +405,96 @@ pub fn diff_against(
         true => Outcome::UpToDate { vms: None },
         false => Outcome::Planned(plan),
     })
+}
+
+/// The picture of `new` without asking any provider: against the older version `old` (its
+/// changes drawn), or alone.
+pub fn picture_of_plans(
+    request: &Request,
+    old: Option<&str>,
+    new: &Loaded,
+    view: &dyn View,
+) -> Result<crate::picture::Picture, Refusal> {
+    use crate::picture::DrawnFrom;
+    let new_intents = intent::intents(&new.manifest, &request.name, &request.base)?;
+    let (old_intents, drawn_from) = match old {
+        Some(old) => (old_version(request, old, new)?, DrawnFrom::Plans),
+        None => (new_intents.clone(), DrawnFrom::Plan),
+    };
+    let parts = between_by_provider(request, old_intents, new_intents, view)?;
+    Ok(picture_of_parts(request, drawn_from, &parts))
+}
+
+/// The picture of a plan against plan: each provider's part a place, with no live state.
+fn picture_of_parts(
+    request: &Request,
+    drawn_from: crate::picture::DrawnFrom,
+    parts: &[PlannedPart],
+) -> crate::picture::Picture {
+    use crate::picture::{Picture, PlaceInput};
+    let places = parts
+        .iter()
+        .map(|part| PlaceInput {
+            name: part.place.clone(),
+            desired: part.desired.resources.iter().map(|r| &r.spec).collect(),
+            observed: None,
+            changes: &part.plan.changes,
+            addresses: BTreeMap::new(),
+        })
+        .collect();
+    Picture::build(&request.name, drawn_from, places)
+}
+
+/// The intents of an older version of the plan (a file, or a git revision and path), read
+/// with the new version's parameters and files.
+fn old_version(request: &Request, old: &str, new: &Loaded) -> Result<Intents, Refusal> {
+    let source = manifest::revision::Source::parse(old);
+    let text = manifest::revision::read(&source, &request.file)?;
+    // The old version takes the same parameters, including the default parameter file
+    // beside the new one.
+    let mut overrides = request.overrides.clone();
+    let beside = request.base.join("kcli_parameters.yml");
+    if overrides.paramfiles.is_empty() && beside.is_file() {
+        overrides.paramfiles.push(beside);
+    }
+    let label = match &source {
+        manifest::revision::Source::File(path) => path.clone(),
+        manifest::revision::Source::Revision { .. } => old.into(),
+    };
+    let mut old = manifest::load_text(&text, &label, &overrides, manifest::Options::default())
+        .map_err(Refusal::Load)?;
+    // Its files are read where the new version's are, as the new version may read them.
+    old.manifest.access = new.manifest.access.clone();
+    let old_files = manifest::revision::file_reader(&source, &request.file)?;
+    let old_intents = match old_files.as_deref() {
+        Some(read) => intent::intents_reading(&old.manifest, &request.name, &request.base, read),
+        None => intent::intents(&old.manifest, &request.name, &request.base),
+    }
+    .map_err(|e| format!("the old version: {e}"))?;
+    Ok(old_intents)
+}
+
+/// One provider's part of a plan against plan: where it goes, what it wants there, and what
+/// changes.
+struct PlannedPart {
+    place: String,
+    desired: Desired,
+    plan: Plan,
+}
+
+/// The parts as one plan; each change names its provider when there are several.
+fn joined(request: &Request, parts: Vec<PlannedPart>) -> Plan {
+    let mut plan = Plan {
+        name: request.name.clone(),
+        source: None,
+        changes: Vec::new(),
+        unchanged: 0,
+    };
+    for part in parts {
+        plan.unchanged += part.plan.unchanged;
+        plan.changes.extend(part.plan.changes);
+    }
+    plan
 }
 
 /// What applying `new` changes where `old` was applied, each provider's part planned as its
@@ -426,7 +507,7 @@ fn between_by_provider(
     old: Intents,
     new: Intents,
     view: &dyn View,
-) -> Result<Plan, Refusal> {
+) -> Result<Vec<PlannedPart>, Refusal> {
     let mut old_parts: BTreeMap<Option<String>, Intents> = old.by_provider().into_iter().collect();
     let mut parts: Vec<(Option<String>, Intents, Intents)> = new
         .by_provider()
@@ -442,12 +523,7 @@ fn between_by_provider(
             .map(|(client, was)| (client, was, Intents::default())),
     );
     let spans = parts.len() > 1;
-    let mut plan = Plan {
-        name: request.name.clone(),
-        source: None,
-        changes: Vec::new(),
-        unchanged: 0,
-    };
+    let mut planned_parts = Vec::new();
     for (client, was, part) in parts {
         let choice = client.clone().or_else(|| request.provider.clone());
         let planning = planning_of(choice.as_deref(), request, view);
@@ -465,10 +541,13 @@ fn between_by_provider(
                 change.provider = choice.clone();
             }
         }
-        plan.unchanged += planned.unchanged;
-        plan.changes.extend(planned.changes);
+        planned_parts.push(PlannedPart {
+            place: choice.unwrap_or_else(|| "default provider".to_string()),
+            desired: new_desired,
+            plan: planned,
+        });
     }
-    Ok(plan)
+    Ok(planned_parts)
 }
 
 /// How the provider `choice` names plans, without opening it; the libvirt family's when it

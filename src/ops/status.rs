@@ -9,6 +9,7 @@ use super::request::Request;
 use super::session::{Goal, Session};
 use super::view::View;
 use crate::manifest::Loaded;
+use crate::picture::Picture;
 use crate::plan::model::spec::{ResourceId, ResourceKind, Role};
 use crate::plan::{Action, AttributeChange, Change};
 use crate::provider::LiveResource;
@@ -28,6 +29,9 @@ pub struct LabStatus {
     /// The lab snapshots of the plan (`plan snapshot create`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub snapshots: Vec<super::snapshot::LabSnapshot>,
+    /// The same, to be drawn (`plan status -o svg|html|mermaid`).
+    #[serde(skip)]
+    pub picture: Picture,
 }
 
 #[derive(Debug, Serialize)]
@@ -145,5 +149,6 @@ pub async fn status(
         matches: plans.iter().all(|p| p.is_empty()),
         resources,
         snapshots: super::snapshot::of_session(&session).await,
+        picture: super::picture::of_session(&session, &observed, &plans, &rows),
     })
 }

@@ -50,8 +50,12 @@ pub enum Event<'a> {
     Targeting(&'a [String]),
     /// The providers were observed.
     Observed { resources: usize, took: Duration },
-    /// What would change (diff), or is about to (apply, destroy).
-    Plan(&'a Plan),
+    /// What would change (diff), or is about to (apply, destroy), and the lab's picture
+    /// with it drawn.
+    Plan {
+        plan: &'a Plan,
+        picture: &'a crate::picture::Picture,
+    },
     /// `diff --out`: the plan was saved to `file`; `apply` is the command that applies it (with the secret
     /// `-P` values it needs again, by name).
     Saved { file: &'a Path, apply: String },

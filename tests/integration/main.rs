@@ -18,6 +18,7 @@ mod kube_real;
 mod kubevirt;
 mod lab_snapshots;
 mod lifecycle;
+mod picture;
 mod planner;
 mod provider;
 mod providers;

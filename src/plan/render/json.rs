@@ -26,6 +26,10 @@ pub struct DiffDocument {
     /// Resources changed outside siteplan since they were applied; the changes above set them
     /// back.
     pub drift: Vec<Drift>,
+    /// The lab with the change drawn on it: what a tool needs to draw its own picture (the
+    /// elements by place, each with its mark and state, and the links between them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology: Option<crate::picture::Picture>,
 }
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
@@ -156,12 +160,24 @@ pub fn document(plan: &Plan) -> DiffDocument {
                     .collect(),
             })
             .collect(),
+        topology: None,
     }
 }
 
 /// The document, pretty-printed, with a final newline.
 pub fn json(plan: &Plan) -> String {
     let mut text = serde_json::to_string_pretty(&document(plan)).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+/// The document with the lab's picture (`topology`).
+pub fn with_picture(plan: &Plan, picture: &crate::picture::Picture) -> String {
+    let document = DiffDocument {
+        topology: Some(picture.clone()),
+        ..document(plan)
+    };
+    let mut text = serde_json::to_string_pretty(&document).unwrap_or_default();
     text.push('\n');
     text
 }

@@ -125,6 +125,25 @@ fn details(out: &mut String, change: &Change) {
     let _ = writeln!(out, "</details>\n");
 }
 
+/// The report with the lab's picture: a Mermaid diagram, which GitHub and GitLab draw, with
+/// the same marks as the table.
+pub fn with_picture(plan: &Plan, picture: &crate::picture::Picture) -> String {
+    let mut out = markdown(plan);
+    let marks: Vec<String> = picture
+        .counts()
+        .iter()
+        .map(|(mark, n)| format!("{n} {}", mark.legend()))
+        .collect();
+    let _ = write!(
+        out,
+        "\n<details open><summary>The lab, with the change drawn on it ({})</summary>\n\n\
+         ```mermaid\n{}```\n\n</details>\n",
+        marks.join(", "),
+        crate::picture::mermaid::mermaid(picture)
+    );
+    out
+}
+
 pub fn markdown(plan: &Plan) -> String {
     let mut out = String::new();
     if plan.is_empty() {

@@ -4,7 +4,7 @@
 
 mod human;
 pub mod json;
-mod markdown;
+pub mod markdown;
 
 pub use human::human;
 pub use markdown::markdown;
