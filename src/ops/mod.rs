@@ -440,6 +440,7 @@ fn picture_of_parts(
             observed: None,
             changes: &part.plan.changes,
             addresses: BTreeMap::new(),
+            rules: part.rules.as_ref(),
         })
         .collect();
     Picture::build(&request.name, drawn_from, places)
@@ -480,6 +481,7 @@ struct PlannedPart {
     place: String,
     desired: Desired,
     plan: Plan,
+    rules: Box<dyn crate::plan::model::rules::Rules>,
 }
 
 /// The parts as one plan; each change names its provider when there are several.
@@ -545,6 +547,7 @@ fn between_by_provider(
             place: choice.unwrap_or_else(|| "default provider".to_string()),
             desired: new_desired,
             plan: planned,
+            rules: planning.rules,
         });
     }
     Ok(planned_parts)

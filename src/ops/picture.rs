@@ -37,6 +37,7 @@ pub(crate) fn of_session(
                 observed: Some(observed),
                 changes: &plan.changes,
                 addresses,
+                rules: site.opened.provider.rules(),
             }
         })
         .collect();

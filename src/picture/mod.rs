@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::plan::model::rules::Rules;
 use crate::plan::model::spec::{ResourceId, Role, Spec, VolumeSource};
 use crate::plan::model::{Disruption, LiveResource, Observed};
 use crate::plan::{Action, Change};
@@ -190,6 +191,8 @@ pub struct PlaceInput<'a> {
     pub changes: &'a [Change],
     /// A VM's addresses, by VM name, as the status table shows them.
     pub addresses: BTreeMap<String, Vec<String>>,
+    /// The backend's: what each resource needs, which the links show.
+    pub rules: &'a dyn Rules,
 }
 
 impl Picture {
@@ -239,7 +242,7 @@ impl Picture {
                     state,
                     external: false,
                 });
-                picture.link(&place.name, spec);
+                picture.link(&place.name, spec, place.rules);
             }
         }
         picture.add_external();
@@ -248,35 +251,24 @@ impl Picture {
         picture
     }
 
-    /// The links of one resource: to what it sits on or is held by.
-    fn link(&mut self, place: &str, spec: &Spec) {
-        let from = key(place, &spec.id());
-        match spec {
-            Spec::Vm(vm) => {
-                for nic in &vm.nics {
-                    self.links.push(Link {
-                        from: key(place, &ResourceId::network(&nic.network)),
-                        to: from.clone(),
-                    });
-                }
-                let seed = vm.seed.iter().map(|(pool, volume)| (pool, volume));
-                let disks = vm.disks.iter().map(|d| (&d.pool, &d.volume));
-                for (pool, volume) in disks.chain(seed) {
-                    self.links.push(Link {
-                        from: from.clone(),
-                        to: key(place, &ResourceId::volume(pool, volume)),
-                    });
-                }
+    /// The links of one resource, from what the backend says it needs (`Rules::needs`): a
+    /// network it sits on above it, its disks, seed and pool below it. A disk's backing image
+    /// is said in the disk's box rather than drawn.
+    fn link(&mut self, place: &str, spec: &Spec, rules: &dyn Rules) {
+        let id = spec.id();
+        let from = key(place, &id);
+        for needed in rules.needs(spec) {
+            match (id.kind.role(), needed.kind.role()) {
+                (Role::Volume, Role::Volume) => {}
+                (_, Role::Network | Role::Attachment) => self.links.push(Link {
+                    from: key(place, &needed),
+                    to: from.clone(),
+                }),
+                _ => self.links.push(Link {
+                    from: from.clone(),
+                    to: key(place, &needed),
+                }),
             }
-            Spec::Volume(volume) => self.links.push(Link {
-                from,
-                to: key(place, &ResourceId::pool(&volume.pool)),
-            }),
-            Spec::Tunnel(tunnel) => self.links.push(Link {
-                from: key(place, &ResourceId::network(&tunnel.network)),
-                to: from,
-            }),
-            _ => {}
         }
     }
 
@@ -336,7 +328,7 @@ fn key(place: &str, id: &ResourceId) -> String {
 fn shape(id: &ResourceId) -> Shape {
     match id.kind.role() {
         Role::Vm => Shape::Vm,
-        Role::Network => Shape::Network,
+        Role::Network | Role::Attachment => Shape::Network,
         Role::Pool => Shape::Pool,
         Role::Volume => Shape::Disk,
         _ => Shape::Other,

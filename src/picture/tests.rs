@@ -146,6 +146,7 @@ fn drawn(want: &[Spec], have: &Observed, addresses: BTreeMap<String, Vec<String>
             observed: Some(have),
             changes: &plan.changes,
             addresses,
+            rules: &LibvirtRules,
         }],
     )
 }

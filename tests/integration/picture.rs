@@ -268,3 +268,33 @@ fn the_page_opens_in_a_browser_and_shows_every_vm_and_network() {
     }
     crate::harness::report(&format!("{test}: the screenshot is {}", shot.display()));
 }
+
+#[test]
+fn a_kubevirt_lab_is_drawn_from_its_objects() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let providers = tmp.path().join("providers.yml");
+    // Planned as KubeVirt plans, with no cluster asked (`--plan-only`).
+    std::fs::write(
+        &providers,
+        "providers:\n  - {name: kv, type: kubevirt, kubeconfig: /nonexistent, namespace: lab}\n",
+    )
+    .expect("providers file");
+    let drawn = crate::harness::Plan::new(&["graph"])
+        .env("SITEPLAN_PROVIDERS", &providers)
+        .args(&["examples/kubevirt-lab.yml", "--provider", "kv"])
+        .args(&["--view", "topology", "--plan-only", "--format", "json"])
+        .run();
+    assert!(drawn.ok(), "{}", drawn.text());
+    let picture: Value = serde_json::from_str(&drawn.stdout).expect("JSON");
+    assert_eq!(picture["places"], serde_json::json!(["kv"]));
+    let shape = |address: &str| node(&picture, address)["shape"].clone();
+    assert_eq!(shape("virtualmachine/node1"), "vm");
+    assert_eq!(shape("networkattachmentdefinition/kvnet"), "network");
+    let links = picture["links"].as_array().expect("links");
+    assert!(
+        links.contains(&serde_json::json!({
+            "from": "kv:networkattachmentdefinition/kvnet", "to": "kv:virtualmachine/node1"
+        })),
+        "{picture:#}"
+    );
+}
