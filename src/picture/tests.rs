@@ -235,3 +235,40 @@ fn a_big_place_is_collapsed_in_mermaid_but_not_its_changes() {
     }
     assert!(mermaid.lines().count() < 100, "{mermaid}");
 }
+
+#[test]
+fn a_replaced_network_and_a_drifted_vm_say_why() {
+    let want = [network("labnet"), vm("web1", 1024, &["labnet"])];
+    let mut have = observed(&want);
+    // The network's range changes (a replace); web1's memory was changed by hand (drift).
+    if let Some(live) = have.resources.get_mut(&ResourceId::network("labnet")) {
+        let Spec::Network(n) = &mut live.spec else {
+            unreachable!()
+        };
+        n.cidr = "10.9.0.0/24".parse().ok();
+        if let Some(mark) = &mut live.owner {
+            mark.spec = live.spec.clone();
+        }
+    }
+    if let Some(live) = have.resources.get_mut(&ResourceId::vm("web1")) {
+        live.spec = vm("web1", 4096, &["labnet"]);
+    }
+    let picture = drawn(&want, &have, BTreeMap::new());
+    let network = node(&picture, "network/labnet");
+    assert_eq!(network.mark, Mark::Replaced);
+    assert!(
+        network.why.as_deref().is_some_and(|w| !w.is_empty()),
+        "{network:?}"
+    );
+    let web1 = node(&picture, "vm/web1");
+    assert_eq!(web1.mark, Mark::Drifted);
+    assert!(
+        web1.why
+            .as_deref()
+            .is_some_and(|w| w.contains("outside siteplan: memory 1024 MiB → 4096 MiB")),
+        "{web1:?}"
+    );
+    let svg = svg::svg(&picture);
+    assert!(svg.contains("class=\"node network replaced\""), "{svg}");
+    assert!(svg.contains("class=\"node vm drifted\""), "{svg}");
+}

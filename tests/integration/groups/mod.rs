@@ -341,6 +341,27 @@ fn a_network_spans_the_hosts_of_its_vms_with_one_dhcp_and_its_reservations_and_r
         .arg_path(&plan)
         .run();
     assert_eq!(again.code(), Some(0), "{}", again.text());
+    // The lab's picture: a frame a host, the network in each of its hosts with its tunnel under
+    // it, and each VM on its own host's network.
+    let drawn = group
+        .plan(&["graph", "--view", "topology", "--format", "json"])
+        .arg_path(&plan)
+        .run();
+    assert!(drawn.ok(), "{}", drawn.text());
+    let picture: serde_json::Value = serde_json::from_str(&drawn.stdout).expect("JSON");
+    assert_eq!(picture["places"], serde_json::json!(["h1", "h2", "h3"]));
+    let links = picture["links"].as_array().expect("links");
+    for (from, to) in [
+        ("h1:network/spannet", "h1:tunnel/spannet"),
+        ("h2:network/spannet", "h2:tunnel/spannet"),
+        ("h1:network/spannet", "h1:vm/a"),
+        ("h2:network/spannet", "h2:vm/b"),
+    ] {
+        assert!(
+            links.contains(&serde_json::json!({"from": from, "to": to})),
+            "no {from} -> {to}: {links:?}"
+        );
+    }
     let destroy = group.plan(&["destroy", "--yes"]).arg_path(&plan).run();
     assert!(destroy.ok(), "{}", destroy.text());
     for host in ["h1", "h2"] {
