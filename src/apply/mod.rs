@@ -458,6 +458,7 @@ pub async fn apply_until(
             // The mark records the resource's guard as the plan declares it.
             let owner = Owner {
                 prevent_destroy: guarded[i],
+                adopt: change.adopt && change.action == Action::Update,
                 ..owner
             };
             let mut result = run_change(provider.as_ref(), change, &owner).await;

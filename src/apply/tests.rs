@@ -333,6 +333,7 @@ async fn powered(power: Power) -> Vec<ResourceId> {
             disruption: None,
             drift: Vec::new(),
             claim: false,
+            adopt: false,
             loses_data: false,
             pending_restart: Vec::new(),
             restart: Some(power),

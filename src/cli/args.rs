@@ -78,6 +78,11 @@ pub(super) struct MovedArgs {
     /// refused where its name marks what another file applied, which is another lab's
     #[arg(long)]
     pub(super) plan_moved: bool,
+    /// Take over this entry (name or address, repeatable) where it exists without any plan's
+    /// mark (made by hand, by virt-install, by another tool): the plan adopts it as it is,
+    /// changing only what differs from what it declares, and never what would make it again
+    #[arg(long = "adopt", value_name = "NAME")]
+    pub(super) adopt: Vec<String>,
 }
 
 /// How changes are made.

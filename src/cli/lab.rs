@@ -9,13 +9,14 @@ use super::*;
 pub(super) fn status(
     plan: &PlanArgs,
     target: TargetArgs,
-    moved: bool,
+    moved: &MovedArgs,
     output: LabOutput,
 ) -> ExitCode {
     let looked = || -> Result<ExitCode, ExitCode> {
         let (view, request, loaded) = looking(plan, target)?;
         let request = Request {
-            plan_moved: moved,
+            plan_moved: moved.plan_moved,
+            adopt: moved.adopt.clone(),
             ..request
         };
         let lab = found(block_on(ops::status(&request, &loaded, &view)), &view)?;

@@ -74,7 +74,7 @@ pub fn run() -> ExitCode {
             target,
             moved,
             output,
-        } => status(&plan, target, moved.plan_moved, output),
+        } => status(&plan, target, &moved, output),
         Command::Start {
             plan,
             vms,

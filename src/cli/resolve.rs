@@ -44,6 +44,7 @@ pub(super) fn changing(
     Request {
         replace,
         plan_moved: moved.plan_moved,
+        adopt: moved.adopt.clone(),
         ..request(plan, target)
     }
 }

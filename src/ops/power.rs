@@ -134,6 +134,7 @@ fn power_changes(
                 disruption: None,
                 drift: Vec::new(),
                 claim: false,
+                adopt: false,
                 loses_data: false,
                 pending_restart: Vec::new(),
                 restart: Some(power),

@@ -28,6 +28,9 @@ pub struct Request {
     /// are this plan's all the same (the file was moved or renamed); their marks then record
     /// this file.
     pub plan_moved: bool,
+    /// `--adopt`: entries (by name or address) and resources (by address) that exist without
+    /// any plan's mark, which the plan takes over as they are.
+    pub adopt: Vec<String>,
     /// `plan drain HOST`: the host whose VMs move to the other hosts of its group, and which
     /// step of the drain the run is.
     pub drain: Option<Drain>,
@@ -82,6 +85,7 @@ impl Request {
             overrides: Overrides::default(),
             source: plan_source(file),
             plan_moved: false,
+            adopt: Vec::new(),
             drain: None,
         }
     }

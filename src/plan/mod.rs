@@ -52,6 +52,10 @@ pub struct Identity {
     /// `--plan-moved`: what carries the plan's name is the plan's, whichever file it was
     /// applied from (the file was moved or renamed); the marks then record this one.
     pub moved: bool,
+    /// `--adopt`: entries (by name or address) and resources (by address) that exist without
+    /// any plan's mark and that this plan takes over as they are, changing only what differs
+    /// from what it declares.
+    pub adopt: Vec<String>,
 }
 
 impl Identity {
@@ -61,6 +65,15 @@ impl Identity {
             name: name.to_string(),
             ..Identity::default()
         }
+    }
+
+    /// Whether the resource `id` of the plan's entry `entry` (`vm/web1`) is adopted.
+    pub fn adopts(&self, entry: &str, id: &ResourceId) -> bool {
+        let entry_name = entry.split_once('/').map_or(entry, |(_, name)| name);
+        let address = id.to_string();
+        self.adopt
+            .iter()
+            .any(|a| a == entry || a == entry_name || *a == address)
     }
 }
 
@@ -120,6 +133,7 @@ pub fn plan(
                 disruption: None,
                 drift: Vec::new(),
                 claim: false,
+                adopt: false,
                 loses_data: false,
                 pending_restart: Vec::new(),
                 restart: None,
@@ -148,6 +162,7 @@ pub fn plan(
                     disruption: Some(Disruption::Live),
                     drift: Vec::new(),
                     claim: true,
+                    adopt: false,
                     loses_data: false,
                     pending_restart: Vec::new(),
                     restart: None,
@@ -164,13 +179,33 @@ pub fn plan(
                 ));
                 continue;
             }
+            // Adopted: planned as the plan's own, its mark written by the update.
+            None if identity.adopts(&want.entry, &id) => {}
             None => {
                 problems.push(format!(
-                    "{id} already exists and was not created by siteplan; rename it in the plan, or remove it"
+                    "{id} already exists and was not created by siteplan; rename it in the \
+                     plan, remove it, or let the plan adopt it as it is"
                 ));
                 continue;
             }
         }
+        let adopting = live.owner.is_none();
+        // An object another tool made is read back whole: only what the plan sets of it is
+        // the plan's business.
+        let adopted_object;
+        let live = match (&live.spec, &want.spec) {
+            (Spec::Object(have), Spec::Object(wanted)) if adopting => {
+                let mut have = have.clone();
+                have.fields
+                    .retain(|path, _| wanted.fields.contains_key(path));
+                adopted_object = LiveResource {
+                    spec: Spec::Object(have),
+                    ..live.clone()
+                };
+                &adopted_object
+            }
+            _ => live,
+        };
         let drift = live
             .owner
             .as_ref()
@@ -221,6 +256,32 @@ pub fn plan(
             }
         }
         let forced = desired.replace.contains(&id);
+        if adopting {
+            let replacing: Vec<&str> = attrs
+                .iter()
+                .filter(|a| a.disruption == Disruption::Replace)
+                .map(|a| a.name.as_str())
+                .collect();
+            if forced || !replacing.is_empty() {
+                problems.push(format!(
+                    "{id} cannot be adopted as the plan declares it: {} differ{}, which only \
+                     making it again would change, and adopting never deletes; declare it as \
+                     it is",
+                    if forced {
+                        "a replace was asked for".to_string()
+                    } else {
+                        replacing.join(", ")
+                    },
+                    if forced || replacing.len() > 1 {
+                        ""
+                    } else {
+                        "s"
+                    }
+                ));
+                continue;
+            }
+            attrs.insert(0, owner_change(name));
+        }
         let pending: Vec<AttributeChange> = live
             .pending_restart
             .iter()
@@ -245,6 +306,7 @@ pub fn plan(
                     disruption: Some(Disruption::Reboot),
                     drift,
                     claim: false,
+                    adopt: false,
                     loses_data: false,
                     pending_restart: pending,
                     restart: None,
@@ -266,6 +328,8 @@ pub fn plan(
             (Action::Replace, Some(forces_replacement(&forcing)))
         } else if forced {
             (Action::Replace, Some(REPLACE_REQUESTED.to_string()))
+        } else if adopting {
+            (Action::Update, Some(ADOPTED.to_string()))
         } else if paused_only {
             (Action::Update, Some(PAUSED.to_string()))
         } else {
@@ -292,6 +356,7 @@ pub fn plan(
             disruption: worst,
             drift,
             claim: false,
+            adopt: adopting,
             loses_data: false,
             pending_restart: if action == Action::Update {
                 pending
@@ -324,6 +389,7 @@ pub fn plan(
             disruption: Some(Disruption::Replace),
             drift: Vec::new(),
             claim: false,
+            adopt: false,
             loses_data: false,
             pending_restart: Vec::new(),
             restart: None,
@@ -355,6 +421,7 @@ pub fn plan(
             disruption: Some(Disruption::Replace),
             drift: Vec::new(),
             claim: true,
+            adopt: false,
             loses_data: false,
             pending_restart: Vec::new(),
             restart: None,
@@ -472,6 +539,7 @@ fn vm_follows(
         disruption: Some(disruption),
         drift: Vec::new(),
         claim: false,
+        adopt: false,
         loses_data: false,
         pending_restart: Vec::new(),
         restart: None,
@@ -688,6 +756,8 @@ fn guard_problems(
     }
     problems
 }
+
+const ADOPTED: &str = "made outside siteplan: adopted as it is, marked as this plan's";
 
 const LEFTOVER: &str =
     "exists empty and without a mark where the plan puts it, as a killed run leaves it: taken over";

@@ -584,3 +584,90 @@ fn a_running_vm_whose_seed_is_made_again_needs_a_reboot() {
     assert!(render::human(&p).contains("~ vm/web1: its cloud-init seed volume/default/web1-cidata.img is made again (needs a reboot)"), "{}", render::human(&p));
     assert_eq!(p.unchanged, 0);
 }
+
+/// What exists without a mark, adopted by name.
+fn adopting(entries: &[&str]) -> crate::plan::Identity {
+    crate::plan::Identity {
+        adopt: entries.iter().map(|e| e.to_string()).collect(),
+        ..crate::plan::Identity::named("lab")
+    }
+}
+
+#[test]
+fn an_unmarked_resource_is_adopted_only_when_asked_with_only_what_differs() {
+    let mut o = owned(&[vm(1024)], "lab");
+    o.resources.values_mut().for_each(|r| r.owner = None);
+    // Not asked: refused, saying it may be adopted.
+    let refused = run(&desired(&[vm(1024)]), &o).unwrap_err();
+    assert!(refused[0].contains("let the plan adopt it"), "{refused:?}");
+    // Asked, by the entry's name: an update that marks it, and nothing else when it matches.
+    let p = plan(
+        &adopting(&["web1"]),
+        &desired(&[vm(1024)]),
+        &o,
+        &LibvirtRules,
+    )
+    .unwrap();
+    assert_eq!(p.changes.len(), 1);
+    let c = &p.changes[0];
+    assert!(c.adopt && c.action == Action::Update, "{c:?}");
+    assert_eq!(
+        c.attributes
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect::<Vec<_>>(),
+        ["owner"]
+    );
+    assert!(
+        render::human(&p).contains("<= vm/web1"),
+        "{}",
+        render::human(&p)
+    );
+    assert!(
+        render::summary(&p).contains("0 to change") && render::summary(&p).contains("1 to adopt")
+    );
+    // What differs is changed with it, as an update would.
+    let p = plan(
+        &adopting(&["vm/web1"]),
+        &desired(&[vm(2048)]),
+        &o,
+        &LibvirtRules,
+    )
+    .unwrap();
+    let names: Vec<&str> = p.changes[0]
+        .attributes
+        .iter()
+        .map(|a| a.name.as_str())
+        .collect();
+    assert_eq!(names, ["owner", "memory_mib"]);
+}
+
+#[test]
+fn adopting_never_replaces_nor_takes_another_plans_resource() {
+    let mut o = owned(&[network("10.0.0.0/24")], "lab");
+    o.resources.values_mut().for_each(|r| r.owner = None);
+    // The range differs: only making it again would change it, and adopting deletes nothing.
+    let refused = plan(
+        &adopting(&["labnet"]),
+        &desired(&[network("10.0.1.0/24")]),
+        &o,
+        &LibvirtRules,
+    )
+    .unwrap_err();
+    assert!(
+        refused[0].contains("cannot be adopted as the plan declares it: cidr differs"),
+        "{refused:?}"
+    );
+    let other = owned(&[network("10.0.0.0/24")], "other");
+    let refused = plan(
+        &adopting(&["labnet"]),
+        &desired(&[network("10.0.0.0/24")]),
+        &other,
+        &LibvirtRules,
+    )
+    .unwrap_err();
+    assert!(
+        refused[0].contains("belongs to plan `other`"),
+        "{refused:?}"
+    );
+}

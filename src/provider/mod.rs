@@ -44,6 +44,9 @@ pub struct Owner {
     pub applied_from: Option<String>,
     /// The group of hosts the resource was placed on, recorded in its mark.
     pub group: Option<String>,
+    /// An update may take a resource that carries no plan's mark (adoption): it becomes this
+    /// plan's. Never set for a delete.
+    pub adopt: bool,
 }
 
 impl Owner {
@@ -55,6 +58,7 @@ impl Owner {
             prevent_destroy: false,
             applied_from: None,
             group: None,
+            adopt: false,
         }
     }
 }

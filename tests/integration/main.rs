@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod adopt;
 mod cli;
 mod concurrency;
 mod crash;

@@ -283,6 +283,7 @@ impl Session {
                 name: request.name.clone(),
                 source: Some(request.source.clone()),
                 moved: request.plan_moved,
+                adopt: request.adopt.clone(),
             },
             goal,
             sites,

@@ -46,6 +46,10 @@ pub struct Change {
     /// The resource exists without siteplan's mark, as a killed run leaves it: it is taken over
     /// (marked) first.
     pub claim: bool,
+    /// The resource exists without any plan's mark, and this run adopts it (`Identity::adopt`):
+    /// the update writes this plan's mark and changes only what differs.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub adopt: bool,
     /// A delete or replace loses what the resource holds (`Rules::holds_data`): data loss,
     /// rather than something made again as it was.
     #[serde(skip)]

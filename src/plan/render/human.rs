@@ -4,8 +4,8 @@
 use std::fmt::Write;
 
 use super::{
-    address, changed_leaves, for_people, has_text, shown_name, shown_value, summary, symbol, value,
-    Impact, Leaf,
+    address, change_symbol, changed_leaves, for_people, has_text, shown_name, shown_value, summary,
+    value, Impact, Leaf,
 };
 use crate::plan::model::spec::Spec;
 use crate::plan::model::Disruption;
@@ -97,7 +97,7 @@ pub fn human(plan: &Plan) -> String {
     }
     let _ = writeln!(out, "Plan `{}` will make these changes:\n", plan.name);
     for change in &plan.changes {
-        let mut head = format!("  {} {}", symbol(change.action), address(change));
+        let mut head = format!("  {} {}", change_symbol(change), address(change));
         if let Some(reason) = &change.reason {
             let _ = write!(head, ": {reason}");
         }

@@ -71,6 +71,10 @@ pub struct ResourceChange {
     /// The resource exists without siteplan's mark, as a killed run leaves it, and is taken over.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub takes_over: bool,
+    /// The resource exists without any plan's mark and the plan adopts it (`--adopt`): its
+    /// update (`action` is `update`) marks it as the plan's and changes only what differs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopt: bool,
     /// The attributes that differ (all of them, for a create).
     pub attributes: Vec<Attribute>,
     /// A running VM's attributes changed in its definition earlier, which it does not run
@@ -121,6 +125,7 @@ fn resource_change(change: &Change) -> ResourceChange {
         reason: change.reason.clone(),
         impact: Impact::of(change),
         takes_over: change.claim,
+        adopt: change.adopt,
         attributes: change
             .attributes
             .iter()

@@ -5,8 +5,8 @@
 use std::fmt::Write;
 
 use super::{
-    address, changed_leaves, for_people, is_text, leaves, shown_name, shown_value, summary, symbol,
-    value, Impact, Leaf,
+    address, change_symbol, changed_leaves, for_people, is_text, leaves, shown_name, shown_value,
+    summary, value, Impact, Leaf,
 };
 use crate::plan::model::Disruption;
 use crate::plan::{Action, AttributeChange, Change, Plan};
@@ -73,10 +73,11 @@ fn diff_lines(out: &mut String, a: &AttributeChange, action: Action) {
 fn details(out: &mut String, change: &Change) {
     let mut title = format!(
         "<code>{} {}</code>: {}",
-        symbol(change.action),
+        change_symbol(change),
         address(change),
         match change.action {
             Action::Create => "create",
+            Action::Update if change.adopt => "adopt",
             Action::Update => "update",
             Action::Replace => "replace",
             Action::Delete => "delete",
@@ -197,6 +198,7 @@ pub fn markdown(plan: &Plan) -> String {
     for change in &plan.changes {
         let action = match change.action {
             Action::Create => "create",
+            Action::Update if change.adopt => "adopt",
             Action::Update => "update",
             Action::Replace => "**replace**",
             Action::Delete => "**delete**",
@@ -213,7 +215,7 @@ pub fn markdown(plan: &Plan) -> String {
         let _ = writeln!(
             out,
             "| `{}` | `{}` | {action} | {impact} | {why} |",
-            symbol(change.action),
+            change_symbol(change),
             address(change)
         );
     }

@@ -22,6 +22,15 @@ pub(crate) fn symbol(action: Action) -> &'static str {
     }
 }
 
+/// A change's symbol: its action's, or `<=` for one that adopts what exists.
+pub(crate) fn change_symbol(change: &Change) -> &'static str {
+    if change.adopt {
+        "<="
+    } else {
+        symbol(change.action)
+    }
+}
+
 pub(crate) fn value(v: &Option<serde_json::Value>) -> String {
     match v {
         None | Some(serde_json::Value::Null) => "(none)".into(),
@@ -276,10 +285,15 @@ pub fn summary(plan: &Plan) -> String {
         (n, 0) => format!(" {n} to restart."),
         (n, m) => format!(" {n} to restart, {m} waiting for a restart."),
     };
+    let adopted = plan.changes.iter().filter(|c| c.adopt).count();
+    let adopts = match adopted {
+        0 => String::new(),
+        n => format!(" {n} to adopt."),
+    };
     format!(
-        "Plan: {} to add, {} to change, {} to replace, {} to destroy.{restarts}",
+        "Plan: {} to add, {} to change, {} to replace, {} to destroy.{restarts}{adopts}",
         plan.count(Action::Create),
-        plan.count(Action::Update),
+        plan.count(Action::Update) - adopted,
         plan.count(Action::Replace),
         plan.count(Action::Delete)
     )

@@ -268,6 +268,8 @@ impl KubevirtProvider {
             .ok_or_else(|| ProviderError::NotFound(id.clone()))?;
         match mark_of(id.kind, &live) {
             Some(mark) if mark.plan == owner.plan => Ok(live),
+            // Adopted: this update writes the plan's mark.
+            None if owner.adopt => Ok(live),
             _ => Err(ProviderError::NotOwned {
                 id: id.clone(),
                 plan: owner.plan.clone(),

@@ -501,6 +501,13 @@ pub fn read_back(kind: ResourceKind, live: &Value, made_from: Option<&ObjectSpec
         .unwrap_or_default()
         .to_string();
     let mut fields = BTreeMap::new();
+    // Made by another tool: everything under `spec`, leaf by leaf (a list is one value), as
+    // siteplan names its fields; what a plan that adopts it declares is compared with that.
+    if made_from.is_none() && kind != kinds::SECRET {
+        if let Some(spec) = live.get("spec") {
+            leaves_into(&mut fields, "spec", spec);
+        }
+    }
     if let Some(made_from) = made_from {
         for path in made_from.fields.keys() {
             let value = match path.as_str() {
@@ -518,6 +525,21 @@ pub fn read_back(kind: ResourceKind, live: &Value, made_from: Option<&ObjectSpec
         name,
         fields,
         secret_data: BTreeMap::new(),
+    }
+}
+
+/// Each leaf under `value` (an object's fields, recursively; a list or a scalar is a leaf), by
+/// its dotted path from `path`.
+fn leaves_into(fields: &mut BTreeMap<String, Value>, path: &str, value: &Value) {
+    match value.as_object() {
+        Some(object) if !object.is_empty() => {
+            for (key, child) in object {
+                leaves_into(fields, &format!("{path}.{key}"), child);
+            }
+        }
+        _ => {
+            fields.insert(path.to_string(), value.clone());
+        }
     }
 }
 

@@ -582,7 +582,10 @@ impl Inner {
         let live = current
             .get(&id)
             .ok_or_else(|| ProviderError::NotFound(id.clone()))?;
-        check_owner(&id, live.owner.as_ref(), owner)?;
+        // An adopted resource carries no mark yet: this update writes the plan's.
+        if !(owner.adopt && live.owner.is_none()) {
+            check_owner(&id, live.owner.as_ref(), owner)?;
+        }
         let mut mark = mark(owner, spec);
         // Created once: an update keeps the time.
         if let Some(created) = live.owner.as_ref().and_then(|m| m.created.clone()) {

@@ -581,3 +581,98 @@ fn a_delete_held_by_a_finalizer_says_what_holds_it() {
     assert!(destroyed.ok(), "{}", destroyed.text());
     assert!(cluster.object(&nad).is_none());
 }
+
+/// A network attachment and a VM another tool made (siteplan's own spec, none of its marks;
+/// the VM with less memory) are refused, then adopted when asked: the diff shows both adopted
+/// and the VM's memory changing, apply writes the plan's marks and the memory, and they are
+/// the plan's from then on (destroy deletes them).
+#[test]
+fn objects_another_tool_made_are_adopted_when_asked() {
+    let Some(cluster) = RealCluster::start("real-adopt") else {
+        return;
+    };
+    let ns = cluster.ns().to_string();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = providers(tmp.path(), &cluster);
+    let plan_file = tmp.path().join("adopted.yml");
+    std::fs::write(
+        &plan_file,
+        "adopted:\n  type: network\n  cidr: 10.127.0.0/24\n\
+         adoptvm:\n  memory: 512\n  numcpus: 1\n  nets: [adopted]\n  disks: []\n  \
+         cloudinit: false\n  start: false\n",
+    )
+    .expect("plan");
+    let run = |args: &[&str], more: &[&str]| -> Ran {
+        Plan::new(args)
+            .args(&[&plan_file.to_string_lossy(), "--provider", "kv"])
+            .args(more)
+            .providers(&file, &tmp.path().join("state"))
+            .run()
+    };
+    // What siteplan would send, made by another tool: the same specs, without the marks, and
+    // the VM with 256 MiB.
+    let export = run(&["export"], &[]);
+    assert!(export.ok(), "{}", export.text());
+    let object = |kind: &str| -> serde_json::Value {
+        let mut object: serde_json::Value = serde_norway::from_str(
+            export
+                .stdout
+                .split("\n---")
+                .find(|d| d.contains(&format!("kind: {kind}")))
+                .unwrap_or_else(|| panic!("no {kind} in {}", export.stdout)),
+        )
+        .expect("YAML");
+        let name = object["metadata"]["name"].clone();
+        object["metadata"] = serde_json::json!({ "name": name });
+        object
+    };
+    let nads = format!("/apis/k8s.cni.cncf.io/v1/namespaces/{ns}/network-attachment-definitions");
+    let vms = format!("/apis/kubevirt.io/v1/namespaces/{ns}/virtualmachines");
+    cluster.seed(&nads, object("NetworkAttachmentDefinition"));
+    let mut vm = object("VirtualMachine");
+    vm["spec"]["template"]["spec"]["domain"]["memory"]["guest"] = "256Mi".into();
+    vm["spec"]["template"]["spec"]["domain"]["resources"]["requests"]["memory"] = "256Mi".into();
+    cluster.seed(&vms, vm);
+
+    let refused = run(&["diff"], &[]);
+    assert_eq!(refused.code(), Some(1), "{}", refused.text());
+    assert!(
+        refused.stderr.contains("was not created by siteplan"),
+        "{}",
+        refused.stderr
+    );
+    let adopt = ["--adopt", "adopted", "--adopt", "adoptvm"];
+    let diff = run(&["diff"], &adopt);
+    assert!(diff.ok(), "{}", diff.text());
+    crate::harness::report(&format!(
+        "the diff of an adoption on KubeVirt:\n{}",
+        diff.stdout
+    ));
+    for address in [
+        "<= networkattachmentdefinition/adopted",
+        "<= virtualmachine/adoptvm",
+    ] {
+        assert!(diff.stdout.contains(address), "{}", diff.stdout);
+    }
+    assert!(diff.stdout.contains("256Mi"), "{}", diff.stdout);
+    let applied = run(&["apply", "--yes"], &adopt);
+    assert!(applied.ok(), "{}", applied.text());
+    for path in [format!("{nads}/adopted"), format!("{vms}/adoptvm")] {
+        let live = cluster.object(&path).expect("still there");
+        assert_eq!(
+            live["metadata"]["labels"]["app.kubernetes.io/managed-by"], "siteplan",
+            "{live:#}"
+        );
+    }
+    let live = cluster.object(&format!("{vms}/adoptvm")).expect("the VM");
+    assert_eq!(
+        live["spec"]["template"]["spec"]["domain"]["memory"]["guest"], "512Mi",
+        "{live:#}"
+    );
+    let clean = run(&["diff", "--detailed-exitcode"], &[]);
+    assert_eq!(clean.code(), Some(0), "{}", clean.text());
+    let destroyed = run(&["destroy", "--yes"], &[]);
+    assert!(destroyed.ok(), "{}", destroyed.text());
+    assert!(cluster.object(&format!("{nads}/adopted")).is_none());
+    assert!(cluster.object(&format!("{vms}/adoptvm")).is_none());
+}

@@ -1,0 +1,161 @@
+//! Adoption on a real libvirtd: a network and a VM defined by hand (no plan's mark, as
+//! virt-install or a script leaves them) are refused by a plan that declares them, until it is
+//! asked to adopt them (`--adopt`); the diff then shows each as adopted with exactly what
+//! differs, apply marks them and changes only that, the plan owns them from then on (a change
+//! goes through it, destroy deletes them), and what another plan owns is refused even so.
+
+#![allow(clippy::disallowed_macros, clippy::disallowed_methods)] // a test's own report
+
+use virt::connect::Connect;
+
+use crate::harness::{Plan, Ran};
+
+const NET: &str = "<network><name>spadoptnet</name><bridge name='spadoptnet'/>\
+    <domain name='spadoptnet'/><ip address='10.97.5.1' prefix='24'/></network>";
+const VM: &str = "<domain type='qemu'><name>spadopt1</name><memory unit='MiB'>128</memory>\
+    <vcpu>1</vcpu><os><type arch='x86_64'>hvm</type></os><features><acpi/></features>\
+    <devices><interface type='network'><source network='spadoptnet'/>\
+    <mac address='52:54:00:5a:d0:01'/><model type='virtio'/></interface></devices></domain>";
+
+/// The plan that declares them: the network as it is, and the VM with more memory.
+fn plan_text(memory: u32) -> String {
+    format!(
+        "spadoptnet:\n  type: network\n  cidr: 10.97.5.0/24\n  nat: false\n  dhcp: false\n\
+         spadopt1:\n  memory: {memory}\n  numcpus: 1\n  start: false\n  cloudinit: false\n  \
+         disks: []\n  nets:\n    - name: spadoptnet\n      mac: 52:54:00:5a:d0:01\n"
+    )
+}
+
+struct Lab {
+    tmp: tempfile::TempDir,
+    uri: String,
+}
+
+impl Lab {
+    fn plan(&self, args: &[&str], more: &[&str]) -> Ran {
+        Plan::new(args)
+            .env("XDG_STATE_HOME", self.tmp.path().join("state"))
+            .args(&[
+                &self.tmp.path().join("adopt.yml").to_string_lossy(),
+                "--provider",
+                &self.uri,
+            ])
+            .args(more)
+            .run()
+    }
+}
+
+fn remove(conn: &Connect) {
+    for d in conn.list_all_domains(0).unwrap_or_default() {
+        if d.name().is_ok_and(|n| n.starts_with("spadopt")) {
+            let _ = d.destroy();
+            let _ = d.undefine();
+        }
+    }
+    for n in conn.list_all_networks(0).unwrap_or_default() {
+        if n.name().is_ok_and(|n| n.starts_with("spadopt")) {
+            let _ = n.destroy();
+            let _ = n.undefine();
+        }
+    }
+}
+
+#[test]
+fn a_network_and_a_vm_made_by_hand_are_adopted_changed_and_destroyed_by_the_plan() {
+    let test = "a_network_and_a_vm_made_by_hand_are_adopted_changed_and_destroyed_by_the_plan";
+    let Some((_held, uri)) = crate::harness::libvirtd(test) else {
+        return;
+    };
+    let conn = Connect::open(Some(&uri)).expect("libvirtd");
+    remove(&conn);
+    let net = conn.define_network_xml(NET).expect("the network, by hand");
+    net.create().expect("started");
+    conn.define_domain_xml(VM).expect("the VM, by hand");
+    let lab = Lab {
+        tmp: tempfile::tempdir().expect("tmp"),
+        uri: uri.clone(),
+    };
+    std::fs::write(lab.tmp.path().join("adopt.yml"), plan_text(256)).expect("plan");
+
+    // Not asked to adopt: refused, nothing changed.
+    let refused = lab.plan(&["apply", "--yes"], &[]);
+    assert_eq!(refused.code(), Some(1), "{}", refused.text());
+    assert!(
+        refused
+            .stderr
+            .contains("vm/spadopt1 already exists and was not created by siteplan"),
+        "{}",
+        refused.stderr
+    );
+
+    // Asked: the diff shows each adopted, with what differs and nothing else.
+    let adopt = ["--adopt", "spadoptnet", "--adopt", "spadopt1"];
+    let diff = lab.plan(&["diff"], &adopt);
+    assert!(diff.ok(), "{}", diff.text());
+    crate::harness::report(&format!(
+        "{test}: the diff of the adoption:\n{}",
+        diff.stdout
+    ));
+    assert!(
+        diff.stdout.contains("<= network/spadoptnet"),
+        "{}",
+        diff.stdout
+    );
+    assert!(diff.stdout.contains("<= vm/spadopt1"), "{}", diff.stdout);
+    assert!(diff.stdout.contains("memory"), "{}", diff.stdout);
+    assert!(diff.stdout.contains("to adopt"), "{}", diff.stdout);
+
+    let applied = lab.plan(&["apply", "--yes"], &adopt);
+    assert!(applied.ok(), "{}", applied.text());
+    let domain = conn.lookup_domain_by_name("spadopt1").expect("still there");
+    let xml = domain.xml_desc(0).expect("its XML");
+    assert!(xml.contains("urn:siteplan:owner"), "not marked:\n{xml}");
+    assert!(xml.contains("<memory unit='KiB'>262144</memory>"), "{xml}");
+    let again = lab.plan(&["diff", "--detailed-exitcode"], &[]);
+    assert_eq!(again.code(), Some(0), "{}", again.text());
+
+    // The plan's own now: a change goes through it, without --adopt.
+    std::fs::write(lab.tmp.path().join("adopt.yml"), plan_text(384)).expect("plan");
+    let changed = lab.plan(&["apply", "--yes"], &[]);
+    assert!(changed.ok(), "{}", changed.text());
+    let xml = conn
+        .lookup_domain_by_name("spadopt1")
+        .expect("there")
+        .xml_desc(0)
+        .expect("XML");
+    assert!(xml.contains("<memory unit='KiB'>393216</memory>"), "{xml}");
+
+    // What another plan owns is not adopted.
+    let other = tempfile::tempdir().expect("tmp");
+    std::fs::write(other.path().join("adopt.yml"), plan_text(384)).expect("plan");
+    let theirs = Plan::new(&["diff"])
+        .env("XDG_STATE_HOME", other.path().join("state"))
+        .args(&[
+            &other.path().join("adopt.yml").to_string_lossy(),
+            "--provider",
+            &uri,
+            "--name",
+            "someoneelse",
+        ])
+        .args(&adopt)
+        .run();
+    assert_eq!(theirs.code(), Some(1), "{}", theirs.text());
+    assert!(
+        theirs.stderr.contains("belongs to plan `adopt`"),
+        "{}",
+        theirs.stderr
+    );
+
+    // And destroy deletes them, as the plan's.
+    let destroyed = lab.plan(&["destroy", "--yes"], &[]);
+    assert!(destroyed.ok(), "{}", destroyed.text());
+    assert!(conn.lookup_network_by_name("spadoptnet").is_err());
+    let left: Vec<String> = conn
+        .list_all_domains(0)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|d| d.name().ok())
+        .filter(|n| n.starts_with("spadopt"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
