@@ -83,6 +83,21 @@ pub(super) struct MovedArgs {
     /// changing only what differs from what it declares, and never what would make it again
     #[arg(long = "adopt", value_name = "NAME")]
     pub(super) adopt: Vec<String>,
+    /// Adopt every resource the plan declares that exists without any plan's mark (a plan
+    /// `kcli create plan` made, taken over as it is)
+    #[arg(long)]
+    pub(super) adopt_all: bool,
+}
+
+impl MovedArgs {
+    /// What `--adopt` and `--adopt-all` ask to adopt.
+    pub(super) fn adopted(&self) -> Vec<String> {
+        let mut adopt = self.adopt.clone();
+        if self.adopt_all {
+            adopt.push(crate::plan::ADOPT_ALL.to_string());
+        }
+        adopt
+    }
 }
 
 /// How changes are made.

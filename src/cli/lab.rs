@@ -16,7 +16,7 @@ pub(super) fn status(
         let (view, request, loaded) = looking(plan, target)?;
         let request = Request {
             plan_moved: moved.plan_moved,
-            adopt: moved.adopt.clone(),
+            adopt: moved.adopted(),
             ..request
         };
         let lab = found(block_on(ops::status(&request, &loaded, &view)), &view)?;

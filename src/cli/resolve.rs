@@ -44,7 +44,7 @@ pub(super) fn changing(
     Request {
         replace,
         plan_moved: moved.plan_moved,
-        adopt: moved.adopt.clone(),
+        adopt: moved.adopted(),
         ..request(plan, target)
     }
 }

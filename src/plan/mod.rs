@@ -54,9 +54,12 @@ pub struct Identity {
     pub moved: bool,
     /// `--adopt`: entries (by name or address) and resources (by address) that exist without
     /// any plan's mark and that this plan takes over as they are, changing only what differs
-    /// from what it declares.
+    /// from what it declares; `ADOPT_ALL` for all of them (`--adopt-all`).
     pub adopt: Vec<String>,
 }
+
+/// In `Identity::adopt`: every resource the plan declares (no entry is named `*`).
+pub const ADOPT_ALL: &str = "*";
 
 impl Identity {
     /// A plan known by its name alone (plan against plan, and tests).
@@ -73,7 +76,7 @@ impl Identity {
         let address = id.to_string();
         self.adopt
             .iter()
-            .any(|a| a == entry || a == entry_name || *a == address)
+            .any(|a| a == ADOPT_ALL || a == entry || a == entry_name || *a == address)
     }
 }
 

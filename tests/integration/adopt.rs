@@ -159,3 +159,146 @@ fn a_network_and_a_vm_made_by_hand_are_adopted_changed_and_destroyed_by_the_plan
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// The pool kcli's plan puts its disk in: made before, gone after, whatever happens.
+struct KcliPool {
+    conn: Connect,
+}
+
+const KCLI_POOL: &str = "siteplan-kcli-adopt";
+
+impl KcliPool {
+    fn new(conn: &Connect) -> KcliPool {
+        let pool = KcliPool { conn: conn.clone() };
+        pool.remove();
+        let xml = format!(
+            "<pool type='dir'><name>{KCLI_POOL}</name><target><path>/var/lib/libvirt/{KCLI_POOL}\
+             </path></target></pool>"
+        );
+        let p = conn.define_storage_pool_xml(&xml, 0).expect("kcli's pool");
+        p.build(0).expect("built");
+        p.create(0).expect("started");
+        pool
+    }
+
+    fn remove(&self) {
+        for d in self.conn.list_all_domains(0).unwrap_or_default() {
+            if d.name().is_ok_and(|n| n == "kcli-adopted") {
+                let _ = d.destroy();
+                let _ = d.undefine();
+            }
+        }
+        for p in self.conn.list_all_storage_pools(0).unwrap_or_default() {
+            if p.name().is_ok_and(|n| n == KCLI_POOL) {
+                for v in p.list_all_volumes(0).unwrap_or_default() {
+                    let _ = v.delete(0);
+                }
+                let _ = p.destroy();
+                let _ = p.undefine();
+            }
+        }
+    }
+}
+
+impl Drop for KcliPool {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// A plan `kcli create plan` made (kcli itself, as `.ci` installs it) becomes siteplan's in one
+/// step, its own plan file applied with `--adopt-all`: siteplan's reading of a kcli plan is
+/// kcli's, so nothing differs but the marks; kcli still lists it, and so does `plan list`.
+#[test]
+fn a_plan_kcli_made_is_taken_over_with_its_own_file() {
+    let test = "a_plan_kcli_made_is_taken_over_with_its_own_file";
+    let Some((_held, uri)) = crate::harness::libvirtd(test) else {
+        return;
+    };
+    let Some(kcli) = std::env::var("SITEPLAN_TEST_KCLI")
+        .ok()
+        .filter(|k| !k.is_empty())
+    else {
+        crate::harness::report(&format!(
+            "SKIPPED {test}: SITEPLAN_TEST_KCLI is not set (.ci/install-kcli installs kcli)"
+        ));
+        return;
+    };
+    virt::error::clear_error_callback();
+    let conn = Connect::open(Some(&uri)).expect("libvirtd");
+    let _pool = KcliPool::new(&conn);
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("kcliadopt.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "kcli-adopted:\n  memory: 64\n  numcpus: 1\n  pool: {KCLI_POOL}\n  disks: [1]\n  \
+             nets: []\n  start: false\n  cloudinit: false\n"
+        ),
+    )
+    .expect("plan");
+    let kcli_run = |args: &[&str]| {
+        let out = std::process::Command::new(&kcli)
+            .args(args)
+            .env("HOME", dir.path())
+            .output()
+            .expect("kcli runs");
+        assert!(
+            out.status.success(),
+            "kcli {args:?}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    kcli_run(&["create", "plan", "-f", &file.to_string_lossy(), "kcliadopt"]);
+    let run = |args: &[&str]| {
+        Plan::new(args)
+            .env("XDG_STATE_HOME", dir.path().join("state"))
+            .args(&[&file.to_string_lossy(), "--provider", &uri])
+            .run()
+    };
+    let diff = run(&["diff", "--adopt-all"]);
+    assert!(diff.ok(), "{}", diff.text());
+    crate::harness::report(&format!(
+        "{test}: the diff of kcli's plan:\n{}",
+        diff.stdout
+    ));
+    for adopted in [
+        "<= vm/kcli-adopted",
+        &format!("<= volume/{KCLI_POOL}/kcli-adopted_0.img"),
+    ] {
+        assert!(diff.stdout.contains(adopted), "{}", diff.stdout);
+    }
+    // Nothing but the marks: each adopted resource's only attribute is its owner.
+    let attributes: Vec<&str> = diff
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("      "))
+        .map(str::trim)
+        .collect();
+    assert!(
+        attributes.iter().all(|a| a.starts_with("owner:")),
+        "{}",
+        diff.stdout
+    );
+    let applied = run(&["apply", "--yes", "--adopt-all"]);
+    assert!(applied.ok(), "{}", applied.text());
+    let clean = run(&["diff", "--detailed-exitcode"]);
+    assert_eq!(clean.code(), Some(0), "{}", clean.text());
+    assert!(kcli_run(&["list", "plan"]).contains("kcliadopt"));
+    let listed = Plan::new(&["list", "--provider", &uri])
+        .env("XDG_STATE_HOME", dir.path().join("state"))
+        .run();
+    assert!(
+        listed
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("kcliadopt ") && l.contains("siteplan")),
+        "{}",
+        listed.stdout
+    );
+    let destroyed = run(&["destroy", "--yes"]);
+    assert!(destroyed.ok(), "{}", destroyed.text());
+    assert!(conn.lookup_domain_by_name("kcli-adopted").is_err());
+}
