@@ -10,6 +10,9 @@ pub mod model;
 pub mod render;
 pub mod saved;
 
+mod follows;
+mod guards;
+
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -434,9 +437,9 @@ pub fn plan(
         });
     }
 
-    restarts_to_see(&mut changes, desired, observed, rules, &mut unchanged);
-    moves_with_networks(&mut changes, desired, observed, rules, &mut unchanged);
-    problems.extend(guard_problems(&changes, desired, observed, rules));
+    follows::restarts_to_see(&mut changes, desired, observed, rules, &mut unchanged);
+    follows::moves_with_networks(&mut changes, desired, observed, rules, &mut unchanged);
+    problems.extend(guards::guard_problems(&changes, desired, observed, rules));
     problems.extend(applied_elsewhere(
         identity,
         &mut changes,
@@ -469,136 +472,6 @@ const WAITS_FOR_RESTART: &str =
     "changed by an earlier apply; it runs with the left side until it restarts";
 const NO_LONGER_DECLARED: &str = "created by this plan, no longer declared in it";
 const DESTROYED: &str = "destroyed with the plan";
-
-/// What a running VM reads only when it boots (its cloud-init seed) is made again: the VM
-/// takes it at its next restart, and the plan says so (an update of the VM that needs a
-/// reboot, unless the VM changes anyway).
-fn restarts_to_see(
-    changes: &mut Vec<Change>,
-    desired: &Desired,
-    observed: &Observed,
-    rules: &dyn Rules,
-    unchanged: &mut usize,
-) {
-    let restarts: Vec<model::rules::RestartFor> = changes
-        .iter()
-        .filter(|c| c.action == Action::Replace)
-        .flat_map(|c| rules.restart_to_see(c, desired))
-        .collect();
-    for restart in restarts {
-        let id = restart.vm;
-        let running = observed
-            .get(&id)
-            .is_some_and(|l| l.active && l.owner.is_some());
-        let Some(vm) = desired.get(&id) else { continue };
-        if !running {
-            continue;
-        }
-        if let Some(waiting) = changes
-            .iter_mut()
-            .find(|c| c.id == id && c.action == Action::Restart)
-        {
-            waiting.action = Action::Update;
-            waiting.attributes.push(restart.attribute);
-            waiting.reason = Some(restart.reason);
-            continue;
-        }
-        // A change of its own that is only the seed it records says why.
-        if let Some(change) = changes.iter_mut().find(|c| c.id == id) {
-            let only_the_seed = change.attributes.iter().all(|a| a.name == "seed_sha256");
-            if change.action == Action::Update && change.reason.is_none() && only_the_seed {
-                change.reason = Some(restart.reason);
-            }
-            continue;
-        }
-        *unchanged = unchanged.saturating_sub(1);
-        changes.push(vm_follows(
-            vm,
-            observed,
-            restart.attribute,
-            restart.reason,
-            Disruption::Reboot,
-        ));
-    }
-}
-
-/// An update of a resource (a running VM) that has no change of its own, made because a
-/// resource it uses is made again (`restarts_to_see`, `moves_with_networks`), or because its
-/// mark must record another file (`applied_elsewhere`).
-fn vm_follows(
-    vm: &DesiredResource,
-    observed: &Observed,
-    attribute: AttributeChange,
-    reason: String,
-    disruption: Disruption,
-) -> Change {
-    let id = vm.spec.id();
-    Change {
-        provider: None,
-        entry: Some(vm.entry.clone()),
-        action: Action::Update,
-        attributes: vec![attribute],
-        reason: Some(reason),
-        disruption: Some(disruption),
-        drift: Vec::new(),
-        claim: false,
-        adopt: false,
-        loses_data: false,
-        pending_restart: Vec::new(),
-        restart: None,
-        reattach: Vec::new(),
-        desired: Some(vm.spec.clone()),
-        live: observed.get(&id).map(|l| l.spec.clone()),
-        id,
-    }
-}
-
-/// Running VMs with NICs on a network made again: each gets an update that moves them onto the
-/// new one live (after it, as a VM comes after its networks). A VM replaced anyway, or off,
-/// needs nothing: it joins the new network when it starts.
-fn moves_with_networks(
-    changes: &mut Vec<Change>,
-    desired: &Desired,
-    observed: &Observed,
-    rules: &dyn Rules,
-    unchanged: &mut usize,
-) {
-    let moves: Vec<model::rules::MoveWith> = changes
-        .iter()
-        .filter(|c| c.action == Action::Replace)
-        .flat_map(|c| rules.moved_with(c, desired))
-        .collect();
-    for mv in moves {
-        let id = mv.vm.clone();
-        let running = observed
-            .get(&id)
-            .is_some_and(|l| l.active && l.owner.is_some());
-        let Some(vm) = desired.get(&id) else { continue };
-        if !running {
-            continue;
-        }
-        if let Some(change) = changes.iter_mut().find(|c| c.id == id) {
-            match change.action {
-                Action::Replace | Action::Delete | Action::Create => {}
-                Action::Update | Action::Restart => {
-                    // The move is said as an attribute beside the change's own; the reason
-                    // is the move's only when the change has none of its own.
-                    if change.attributes.is_empty() && change.reason.is_none() {
-                        change.reason = Some(mv.reason);
-                    }
-                    change.action = Action::Update;
-                    change.attributes.push(mv.attribute);
-                    change.reattach.push(mv.network);
-                }
-            }
-            continue;
-        }
-        *unchanged = unchanged.saturating_sub(1);
-        let mut change = vm_follows(vm, observed, mv.attribute, mv.reason, Disruption::Live);
-        change.reattach.push(mv.network);
-        changes.push(change);
-    }
-}
 
 const REPLACE_REQUESTED: &str = "replacement requested with --replace";
 const PAUSED: &str =
@@ -677,7 +550,7 @@ fn applied_elsewhere(
                         continue;
                     };
                     *unchanged = unchanged.saturating_sub(1);
-                    changes.push(vm_follows(
+                    changes.push(follows::vm_follows(
                         resource,
                         observed,
                         moved,
@@ -704,60 +577,6 @@ fn list_ids(ids: &[&ResourceId]) -> String {
         ),
         n => format!("{} and {} more", shown.join(", "), n - 3),
     }
-}
-
-/// What the guards forbid among `changes`: the plan's, for what it declares; for what it does
-/// not declare (or when it could not be read), the guard recorded in the resource's mark.
-fn guard_problems(
-    changes: &[Change],
-    desired: &Desired,
-    observed: &Observed,
-    rules: &dyn Rules,
-) -> Vec<String> {
-    let mut problems = Vec::new();
-    for c in changes {
-        let guards = desired.guards_of(&c.id);
-        let doing = match c.action {
-            Action::Delete => "delete",
-            Action::Replace => "replace",
-            _ => continue,
-        };
-        let why = c
-            .reason
-            .as_deref()
-            .map(|r| format!(" ({r})"))
-            .unwrap_or_default();
-        let recorded = !desired.guards.contains_key(&c.id)
-            && observed
-                .get(&c.id)
-                .and_then(|l| l.owner.as_ref())
-                .is_some_and(|m| m.prevent_destroy);
-        if recorded {
-            problems.push(format!(
-                "{} was created with `prevent_destroy` (recorded on the resource), and this plan \
-                 would {doing} it{why}; if that is what you want, apply the plan with it still \
-                 declared but without `prevent_destroy` first",
-                c.id
-            ));
-        } else if guards.prevent_destroy {
-            problems.push(format!(
-                "{} has `prevent_destroy`, and this plan would {doing} it{why}; \
-                 if that is what you want, remove `prevent_destroy` from the plan first",
-                c.id
-            ));
-        } else if guards.create_before_destroy
-            && c.action == Action::Replace
-            && !rules.capabilities().replace_side_by_side
-        {
-            problems.push(format!(
-                "{} has `create_before_destroy`, but it must be replaced{why}, and names on \
-                 this provider are unique: its replacement cannot exist beside it. Rename it \
-                 in the plan (the new one is then made first), or remove `create_before_destroy`",
-                c.id
-            ));
-        }
-    }
-    problems
 }
 
 const ADOPTED: &str = "made outside siteplan: adopted as it is, marked as this plan's";
