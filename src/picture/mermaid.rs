@@ -31,16 +31,7 @@ fn esc(text: &str) -> String {
 }
 
 fn label(node: &Node) -> String {
-    let symbol = node.mark.symbol();
-    let mut lines = vec![if symbol.is_empty() {
-        esc(&node.name)
-    } else {
-        format!("{} {}", esc(symbol), esc(&node.name))
-    }];
-    lines.extend(node.detail.iter().map(|d| esc(d)));
-    if let Some(state) = node.state.as_ref().filter(|_| node.mark.shows_state()) {
-        lines.push(format!("[{}]", esc(state)));
-    }
+    let mut lines: Vec<String> = node.lines().iter().map(|l| esc(l)).collect();
     if let Some(why) = &node.why {
         lines.push(format!("<i>{}</i>", esc(why)));
     }

@@ -173,6 +173,24 @@ pub struct Node {
     pub external: bool,
 }
 
+impl Node {
+    /// The lines of its label, in every drawing: its name (with the change's symbol), its
+    /// details, its state where that says more than the mark.
+    pub fn lines(&self) -> Vec<String> {
+        let symbol = self.mark.symbol();
+        let mut lines = vec![if symbol.is_empty() {
+            self.name.clone()
+        } else {
+            format!("{symbol} {}", self.name)
+        }];
+        lines.extend(self.detail.iter().cloned());
+        if let Some(state) = self.state.as_ref().filter(|_| self.mark.shows_state()) {
+            lines.push(format!("[{state}]"));
+        }
+        lines
+    }
+}
+
 /// `from` sits above `to` in the drawing: a network above its VMs, a VM above its disks.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Link {

@@ -76,22 +76,6 @@ impl RenderBackend for Placed {
     }
 }
 
-/// The lines of text in a node's box: its name (with the change's symbol), its details, its
-/// state.
-fn lines(node: &Node) -> Vec<String> {
-    let symbol = node.mark.symbol();
-    let mut lines = vec![if symbol.is_empty() {
-        node.name.clone()
-    } else {
-        format!("{symbol} {}", node.name)
-    }];
-    lines.extend(node.detail.iter().cloned());
-    if let Some(state) = node.state.as_ref().filter(|_| node.mark.shows_state()) {
-        lines.push(format!("[{state}]"));
-    }
-    lines
-}
-
 /// How far a node's text stands in from its left edge: a network's rounded ends take room.
 fn inset(node: &Node) -> f64 {
     match node.shape {
@@ -101,7 +85,7 @@ fn inset(node: &Node) -> f64 {
 }
 
 fn size(node: &Node) -> Point {
-    let lines = lines(node);
+    let lines = node.lines();
     let widest = lines.iter().map(|l| l.chars().count()).max().unwrap_or(1);
     Point::new(
         (widest as f64 * CHAR_WIDTH + 2.0 * inset(node)).max(80.0),
@@ -304,7 +288,7 @@ fn node_svg(out: &mut String, node: &Node, x: f64, y: f64, w: f64, h: f64) {
          rx=\"{rx:.1}\"/>",
         esc(&title)
     );
-    for (i, line) in lines(node).iter().enumerate() {
+    for (i, line) in node.lines().iter().enumerate() {
         let class = if i == 0 { "name" } else { "detail" };
         let _ = writeln!(
             out,
