@@ -267,6 +267,146 @@ pub fn seed_label(image: &[u8]) -> std::io::Result<String> {
     Ok(fs.volume_label().trim_end().to_string())
 }
 
+/// What made `docs`, read back: the input that `documents` turns into exactly these documents,
+/// or `None` when no input does (a seed another tool wrote, or one edited by hand). Scripts come
+/// back as the files and commands they were written as, which make the same documents.
+pub fn recover(docs: &SeedDocuments) -> Option<SeedInput> {
+    #[derive(serde::Deserialize)]
+    struct ReadUserData {
+        hostname: String,
+        fqdn: Option<String>,
+        #[serde(default)]
+        ssh_authorized_keys: Vec<String>,
+        chpasswd: Option<ReadChpasswd>,
+        #[serde(default)]
+        write_files: Vec<ReadFile>,
+        #[serde(default)]
+        runcmd: Vec<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ReadChpasswd {
+        users: Vec<ReadUser>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ReadUser {
+        password: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct ReadFile {
+        path: String,
+        content: String,
+        owner: Option<String>,
+        permissions: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ReadNetwork {
+        #[serde(default)]
+        ethernets: std::collections::BTreeMap<String, ReadEthernet>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ReadEthernet {
+        #[serde(rename = "match")]
+        matching: ReadMatch,
+        #[serde(default)]
+        addresses: Vec<String>,
+        #[serde(default)]
+        routes: Vec<ReadRoute>,
+        nameservers: Option<ReadNameservers>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ReadMatch {
+        macaddress: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct ReadRoute {
+        via: IpAddr,
+    }
+    #[derive(serde::Deserialize)]
+    struct ReadNameservers {
+        addresses: Vec<IpAddr>,
+    }
+
+    let user: ReadUserData =
+        serde_norway::from_str(docs.user_data.strip_prefix("#cloud-config\n")?).ok()?;
+    let network: ReadNetwork = serde_norway::from_str(&docs.network_config).ok()?;
+    let domain = match &user.fqdn {
+        Some(fqdn) => Some(
+            fqdn.strip_prefix(&format!("{}.", user.hostname))?
+                .to_string(),
+        ),
+        None => None,
+    };
+    let mut nics = Vec::new();
+    for (key, eth) in &network.ethernets {
+        let index: usize = key.strip_prefix("nic")?.parse().ok()?;
+        let address = match eth.addresses.as_slice() {
+            [] => None,
+            [one] => {
+                let net: ipnet::IpNet = one.parse().ok()?;
+                Some((net.addr(), net.prefix_len()))
+            }
+            _ => return None,
+        };
+        nics.push((
+            index,
+            SeedNic {
+                mac: eth.matching.macaddress.clone(),
+                address,
+                gateway: eth.routes.first().map(|r| r.via),
+                dns: eth
+                    .nameservers
+                    .as_ref()
+                    .and_then(|n| n.addresses.first().copied()),
+                unconfigured: false,
+            },
+        ));
+    }
+    nics.sort_by_key(|(index, _)| *index);
+    // A NIC left alone has no entry, but keeps its index: the gaps are those NICs. Their MACs
+    // are not in the seed; the caller knows them from the VM.
+    let mut all = Vec::new();
+    for (index, nic) in nics {
+        while all.len() < index {
+            all.push(SeedNic {
+                mac: String::new(),
+                address: None,
+                gateway: None,
+                dns: None,
+                unconfigured: true,
+            });
+        }
+        all.push(nic);
+    }
+    let input = SeedInput {
+        hostname: user.hostname,
+        domain,
+        keys: user.ssh_authorized_keys,
+        cmds: user.runcmd,
+        scripts: Vec::new(),
+        files: user
+            .write_files
+            .into_iter()
+            .map(|f| {
+                Some(SeedFile {
+                    path: f.path,
+                    content: f.content,
+                    owner: f.owner,
+                    mode: match f.permissions {
+                        Some(p) => Some(u32::from_str_radix(&p, 8).ok()?),
+                        None => None,
+                    },
+                })
+            })
+            .collect::<Option<Vec<_>>>()?,
+        root_password: match user.chpasswd {
+            Some(c) => Some(c.users.into_iter().next()?.password),
+            None => None,
+        },
+        nics: all,
+    };
+    (documents(&input) == *docs).then_some(input)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,5 +482,25 @@ mod tests {
         let mut changed = input();
         changed.cmds.push("echo more".into());
         assert_ne!(a.meta_data, documents(&changed).meta_data);
+    }
+
+    #[test]
+    fn a_seed_reads_back_as_what_made_it() {
+        let docs = documents(&input());
+        let recovered = recover(&docs).expect("siteplan's own seed");
+        assert_eq!(documents(&recovered), docs);
+        assert_eq!(recovered.root_password.as_deref(), Some("hunter2"));
+        assert_eq!(recovered.domain.as_deref(), Some("lab.local"));
+        // The script came back as the file and the command it was written as.
+        assert!(recovered
+            .cmds
+            .iter()
+            .any(|c| c == "/var/lib/siteplan/scripts/setup.sh"));
+        let mut edited = docs.clone();
+        edited.user_data.push_str("bootcmd: [reboot]\n");
+        assert!(recover(&edited).is_none(), "a seed siteplan did not write");
+        let mut other = docs;
+        other.meta_data = "instance-id: someone-else\n".into();
+        assert!(recover(&other).is_none());
     }
 }

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod cloudinit;
 pub mod diagnostics;
 pub mod files;
+pub mod generate;
 pub mod graph;
 pub mod manifest;
 pub mod memory;

@@ -323,6 +323,31 @@ pub(super) enum Command {
         #[arg(short, long = "output", value_enum, default_value = "table")]
         output: ListOutput,
     },
+    /// Write a plan in kcli's format from what a provider holds: VMs by name, every VM on a
+    /// network (--network), or a plan by the name its marks give, kcli's or siteplan's
+    /// (--plan). VMs that share their settings share a profile; secrets become `?required`
+    /// parameters. Applied with --adopt-all, the plan changes nothing but siteplan's marks, and
+    /// generate says so, having read the plan back as `plan diff` will
+    Generate {
+        /// VMs, by name
+        #[arg(value_name = "VM")]
+        vms: Vec<String>,
+        /// Every VM attached to this network, and the network (repeatable)
+        #[arg(long = "network", value_name = "NET")]
+        networks: Vec<String>,
+        /// Every VM of this plan, as siteplan's or kcli's marks say (repeatable)
+        #[arg(long = "plan", value_name = "NAME")]
+        plans: Vec<String>,
+        /// Where the VMs are: a name from the providers file, `sandbox`, or a libvirt URI
+        #[arg(long)]
+        provider: Option<String>,
+        /// Write the plan to FILE (refused if it exists) instead of standard output
+        #[arg(short, long = "output", value_name = "FILE")]
+        output: Option<std::path::PathBuf>,
+        /// Do not read the kcli configuration (~/.kcli/config.yml) when reading the plan back
+        #[arg(long)]
+        no_kcli_config: bool,
+    },
     /// One VM of the plan as it is live: state, autostart, plan, profile, image, addresses,
     /// memory, cpus, creation time, NICs (MAC, network), disks (size, format, path), snapshots
     Info {

@@ -64,6 +64,96 @@ pub(super) fn list_plans(provider: Option<&str>, output: ListOutput) -> ExitCode
     }
 }
 
+/// `plan generate`: the plan on standard output or in a new file; what it could not say, and
+/// what it would still change, on standard error.
+pub(super) fn generate_plan(
+    chosen: &ops::generate::Chosen,
+    provider: Option<&str>,
+    output: Option<&Path>,
+    no_kcli_config: bool,
+) -> ExitCode {
+    let view = Terminal::quiet();
+    let file = output
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("generated.yml"));
+    let file = std::path::absolute(&file).unwrap_or(file);
+    if output.is_some() && file.exists() {
+        say!(
+            "error: {} exists: `plan generate` writes a new file only (remove it, or choose \
+             another)",
+            file.display()
+        );
+        return ExitCode::from(EXIT_ERROR);
+    }
+    let made = match found(
+        block_on(ops::generate::generate(
+            provider,
+            chosen,
+            &file,
+            no_kcli_config,
+        )),
+        &view,
+    ) {
+        Ok(made) => made,
+        Err(code) => return code,
+    };
+    let text = &made.generated.text;
+    match output {
+        Some(_) => {
+            let written = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&file)
+                .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()));
+            if let Err(e) = written {
+                say!("error: cannot write {}: {e}", file.display());
+                return ExitCode::from(EXIT_ERROR);
+            }
+        }
+        None => {
+            let printed = print(text);
+            if printed != ExitCode::SUCCESS {
+                return printed;
+            }
+        }
+    }
+    let written = match output {
+        Some(_) => format!("Wrote {}", file.display()),
+        None => "Wrote the plan".to_string(),
+    };
+    let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    say!(
+        "{written}: {}, {}, {} and {} from {}.",
+        count(made.vms, "VM"),
+        count(made.networks, "network"),
+        count(made.pools, "pool"),
+        count(made.images, "image"),
+        made.provider
+    );
+    for note in &made.generated.notes {
+        say!("note: {note}");
+    }
+    if made.differences.is_empty() {
+        say!(
+            "Read back as `plan diff` will, it is what was found: it changes nothing but \
+             siteplan's marks (adopt what has none with --adopt-all)."
+        );
+    } else {
+        say!("Read back as `plan diff` will, adopting it would still change:");
+        for difference in &made.differences {
+            say!("  {difference}");
+        }
+    }
+    if !made.generated.secrets.is_empty() {
+        let names: Vec<&str> = made.generated.secrets.keys().map(String::as_str).collect();
+        say!(
+            "Secrets were not written: give {} with -P NAME=VALUE.",
+            names.join(", ")
+        );
+    }
+    ExitCode::SUCCESS
+}
+
 /// `plan info`.
 pub(super) fn vm_info(
     plan: &PlanArgs,

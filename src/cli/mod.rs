@@ -27,7 +27,9 @@ use crate::manifest::{self, format, LoadFailure, Loaded, Options, Overrides};
 use crate::ops::{self, Request, RunOptions};
 use crate::plan::saved::SavedPlan;
 use args::*;
-use lab::{console, lab_inventory, list_plans, power_vms, ssh, status, unlock, vm_info};
+use lab::{
+    console, generate_plan, lab_inventory, list_plans, power_vms, ssh, status, unlock, vm_info,
+};
 use out::say;
 use progress::Verbosity;
 use resolve::request;
@@ -125,6 +127,23 @@ pub fn run() -> ExitCode {
             resolve::wait(wait, wait_timeout),
         ),
         Command::List { provider, output } => list_plans(provider.as_deref(), output),
+        Command::Generate {
+            vms,
+            networks,
+            plans,
+            provider,
+            output,
+            no_kcli_config,
+        } => generate_plan(
+            &ops::generate::Chosen {
+                vms,
+                networks,
+                plans,
+            },
+            provider.as_deref(),
+            output.as_deref(),
+            no_kcli_config,
+        ),
         Command::Info {
             plan,
             vm,

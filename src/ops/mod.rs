@@ -8,6 +8,7 @@
 
 mod console;
 mod drain;
+pub mod generate;
 mod info;
 mod interrupt;
 mod inventory;

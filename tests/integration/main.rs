@@ -10,6 +10,7 @@ mod concurrency;
 mod crash;
 mod day_two;
 mod file_access;
+mod generate;
 mod groups;
 mod guests;
 mod identity;
