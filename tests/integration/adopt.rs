@@ -88,6 +88,33 @@ fn a_network_and_a_vm_made_by_hand_are_adopted_changed_and_destroyed_by_the_plan
         refused.stderr
     );
 
+    // `plan generate` writes them as a plan that adopts them with nothing but the marks:
+    // the network too, as nothing else uses it.
+    let generated = lab.tmp.path().join("generated.yml");
+    let made = Plan::new(&["generate", "spadopt1", "--provider", &uri, "-o"])
+        .env("XDG_STATE_HOME", lab.tmp.path().join("state"))
+        .args(&[&generated.to_string_lossy()])
+        .run();
+    assert!(made.ok(), "{}", made.text());
+    assert!(
+        made.stderr.contains("changes nothing but siteplan's marks"),
+        "{}",
+        made.stderr
+    );
+    let text = std::fs::read_to_string(&generated).expect("the plan written");
+    crate::harness::report(&format!("{test}: the plan generated:\n{text}"));
+    assert!(text.contains("spadoptnet:\n  type: network"), "{text}");
+    let from_generated = Plan::new(&["diff", "--adopt-all"])
+        .env("XDG_STATE_HOME", lab.tmp.path().join("state"))
+        .args(&[&generated.to_string_lossy(), "--provider", &uri])
+        .run();
+    assert!(from_generated.ok(), "{}", from_generated.text());
+    assert!(
+        only_marks(&from_generated.stdout),
+        "{}",
+        from_generated.stdout
+    );
+
     // Asked: the diff shows each adopted, with what differs and nothing else.
     let adopt = ["--adopt", "spadoptnet", "--adopt", "spadopt1"];
     let diff = lab.plan(&["diff"], &adopt);
@@ -271,17 +298,36 @@ fn a_plan_kcli_made_is_taken_over_with_its_own_file() {
         assert!(diff.stdout.contains(adopted), "{}", diff.stdout);
     }
     // Nothing but the marks: each adopted resource's only attribute is its owner.
-    let attributes: Vec<&str> = diff
-        .stdout
-        .lines()
-        .filter(|l| l.starts_with("      "))
-        .map(str::trim)
-        .collect();
+    assert!(only_marks(&diff.stdout), "{}", diff.stdout);
+
+    // The same plan, generated from what kcli made (generate, review, adopt), is the one
+    // taken over: it is named as kcli's plan is, by its file.
+    let generated = dir.path().join("generated").join("kcliadopt.yml");
+    std::fs::create_dir_all(generated.parent().expect("a directory")).expect("made");
+    let made = Plan::new(&["generate", "--plan", "kcliadopt", "--provider", &uri, "-o"])
+        .env("XDG_STATE_HOME", dir.path().join("state"))
+        .args(&[&generated.to_string_lossy()])
+        .run();
+    assert!(made.ok(), "{}", made.text());
+    crate::harness::report(&format!(
+        "{test}: the plan generated from kcli's:\n{}{}",
+        std::fs::read_to_string(&generated).unwrap_or_default(),
+        made.stderr
+    ));
     assert!(
-        attributes.iter().all(|a| a.starts_with("owner:")),
+        made.stderr.contains("changes nothing but siteplan's marks"),
         "{}",
-        diff.stdout
+        made.stderr
     );
+    let run = |args: &[&str]| {
+        Plan::new(args)
+            .env("XDG_STATE_HOME", dir.path().join("state"))
+            .args(&[&generated.to_string_lossy(), "--provider", &uri])
+            .run()
+    };
+    let diff = run(&["diff", "--adopt-all"]);
+    assert!(diff.ok(), "{}", diff.text());
+    assert!(only_marks(&diff.stdout), "{}", diff.stdout);
     let applied = run(&["apply", "--yes", "--adopt-all"]);
     assert!(applied.ok(), "{}", applied.text());
     let clean = run(&["diff", "--detailed-exitcode"]);
@@ -301,4 +347,11 @@ fn a_plan_kcli_made_is_taken_over_with_its_own_file() {
     let destroyed = run(&["destroy", "--yes"]);
     assert!(destroyed.ok(), "{}", destroyed.text());
     assert!(conn.lookup_domain_by_name("kcli-adopted").is_err());
+}
+
+/// Whether each resource of a diff changes in nothing but its mark (its `owner`).
+fn only_marks(diff: &str) -> bool {
+    diff.lines()
+        .filter(|l| l.starts_with("      "))
+        .all(|l| l.trim().starts_with("owner:"))
 }
