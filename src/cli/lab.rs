@@ -144,6 +144,16 @@ pub(super) fn generate_plan(
             say!("  {difference}");
         }
     }
+    // A plan is named by its file: kcli's VMs are adopted only by a plan of their plan's name.
+    if let [only] = chosen.plans.as_slice() {
+        let named = manifest::default_plan_name(&file);
+        if &named != only {
+            say!(
+                "The plan is named by its file (`{named}`): write it as {only}.yml, or give \
+                 --name {only} to diff and apply, so it stays plan `{only}`."
+            );
+        }
+    }
     if !made.generated.secrets.is_empty() {
         let names: Vec<&str> = made.generated.secrets.keys().map(String::as_str).collect();
         say!(

@@ -185,6 +185,20 @@ pub fn plan(
                 ));
                 continue;
             }
+            // kcli's plan marks it as another plan's: adopting it would take it from that plan.
+            None if observed
+                .kcli_plans
+                .get(&id)
+                .is_some_and(|theirs| theirs != name) =>
+            {
+                let theirs = &observed.kcli_plans[&id];
+                problems.push(format!(
+                    "{id} belongs to kcli's plan `{theirs}`, and adopting never takes from \
+                     another plan: adopt it with a plan of that name (--name {theirs}), or \
+                     delete it with kcli's plan"
+                ));
+                continue;
+            }
             // Adopted: planned as the plan's own, its mark written by the update.
             None if identity.adopts(&want.entry, &id) => {}
             None => {

@@ -670,4 +670,29 @@ fn adopting_never_replaces_nor_takes_another_plans_resource() {
         refused[0].contains("belongs to plan `other`"),
         "{refused:?}"
     );
+    // A VM kcli's plan `other` made is that plan's, to kcli: adopted only under its name.
+    let mut kcli = owned(&[vm(1024)], "lab");
+    kcli.resources.values_mut().for_each(|r| r.owner = None);
+    kcli.kcli_plans.insert(
+        crate::plan::model::spec::ResourceId::vm("web1"),
+        "other".into(),
+    );
+    let refused = plan(
+        &adopting(&[crate::plan::ADOPT_ALL]),
+        &desired(&[vm(1024)]),
+        &kcli,
+        &LibvirtRules,
+    )
+    .unwrap_err();
+    assert!(
+        refused[0].contains("belongs to kcli's plan `other`")
+            && refused[0].contains("--name other"),
+        "{refused:?}"
+    );
+    let same_name = crate::plan::Identity {
+        adopt: vec![crate::plan::ADOPT_ALL.into()],
+        ..crate::plan::Identity::named("other")
+    };
+    let p = plan(&same_name, &desired(&[vm(1024)]), &kcli, &LibvirtRules).unwrap();
+    assert!(p.changes[0].adopt, "{:?}", p.changes);
 }

@@ -104,6 +104,9 @@ pub struct Observed {
     /// What a run of the plan that died left without a mark (as its lock noted): only these are
     /// taken over (`Rules::leftover`). Addresses (`pool/lab`).
     pub unmarked_by_killed_run: std::collections::BTreeSet<String>,
+    /// The plan kcli's metadata names on a resource that has no siteplan mark: another
+    /// plan's, to kcli, unless it is this plan's name.
+    pub kcli_plans: BTreeMap<ResourceId, String>,
 }
 
 impl Observed {

@@ -181,6 +181,9 @@ impl Inner {
             info.resolve_paths(&by_path);
             let id = ResourceId::vm(&info.spec.name);
             if wanted(&id, info.mark.as_ref()) {
+                if let (None, Some(plan)) = (&info.mark, &info.kcli_plan) {
+                    observed.kcli_plans.insert(id.clone(), plan.clone());
+                }
                 let pending_restart = if running {
                     self.pending_restart(&dom, &info, &by_path)
                 } else {
