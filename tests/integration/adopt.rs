@@ -344,6 +344,18 @@ fn a_plan_kcli_made_is_taken_over_with_its_own_file() {
         "{}",
         listed.stdout
     );
+    // Changed through the plan: more memory (the VM is stopped, so it takes it now).
+    let text = std::fs::read_to_string(&generated).expect("the plan");
+    assert!(text.contains("memory: 64\n"), "{text}");
+    std::fs::write(&generated, text.replace("memory: 64\n", "memory: 96\n")).expect("changed");
+    let changed = run(&["apply", "--yes"]);
+    assert!(changed.ok(), "{}", changed.text());
+    let xml = conn
+        .lookup_domain_by_name("kcli-adopted")
+        .expect("still there")
+        .xml_desc(0)
+        .expect("its XML");
+    assert!(xml.contains("<memory unit='KiB'>98304</memory>"), "{xml}");
     let destroyed = run(&["destroy", "--yes"]);
     assert!(destroyed.ok(), "{}", destroyed.text());
     assert!(conn.lookup_domain_by_name("kcli-adopted").is_err());

@@ -19,12 +19,17 @@ fn hand_made(sandbox: &Path) {
              end='10.97.{third}.254'/></dhcp></ip></network>"
         )
     };
+    // With what siteplan does not manage (a description, a CD-ROM, a display), which it must
+    // keep.
     let domain = |name: &str, net: &str, mac: &str| {
         format!(
-            "<domain type='test'><name>{name}</name><memory unit='MiB'>256</memory>\
-             <vcpu>1</vcpu><os><type arch='x86_64'>hvm</type></os><devices>\
+            "<domain type='test'><name>{name}</name><description>made by hand</description>\
+             <memory unit='MiB'>256</memory><vcpu>1</vcpu><os><type arch='x86_64'>hvm</type>\
+             </os><devices><disk type='file' device='cdrom'><source file='/srv/tools.iso'/>\
+             <target dev='hdc' bus='ide'/><readonly/></disk>\
              <interface type='network'><source network='{net}'/><mac address='{mac}'/>\
-             <model type='virtio'/></interface></devices></domain>"
+             <model type='virtio'/></interface><graphics type='vnc' port='-1'/>\
+             <video><model type='vga'/></video></devices></domain>"
         )
     };
     let state = serde_json::json!({
@@ -46,6 +51,47 @@ fn hand_made(sandbox: &Path) {
     });
     std::fs::create_dir_all(sandbox).expect("the sandbox");
     std::fs::write(sandbox.join("state.json"), state.to_string()).expect("its state");
+}
+
+/// The definition a domain of the sandbox boots with next, as its saved state holds it.
+fn definition(sandbox: &Path, name: &str) -> String {
+    let record = |objects: &serde_json::Value| -> Option<String> {
+        let domain = objects.get("domains")?.get(name)?;
+        domain
+            .get("defined")
+            .and_then(|d| d.as_str())
+            .or_else(|| domain.get("xml").and_then(|x| x.as_str()))
+            .map(str::to_string)
+    };
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(sandbox.join("state.json")).expect("its state"),
+    )
+    .expect("JSON");
+    let mut found = record(&state["objects"]);
+    for line in std::fs::read_to_string(sandbox.join("journal"))
+        .unwrap_or_default()
+        .lines()
+    {
+        if let Ok(record_line) = serde_json::from_str::<serde_json::Value>(line) {
+            found = record(&record_line).or(found);
+        }
+    }
+    found.unwrap_or_default()
+}
+
+/// What the hand-made VM had that no plan says, still there.
+fn still_as_made(sandbox: &Path, name: &str) {
+    let xml = definition(sandbox, name);
+    assert!(xml.contains("urn:siteplan:owner"), "not marked:\n{xml}");
+    for kept in [
+        "device='cdrom'",
+        "/srv/tools.iso",
+        "<graphics type='vnc'",
+        "<video>",
+        "made by hand",
+    ] {
+        assert!(xml.contains(kept), "{kept} was lost:\n{xml}");
+    }
 }
 
 fn generate(lab: &SandboxLab, args: &[&str]) -> Ran {
@@ -122,11 +168,18 @@ fn vms_made_by_hand_are_written_as_a_plan_that_adopts_them_as_they_are() {
     assert!(applied.ok(), "{}", applied.text());
     let clean = run(&["diff", "--detailed-exitcode"], &[]);
     assert_eq!(clean.code(), Some(0), "{}", clean.text());
+    // Only the mark changed: its CD-ROM and display are as they were.
+    still_as_made(&lab.sandbox(), "hand1");
 
     // The plan's own now: a change to its profile goes to both VMs.
     std::fs::write(&file, text.replace("memory: 256", "memory: 384")).expect("changed");
     let changed = run(&["apply", "--yes"], &[]);
     assert!(changed.ok(), "{}", changed.text());
+    still_as_made(&lab.sandbox(), "hand2");
+    assert!(
+        definition(&lab.sandbox(), "hand2").contains("393216"),
+        "memory not changed"
+    );
     // They run: the new memory waits for their restart, and status says so.
     let status = run(&["status", "-o", "json"], &[]);
     assert_eq!(status.code(), Some(2), "{}", status.text());

@@ -52,6 +52,10 @@ impl Inner {
             &self.volume_facts(want),
         )
         .map_err(io)?;
+        // What the spec does not hold (a CD-ROM, a display, another tool's metadata) stays.
+        let old = d.xml_desc(sys::VIR_DOMAIN_XML_INACTIVE).map_err(fail)?;
+        let xml = xml::kept::domain(&xml, &old, xml::GUEST_AGENT_PORT)
+            .map_err(|e| ProviderError::backend(id, e))?;
         self.conn.define_domain_xml(&xml).map_err(fail)?;
         crashpoint::point("vm redefined");
         if live.active && want.running {

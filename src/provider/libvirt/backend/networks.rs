@@ -104,6 +104,10 @@ impl Inner {
         // Redefining saves the new reservations and the new mark.
         let uuid = net.uuid_string().map_err(fail)?;
         let defined = xml::network_xml(want, Some(mark)).map_err(io)?;
+        // What the spec does not hold (an IPv6 range, port groups) stays.
+        let old = network_definition(&net).map_err(fail)?;
+        let defined =
+            xml::kept::network(&defined, &old).map_err(|e| ProviderError::backend(id, e))?;
         let defined = with_uuid(&defined, "network", &uuid).map_err(io)?;
         // The test driver ignores a definition given to a running network, even once it
         // restarts: it takes one only while stopped. Stopping costs nothing there (no

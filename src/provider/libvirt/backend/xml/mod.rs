@@ -13,6 +13,7 @@ use quick_xml::{Reader, Writer};
 use crate::plan::model::spec::*;
 use crate::provider::OwnerMark;
 
+pub mod kept;
 mod parse;
 pub use parse::*;
 
