@@ -383,6 +383,17 @@ fn changed_attributes(have: &Spec, want: &Spec) -> Vec<String> {
     names
         .into_iter()
         .filter(|n| have.get(*n) != want.get(*n))
-        .map(|n| n.to_string())
+        .map(|n| {
+            // A scalar says what it is and what it would be; a list or a map is named only.
+            let shown = |v: Option<&serde_json::Value>| match v {
+                None => Some("(none)".to_string()),
+                Some(v) if !v.is_array() && !v.is_object() => Some(v.to_string()),
+                Some(_) => None,
+            };
+            match (shown(have.get(n)), shown(want.get(n))) {
+                (Some(from), Some(to)) => format!("{n} ({from} → {to})"),
+                _ => n.to_string(),
+            }
+        })
         .collect()
 }
