@@ -355,6 +355,16 @@ fn read_back(
     let intents = intent::intents(&loaded.manifest, &name, base).map_err(failed)?;
     let desired = provider.lower(&intents).map_err(failed)?;
     let mut differences = Vec::new();
+    // What it names without declaring must be there, as `plan diff` will ask.
+    for id in &desired.external {
+        if !live.resources.contains_key(id) {
+            differences.push(format!(
+                "{id} is used but is not on the provider as such (a NIC on a host bridge \
+                 rather than a libvirt network, a disk outside any pool): `plan diff` refuses \
+                 the plan until it is"
+            ));
+        }
+    }
     for want in &desired.resources {
         let id = want.spec.id();
         match live.resources.get(&id) {

@@ -32,6 +32,11 @@ fn hand_made(sandbox: &Path) {
              <video><model type='vga'/></video></devices></domain>"
         )
     };
+    // On a host's bridge, not on a libvirt network: a plan's NICs are on networks.
+    let bridged = "<domain type='test'><name>bridged</name><memory unit='MiB'>128</memory>\
+        <vcpu>1</vcpu><os><type arch='x86_64'>hvm</type></os><devices>\
+        <interface type='bridge'><source bridge='br0'/><mac address='52:54:00:5a:d0:04'/>\
+        </interface></devices></domain>";
     let state = serde_json::json!({
         "format": 2,
         "seq": 0,
@@ -46,6 +51,7 @@ fn hand_made(sandbox: &Path) {
                 "hand1": { "xml": domain("hand1", "handnet", "52:54:00:5a:d0:01"), "autostart": false },
                 "hand2": { "xml": domain("hand2", "handnet", "52:54:00:5a:d0:02"), "autostart": false },
                 "elsewhere": { "xml": domain("elsewhere", "othernet", "52:54:00:5a:d0:03"), "autostart": false },
+                "bridged": { "xml": bridged, "autostart": false },
             },
         },
     });
@@ -309,6 +315,16 @@ fn generate_refuses_what_it_cannot_write() {
         unknown.stderr.contains("`nosuchplan`"),
         "{}",
         unknown.stderr
+    );
+    // Written, but generate says the plan would be refused, and why.
+    let bridged = generate(&lab, &["bridged"]);
+    assert!(bridged.ok(), "{}", bridged.text());
+    assert!(
+        bridged
+            .stderr
+            .contains("network/br0 is used but is not on the provider as such"),
+        "{}",
+        bridged.stderr
     );
     let file = lab.dir.path().join("taken.yml");
     std::fs::write(&file, "kept: {}\n").expect("a file");
