@@ -187,10 +187,36 @@ fn strong_in(text: &str) -> Vec<String> {
     found
 }
 
-/// `text` with private key blocks and every strong registered secret replaced by
-/// `(sensitive)`: the last line of defence for everything printed, logged or saved.
+/// The password of each URL in `text` that carries one (`https://user:PASSWORD@host/...`, as
+/// an image behind a login is fetched), by its range: a secret by structure, whatever its
+/// length.
+pub fn url_passwords(text: &str) -> Vec<Range<usize>> {
+    let mut found = Vec::new();
+    for (at, _) in text.match_indices("://") {
+        let start = at + 3;
+        let authority_len = text[start..]
+            .find(|c: char| {
+                c.is_whitespace() || matches!(c, '/' | '?' | '#' | '"' | '\'' | '<' | '>' | '`')
+            })
+            .unwrap_or(text.len() - start);
+        let authority = &text[start..start + authority_len];
+        let Some(userinfo_len) = authority.rfind('@') else {
+            continue;
+        };
+        if let Some(colon) = authority[..userinfo_len].find(':') {
+            if colon + 1 < userinfo_len {
+                found.push(start + colon + 1..start + userinfo_len);
+            }
+        }
+    }
+    found
+}
+
+/// `text` with private key blocks, URLs' passwords and every strong registered secret replaced
+/// by `(sensitive)`: the last line of defence for everything printed, logged or saved.
 pub fn scrub(text: &str) -> String {
     let mut out = hide_private_keys(text);
+    out = splice(&out, &url_passwords(&out), |_| SENSITIVE.to_string());
     for secret in strong_in(&out) {
         out = out.replace(&secret, SENSITIVE);
     }
@@ -214,6 +240,7 @@ pub fn mask(text: &str, ranges: &[Range<usize>]) -> String {
     };
     let mut all: Vec<Range<usize>> = ranges.to_vec();
     all.extend(private_key_blocks(text));
+    all.extend(url_passwords(text));
     for secret in strong_in(text) {
         all.extend(text.match_indices(&secret).map(|(i, s)| i..i + s.len()));
     }
@@ -310,5 +337,20 @@ mod tests {
         let masked = mask(text, std::slice::from_ref(&secret));
         assert_eq!(masked, "a: ************\nb: 2\n");
         assert_eq!(masked.len(), text.len());
+    }
+
+    #[test]
+    fn a_urls_password_is_hidden_and_the_rest_of_it_is_not() {
+        let text = "url: https://alice:pw@images.example.org/debian.qcow2 and \
+                    \"http://bob:s%40cret@10.0.0.1:8080/x\" but not https://carol@host/ \
+                    nor user:pass@host nor https://host/a:b@c";
+        assert_eq!(
+            scrub(text),
+            "url: https://alice:(sensitive)@images.example.org/debian.qcow2 and \
+             \"http://bob:(sensitive)@10.0.0.1:8080/x\" but not https://carol@host/ \
+             nor user:pass@host nor https://host/a:b@c"
+        );
+        let masked = mask("u: https://a:pw@h/x", &[]);
+        assert_eq!(masked, "u: https://a:**@h/x");
     }
 }

@@ -337,3 +337,53 @@ fn kcli_secret_names_and_keys_of_several_lines_never_show_and_no_name_is_hidden(
 fn secrets_shown_as() -> &'static str {
     siteplan::secrets::SENSITIVE
 }
+
+/// An image behind a login (`https://user:password@host/...`): the password is a secret by
+/// where it is, short or long, in every output; the rest of the URL shows.
+#[test]
+fn a_password_in_an_image_url_never_shows() {
+    let lab = crate::harness::SandboxLab::new(
+        "login.yml",
+        "img:\n  type: image\n  url: https://alice:pw-LOGIN-7@images.example.org/debian.qcow2\n\
+         vm1:\n  image: img\n  memory: 256\n  cloudinit: false\n  nets: []\n",
+    );
+    let saved = lab.dir.path().join("reviewed.plan");
+    for format in ["human", "json", "markdown"] {
+        let diff = lab.plan(
+            &[
+                "diff",
+                "--format",
+                format,
+                "--out",
+                &saved.to_string_lossy(),
+            ],
+            &[],
+        );
+        assert!(diff.ok(), "{}", diff.text());
+        assert!(
+            !diff.text().contains("pw-LOGIN-7"),
+            "{format}:\n{}",
+            diff.text()
+        );
+        assert!(
+            diff.stdout.contains("images.example.org/debian.qcow2"),
+            "{format}:\n{}",
+            diff.stdout
+        );
+        let kept = std::fs::read_to_string(&saved).expect("the saved plan");
+        assert!(!kept.contains("pw-LOGIN-7"), "the saved plan:\n{kept}");
+        let _ = std::fs::remove_file(&saved);
+    }
+    let rendered = Plan::new(&["render", &lab.file.to_string_lossy()]).run();
+    assert!(rendered.ok(), "{}", rendered.text());
+    assert!(
+        rendered.stdout.contains("images.example.org"),
+        "{}",
+        rendered.stdout
+    );
+    assert!(
+        !rendered.text().contains("pw-LOGIN-7"),
+        "{}",
+        rendered.text()
+    );
+}
