@@ -201,19 +201,26 @@ fn a_network_and_a_vm_made_by_hand_are_adopted_changed_and_destroyed_by_the_plan
     assert!(left.is_empty(), "{left:?}");
 }
 
-/// The pool kcli's plan puts its disk in: made before, gone after, whatever happens.
+/// The pool a kcli plan puts its disks in, and the VMs whose names start with `vms`: made
+/// before, gone after, whatever happens.
 struct KcliPool {
     conn: Connect,
+    name: &'static str,
+    vms: &'static str,
 }
 
 const KCLI_POOL: &str = "siteplan-kcli-adopt";
 
 impl KcliPool {
-    fn new(conn: &Connect) -> KcliPool {
-        let pool = KcliPool { conn: conn.clone() };
+    fn new(conn: &Connect, name: &'static str, vms: &'static str) -> KcliPool {
+        let pool = KcliPool {
+            conn: conn.clone(),
+            name,
+            vms,
+        };
         pool.remove();
         let xml = format!(
-            "<pool type='dir'><name>{KCLI_POOL}</name><target><path>/var/lib/libvirt/{KCLI_POOL}\
+            "<pool type='dir'><name>{name}</name><target><path>/var/lib/libvirt/{name}\
              </path></target></pool>"
         );
         let p = conn.define_storage_pool_xml(&xml, 0).expect("kcli's pool");
@@ -224,13 +231,13 @@ impl KcliPool {
 
     fn remove(&self) {
         for d in self.conn.list_all_domains(0).unwrap_or_default() {
-            if d.name().is_ok_and(|n| n == "kcli-adopted") {
+            if d.name().is_ok_and(|n| n.starts_with(self.vms)) {
                 let _ = d.destroy();
                 let _ = d.undefine();
             }
         }
         for p in self.conn.list_all_storage_pools(0).unwrap_or_default() {
-            if p.name().is_ok_and(|n| n == KCLI_POOL) {
+            if p.name().is_ok_and(|n| n == self.name) {
                 for v in p.list_all_volumes(0).unwrap_or_default() {
                     let _ = v.delete(0);
                 }
@@ -267,7 +274,7 @@ fn a_plan_kcli_made_is_taken_over_with_its_own_file() {
     };
     virt::error::clear_error_callback();
     let conn = Connect::open(Some(&uri)).expect("libvirtd");
-    let _pool = KcliPool::new(&conn);
+    let _pool = KcliPool::new(&conn, KCLI_POOL, "kcli-adopted");
     let dir = tempfile::tempdir().expect("tmp");
     let file = dir.path().join("kcliadopt.yml");
     std::fs::write(
@@ -380,4 +387,132 @@ fn only_marks(diff: &str) -> bool {
     diff.lines()
         .filter(|l| l.starts_with("      "))
         .all(|l| l.trim().starts_with("owner:"))
+}
+
+/// kcli with an image and cloud-init, as its plans usually are: each VM's disk an overlay of
+/// the image, and its cloud-init an ISO on a CD-ROM. `plan generate` writes the plan (one
+/// profile for the two VMs alike), adoption changes nothing but the marks, the ISOs stay on
+/// the VMs (siteplan keeps what a plan does not say), and destroy leaves them to kcli.
+#[test]
+fn a_kcli_plan_with_an_image_and_cloud_init_is_generated_and_taken_over_keeping_its_isos() {
+    let test =
+        "a_kcli_plan_with_an_image_and_cloud_init_is_generated_and_taken_over_keeping_its_isos";
+    let Some((_held, uri)) = crate::harness::libvirtd(test) else {
+        return;
+    };
+    let Some(kcli) = std::env::var("SITEPLAN_TEST_KCLI")
+        .ok()
+        .filter(|k| !k.is_empty())
+    else {
+        crate::harness::report(&format!(
+            "SKIPPED {test}: SITEPLAN_TEST_KCLI is not set (.ci/install-kcli installs kcli)"
+        ));
+        return;
+    };
+    virt::error::clear_error_callback();
+    let conn = Connect::open(Some(&uri)).expect("libvirtd");
+    const POOL: &str = "siteplan-kcli-seeded";
+    let _pool = KcliPool::new(&conn, POOL, "kcli-seeded");
+    let pool = conn.lookup_storage_pool_by_name(POOL).expect("the pool");
+    virt::storage_vol::StorageVol::create_xml(
+        &pool,
+        "<volume><name>tiny.qcow2</name><capacity unit='MiB'>64</capacity>\
+         <target><format type='qcow2'/></target></volume>",
+        0,
+    )
+    .expect("the image");
+    let dir = tempfile::tempdir().expect("tmp");
+    let vm = |name: &str| {
+        format!(
+            "{name}:\n  image: tiny.qcow2\n  pool: {POOL}\n  memory: 64\n  numcpus: 1\n  \
+             start: false\n  nets: []\n  cmds: [echo hello]\n"
+        )
+    };
+    let file = dir.path().join("kcli_plan.yml");
+    std::fs::write(&file, vm("kcli-seeded1") + &vm("kcli-seeded2")).expect("plan");
+    let out = std::process::Command::new(&kcli)
+        .args([
+            "create",
+            "plan",
+            "-f",
+            &file.to_string_lossy(),
+            "kcliseeded",
+        ])
+        .env("HOME", dir.path())
+        .output()
+        .expect("kcli runs");
+    assert!(
+        out.status.success() && conn.lookup_domain_by_name("kcli-seeded2").is_ok(),
+        "kcli create plan:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let iso_of = |vm: &str| {
+        conn.lookup_domain_by_name(vm)
+            .and_then(|d| d.xml_desc(sys_inactive()))
+            .map(|xml| xml.contains("device='cdrom'") && xml.contains(&format!("{vm}.ISO")))
+            .unwrap_or(false)
+    };
+    assert!(iso_of("kcli-seeded1"), "kcli made no cloud-init ISO");
+
+    let generated = dir.path().join("generated").join("kcliseeded.yml");
+    std::fs::create_dir_all(generated.parent().expect("a directory")).expect("made");
+    let made = Plan::new(&["generate", "--plan", "kcliseeded", "--provider", &uri, "-o"])
+        .env("XDG_STATE_HOME", dir.path().join("state"))
+        .args(&[&generated.to_string_lossy()])
+        .run();
+    assert!(made.ok(), "{}", made.text());
+    let text = std::fs::read_to_string(&generated).expect("the plan written");
+    crate::harness::report(&format!(
+        "{test}: the plan generated:\n{text}{}",
+        made.stderr
+    ));
+    assert!(
+        made.stderr.contains("changes nothing but siteplan's marks"),
+        "{}",
+        made.stderr
+    );
+    assert!(
+        text.contains("kcli-seeded-profile:\n  type: profile"),
+        "{text}"
+    );
+    assert!(text.contains("image: tiny.qcow2"), "{text}");
+    let run = |args: &[&str]| {
+        Plan::new(args)
+            .env("XDG_STATE_HOME", dir.path().join("state"))
+            .args(&[&generated.to_string_lossy(), "--provider", &uri])
+            .run()
+    };
+    let diff = run(&["diff", "--adopt-all"]);
+    assert!(diff.ok(), "{}", diff.text());
+    assert!(only_marks(&diff.stdout), "{}", diff.stdout);
+    assert!(diff.stdout.contains("4 to adopt"), "{}", diff.stdout);
+    let applied = run(&["apply", "--yes", "--adopt-all"]);
+    assert!(applied.ok(), "{}", applied.text());
+    assert!(
+        iso_of("kcli-seeded1") && iso_of("kcli-seeded2"),
+        "an ISO was lost"
+    );
+    let clean = run(&["diff", "--detailed-exitcode"]);
+    assert_eq!(clean.code(), Some(0), "{}", clean.text());
+    let destroyed = run(&["destroy", "--yes"]);
+    assert!(destroyed.ok(), "{}", destroyed.text());
+    assert!(conn.lookup_domain_by_name("kcli-seeded1").is_err());
+    // kcli's ISOs and the image were never the plan's.
+    let left: Vec<String> = pool
+        .list_all_volumes(0)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|v| v.name().ok())
+        .collect();
+    for kept in ["kcli-seeded1.ISO", "kcli-seeded2.ISO", "tiny.qcow2"] {
+        assert!(
+            left.iter().any(|v| v == kept),
+            "{kept} was deleted: {left:?}"
+        );
+    }
+}
+
+fn sys_inactive() -> u32 {
+    virt::sys::VIR_DOMAIN_XML_INACTIVE
 }
