@@ -4,7 +4,8 @@
 //! - by name: a parameter, a VM key or a nested key named like a secret (`rootpassword`,
 //!   `api_token`, kcli's `rhnak`, `*_pass`, `*_pwd`, `*authkey*`...: `is_sensitive_name`), and
 //!   any value passed through the template filter `sensitive`;
-//! - by structure: private key material (PEM and OpenSSH blocks), wherever it is written.
+//! - by structure: private key material (PEM and OpenSSH blocks), and the password of a URL
+//!   (`https://user:PASSWORD@host/`), wherever they are written.
 //!
 //! Hiding happens where the secret is, never by searching every output for the same
 //! characters: a root password `debian` must not turn the user `debian` or the host `debian1`
@@ -16,7 +17,7 @@
 //! - private key blocks are replaced by their structure, in any indentation (`hide_private_keys`).
 //!
 //! `scrub`, which everything printed, logged or saved passes through, is the last line of defence
-//! only: it hides private key blocks and the secrets that cannot be mistaken for anything else
+//! only: it hides private key blocks, URLs' passwords and the secrets that cannot be mistaken for anything else
 //! (`STRONG` characters or more, and the lines of a private key's body).
 //!
 //! The register is process-wide on purpose: a secret found anywhere must be hidden everywhere,
