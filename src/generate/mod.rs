@@ -338,10 +338,24 @@ fn vm_keys(
             if !seed.cmds.is_empty() {
                 keys.push(("cmds", strings(&seed.cmds)));
             }
-            if !seed.files.is_empty() {
-                let files = seed
-                    .files
-                    .iter()
+            // A file that holds a secret (a private key, a file named like a token) is not
+            // written: a plan goes into git.
+            let (secret, files): (Vec<_>, Vec<_>) = seed.files.iter().partition(|f| {
+                !crate::secrets::private_key_blocks(&f.content).is_empty()
+                    || crate::secrets::is_sensitive_name(
+                        f.path.rsplit('/').next().unwrap_or_default(),
+                    )
+            });
+            for file in secret {
+                out.notes.push(format!(
+                    "vm/{}: its file {} holds a secret, which a plan must not: left out (give \
+                     it back as `origin:`, a file the plan may read, or through a parameter)",
+                    vm.name, file.path
+                ));
+            }
+            if !files.is_empty() {
+                let files = files
+                    .into_iter()
                     .map(|f| {
                         let mut map = Mapping::new();
                         map.insert("path".into(), f.path.clone().into());

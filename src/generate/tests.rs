@@ -212,3 +212,60 @@ fn what_a_guest_file_holds_is_never_a_template() {
         generated.text
     );
 }
+
+#[test]
+fn a_file_that_holds_a_private_key_is_left_out_and_said() {
+    let mut found = found_from(&lowered(SHARED, &["pw=x".into()]));
+    let worker = found.seeds.get("worker1").cloned().expect("worker1's seed");
+    let input = crate::cloudinit::recover(&worker).expect("siteplan's seed");
+    let key = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAAKEYBODY\n\
+               -----END OPENSSH PRIVATE KEY-----\n";
+    let input = crate::cloudinit::SeedInput {
+        files: vec![
+            crate::cloudinit::SeedFile {
+                path: "/root/.ssh/id_ed25519".into(),
+                content: key.into(),
+                owner: None,
+                mode: Some(0o600),
+            },
+            crate::cloudinit::SeedFile {
+                path: "/etc/app/api_token".into(),
+                content: "abc".into(),
+                owner: None,
+                mode: None,
+            },
+            crate::cloudinit::SeedFile {
+                path: "/etc/motd".into(),
+                content: "hello".into(),
+                owner: None,
+                mode: None,
+            },
+        ],
+        ..input
+    };
+    found
+        .seeds
+        .insert("worker1".into(), crate::cloudinit::documents(&input));
+    let generated = generate(&found);
+    assert!(!generated.text.contains("KEYBODY"), "{}", generated.text);
+    assert!(
+        !generated.text.contains("path: /etc/app/api_token"),
+        "{}",
+        generated.text
+    );
+    assert!(
+        generated.text.contains("path: /etc/motd"),
+        "{}",
+        generated.text
+    );
+    assert_eq!(
+        generated
+            .notes
+            .iter()
+            .filter(|n| n.contains("holds a secret"))
+            .count(),
+        2,
+        "{:?}",
+        generated.notes
+    );
+}
