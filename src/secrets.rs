@@ -213,11 +213,16 @@ pub fn url_passwords(text: &str) -> Vec<Range<usize>> {
     found
 }
 
+/// `text` with each URL's password replaced by `(sensitive)`.
+pub fn hide_url_passwords(text: &str) -> String {
+    splice(text, &url_passwords(text), |_| SENSITIVE.to_string())
+}
+
 /// `text` with private key blocks, URLs' passwords and every strong registered secret replaced
 /// by `(sensitive)`: the last line of defence for everything printed, logged or saved.
 pub fn scrub(text: &str) -> String {
     let mut out = hide_private_keys(text);
-    out = splice(&out, &url_passwords(&out), |_| SENSITIVE.to_string());
+    out = hide_url_passwords(&out);
     for secret in strong_in(&out) {
         out = out.replace(&secret, SENSITIVE);
     }

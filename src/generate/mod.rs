@@ -110,7 +110,21 @@ pub fn generate(found: &Found) -> Generated {
         let VolumeSource::Fetch { url, sha256 } = &image.source else {
             continue;
         };
-        let mut keys: Keys = vec![("type", "image".into()), ("url", url.clone().into())];
+        // A password in the URL (which marks do not keep) becomes a `?required` parameter.
+        let shown = crate::secrets::hide_url_passwords(url);
+        let url = match shown.split_once(crate::secrets::SENSITIVE) {
+            Some((before, after)) => {
+                let parameter = format!("{}_password", text::parameter_name(&image.name));
+                out.secrets
+                    .insert(parameter.clone(), crate::secrets::SENSITIVE.to_string());
+                let Value::String(used) = text::parameter_use(&parameter) else {
+                    unreachable!("a parameter's use is a string")
+                };
+                Value::from(format!("{before}{used}{after}"))
+            }
+            None => Value::from(shown.clone()),
+        };
+        let mut keys: Keys = vec![("type", "image".into()), ("url", url)];
         if image.pool != "default" {
             keys.push(("pool", image.pool.clone().into()));
         }

@@ -269,3 +269,24 @@ fn a_file_that_holds_a_private_key_is_left_out_and_said() {
         generated.notes
     );
 }
+
+#[test]
+fn an_image_urls_password_becomes_a_required_parameter() {
+    let text = "pool1:\n  type: pool\n  path: /srv/pool1\n\
+                img:\n  type: image\n  pool: pool1\n  url: https://alice:pw-LOGIN-9@images.example.org/d.qcow2\n\
+                vm1:\n  image: img\n  pool: pool1\n  memory: 256\n  cloudinit: false\n  nets: []\n";
+    let generated = round_trip(text, &[]);
+    assert!(!generated.text.contains("pw-LOGIN-9"), "{}", generated.text);
+    assert!(
+        generated
+            .text
+            .contains("url: https://alice:{{ img_password }}@images.example.org/d.qcow2"),
+        "{}",
+        generated.text
+    );
+    assert!(
+        generated.text.contains("img_password: ?required"),
+        "{}",
+        generated.text
+    );
+}

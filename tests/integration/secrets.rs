@@ -339,7 +339,7 @@ fn secrets_shown_as() -> &'static str {
 }
 
 /// An image behind a login (`https://user:password@host/...`): the password is a secret by
-/// where it is, short or long, in every output; the rest of the URL shows.
+/// where it is, short or long, in every output and in the marks; the rest of the URL shows.
 #[test]
 fn a_password_in_an_image_url_never_shows() {
     let lab = crate::harness::SandboxLab::new(
@@ -374,6 +374,31 @@ fn a_password_in_an_image_url_never_shows() {
         assert!(!kept.contains("pw-LOGIN-7"), "the saved plan:\n{kept}");
         let _ = std::fs::remove_file(&saved);
     }
+    // Applied (the sandbox downloads nothing): the marks keep the URL without its password,
+    // and the plan, password and all, matches them.
+    let applied = lab.plan(&["apply", "--yes"], &[]);
+    assert!(applied.ok(), "{}", applied.text());
+    assert!(!applied.text().contains("pw-LOGIN-7"), "{}", applied.text());
+    let mut files = vec![lab.sandbox()];
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            files.extend(
+                std::fs::read_dir(&path)
+                    .expect("a directory")
+                    .flatten()
+                    .map(|e| e.path()),
+            );
+        } else {
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains("pw-LOGIN-7"),
+                "{} holds the password",
+                path.display()
+            );
+        }
+    }
+    let again = lab.plan(&["diff", "--detailed-exitcode"], &[]);
+    assert_eq!(again.code(), Some(0), "{}", again.text());
     let rendered = Plan::new(&["render", &lab.file.to_string_lossy()]).run();
     assert!(rendered.ok(), "{}", rendered.text());
     assert!(
