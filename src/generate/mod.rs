@@ -166,6 +166,23 @@ pub fn generate(found: &Found) -> Generated {
         }
     }
 
+    // A plan names each entry once; libvirt lets a VM, a network and a pool share a name. The
+    // VM keeps it; the other is used by name but not declared.
+    let mut taken: BTreeSet<String> = vms.iter().map(|(n, _)| n.clone()).collect();
+    entries.retain(|(name, keys)| {
+        if taken.insert(name.clone()) {
+            return true;
+        }
+        let kind = keys
+            .first()
+            .and_then(|(_, v)| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        out.notes.push(format!(
+            "{kind} `{name}` has the name of another entry, and a plan names each entry once: \
+             it is used as it is, not declared"
+        ));
+        false
+    });
     let names: BTreeSet<String> = entries
         .iter()
         .map(|(n, _)| n.clone())

@@ -290,3 +290,27 @@ fn an_image_urls_password_becomes_a_required_parameter() {
         generated.text
     );
 }
+
+#[test]
+fn a_network_named_as_a_vm_is_only_named() {
+    let mut found = found_from(&lowered(SHARED, &["pw=x".into()]));
+    let mut net = found.networks[0].clone();
+    net.name = "lonely".into();
+    net.bridge = "lonely".into();
+    found.networks.push(net);
+    let generated = generate(&found);
+    assert_eq!(
+        generated.text.matches("\nlonely:").count(),
+        1,
+        "{}",
+        generated.text
+    );
+    assert!(
+        generated
+            .notes
+            .iter()
+            .any(|n| n.contains("network `lonely` has the name of another entry")),
+        "{:?}",
+        generated.notes
+    );
+}
