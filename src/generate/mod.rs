@@ -170,17 +170,24 @@ pub fn generate(found: &Found) -> Generated {
     // VM keeps it; the other is used by name but not declared.
     let mut taken: BTreeSet<String> = vms.iter().map(|(n, _)| n.clone()).collect();
     entries.retain(|(name, keys)| {
-        if taken.insert(name.clone()) {
+        let usable = crate::manifest::validate::usable_name(name);
+        if usable && taken.insert(name.clone()) {
             return true;
         }
         let kind = keys
             .first()
             .and_then(|(_, v)| v.as_str().map(str::to_string))
             .unwrap_or_default();
-        out.notes.push(format!(
-            "{kind} `{name}` has the name of another entry, and a plan names each entry once: \
-             it is used as it is, not declared"
-        ));
+        out.notes.push(if usable {
+            format!(
+                "{kind} `{name}` has the name of another entry, and a plan names each entry \
+                 once: it is used as it is, not declared"
+            )
+        } else {
+            format!(
+                "{kind} `{name}` cannot name an entry of a plan: it is used as it is, not declared"
+            )
+        });
         false
     });
     let names: BTreeSet<String> = entries

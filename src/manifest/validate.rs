@@ -265,12 +265,18 @@ fn check_reservedns(
     }
 }
 
-fn check_name(entry: &Entry, d: &mut Diagnostics) {
-    let name = entry.name.as_str();
+/// Whether `name` can name an entry: letters, digits, `-`, `_` and `.`, not first a `-` or
+/// `.`, and not `parameters` (the plan's parameters block).
+pub fn usable_name(name: &str) -> bool {
     let valid_chars = name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if name.is_empty() || !valid_chars || name.starts_with(['-', '.']) {
+    !name.is_empty() && valid_chars && !name.starts_with(['-', '.']) && name != "parameters"
+}
+
+fn check_name(entry: &Entry, d: &mut Diagnostics) {
+    let name = entry.name.as_str();
+    if !usable_name(name) {
         d.push(
             Problem::error("plan::bad-name", format!("`{name}` is not a usable name"))
                 .label(

@@ -11,6 +11,7 @@ use crate::generate::{self, Found, Generated};
 use crate::manifest;
 use crate::plan::intent;
 use crate::plan::model::spec::{ResourceId, Spec, VolumeSource};
+use crate::plan::model::Disruption;
 use crate::provider::capability::{self, Capability};
 use crate::provider::{backends, Provider, Scope};
 use crate::registry;
@@ -69,6 +70,21 @@ pub async fn generate(
     };
 
     let vm_names = chosen_vms(provider, chosen).await?;
+    let unusable: Vec<&String> = vm_names
+        .iter()
+        .filter(|n| !manifest::validate::usable_name(n))
+        .collect();
+    if !unusable.is_empty() {
+        return Err(Refusal::Invalid(format!(
+            "{} cannot name an entry of a plan (letters, digits, `-`, `_` and `.`, and not \
+             `parameters`): rename the VM, or leave it out",
+            unusable
+                .iter()
+                .map(|n| format!("vm `{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
     let mut ids: Vec<ResourceId> = vm_names.iter().map(|n| ResourceId::vm(n)).collect();
     ids.extend(chosen.networks.iter().map(|n| ResourceId::network(n)));
     let first = observe(provider, ids).await?;
@@ -377,33 +393,28 @@ fn read_back(
             }
         }
     }
+    // And what was written is what was found: each VM is in the plan as read back.
+    for vm in live.resources.keys().filter(|id| id.kind.is_vm()) {
+        if !desired.resources.iter().any(|r| r.spec.id() == *vm) {
+            differences.push(format!("{vm} is not in the plan as it reads back"));
+        }
+    }
     Ok(differences)
 }
 
-/// The attributes of two specs of one resource that differ, by name.
+/// The attributes of two specs of one resource that differ, as the planner finds them: a
+/// scalar with what it is and what it would be, a list or a map by name only.
 fn changed_attributes(have: &Spec, want: &Spec) -> Vec<String> {
-    let fields = |s: &Spec| match serde_json::to_value(s) {
-        Ok(serde_json::Value::Object(map)) => map,
-        _ => serde_json::Map::new(),
+    let shown = |v: &Option<serde_json::Value>| match v {
+        None => Some("(none)".to_string()),
+        Some(v) if !v.is_array() && !v.is_object() => Some(v.to_string()),
+        Some(_) => None,
     };
-    let (have, want) = (fields(have), fields(want));
-    let mut names: Vec<&String> = have.keys().chain(want.keys()).collect();
-    names.sort();
-    names.dedup();
-    names
+    crate::plan::attributes(Some(have), Some(want), |_| Disruption::Live)
         .into_iter()
-        .filter(|n| have.get(*n) != want.get(*n))
-        .map(|n| {
-            // A scalar says what it is and what it would be; a list or a map is named only.
-            let shown = |v: Option<&serde_json::Value>| match v {
-                None => Some("(none)".to_string()),
-                Some(v) if !v.is_array() && !v.is_object() => Some(v.to_string()),
-                Some(_) => None,
-            };
-            match (shown(have.get(n)), shown(want.get(n))) {
-                (Some(from), Some(to)) => format!("{n} ({from} → {to})"),
-                _ => n.to_string(),
-            }
+        .map(|a| match (shown(&a.before), shown(&a.after)) {
+            (Some(from), Some(to)) => format!("{} ({from} → {to})", a.name),
+            _ => a.name,
         })
         .collect()
 }

@@ -655,7 +655,7 @@ fn forces_replacement(attributes: &[&str]) -> String {
 }
 
 /// The attributes that differ between two specs (either may be absent: create or delete).
-fn attributes(
+pub fn attributes(
     before: Option<&Spec>,
     after: Option<&Spec>,
     cost: impl Fn(&str) -> Disruption,

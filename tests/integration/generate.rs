@@ -52,6 +52,8 @@ fn hand_made(sandbox: &Path) {
                 "hand2": { "xml": domain("hand2", "handnet", "52:54:00:5a:d0:02"), "autostart": false },
                 "elsewhere": { "xml": domain("elsewhere", "othernet", "52:54:00:5a:d0:03"), "autostart": false },
                 "bridged": { "xml": bridged, "autostart": false },
+                // kcli's plan reads `parameters` as its parameters block.
+                "parameters": { "xml": domain("parameters", "othernet", "52:54:00:5a:d0:05"), "autostart": false },
             },
         },
     });
@@ -315,6 +317,16 @@ fn generate_refuses_what_it_cannot_write() {
         unknown.stderr.contains("`nosuchplan`"),
         "{}",
         unknown.stderr
+    );
+    // A VM whose name cannot name an entry: refused, named.
+    let reserved = generate(&lab, &["parameters"]);
+    assert_eq!(reserved.code(), Some(1), "{}", reserved.text());
+    assert!(
+        reserved
+            .stderr
+            .contains("vm `parameters` cannot name an entry"),
+        "{}",
+        reserved.stderr
     );
     // Written, but generate says the plan would be refused, and why.
     let bridged = generate(&lab, &["bridged"]);
