@@ -68,6 +68,18 @@ fn found_from(desired: &Desired) -> Found {
     found
 }
 
+/// SHARED as found, worker1's seed written again with `files` (by siteplan, as a seed is).
+fn worker1_with_files(files: Vec<crate::cloudinit::SeedFile>) -> Found {
+    let mut found = found_from(&lowered(SHARED, &["pw=x".into()]));
+    let worker = found.seeds.get("worker1").cloned().expect("worker1's seed");
+    let input = crate::cloudinit::recover(&worker).expect("siteplan's seed");
+    let input = crate::cloudinit::SeedInput { files, ..input };
+    found
+        .seeds
+        .insert("worker1".into(), crate::cloudinit::documents(&input));
+    found
+}
+
 /// The specs of what `desired` makes.
 fn specs(desired: &Desired) -> BTreeMap<String, Spec> {
     desired
@@ -174,22 +186,13 @@ fn vms_alike_share_a_profile_and_the_password_is_a_required_parameter() {
 #[test]
 fn what_a_guest_file_holds_is_never_a_template() {
     // `lonely` has no seed: its file is not in the plan, which is what the note says is lost.
-    let mut found = found_from(&lowered(SHARED, &["pw=x".into()]));
-    let worker = found.seeds.get("worker1").cloned().expect("worker1's seed");
     // A seed with a file that looks like a template: written so it stays text.
-    let input = crate::cloudinit::recover(&worker).expect("siteplan's seed");
-    let input = crate::cloudinit::SeedInput {
-        files: vec![crate::cloudinit::SeedFile {
-            path: "/etc/motd".into(),
-            content: "{{ rootpassword }} {% if x %}".into(),
-            owner: None,
-            mode: None,
-        }],
-        ..input
-    };
-    found
-        .seeds
-        .insert("worker1".into(), crate::cloudinit::documents(&input));
+    let found = worker1_with_files(vec![crate::cloudinit::SeedFile {
+        path: "/etc/motd".into(),
+        content: "{{ rootpassword }} {% if x %}".into(),
+        owner: None,
+        mode: None,
+    }]);
     let generated = generate(&found);
     let again = lowered(&generated.text, &["rootpassword=x".into()]);
     let seed = again
@@ -215,37 +218,28 @@ fn what_a_guest_file_holds_is_never_a_template() {
 
 #[test]
 fn a_file_that_holds_a_private_key_is_left_out_and_said() {
-    let mut found = found_from(&lowered(SHARED, &["pw=x".into()]));
-    let worker = found.seeds.get("worker1").cloned().expect("worker1's seed");
-    let input = crate::cloudinit::recover(&worker).expect("siteplan's seed");
     let key = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAAKEYBODY\n\
                -----END OPENSSH PRIVATE KEY-----\n";
-    let input = crate::cloudinit::SeedInput {
-        files: vec![
-            crate::cloudinit::SeedFile {
-                path: "/root/.ssh/id_ed25519".into(),
-                content: key.into(),
-                owner: None,
-                mode: Some(0o600),
-            },
-            crate::cloudinit::SeedFile {
-                path: "/etc/app/api_token".into(),
-                content: "abc".into(),
-                owner: None,
-                mode: None,
-            },
-            crate::cloudinit::SeedFile {
-                path: "/etc/motd".into(),
-                content: "hello".into(),
-                owner: None,
-                mode: None,
-            },
-        ],
-        ..input
-    };
-    found
-        .seeds
-        .insert("worker1".into(), crate::cloudinit::documents(&input));
+    let found = worker1_with_files(vec![
+        crate::cloudinit::SeedFile {
+            path: "/root/.ssh/id_ed25519".into(),
+            content: key.into(),
+            owner: None,
+            mode: Some(0o600),
+        },
+        crate::cloudinit::SeedFile {
+            path: "/etc/app/api_token".into(),
+            content: "abc".into(),
+            owner: None,
+            mode: None,
+        },
+        crate::cloudinit::SeedFile {
+            path: "/etc/motd".into(),
+            content: "hello".into(),
+            owner: None,
+            mode: None,
+        },
+    ]);
     let generated = generate(&found);
     assert!(!generated.text.contains("KEYBODY"), "{}", generated.text);
     assert!(

@@ -260,16 +260,7 @@ impl Drop for KcliPool {
 #[test]
 fn a_plan_kcli_made_is_taken_over_with_its_own_file() {
     let test = "a_plan_kcli_made_is_taken_over_with_its_own_file";
-    let Some((_held, uri)) = crate::harness::libvirtd(test) else {
-        return;
-    };
-    let Some(kcli) = std::env::var("SITEPLAN_TEST_KCLI")
-        .ok()
-        .filter(|k| !k.is_empty())
-    else {
-        crate::harness::report(&format!(
-            "SKIPPED {test}: SITEPLAN_TEST_KCLI is not set (.ci/install-kcli installs kcli)"
-        ));
+    let Some((_held, uri, kcli)) = libvirtd_and_kcli(test) else {
         return;
     };
     virt::error::clear_error_callback();
@@ -397,16 +388,7 @@ fn only_marks(diff: &str) -> bool {
 fn a_kcli_plan_with_an_image_and_cloud_init_is_generated_and_taken_over_keeping_its_isos() {
     let test =
         "a_kcli_plan_with_an_image_and_cloud_init_is_generated_and_taken_over_keeping_its_isos";
-    let Some((_held, uri)) = crate::harness::libvirtd(test) else {
-        return;
-    };
-    let Some(kcli) = std::env::var("SITEPLAN_TEST_KCLI")
-        .ok()
-        .filter(|k| !k.is_empty())
-    else {
-        crate::harness::report(&format!(
-            "SKIPPED {test}: SITEPLAN_TEST_KCLI is not set (.ci/install-kcli installs kcli)"
-        ));
+    let Some((_held, uri, kcli)) = libvirtd_and_kcli(test) else {
         return;
     };
     virt::error::clear_error_callback();
@@ -515,4 +497,19 @@ fn a_kcli_plan_with_an_image_and_cloud_init_is_generated_and_taken_over_keeping_
 
 fn sys_inactive() -> u32 {
     virt::sys::VIR_DOMAIN_XML_INACTIVE
+}
+
+/// A real libvirtd and kcli itself, or `None` (the test said SKIPPED) when either is missing.
+fn libvirtd_and_kcli(test: &str) -> Option<(impl Sized, String, String)> {
+    let (held, uri) = crate::harness::libvirtd(test)?;
+    let Some(kcli) = std::env::var("SITEPLAN_TEST_KCLI")
+        .ok()
+        .filter(|k| !k.is_empty())
+    else {
+        crate::harness::report(&format!(
+            "SKIPPED {test}: SITEPLAN_TEST_KCLI is not set (.ci/install-kcli installs kcli)"
+        ));
+        return None;
+    };
+    Some((held, uri, kcli))
 }
