@@ -197,6 +197,9 @@ struct VmKeys {
     /// kcli's: a shell command that succeeds in the guest once it is ready, run through the
     /// guest agent (after cloud-init has finished) until it exits 0.
     waitcommand: Option<String>,
+    /// kcli's: a cloud's instance type (AWS: `t3.large`), rather than the smallest that has
+    /// `numcpus` and `memory`. Backends without instance types ignore it.
+    flavor: Option<String>,
     /// How long, in seconds, what waits for this VM waits for its guest to be ready. Default 900.
     waittimeout: Option<u32>,
     /// Room to add CPUs to the running VM (KubeVirt): `true` (four times `numcpus`) or the most

@@ -78,7 +78,6 @@ pub const VM_UNIMPLEMENTED: &[&str] = &[
     "enableroot",
     "extra_iso",
     "finishfiles",
-    "flavor",
     "floppy",
     "fwzone",
     "gateway",

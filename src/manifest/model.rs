@@ -203,6 +203,8 @@ pub struct Vm {
     /// A command that succeeds in the guest once it is ready (kcli's `waitcommand`), run
     /// through the guest agent after cloud-init has finished.
     pub wait_command: Option<String>,
+    /// A cloud's instance type (kcli's `flavor`): backends without them ignore it.
+    pub flavor: Option<String>,
     /// How long a VM that waits for this one waits (kcli's `waittimeout`), in seconds.
     pub wait_timeout_s: u64,
     /// Headroom for CPUs added to a running VM (kcli's `cpuhotplug`): the most vCPUs it may

@@ -193,6 +193,7 @@ pub(super) fn read_vm<'a>(
     // kcli's `wait`: the VMs after this one wait until it is ready, for `waittimeout` seconds.
     let wait = r.bool("wait", false, d);
     let wait_command = r.string("waitcommand", d).map(|c| c.value);
+    let flavor = r.string("flavor", d).map(|c| c.value);
     let wait_timeout_s = r
         .int("waittimeout", d)
         .map(|(n, span)| u64::from(positive_u32(n, span, "waittimeout", d)))
@@ -243,6 +244,7 @@ pub(super) fn read_vm<'a>(
         guestagent,
         wait,
         wait_command,
+        flavor,
         wait_timeout_s,
         max_cpus,
         max_memory_mib,

@@ -391,6 +391,7 @@ fn vm_intent(
         guest_agent: vm.guestagent,
         wait_timeout: std::time::Duration::from_secs(vm.wait_timeout_s),
         wait_command: vm.wait_command.clone(),
+        flavor: vm.flavor.clone(),
         max_cpus: vm.max_cpus,
         max_memory_mib: vm.max_memory_mib,
     })

@@ -194,6 +194,8 @@ pub struct VmIntent {
     pub wait_timeout: std::time::Duration,
     /// A command that succeeds in the guest once it is ready (kcli's `waitcommand`).
     pub wait_command: Option<String>,
+    /// A cloud's instance type (kcli's `flavor`), for the backends that have them.
+    pub flavor: Option<String>,
     /// The most vCPUs and memory (MiB) the running VM may grow to, where a backend can.
     pub max_cpus: Option<u32>,
     pub max_memory_mib: Option<u64>,

@@ -24,7 +24,8 @@ pub struct ResourceId {
 
 impl Spec {
     /// Whether this is a VM that is declared (or found) running: a domain's `running`, a
-    /// KubeVirt VirtualMachine's `runStrategy` other than `Halted`.
+    /// KubeVirt VirtualMachine's `runStrategy` other than `Halted`, another backend's VM
+    /// object's `running` other than false (an EC2 instance's).
     pub fn runs(&self) -> bool {
         match self {
             Spec::Vm(vm) => vm.running,
@@ -32,6 +33,7 @@ impl Spec {
                 object.object.is_vm()
                     && object.fields.get("spec.runStrategy")
                         != Some(&serde_json::Value::from("Halted"))
+                    && object.fields.get("running") != Some(&serde_json::Value::from(false))
             }
             _ => false,
         }
