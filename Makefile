@@ -1,7 +1,7 @@
 # The README's quick start: `make demo` runs the main job, `make test` runs the tests.
 # Both install missing system packages first (see .ci/install-deps) and say what they install.
 
-.PHONY: deps test-deps demo test test-libvirt test-kube lint bench schema
+.PHONY: deps test-deps demo test test-aws test-libvirt test-kube lint bench schema
 
 deps:
 	@.ci/install-deps
@@ -24,8 +24,15 @@ demo: deps
 	@echo "== plan diff examples/lab.yml --provider sandbox"
 	@SITEPLAN_SANDBOX_DIR=$(DEMO_SANDBOX) ./target/release/plan diff examples/lab.yml --provider sandbox
 
+# The tests build every backend, the AWS one too (the `aws` feature, off in a plain build); its
+# suite runs against moto's EC2 emulator when SITEPLAN_TEST_EC2 names one (`make test-aws`).
 test: test-deps
-	cargo test
+	cargo test --features aws
+
+# The same tests, plus the AWS suite against moto's EC2 emulator, installed from PyPI into a
+# virtualenv under target/ and served on 127.0.0.1 (.ci/moto).
+test-aws: test-deps
+	SITEPLAN_TEST_EC2=$$(.ci/moto start) cargo test --features aws; status=$$?; .ci/moto stop; exit $$status
 
 # The same tests, plus those that need a real libvirtd: installs libvirt and QEMU, starts the
 # daemon (this needs root) and an sshd on 127.0.0.1 that reaches it as qemu+ssh:// (.ci/sshd),
@@ -40,18 +47,18 @@ test-libvirt: test-deps
 	SITEPLAN_TEST_LIBVIRT_URI=qemu:///system SITEPLAN_TEST_SSH_URI=$$(.ci/sshd start) \
 	  SITEPLAN_TEST_HOSTS=/tmp/siteplan-hosts/list \
 	  SITEPLAN_TEST_RESTART_LIBVIRTD="$(CURDIR)/.ci/libvirtd restart" \
-	  SITEPLAN_TEST_KCLI=$$(realpath $$(.ci/install-kcli)) cargo test
+	  SITEPLAN_TEST_KCLI=$$(realpath $$(.ci/install-kcli)) cargo test --features aws
 
 # The same tests, plus the KubeVirt suite against two real kube-apiservers built from Debian's
 # source package (.ci/install-kube, kept in ~/.cache/siteplan) and started on 127.0.0.1.
 test-kube: test-deps
 	SITEPLAN_TEST_APISERVER=$$(.ci/kube start a $$(.ci/install-kube)) \
 	  SITEPLAN_TEST_APISERVER_B=$$(.ci/kube start b $$(.ci/install-kube)) \
-	  SITEPLAN_TEST_APISERVER_BARE=$$(.ci/kube start bare $$(.ci/install-kube)) cargo test
+	  SITEPLAN_TEST_APISERVER_BARE=$$(.ci/kube start bare $$(.ci/install-kube)) cargo test --features aws
 
 lint:
 	cargo fmt --all -- --check
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --all-targets --features aws -- -D warnings
 	# A build without any backend must still compile (each backend is a cargo feature).
 	cargo check --no-default-features --lib --bins
 

@@ -181,6 +181,8 @@ pub async fn inventory(
             AddressSource::Static,
             AddressSource::Agent,
             AddressSource::Vmi,
+            AddressSource::Public,
+            AddressSource::Private,
             AddressSource::Lease,
         ]
         .iter()

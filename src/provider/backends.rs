@@ -54,6 +54,8 @@ backends! {
     "sandbox" => Sandbox(super::sandbox::settings::SandboxSettings),
     /// A Kubernetes cluster with KubeVirt and CDI.
     "kubevirt" => Kubevirt(super::kubevirt::settings::KubevirtSettings),
+    /// An AWS account's EC2, in one region.
+    "aws" => Aws(super::aws::settings::AwsSettings),
     /// The test suite's in-memory backend, added through this table alone.
     #[cfg(test)]
     "memory" => Memory(super::memory::MemorySettings),

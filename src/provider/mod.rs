@@ -8,6 +8,7 @@
 //! provider on libvirt's in-process test driver, with its state saved in a file).
 //! See docs/providers.md for how to add one.
 
+pub mod aws;
 pub mod backends;
 pub mod capability;
 pub mod crashpoint;
@@ -76,6 +77,10 @@ pub enum AddressSource {
     /// A KubeVirt VirtualMachineInstance's status (its guest agent's report, or the pod's
     /// address on the pod network).
     Vmi,
+    /// A cloud instance's public address, as the cloud's API reports it.
+    Public,
+    /// A cloud instance's private address in its subnet, as the cloud's API reports it.
+    Private,
 }
 
 impl AddressSource {
@@ -85,6 +90,8 @@ impl AddressSource {
             AddressSource::Lease => "lease",
             AddressSource::Agent => "agent",
             AddressSource::Vmi => "vmi",
+            AddressSource::Public => "public",
+            AddressSource::Private => "private",
         }
     }
 }

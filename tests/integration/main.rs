@@ -5,6 +5,7 @@
 mod harness;
 
 mod adopt;
+mod aws;
 mod cli;
 mod concurrency;
 mod crash;
