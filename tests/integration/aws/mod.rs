@@ -11,6 +11,7 @@ use aws_sdk_ec2::types::{Filter, InstanceType};
 use aws_sdk_ec2::Client;
 
 mod crash;
+mod real;
 
 use crate::harness::{report, Plan, Ran};
 

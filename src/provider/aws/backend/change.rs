@@ -24,6 +24,11 @@ use crate::provider::{Done, Owner, ProviderError};
 
 /// How long an instance may take to run, stop or go.
 const INSTANCE_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long what was just made may take to be listed.
+const LISTED_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a network's parts may stay in use after their last instance went (its network
+/// interfaces are released after it is terminated).
+const IN_USE_TIMEOUT: Duration = Duration::from_secs(300);
 /// The devices extra disks attach at, in order.
 const DEVICES: &str = "fghijklmnop";
 
@@ -55,10 +60,15 @@ impl AwsProvider {
         name: &str,
         plan: &str,
     ) -> Result<String, ProviderError> {
-        self.find_one(kind, name, Some(plan))
-            .await?
-            .map(|f| f.id)
-            .ok_or_else(|| ProviderError::NotFound(ResourceId::object(kind, name)))
+        // EC2 is eventually consistent: what was just made (the VPC of a subnet made next)
+        // may not be listed yet.
+        let found = poll(
+            &format!("{kind}/{name} to be listed"),
+            LISTED_TIMEOUT,
+            || async { Ok(self.find_one(kind, name, Some(plan)).await?.map(|f| f.id)) },
+        )
+        .await;
+        found.map_err(|_| ProviderError::NotFound(ResourceId::object(kind, name)))
     }
 
     pub(super) async fn make(&self, spec: &Spec, owner: &Owner) -> Result<Done, ProviderError> {
@@ -844,14 +854,25 @@ impl AwsProvider {
                     | "InvalidKeyPair.NotFound"
             )
         };
+        // A network's part still in use right after its instances went (EC2 releases their
+        // interfaces a little later) is asked again, for a while.
         macro_rules! call {
-            ($call:expr) => {
-                match $call.send().await {
-                    Ok(_) => {}
-                    Err(e) if code(&e).as_deref().is_some_and(gone) => {}
-                    Err(e) => return Err(ProviderError::backend(&id, failed(e))),
+            ($call:expr) => {{
+                let started = std::time::Instant::now();
+                loop {
+                    match $call.send().await {
+                        Ok(_) => break,
+                        Err(e) if code(&e).as_deref().is_some_and(gone) => break,
+                        Err(e)
+                            if code(&e).as_deref() == Some("DependencyViolation")
+                                && started.elapsed() < IN_USE_TIMEOUT =>
+                        {
+                            tokio::time::sleep(Duration::from_secs(5)).await
+                        }
+                        Err(e) => return Err(ProviderError::backend(&id, failed(e))),
+                    }
                 }
-            };
+            }};
         }
         match found.kind {
             kinds::INSTANCE => {
