@@ -298,6 +298,31 @@ fn a_lab_lives_its_whole_life_on_ec2() {
         out.text()
     );
 
+    // Day two: the addresses for other tools, a VM stopped and started, one VM's details.
+    let out = ec2.plan(
+        &["output", "--provider", "ec2", "--format", "json"],
+        Some(&file),
+    );
+    assert!(
+        out.ok() && out.stdout.contains("10.20.0.20"),
+        "{}",
+        out.text()
+    );
+    assert!(out.stdout.contains("private"), "{}", out.stdout);
+    let path = file.to_string_lossy().to_string();
+    let out = ec2.plan(&["stop", "--provider", "ec2", &path, "web1"], None);
+    assert!(out.ok(), "{}", out.text());
+    assert_eq!(ec2.instance("web1").expect("web1").2, "stopped");
+    let out = ec2.plan(&["start", "--provider", "ec2", &path, "web1"], None);
+    assert!(out.ok(), "{}", out.text());
+    assert_eq!(ec2.instance("web1").expect("web1").2, "running");
+    let out = ec2.plan(&["info", "--provider", "ec2", &path, "web1"], None);
+    assert!(
+        out.ok() && out.stdout.contains("state: running") && out.stdout.contains("(private)"),
+        "{}",
+        out.text()
+    );
+
     // A change: more memory needs another instance type (saved, made at the restart), and a
     // disk more is attached live.
     let file = ec2.write("lab.yml", &lab("", 4096, "[10, 5]"));

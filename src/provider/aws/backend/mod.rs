@@ -247,7 +247,12 @@ impl Provider for AwsProvider {
     async fn observe(&self, scope: &Scope) -> Result<Observed, ProviderError> {
         let mut named: BTreeMap<ResourceKind, Vec<String>> = BTreeMap::new();
         for id in &scope.ids {
-            named.entry(id.kind).or_default().push(id.name.clone());
+            // The operations ask for a VM by the model's kind, whichever backend's it is.
+            let kind = match id.kind {
+                ResourceKind::VM => kinds::INSTANCE,
+                kind => kind,
+            };
+            named.entry(kind).or_default().push(id.name.clone());
         }
         let empty = Vec::new();
         let lookups = KINDS.iter().flat_map(|kind| {
