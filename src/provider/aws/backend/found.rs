@@ -32,6 +32,27 @@ pub struct Found {
 }
 
 impl Found {
+    /// A resource that is not an instance: always active, with no address or pending type.
+    fn plain(
+        kind: ResourceKind,
+        name: String,
+        id: String,
+        tags: Tags,
+        fields: BTreeMap<String, Value>,
+    ) -> Found {
+        Found {
+            kind,
+            name,
+            id,
+            tags,
+            fields,
+            active: true,
+            pending_type: None,
+            running_type: None,
+            addresses: (None, None),
+        }
+    }
+
     pub fn spec(&self) -> ObjectSpec {
         ObjectSpec {
             object: self.kind,
@@ -134,17 +155,13 @@ impl AwsProvider {
             let vpc = vpc.map_err(failed)?;
             let tags = tags::of(Some(vpc.tags()));
             let Some(name) = name_of(&tags) else { continue };
-            out.push(Found {
-                kind: kinds::VPC,
+            out.push(Found::plain(
+                kinds::VPC,
                 name,
-                id: vpc.vpc_id().unwrap_or_default().to_string(),
-                fields: object(json!({ field::CIDR: vpc.cidr_block() })),
+                vpc.vpc_id().unwrap_or_default().to_string(),
                 tags,
-                active: true,
-                pending_type: None,
-                running_type: None,
-                addresses: (None, None),
-            });
+                object(json!({ field::CIDR: vpc.cidr_block() })),
+            ));
         }
         Ok(out)
     }
@@ -178,21 +195,17 @@ impl AwsProvider {
                 let vpc = self.vpcs_any(filter).await?;
                 vpc_names.insert(vpc_id.clone(), vpc);
             }
-            out.push(Found {
-                kind: kinds::SUBNET,
+            out.push(Found::plain(
+                kinds::SUBNET,
                 name,
-                id: subnet.subnet_id().unwrap_or_default().to_string(),
-                fields: object(json!({
+                subnet.subnet_id().unwrap_or_default().to_string(),
+                tags,
+                object(json!({
                     field::VPC: vpc_names[&vpc_id],
                     field::CIDR: subnet.cidr_block(),
                     field::PUBLIC: subnet.map_public_ip_on_launch().unwrap_or(false),
                 })),
-                tags,
-                active: true,
-                pending_type: None,
-                running_type: None,
-                addresses: (None, None),
-            });
+            ));
         }
         Ok(out)
     }
@@ -259,17 +272,13 @@ impl AwsProvider {
                         .build(),
                 )
                 .await?;
-            out.push(Found {
-                kind: kinds::SECURITY_GROUP,
+            out.push(Found::plain(
+                kinds::SECURITY_GROUP,
                 name,
-                id: group.group_id().unwrap_or_default().to_string(),
-                fields: object(json!({ field::VPC: vpc, field::INGRESS: ingress(&group) })),
+                group.group_id().unwrap_or_default().to_string(),
                 tags,
-                active: true,
-                pending_type: None,
-                running_type: None,
-                addresses: (None, None),
-            });
+                object(json!({ field::VPC: vpc, field::INGRESS: ingress(&group) })),
+            ));
         }
         Ok(out)
     }
@@ -302,20 +311,16 @@ impl AwsProvider {
                 Some(vpc) => self.routes_to(vpc, id).await?,
                 None => false,
             };
-            out.push(Found {
-                kind: kinds::INTERNET_GATEWAY,
+            out.push(Found::plain(
+                kinds::INTERNET_GATEWAY,
                 name,
-                id: gateway
+                gateway
                     .internet_gateway_id()
                     .unwrap_or_default()
                     .to_string(),
-                fields: object(json!({ field::VPC: vpc, field::DEFAULT_ROUTE: route })),
                 tags,
-                active: true,
-                pending_type: None,
-                running_type: None,
-                addresses: (None, None),
-            });
+                object(json!({ field::VPC: vpc, field::DEFAULT_ROUTE: route })),
+            ));
         }
         Ok(out)
     }
@@ -348,17 +353,13 @@ impl AwsProvider {
                     })
                     .unwrap_or(Value::Null),
             };
-            found.push(Found {
-                kind: kinds::KEY_PAIR,
+            found.push(Found::plain(
+                kinds::KEY_PAIR,
                 name,
-                id: key.key_pair_id().unwrap_or_default().to_string(),
-                fields: object(json!({ field::PUBLIC_KEY: public_key })),
+                key.key_pair_id().unwrap_or_default().to_string(),
                 tags,
-                active: true,
-                pending_type: None,
-                running_type: None,
-                addresses: (None, None),
-            });
+                object(json!({ field::PUBLIC_KEY: public_key })),
+            ));
         }
         Ok(found)
     }
@@ -486,19 +487,7 @@ impl AwsProvider {
     /// An instance's EBS volumes as its spec lists them: the root volume first, then the others
     /// by device, each with its name in the plan and its size.
     async fn disks_of(&self, instance: &Instance) -> Result<Vec<Value>, ProviderError> {
-        let root = instance.root_device_name().unwrap_or_default();
-        let mut devices: Vec<(bool, String, String)> = instance
-            .block_device_mappings()
-            .iter()
-            .filter_map(|m| {
-                Some((
-                    m.device_name()? != root,
-                    m.device_name()?.to_string(),
-                    m.ebs()?.volume_id()?.to_string(),
-                ))
-            })
-            .collect();
-        devices.sort();
+        let devices = super::instances::volumes_by_device(instance);
         if devices.is_empty() {
             return Ok(Vec::new());
         }
@@ -511,7 +500,7 @@ impl AwsProvider {
                     .collect()
             })
             .unwrap_or_default();
-        let ids: Vec<String> = devices.iter().map(|d| d.2.clone()).collect();
+        let ids: Vec<String> = devices.iter().map(|(_, volume)| volume.clone()).collect();
         let out = self
             .ec2
             .describe_volumes()
@@ -520,7 +509,7 @@ impl AwsProvider {
             .await
             .map_err(failed)?;
         let mut disks = Vec::new();
-        for (index, (_, device, id)) in devices.into_iter().enumerate() {
+        for (index, (device, id)) in devices.into_iter().enumerate() {
             let Some(volume) = out
                 .volumes()
                 .iter()

@@ -14,7 +14,6 @@ use crate::provider::lock::{FoundLock, LockAttempt, LockHolder};
 use crate::provider::ProviderError;
 
 const HOLDER_PREFIX: &str = "siteplan:holder-";
-const PIECE: usize = 250;
 
 fn name(plan: &str) -> String {
     format!("siteplan-lock-{plan}")
@@ -22,24 +21,13 @@ fn name(plan: &str) -> String {
 
 fn holder_tags(holder: &LockHolder) -> Result<Tags, ProviderError> {
     let json = serde_json::to_string(holder).map_err(|e| ProviderError::Invalid(e.to_string()))?;
-    let chars: Vec<char> = json.chars().collect();
-    let mut tags = Tags::new();
+    let mut tags = tags::pieces(HOLDER_PREFIX, &json);
     tags.insert("siteplan:lock".into(), holder.plan.clone());
-    for (i, piece) in chars.chunks(PIECE).enumerate() {
-        tags.insert(format!("{HOLDER_PREFIX}{i}"), piece.iter().collect());
-    }
     Ok(tags)
 }
 
 fn holder_of(tags: &Tags) -> Option<LockHolder> {
-    let mut json = String::new();
-    for i in 0.. {
-        match tags.get(&format!("{HOLDER_PREFIX}{i}")) {
-            Some(piece) => json.push_str(piece),
-            None => break,
-        }
-    }
-    serde_json::from_str(&json).ok()
+    serde_json::from_str(&tags::joined(tags, HOLDER_PREFIX)).ok()
 }
 
 impl AwsProvider {

@@ -5,6 +5,7 @@
 
 mod change;
 mod found;
+mod instances;
 mod lock;
 pub mod lower;
 mod power;

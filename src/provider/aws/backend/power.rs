@@ -48,14 +48,7 @@ impl AwsProvider {
 
     /// A stopped instance takes the type saved for it.
     async fn take_pending_type(&self, instance: &str) -> Result<(), ProviderError> {
-        let out = self
-            .ec2
-            .describe_instances()
-            .instance_ids(instance)
-            .send()
-            .await
-            .map_err(failed)?;
-        let Some(found) = out.reservations().iter().flat_map(|r| r.instances()).next() else {
+        let Some(found) = self.describe_instance(instance).await? else {
             return Ok(());
         };
         let tags = tags::of(Some(found.tags()));

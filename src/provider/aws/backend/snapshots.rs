@@ -14,6 +14,8 @@ use aws_sdk_ec2::types::{
     InstanceSpecification, ResourceType, Snapshot, Tag,
 };
 
+use super::found::Found;
+use super::instances::volumes_by_device;
 use super::tags::{self, Tags};
 use super::{failed, poll, AwsProvider};
 use crate::provider::aws::kinds;
@@ -25,33 +27,21 @@ const SNAPSHOT: &str = "siteplan:snapshot";
 const VM: &str = "siteplan:vm";
 const DEVICE: &str = "siteplan:device";
 const MARK_PREFIX: &str = "siteplan:snapmark-";
-const PIECE: usize = 250;
 /// How long EC2 may take to complete a snapshot, or make a volume of one.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(3600);
 
 fn mark_tags(mark: &SnapshotMark, vm: &str) -> Tags {
     let json = serde_json::to_string(mark).unwrap_or_default();
-    let chars: Vec<char> = json.chars().collect();
-    let mut tags = Tags::new();
+    let mut tags = tags::pieces(MARK_PREFIX, &json);
     tags.insert(tags::NAME.into(), format!("{vm} {}", mark.name));
     tags.insert(tags::PLAN.into(), mark.plan.clone());
     tags.insert(SNAPSHOT.into(), mark.name.clone());
     tags.insert(VM.into(), vm.into());
-    for (i, piece) in chars.chunks(PIECE).enumerate() {
-        tags.insert(format!("{MARK_PREFIX}{i}"), piece.iter().collect());
-    }
     tags
 }
 
 fn mark_of(tags: &Tags) -> Option<SnapshotMark> {
-    let mut json = String::new();
-    for i in 0.. {
-        match tags.get(&format!("{MARK_PREFIX}{i}")) {
-            Some(piece) => json.push_str(piece),
-            None => break,
-        }
-    }
-    serde_json::from_str(&json).ok()
+    serde_json::from_str(&tags::joined(tags, MARK_PREFIX)).ok()
 }
 
 impl AwsProvider {
@@ -61,15 +51,8 @@ impl AwsProvider {
         plan: &str,
         vm: &str,
     ) -> Result<(), ProviderError> {
-        for snapshot in self.lab_snapshots(plan, Some(vm), None).await? {
-            self.ec2
-                .delete_snapshot()
-                .snapshot_id(snapshot.snapshot_id().unwrap_or_default())
-                .send()
-                .await
-                .map_err(failed)?;
-        }
-        Ok(())
+        let snapshots = self.lab_snapshots(plan, Some(vm), None).await?;
+        self.delete_snapshots(&snapshots).await
     }
 
     /// The snapshots of `plan`'s lab snapshots, of one VM and name when given.
@@ -107,44 +90,37 @@ impl AwsProvider {
             .collect()
     }
 
-    /// The instance `vm`, owned by `owner`: its id, zone, and volumes by device.
+    /// The instance `vm`, owned by `owner`: what was found of it, its zone, and its volumes
+    /// by device.
     async fn instance_volumes(
         &self,
         vm: &str,
         owner: &Owner,
-    ) -> Result<(String, String, Vec<(String, String)>), ProviderError> {
-        let found = self
-            .owned(&ResourceId::object(kinds::INSTANCE, vm), owner)
-            .await?;
-        let out = self
-            .ec2
-            .describe_instances()
-            .instance_ids(&found.id)
-            .send()
-            .await
-            .map_err(failed)?;
-        let instance = out
-            .reservations()
-            .iter()
-            .flat_map(|r| r.instances())
-            .next()
-            .ok_or_else(|| ProviderError::NotFound(ResourceId::object(kinds::INSTANCE, vm)))?;
+    ) -> Result<(Found, String, Vec<(String, String)>), ProviderError> {
+        let id = ResourceId::object(kinds::INSTANCE, vm);
+        let found = self.owned(&id, owner).await?;
+        let instance = self
+            .describe_instance(&found.id)
+            .await?
+            .ok_or(ProviderError::NotFound(id))?;
         let zone = instance
             .placement()
             .and_then(|p| p.availability_zone())
             .unwrap_or(&self.zone)
             .to_string();
-        let volumes = instance
-            .block_device_mappings()
-            .iter()
-            .filter_map(|m| {
-                Some((
-                    m.device_name()?.to_string(),
-                    m.ebs()?.volume_id()?.to_string(),
-                ))
-            })
-            .collect();
-        Ok((found.id, zone, volumes))
+        Ok((found, zone, volumes_by_device(&instance)))
+    }
+
+    async fn delete_snapshots(&self, snapshots: &[Snapshot]) -> Result<(), ProviderError> {
+        for snapshot in snapshots {
+            self.ec2
+                .delete_snapshot()
+                .snapshot_id(snapshot.snapshot_id().unwrap_or_default())
+                .send()
+                .await
+                .map_err(failed)?;
+        }
+        Ok(())
     }
 
     async fn wait_volume(&self, volume: &str, state: &str) -> Result<(), ProviderError> {
@@ -210,7 +186,8 @@ impl LabSnapshots for AwsProvider {
         mark: &SnapshotMark,
         owner: &Owner,
     ) -> Result<(), ProviderError> {
-        let (instance, _, volumes) = self.instance_volumes(vm, owner).await?;
+        let (found, _, volumes) = self.instance_volumes(vm, owner).await?;
+        let instance = found.id;
         let tags = mark_tags(mark, vm);
         let made = self
             .ec2
@@ -330,8 +307,8 @@ impl LabSnapshots for AwsProvider {
             })?;
             by_device.push((device, snapshot.clone()));
         }
-        let (instance, zone, volumes) = self.instance_volumes(vm, owner).await?;
-        let found = self.owned(&id, owner).await?;
+        let (found, zone, volumes) = self.instance_volumes(vm, owner).await?;
+        let instance = found.id;
         if found.active {
             self.stop(&instance, false).await?;
         }
@@ -432,14 +409,7 @@ impl LabSnapshots for AwsProvider {
         let snapshots = self
             .lab_snapshots(&owner.plan, Some(vm), Some(name))
             .await?;
-        for snapshot in &snapshots {
-            self.ec2
-                .delete_snapshot()
-                .snapshot_id(snapshot.snapshot_id().unwrap_or_default())
-                .send()
-                .await
-                .map_err(failed)?;
-        }
+        self.delete_snapshots(&snapshots).await?;
         Ok(!snapshots.is_empty())
     }
 }

@@ -66,8 +66,7 @@ pub fn mark(
     tags.insert(NAME.into(), name.into());
     tags.insert(PLAN.into(), owner.plan.clone());
     tags.insert(KCLI_PLAN.into(), owner.plan.clone());
-    let chars: Vec<char> = json.chars().collect();
-    let pieces: Vec<String> = chars.chunks(PIECE).map(|c| c.iter().collect()).collect();
+    let pieces = pieces(MARK_PREFIX, &json);
     if pieces.len() > MAX_PIECES {
         return Err(format!(
             "its mark is {} characters, more than EC2's tags hold ({})",
@@ -75,23 +74,32 @@ pub fn mark(
             PIECE * MAX_PIECES
         ));
     }
-    for (i, piece) in pieces.into_iter().enumerate() {
-        tags.insert(format!("{MARK_PREFIX}{i}"), piece);
-    }
+    tags.extend(pieces);
     Ok(tags)
+}
+
+/// `text` cut into tags `PREFIX0`, `PREFIX1`, … short enough for a tag's value.
+pub fn pieces(prefix: &str, text: &str) -> Tags {
+    let chars: Vec<char> = text.chars().collect();
+    chars
+        .chunks(PIECE)
+        .enumerate()
+        .map(|(i, piece)| (format!("{prefix}{i}"), piece.iter().collect()))
+        .collect()
+}
+
+/// The text `pieces` cut into the tags `PREFIX0`, `PREFIX1`, …, joined again.
+pub fn joined(tags: &Tags, prefix: &str) -> String {
+    (0..)
+        .map_while(|i| tags.get(&format!("{prefix}{i}")))
+        .map(String::as_str)
+        .collect()
 }
 
 /// The mark `tags` hold, if they hold one that reads.
 pub fn owner_mark(tags: &Tags) -> Option<OwnerMark> {
     let plan = tags.get(PLAN)?;
-    let mut json = String::new();
-    for i in 0.. {
-        match tags.get(&format!("{MARK_PREFIX}{i}")) {
-            Some(piece) => json.push_str(piece),
-            None => break,
-        }
-    }
-    let mark: Mark = serde_json::from_str(&json).ok()?;
+    let mark: Mark = serde_json::from_str(&joined(tags, MARK_PREFIX)).ok()?;
     Some(OwnerMark {
         plan: plan.clone(),
         spec: mark.spec,
