@@ -28,7 +28,8 @@ pub fn hide(plan: &mut Plan) {
 
 fn hide_in(attribute: &mut AttributeChange) {
     // An attribute that is a digest itself: a VM's `seed` (a seed made again) and
-    // `seed_sha256`, a KubeVirt Secret's `content.sha256` (its fields are named by their path).
+    // `seed_sha256`, a KubeVirt Secret's `content.sha256`, an EC2 instance's `user_data.sha256`
+    // (object fields are named by their path).
     if attribute.name == "seed" || is_digest("", &attribute.name) {
         // One that is new (a create, or a mark that recorded none) is not a change of it.
         let changed = attribute.before.as_ref().is_some_and(|b| !b.is_null())
@@ -70,8 +71,13 @@ fn shown(changed: bool) -> Value {
 
 /// Whether the field `key` (under `parent`) holds a digest of generated content: a volume's
 /// `source.generated.sha256`, a KubeVirt Secret's `content.sha256`, a VM's `seed_sha256`.
+/// A digest of generated content: a generated volume's `sha256`, and any field named as the
+/// digest of something (`seed_sha256`, a KubeVirt Secret's `content.sha256`, an EC2 instance's
+/// `user_data.sha256`). A fetched image's `sha256` is the user's checksum, shown as it is.
 fn is_digest(parent: &str, key: &str) -> bool {
-    (parent == "generated" && key == "sha256") || key == "content.sha256" || key == "seed_sha256"
+    (parent == "generated" && key == "sha256")
+        || key.ends_with(".sha256")
+        || key.ends_with("_sha256")
 }
 
 /// Replaces each digest under `value` by `(sensitive)`, collecting each with its JSON
@@ -129,5 +135,10 @@ mod tests {
         let mut secret = attribute("fields", Some(fields("aaaa")), Some(fields("aaaa")));
         hide_in(&mut secret);
         assert_eq!(secret.after, Some(fields(SENSITIVE)));
+
+        // An EC2 instance's user data, by digest: a field of its own.
+        let mut user_data = attribute("user_data.sha256", None, Some(json!("cccc")));
+        hide_in(&mut user_data);
+        assert_eq!(user_data.after, Some(json!(SENSITIVE)));
     }
 }

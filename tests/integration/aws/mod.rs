@@ -254,6 +254,12 @@ fn a_lab_lives_its_whole_life_on_ec2() {
     let file = ec2.write("lab.yml", &lab("", 2048, "[10]"));
     let out = ec2.plan(&["apply", "--yes", "--provider", "ec2"], Some(&file));
     assert!(out.ok(), "{}", out.text());
+    // The user data's digest is a secret's too: never shown.
+    assert!(
+        out.text().contains("user_data.sha256: \"(sensitive)\""),
+        "{}",
+        out.text()
+    );
     let (_, kind, state, tags) = ec2.instance("web1").expect("web1 made");
     assert_eq!(
         (kind.as_str(), state.as_str()),
