@@ -44,6 +44,10 @@ pub enum EdgeKind {
     DiskImage,
     BootFile,
     AttachedTo,
+    /// A VM's `securitygroups`.
+    SecurityGroup,
+    /// A security group's `network`.
+    GroupNetwork,
     DependsOn,
 }
 
@@ -58,6 +62,8 @@ impl EdgeKind {
             EdgeKind::DiskImage => "disk image",
             EdgeKind::BootFile => "kernel/initrd",
             EdgeKind::AttachedTo => "vms",
+            EdgeKind::SecurityGroup => "securitygroups",
+            EdgeKind::GroupNetwork => "network",
             EdgeKind::DependsOn => "depends_on",
         }
     }
@@ -180,6 +186,18 @@ pub fn build_skipping(
                         }
                     }
                 }
+                for group in &vm.security_groups {
+                    builder.link(from, group, Kind::SecurityGroup, EdgeKind::SecurityGroup, d);
+                }
+            }
+            EntryKind::SecurityGroup(group) => {
+                builder.link(
+                    from,
+                    &group.network,
+                    Kind::Network,
+                    EdgeKind::GroupNetwork,
+                    d,
+                );
             }
             EntryKind::Image(image) => {
                 builder.link(from, &image.pool, Kind::Pool, EdgeKind::Pool, d);
@@ -247,7 +265,7 @@ impl Builder<'_> {
         }
         match kind {
             // These may already exist on the provider; the planner checks.
-            Kind::Network | Kind::Pool | Kind::Image => {
+            Kind::Network | Kind::Pool | Kind::Image | Kind::SecurityGroup => {
                 if !self.external.contains_key(&(kind, to.name.clone())) {
                     self.near_miss(to, kind, d);
                 }

@@ -155,6 +155,18 @@ fn ordering(plan: &Plan, desired: &Desired, rules: &dyn Rules) -> Vec<Vec<usize>
                 }
             }
         }
+        // What an updated or replaced resource lets go of (an instance leaving a security
+        // group) is deleted after it has let go.
+        if matches!(change.action, Action::Update | Action::Replace) {
+            let let_go = change.live.as_ref().map(|s| rules.needs(s));
+            for need in let_go.unwrap_or_default() {
+                if let Some(&j) = index.get(&need) {
+                    if plan.changes[j].action == Action::Delete && !deps[j].contains(&i) {
+                        deps[j].push(i);
+                    }
+                }
+            }
+        }
     }
     deps
 }

@@ -32,6 +32,7 @@ enum EntryFormat {
     Image(ImageFormat),
     Disk(DiskFormat),
     Dns(DnsFormat),
+    SecurityGroup(SecurityGroupFormat),
     Profile(Box<ProfileFormat>),
     Vm(Box<VmFormat>),
 }
@@ -200,6 +201,10 @@ struct VmKeys {
     /// kcli's: a cloud's instance type (AWS: `t3.large`), rather than the smallest that has
     /// `numcpus` and `memory`. Backends without instance types ignore it.
     flavor: Option<String>,
+    /// kcli's: a cloud's security groups (`type: securitygroup` entries, or groups that exist
+    /// on the VM's network) the VM is in, besides its network's own. Only cloud providers have
+    /// them; the others refuse the key.
+    securitygroups: Option<Names>,
     /// How long, in seconds, what waits for this VM waits for its guest to be ready. Default 900.
     waittimeout: Option<u32>,
     /// Room to add CPUs to the running VM (KubeVirt): `true` (four times `numcpus`) or the most
@@ -472,6 +477,53 @@ struct DnsFormat {
     guards: GuardKeys,
 }
 
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+enum SecurityGroupTag {
+    #[schemars(rename = "securitygroup")]
+    SecurityGroup,
+}
+
+/// A port a security group opens: a port number (TCP), or a range of one protocol.
+#[derive(JsonSchema)]
+#[schemars(untagged)]
+#[allow(dead_code)]
+enum PortFormat {
+    Port(u16),
+    Text(String),
+    Range(PortRangeFormat),
+}
+
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+#[allow(dead_code)]
+struct PortRangeFormat {
+    from: u16,
+    /// Default: `from`.
+    to: Option<u16>,
+    /// `tcp` (the default) or `udp`.
+    protocol: Option<String>,
+}
+
+/// A cloud's security group (kcli's): the ports it lets in, and ICMP, for the VMs that name it
+/// in their `securitygroups`. Only cloud providers (AWS) have them; the others refuse it.
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+#[allow(dead_code)]
+struct SecurityGroupFormat {
+    #[schemars(rename = "type")]
+    r#type: SecurityGroupTag,
+    /// The network (on AWS, its VPC) the group belongs to. Default `default`.
+    network: Option<String>,
+    /// The ports it lets in.
+    ports: Option<Vec<PortFormat>>,
+    /// siteplan's extension: where the traffic may come from (an IPv4 CIDR). Default anywhere.
+    cidr: Option<String>,
+    depends_on: Option<Names>,
+    #[schemars(flatten)]
+    guards: GuardKeys,
+}
+
 /// The schema, with kcli keys that siteplan ignores added so that editors accept them.
 pub fn schema() -> serde_json::Value {
     let mut value = schemars::schema_for!(PlanFile).to_value();
@@ -483,6 +535,7 @@ pub fn schema() -> serde_json::Value {
         ("ImageFormat", keys::IMAGE_UNIMPLEMENTED),
         ("DiskFormat", keys::DISK_UNIMPLEMENTED),
         ("DnsFormat", keys::DNS_UNIMPLEMENTED),
+        ("SecurityGroupFormat", keys::SECURITY_GROUP_UNIMPLEMENTED),
         ("NicMap", keys::NIC_UNIMPLEMENTED),
         ("VmDiskMap", keys::VM_DISK_UNIMPLEMENTED),
     ] {
@@ -535,6 +588,7 @@ mod tests {
             (Kind::Image, "ImageFormat"),
             (Kind::Disk, "DiskFormat"),
             (Kind::Dns, "DnsFormat"),
+            (Kind::SecurityGroup, "SecurityGroupFormat"),
         ] {
             let mut read: Vec<String> = keys_read_for(kind).into_iter().map(String::from).collect();
             read.sort();

@@ -5,7 +5,16 @@
 
 /// Entry types this version of siteplan reads.
 pub const SUPPORTED_TYPES: &[&str] = &[
-    "vm", "network", "pool", "image", "template", "disk", "profile", "plan", "dns",
+    "vm",
+    "network",
+    "pool",
+    "image",
+    "template",
+    "disk",
+    "profile",
+    "plan",
+    "dns",
+    "securitygroup",
 ];
 
 /// kcli entry types siteplan refuses, with what to do instead.
@@ -35,10 +44,6 @@ pub const UNSUPPORTED_TYPES: &[(&str, &str)] = &[
         "workflows (scripts run on the host) are not supported",
     ),
     ("loadbalancer", "load balancers are not supported"),
-    (
-        "securitygroup",
-        "security groups exist only on cloud providers",
-    ),
     (
         "kubevirt",
         "KubeVirt is a provider, not an entry type: set the VM's `client`",
@@ -136,7 +141,6 @@ pub const VM_UNIMPLEMENTED: &[&str] = &[
     "rng",
     "role",
     "secureboot",
-    "securitygroups",
     "sharedfolders",
     "sharedkey",
     "slackchannel",
@@ -219,6 +223,9 @@ pub const NETWORK_UNIMPLEMENTED: &[&str] = &[
 /// provider's DNS.
 pub const DNS_UNIMPLEMENTED: &[&str] = &["client"];
 
+/// kcli reads a security group's `ports` and `network` only.
+pub const SECURITY_GROUP_UNIMPLEMENTED: &[&str] = &[];
+
 pub const POOL_UNIMPLEMENTED: &[&str] = &["thinpool", "user"];
 
 pub const IMAGE_UNIMPLEMENTED: &[&str] = &["cmd", "cmds", "convert", "name"];
@@ -273,5 +280,6 @@ pub fn ignorable(kind: super::model::Kind) -> &'static [&'static str] {
         Kind::Image => &["url", "sha256", "size"],
         Kind::Disk => &["size"],
         Kind::Dns => &[],
+        Kind::SecurityGroup => &[],
     }
 }

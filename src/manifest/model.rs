@@ -62,6 +62,7 @@ pub enum EntryKind {
     Disk(SharedDisk),
     Profile,
     Dns(DnsRecord),
+    SecurityGroup(SecurityGroup),
 }
 
 /// The kinds of entries a plan can hold.
@@ -74,10 +75,11 @@ pub enum Kind {
     Vm,
     Disk,
     Dns,
+    SecurityGroup,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Network,
         Kind::Pool,
         Kind::Image,
@@ -85,6 +87,7 @@ impl Kind {
         Kind::Vm,
         Kind::Disk,
         Kind::Dns,
+        Kind::SecurityGroup,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -96,6 +99,7 @@ impl Kind {
             Kind::Vm => "vm",
             Kind::Disk => "disk",
             Kind::Dns => "dns",
+            Kind::SecurityGroup => "securitygroup",
         }
     }
 }
@@ -116,6 +120,7 @@ impl EntryKind {
             EntryKind::Disk(_) => Kind::Disk,
             EntryKind::Profile => Kind::Profile,
             EntryKind::Dns(_) => Kind::Dns,
+            EntryKind::SecurityGroup(_) => Kind::SecurityGroup,
         }
     }
 }
@@ -205,6 +210,8 @@ pub struct Vm {
     pub wait_command: Option<String>,
     /// A cloud's instance type (kcli's `flavor`): backends without them ignore it.
     pub flavor: Option<String>,
+    /// A cloud's security groups it is in (kcli's `securitygroups`), besides its network's.
+    pub security_groups: Vec<Ref>,
     /// How long a VM that waits for this one waits (kcli's `waittimeout`), in seconds.
     pub wait_timeout_s: u64,
     /// Headroom for CPUs added to a running VM (kcli's `cpuhotplug`): the most vCPUs it may
@@ -389,6 +396,40 @@ pub struct SharedDisk {
     pub thin: bool,
     pub image: Option<Ref>,
     pub vms: Vec<Ref>,
+}
+
+/// A cloud's firewall for the VMs that name it (kcli's `type: securitygroup`): traffic it lets
+/// in, from `source`, besides ICMP from anywhere, which kcli always allows.
+#[derive(Debug, Clone)]
+pub struct SecurityGroup {
+    /// The network (a cloud's VPC) it belongs to; `default` by default.
+    pub network: Ref,
+    pub ports: Vec<Located<PortRange>>,
+    /// Where the traffic may come from (siteplan's extension; kcli's is always anywhere).
+    pub source: IpNet,
+}
+
+/// Ports of one protocol, `from` to `to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PortRange {
+    pub protocol: Protocol,
+    pub from: u16,
+    pub to: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
 }
 
 pub const GIB: u64 = 1024 * 1024 * 1024;

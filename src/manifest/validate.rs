@@ -37,6 +37,7 @@ pub fn validate(manifest: &Manifest, d: &mut Diagnostics) {
             EntryKind::Network(net) => check_network(entry, net, d),
             EntryKind::Vm(vm) => {
                 check_reservedns(entry, vm, &networks, d);
+                check_security_groups(manifest, entry, vm, d);
                 for nic in &vm.nets {
                     check_nic(nic, networks.get(nic.network.name.as_str()).copied(), d);
                     if let Some(mac) = &nic.mac {
@@ -90,6 +91,39 @@ pub fn validate(manifest: &Manifest, d: &mut Diagnostics) {
                 d,
             ),
             _ => {}
+        }
+    }
+}
+
+/// A security group belongs to a network (a cloud's VPC): a VM can be in those of its first
+/// network only.
+fn check_security_groups(manifest: &Manifest, entry: &Entry, vm: &Vm, d: &mut Diagnostics) {
+    let network = vm
+        .nets
+        .first()
+        .map_or("default", |n| n.network.name.as_str());
+    for group in &vm.security_groups {
+        let Some(EntryKind::SecurityGroup(declared)) = manifest.get(&group.name).map(|e| &e.kind)
+        else {
+            continue;
+        };
+        if declared.network.name != network {
+            d.push(
+                Problem::error(
+                    "plan::security-group-elsewhere",
+                    format!(
+                        "vm `{}` is on network `{network}`, but security group `{}` belongs to \
+                         network `{}`",
+                        entry.name, group.name, declared.network.name
+                    ),
+                )
+                .label(group.span, "a group of another network")
+                .label(declared.network.span, "its network")
+                .help(format!(
+                    "a VM is only in groups of its first network: set the group's `network: \
+                     {network}`, or make another group for it"
+                )),
+            );
         }
     }
 }

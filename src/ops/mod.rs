@@ -530,6 +530,13 @@ fn between_by_provider(
     for (client, was, part) in parts {
         let choice = client.clone().or_else(|| request.provider.clone());
         let planning = planning_of(choice.as_deref(), request, view);
+        let refused = planning
+            .rules
+            .capabilities()
+            .refusals(&part, choice.as_deref().unwrap_or("default"));
+        if !refused.is_empty() {
+            return Err(Refusal::problems(refused));
+        }
         let old_desired = (planning.lower)(&was).map_err(|e| format!("the old version: {e}"))?;
         let new_desired = (planning.lower)(&part)?;
         let mut planned = planner::between(

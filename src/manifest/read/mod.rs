@@ -130,6 +130,7 @@ pub fn read_entries(root: &Node, kcli: &KcliConfig, d: &mut Diagnostics) -> Read
                 Kind::Disk => EntryKind::Disk(read_shared_disk(&mut r, d)),
                 // Without an address it was reported: unreadable, as an entry of a bad type is.
                 Kind::Dns => EntryKind::Dns(read_dns(&mut r, d)?),
+                Kind::SecurityGroup => EntryKind::SecurityGroup(read_security_group(&mut r, d)),
             };
             let depends_on = r.refs("depends_on", d);
             let guards = Guards {
@@ -279,6 +280,9 @@ pub fn keys_read_for(kind: Kind) -> Vec<&'static str> {
         Kind::Dns => {
             read_dns(&mut r, &mut d);
         }
+        Kind::SecurityGroup => {
+            read_security_group(&mut r, &mut d);
+        }
     }
     r.take("depends_on");
     for guard in ["prevent_destroy", "create_before_destroy", "ignore_changes"] {
@@ -319,6 +323,7 @@ fn unimplemented_keys(kind: Kind) -> &'static [&'static str] {
         Kind::Image => keys::IMAGE_UNIMPLEMENTED,
         Kind::Disk => keys::DISK_UNIMPLEMENTED,
         Kind::Dns => keys::DNS_UNIMPLEMENTED,
+        Kind::SecurityGroup => keys::SECURITY_GROUP_UNIMPLEMENTED,
     }
 }
 
@@ -364,6 +369,7 @@ fn entry_type(name: &str, key: &Node, value: &Node, d: &mut Diagnostics) -> Opti
         "disk" => Kind::Disk,
         "profile" => Kind::Profile,
         "dns" => Kind::Dns,
+        "securitygroup" => Kind::SecurityGroup,
         other => {
             let problem = if let Some((_, why)) =
                 keys::UNSUPPORTED_TYPES.iter().find(|(t, _)| *t == other)

@@ -194,6 +194,7 @@ pub(super) fn read_vm<'a>(
     let wait = r.bool("wait", false, d);
     let wait_command = r.string("waitcommand", d).map(|c| c.value);
     let flavor = r.string("flavor", d).map(|c| c.value);
+    let security_groups = r.refs("securitygroups", d);
     let wait_timeout_s = r
         .int("waittimeout", d)
         .map(|(n, span)| u64::from(positive_u32(n, span, "waittimeout", d)))
@@ -245,6 +246,7 @@ pub(super) fn read_vm<'a>(
         wait,
         wait_command,
         flavor,
+        security_groups,
         wait_timeout_s,
         max_cpus,
         max_memory_mib,

@@ -156,6 +156,16 @@ pub fn intents_reading(
                 image: disk.image.as_ref().map(|i| refer(i, m::Kind::Image)),
                 vms: disk.vms.iter().map(|v| v.name.clone()).collect(),
             }),
+            EntryKind::SecurityGroup(group) => {
+                let mut ports: Vec<m::PortRange> = group.ports.iter().map(|p| p.value).collect();
+                ports.sort();
+                ports.dedup();
+                What::SecurityGroup(SecurityGroupIntent {
+                    network: refer(&group.network, m::Kind::Network),
+                    ports,
+                    source: group.source,
+                })
+            }
             EntryKind::Vm(vm) => {
                 let mut vm = vm_intent(manifest, plan, &entry.name, vm, base, read_file)?;
                 vm.shared_disks = shared.remove(entry.name.as_str()).unwrap_or_default();
@@ -392,6 +402,11 @@ fn vm_intent(
         wait_timeout: std::time::Duration::from_secs(vm.wait_timeout_s),
         wait_command: vm.wait_command.clone(),
         flavor: vm.flavor.clone(),
+        security_groups: vm
+            .security_groups
+            .iter()
+            .map(|g| refer(g, m::Kind::SecurityGroup))
+            .collect(),
         max_cpus: vm.max_cpus,
         max_memory_mib: vm.max_memory_mib,
     })

@@ -61,6 +61,17 @@ pub enum What {
     /// A DNS record in a network the plan does not make (in one it makes, the record is part
     /// of the network's intent).
     Dns(DnsIntent),
+    /// A cloud's security group, for the VMs that name it.
+    SecurityGroup(SecurityGroupIntent),
+}
+
+/// What a security group lets in: ICMP and each of `ports`, from `source`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityGroupIntent {
+    pub network: Ref,
+    /// Sorted, each once.
+    pub ports: Vec<m::PortRange>,
+    pub source: IpNet,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,6 +207,8 @@ pub struct VmIntent {
     pub wait_command: Option<String>,
     /// A cloud's instance type (kcli's `flavor`), for the backends that have them.
     pub flavor: Option<String>,
+    /// A cloud's security groups it is in, besides its network's (kcli's `securitygroups`).
+    pub security_groups: Vec<Ref>,
     /// The most vCPUs and memory (MiB) the running VM may grow to, where a backend can.
     pub max_cpus: Option<u32>,
     pub max_memory_mib: Option<u64>,
@@ -327,6 +340,7 @@ impl Intent {
         match &self.what {
             What::Network(_) | What::Storage(_) => {}
             What::Dns(dns) => names.push(&dns.network.name),
+            What::SecurityGroup(group) => names.push(&group.network.name),
             What::Image(image) => names.push(&image.storage.name),
             What::Disk(disk) => {
                 names.push(&disk.storage.name);
@@ -339,6 +353,7 @@ impl Intent {
                 }
                 names.extend(vm.shared_disks.iter().map(String::as_str));
                 names.extend(vm.nics.iter().map(|n| n.network.name.as_str()));
+                names.extend(vm.security_groups.iter().map(|g| g.name.as_str()));
                 names.extend(vm.cloud_init.iter().map(|c| c.storage.name.as_str()));
                 for file in vm.boot.iter().flat_map(DirectBoot::files) {
                     if let BootFile::Image { image, storage } = file {

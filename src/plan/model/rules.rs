@@ -109,6 +109,8 @@ pub struct Capabilities {
     pub storage_paths: bool,
     /// VMs can boot with UEFI firmware.
     pub uefi: bool,
+    /// It has a cloud's security groups (`type: securitygroup`, a VM's `securitygroups`).
+    pub security_groups: bool,
 }
 
 impl Capabilities {
@@ -123,10 +125,32 @@ impl Capabilities {
                      name storage it has instead",
                     item.entry, storage.path
                 )),
-                What::Vm(vm) if vm.uefi && !self.uefi => refused.push(format!(
-                    "{}: provider `{provider}` cannot boot VMs with UEFI firmware (`uefi: true`)",
+                What::SecurityGroup(_) if !self.security_groups => refused.push(format!(
+                    "{}: provider `{provider}` has no security groups; they exist on cloud \
+                     providers (aws): put the VMs that use it there (`client:`), or remove it",
                     item.entry
                 )),
+                What::Vm(vm) => {
+                    if vm.uefi && !self.uefi {
+                        refused.push(format!(
+                            "{}: provider `{provider}` cannot boot VMs with UEFI firmware \
+                             (`uefi: true`)",
+                            item.entry
+                        ));
+                    }
+                    if !vm.security_groups.is_empty() && !self.security_groups {
+                        refused.push(format!(
+                            "{}: provider `{provider}` has no security groups (`securitygroups: \
+                             [{}]`); remove the key, or put the VM on a cloud provider",
+                            item.entry,
+                            vm.security_groups
+                                .iter()
+                                .map(|g| g.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ));
+                    }
+                }
                 _ => {}
             }
         }
@@ -176,6 +200,7 @@ mod tests {
             replace_side_by_side: false,
             storage_paths: true,
             uefi: true,
+            security_groups: true,
         };
         assert!(all.refusals(&intents, "local").is_empty());
         let no_dirs = Capabilities {
@@ -186,6 +211,41 @@ mod tests {
             no_dirs.refusals(&intents, "cluster"),
             ["pool/lab: provider `cluster` has no storage in host directories (`path: /srv/lab`); \
               name storage it has instead"]
+        );
+    }
+
+    #[test]
+    fn security_groups_are_refused_where_there_are_none() {
+        let group = Intent {
+            name: "web".into(),
+            entry: "securitygroup/web".into(),
+            guards: Default::default(),
+            after: Vec::new(),
+            what: What::SecurityGroup(crate::plan::intent::SecurityGroupIntent {
+                network: crate::plan::intent::Ref {
+                    name: "default".into(),
+                    declared: false,
+                },
+                ports: Vec::new(),
+                source: "0.0.0.0/0".parse().unwrap(),
+            }),
+        };
+        let intents = Intents { items: vec![group] };
+        let cloud = Capabilities {
+            replace_side_by_side: false,
+            storage_paths: false,
+            uefi: false,
+            security_groups: true,
+        };
+        assert!(cloud.refusals(&intents, "aws").is_empty());
+        let host = Capabilities {
+            security_groups: false,
+            ..cloud
+        };
+        let refused = host.refusals(&intents, "local");
+        assert_eq!(refused.len(), 1);
+        assert!(
+            refused[0].starts_with("securitygroup/web: provider `local` has no security groups")
         );
     }
 }

@@ -80,6 +80,8 @@ pub fn libvirt(intents: &Intents) -> Result<Desired, String> {
                 entry: item.entry.clone(),
                 depends_on: Vec::new(),
             }),
+            // Refused by capability, before lowering.
+            What::SecurityGroup(_) => {}
             What::Dns(dns) => {
                 let network = &dns.network.name;
                 if !dns.network.declared {

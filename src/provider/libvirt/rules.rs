@@ -196,6 +196,7 @@ impl Rules for LibvirtRules {
             replace_side_by_side: false,
             storage_paths: true,
             uefi: true,
+            security_groups: false,
         }
     }
 }

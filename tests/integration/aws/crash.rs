@@ -11,11 +11,12 @@ use super::{block_on, Ec2};
 use crate::harness::Ran;
 
 /// The states a run goes through: made, changed (a disk more on each VM, more memory: another
-/// instance type, made at the restart `--restart` asks for), destroyed.
+/// instance type, made at the restart `--restart` asks for; a security group they join),
+/// destroyed.
 const STEPS: [(&str, &[&str]); 3] = [
     ("apply", &[]),
-    ("apply", &["disks=2", "memory=1024"]),
-    ("destroy", &["disks=2", "memory=1024"]),
+    ("apply", &["disks=2", "memory=1024", "group=true"]),
+    ("destroy", &["disks=2", "memory=1024", "group=true"]),
 ];
 
 impl Ec2 {

@@ -11,6 +11,7 @@ use aws_sdk_ec2::types::{Filter, InstanceType};
 use aws_sdk_ec2::Client;
 
 mod crash;
+mod groups;
 mod real;
 
 use crate::harness::{report, Plan, Ran};
@@ -92,6 +93,19 @@ impl Ec2 {
             plan = plan.arg_path(file);
         }
         plan.run()
+    }
+
+    /// `plan apply --yes` of `file` on the emulator.
+    fn apply(&self, file: &Path) -> Ran {
+        self.plan(&["apply", "--yes", "--provider", "ec2"], Some(file))
+    }
+
+    /// `plan diff --detailed-exitcode` of `file` on the emulator.
+    fn diff(&self, file: &Path) -> Ran {
+        self.plan(
+            &["diff", "--provider", "ec2", "--detailed-exitcode"],
+            Some(file),
+        )
     }
 
     fn client(&self) -> Client {
@@ -252,7 +266,7 @@ fn a_lab_lives_its_whole_life_on_ec2() {
     });
 
     let file = ec2.write("lab.yml", &lab("", 2048, "[10]"));
-    let out = ec2.plan(&["apply", "--yes", "--provider", "ec2"], Some(&file));
+    let out = ec2.apply(&file);
     assert!(out.ok(), "{}", out.text());
     // The user data's digest is a secret's too: never shown.
     assert!(
@@ -285,10 +299,7 @@ fn a_lab_lives_its_whole_life_on_ec2() {
         );
     }
     // Nothing more to do, and the addresses are shown.
-    let out = ec2.plan(
-        &["diff", "--provider", "ec2", "--detailed-exitcode"],
-        Some(&file),
-    );
+    let out = ec2.diff(&file);
     assert_eq!(out.code(), Some(0), "{}", out.text());
     let out = ec2.plan(&["status", "--provider", "ec2"], Some(&file));
     assert!(
@@ -345,10 +356,7 @@ fn a_lab_lives_its_whole_life_on_ec2() {
     assert!(out.ok(), "{}", out.text());
     let (_, kind, state, _) = ec2.instance("web1").expect("web1");
     assert_eq!((kind.as_str(), state.as_str()), ("t3.medium", "running"));
-    let out = ec2.plan(
-        &["diff", "--provider", "ec2", "--detailed-exitcode"],
-        Some(&file),
-    );
+    let out = ec2.diff(&file);
     assert_eq!(out.code(), Some(0), "{}", out.text());
 
     // Drift made with the API: web2 stopped, the network's ssh rule revoked.
@@ -390,22 +398,16 @@ fn a_lab_lives_its_whole_life_on_ec2() {
             .await
             .expect("revoke");
     });
-    let out = ec2.plan(
-        &["diff", "--provider", "ec2", "--detailed-exitcode"],
-        Some(&file),
-    );
+    let out = ec2.diff(&file);
     assert_eq!(out.code(), Some(2), "{}", out.text());
     assert!(
         out.stdout.contains("tcp/22 0.0.0.0/0") && out.stdout.contains("running"),
         "{}",
         out.text()
     );
-    let out = ec2.plan(&["apply", "--yes", "--provider", "ec2"], Some(&file));
+    let out = ec2.apply(&file);
     assert!(out.ok(), "{}", out.text());
-    let out = ec2.plan(
-        &["diff", "--provider", "ec2", "--detailed-exitcode"],
-        Some(&file),
-    );
+    let out = ec2.diff(&file);
     assert_eq!(out.code(), Some(0), "{}", out.text());
 
     // Destroyed: everything the plan made goes, the other tool's instance stays.
@@ -445,7 +447,7 @@ fn what_ec2_cannot_hold_is_refused_before_anything_changes() {
     };
     // A pool entry is a host directory, which EC2 has not.
     let file = ec2.write("pool.yml", "store:\n  type: pool\n  path: /srv/vms\n");
-    let out = ec2.plan(&["apply", "--yes", "--provider", "ec2"], Some(&file));
+    let out = ec2.apply(&file);
     assert_eq!(out.code(), Some(1), "{}", out.text());
     assert!(
         out.stderr
@@ -463,7 +465,7 @@ fn what_ec2_cannot_hold_is_refused_before_anything_changes() {
              b:\n  type: network\n  cidr: 11.0.0.0/8\n"
         ),
     );
-    let out = ec2.plan(&["apply", "--yes", "--provider", "ec2"], Some(&file));
+    let out = ec2.apply(&file);
     assert_eq!(out.code(), Some(1), "{}", out.text());
     for says in [
         "AWS boots AMIs",
@@ -519,7 +521,7 @@ fn a_lab_snapshot_on_ec2_is_every_volume_of_every_instance() {
              app:\n  image: {AMI_NAME}\n"
         ),
     );
-    let out = ec2.plan(&["apply", "--yes", "--provider", "ec2"], Some(&file));
+    let out = ec2.apply(&file);
     assert!(out.ok(), "{}", out.text());
     let (db, ..) = ec2.instance("db").expect("db");
     let before = volumes_of(&ec2, &db);
@@ -573,10 +575,7 @@ fn a_lab_snapshot_on_ec2_is_every_volume_of_every_instance() {
     let (_, _, state, _) = ec2.instance("db").expect("db");
     assert_eq!(state, "running");
     // The disks are as the plan says: nothing to change.
-    let out = ec2.plan(
-        &["diff", "--provider", "ec2", "--detailed-exitcode"],
-        Some(&file),
-    );
+    let out = ec2.diff(&file);
     assert_eq!(out.code(), Some(0), "{}", out.text());
 
     let out = snapshot(&["delete"], Some("base"));

@@ -606,3 +606,58 @@ fn what_kcli_takes_without_a_word_is_taken_with_a_warning() {
 }
 
 mod fetched;
+
+#[test]
+fn security_groups_are_read_and_refused_where_there_are_none() {
+    let plan = "tests/fixtures/kcli/groups/kcli_plan.yml";
+    let validated = Plan::new(&["validate", "--strict", plan]).run();
+    assert!(validated.ok(), "{}", validated.stderr);
+    let graph = Plan::new(&["graph", plan]).run();
+    assert!(graph.ok(), "{}", graph.stderr);
+    assert!(
+        graph
+            .stdout
+            .contains("securitygroup/web\n  needs network/lab (network)\n")
+            && graph
+                .stdout
+                .contains("needs securitygroup/web (securitygroups)"),
+        "{}",
+        graph.stdout
+    );
+    // The sandbox has none: refused, naming each entry, before anything is made.
+    let sandbox = tempfile::tempdir().expect("tempdir");
+    let out = Plan::new(&["apply", "--yes", plan, "--provider", "sandbox"])
+        .sandbox(sandbox.path())
+        .run();
+    assert_eq!(out.code(), Some(1), "{}", out.text());
+    let said = flat(&out.stderr);
+    assert!(
+        said.contains("securitygroup/web: provider `sandbox` has no security groups")
+            && said.contains(
+                "vm/web1: provider `sandbox` has no security groups (`securitygroups: [web]`)"
+            )
+            && said.contains("Nothing was changed."),
+        "{said}"
+    );
+    let status = Plan::new(&["status", plan, "--provider", "sandbox"])
+        .sandbox(sandbox.path())
+        .run();
+    assert!(!status.stdout.contains("running"), "{}", status.text());
+
+    // A port that is none, pointed at.
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "bad.yml",
+        "g:\n  type: securitygroup\n  ports: [22, 70000, {to: 5}]\n",
+    );
+    let out = Plan::new(&["validate", "bad.yml"])
+        .current_dir(dir.path())
+        .run();
+    assert_eq!(out.code(), Some(1), "{}", out.text());
+    let said = flat(&out.stderr);
+    assert!(
+        said.contains("70000 is not a port") && said.contains("a port range has no `from`"),
+        "{said}"
+    );
+}

@@ -11,7 +11,7 @@ use aws_sdk_ec2::types::{
 use serde_json::Value;
 
 use super::found::Found;
-use super::lower::field;
+use super::lower::{field, DEFAULT_NETWORK};
 use super::rules::disk_changes;
 use super::tags::{self, Tags};
 use super::{code, done, failed, poll, AwsProvider};
@@ -110,20 +110,13 @@ impl AwsProvider {
             }
             kinds::SECURITY_GROUP => {
                 let vpc = self
-                    .id_of(
-                        kinds::VPC,
-                        text(object, field::VPC).unwrap_or_default(),
-                        &owner.plan,
-                    )
+                    .vpc_id(text(object, field::VPC).unwrap_or_default(), &owner.plan)
                     .await?;
                 let made = self
                     .ec2
                     .create_security_group()
                     .group_name(format!("{}-{}", owner.plan, id.name))
-                    .description(format!(
-                        "siteplan: plan {}, network {}",
-                        owner.plan, id.name
-                    ))
+                    .description(format!("siteplan: plan {}, {}", owner.plan, id.name))
                     .vpc_id(vpc)
                     .tag_specifications(tags::on_create(ResourceType::SecurityGroup, &tags))
                     .send()
@@ -180,6 +173,108 @@ impl AwsProvider {
         }
         crate::provider::crashpoint::point("created");
         Ok(done(id, "created"))
+    }
+
+    /// EC2's id of the VPC a network is: the account's default VPC for `default`.
+    pub(super) async fn vpc_id(&self, network: &str, plan: &str) -> Result<String, ProviderError> {
+        if network != DEFAULT_NETWORK {
+            return self.id_of(kinds::VPC, network, plan).await;
+        }
+        let out = self
+            .ec2
+            .describe_vpcs()
+            .filters(Filter::builder().name("is-default").values("true").build())
+            .send()
+            .await
+            .map_err(failed)?;
+        out.vpcs()
+            .first()
+            .and_then(|v| v.vpc_id())
+            .map(str::to_string)
+            .ok_or_else(|| ProviderError::NotFound(ResourceId::object(kinds::VPC, network)))
+    }
+
+    /// The security groups an instance's spec puts it in: its network's own and those it
+    /// names, in its network's VPC. None on the default network when it names none: EC2 then
+    /// gives it the VPC's default group.
+    pub(super) async fn group_ids(
+        &self,
+        object: &ObjectSpec,
+        plan: &str,
+    ) -> Result<Vec<String>, ProviderError> {
+        let network = text(object, field::NETWORK).unwrap_or(DEFAULT_NETWORK);
+        let named: Vec<&str> = object
+            .fields
+            .get(field::SECURITY_GROUPS)
+            .and_then(Value::as_array)
+            .map(|l| l.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let mut ids = Vec::new();
+        if network != DEFAULT_NETWORK {
+            ids.push(self.id_of(kinds::SECURITY_GROUP, network, plan).await?);
+        }
+        if named.is_empty() {
+            return Ok(ids);
+        }
+        let vpc = match network {
+            DEFAULT_NETWORK => self.vpc_id(network, plan).await?,
+            _ => self.vpc_of_subnet(network, plan).await?,
+        };
+        for name in named {
+            ids.push(self.group_in(&vpc, name, plan).await?);
+        }
+        Ok(ids)
+    }
+
+    /// The VPC of the subnet a network names.
+    async fn vpc_of_subnet(&self, network: &str, plan: &str) -> Result<String, ProviderError> {
+        let subnet = self.id_of(kinds::SUBNET, network, plan).await?;
+        let out = self
+            .ec2
+            .describe_subnets()
+            .subnet_ids(&subnet)
+            .send()
+            .await
+            .map_err(failed)?;
+        out.subnets()
+            .first()
+            .and_then(|s| s.vpc_id())
+            .map(str::to_string)
+            .ok_or_else(|| ProviderError::NotFound(ResourceId::object(kinds::SUBNET, network)))
+    }
+
+    /// The security group called `name` (its `Name` tag, else its group name) in `vpc`, the
+    /// plan's own first.
+    async fn group_in(&self, vpc: &str, name: &str, plan: &str) -> Result<String, ProviderError> {
+        let found = poll(
+            &format!("security group {name} to be listed"),
+            LISTED_TIMEOUT,
+            || async {
+                let mut best: Option<(bool, String)> = None;
+                for by in [format!("tag:{}", tags::NAME), "group-name".to_string()] {
+                    let out = self
+                        .ec2
+                        .describe_security_groups()
+                        .filters(Filter::builder().name("vpc-id").values(vpc).build())
+                        .filters(Filter::builder().name(&by).values(name).build())
+                        .send()
+                        .await
+                        .map_err(failed)?;
+                    for group in out.security_groups() {
+                        let ours = tags::of(Some(group.tags()))
+                            .get(tags::PLAN)
+                            .map(String::as_str)
+                            == Some(plan);
+                        if best.as_ref().is_none_or(|(was_ours, _)| ours && !was_ours) {
+                            best = Some((ours, group.group_id().unwrap_or_default().to_string()));
+                        }
+                    }
+                }
+                Ok(best.map(|(_, id)| id))
+            },
+        )
+        .await;
+        found.map_err(|_| ProviderError::NotFound(ResourceId::object(kinds::SECURITY_GROUP, name)))
     }
 
     /// The VPC's main route table sends everything else to `gateway`.
@@ -329,6 +424,13 @@ impl AwsProvider {
                         self.set_type(&found.id, want_type).await?;
                         did.push("instance type changed");
                     }
+                }
+                if object.fields.get(field::SECURITY_GROUPS)
+                    != have.fields.get(field::SECURITY_GROUPS)
+                {
+                    let groups = self.group_ids(object, &owner.plan).await?;
+                    self.set_groups(&found.id, groups).await?;
+                    did.push("security groups set");
                 }
                 // Disks a killed run left unnamed get their names (the mark has them).
                 self.name_unnamed_disks(&found.id, spec).await?;
@@ -525,7 +627,9 @@ fn permission(rule: &str) -> Option<IpPermission> {
     let range = IpRange::builder().cidr_ip(cidr).build();
     let builder = IpPermission::builder().ip_ranges(range);
     Some(match what.split_once('/') {
-        None => builder.ip_protocol("-1").build(),
+        None if what == "all" => builder.ip_protocol("-1").build(),
+        // A protocol without ports: all of it (ICMP's every type and code).
+        None => builder.ip_protocol(what).from_port(-1).to_port(-1).build(),
         Some((proto, ports)) => {
             let (from, to) = ports.split_once('-').unwrap_or((ports, ports));
             builder

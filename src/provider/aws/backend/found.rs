@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use aws_sdk_ec2::types::{Filter, Instance, InstanceStateName, SecurityGroup};
 use serde_json::{json, Value};
 
-use super::lower::field;
+use super::lower::{field, DEFAULT_NETWORK};
 use super::tags::{self, Tags};
 use super::{failed, AwsProvider};
 use crate::plan::model::spec::{ObjectSpec, ResourceKind};
@@ -112,7 +112,22 @@ impl AwsProvider {
         match kind {
             kinds::VPC => self.vpcs(filter).await,
             kinds::SUBNET => self.subnets(vec![filter]).await,
-            kinds::SECURITY_GROUP => self.security_groups(filter).await,
+            kinds::SECURITY_GROUP => {
+                let mut found = self.security_groups(filter).await?;
+                // A group another tool made may have no `Name` tag: then its group name.
+                if let Which::Named(names) = which {
+                    let by_group_name = Filter::builder()
+                        .name("group-name")
+                        .set_values(Some(names.to_vec()))
+                        .build();
+                    for group in self.security_groups(by_group_name).await? {
+                        if !found.iter().any(|f| f.id == group.id) && names.contains(&group.name) {
+                            found.push(group);
+                        }
+                    }
+                }
+                Ok(found)
+            }
             kinds::INTERNET_GATEWAY => self.internet_gateways(filter).await,
             kinds::KEY_PAIR => self.key_pairs(filter).await,
             kinds::INSTANCE => self.instances(vec![filter]).await,
@@ -244,12 +259,17 @@ impl AwsProvider {
             .first()
             .map(|v| {
                 name_of(&tags::of(Some(v.tags())))
+                    .or_else(|| {
+                        (v.is_default() == Some(true))
+                            .then(|| super::lower::DEFAULT_NETWORK.to_string())
+                    })
                     .unwrap_or_else(|| v.vpc_id().unwrap_or_default().to_string())
             })
             .unwrap_or_default())
     }
 
-    async fn security_groups(&self, filter: Filter) -> Result<Vec<Found>, ProviderError> {
+    /// Every security group `filter` matches, page by page.
+    async fn describe_groups(&self, filter: Filter) -> Result<Vec<SecurityGroup>, ProviderError> {
         let pages: Vec<_> = self
             .ec2
             .describe_security_groups()
@@ -259,11 +279,17 @@ impl AwsProvider {
             .send()
             .collect()
             .await;
+        pages.into_iter().map(|g| g.map_err(failed)).collect()
+    }
+
+    async fn security_groups(&self, filter: Filter) -> Result<Vec<Found>, ProviderError> {
         let mut out = Vec::new();
-        for group in pages {
-            let group = group.map_err(failed)?;
+        for group in self.describe_groups(filter).await? {
             let tags = tags::of(Some(group.tags()));
-            let Some(name) = name_of(&tags) else { continue };
+            let Some(name) = name_of(&tags).or_else(|| group.group_name().map(str::to_string))
+            else {
+                continue;
+            };
             let vpc = self
                 .vpcs_any(
                     Filter::builder()
@@ -389,13 +415,47 @@ impl AwsProvider {
         for reservation in pages {
             instances.extend(reservation.map_err(failed)?.instances().iter().cloned());
         }
+        let groups = self.group_names(&instances).await?;
         let mut out = Vec::new();
         for instance in instances {
             let tags = tags::of(Some(instance.tags()));
             let Some(name) = name_of(&tags) else { continue };
-            out.push(self.read_instance(name, tags, &instance).await?);
+            out.push(self.read_instance(name, tags, &instance, &groups).await?);
         }
         Ok(out)
+    }
+
+    /// The names of the security groups `instances` are in, by id, in one call; `None` for a
+    /// VPC's own default group.
+    async fn group_names(
+        &self,
+        instances: &[Instance],
+    ) -> Result<BTreeMap<String, Option<String>>, ProviderError> {
+        let mut ids: Vec<String> = instances
+            .iter()
+            .flat_map(|i| i.security_groups())
+            .filter_map(|g| g.group_id().map(str::to_string))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        let mut names = BTreeMap::new();
+        if ids.is_empty() {
+            return Ok(names);
+        }
+        let filter = Filter::builder()
+            .name("group-id")
+            .set_values(Some(ids))
+            .build();
+        for group in self.describe_groups(filter).await? {
+            let tagged = name_of(&tags::of(Some(group.tags())));
+            let name = match (tagged, group.group_name()) {
+                (Some(name), _) => Some(name),
+                (None, Some("default")) => None,
+                (None, other) => other.map(str::to_string),
+            };
+            names.insert(group.group_id().unwrap_or_default().to_string(), name);
+        }
+        Ok(names)
     }
 
     async fn read_instance(
@@ -403,6 +463,7 @@ impl AwsProvider {
         name: String,
         tags: Tags,
         instance: &Instance,
+        group_names: &BTreeMap<String, Option<String>>,
     ) -> Result<Found, ProviderError> {
         let mark = tags::owner_mark(&tags);
         let marked = |path: &str| -> Option<Value> {
@@ -447,6 +508,18 @@ impl AwsProvider {
             Value::from(pending_type.clone().unwrap_or(live_type.clone())),
         );
         fields.insert(field::IMAGE.to_string(), image);
+        // The groups it is in besides its network's own (and a VPC's default group).
+        let mut groups: Vec<&str> = instance
+            .security_groups()
+            .iter()
+            .filter_map(|g| group_names.get(g.group_id()?)?.as_deref())
+            .filter(|g| Some(*g) != network.as_str().filter(|n| *n != DEFAULT_NETWORK))
+            .collect();
+        groups.sort();
+        groups.dedup();
+        if !groups.is_empty() {
+            fields.insert(field::SECURITY_GROUPS.to_string(), Value::from(groups));
+        }
         fields.insert(field::NETWORK.to_string(), network);
         // Every instance has a private address: it is the plan's only when the plan set it.
         if marked(field::PRIVATE_IP).is_some() {
@@ -544,6 +617,8 @@ pub fn ingress(group: &SecurityGroup) -> Vec<String> {
             permission.to_port(),
         ) {
             (Some("-1"), ..) | (None, ..) => "all".to_string(),
+            // Every ICMP type and code.
+            (Some("icmp"), None | Some(-1), None | Some(-1)) => "icmp".to_string(),
             (Some(proto), Some(from), Some(to)) if from == to => format!("{proto}/{from}"),
             (Some(proto), Some(from), Some(to)) => format!("{proto}/{from}-{to}"),
             (Some(proto), ..) => proto.to_string(),

@@ -127,12 +127,11 @@ impl AwsProvider {
             .tag_specifications(tags::on_create(ResourceType::Volume, &volume_tags));
         let network = text(object, field::NETWORK).unwrap_or(DEFAULT_NETWORK);
         if network != DEFAULT_NETWORK {
-            run = run
-                .subnet_id(self.id_of(kinds::SUBNET, network, &owner.plan).await?)
-                .security_group_ids(
-                    self.id_of(kinds::SECURITY_GROUP, network, &owner.plan)
-                        .await?,
-                );
+            run = run.subnet_id(self.id_of(kinds::SUBNET, network, &owner.plan).await?);
+        }
+        let groups = self.group_ids(object, &owner.plan).await?;
+        if !groups.is_empty() {
+            run = run.set_security_group_ids(Some(groups));
         }
         if let Some(ip) = text(object, field::PRIVATE_IP) {
             run = run.private_ip_address(ip);
@@ -447,6 +446,50 @@ impl AwsProvider {
                     .key(tags::PENDING_TYPE)
                     .build(),
             )
+            .send()
+            .await
+            .map_err(failed)?;
+        Ok(())
+    }
+}
+
+impl AwsProvider {
+    /// Puts a running or stopped instance in these groups, in place; with none, in its VPC's
+    /// default group, as EC2 launches it.
+    pub(super) async fn set_groups(
+        &self,
+        instance: &str,
+        mut groups: Vec<String>,
+    ) -> Result<(), ProviderError> {
+        if groups.is_empty() {
+            let vpc = self
+                .describe_instance(instance)
+                .await?
+                .and_then(|i| i.vpc_id().map(str::to_string))
+                .unwrap_or_default();
+            let out = self
+                .ec2
+                .describe_security_groups()
+                .filters(Filter::builder().name("vpc-id").values(vpc).build())
+                .filters(
+                    Filter::builder()
+                        .name("group-name")
+                        .values("default")
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(failed)?;
+            groups.extend(
+                out.security_groups()
+                    .iter()
+                    .filter_map(|g| g.group_id().map(str::to_string)),
+            );
+        }
+        self.ec2
+            .modify_instance_attribute()
+            .instance_id(instance)
+            .set_groups(Some(groups))
             .send()
             .await
             .map_err(failed)?;

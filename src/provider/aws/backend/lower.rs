@@ -4,7 +4,9 @@
 //! over the plan's CIDR, a security group its VMs share (all traffic between them, ssh from
 //! anywhere when the network has a way out) and, with `nat: true`, an internet gateway with the
 //! default route; a VM is an instance whose disks are EBS volumes, its first public key a key
-//! pair, its cloud-init the instance's user data. kcli's `default` network is the account's
+//! pair, its cloud-init the instance's user data, and it is in its network's group and those
+//! its `securitygroups` name. A `securitygroup` entry is a group in its network's VPC that lets
+//! in ICMP (as kcli's do) and its ports. kcli's `default` network is the account's
 //! default VPC. Pools have no meaning on EC2 (EBS is not a directory) and images are AMIs,
 //! named by id or name.
 
@@ -14,7 +16,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::manifest::model::NetworkMode;
-use crate::plan::intent::{Intents, VmIntent, What};
+use crate::plan::intent::{Intents, SecurityGroupIntent, VmIntent, What};
 use crate::plan::model::desired::{Desired, DesiredResource, ResourceGuards};
 use crate::plan::model::spec::{ObjectSpec, ResourceId, ResourceKind, Spec};
 use crate::provider::aws::kinds;
@@ -41,6 +43,7 @@ pub mod field {
     pub const INGRESS: &str = "ingress";
     pub const PUBLIC_KEY: &str = "public_key";
     pub const DEFAULT_ROUTE: &str = "default_route";
+    pub const SECURITY_GROUPS: &str = "security_groups";
 }
 
 /// The resources a plan's intents become on EC2, or every reason they cannot.
@@ -160,6 +163,28 @@ pub fn lower(intents: &Intents) -> Result<Desired, String> {
                 "dns {}: a VPC has no DNS records of a plan's (network {}); use Route 53",
                 item.name, dns.network.name
             )),
+            What::SecurityGroup(group) => {
+                let mut needs = Vec::new();
+                let network = &group.network;
+                if network.declared {
+                    needs.push(ResourceId::object(kinds::VPC, &network.name));
+                } else if network.name != DEFAULT_NETWORK {
+                    // A VPC of that name (its `Name` tag) must exist.
+                    let vpc = ResourceId::object(kinds::VPC, &network.name);
+                    if !out.external.contains(&vpc) {
+                        out.external.push(vpc);
+                    }
+                }
+                add(
+                    object(
+                        kinds::SECURITY_GROUP,
+                        &item.name,
+                        json!({ field::VPC: network.name, field::INGRESS: group_ingress(group) }),
+                    ),
+                    &item.entry,
+                    needs,
+                );
+            }
             What::Vm(vm) => {
                 let mut why = vm_refusals(&item.name, vm);
                 if !why.is_empty() {
@@ -221,6 +246,19 @@ fn vm_refusals(name: &str, vm: &VmIntent) -> Vec<String> {
             ));
         }
     }
+    if let Some(nic) = vm.nics.first() {
+        if vm
+            .security_groups
+            .iter()
+            .any(|g| g.name == nic.network.name)
+        {
+            refused.push(format!(
+                "vm {name}: `securitygroups` names `{0}`, its network's own group, which it is \
+                 in already; remove `{0}` from it",
+                nic.network.name
+            ));
+        }
+    }
     if vm.uefi {
         refused.push(format!(
             "vm {name}: `uefi` is the AMI's to say on AWS (its boot mode); remove it"
@@ -270,6 +308,21 @@ fn instance(
     if let Some((ip, _)) = vm.nics.first().and_then(|n| n.address) {
         fields.insert(field::PRIVATE_IP.to_string(), Value::from(ip.to_string()));
     }
+    if !vm.security_groups.is_empty() {
+        let mut groups: Vec<&str> = vm.security_groups.iter().map(|g| g.name.as_str()).collect();
+        groups.sort();
+        groups.dedup();
+        for group in &vm.security_groups {
+            let id = ResourceId::object(kinds::SECURITY_GROUP, &group.name);
+            if group.declared {
+                needs.push(id);
+            } else if !external.contains(&id) {
+                // A security group of that name must exist.
+                external.push(id);
+            }
+        }
+        fields.insert(field::SECURITY_GROUPS.to_string(), Value::from(groups));
+    }
     fields.insert(field::DISKS.to_string(), Value::from(disks));
     fields.insert(field::RUNNING.to_string(), Value::from(vm.start));
     let mut secret_data = BTreeMap::new();
@@ -295,6 +348,23 @@ fn instance(
         secret_data,
     };
     (spec, needs, key_pair)
+}
+
+/// A security group entry's rules as found reads them back (sorted): ICMP, as kcli always
+/// allows, and each of its ports, from its source.
+fn group_ingress(group: &SecurityGroupIntent) -> Vec<String> {
+    let source = group.source;
+    let mut rules = vec![format!("icmp {source}")];
+    for port in &group.ports {
+        let protocol = port.protocol.as_str();
+        rules.push(match port.from == port.to {
+            true => format!("{protocol}/{} {source}", port.from),
+            false => format!("{protocol}/{}-{} {source}", port.from, port.to),
+        });
+    }
+    rules.sort();
+    rules.dedup();
+    rules
 }
 
 /// EBS volume types, which a disk's `pool` names on AWS (`default`: gp3).

@@ -3,7 +3,7 @@
 //! An instance starts and stops in place, and its EBS volumes grow and are added while it runs.
 //! Its instance type changes only while it is stopped: the change is saved beside it and made
 //! when it restarts (`plan restart`, `apply --restart`), as a libvirt domain's saved definition
-//! is. Anything else of an instance (its AMI, subnet, private address, key pair, user data,
+//! is. The groups it is in change in place. Anything else of an instance (its AMI, subnet, private address, key pair, user data,
 //! a disk removed) makes it again, and so does any change to a network's parts.
 
 use serde_json::Value;
@@ -71,6 +71,8 @@ impl Rules for AwsRules {
         match (live.id().kind, attribute) {
             (kinds::INSTANCE, field::RUNNING) => Disruption::Live,
             (kinds::INSTANCE, field::INSTANCE_TYPE) => Disruption::Reboot,
+            // An instance changes groups while it runs.
+            (kinds::INSTANCE, field::SECURITY_GROUPS) => Disruption::Live,
             (kinds::INSTANCE, field::DISKS) => match disk_changes(live, want) {
                 Some(_) => Disruption::Live,
                 None => Disruption::Replace,
@@ -138,6 +140,12 @@ impl Rules for AwsRules {
                 if let Some(key) = text(field::KEY_NAME) {
                     needs.push(ResourceId::object(kinds::KEY_PAIR, key));
                 }
+                let groups = object.fields.get(field::SECURITY_GROUPS);
+                for group in groups.and_then(Value::as_array).into_iter().flatten() {
+                    if let Some(group) = group.as_str() {
+                        needs.push(ResourceId::object(kinds::SECURITY_GROUP, group));
+                    }
+                }
                 needs
             }
             _ => Vec::new(),
@@ -156,6 +164,7 @@ impl Rules for AwsRules {
             replace_side_by_side: false,
             storage_paths: false,
             uefi: false,
+            security_groups: true,
         }
     }
 }

@@ -132,6 +132,8 @@ pub fn lower(intents: &Intents, namespace: &str) -> Result<Desired, String> {
                     Vec::new(),
                 );
             }
+            // Refused by capability, before lowering.
+            What::SecurityGroup(_) => {}
             What::Disk(_) => refused.push(format!(
                 "disk {}: disks shared by several VMs are not supported on KubeVirt yet",
                 item.name

@@ -185,6 +185,7 @@ impl Rules for KubevirtRules {
             replace_side_by_side: false,
             storage_paths: false,
             uefi: true,
+            security_groups: false,
         }
     }
 }
