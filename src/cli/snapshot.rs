@@ -203,7 +203,28 @@ fn created_words(plan: &str, created: &Created) -> ExitCode {
             created.paused.len(),
             if created.paused.len() == 1 { "" } else { "s" }
         ),
-        None => "no VM was running, so none was paused".to_string(),
+        None if created.not_paused.is_empty() => {
+            "no VM was running, so none was paused".to_string()
+        }
+        None => String::new(),
+    };
+    // A provider that cannot pause (EC2): said as what the snapshot is, not as a pause.
+    let paused = match created.not_paused.len() {
+        0 => paused,
+        n => {
+            let running = format!(
+                "{} ran and {} snapshotted running, as {} provider cannot pause {}: each is \
+                 consistent in itself, the lab not to the instant",
+                vms(&created.not_paused),
+                if n == 1 { "was" } else { "were" },
+                if n == 1 { "its" } else { "their" },
+                if n == 1 { "it" } else { "them" },
+            );
+            match paused.is_empty() {
+                true => running,
+                false => format!("{paused}; {running}"),
+            }
+        }
     };
     failures("snapshot failed", &created.failed);
     failures("could not delete its snapshot again", &created.not_removed);
@@ -243,10 +264,14 @@ fn created_words(plan: &str, created: &Created) -> ExitCode {
 }
 
 fn reverted_words(plan: &str, reverted: &Reverted) -> ExitCode {
-    let paused = reverted
-        .pause
-        .map(|p| format!("; the lab was paused for {}", seconds(p)))
-        .unwrap_or_default();
+    let paused = match (reverted.pause, reverted.stopped_instead) {
+        (Some(p), false) => format!("; the lab was paused for {}", seconds(p)),
+        (Some(p), true) => format!(
+            "; the lab was down for {} (stopped: its provider cannot pause)",
+            seconds(p)
+        ),
+        (None, _) => String::new(),
+    };
     failures("revert failed", &reverted.failed);
     failures("could not be resumed; it is paused", &reverted.not_resumed);
     if reverted.failed.is_empty() {

@@ -149,8 +149,8 @@ pub async fn info(
         created: live.owner.as_ref().and_then(|m| m.created.clone()),
         nics: Vec::new(),
         disks: Vec::new(),
-        snapshots: details.snapshots,
-        lab_snapshots: details.lab_snapshots,
+        snapshots: details.snapshots.clone(),
+        lab_snapshots: details.lab_snapshots.clone(),
         pending_restart: live
             .pending_restart
             .iter()
@@ -201,6 +201,33 @@ pub async fn info(
                 .and_then(|s| s.parse().ok());
         }
         _ => {}
+    }
+    // What the spec does not hold, the backend may say (a cloud's instance type).
+    info.memory_mib = info.memory_mib.or(details.memory_mib);
+    info.cpus = info.cpus.or(details.cpus);
+    if info.disks.is_empty() {
+        info.disks = details
+            .disks
+            .into_iter()
+            .map(|d| DiskInfo {
+                volume: d.name,
+                bus: d.attached,
+                size_bytes: d.size_bytes,
+                format: d.format,
+                path: d.path,
+            })
+            .collect();
+    }
+    if info.nics.is_empty() {
+        info.nics = details
+            .nics
+            .into_iter()
+            .map(|n| NicInfo {
+                mac: n.mac,
+                network: n.network,
+                model: n.model,
+            })
+            .collect();
     }
     Ok(info)
 }

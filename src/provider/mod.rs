@@ -195,6 +195,34 @@ pub struct VmDetails {
     pub snapshots: Vec<String>,
     /// Those of them that belong to a lab snapshot (`plan snapshot create`).
     pub lab_snapshots: Vec<String>,
+    /// Its size where its spec does not hold it as numbers (a cloud's instance type).
+    pub memory_mib: Option<u64>,
+    pub cpus: Option<u64>,
+    /// Its disks and NICs where its spec does not list them as the model's.
+    pub disks: Vec<DiskDetails>,
+    pub nics: Vec<NicDetails>,
+}
+
+/// A disk of a VM, as its backend holds it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DiskDetails {
+    /// Its name in the plan.
+    pub name: String,
+    /// Where it is attached (a bus, a device).
+    pub attached: String,
+    pub size_bytes: Option<u64>,
+    /// Its format or storage type (`qcow2`, `gp3`).
+    pub format: Option<String>,
+    /// Where the backend keeps it (a path, a volume id).
+    pub path: Option<String>,
+}
+
+/// A NIC of a VM, as its backend holds it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NicDetails {
+    pub network: String,
+    pub mac: Option<String>,
+    pub model: String,
 }
 
 /// What a create, update or delete did.

@@ -451,7 +451,7 @@ async fn take(
     for (member, result) in running.iter().zip(paused) {
         match result {
             Ok(true) => paused_vms.push(member.clone()),
-            Ok(false) => {}
+            Ok(false) => created.not_paused.push(member.vm.clone()),
             Err(e) => created.failed.push((member.vm.clone(), e.to_string())),
         }
     }
@@ -479,7 +479,7 @@ async fn take(
     })
     .await;
     created.not_resumed = failures(&paused_vms, resumed);
-    if !running.is_empty() {
+    if !paused_vms.is_empty() {
         created.pause = Some(pause_started.elapsed());
     }
     created.paused = paused_vms.into_iter().map(|m| m.vm).collect();
@@ -679,6 +679,7 @@ async fn bring_back(
         .collect();
     if paused.iter().any(|p| *p) || !to_resume.is_empty() {
         reverted.pause = Some(pause_started.elapsed());
+        reverted.stopped_instead = !paused.iter().any(|p| *p);
     }
     reverted.took = started.elapsed();
     reverted

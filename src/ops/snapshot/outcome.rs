@@ -10,6 +10,9 @@ pub struct Created {
     pub vms: Vec<String>,
     /// The VMs that ran, paused for the snapshot.
     pub paused: Vec<String>,
+    /// The VMs that ran and whose provider cannot pause them (EC2): snapshotted running, each
+    /// consistent in itself, the lab not to the instant.
+    pub not_paused: Vec<String>,
     /// From the first pause to the last resume.
     pub pause: Option<Duration>,
     /// The whole command: opening the providers, checking, and the snapshots.
@@ -47,6 +50,8 @@ pub struct Reverted {
     pub running: Vec<String>,
     /// From the first pause to the last resume.
     pub pause: Option<Duration>,
+    /// No VM could be paused (EC2): they were stopped for the revert instead.
+    pub stopped_instead: bool,
     pub took: Duration,
 }
 

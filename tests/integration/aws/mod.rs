@@ -542,6 +542,14 @@ fn a_lab_snapshot_on_ec2_is_every_volume_of_every_instance() {
     };
     let out = snapshot(&["create"], Some("base"));
     assert!(out.ok(), "{}", out.text());
+    // EC2 cannot pause: the words say what the snapshot is instead.
+    assert!(
+        out.text().contains(
+            "vm/app, vm/db ran and were snapshotted running, as their provider cannot pause them"
+        ),
+        "{}",
+        out.text()
+    );
     // One EC2 snapshot per volume: db's two and app's one, each tagged with the lab's name.
     let snapshots = block_on(async {
         ec2.client()
@@ -562,10 +570,59 @@ fn a_lab_snapshot_on_ec2_is_every_volume_of_every_instance() {
     assert_eq!(snapshots, 3);
     let out = snapshot(&["list", "-o", "json"], None);
     assert!(out.ok() && out.stdout.contains("base"), "{}", out.text());
+    // `plan info` lists it, with the instance's size and volumes.
+    let path = file.to_string_lossy().to_string();
+    let out = ec2.plan(&["info", "--provider", "ec2", &path, "db"], None);
+    assert!(
+        out.ok()
+            && out.stdout.contains("memory: 512MiB")
+            && out.stdout.contains("cpus: 2")
+            && out
+                .stdout
+                .contains("disk: db_1.img size: 20GiB format: gp3 bus: /dev/sdf")
+            && out.stdout.contains("snapshot: base"),
+        "{}",
+        out.text()
+    );
 
-    // Reverted: db gets volumes made from its snapshots, where the old ones were, and runs.
+    // db grows (another instance type, made at the restart) after the snapshot.
+    let grown = format!(
+        "db:\n  image: {AMI_NAME}\n  memory: 4096\n  disks: [10, 20]\n\
+         app:\n  image: {AMI_NAME}\n"
+    );
+    std::fs::write(&file, &grown).expect("plan");
+    let out = ec2.plan(
+        &["apply", "--yes", "--restart", "--provider", "ec2"],
+        Some(&file),
+    );
+    assert!(out.ok(), "{}", out.text());
+    assert_eq!(ec2.instance("db").expect("db").1, "t3.medium");
+
+    // Reverted: db gets volumes made from its snapshots, where the old ones were, its type
+    // again, and runs; stopped rather than paused, as said.
     let out = snapshot(&["revert", "--yes"], Some("base"));
     assert!(out.ok(), "{}", out.text());
+    assert!(
+        out.text().contains("(stopped: its provider cannot pause)"),
+        "{}",
+        out.text()
+    );
+    assert_eq!(ec2.instance("db").expect("db").1, "t3.nano");
+    // The plan's larger type is a change again, made at the next restart.
+    let out = ec2.diff(&file);
+    assert!(
+        out.code() == Some(2)
+            && out
+                .stdout
+                .contains("instance_type: \"t3.nano\" → \"t3.medium\""),
+        "{}",
+        out.text()
+    );
+    std::fs::write(
+        &file,
+        format!("db:\n  image: {AMI_NAME}\n  disks: [10, 20]\napp:\n  image: {AMI_NAME}\n"),
+    )
+    .expect("plan");
     let after = volumes_of(&ec2, &db);
     assert_eq!(after.len(), 2, "{after:?}");
     for ((device, old), (again, new)) in before.iter().zip(&after) {

@@ -106,7 +106,10 @@ fn diff_against_another_version_needs_no_provider() {
     // What KubeVirt cannot hold is refused as it would be on the cluster.
     let out = on_kubevirt(&old_path, "site.yml");
     assert!(
-        out.code() == Some(1) && out.stderr.contains("on KubeVirt a pool is a storage class"),
+        out.code() == Some(1)
+            && out
+                .stderr
+                .contains("provider `kv` has no storage in host directories"),
         "{}",
         out.text()
     );

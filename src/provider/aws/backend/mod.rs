@@ -4,6 +4,7 @@
 //! instances start and stop (`power`).
 
 mod change;
+mod details;
 mod found;
 mod instances;
 mod lock;

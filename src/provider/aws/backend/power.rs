@@ -143,6 +143,10 @@ impl capability::Inventory for AwsProvider {
         Ok(users)
     }
 
+    async fn details(&self, vm: &str) -> Result<crate::provider::VmDetails, ProviderError> {
+        self.instance_details(vm).await
+    }
+
     async fn plans(&self) -> Result<Vec<PlanMember>, ProviderError> {
         let mut members = Vec::new();
         for found in self.find(kinds::INSTANCE, &Which::AnyPlan).await? {

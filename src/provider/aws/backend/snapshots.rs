@@ -16,6 +16,7 @@ use aws_sdk_ec2::types::{
 
 use super::found::Found;
 use super::instances::volumes_by_device;
+use super::lower::field;
 use super::tags::{self, Tags};
 use super::{failed, poll, AwsProvider};
 use crate::provider::aws::kinds;
@@ -23,9 +24,11 @@ use crate::provider::capability::LabSnapshots;
 use crate::provider::snapshot::{FoundSnapshots, SnapshotMark, VmSnapshot};
 use crate::provider::{Owner, ProviderError, ResourceId};
 
-const SNAPSHOT: &str = "siteplan:snapshot";
+pub(super) const SNAPSHOT: &str = "siteplan:snapshot";
 const VM: &str = "siteplan:vm";
 const DEVICE: &str = "siteplan:device";
+/// The instance type it ran with, which a revert gives it again.
+const INSTANCE_TYPE: &str = "siteplan:instance-type";
 const MARK_PREFIX: &str = "siteplan:snapmark-";
 /// How long EC2 may take to complete a snapshot, or make a volume of one.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -56,7 +59,7 @@ impl AwsProvider {
     }
 
     /// The snapshots of `plan`'s lab snapshots, of one VM and name when given.
-    async fn lab_snapshots(
+    pub(super) async fn lab_snapshots(
         &self,
         plan: &str,
         vm: Option<&str>,
@@ -187,8 +190,14 @@ impl LabSnapshots for AwsProvider {
         owner: &Owner,
     ) -> Result<(), ProviderError> {
         let (found, _, volumes) = self.instance_volumes(vm, owner).await?;
+        let mut tags = mark_tags(mark, vm);
+        let running_type = found.running_type.clone().or_else(|| {
+            super::change::text(&found.spec(), field::INSTANCE_TYPE).map(str::to_string)
+        });
+        if let Some(kind) = running_type {
+            tags.insert(INSTANCE_TYPE.into(), kind);
+        }
         let instance = found.id;
-        let tags = mark_tags(mark, vm);
         let made = self
             .ec2
             .create_snapshots()
@@ -308,9 +317,21 @@ impl LabSnapshots for AwsProvider {
             by_device.push((device, snapshot.clone()));
         }
         let (found, zone, volumes) = self.instance_volumes(vm, owner).await?;
-        let instance = found.id;
+        let instance = found.id.clone();
         if found.active {
             self.stop(&instance, false).await?;
+        }
+        // The type it had (a snapshot taken before that was kept does not say).
+        let had = snapshots
+            .iter()
+            .find_map(|s| tags::of(Some(s.tags())).get(INSTANCE_TYPE).cloned());
+        let has = found.running_type.clone().or_else(|| {
+            super::change::text(&found.spec(), field::INSTANCE_TYPE).map(str::to_string)
+        });
+        if let Some(had) =
+            had.filter(|had| Some(had) != has.as_ref() || found.pending_type.is_some())
+        {
+            self.set_type(&instance, &had).await?;
         }
         for (device, snapshot) in by_device {
             let old = volumes
