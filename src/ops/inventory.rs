@@ -134,7 +134,9 @@ pub async fn inventory(
     view: &dyn View,
 ) -> Result<Inventory, Refusal> {
     let session = Session::open(loaded, Goal::Converge, request, view).await?;
-    let rows = session.vms(None, None, view).await.rows;
+    // Observed first: a provider that does not answer is said, never shown as VMs missing.
+    let everywhere = session.observe(view).await?;
+    let rows = session.vms_seen(&everywhere).await;
     let home_ssh = dirs::home_dir().map(|h| h.join(".ssh"));
     let mut vms = Vec::new();
     for item in &session.items {

@@ -477,6 +477,14 @@ fn what_ec2_cannot_hold_is_refused_before_anything_changes() {
     }
     assert!(ec2.instances().is_empty());
     assert_eq!(ec2.vpcs_named("a"), 0);
+    // Where EC2 does not answer, `plan output` says so, rather than that the VMs are missing.
+    let file = ec2.write("quiet.yml", &format!("vm1:\n  image: {AMI_NAME}\n"));
+    let out = ec2.plan(&["output", "--provider", "ec2-gone"], Some(&file));
+    assert!(
+        out.code() == Some(1) && out.stderr.contains("EC2 did not answer"),
+        "{}",
+        out.text()
+    );
 }
 
 /// The volume ids of an instance, by device.

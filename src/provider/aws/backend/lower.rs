@@ -227,7 +227,8 @@ fn vm_refusals(name: &str, vm: &VmIntent) -> Vec<String> {
     }
     if vm.nics.len() > 1 {
         refused.push(format!(
-            "vm {name}: an AWS VM has one NIC here (it has {}); put it on one network",
+            "vm {name}: an AWS VM has one NIC here (it has {}): each network is a VPC of its \
+             own, and EC2 puts an instance's interfaces in one VPC; put it on one network",
             vm.nics.len()
         ));
     }
