@@ -698,3 +698,72 @@ fn a_plan_spread_over_a_sandbox_and_ec2() {
     assert!(out.ok(), "{}", out.text());
     assert!(ec2.instance("cloud").is_none());
 }
+
+/// A plan spread over a real libvirtd and EC2: a VM on each, the cloud one after the local one
+/// (`depends_on`), made in that order, shown together, and destroyed the other way round.
+#[test]
+#[cfg(feature = "libvirt")]
+fn a_plan_spread_over_a_real_libvirtd_and_ec2() {
+    let test = "a_plan_spread_over_a_real_libvirtd_and_ec2";
+    let Some(ec2) = Ec2::start(test, "sa-east-1") else {
+        return;
+    };
+    let Some((_held, uri)) = crate::harness::libvirtd(test) else {
+        return;
+    };
+    let mut providers = std::fs::read_to_string(&ec2.providers).expect("providers");
+    providers.push_str(&format!(
+        "  - {{name: host, type: libvirt, uri: \"{uri}\"}}\n"
+    ));
+    std::fs::write(&ec2.providers, providers).expect("providers");
+    let file = ec2.write(
+        "spread.yml",
+        &format!(
+            "mixnet:\n  type: network\n  cidr: 10.96.12.0/24\n  nat: false\n\
+             mixpool:\n  type: pool\n  path: /var/lib/libvirt/siteplan-mix-test\n\
+             mixlocal:\n  client: host\n  pool: mixpool\n  nets: [mixnet]\n  disks: [1]\n  \
+             memory: 256\n  virttype: qemu\n  cloudinit: false\n  start: false\n\
+             mixcloud:\n  client: ec2\n  image: {AMI_NAME}\n  memory: 512\n  depends_on: [mixlocal]\n"
+        ),
+    );
+    let run = |args: &[&str]| ec2.plan(&[args, &["--provider", "host"]].concat(), Some(&file));
+    // What an earlier run left on the libvirtd is this plan's.
+    let _ = run(&["destroy", "--yes", "--plan-moved"]);
+    let out = run(&["apply", "--yes"]);
+    assert!(out.ok(), "{}", out.text());
+    let text = out.text();
+    let local = text
+        .find("vm/mixlocal on host ok")
+        .unwrap_or_else(|| panic!("the local VM made:\n{text}"));
+    let cloud = text
+        .find("instance/mixcloud on ec2 ok")
+        .expect("the cloud VM made");
+    assert!(
+        local < cloud,
+        "the cloud VM comes after the local one:\n{text}"
+    );
+    virt::error::clear_error_callback();
+    let conn = virt::connect::Connect::open(Some(&uri)).expect("connect");
+    assert!(conn.lookup_domain_by_name("mixlocal").is_ok());
+    assert!(ec2.instance("mixcloud").is_some());
+    let out = run(&["status"]);
+    assert!(
+        out.ok() && out.stdout.contains("mixlocal") && out.stdout.contains("mixcloud"),
+        "{}",
+        out.text()
+    );
+    let out = run(&["diff", "--detailed-exitcode"]);
+    assert_eq!(out.code(), Some(0), "{}", out.text());
+    let out = run(&["destroy", "--yes"]);
+    assert!(out.ok(), "{}", out.text());
+    let text = out.text();
+    let cloud = text
+        .find("instance/mixcloud on ec2 ok")
+        .expect("the cloud VM deleted");
+    let local = text
+        .find("vm/mixlocal on host ok")
+        .expect("the local VM deleted");
+    assert!(cloud < local, "the cloud VM goes first:\n{text}");
+    assert!(conn.lookup_domain_by_name("mixlocal").is_err());
+    assert!(ec2.instance("mixcloud").is_none());
+}
