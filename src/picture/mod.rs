@@ -357,7 +357,15 @@ fn name(spec: &Spec) -> String {
     match spec {
         Spec::Volume(v) => v.name.clone(),
         Spec::Tunnel(t) => format!("tunnel {}", t.device),
-        other => other.id().name,
+        // A backend's own kind of object (a subnet, a security group, a secret) says which:
+        // several share the name of the entry they were made for.
+        other => {
+            let id = other.id();
+            match id.kind.role() {
+                Role::Other => format!("{} {}", id.kind, id.name),
+                _ => id.name,
+            }
+        }
     }
 }
 
@@ -390,6 +398,10 @@ fn detail(spec: &Spec, addresses: &BTreeMap<String, Vec<String>>) -> Vec<String>
         }
         Spec::Pool(p) => vec![p.path.clone()],
         Spec::Tunnel(t) => vec![format!("VXLAN {} to {}", t.vni, t.peers.join(", "))],
+        // A backend's VM object (a KubeVirt VM, an EC2 instance): where it is reached.
+        Spec::Object(o) if o.object.role() == Role::Vm => {
+            addresses.get(&o.name).cloned().unwrap_or_default()
+        }
         _ => Vec::new(),
     }
 }
