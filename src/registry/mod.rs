@@ -272,7 +272,8 @@ pub fn kcli_providers(named: &[ProviderConfig], kcli_off: bool) -> Vec<ProviderC
 }
 
 /// The provider a client of the kcli configuration describes: a `kvm` client is a libvirt
-/// connection, a `kubevirt` one a cluster; kcli's other types are refused by name.
+/// connection, a `kubevirt` one a cluster, an `aws` one an account's EC2 in its region (with
+/// its keys, when it holds them); kcli's other types are refused by name.
 fn from_kcli_client(
     name: &str,
     client: &crate::manifest::yaml::Node,
@@ -293,6 +294,35 @@ fn from_kcli_client(
             }),
             ..ProviderConfig::sandbox(name)
         },
+        Some("aws") => {
+            let secret = |key: &str| {
+                text(key).filter(|v| !v.is_empty()).map(|v| {
+                    crate::secrets::register(&v);
+                    crate::manifest::model::Secret::new(v)
+                })
+            };
+            let kcli_keys = match (text("access_key_id"), secret("access_key_secret")) {
+                (Some(access_key_id), Some(secret_key)) => {
+                    Some(crate::provider::aws::settings::KcliKeys {
+                        access_key_id,
+                        secret: secret_key,
+                        session_token: secret("session_token"),
+                    })
+                }
+                _ => None,
+            };
+            ProviderConfig {
+                name: name.to_string(),
+                backend: config::Backend::Aws(crate::provider::aws::settings::AwsSettings {
+                    region: text("region"),
+                    profile: None,
+                    endpoint: None,
+                    availability_zone: text("zone"),
+                    kcli_keys,
+                }),
+                ..ProviderConfig::sandbox(name)
+            }
+        }
         _ => {
             let uri = crate::manifest::kcli::libvirt_uri(client).map_err(|what| {
                 format!("`{name}` in ~/.kcli/config.yml is {what}, which siteplan cannot drive")
@@ -385,5 +415,48 @@ pub fn choose(choice: Option<&str>, kcli_off: bool) -> Result<Vec<Choice>, Strin
                 None => Err("the providers file has no enabled provider".into()),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(text: &str) -> crate::manifest::yaml::Node {
+        crate::manifest::yaml::parse(text).expect("yaml").0
+    }
+
+    #[test]
+    fn a_kcli_aws_client_is_an_aws_provider_with_its_keys_never_shown() {
+        let config = from_kcli_client(
+            "cloud",
+            &client(
+                "type: aws\naccess_key_id: AKIDEXAMPLE\naccess_key_secret: s3cr3tv4lue\n\
+                 region: eu-west-3\nzone: eu-west-3b\nkeypair: mine\n",
+            ),
+        )
+        .expect("an aws provider");
+        let config::Backend::Aws(aws) = &config.backend else {
+            panic!("{config:?}");
+        };
+        assert_eq!(aws.region.as_deref(), Some("eu-west-3"));
+        assert_eq!(aws.availability_zone.as_deref(), Some("eu-west-3b"));
+        let keys = aws.kcli_keys.as_ref().expect("its keys");
+        assert_eq!(keys.access_key_id, "AKIDEXAMPLE");
+        assert_eq!(keys.secret.expose(), "s3cr3tv4lue");
+        // Neither printed nor written.
+        assert!(!format!("{config:?}").contains("s3cr3tv4lue"));
+        let written = serde_json::to_string(&config).expect("json");
+        assert!(!written.contains("s3cr3tv4lue") && !written.contains("AKIDEXAMPLE"));
+        // Without keys: the SDK's chain.
+        let config = from_kcli_client("cloud", &client("type: aws\nregion: us-east-1\n"))
+            .expect("an aws provider");
+        let config::Backend::Aws(aws) = &config.backend else {
+            panic!("{config:?}");
+        };
+        assert!(aws.kcli_keys.is_none());
+        // Types siteplan cannot drive are still refused by name.
+        let refused = from_kcli_client("g", &client("type: gcp\n")).unwrap_err();
+        assert!(refused.contains("type `gcp`"), "{refused}");
     }
 }

@@ -59,13 +59,18 @@ impl Plan {
         self
     }
 
-    /// The sandbox `plan` uses (`SITEPLAN_SANDBOX_DIR`).
+    pub fn env_remove(mut self, key: &str) -> Plan {
+        self.cmd.env_remove(key);
+        self
+    }
+
     /// A providers file, and where provider ids are remembered (`XDG_STATE_HOME=state`).
     pub fn providers(self, file: &Path, state: &Path) -> Plan {
         self.env("SITEPLAN_PROVIDERS", file)
             .env("XDG_STATE_HOME", state)
     }
 
+    /// The sandbox `plan` uses (`SITEPLAN_SANDBOX_DIR`).
     pub fn sandbox(self, dir: &Path) -> Plan {
         self.env("SITEPLAN_SANDBOX_DIR", dir)
     }

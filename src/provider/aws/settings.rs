@@ -10,7 +10,8 @@ use crate::provider::settings::{Planning, Settings};
 use crate::provider::{Provider, ProviderError};
 
 /// An AWS account's EC2, in one region. Credentials are read the usual way (the environment,
-/// `~/.aws/credentials` and `~/.aws/config` profiles), never from the providers file.
+/// `~/.aws/credentials` and `~/.aws/config` profiles), never from the providers file; a kcli
+/// client's own keys (`~/.kcli/config.yml`) are used for it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AwsSettings {
     /// The region; default: `$AWS_REGION`, else the profile's.
@@ -25,6 +26,20 @@ pub struct AwsSettings {
     /// The availability zone the plan's subnets are made in; default: the region's first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub availability_zone: Option<String>,
+    /// The keys a kcli client of type `aws` holds, used instead of the SDK's chain: never read
+    /// from the providers file, never written anywhere.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub kcli_keys: Option<KcliKeys>,
+}
+
+/// A kcli client's AWS keys (`access_key_id`, `access_key_secret`, `session_token`); the
+/// secret ones never print.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KcliKeys {
+    pub access_key_id: String,
+    pub secret: crate::manifest::model::Secret,
+    pub session_token: Option<crate::manifest::model::Secret>,
 }
 
 #[async_trait]

@@ -12,6 +12,7 @@ use aws_sdk_ec2::Client;
 
 mod crash;
 mod groups;
+mod kcli;
 mod real;
 
 use crate::harness::{report, Plan, Ran};

@@ -528,7 +528,7 @@ fn a_kcli_client_names_a_provider_and_one_siteplan_cannot_drive_is_refused_by_na
     std::fs::create_dir(home.path().join(".kcli")).expect("mkdir");
     std::fs::write(
         home.path().join(".kcli/config.yml"),
-        "default:\n  client: local\ncloud:\n  type: aws\nlab:\n  type: kvm\n  host: 127.0.0.1\n",
+        "default:\n  client: local\ncloud:\n  type: gcp\nlab:\n  type: kvm\n  host: 127.0.0.1\n",
     )
     .expect("config");
     // The clients siteplan can drive are providers too.
@@ -560,7 +560,7 @@ fn a_kcli_client_names_a_provider_and_one_siteplan_cannot_drive_is_refused_by_na
     assert_eq!(out.code(), Some(1), "{}", out.text());
     assert!(
         out.stderr.contains(
-            "`cloud` in ~/.kcli/config.yml is a kcli client of type `aws`, which siteplan cannot drive"
+            "`cloud` in ~/.kcli/config.yml is a kcli client of type `gcp`, which siteplan cannot drive"
         ),
         "{}",
         out.stderr

@@ -78,8 +78,9 @@ fn no_credentials(error: &(dyn std::error::Error + 'static)) -> Option<String> {
         let words = e.to_string();
         if words.contains("IMDS") || words.to_lowercase().contains("credential") {
             return Some(format!(
-                "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or name a \
-                 profile of ~/.aws/config in the provider's `profile` ({})",
+                "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, name a \
+                 profile of ~/.aws/config in the provider's `profile`, or give a kcli client \
+                 its `access_key_id` and `access_key_secret` ({})",
                 cause(error)
             ));
         }
@@ -123,6 +124,15 @@ impl AwsProvider {
         }
         if let Some(url) = &settings.endpoint {
             loader = loader.endpoint_url(url);
+        }
+        if let Some(keys) = &settings.kcli_keys {
+            loader = loader.credentials_provider(aws_sdk_ec2::config::Credentials::new(
+                &keys.access_key_id,
+                keys.secret.expose(),
+                keys.session_token.as_ref().map(|t| t.expose().to_string()),
+                None,
+                "kcli",
+            ));
         }
         let timeouts = aws_config::timeout::TimeoutConfig::builder()
             .connect_timeout(Duration::from_secs(5))
