@@ -29,6 +29,9 @@ pub struct Checked {
     pub capacity: Option<Capacity>,
     /// What is allocated there already, where it says.
     pub allocation: Option<Allocation>,
+    /// The status holds whatever earlier checks said: this build cannot drive the provider at
+    /// all, which no later answer changes.
+    pub settled: bool,
 }
 
 impl Checked {
@@ -38,12 +41,13 @@ impl Checked {
             reason: Some(reason.into()),
             capacity: None,
             allocation: None,
+            settled: false,
         }
     }
 
-    /// Whether the backend answered at all.
+    /// Whether the backend answered at all, or the status is settled without it.
     pub fn reached(&self) -> bool {
-        self.status != HealthStatus::Unavailable
+        self.settled || self.status != HealthStatus::Unavailable
     }
 }
 
@@ -91,6 +95,13 @@ pub async fn check(config: &ProviderConfig, timeout: Duration) -> Checked {
                 format!("no answer within {} s", timeout.as_secs()),
             )
         }
+        // A backend this build leaves out: unavailable now, whatever it answered before.
+        Ok(Err(e @ crate::provider::ProviderError::Unsupported(_))) => {
+            return Checked {
+                settled: true,
+                ..Checked::new(HealthStatus::Unavailable, e.to_string())
+            }
+        }
         Ok(Err(e)) => return Checked::new(HealthStatus::Unavailable, e.to_string()),
         Ok(Ok(p)) => p,
     };
@@ -122,6 +133,7 @@ pub async fn check_opened(
                 reason: health.reason,
                 capacity: None,
                 allocation: None,
+                settled: false,
             };
         }
         let seen = match provider
@@ -158,6 +170,7 @@ pub async fn check_opened(
             reason: None,
             capacity,
             allocation,
+            settled: false,
         }
     }
     .await
@@ -421,6 +434,31 @@ pub fn choose(choice: Option<&str>, kcli_off: bool) -> Result<Vec<Choice>, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_backend_this_build_leaves_out_is_unavailable_whatever_it_said_before() {
+        let record = store::Record {
+            id: "p".into(),
+            provider_type: "aws".into(),
+            endpoint: "ec2".into(),
+            status: "registered".into(),
+            create_time: String::new(),
+            update_time: String::new(),
+            failed_checks: 0,
+            last_answer: Some("ready".into()),
+        };
+        let silent = Checked::new(HealthStatus::Unavailable, "no answer within 5 s");
+        assert_eq!(
+            remembered(&silent, &record),
+            "ready",
+            "one silence is not enough"
+        );
+        let not_built = Checked {
+            settled: true,
+            ..Checked::new(HealthStatus::Unavailable, "this build has no aws backend")
+        };
+        assert_eq!(remembered(&not_built, &record), "unavailable");
+    }
 
     fn client(text: &str) -> crate::manifest::yaml::Node {
         crate::manifest::yaml::parse(text).expect("yaml").0
