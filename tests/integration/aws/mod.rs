@@ -336,10 +336,66 @@ fn a_lab_lives_its_whole_life_on_ec2() {
     assert_eq!(ec2.instance("web1").expect("web1").2, "running");
     let out = ec2.plan(&["info", "--provider", "ec2", &path, "web1"], None);
     assert!(
-        out.ok() && out.stdout.contains("state: running") && out.stdout.contains("(private)"),
+        out.ok()
+            && out.stdout.contains("state: running")
+            && out.stdout.contains("(private)")
+            && out.stdout.contains("memory: 2048MiB")
+            && out.stdout.contains("cpus: 2"),
         "{}",
         out.text()
     );
+    // `plan ssh` runs the system's ssh to the public address, as the AMI's usual user: a
+    // stand-in on PATH records how it was called (nothing connects to the instance).
+    let bin = ec2.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).expect("bin");
+    let called = ec2.dir.path().join("ssh-args");
+    std::fs::write(
+        bin.join("ssh"),
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > {}\nexit 7\n",
+            called.display()
+        ),
+    )
+    .expect("fake ssh");
+    std::fs::set_permissions(
+        bin.join("ssh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let public = block_on(async {
+        let out = ec2
+            .client()
+            .describe_instances()
+            .filters(Filter::builder().name("tag:Name").values("web1").build())
+            .send()
+            .await
+            .expect("describe");
+        out.reservations()[0].instances()[0]
+            .public_ip_address()
+            .unwrap_or_default()
+            .to_string()
+    });
+    let out = Plan::new(&["ssh", "--provider", "ec2", &path, "web1", "--", "uptime"])
+        .providers(&ec2.providers, &ec2.state)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .run();
+    assert_eq!(out.code(), Some(7), "ssh's exit status: {}", out.text());
+    let args = std::fs::read_to_string(&called).expect("ssh ran");
+    assert!(
+        !public.is_empty() && args.lines().any(|a| a == format!("ubuntu@{public}")),
+        "{public}: {args}"
+    );
+    assert_eq!(args.lines().last(), Some("uptime"), "{args}");
 
     // A change: more memory needs another instance type (saved, made at the restart), and a
     // disk more is attached live.
@@ -767,4 +823,48 @@ fn a_plan_spread_over_a_real_libvirtd_and_ec2() {
     assert!(cloud < local, "the cloud VM goes first:\n{text}");
     assert!(conn.lookup_domain_by_name("mixlocal").is_err());
     assert!(ec2.instance("mixcloud").is_none());
+}
+
+/// `ignore_changes` on EC2: the plan's keys it names leave the instance as it is, until they
+/// are taken out of it.
+#[test]
+fn ignore_changes_leave_an_instance_as_it_is() {
+    let Some(ec2) = Ec2::start("ignore_changes_leave_an_instance_as_it_is", "eu-west-3") else {
+        return;
+    };
+    let vm = |memory: u32, cmd: &str, ignore: &str| {
+        format!("ig:\n  image: {AMI_NAME}\n  memory: {memory}\n  cmds: ['{cmd}']\n{ignore}")
+    };
+    let ignoring = "  ignore_changes: [memory, cmds]\n";
+    let file = ec2.write("ignore.yml", &vm(512, "echo one", ignoring));
+    let out = ec2.apply(&file);
+    assert!(out.ok(), "{}", out.text());
+    std::fs::write(&file, vm(4096, "echo two", ignoring)).expect("plan");
+    let out = ec2.diff(&file);
+    assert_eq!(out.code(), Some(0), "{}", out.text());
+    // Taken out: both are changes again (the user data is read at first boot: a replace).
+    std::fs::write(&file, vm(4096, "echo two", "")).expect("plan");
+    let out = ec2.diff(&file);
+    assert!(
+        out.code() == Some(2)
+            && out
+                .stdout
+                .contains("-/+ instance/ig: `user_data.sha256` forces replacement"),
+        "{}",
+        out.text()
+    );
+    // Memory alone taken out: another instance type, made at the next restart.
+    std::fs::write(&file, vm(4096, "echo two", "  ignore_changes: [cmds]\n")).expect("plan");
+    let out = ec2.diff(&file);
+    assert!(
+        out.code() == Some(2)
+            && out.stdout.contains("~ instance/ig (needs a reboot)")
+            && out
+                .stdout
+                .contains("instance_type: \"t3.nano\" → \"t3.medium\""),
+        "{}",
+        out.text()
+    );
+    let out = ec2.plan(&["destroy", "--yes", "--provider", "ec2"], Some(&file));
+    assert!(out.ok(), "{}", out.text());
 }

@@ -209,12 +209,41 @@ pub fn lower(intents: &Intents) -> Result<Desired, String> {
                 ResourceGuards {
                     prevent_destroy: item.guards.prevent_destroy,
                     create_before_destroy: item.guards.create_before_destroy,
-                    ignore: Vec::new(),
+                    ignore: item
+                        .guards
+                        .ignore_changes
+                        .iter()
+                        .flat_map(|key| ignored_fields(r.spec.id().kind, key))
+                        .copied()
+                        .collect(),
                 },
             );
         }
     }
     Ok(out)
+}
+
+/// The fields of a resource of `kind` that an entry's `ignore_changes: [key]` leaves as they
+/// are live.
+fn ignored_fields(kind: ResourceKind, key: &str) -> &'static [&'static str] {
+    match (kind, key) {
+        // The instance type is chosen from them.
+        (kinds::INSTANCE, "memory" | "numcpus") => &[field::INSTANCE_TYPE],
+        (kinds::INSTANCE, "start") => &[field::RUNNING],
+        (kinds::INSTANCE, "nets") => &[field::NETWORK, field::PRIVATE_IP],
+        (kinds::INSTANCE, "disks") => &[field::DISKS],
+        (kinds::INSTANCE, "image") => &[field::IMAGE],
+        // The user data holds the commands, files, keys and password; the key pair the first key.
+        (kinds::INSTANCE, "cmds" | "scripts" | "files" | "rootpassword") => {
+            &[field::USER_DATA_SHA256]
+        }
+        (kinds::INSTANCE, "keys") => &[field::USER_DATA_SHA256, field::KEY_NAME],
+        (kinds::KEY_PAIR, "keys") => &[field::PUBLIC_KEY],
+        (kinds::VPC | kinds::SUBNET, "cidr") => &[field::CIDR],
+        (kinds::SUBNET, "nat") => &[field::PUBLIC],
+        (kinds::SECURITY_GROUP, "nat") => &[field::INGRESS],
+        _ => &[],
+    }
 }
 
 /// What of a VM EC2 cannot do, one sentence each.
