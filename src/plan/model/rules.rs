@@ -175,7 +175,12 @@ pub fn merge_ignored(want: &Spec, live: &Spec, ignore: &[&str]) -> Option<Spec> 
             None => merged.remove(*attr),
         };
     }
-    serde_json::from_value::<Spec>(serde_json::Value::Object(merged)).ok()
+    let mut kept = serde_json::from_value::<Spec>(serde_json::Value::Object(merged)).ok()?;
+    // What is never serialised (an object's secret bytes) stays the plan's.
+    if let (Spec::Object(kept), Spec::Object(wanted)) = (&mut kept, want) {
+        kept.secret_data = wanted.secret_data.clone();
+    }
+    Some(kept)
 }
 
 #[cfg(test)]
@@ -212,6 +217,33 @@ mod tests {
             ["pool/lab: provider `cluster` has no storage in host directories (`path: /srv/lab`); \
               name storage it has instead"]
         );
+    }
+
+    #[test]
+    fn an_ignored_field_is_kept_live_and_secret_bytes_stay_the_plans() {
+        let object = |size: u64, secret: &str| {
+            Spec::Object(crate::plan::model::spec::ObjectSpec {
+                // A kind the model registers (an object's kind must read back).
+                object: crate::plan::model::spec::ResourceKind::DNS_RECORD,
+                name: "a".into(),
+                fields: [
+                    ("size".to_string(), serde_json::json!(size)),
+                    ("type".to_string(), serde_json::json!("x")),
+                ]
+                .into_iter()
+                .collect(),
+                secret_data: [("data".to_string(), secret.to_string())]
+                    .into_iter()
+                    .collect(),
+            })
+        };
+        let want = object(20, "new");
+        let live = object(10, "");
+        let Some(Spec::Object(kept)) = merge_ignored(&want, &live, &["size"]) else {
+            panic!("not merged");
+        };
+        assert_eq!(kept.fields["size"], serde_json::json!(10));
+        assert_eq!(kept.secret_data["data"], "new");
     }
 
     #[test]

@@ -473,6 +473,41 @@ fn object(kind: ResourceKind, name: &str, fields: Value) -> ObjectSpec {
 mod tests {
     use super::*;
 
+    /// Every field `ignore_changes` names is one the resources have: a field mistyped would be
+    /// ignored without a word.
+    #[test]
+    fn ignore_changes_name_fields_the_resources_have() {
+        let text = "lab:\n  type: network\n  cidr: 10.20.0.0/24\n  \
+                    ignore_changes: [cidr, nat]\n\
+                    web1:\n  image: ami-0123456789abcdef0\n  nets: [{name: lab, ip: 10.20.0.5}]\n  \
+                    keys: ['ssh-ed25519 AAAA one']\n  \
+                    ignore_changes: [memory, start, nets, disks, image, cmds, keys]\n";
+        let overrides = crate::manifest::Overrides {
+            no_kcli_config: true,
+            ..crate::manifest::Overrides::default()
+        };
+        let path = std::path::Path::new("/nonexistent/lab.yml");
+        let loaded = crate::manifest::load_text(text, path, &overrides, Default::default())
+            .unwrap_or_else(|e| panic!("{:?}", e.problems));
+        let intents = crate::plan::intent::intents(&loaded.manifest, "lab", path).expect("intents");
+        let desired = lower(&intents).expect("lowered");
+        let mut checked = 0;
+        for resource in &desired.resources {
+            let Spec::Object(object) = &resource.spec else {
+                continue;
+            };
+            for field in &desired.guards[&resource.spec.id()].ignore {
+                assert!(
+                    object.fields.contains_key(*field),
+                    "{} has no {field}",
+                    resource.spec.id()
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 11, "only {checked} ignored fields found");
+    }
+
     #[test]
     fn sizes_round_up_to_whole_gib() {
         assert_eq!(gib(1), 1);

@@ -120,18 +120,6 @@ impl Rules for AwsRules {
         })
     }
 
-    /// The ignored fields kept live; the user data, which is never serialised, stays the
-    /// plan's (it is sent only when an instance is made).
-    fn keep_ignored(&self, want: &Spec, live: &Spec, ignore: &[&str]) -> Spec {
-        let Some(mut kept) = crate::plan::model::rules::merge_ignored(want, live, ignore) else {
-            return want.clone();
-        };
-        if let (Spec::Object(kept), Spec::Object(wanted)) = (&mut kept, want) {
-            kept.secret_data = wanted.secret_data.clone();
-        }
-        kept
-    }
-
     fn needs(&self, live: &Spec) -> Vec<ResourceId> {
         let Spec::Object(object) = live else {
             return Vec::new();

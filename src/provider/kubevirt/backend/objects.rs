@@ -234,12 +234,50 @@ pub fn lower(intents: &Intents, namespace: &str) -> Result<Desired, String> {
                 ResourceGuards {
                     prevent_destroy: item.guards.prevent_destroy,
                     create_before_destroy: item.guards.create_before_destroy,
-                    ignore: Vec::new(),
+                    ignore: item
+                        .guards
+                        .ignore_changes
+                        .iter()
+                        .flat_map(|key| ignored_fields(r.spec.id().kind, key))
+                        .copied()
+                        .collect(),
                 },
             );
         }
     }
     Ok(out)
+}
+
+/// The field paths of an object of `kind` that an entry's `ignore_changes: [key]` leaves as
+/// they are live.
+fn ignored_fields(kind: ResourceKind, key: &str) -> &'static [&'static str] {
+    match (kind, key) {
+        (kinds::VIRTUAL_MACHINE, "memory") => &[
+            "spec.template.spec.domain.memory.guest",
+            "spec.template.spec.domain.resources.requests.memory",
+        ],
+        (kinds::VIRTUAL_MACHINE, "numcpus") => &[
+            "spec.template.spec.domain.cpu.cores",
+            "spec.template.spec.domain.cpu.sockets",
+        ],
+        (kinds::VIRTUAL_MACHINE, "start") => &["spec.runStrategy"],
+        (kinds::VIRTUAL_MACHINE, "uefi") => &["spec.template.spec.domain.firmware.bootloader.efi"],
+        (kinds::VIRTUAL_MACHINE, "nets") => &[
+            "spec.template.spec.domain.devices.interfaces",
+            "spec.template.spec.networks",
+        ],
+        (kinds::VIRTUAL_MACHINE, "disks" | "image") => &[
+            "spec.dataVolumeTemplates",
+            "spec.template.spec.domain.devices.disks",
+            "spec.template.spec.volumes",
+        ],
+        // The cloud-init Secret holds the commands, files, keys, password and network config.
+        (kinds::SECRET, "cmds" | "scripts" | "files" | "keys" | "rootpassword" | "nets") => {
+            &[SECRET_DIGEST, SECRET_REVIEW]
+        }
+        (kinds::NETWORK_ATTACHMENT_DEFINITION, "cidr" | "dhcp" | "mtu" | "nat") => &["spec.config"],
+        _ => &[],
+    }
 }
 
 /// An image the plan does not declare: a PVC of that name must exist in the namespace.
@@ -578,6 +616,43 @@ mod tests {
         flatten("", &tree, &mut fields);
         assert!(fields.contains_key("spec.template.metadata.labels.kubevirt.io/domain"));
         assert_eq!(unflatten(&fields), tree);
+    }
+
+    /// Every field `ignore_changes` names is one the objects have: a path mistyped would be
+    /// ignored without a word.
+    #[test]
+    fn ignore_changes_name_fields_the_objects_have() {
+        let text = "kvnet:\n  type: network\n  cidr: 10.121.0.0/24\n\
+                    kv1:\n  memory: 1024\n  numcpus: 2\n  uefi: true\n  cmds: [echo hi]\n  \
+                    disks: [10]\n  nets: [default, kvnet]\n  \
+                    ignore_changes: [memory, numcpus, start, uefi, nets, disks, cmds]\n\
+                    kv2:\n  memory: 512\n  cpuhotplug: 4\n  nets: [default]\n  \
+                    ignore_changes: [numcpus]\n";
+        let overrides = crate::manifest::Overrides {
+            no_kcli_config: true,
+            ..crate::manifest::Overrides::default()
+        };
+        let path = std::path::Path::new("/nonexistent/lab.yml");
+        let loaded = crate::manifest::load_text(text, path, &overrides, Default::default())
+            .unwrap_or_else(|e| panic!("{:?}", e.problems));
+        let intents = crate::plan::intent::intents(&loaded.manifest, "lab", path).expect("intents");
+        let desired = lower(&intents, "ns").expect("lowered");
+        let mut checked = 0;
+        for resource in &desired.resources {
+            let Spec::Object(object) = &resource.spec else {
+                continue;
+            };
+            let guards = &desired.guards[&resource.spec.id()];
+            for path in &guards.ignore {
+                // A path ignored for one shape may be absent in another (cores or sockets).
+                let has = object.fields.contains_key(*path);
+                let alternative = ignored_fields(object.object, "numcpus").contains(path)
+                    || ignored_fields(object.object, "memory").contains(path);
+                assert!(has || alternative, "{} has no {path}", resource.spec.id());
+                checked += usize::from(has);
+            }
+        }
+        assert!(checked >= 9, "only {checked} ignored fields found");
     }
 
     #[test]

@@ -133,6 +133,54 @@ fn a_plan_spread_over_a_sandbox_and_a_real_server() {
     });
 }
 
+/// `ignore_changes` on KubeVirt: the plan's keys it names leave the VM (and its cloud-init
+/// Secret) as they are live, until they are taken out of it.
+#[test]
+fn ignore_changes_leave_a_kubevirt_vm_as_it_is() {
+    let Some(cluster) = RealCluster::start("real-ignore") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = providers(tmp.path(), &cluster);
+    let plan_file = tmp.path().join("ignore.yml");
+    let write = |memory: u32, cmd: &str, ignore: &str| {
+        std::fs::write(
+            &plan_file,
+            format!(
+                "kvi:\n  memory: {memory}\n  start: false\n  cmds: ['{cmd}']\n  nets: [default]\n{ignore}"
+            ),
+        )
+        .expect("plan");
+    };
+    let run = |args: &[&str]| {
+        Plan::new(args)
+            .args(&[&plan_file.to_string_lossy(), "--provider", "kv"])
+            .providers(&file, &tmp.path().join("state"))
+            .run()
+    };
+    let ignoring = "  ignore_changes: [memory, cmds]\n";
+    write(512, "echo one", ignoring);
+    let applied = run(&["apply", "--yes"]);
+    assert!(applied.ok(), "{}", applied.text());
+    write(2048, "echo two", ignoring);
+    let diff = run(&["diff", "--detailed-exitcode"]);
+    assert_eq!(diff.code(), Some(0), "{}", diff.text());
+    // Taken out, both are changes again.
+    write(2048, "echo two", "");
+    let diff = run(&["diff", "--detailed-exitcode"]);
+    assert!(
+        diff.code() == Some(2)
+            && diff
+                .stdout
+                .contains("spec.template.spec.domain.memory.guest")
+            && diff.stdout.contains("secret/kvi-cloudinit"),
+        "{}",
+        diff.text()
+    );
+    let destroyed = run(&["destroy", "--yes"]);
+    assert!(destroyed.ok(), "{}", destroyed.text());
+}
+
 /// Runs killed at every point between two writes to the server (`SITEPLAN_CRASH_AT=N`), each
 /// followed by a run that must finish the job: create, change (memory, a VM dropped), destroy.
 #[test]
