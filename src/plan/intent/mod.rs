@@ -366,3 +366,16 @@ impl Intent {
         names
     }
 }
+
+/// The intents of a plan given as text, read without any kcli configuration (tests).
+#[cfg(test)]
+pub fn of_text(text: &str) -> Intents {
+    let overrides = crate::manifest::Overrides {
+        no_kcli_config: true,
+        ..crate::manifest::Overrides::default()
+    };
+    let path = Path::new("/nonexistent/lab.yml");
+    let loaded = crate::manifest::load_text(text, path, &overrides, Default::default())
+        .unwrap_or_else(|e| panic!("{:?}", e.problems));
+    intents(&loaded.manifest, "lab", path).expect("intents")
+}

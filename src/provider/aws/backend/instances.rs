@@ -378,32 +378,7 @@ impl AwsProvider {
                 },
             )
             .await?;
-            self.ec2
-                .attach_volume()
-                .instance_id(&found.id)
-                .volume_id(&volume)
-                .device(&device)
-                .send()
-                .await
-                .map_err(failed)?;
-            crate::provider::crashpoint::point("volume attached");
-            self.ec2
-                .modify_instance_attribute()
-                .instance_id(&found.id)
-                .block_device_mappings(
-                    InstanceBlockDeviceMappingSpecification::builder()
-                        .device_name(&device)
-                        .ebs(
-                            EbsInstanceBlockDeviceSpecification::builder()
-                                .volume_id(&volume)
-                                .delete_on_termination(true)
-                                .build(),
-                        )
-                        .build(),
-                )
-                .send()
-                .await
-                .map_err(failed)?;
+            self.attach_for_good(&found.id, &volume, &device).await?;
         }
         Ok(())
     }
@@ -454,6 +429,43 @@ impl AwsProvider {
 }
 
 impl AwsProvider {
+    /// Attaches a volume at `device`, to be deleted with the instance, as a launch attaches
+    /// its disks.
+    pub(super) async fn attach_for_good(
+        &self,
+        instance: &str,
+        volume: &str,
+        device: &str,
+    ) -> Result<(), ProviderError> {
+        self.ec2
+            .attach_volume()
+            .instance_id(instance)
+            .volume_id(volume)
+            .device(device)
+            .send()
+            .await
+            .map_err(failed)?;
+        crate::provider::crashpoint::point("volume attached");
+        self.ec2
+            .modify_instance_attribute()
+            .instance_id(instance)
+            .block_device_mappings(
+                InstanceBlockDeviceMappingSpecification::builder()
+                    .device_name(device)
+                    .ebs(
+                        EbsInstanceBlockDeviceSpecification::builder()
+                            .volume_id(volume)
+                            .delete_on_termination(true)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(failed)?;
+        Ok(())
+    }
+
     /// Puts a running or stopped instance in these groups, in place; with none, in its VPC's
     /// default group, as EC2 launches it.
     pub(super) async fn set_groups(

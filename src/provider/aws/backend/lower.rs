@@ -482,14 +482,7 @@ mod tests {
                     web1:\n  image: ami-0123456789abcdef0\n  nets: [{name: lab, ip: 10.20.0.5}]\n  \
                     keys: ['ssh-ed25519 AAAA one']\n  \
                     ignore_changes: [memory, start, nets, disks, image, cmds, keys]\n";
-        let overrides = crate::manifest::Overrides {
-            no_kcli_config: true,
-            ..crate::manifest::Overrides::default()
-        };
-        let path = std::path::Path::new("/nonexistent/lab.yml");
-        let loaded = crate::manifest::load_text(text, path, &overrides, Default::default())
-            .unwrap_or_else(|e| panic!("{:?}", e.problems));
-        let intents = crate::plan::intent::intents(&loaded.manifest, "lab", path).expect("intents");
+        let intents = crate::plan::intent::of_text(text);
         let desired = lower(&intents).expect("lowered");
         let mut checked = 0;
         for resource in &desired.resources {

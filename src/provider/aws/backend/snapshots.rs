@@ -9,10 +9,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_ec2::types::{
-    EbsInstanceBlockDeviceSpecification, Filter, InstanceBlockDeviceMappingSpecification,
-    InstanceSpecification, ResourceType, Snapshot, Tag,
-};
+use aws_sdk_ec2::types::{Filter, InstanceSpecification, ResourceType, Snapshot, Tag};
 
 use super::found::Found;
 use super::instances::volumes_by_device;
@@ -383,31 +380,7 @@ impl LabSnapshots for AwsProvider {
                     .map_err(failed)?;
                 self.wait_volume(old, "available").await?;
             }
-            self.ec2
-                .attach_volume()
-                .instance_id(&instance)
-                .volume_id(&new)
-                .device(&device)
-                .send()
-                .await
-                .map_err(failed)?;
-            self.ec2
-                .modify_instance_attribute()
-                .instance_id(&instance)
-                .block_device_mappings(
-                    InstanceBlockDeviceMappingSpecification::builder()
-                        .device_name(&device)
-                        .ebs(
-                            EbsInstanceBlockDeviceSpecification::builder()
-                                .volume_id(&new)
-                                .delete_on_termination(true)
-                                .build(),
-                        )
-                        .build(),
-                )
-                .send()
-                .await
-                .map_err(failed)?;
+            self.attach_for_good(&instance, &new, &device).await?;
             if let Some(old) = &old {
                 self.ec2
                     .delete_volume()

@@ -628,14 +628,7 @@ mod tests {
                     ignore_changes: [memory, numcpus, start, uefi, nets, disks, cmds]\n\
                     kv2:\n  memory: 512\n  cpuhotplug: 4\n  nets: [default]\n  \
                     ignore_changes: [numcpus]\n";
-        let overrides = crate::manifest::Overrides {
-            no_kcli_config: true,
-            ..crate::manifest::Overrides::default()
-        };
-        let path = std::path::Path::new("/nonexistent/lab.yml");
-        let loaded = crate::manifest::load_text(text, path, &overrides, Default::default())
-            .unwrap_or_else(|e| panic!("{:?}", e.problems));
-        let intents = crate::plan::intent::intents(&loaded.manifest, "lab", path).expect("intents");
+        let intents = crate::plan::intent::of_text(text);
         let desired = lower(&intents, "ns").expect("lowered");
         let mut checked = 0;
         for resource in &desired.resources {
